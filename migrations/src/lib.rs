@@ -1,0 +1,30 @@
+//! Forward-only migrations of Formwork's system tables (accounts, workspaces, definitions, jobs).
+//!
+//! Each file does one thing and is never edited once merged; a change is a new file.
+
+// sea-orm-migration's trait declares `&SchemaManager` with an elided lifetime; matching it exactly is required.
+#![allow(elided_lifetimes_in_paths)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_accounts_workspaces;
+mod m20261124_000002_sessions_tokens;
+mod m20261124_000003_definitions;
+mod m20261124_000004_jobs;
+mod m20261124_000005_instance;
+
+/// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_accounts_workspaces::Migration),
+            Box::new(m20261124_000002_sessions_tokens::Migration),
+            Box::new(m20261124_000003_definitions::Migration),
+            Box::new(m20261124_000004_jobs::Migration),
+            Box::new(m20261124_000005_instance::Migration),
+        ]
+    }
+}

@@ -1,0 +1,445 @@
+//! Accounts, passwords, browser sessions, API tokens and the login rate limit.
+//!
+//! Knows nothing of HTTP: the http layer hands it cookie and bearer secrets and gets principals.
+
+mod limiter;
+mod passwords;
+mod secrets;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::domain::{Email, new_id};
+use crate::error::{Error, Result};
+use crate::store::accounts::{self, AccountRow};
+use crate::store::sessions::{self, SessionRow};
+use crate::store::tokens::{self, TokenRow};
+use crate::store::{Conn, Db};
+
+pub use limiter::LoginLimiter;
+pub use passwords::{check_password_policy, hash_password, verify_password};
+pub use secrets::{hash_secret, random_secret};
+
+/// Built-in workspace roles, most powerful first (a later issue adds custom roles).
+pub const BUILT_IN_ROLES: [&str; 5] = ["owner", "admin", "manager", "member", "viewer"];
+
+/// Whether a role may manage the workspace (definitions, settings, members, others' tokens).
+pub fn role_can_administer(role: &str) -> bool {
+    matches!(role, "owner" | "admin")
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Ends after this long without a request.
+    pub idle: Duration,
+    /// Ends this long after login regardless of activity.
+    pub absolute: Duration,
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A browser session; unsafe requests must echo its CSRF token.
+    Session {
+        /// Hash of the cookie secret (the session's key).
+        id_hash: String,
+        /// The CSRF token bound to the session.
+        csrf_token: String,
+    },
+    /// An API token, valid only in its workspace.
+    Token {
+        /// The token's id.
+        token_id: Uuid,
+        /// The one workspace it may act in.
+        workspace_id: Uuid,
+    },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The account acting.
+    pub account_id: Uuid,
+    /// How it authenticated.
+    pub credential: Credential,
+}
+
+/// An account as shown to its owner.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    /// Id.
+    pub id: Uuid,
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Whether the password was generated and should be changed.
+    pub must_change_password: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&AccountRow> for AccountView {
+    fn from(row: &AccountRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email.clone(),
+            name: row.name.clone(),
+            must_change_password: row.must_change_password,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Creates an account with an argon2id password hash.
+///
+/// # Errors
+/// `Error::Invalid` for a bad email, name or weak password; `Error::Conflict` for a taken email.
+pub async fn create_account(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    email: &str,
+    name: &str,
+    password: &str,
+    must_change_password: bool,
+) -> Result<AccountRow> {
+    let email = Email::parse(email)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::invalid("/name", "length", "a name is 1–200 characters"));
+    }
+    check_password_policy(password)?;
+    let password_hash = hash_password(password.to_owned()).await?;
+    let now = clock.now();
+    accounts::insert(
+        conn,
+        AccountRow {
+            id: new_id(),
+            email: email.as_str().to_owned(),
+            name: name.to_owned(),
+            password_hash,
+            is_active: true,
+            must_change_password,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await
+}
+
+/// A new session: the cookie secret (sent once, never stored) and its CSRF token.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The cookie value.
+    pub secret: String,
+    /// The CSRF token to send with unsafe requests.
+    pub csrf_token: String,
+    /// The account signed in.
+    pub account: AccountRow,
+    /// Absolute expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks an email and password and opens a session.
+///
+/// Wrong email and wrong password are indistinguishable to the caller, and take the same time.
+///
+/// # Errors
+/// `Error::RateLimited` after too many failures for this email; `Error::Unauthenticated` for
+/// bad credentials or a deactivated account.
+pub async fn login(
+    db: &Db,
+    clock: &SharedClock,
+    limiter: &LoginLimiter,
+    policy: SessionPolicy,
+    email: &str,
+    password: &str,
+) -> Result<NewSession> {
+    let key = email.trim().to_lowercase();
+    let now = clock.now();
+    limiter.check(&key, now)?;
+    let account = accounts::find_by_email(db.conn(), &key).await?;
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    let verified = verify_password(hash, password.to_owned()).await;
+    let account = match account {
+        Some(account) if verified && account.is_active => account,
+        _ => {
+            limiter.record_failure(&key, now);
+            return Err(Error::Unauthenticated);
+        }
+    };
+    limiter.record_success(&key);
+    let secret = random_secret();
+    let csrf_token = random_secret();
+    let expires_at = now + policy.absolute;
+    sessions::insert(
+        db.conn(),
+        SessionRow {
+            id_hash: hash_secret(&secret),
+            account_id: account.id,
+            csrf_token: csrf_token.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+        },
+    )
+    .await?;
+    Ok(NewSession {
+        secret,
+        csrf_token,
+        account,
+        expires_at,
+    })
+}
+
+/// Resolves a session cookie secret; `None` when unknown, expired or idle too long.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn authenticate_session(
+    db: &Db,
+    clock: &SharedClock,
+    policy: SessionPolicy,
+    secret: &str,
+) -> Result<Option<Principal>> {
+    let id_hash = hash_secret(secret);
+    let Some(session) = sessions::find(db.conn(), &id_hash).await? else {
+        return Ok(None);
+    };
+    let now = clock.now();
+    if session.expires_at <= now || session.last_seen_at + policy.idle <= now {
+        sessions::delete(db.conn(), &id_hash).await?;
+        return Ok(None);
+    }
+    // Writing on every request would make reads pay for a write; a minute's precision suffices.
+    if now - session.last_seen_at > Duration::seconds(60) {
+        sessions::touch(db.conn(), &id_hash, now).await?;
+    }
+    Ok(Some(Principal {
+        account_id: session.account_id,
+        credential: Credential::Session {
+            id_hash,
+            csrf_token: session.csrf_token,
+        },
+    }))
+}
+
+/// Ends a session.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn logout(db: &Db, id_hash: &str) -> Result<()> {
+    sessions::delete(db.conn(), id_hash).await
+}
+
+/// Changes a password after checking the current one; ends the account's other sessions.
+///
+/// # Errors
+/// `Error::Invalid` at `/current_password` when it is wrong, or at `/new_password` when weak.
+pub async fn change_password(
+    db: &Db,
+    clock: &SharedClock,
+    account_id: Uuid,
+    current_session: Option<&str>,
+    current: &str,
+    new: &str,
+) -> Result<()> {
+    let account = accounts::find(db.conn(), account_id)
+        .await?
+        .ok_or_else(|| Error::not_found("account"))?;
+    if !verify_password(Some(account.password_hash), current.to_owned()).await {
+        return Err(Error::invalid(
+            "/current_password",
+            "mismatch",
+            "the current password is not correct",
+        ));
+    }
+    check_password_policy(new).map_err(|_| {
+        Error::invalid(
+            "/new_password",
+            "weak",
+            "a password has at least 10 characters",
+        )
+    })?;
+    let hash = hash_password(new.to_owned()).await?;
+    let tx = db.begin().await?;
+    accounts::set_password(&tx, account_id, hash, clock.now()).await?;
+    sessions::delete_for_account(&tx, account_id, current_session).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The prefix every API token starts with, so leaked tokens are easy to recognise.
+pub const TOKEN_PREFIX: &str = "fwt_";
+
+/// A token as listed (never with its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    /// Id.
+    pub id: Uuid,
+    /// Its owner's label.
+    pub name: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    /// The account it acts as.
+    pub account_id: Uuid,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<&TokenRow> for TokenView {
+    fn from(row: &TokenRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name.clone(),
+            prefix: row.prefix.clone(),
+            account_id: row.account_id,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// Creates a token for `account_id` in a workspace; returns it with the secret (shown once).
+///
+/// # Errors
+/// `Error::Invalid` for an empty name or an expiry in the past.
+pub async fn create_token(
+    db: &Db,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    account_id: Uuid,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(TokenView, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::invalid("/name", "length", "a token name is 1–100 characters"));
+    }
+    let now = clock.now();
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(Error::invalid(
+            "/expires_at",
+            "past",
+            "the expiry must be in the future",
+        ));
+    }
+    let secret = format!("{TOKEN_PREFIX}{}", random_secret());
+    let row = tokens::insert(
+        db.conn(),
+        TokenRow {
+            id: new_id(),
+            workspace_id,
+            account_id,
+            name: name.to_owned(),
+            prefix: secret.chars().take(12).collect(),
+            secret_hash: hash_secret(&secret),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    Ok((TokenView::from(&row), secret))
+}
+
+/// Resolves a bearer token; `None` when unknown, revoked, expired or its account is inactive.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn authenticate_token(
+    db: &Db,
+    clock: &SharedClock,
+    secret: &str,
+) -> Result<Option<Principal>> {
+    if !secret.starts_with(TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let Some(token) = tokens::find_by_hash(db.conn(), &hash_secret(secret)).await? else {
+        return Ok(None);
+    };
+    let now = clock.now();
+    if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
+        return Ok(None);
+    }
+    let active = accounts::find(db.conn(), token.account_id)
+        .await?
+        .is_some_and(|a| a.is_active);
+    if !active {
+        return Ok(None);
+    }
+    if token
+        .last_used_at
+        .is_none_or(|at| now - at > Duration::seconds(60))
+    {
+        tokens::touch(db.conn(), token.id, now).await?;
+    }
+    Ok(Some(Principal {
+        account_id: token.account_id,
+        credential: Credential::Token {
+            token_id: token.id,
+            workspace_id: token.workspace_id,
+        },
+    }))
+}
+
+/// The tokens of a workspace visible to the caller: all for admins, else the caller's own.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn list_tokens(
+    db: &Db,
+    workspace_id: Uuid,
+    account_id: Uuid,
+    is_admin: bool,
+) -> Result<Vec<TokenView>> {
+    Ok(tokens::list(db.conn(), workspace_id)
+        .await?
+        .iter()
+        .filter(|t| is_admin || t.account_id == account_id)
+        .map(TokenView::from)
+        .collect())
+}
+
+/// Revokes a token; admins may revoke any token of the workspace, others only their own.
+///
+/// # Errors
+/// `Error::NotFound` when there is no such live token visible to the caller.
+pub async fn revoke_token(
+    db: &Db,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    token_id: Uuid,
+    account_id: Uuid,
+    is_admin: bool,
+) -> Result<()> {
+    let visible = tokens::list(db.conn(), workspace_id)
+        .await?
+        .into_iter()
+        .any(|t| t.id == token_id && (is_admin || t.account_id == account_id));
+    if !visible || !tokens::revoke(db.conn(), workspace_id, token_id, clock.now()).await? {
+        return Err(Error::not_found("token"));
+    }
+    Ok(())
+}
+
+/// Deletes expired and idle sessions; the `sessions.purge` job calls it.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn purge_sessions(db: &Db, clock: &SharedClock, policy: SessionPolicy) -> Result<u64> {
+    let now = clock.now();
+    sessions::purge_expired(db.conn(), now, now - policy.idle).await
+}

@@ -1,0 +1,251 @@
+//! Command line and environment configuration, parsed once at start; bad values fail fast naming
+//! the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `formwork`: a low-code CRM platform.
+#[derive(Debug, Parser)]
+#[command(name = "formwork", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server options, used when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the background workers (the default).
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// Validate definition files and bundles; prints every problem, exits 1 on any.
+    Check(CheckArgs),
+}
+
+/// Arguments of `formwork check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Definition files, bundle directories, or directories to search for them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// How SQLite commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    /// Survives a killed process, not a power loss (WAL + synchronous=NORMAL).
+    Normal,
+    /// Survives power loss too, at some cost per commit (synchronous=FULL).
+    Full,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (created on first start) or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "FORMWORK_DATABASE_URL",
+        value_name = "FORMWORK_DATABASE_URL",
+        default_value = "sqlite://data/formwork.db"
+    )]
+    pub database_url: String,
+    /// SQLite durability: `normal` or `full`.
+    #[arg(
+        long,
+        env = "FORMWORK_SQLITE_SYNC",
+        value_name = "FORMWORK_SQLITE_SYNC",
+        default_value = "normal"
+    )]
+    pub sqlite_sync: SqliteSync,
+    /// Largest connection pool size.
+    #[arg(
+        long,
+        env = "FORMWORK_DB_POOL_SIZE",
+        value_name = "FORMWORK_DB_POOL_SIZE",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..=512)
+    )]
+    pub pool_size: u32,
+}
+
+/// Everything `formwork serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "FORMWORK_LISTEN",
+        value_name = "FORMWORK_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Jobs run at once by this process's workers; 0 runs no background work.
+    #[arg(
+        long,
+        env = "FORMWORK_WORKERS",
+        value_name = "FORMWORK_WORKERS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(0..=256)
+    )]
+    pub workers: u32,
+    /// How long a claimed job is leased before another worker may take it over.
+    #[arg(
+        long,
+        env = "FORMWORK_JOB_LEASE_SECS",
+        value_name = "FORMWORK_JOB_LEASE_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub job_lease_secs: u64,
+    /// How often idle workers look for due jobs, in milliseconds.
+    #[arg(
+        long,
+        env = "FORMWORK_JOB_POLL_MS",
+        value_name = "FORMWORK_JOB_POLL_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    pub job_poll_ms: u64,
+    /// A session ends after this many minutes without a request.
+    #[arg(
+        long,
+        env = "FORMWORK_SESSION_IDLE_MINUTES",
+        value_name = "FORMWORK_SESSION_IDLE_MINUTES",
+        default_value_t = 720,
+        value_parser = clap::value_parser!(u64).range(1..=525_600)
+    )]
+    pub session_idle_minutes: u64,
+    /// A session ends this many hours after login, however active.
+    #[arg(
+        long,
+        env = "FORMWORK_SESSION_MAX_HOURS",
+        value_name = "FORMWORK_SESSION_MAX_HOURS",
+        default_value_t = 336,
+        value_parser = clap::value_parser!(u64).range(1..=87_600)
+    )]
+    pub session_max_hours: u64,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    #[arg(
+        long,
+        env = "FORMWORK_SECURE_COOKIES",
+        value_name = "FORMWORK_SECURE_COOKIES",
+        default_value_t = false
+    )]
+    pub secure_cookies: bool,
+    /// Largest accepted request body in bytes.
+    #[arg(
+        long,
+        env = "FORMWORK_BODY_LIMIT",
+        value_name = "FORMWORK_BODY_LIMIT",
+        default_value_t = 2 * 1024 * 1024,
+        value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824)
+    )]
+    pub body_limit: u64,
+    /// On an empty database, create the demo workspace with the Sales CRM and an admin account.
+    #[arg(
+        long,
+        env = "FORMWORK_DEMO",
+        value_name = "FORMWORK_DEMO",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub demo: bool,
+    /// Email of the admin account created on first start.
+    #[arg(
+        long,
+        env = "FORMWORK_ADMIN_EMAIL",
+        value_name = "FORMWORK_ADMIN_EMAIL",
+        default_value = "admin@formwork.local"
+    )]
+    pub admin_email: String,
+    /// Password of that admin account; when unset a random one is generated and printed once.
+    #[arg(long, env = "FORMWORK_ADMIN_PASSWORD", value_name = "FORMWORK_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Test support (debug builds only; release builds ignore it): enables test job kinds.
+    #[arg(
+        long,
+        env = "FORMWORK_TEST_MODE",
+        value_name = "FORMWORK_TEST_MODE",
+        default_value_t = false,
+        hide = true
+    )]
+    pub test_mode: bool,
+    /// Test support (debug builds only): a file holding a clock offset in seconds.
+    #[arg(
+        long,
+        env = "FORMWORK_TEST_CLOCK_FILE",
+        value_name = "FORMWORK_TEST_CLOCK_FILE",
+        hide = true
+    )]
+    pub test_clock_file: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// Whether test-only behaviour is on: asked for, and this is a debug build.
+    pub fn test_mode_enabled(&self) -> bool {
+        cfg!(debug_assertions) && self.test_mode
+    }
+
+    /// The test clock file, honoured only in debug builds.
+    pub fn effective_test_clock_file(&self) -> Option<&PathBuf> {
+        if cfg!(debug_assertions) {
+            self.test_clock_file.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Defaults for a server on `database_url`, as if no flags or variables were given.
+    pub fn with_database(database_url: &str) -> Self {
+        Self {
+            database: DatabaseConfig {
+                database_url: database_url.to_owned(),
+                sqlite_sync: SqliteSync::Normal,
+                pool_size: 16,
+            },
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: 4,
+            job_lease_secs: 30,
+            job_poll_ms: 500,
+            session_idle_minutes: 720,
+            session_max_hours: 336,
+            secure_cookies: false,
+            body_limit: 2 * 1024 * 1024,
+            demo: true,
+            admin_email: "admin@formwork.local".to_owned(),
+            admin_password: None,
+            test_mode: false,
+            test_clock_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_listen_names_the_variable() {
+        let err = Cli::try_parse_from(["formwork", "serve", "--listen", "nonsense"])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("FORMWORK_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let cli = Cli::try_parse_from(["formwork"]).expect("defaults");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.database.database_url, "sqlite://data/formwork.db");
+    }
+}

@@ -1,0 +1,478 @@
+//! The versioned definition store: every kind of definition (entities, forms, views, and the
+//! kinds later issues add) is validated by its meta-schema, saved as a draft, published as an
+//! immutable version, rolled back by publishing an older version again, and served live from the
+//! per-workspace [`Registry`].
+
+pub mod meta;
+mod registry;
+mod validate;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::domain::{Actor, DefinitionKey, new_id};
+use crate::error::{Error, Result};
+use crate::store::definitions::{self as rows, DefinitionChange, DefinitionRow, VersionRow};
+use crate::store::{self, Conn, Db};
+
+pub use registry::{Published, Registry, Snapshot};
+pub use validate::{DefinitionSet, check_document, check_references};
+
+/// The kinds of definition. Adding one means a meta-schema in `schemas/meta/` and a line here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A JSON Schema describing a kind of record.
+    Entity,
+    /// The layout of an entity's form.
+    Form,
+    /// A saved list, kanban or calendar of an entity.
+    View,
+}
+
+impl Kind {
+    /// Every kind, in dependency order (entities before what refers to them).
+    pub const ALL: [Kind; 3] = [Kind::Entity, Kind::Form, Kind::View];
+
+    /// The kind's name in URLs and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Entity => "entity",
+            Self::Form => "form",
+            Self::View => "view",
+        }
+    }
+
+    /// The kind's plural, as used in URLs and bundle folders.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Entity => "entities",
+            Self::Form => "forms",
+            Self::View => "views",
+        }
+    }
+
+    /// Parses a kind name, singular or plural.
+    ///
+    /// # Errors
+    /// `Error::NotFound` for an unknown kind.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name || k.plural() == name)
+            .ok_or_else(|| Error::not_found(format!("definition kind {name:?}")))
+    }
+}
+
+/// A definition as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DefinitionView {
+    /// Kind.
+    pub kind: Kind,
+    /// Key.
+    pub key: String,
+    /// Bumped by every change; send it back to change the definition (optimistic concurrency).
+    pub revision: i64,
+    /// The version in force, if published.
+    pub published_version: Option<i32>,
+    /// The highest version number.
+    pub latest_version: i32,
+    /// The document in force (from the live registry), if published.
+    pub published: Option<Value>,
+    /// The unpublished draft, if any.
+    pub draft: Option<Value>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Who made it (absent for the system).
+    pub updated_by: Option<Uuid>,
+}
+
+/// A version as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    /// Number, from 1.
+    pub version: i32,
+    /// Where it came from: `draft`, `bundle:<name>@<version>` or `rollback:<n>`.
+    pub origin: String,
+    /// When it was published.
+    pub created_at: DateTime<Utc>,
+    /// By whom.
+    pub created_by: Option<Uuid>,
+    /// Whether it is the one in force.
+    pub in_force: bool,
+    /// The document.
+    pub document: Value,
+}
+
+/// What definition operations need: the database, the clock and the live registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Store<'a> {
+    /// The database.
+    pub db: &'a Db,
+    /// The clock.
+    pub clock: &'a SharedClock,
+    /// The live registry.
+    pub registry: &'a Registry,
+}
+
+/// The workspace a definition operation runs in.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    /// Its id.
+    pub workspace_id: Uuid,
+    /// Its definitions generation when the request began.
+    pub generation: i64,
+}
+
+fn view_of(row: &DefinitionRow, kind: Kind, snapshot: &Snapshot) -> DefinitionView {
+    let published = snapshot
+        .get(kind, &row.key)
+        .map(|p| (*p.document).clone());
+    DefinitionView {
+        kind,
+        key: row.key.clone(),
+        revision: row.revision,
+        published_version: row.published_version,
+        latest_version: row.latest_version,
+        published,
+        draft: row.draft.clone(),
+        updated_at: row.updated_at,
+        updated_by: row.updated_by,
+    }
+}
+
+fn stale(expected: i64, actual: i64) -> Error {
+    Error::conflict(
+        "/revision",
+        "stale_revision",
+        format!(
+            "the definition changed since revision {expected} (now {actual}); reload it and apply your change again"
+        ),
+    )
+}
+
+impl Store<'_> {
+    async fn snapshot(&self, scope: Scope) -> Result<std::sync::Arc<Snapshot>> {
+        self.registry
+            .snapshot(self.db, scope.workspace_id, scope.generation)
+            .await
+    }
+
+    async fn find(&self, scope: Scope, kind: Kind, key: &str) -> Result<DefinitionRow> {
+        rows::find(self.db.conn(), scope.workspace_id, kind.as_str(), key)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("{} {key:?}", kind.as_str())))
+    }
+
+    /// Every definition of a workspace, optionally of one kind.
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn list(&self, scope: Scope, kind: Option<Kind>) -> Result<Vec<DefinitionView>> {
+        let snapshot = self.snapshot(scope).await?;
+        let all = rows::list(self.db.conn(), scope.workspace_id, kind.map(Kind::as_str)).await?;
+        Ok(all
+            .iter()
+            .filter_map(|row| Some(view_of(row, Kind::parse(&row.kind).ok()?, &snapshot)))
+            .collect())
+    }
+
+    /// One definition.
+    ///
+    /// # Errors
+    /// `Error::NotFound`.
+    pub async fn get(&self, scope: Scope, kind: Kind, key: &str) -> Result<DefinitionView> {
+        let row = self.find(scope, kind, key).await?;
+        Ok(view_of(&row, kind, &*self.snapshot(scope).await?))
+    }
+
+    /// Saves a draft after validating it against its meta-schema. A new definition needs no
+    /// revision (or 0); an existing one needs the revision the caller last read.
+    ///
+    /// # Errors
+    /// `Error::Invalid` listing every problem; `Error::Conflict` for a stale revision.
+    pub async fn save_draft(
+        &self,
+        scope: Scope,
+        kind: Kind,
+        key: &str,
+        document: Value,
+        expected_revision: Option<i64>,
+        actor: Actor,
+    ) -> Result<DefinitionView> {
+        let key = DefinitionKey::parse_at(key, "/key")?;
+        let problems = check_document(kind, &document, "/document");
+        if !problems.is_empty() {
+            return Err(Error::invalid_all(
+                format!("the {} definition is invalid", kind.as_str()),
+                problems,
+            ));
+        }
+        let now = self.clock.now();
+        let existing = rows::find(self.db.conn(), scope.workspace_id, kind.as_str(), key.as_str()).await?;
+        let row = match existing {
+            None => {
+                if let Some(expected) = expected_revision.filter(|r| *r != 0) {
+                    return Err(Error::not_found(format!(
+                        "{} {key:?} at revision {expected}",
+                        kind.as_str()
+                    )));
+                }
+                let inserted = rows::insert(
+                    self.db.conn(),
+                    DefinitionRow {
+                        id: new_id(),
+                        workspace_id: scope.workspace_id,
+                        kind: kind.as_str().to_owned(),
+                        key: key.as_str().to_owned(),
+                        revision: 1,
+                        draft: Some(document),
+                        published_version: None,
+                        latest_version: 0,
+                        created_at: now,
+                        created_by: actor.account_id(),
+                        updated_at: now,
+                        updated_by: actor.account_id(),
+                    },
+                )
+                .await;
+                match inserted {
+                    Ok(row) => row,
+                    Err(Error::Db(e)) if store::is_unique_violation(&e) => {
+                        return Err(stale(0, 1));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(row) => {
+                let Some(expected) = expected_revision else {
+                    return Err(Error::invalid(
+                        "/revision",
+                        "required",
+                        format!(
+                            "{} {key:?} exists; send the revision you last read (now {})",
+                            kind.as_str(),
+                            row.revision
+                        ),
+                    ));
+                };
+                let change = DefinitionChange {
+                    draft: Some(Some(document)),
+                    ..Default::default()
+                };
+                if !rows::update_if_revision(self.db.conn(), row.id, expected, change, actor.account_id(), now)
+                    .await?
+                {
+                    return Err(stale(expected, row.revision));
+                }
+                self.find(scope, kind, key.as_str()).await?
+            }
+        };
+        Ok(view_of(&row, kind, &*self.snapshot(scope).await?))
+    }
+
+    /// Drops the draft.
+    ///
+    /// # Errors
+    /// `Error::NotFound` when there is no draft; `Error::Conflict` for a stale revision.
+    pub async fn discard_draft(
+        &self,
+        scope: Scope,
+        kind: Kind,
+        key: &str,
+        expected_revision: i64,
+        actor: Actor,
+    ) -> Result<DefinitionView> {
+        let row = self.find(scope, kind, key).await?;
+        if row.draft.is_none() {
+            return Err(Error::not_found(format!("draft of {} {key:?}", kind.as_str())));
+        }
+        let change = DefinitionChange {
+            draft: Some(None),
+            ..Default::default()
+        };
+        if !rows::update_if_revision(self.db.conn(), row.id, expected_revision, change, actor.account_id(), self.clock.now()).await? {
+            return Err(stale(expected_revision, row.revision));
+        }
+        self.get(scope, kind, key).await
+    }
+
+    /// Publishes the draft as the next version, or (with `rollback_to`) republishes an older
+    /// version's document as the next version. Checks the document against the other published
+    /// definitions first, then swaps the live registry.
+    ///
+    /// # Errors
+    /// `Error::Invalid` when there is no draft, the version does not exist, or references break;
+    /// `Error::Conflict` for a stale revision.
+    pub async fn publish(
+        &self,
+        scope: Scope,
+        kind: Kind,
+        key: &str,
+        expected_revision: i64,
+        rollback_to: Option<i32>,
+        actor: Actor,
+    ) -> Result<DefinitionView> {
+        let row = self.find(scope, kind, key).await?;
+        if row.revision != expected_revision {
+            return Err(stale(expected_revision, row.revision));
+        }
+        let (document, origin, clear_draft) = match rollback_to {
+            Some(version) => {
+                let old = rows::find_version(self.db.conn(), row.id, version)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "/rollback_to",
+                            "unknown_version",
+                            format!("{} {key:?} has no version {version}", kind.as_str()),
+                        )
+                    })?;
+                (old.document, format!("rollback:{version}"), false)
+            }
+            None => {
+                let draft = row.draft.clone().ok_or_else(|| {
+                    Error::invalid(
+                        "/draft",
+                        "no_draft",
+                        format!("{} {key:?} has no draft to publish", kind.as_str()),
+                    )
+                })?;
+                (draft, "draft".to_owned(), true)
+            }
+        };
+        let snapshot = self.snapshot(scope).await?;
+        let mut set = DefinitionSet::from_snapshot(&snapshot);
+        set.insert(kind, key, document.clone());
+        let problems = check_references(&set, kind, key, &document, "/document");
+        if !problems.is_empty() {
+            return Err(Error::invalid_all(
+                format!("the {} definition refers to what does not exist", kind.as_str()),
+                problems,
+            ));
+        }
+        let now = self.clock.now();
+        let next = row.latest_version + 1;
+        let tx = self.db.begin().await?;
+        let change = DefinitionChange {
+            draft: clear_draft.then_some(None),
+            published_version: Some(next),
+            latest_version: Some(next),
+        };
+        if !rows::update_if_revision(&tx, row.id, expected_revision, change, actor.account_id(), now).await? {
+            return Err(stale(expected_revision, row.revision));
+        }
+        rows::insert_version(
+            &tx,
+            VersionRow {
+                definition_id: row.id,
+                version: next,
+                document,
+                origin,
+                created_at: now,
+                created_by: actor.account_id(),
+            },
+        )
+        .await?;
+        store::workspaces::bump_generation(&tx, scope.workspace_id).await?;
+        tx.commit().await?;
+        let scope = self.refresh(scope.workspace_id).await?;
+        self.get(scope, kind, key).await
+    }
+
+    /// Reloads a workspace's snapshot after a change committed; returns the new scope.
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn refresh(&self, workspace_id: Uuid) -> Result<Scope> {
+        let workspace = store::workspaces::find(self.db.conn(), workspace_id)
+            .await?
+            .ok_or_else(|| Error::not_found("workspace"))?;
+        self.registry
+            .reload(self.db, workspace_id, workspace.definitions_generation)
+            .await?;
+        Ok(Scope {
+            workspace_id,
+            generation: workspace.definitions_generation,
+        })
+    }
+
+    /// Every version of a definition, newest first.
+    ///
+    /// # Errors
+    /// `Error::NotFound`.
+    pub async fn versions(&self, scope: Scope, kind: Kind, key: &str) -> Result<Vec<VersionView>> {
+        let row = self.find(scope, kind, key).await?;
+        Ok(rows::list_versions(self.db.conn(), row.id)
+            .await?
+            .into_iter()
+            .map(|v| VersionView {
+                in_force: Some(v.version) == row.published_version,
+                version: v.version,
+                origin: v.origin,
+                created_at: v.created_at,
+                created_by: v.created_by,
+                document: v.document,
+            })
+            .collect())
+    }
+}
+
+/// Inserts a definition already published at version 1, inside the caller's transaction
+/// (bundle installs). The caller bumps the workspace generation once for the whole install.
+///
+/// # Errors
+/// `Error::Conflict` when the workspace already has a definition with this kind and key.
+pub async fn insert_published(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    kind: Kind,
+    key: &str,
+    document: Value,
+    origin: &str,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let pointer = format!("/definitions/{}/{key}", kind.as_str());
+    if rows::find(conn, workspace_id, kind.as_str(), key).await?.is_some() {
+        return Err(Error::conflict(
+            pointer,
+            "exists",
+            format!("the workspace already has a {} {key:?}", kind.as_str()),
+        ));
+    }
+    let id = new_id();
+    rows::insert(
+        conn,
+        DefinitionRow {
+            id,
+            workspace_id,
+            kind: kind.as_str().to_owned(),
+            key: key.to_owned(),
+            revision: 1,
+            draft: None,
+            published_version: Some(1),
+            latest_version: 1,
+            created_at: now,
+            created_by: actor.account_id(),
+            updated_at: now,
+            updated_by: actor.account_id(),
+        },
+    )
+    .await?;
+    rows::insert_version(
+        conn,
+        VersionRow {
+            definition_id: id,
+            version: 1,
+            document,
+            origin: origin.to_owned(),
+            created_at: now,
+            created_by: actor.account_id(),
+        },
+    )
+    .await
+}

@@ -1,0 +1,334 @@
+//! Checks of definition documents: each against its meta-schema and its own rules, and against
+//! the other definitions it refers to.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{Kind, Snapshot, meta};
+use crate::error::FieldError;
+
+/// Kinds of field that can group a kanban.
+const GROUPABLE_KINDS: [&str; 2] = ["single_select", "user"];
+/// Kinds of field a calendar can be laid out on.
+const DATE_KINDS: [&str; 2] = ["date", "datetime"];
+
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Every problem with one document on its own: its meta-schema, then kind-specific rules.
+pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldError> {
+    let validator = match kind {
+        Kind::Entity => meta::entity(),
+        Kind::Form => meta::form(),
+        Kind::View => meta::view(),
+    };
+    let mut problems = meta::problems(validator, document, prefix);
+    if !problems.is_empty() {
+        return problems;
+    }
+    if kind == Kind::Entity {
+        check_entity_rules(document, prefix, &mut problems);
+    }
+    problems
+}
+
+fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldError>) {
+    let properties = document.get("properties").and_then(Value::as_object);
+    let has_field = |name: &str| properties.is_some_and(|p| p.contains_key(name));
+    if let Some(required) = document.get("required").and_then(Value::as_array) {
+        for (i, name) in required.iter().enumerate() {
+            if let Some(name) = name.as_str()
+                && !has_field(name)
+            {
+                problems.push(FieldError::new(
+                    format!("{prefix}/required/{i}"),
+                    "unknown_field",
+                    format!("required field {name:?} is not among the properties"),
+                ));
+            }
+        }
+    }
+    if let Some(title) = document.get("x-title-field").and_then(Value::as_str)
+        && !has_field(title)
+    {
+        problems.push(FieldError::new(
+            format!("{prefix}/x-title-field"),
+            "unknown_field",
+            format!("title field {title:?} is not among the properties"),
+        ));
+    }
+    if let Some(properties) = properties {
+        for (name, field) in properties {
+            if let Some(options) = field.get("x-options").and_then(Value::as_array) {
+                let mut seen = std::collections::HashSet::new();
+                for (i, option) in options.iter().enumerate() {
+                    let value = option.get("value").and_then(Value::as_str).unwrap_or_default();
+                    if !seen.insert(value) {
+                        problems.push(FieldError::new(
+                            format!("{prefix}/properties/{}/x-options/{i}/value", escape(name)),
+                            "duplicate",
+                            format!("option value {value:?} appears twice"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    find_external_refs(document, prefix, problems);
+    if problems.is_empty()
+        && let Err(error) = meta::compile(document, prefix)
+    {
+        problems.push(error);
+    }
+}
+
+/// `$ref` may only point inside the document: no remote or file fetches, ever.
+fn find_external_refs(value: &Value, pointer: &str, problems: &mut Vec<FieldError>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let child_pointer = format!("{pointer}/{}", escape(key));
+                if (key == "$ref" || key == "$dynamicRef")
+                    && child.as_str().is_some_and(|r| !r.starts_with('#'))
+                {
+                    problems.push(FieldError::new(
+                        child_pointer.clone(),
+                        "external_ref",
+                        "a $ref may only point inside the document (start with '#')",
+                    ));
+                }
+                find_external_refs(child, &child_pointer, problems);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                find_external_refs(child, &format!("{pointer}/{i}"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A set of definitions to resolve references against: a workspace's published ones, overlaid
+/// with the ones being published or installed.
+#[derive(Debug, Default, Clone)]
+pub struct DefinitionSet {
+    entries: BTreeMap<(Kind, String), Value>,
+}
+
+impl DefinitionSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The published definitions of a snapshot.
+    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let mut set = Self::new();
+        for kind in Kind::ALL {
+            for (key, published) in snapshot.of_kind(kind) {
+                set.insert(kind, key, (*published.document).clone());
+            }
+        }
+        set
+    }
+
+    /// Adds or replaces a definition.
+    pub fn insert(&mut self, kind: Kind, key: &str, document: Value) {
+        self.entries.insert((kind, key.to_owned()), document);
+    }
+
+    /// The definition of `kind` and `key`.
+    pub fn get(&self, kind: Kind, key: &str) -> Option<&Value> {
+        self.entries.get(&(kind, key.to_owned()))
+    }
+}
+
+fn field_kind<'a>(entity: &'a Value, field: &str) -> Option<&'a str> {
+    entity
+        .get("properties")?
+        .get(field)?
+        .get("x-kind")?
+        .as_str()
+}
+
+/// Every reference from `document` to something missing in `set` (entities, fields).
+pub fn check_references(
+    set: &DefinitionSet,
+    kind: Kind,
+    _key: &str,
+    document: &Value,
+    prefix: &str,
+) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    match kind {
+        Kind::Entity => {
+            let Some(properties) = document.get("properties").and_then(Value::as_object) else {
+                return problems;
+            };
+            for (name, field) in properties {
+                for (keyword, target) in [
+                    ("x-reference", field.pointer("/x-reference/entity")),
+                    ("x-rollup", field.pointer("/x-rollup/entity")),
+                ] {
+                    if let Some(target) = target.and_then(Value::as_str)
+                        && set.get(Kind::Entity, target).is_none()
+                    {
+                        problems.push(FieldError::new(
+                            format!("{prefix}/properties/{}/{keyword}/entity", escape(name)),
+                            "unknown_entity",
+                            format!("entity {target:?} does not exist"),
+                        ));
+                    }
+                }
+            }
+        }
+        Kind::Form | Kind::View => {
+            let Some(entity_key) = document.get("entity").and_then(Value::as_str) else {
+                return problems;
+            };
+            let Some(entity) = set.get(Kind::Entity, entity_key) else {
+                problems.push(FieldError::new(
+                    format!("{prefix}/entity"),
+                    "unknown_entity",
+                    format!("entity {entity_key:?} does not exist"),
+                ));
+                return problems;
+            };
+            let mut check = |pointer: String, field: &str, allowed: Option<&[&str]>| {
+                match field_kind(entity, field) {
+                    None => problems.push(FieldError::new(
+                        pointer,
+                        "unknown_field",
+                        format!("entity {entity_key:?} has no field {field:?}"),
+                    )),
+                    Some(found) if allowed.is_some_and(|kinds| !kinds.contains(&found)) => {
+                        problems.push(FieldError::new(
+                            pointer,
+                            "field_kind",
+                            format!(
+                                "field {field:?} is a {found}; this needs one of {}",
+                                allowed.unwrap_or_default().join(", ")
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            };
+            if kind == Kind::Form {
+                let sections = document.get("sections").and_then(Value::as_array);
+                for (s, section) in sections.into_iter().flatten().enumerate() {
+                    let fields = section.get("fields").and_then(Value::as_array);
+                    for (f, item) in fields.into_iter().flatten().enumerate() {
+                        if let Some(field) = item.get("field").and_then(Value::as_str) {
+                            check(format!("{prefix}/sections/{s}/fields/{f}/field"), field, None);
+                        }
+                    }
+                }
+            } else {
+                let columns = document.get("columns").and_then(Value::as_array);
+                for (i, column) in columns.into_iter().flatten().enumerate() {
+                    if let Some(field) = column.as_str() {
+                        check(format!("{prefix}/columns/{i}"), field, None);
+                    }
+                }
+                let sorts = document.get("sort").and_then(Value::as_array);
+                for (i, sort) in sorts.into_iter().flatten().enumerate() {
+                    if let Some(field) = sort.get("field").and_then(Value::as_str) {
+                        check(format!("{prefix}/sort/{i}/field"), field, None);
+                    }
+                }
+                if let Some(field) = document.get("group_by").and_then(Value::as_str) {
+                    check(format!("{prefix}/group_by"), field, Some(&GROUPABLE_KINDS));
+                }
+                if let Some(field) = document.get("date_field").and_then(Value::as_str) {
+                    check(format!("{prefix}/date_field"), field, Some(&DATE_KINDS));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn lead() -> Value {
+        json!({
+            "type": "object",
+            "x-label": {"en": "Lead", "zh-CN": "线索"},
+            "x-title-field": "name",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "maxLength": 200, "x-kind": "text", "x-label": {"en": "Name"}},
+                "stage": {"type": "string", "x-kind": "single_select", "x-label": {"en": "Stage"},
+                          "x-options": [{"value": "new", "label": {"en": "New"}}]},
+                "budget": {"type": "number", "minimum": 0, "x-kind": "money", "x-currency": "CNY", "x-label": {"en": "Budget"}}
+            }
+        })
+    }
+
+    #[test]
+    fn a_valid_entity_passes() {
+        assert_eq!(check_document(Kind::Entity, &lead(), ""), vec![]);
+    }
+
+    #[test]
+    fn entity_problems_are_located() {
+        let mut doc = lead();
+        doc["required"] = json!(["name", "ghost"]);
+        doc["properties"]["budget"]
+            .as_object_mut()
+            .expect("object")
+            .remove("x-currency");
+        let problems = check_document(Kind::Entity, &doc, "/document");
+        assert!(
+            problems.iter().any(|p| p.pointer == "/document/properties/budget"),
+            "{problems:?}"
+        );
+        doc["properties"]["budget"]["x-currency"] = json!("CNY");
+        let problems = check_document(Kind::Entity, &doc, "/document");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].pointer, "/document/required/1");
+    }
+
+    #[test]
+    fn external_refs_are_refused() {
+        let mut doc = lead();
+        doc["properties"]["name"]["$ref"] = json!("https://example.com/x.json");
+        let problems = check_document(Kind::Entity, &doc, "");
+        assert_eq!(problems[0].code, "external_ref");
+        assert_eq!(problems[0].pointer, "/properties/name/$ref");
+    }
+
+    #[test]
+    fn invalid_regex_is_reported() {
+        let mut doc = lead();
+        doc["properties"]["name"]["pattern"] = json!("([unclosed");
+        let problems = check_document(Kind::Entity, &doc, "");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].code, "schema");
+    }
+
+    #[test]
+    fn views_check_fields_and_kinds() {
+        let mut set = DefinitionSet::new();
+        set.insert(Kind::Entity, "lead", lead());
+        let view = json!({
+            "entity": "lead", "label": {"en": "Pipeline"}, "layout": "kanban",
+            "group_by": "budget", "columns": ["name", "nope"]
+        });
+        assert!(check_document(Kind::View, &view, "").is_empty());
+        let problems = check_references(&set, Kind::View, "pipeline", &view, "");
+        let pointers: Vec<_> = problems.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/columns/1", "/group_by"]);
+        let orphan = json!({"entity": "ghost", "label": {"en": "X"}, "sections": [{"fields": [{"field": "a"}]}]});
+        let problems = check_references(&set, Kind::Form, "x", &orphan, "");
+        assert_eq!(problems[0].code, "unknown_entity");
+    }
+}

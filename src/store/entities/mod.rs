@@ -1,0 +1,12 @@
+//! sea-orm entities of the system tables: data only, one file per table.
+
+pub mod account;
+pub mod api_token;
+pub mod definition;
+pub mod definition_version;
+pub mod instance_fact;
+pub mod job;
+pub mod job_attempt;
+pub mod membership;
+pub mod session;
+pub mod workspace;

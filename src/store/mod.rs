@@ -1,0 +1,190 @@
+//! Storage: the connection pool, migrations, transactions and every SQL statement Formwork runs.
+//!
+//! Only this module (and `migrations/`) touches sea-orm; feature modules call its functions with a
+//! [`Conn`] (the pool or a transaction).
+
+pub mod accounts;
+pub mod definitions;
+pub mod entities;
+pub mod facts;
+pub mod jobs;
+pub mod sessions;
+pub mod tokens;
+pub mod workspaces;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+
+use crate::config::{DatabaseConfig, SqliteSync};
+use crate::error::{Error, Result};
+
+pub use sea_orm::ConnectionTrait as Conn;
+pub use sea_orm::DatabaseTransaction as Tx;
+pub use sea_orm::TransactionTrait;
+
+/// Which database engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file, one server process.
+    Sqlite,
+    /// Shared by any number of processes.
+    Postgres,
+}
+
+/// The database: a pool plus, on SQLite, the lock that keeps a second server off the file.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: Backend,
+    _file_lock: Option<std::sync::Arc<File>>,
+}
+
+/// Where a `sqlite://` URL points, or `None` for other schemes.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    Some(PathBuf::from(path))
+}
+
+fn lock_sqlite_file(path: &Path) -> Result<File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
+            "another formwork process is already using the SQLite database {} (lock file {}); \
+             stop it, or use PostgreSQL to run several processes",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Unavailable(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
+impl Db {
+    /// Connects; on SQLite creates the file (and its folder) and takes the single-process lock.
+    ///
+    /// # Errors
+    /// `Error::Unavailable` when the URL is unsupported, the database is unreachable, or another
+    /// process holds the SQLite file.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
+        let url = config.database_url.as_str();
+        let (backend, file_lock) = if let Some(path) = sqlite_path(url) {
+            if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+                return Err(Error::Unavailable(
+                    "FORMWORK_DATABASE_URL: an in-memory SQLite database is not supported; name a file"
+                        .to_owned(),
+                ));
+            }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            (Backend::Sqlite, Some(std::sync::Arc::new(lock_sqlite_file(&path)?)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, None)
+        } else {
+            return Err(Error::Unavailable(format!(
+                "FORMWORK_DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(config.pool_size)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let synchronous = match config.sqlite_sync {
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+            SqliteSync::Full => SqliteSynchronous::Full,
+        };
+        options.map_sqlx_sqlite_opts(move |o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(synchronous)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+        let conn = Database::connect(options).await.map_err(|e| {
+            Error::Unavailable(format!("cannot connect to FORMWORK_DATABASE_URL: {e}"))
+        })?;
+        Ok(Self {
+            conn,
+            backend,
+            _file_lock: file_lock,
+        })
+    }
+
+    /// Applies pending migrations.
+    ///
+    /// # Errors
+    /// `Error::Db` when a migration fails.
+    pub async fn migrate(&self) -> Result<()> {
+        Migrator::up(&self.conn, None).await?;
+        Ok(())
+    }
+
+    /// The pool, usable wherever a [`Conn`] is expected.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// The engine behind the pool.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction.
+    ///
+    /// # Errors
+    /// `Error::Db` when the database refuses.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.conn.begin().await?)
+    }
+
+    /// Checks that the database answers.
+    ///
+    /// # Errors
+    /// `Error::Unavailable` when it does not.
+    pub async fn ping(&self) -> Result<()> {
+        self.conn
+            .ping()
+            .await
+            .map_err(|e| Error::Unavailable(format!("database unreachable: {e}")))
+    }
+
+    /// Closes the pool (the SQLite lock goes with the last clone of `Db`).
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// The backend of any connection.
+pub fn backend_of(conn: &impl Conn) -> Backend {
+    match conn.get_database_backend() {
+        DbBackend::Postgres => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
