@@ -38,7 +38,10 @@ pub struct WeekdaySet(u8);
 impl WeekdaySet {
     /// The set of the given days.
     pub fn from_days(days: &[Weekday]) -> Self {
-        Self(days.iter().fold(0, |bits, day| bits | 1 << day.num_days_from_monday()))
+        Self(
+            days.iter()
+                .fold(0, |bits, day| bits | 1 << day.num_days_from_monday()),
+        )
     }
 
     /// Whether `day` is in the set.
@@ -152,6 +155,9 @@ impl BusinessCalendar {
         if to < from {
             return -self.working_days_between(to, from);
         }
+        if to == from {
+            return 0;
+        }
         let total_days = (to - from).num_days();
         let full_weeks = total_days / 7;
         let worked_per_week = 7 - self.weekend.len() as i64;
@@ -248,20 +254,38 @@ mod tests {
     fn weekends_are_skipped() {
         let cal = BusinessCalendar::default();
         // Friday + 1 working day = Monday.
-        assert_eq!(cal.add_working_days(d("2026-11-20"), 1), Some(d("2026-11-23")));
-        assert_eq!(cal.add_working_days(d("2026-11-23"), -1), Some(d("2026-11-20")));
-        assert_eq!(cal.add_working_days(d("2026-11-22"), 0), Some(d("2026-11-22")));
+        assert_eq!(
+            cal.add_working_days(d("2026-11-20"), 1),
+            Some(d("2026-11-23"))
+        );
+        assert_eq!(
+            cal.add_working_days(d("2026-11-23"), -1),
+            Some(d("2026-11-20"))
+        );
+        assert_eq!(
+            cal.add_working_days(d("2026-11-22"), 0),
+            Some(d("2026-11-22"))
+        );
     }
 
     #[test]
     fn holidays_and_makeup_days_count() {
         let cal = china_october();
         // Wed Sep 30 + 1 working day: Oct 1–7 off, Thu Oct 8.
-        assert_eq!(cal.add_working_days(d("2026-09-30"), 1), Some(d("2026-10-08")));
+        assert_eq!(
+            cal.add_working_days(d("2026-09-30"), 1),
+            Some(d("2026-10-08"))
+        );
         // Fri Oct 9 + 1: Sat Oct 10 is a make-up workday.
-        assert_eq!(cal.add_working_days(d("2026-10-09"), 1), Some(d("2026-10-10")));
+        assert_eq!(
+            cal.add_working_days(d("2026-10-09"), 1),
+            Some(d("2026-10-10"))
+        );
         // Sat Sep 26 + 1: Sun Sep 27 is worked.
-        assert_eq!(cal.add_working_days(d("2026-09-26"), 1), Some(d("2026-09-27")));
+        assert_eq!(
+            cal.add_working_days(d("2026-09-26"), 1),
+            Some(d("2026-09-27"))
+        );
     }
 
     #[test]

@@ -170,7 +170,12 @@ pub struct ServeConfig {
     )]
     pub admin_email: String,
     /// Password of that admin account; when unset a random one is generated and printed once.
-    #[arg(long, env = "FORMWORK_ADMIN_PASSWORD", value_name = "FORMWORK_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FORMWORK_ADMIN_PASSWORD",
+        value_name = "FORMWORK_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
     pub admin_password: Option<String>,
     /// Test support (debug builds only; release builds ignore it): enables test job kinds.
     #[arg(

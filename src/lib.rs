@@ -1,10 +1,17 @@
 //! Formwork: a low-code CRM platform. Modules are listed in dependency order.
 
-pub mod error;
+pub mod app;
+pub mod apps;
+pub mod auth;
+pub mod calendar;
+pub mod check;
 pub mod clock;
 pub mod config;
-pub mod domain;
-pub mod calendar;
-pub mod store;
-pub mod auth;
 pub mod definitions;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod store;
+pub mod telemetry;
+pub mod workspaces;

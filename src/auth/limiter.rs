@@ -82,7 +82,10 @@ mod tests {
             assert!(limiter.check("a@b.cn", t0).is_ok());
             limiter.record_failure("a@b.cn", t0);
         }
-        assert!(matches!(limiter.check("a@b.cn", t0), Err(Error::RateLimited { .. })));
+        assert!(matches!(
+            limiter.check("a@b.cn", t0),
+            Err(Error::RateLimited { .. })
+        ));
         assert!(limiter.check("other@b.cn", t0).is_ok());
         let later = t0 + Duration::minutes(WINDOW_MINUTES + 1);
         assert!(limiter.check("a@b.cn", later).is_ok());

@@ -109,7 +109,11 @@ pub async fn create_account(
     let email = Email::parse(email)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("/name", "length", "a name is 1–200 characters"));
+        return Err(Error::invalid(
+            "/name",
+            "length",
+            "a name is 1–200 characters",
+        ));
     }
     check_password_policy(password)?;
     let password_hash = hash_password(password.to_owned()).await?;
@@ -325,7 +329,11 @@ pub async fn create_token(
 ) -> Result<(TokenView, String)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::invalid("/name", "length", "a token name is 1–100 characters"));
+        return Err(Error::invalid(
+            "/name",
+            "length",
+            "a token name is 1–100 characters",
+        ));
     }
     let now = clock.now();
     if expires_at.is_some_and(|at| at <= now) {

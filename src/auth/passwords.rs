@@ -2,8 +2,8 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use crate::error::{Error, Result};
 
@@ -24,7 +24,11 @@ pub fn check_password_policy(password: &str) -> Result<()> {
         ));
     }
     if password.len() > 1024 {
-        return Err(Error::invalid("/password", "length", "a password has at most 1024 bytes"));
+        return Err(Error::invalid(
+            "/password",
+            "length",
+            "a password has at most 1024 bytes",
+        ));
     }
     Ok(())
 }
@@ -81,7 +85,9 @@ mod tests {
 
     #[tokio::test]
     async fn hash_and_verify() {
-        let hash = hash_password("correct horse battery".to_owned()).await.expect("hash");
+        let hash = hash_password("correct horse battery".to_owned())
+            .await
+            .expect("hash");
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify_password(Some(hash.clone()), "correct horse battery".to_owned()).await);
         assert!(!verify_password(Some(hash), "wrong horse battery".to_owned()).await);

@@ -71,9 +71,11 @@ fn compiled(cell: &'static OnceLock<Validator>, text: &str) -> &'static Validato
         // The meta-schemas ship inside the binary and a unit test compiles each one, so a
         // failure here is a build defect, not user input.
         let schema: Value = serde_json::from_str(text).unwrap_or(Value::Bool(false));
-        schema_options()
-            .build(&schema)
-            .unwrap_or_else(|_| schema_options().build(&Value::Bool(false)).expect("false schema"))
+        schema_options().build(&schema).unwrap_or_else(|_| {
+            schema_options()
+                .build(&Value::Bool(false))
+                .expect("false schema")
+        })
     })
 }
 
@@ -118,7 +120,9 @@ mod tests {
     fn every_meta_schema_compiles() {
         for text in [ENTITY_META, FORM_META, VIEW_META, TEMPLATE_META] {
             let schema: Value = serde_json::from_str(text).expect("meta-schema is JSON");
-            schema_options().build(&schema).expect("meta-schema compiles");
+            schema_options()
+                .build(&schema)
+                .expect("meta-schema compiles");
         }
     }
 

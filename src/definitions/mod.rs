@@ -128,9 +128,7 @@ pub struct Scope {
 }
 
 fn view_of(row: &DefinitionRow, kind: Kind, snapshot: &Snapshot) -> DefinitionView {
-    let published = snapshot
-        .get(kind, &row.key)
-        .map(|p| (*p.document).clone());
+    let published = snapshot.get(kind, &row.key).map(|p| (*p.document).clone());
     DefinitionView {
         kind,
         key: row.key.clone(),
@@ -212,7 +210,13 @@ impl Store<'_> {
             ));
         }
         let now = self.clock.now();
-        let existing = rows::find(self.db.conn(), scope.workspace_id, kind.as_str(), key.as_str()).await?;
+        let existing = rows::find(
+            self.db.conn(),
+            scope.workspace_id,
+            kind.as_str(),
+            key.as_str(),
+        )
+        .await?;
         let row = match existing {
             None => {
                 if let Some(expected) = expected_revision.filter(|r| *r != 0) {
@@ -263,8 +267,15 @@ impl Store<'_> {
                     draft: Some(Some(document)),
                     ..Default::default()
                 };
-                if !rows::update_if_revision(self.db.conn(), row.id, expected, change, actor.account_id(), now)
-                    .await?
+                if !rows::update_if_revision(
+                    self.db.conn(),
+                    row.id,
+                    expected,
+                    change,
+                    actor.account_id(),
+                    now,
+                )
+                .await?
                 {
                     return Err(stale(expected, row.revision));
                 }
@@ -288,13 +299,25 @@ impl Store<'_> {
     ) -> Result<DefinitionView> {
         let row = self.find(scope, kind, key).await?;
         if row.draft.is_none() {
-            return Err(Error::not_found(format!("draft of {} {key:?}", kind.as_str())));
+            return Err(Error::not_found(format!(
+                "draft of {} {key:?}",
+                kind.as_str()
+            )));
         }
         let change = DefinitionChange {
             draft: Some(None),
             ..Default::default()
         };
-        if !rows::update_if_revision(self.db.conn(), row.id, expected_revision, change, actor.account_id(), self.clock.now()).await? {
+        if !rows::update_if_revision(
+            self.db.conn(),
+            row.id,
+            expected_revision,
+            change,
+            actor.account_id(),
+            self.clock.now(),
+        )
+        .await?
+        {
             return Err(stale(expected_revision, row.revision));
         }
         self.get(scope, kind, key).await
@@ -350,7 +373,10 @@ impl Store<'_> {
         let problems = check_references(&set, kind, key, &document, "/document");
         if !problems.is_empty() {
             return Err(Error::invalid_all(
-                format!("the {} definition refers to what does not exist", kind.as_str()),
+                format!(
+                    "the {} definition refers to what does not exist",
+                    kind.as_str()
+                ),
                 problems,
             ));
         }
@@ -362,7 +388,16 @@ impl Store<'_> {
             published_version: Some(next),
             latest_version: Some(next),
         };
-        if !rows::update_if_revision(&tx, row.id, expected_revision, change, actor.account_id(), now).await? {
+        if !rows::update_if_revision(
+            &tx,
+            row.id,
+            expected_revision,
+            change,
+            actor.account_id(),
+            now,
+        )
+        .await?
+        {
             return Err(stale(expected_revision, row.revision));
         }
         rows::insert_version(
@@ -421,23 +456,42 @@ impl Store<'_> {
     }
 }
 
-/// Inserts a definition already published at version 1, inside the caller's transaction
-/// (bundle installs). The caller bumps the workspace generation once for the whole install.
+/// A definition to insert already published at version 1 (bundle installs).
+#[derive(Debug, Clone)]
+pub struct Seed<'a> {
+    /// Kind.
+    pub kind: Kind,
+    /// Key.
+    pub key: &'a str,
+    /// Document (already validated by the caller).
+    pub document: Value,
+    /// Provenance written into the version, e.g. `bundle:sales-crm@1.0.0`.
+    pub origin: &'a str,
+    /// Who installs it.
+    pub actor: Actor,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// Inserts a definition already published at version 1, inside the caller's transaction.
+/// The caller bumps the workspace generation once for the whole install.
 ///
 /// # Errors
 /// `Error::Conflict` when the workspace already has a definition with this kind and key.
-pub async fn insert_published(
-    conn: &impl Conn,
-    workspace_id: Uuid,
-    kind: Kind,
-    key: &str,
-    document: Value,
-    origin: &str,
-    actor: Actor,
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'_>) -> Result<()> {
+    let Seed {
+        kind,
+        key,
+        document,
+        origin,
+        actor,
+        now,
+    } = seed;
     let pointer = format!("/definitions/{}/{key}", kind.as_str());
-    if rows::find(conn, workspace_id, kind.as_str(), key).await?.is_some() {
+    if rows::find(conn, workspace_id, kind.as_str(), key)
+        .await?
+        .is_some()
+    {
         return Err(Error::conflict(
             pointer,
             "exists",

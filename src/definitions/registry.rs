@@ -67,7 +67,12 @@ impl Registry {
     ///
     /// # Errors
     /// `Error::Db` when loading fails.
-    pub async fn snapshot(&self, db: &Db, workspace_id: Uuid, generation: i64) -> Result<Arc<Snapshot>> {
+    pub async fn snapshot(
+        &self,
+        db: &Db,
+        workspace_id: Uuid,
+        generation: i64,
+    ) -> Result<Arc<Snapshot>> {
         if let Some(current) = self.cached(workspace_id)
             && current.generation >= generation
         {
@@ -88,7 +93,12 @@ impl Registry {
     ///
     /// # Errors
     /// `Error::Db` when loading fails.
-    pub async fn reload(&self, db: &Db, workspace_id: Uuid, generation: i64) -> Result<Arc<Snapshot>> {
+    pub async fn reload(
+        &self,
+        db: &Db,
+        workspace_id: Uuid,
+        generation: i64,
+    ) -> Result<Arc<Snapshot>> {
         let rows = store::definitions::published(db.conn(), workspace_id).await?;
         let definitions = rows
             .into_iter()

@@ -64,7 +64,10 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
             if let Some(options) = field.get("x-options").and_then(Value::as_array) {
                 let mut seen = std::collections::HashSet::new();
                 for (i, option) in options.iter().enumerate() {
-                    let value = option.get("value").and_then(Value::as_str).unwrap_or_default();
+                    let value = option
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     if !seen.insert(value) {
                         problems.push(FieldError::new(
                             format!("{prefix}/properties/{}/x-options/{i}/value", escape(name)),
@@ -197,8 +200,10 @@ pub fn check_references(
                 ));
                 return problems;
             };
-            let mut check = |pointer: String, field: &str, allowed: Option<&[&str]>| {
-                match field_kind(entity, field) {
+            let mut check =
+                |pointer: String, field: &str, allowed: Option<&[&str]>| match field_kind(
+                    entity, field,
+                ) {
                     None => problems.push(FieldError::new(
                         pointer,
                         "unknown_field",
@@ -215,15 +220,18 @@ pub fn check_references(
                         ));
                     }
                     Some(_) => {}
-                }
-            };
+                };
             if kind == Kind::Form {
                 let sections = document.get("sections").and_then(Value::as_array);
                 for (s, section) in sections.into_iter().flatten().enumerate() {
                     let fields = section.get("fields").and_then(Value::as_array);
                     for (f, item) in fields.into_iter().flatten().enumerate() {
                         if let Some(field) = item.get("field").and_then(Value::as_str) {
-                            check(format!("{prefix}/sections/{s}/fields/{f}/field"), field, None);
+                            check(
+                                format!("{prefix}/sections/{s}/fields/{f}/field"),
+                                field,
+                                None,
+                            );
                         }
                     }
                 }
@@ -288,7 +296,9 @@ mod tests {
             .remove("x-currency");
         let problems = check_document(Kind::Entity, &doc, "/document");
         assert!(
-            problems.iter().any(|p| p.pointer == "/document/properties/budget"),
+            problems
+                .iter()
+                .any(|p| p.pointer == "/document/properties/budget"),
             "{problems:?}"
         );
         doc["properties"]["budget"]["x-currency"] = json!("CNY");

@@ -35,15 +35,15 @@ impl Actor {
     }
 }
 
-/// Checks a lowercase identifier: starts with a letter, then letters, digits, `_` or `-`.
-fn check_identifier(value: &str, max_len: usize, allow_dash: bool) -> bool {
+/// Checks a lowercase identifier: starts with a letter, then letters, digits and one separator.
+/// With `slug`, `-` is the separator; otherwise `_` is.
+fn check_identifier(value: &str, max_len: usize, slug: bool) -> bool {
+    let separator = if slug { '-' } else { '_' };
     let mut chars = value.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     first_ok
         && value.len() <= max_len
-        && chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_dash && c == '-')
-        })
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == separator)
 }
 
 /// A workspace's URL segment: `[a-z][a-z0-9-]{1,39}`.
@@ -195,7 +195,16 @@ mod tests {
     fn slugs() {
         assert!(WorkspaceSlug::parse("demo").is_ok());
         assert!(WorkspaceSlug::parse("sales-east-2").is_ok());
-        for bad in ["", "a", "Demo", "1abc", "ab_c", "abc-", "api", &"x".repeat(41)] {
+        for bad in [
+            "",
+            "a",
+            "Demo",
+            "1abc",
+            "ab_c",
+            "abc-",
+            "api",
+            &"x".repeat(41),
+        ] {
             assert!(WorkspaceSlug::parse(bad).is_err(), "{bad}");
         }
     }
@@ -203,7 +212,9 @@ mod tests {
     #[test]
     fn emails_are_normalised() {
         assert_eq!(
-            Email::parse("  Admin@Example.COM ").expect("valid").as_str(),
+            Email::parse("  Admin@Example.COM ")
+                .expect("valid")
+                .as_str(),
             "admin@example.com"
         );
         for bad in ["", "a@", "@b.c", "a@b", "a b@c.d", "a@b@c.d", "a@.cn"] {

@@ -101,7 +101,10 @@ pub async fn update_if_revision(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let mut update = definition::Entity::update_many()
-        .col_expr(definition::Column::Revision, Expr::value(expected_revision + 1))
+        .col_expr(
+            definition::Column::Revision,
+            Expr::value(expected_revision + 1),
+        )
         .col_expr(definition::Column::UpdatedAt, Expr::value(now))
         .col_expr(definition::Column::UpdatedBy, Expr::value(by));
     if let Some(draft) = change.draft {
@@ -148,9 +151,11 @@ pub async fn find_version(
     definition_id: Uuid,
     version: i32,
 ) -> Result<Option<VersionRow>> {
-    Ok(definition_version::Entity::find_by_id((definition_id, version))
-        .one(conn)
-        .await?)
+    Ok(
+        definition_version::Entity::find_by_id((definition_id, version))
+            .one(conn)
+            .await?,
+    )
 }
 
 /// Every version of a definition, newest first.

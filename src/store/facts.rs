@@ -36,7 +36,10 @@ pub async fn set(
     instance_fact::Entity::insert(model)
         .on_conflict(
             OnConflict::column(instance_fact::Column::Key)
-                .update_columns([instance_fact::Column::Value, instance_fact::Column::UpdatedAt])
+                .update_columns([
+                    instance_fact::Column::Value,
+                    instance_fact::Column::UpdatedAt,
+                ])
                 .to_owned(),
         )
         .exec(conn)

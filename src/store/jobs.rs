@@ -59,7 +59,11 @@ pub async fn insert(conn: &impl Conn, row: JobRow) -> Result<bool> {
         finished_at: Set(row.finished_at),
     };
     let inserted = job::Entity::insert(model)
-        .on_conflict(OnConflict::column(job::Column::DedupeKey).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(job::Column::DedupeKey)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(conn)
         .await?;
     Ok(inserted == 1)
@@ -215,7 +219,10 @@ async fn finish_attempt(
 ) -> Result<()> {
     job_attempt::Entity::update_many()
         .col_expr(job_attempt::Column::FinishedAt, Expr::value(Some(now)))
-        .col_expr(job_attempt::Column::Outcome, Expr::value(Some(outcome.to_owned())))
+        .col_expr(
+            job_attempt::Column::Outcome,
+            Expr::value(Some(outcome.to_owned())),
+        )
         .col_expr(job_attempt::Column::Error, Expr::value(error))
         .filter(job_attempt::Column::JobId.eq(lease.job_id))
         .filter(job_attempt::Column::Attempt.eq(lease.attempt))
@@ -232,7 +239,10 @@ pub async fn complete(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Re
     let result = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value(status::SUCCEEDED))
         .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            job::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::FinishedAt, Expr::value(Some(now)))
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(fenced(lease))
@@ -259,7 +269,10 @@ pub async fn fail(
 ) -> Result<bool> {
     let mut update = job::Entity::update_many()
         .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            job::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::LastError, Expr::value(Some(error.to_owned())))
         .col_expr(job::Column::UpdatedAt, Expr::value(now));
     update = match retry_at {
@@ -288,8 +301,14 @@ pub async fn release(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Res
     let result = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value(status::QUEUED))
         .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .col_expr(job::Column::MaxAttempts, Expr::col(job::Column::MaxAttempts).add(1))
+        .col_expr(
+            job::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            job::Column::MaxAttempts,
+            Expr::col(job::Column::MaxAttempts).add(1),
+        )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(fenced(lease))
         .exec(conn)
@@ -383,7 +402,10 @@ pub async fn requeue_dead(
             job::Column::MaxAttempts,
             Expr::col(job::Column::Attempts).add(extra_attempts),
         )
-        .col_expr(job::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            job::Column::FinishedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(job::Column::Id.eq(id))
         .filter(job::Column::Status.eq(status::DEAD))

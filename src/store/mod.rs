@@ -46,7 +46,9 @@ pub struct Db {
 
 /// Where a `sqlite://` URL points, or `None` for other schemes.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     Some(PathBuf::from(path))
 }
@@ -96,7 +98,10 @@ impl Db {
                     Error::Unavailable(format!("cannot create {}: {e}", parent.display()))
                 })?;
             }
-            (Backend::Sqlite, Some(std::sync::Arc::new(lock_sqlite_file(&path)?)))
+            (
+                Backend::Sqlite,
+                Some(std::sync::Arc::new(lock_sqlite_file(&path)?)),
+            )
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, None)
         } else {

@@ -32,7 +32,9 @@ pub async fn insert(conn: &impl Conn, row: SessionRow) -> Result<()> {
 /// # Errors
 /// `Error::Db`.
 pub async fn find(conn: &impl Conn, id_hash: &str) -> Result<Option<SessionRow>> {
-    Ok(session::Entity::find_by_id(id_hash.to_owned()).one(conn).await?)
+    Ok(session::Entity::find_by_id(id_hash.to_owned())
+        .one(conn)
+        .await?)
 }
 
 /// Records activity on a session (extends its idle window).

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
-    RelationDef, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationDef, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -175,7 +175,11 @@ pub async fn list_for_account(
     Ok(workspaces
         .into_iter()
         .filter_map(|w| {
-            let role = memberships.iter().find(|m| m.workspace_id == w.id)?.role.clone();
+            let role = memberships
+                .iter()
+                .find(|m| m.workspace_id == w.id)?
+                .role
+                .clone();
             Some((w, role))
         })
         .collect())

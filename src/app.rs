@@ -1,0 +1,285 @@
+//! Wiring: the services every request and worker shares, first-start bootstrap, and `serve`.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use tokio::sync::watch;
+
+use crate::apps;
+use crate::auth::{self, LoginLimiter, SessionPolicy};
+use crate::clock::{FileOffsetClock, SharedClock};
+use crate::config::ServeConfig;
+use crate::definitions::{self, DefinitionSet, Registry};
+use crate::domain::Actor;
+use crate::error::{Error, Result};
+use crate::jobs::{self, Handler, Worker, WorkerSettings};
+use crate::store::{self, Db};
+use crate::workspaces;
+
+/// Everything shared by handlers and workers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    clock: SharedClock,
+    registry: Registry,
+    limiter: LoginLimiter,
+    config: ServeConfig,
+    session_policy: SessionPolicy,
+    worker: Worker,
+}
+
+impl Services {
+    /// Builds the services over a connected, migrated database.
+    pub fn new(db: Db, clock: SharedClock, config: ServeConfig) -> Self {
+        let session_policy = SessionPolicy {
+            idle: Duration::minutes(config.session_idle_minutes as i64),
+            absolute: Duration::hours(config.session_max_hours as i64),
+        };
+        let mut handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(jobs::SessionsPurge {
+                policy: session_policy,
+            }),
+            Arc::new(jobs::WebhookDelivery::new()),
+        ];
+        if config.test_mode_enabled() {
+            handlers.push(Arc::new(jobs::TestSleep));
+            handlers.push(Arc::new(jobs::TestFail));
+        }
+        let worker = Worker::new(
+            db.clone(),
+            clock.clone(),
+            WorkerSettings {
+                id: format!(
+                    "{}-{}-{}",
+                    std::env::var("HOSTNAME").unwrap_or_else(|_| "formwork".to_owned()),
+                    std::process::id(),
+                    &auth::random_secret()[..8]
+                ),
+                concurrency: config.workers.max(1),
+                lease: Duration::seconds(config.job_lease_secs as i64),
+                poll: std::time::Duration::from_millis(config.job_poll_ms),
+            },
+            handlers,
+        );
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                registry: Registry::new(),
+                limiter: LoginLimiter::new(),
+                config,
+                session_policy,
+                worker,
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// The live definition registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The login rate limiter.
+    pub fn limiter(&self) -> &LoginLimiter {
+        &self.inner.limiter
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServeConfig {
+        &self.inner.config
+    }
+
+    /// Session lifetimes.
+    pub fn session_policy(&self) -> SessionPolicy {
+        self.inner.session_policy
+    }
+
+    /// The job worker (tests drive it with `run_until_idle`).
+    pub fn worker(&self) -> &Worker {
+        &self.inner.worker
+    }
+
+    /// The definition store bound to these services.
+    pub fn definitions(&self) -> definitions::Store<'_> {
+        definitions::Store {
+            db: &self.inner.db,
+            clock: &self.inner.clock,
+            registry: &self.inner.registry,
+        }
+    }
+}
+
+/// The clock a server runs on: the wall clock, or (debug builds only) a test-controlled one.
+pub fn clock_for(config: &ServeConfig) -> SharedClock {
+    match config.effective_test_clock_file() {
+        Some(path) => SharedClock::new(Arc::new(FileOffsetClock::new(path.clone()))),
+        None => SharedClock::system(),
+    }
+}
+
+/// What bootstrap did on an empty database.
+#[derive(Debug)]
+pub struct Bootstrapped {
+    /// The admin's email.
+    pub admin_email: String,
+    /// The generated password, when none was configured (print it once).
+    pub generated_password: Option<String>,
+    /// The demo workspace's slug, if one was created.
+    pub demo_workspace: Option<String>,
+}
+
+const BOOTSTRAP_FACT: &str = "bootstrapped_at";
+
+/// On a database that has never been bootstrapped and has no accounts: creates the admin and,
+/// when configured, the demo workspace with the Sales CRM installed, all in one transaction.
+///
+/// # Errors
+/// `Error::Invalid` for a bad configured admin email or password; `Error::Db`.
+pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
+    let db = services.db();
+    let clock = services.clock();
+    if store::facts::get(db.conn(), BOOTSTRAP_FACT)
+        .await?
+        .is_some()
+        || store::accounts::count(db.conn()).await? > 0
+    {
+        return Ok(None);
+    }
+    let config = services.config();
+    let (password, generated) = match &config.admin_password {
+        Some(password) => (password.clone(), None),
+        None => {
+            let password = auth::random_secret()[..20].to_owned();
+            (password.clone(), Some(password))
+        }
+    };
+    let tx = db.begin().await?;
+    let admin = auth::create_account(
+        &tx,
+        clock,
+        &config.admin_email,
+        "Administrator",
+        &password,
+        generated.is_some(),
+    )
+    .await
+    .map_err(|e| {
+        Error::Unavailable(format!(
+            "FORMWORK_ADMIN_EMAIL / FORMWORK_ADMIN_PASSWORD: {e}"
+        ))
+    })?;
+    let mut demo_workspace = None;
+    if config.demo {
+        let workspace =
+            workspaces::create(&tx, clock, admin.id, "demo", "Demo · Sales CRM", None).await?;
+        let bundle = apps::built_in(apps::SALES_CRM)?;
+        apps::install_in(
+            &tx,
+            clock,
+            &DefinitionSet::new(),
+            workspace.id,
+            &bundle,
+            Actor::System,
+        )
+        .await?;
+        demo_workspace = Some(workspace.slug);
+    }
+    store::facts::set(
+        &tx,
+        BOOTSTRAP_FACT,
+        serde_json::json!(clock.now()),
+        clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Bootstrapped {
+        admin_email: admin.email,
+        generated_password: generated,
+        demo_workspace,
+    }))
+}
+
+/// Connects, migrates, bootstraps, serves HTTP and runs workers until SIGINT/SIGTERM.
+///
+/// # Errors
+/// `Error::Unavailable` for configuration, database or listen failures.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let clock = clock_for(&config);
+    let listen = config.listen;
+    let workers = config.workers;
+    let services = Services::new(db, clock, config);
+    if let Some(done) = bootstrap(&services).await? {
+        println!("Formwork is set up. Sign in as {}", done.admin_email);
+        if let Some(password) = &done.generated_password {
+            println!(
+                "One-time admin password (shown only now; change it after signing in): {password}"
+            );
+        }
+        if let Some(slug) = &done.demo_workspace {
+            println!("Demo workspace with the Sales CRM: /w/{slug}/");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Error::Unavailable(format!("FORMWORK_LISTEN: cannot listen on {listen}: {e}"))
+    })?;
+    let address = listener.local_addr().map_err(Error::internal)?;
+    tracing::info!(%address, "listening");
+    println!("Formwork listening on http://{address}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_task =
+        (workers > 0).then(|| tokio::spawn(services.worker().clone().run(stop_rx.clone())));
+    let mut server_stop = stop_rx.clone();
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests and jobs in hand");
+        let _ = stop_tx.send(true);
+    });
+    crate::http::serve(listener, services.clone(), async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    })
+    .await?;
+    signals.abort();
+    if let Some(task) = worker_task {
+        let _ = task.await;
+    }
+    services.db().clone().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

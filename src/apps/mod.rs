@@ -1,0 +1,642 @@
+//! App templates (bundles): loading them from files or one JSON document, validating a bundle
+//! whole, and installing it into a workspace in one transaction.
+//!
+//! On disk a bundle named `<name>` is `schemas/templates/<name>/template.json` (the manifest),
+//! `schemas/templates/<name>/{entities,forms,views}/<key>.json`, and the workflows in
+//! `workflows/templates/<name>/`. The built-in bundles are embedded in the binary.
+
+use std::path::{Path, PathBuf};
+
+use include_dir::{Dir, include_dir};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::definitions::{self, DefinitionSet, Kind, Registry, check_document, check_references};
+use crate::domain::{Actor, DefinitionKey};
+use crate::error::{Error, FieldError, Result};
+use crate::store::{self, Conn, Db};
+
+static BUILT_IN_SCHEMAS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/schemas/templates");
+static BUILT_IN_WORKFLOWS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/workflows/templates");
+
+/// The bundle that the first start installs into the demo workspace.
+pub const SALES_CRM: &str = "sales-crm";
+
+/// A label in the two UI languages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    /// English.
+    pub en: String,
+    /// Simplified Chinese.
+    #[serde(rename = "zh-CN", default, skip_serializing_if = "Option::is_none")]
+    pub zh_cn: Option<String>,
+}
+
+/// A bundle's manifest (`template.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Editor hint; ignored.
+    #[serde(rename = "$schema", default, skip_serializing)]
+    pub schema: Option<String>,
+    /// Identifier, e.g. `sales-crm`.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Display title.
+    pub title: Label,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Label>,
+    /// UI languages it is labelled in.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    /// Path of a preview image inside the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_image: Option<String>,
+}
+
+/// One definition of a bundle.
+#[derive(Debug, Clone)]
+pub struct BundleDefinition {
+    /// Kind.
+    pub kind: Kind,
+    /// Key (the file stem on disk).
+    pub key: String,
+    /// The document.
+    pub document: Value,
+    /// Where it came from, for messages: a file path, or the JSON pointer in a bundle document.
+    pub source: String,
+}
+
+impl BundleDefinition {
+    /// Its location in the one-document form of the bundle.
+    pub fn pointer(&self) -> String {
+        format!("/definitions/{}/{}", self.kind.as_str(), self.key)
+    }
+}
+
+/// A whole bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its definitions.
+    pub definitions: Vec<BundleDefinition>,
+}
+
+/// A problem found in a bundle: where (file or pointer), and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleProblem {
+    /// The file, or the bundle document's pointer to the definition.
+    pub source: String,
+    /// The problem, its pointer relative to `source`.
+    pub error: FieldError,
+}
+
+impl std::fmt::Display for BundleProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pointer = if self.error.pointer.is_empty() {
+            "/"
+        } else {
+            &self.error.pointer
+        };
+        write!(f, "{}: {pointer}: {}", self.source, self.error.message)
+    }
+}
+
+fn problem(source: &str, pointer: &str, code: &str, message: impl Into<String>) -> BundleProblem {
+    BundleProblem {
+        source: source.to_owned(),
+        error: FieldError::new(pointer, code, message),
+    }
+}
+
+/// A file of a bundle: its path (for messages and kind detection) and its text.
+#[derive(Debug, Clone)]
+pub struct BundleFile {
+    /// Path relative to the bundle's root (`entities/lead.json`), or as given.
+    pub relative: String,
+    /// Path shown in messages.
+    pub display: String,
+    /// Contents.
+    pub text: String,
+}
+
+/// Parses the files of a bundle (manifest first, then definitions); every problem is listed.
+///
+/// # Errors
+/// Every problem found: unreadable JSON, a file in an unknown folder, a bad key, a bad manifest.
+pub fn from_files(
+    manifest: &BundleFile,
+    files: &[BundleFile],
+) -> Result<Bundle, Vec<BundleProblem>> {
+    let mut problems = Vec::new();
+    let manifest = match serde_json::from_str::<Value>(&manifest.text) {
+        Ok(doc) => {
+            let mut found = definitions::meta::problems(manifest_validator(), &doc, "");
+            if found.is_empty() {
+                match serde_json::from_value::<Manifest>(doc) {
+                    Ok(parsed) => Some(parsed),
+                    Err(e) => {
+                        problems.push(problem(&manifest.display, "", "manifest", e.to_string()));
+                        None
+                    }
+                }
+            } else {
+                problems.extend(found.drain(..).map(|error| BundleProblem {
+                    source: manifest.display.clone(),
+                    error,
+                }));
+                None
+            }
+        }
+        Err(e) => {
+            problems.push(problem(
+                &manifest.display,
+                "",
+                "json",
+                format!("not valid JSON: {e}"),
+            ));
+            None
+        }
+    };
+    let mut definitions = Vec::new();
+    for file in files {
+        let path = Path::new(&file.relative);
+        let folder = path
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        let Some(kind) = Kind::ALL.into_iter().find(|k| k.plural() == folder) else {
+            problems.push(problem(
+                &file.display,
+                "",
+                "unknown_kind",
+                format!(
+                    "definitions of this kind are not supported (folder {folder:?}); supported: {}",
+                    Kind::ALL.map(Kind::plural).join(", ")
+                ),
+            ));
+            continue;
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if let Err(Error::Invalid { errors, .. }) = DefinitionKey::parse_at(stem, "") {
+            problems.extend(errors.into_iter().map(|mut error| {
+                error.message = format!("file name: {}", error.message);
+                BundleProblem {
+                    source: file.display.clone(),
+                    error,
+                }
+            }));
+            continue;
+        }
+        match serde_json::from_str::<Value>(&file.text) {
+            Ok(document) => definitions.push(BundleDefinition {
+                kind,
+                key: stem.to_owned(),
+                document,
+                source: file.display.clone(),
+            }),
+            Err(e) => problems.push(problem(
+                &file.display,
+                "",
+                "json",
+                format!("not valid JSON: {e}"),
+            )),
+        }
+    }
+    match manifest {
+        Some(manifest) if problems.is_empty() => Ok(Bundle {
+            manifest,
+            definitions,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn manifest_validator() -> &'static jsonschema::Validator {
+    static CELL: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    CELL.get_or_init(|| {
+        let meta: Value =
+            serde_json::from_str(definitions::meta::TEMPLATE_META).unwrap_or_default();
+        let mut manifest = meta.pointer("/$defs/manifest").cloned().unwrap_or_default();
+        if let Some(defs) = meta.get("$defs").cloned()
+            && let Some(object) = manifest.as_object_mut()
+        {
+            object.insert("$defs".to_owned(), defs);
+        }
+        definitions::meta::schema_options()
+            .build(&manifest)
+            .unwrap_or_else(|_| definitions::meta::entity().clone())
+    })
+}
+
+/// Parses a bundle given as one JSON document (`schemas/meta/template.schema.json`).
+///
+/// # Errors
+/// `Error::Invalid` listing every problem by JSON pointer.
+pub fn from_document(document: &Value) -> Result<Bundle> {
+    let problems = definitions::meta::problems(definitions::meta::template(), document, "");
+    if !problems.is_empty() {
+        return Err(Error::invalid_all("the bundle is invalid", problems));
+    }
+    let manifest: Manifest = serde_json::from_value(document["manifest"].clone())
+        .map_err(|e| Error::invalid("/manifest", "manifest", e.to_string()))?;
+    let mut definitions = Vec::new();
+    for kind in Kind::ALL {
+        if let Some(by_key) = document["definitions"]
+            .get(kind.as_str())
+            .and_then(Value::as_object)
+        {
+            for (key, doc) in by_key {
+                definitions.push(BundleDefinition {
+                    kind,
+                    key: key.clone(),
+                    document: doc.clone(),
+                    source: format!("/definitions/{}/{key}", kind.as_str()),
+                });
+            }
+        }
+    }
+    Ok(Bundle {
+        manifest,
+        definitions,
+    })
+}
+
+/// Every problem with a bundle as a whole: each definition against its meta-schema, duplicate
+/// keys, and every reference resolved against the bundle plus `existing` definitions.
+pub fn validate(bundle: &Bundle, existing: &DefinitionSet) -> Vec<BundleProblem> {
+    let mut problems = Vec::new();
+    let mut set = existing.clone();
+    let mut seen = std::collections::HashSet::new();
+    for def in &bundle.definitions {
+        if !seen.insert((def.kind, def.key.clone())) {
+            problems.push(problem(
+                &def.source,
+                "",
+                "duplicate",
+                format!("{} {:?} is defined twice", def.kind.as_str(), def.key),
+            ));
+        }
+        problems.extend(
+            check_document(def.kind, &def.document, "")
+                .into_iter()
+                .map(|error| BundleProblem {
+                    source: def.source.clone(),
+                    error,
+                }),
+        );
+        set.insert(def.kind, &def.key, def.document.clone());
+    }
+    if problems.is_empty() {
+        for def in &bundle.definitions {
+            problems.extend(
+                check_references(&set, def.kind, &def.key, &def.document, "")
+                    .into_iter()
+                    .map(|error| BundleProblem {
+                        source: def.source.clone(),
+                        error,
+                    }),
+            );
+        }
+    }
+    problems
+}
+
+/// Files of a built-in bundle, from the binary.
+fn built_in_files(name: &str) -> Option<(BundleFile, Vec<BundleFile>)> {
+    let dir = BUILT_IN_SCHEMAS.get_dir(name)?;
+    let manifest_file = dir.get_file(format!("{name}/template.json"))?;
+    let as_file = |f: &include_dir::File<'_>, root: &str| BundleFile {
+        relative: f
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(f.path())
+            .to_string_lossy()
+            .into_owned(),
+        display: f.path().to_string_lossy().into_owned(),
+        text: f.contents_utf8().unwrap_or_default().to_owned(),
+    };
+    let manifest = as_file(manifest_file, name);
+    let mut files = Vec::new();
+    for sub in dir.dirs() {
+        for file in sub
+            .files()
+            .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+        {
+            files.push(as_file(file, name));
+        }
+    }
+    if let Some(workflows) = BUILT_IN_WORKFLOWS.get_dir(name) {
+        for file in workflows
+            .files()
+            .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+        {
+            files.push(BundleFile {
+                relative: format!(
+                    "workflows/{}",
+                    file.path()
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                ),
+                display: format!("workflows/templates/{}", file.path().to_string_lossy()),
+                text: file.contents_utf8().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Some((manifest, files))
+}
+
+/// The names of the built-in bundles.
+pub fn built_in_names() -> Vec<String> {
+    BUILT_IN_SCHEMAS
+        .dirs()
+        .filter_map(|d| d.path().file_name()?.to_str().map(str::to_owned))
+        .collect()
+}
+
+/// A built-in bundle by name.
+///
+/// # Errors
+/// `Error::NotFound` for an unknown name; `Error::Internal` if a shipped bundle does not parse
+/// (a test loads every one, so this is a build defect).
+pub fn built_in(name: &str) -> Result<Bundle> {
+    let (manifest, files) =
+        built_in_files(name).ok_or_else(|| Error::not_found(format!("template {name:?}")))?;
+    from_files(&manifest, &files).map_err(|problems| {
+        Error::internal(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+fn read_dir_files(
+    root: &Path,
+    display_root: &Path,
+    into: &mut Vec<BundleFile>,
+    errors: &mut Vec<BundleProblem>,
+) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            read_dir_files(&path, display_root, into, errors);
+        } else if path.extension().is_some_and(|e| e == "json")
+            && path.file_name().is_some_and(|n| n != "template.json")
+        {
+            let relative = path
+                .strip_prefix(display_root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => into.push(BundleFile {
+                    relative,
+                    display: path.display().to_string(),
+                    text,
+                }),
+                Err(e) => errors.push(problem(
+                    &path.display().to_string(),
+                    "",
+                    "io",
+                    e.to_string(),
+                )),
+            }
+        }
+    }
+}
+
+/// Loads a bundle from its folder `schemas/templates/<name>`; workflows are read from the
+/// sibling `workflows/templates/<name>` when the folder sits in a Formwork repository layout.
+///
+/// # Errors
+/// Every problem found.
+pub fn load_dir(dir: &Path) -> Result<Bundle, Vec<BundleProblem>> {
+    let manifest_path = dir.join("template.json");
+    let manifest = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => BundleFile {
+            relative: "template.json".to_owned(),
+            display: manifest_path.display().to_string(),
+            text,
+        },
+        Err(e) => {
+            return Err(vec![problem(
+                &manifest_path.display().to_string(),
+                "",
+                "io",
+                e.to_string(),
+            )]);
+        }
+    };
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    read_dir_files(dir, dir, &mut files, &mut errors);
+    if let (Some(name), Some(templates)) = (dir.file_name(), dir.parent())
+        && let Some(repo) = templates.parent().and_then(Path::parent)
+    {
+        let workflows = repo.join("workflows").join("templates").join(name);
+        if workflows.is_dir() {
+            let mut found = Vec::new();
+            read_dir_files(&workflows, &workflows, &mut found, &mut errors);
+            files.extend(found.into_iter().map(|mut f| {
+                f.relative = format!("workflows/{}", f.relative);
+                f
+            }));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    from_files(&manifest, &files)
+}
+
+/// What an install created.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// The bundle's name.
+    pub template: String,
+    /// Its version.
+    pub version: String,
+    /// Definitions created, each published at version 1.
+    pub created: Vec<CreatedDefinition>,
+}
+
+/// One definition an install created.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedDefinition {
+    /// Kind.
+    pub kind: Kind,
+    /// Key.
+    pub key: String,
+}
+
+/// Problems as one 422, each pointer located in the one-document form of the bundle.
+fn as_invalid(bundle: &Bundle, problems: Vec<BundleProblem>) -> Error {
+    let errors = problems
+        .into_iter()
+        .map(|p| {
+            let prefix = bundle
+                .definitions
+                .iter()
+                .find(|d| d.source == p.source)
+                .map(BundleDefinition::pointer)
+                .unwrap_or_default();
+            FieldError {
+                pointer: format!("{prefix}{}", p.error.pointer),
+                ..p.error
+            }
+        })
+        .collect();
+    Error::invalid_all(
+        format!("template {:?} cannot be installed", bundle.manifest.name),
+        errors,
+    )
+}
+
+/// Validates `bundle` against the workspace and installs it in one transaction inside `conn`
+/// (the caller's transaction). Nothing is written when any problem is found.
+///
+/// # Errors
+/// `Error::Invalid` listing every problem; `Error::Conflict` when a key is taken.
+pub async fn install_in(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    existing: &DefinitionSet,
+    workspace_id: uuid::Uuid,
+    bundle: &Bundle,
+    actor: Actor,
+) -> Result<InstallReport> {
+    let problems = validate(bundle, existing);
+    if !problems.is_empty() {
+        return Err(as_invalid(bundle, problems));
+    }
+    let taken: Vec<FieldError> = bundle
+        .definitions
+        .iter()
+        .filter(|d| existing.get(d.kind, &d.key).is_some())
+        .map(|d| {
+            FieldError::new(
+                d.pointer(),
+                "exists",
+                format!(
+                    "the workspace already has a {} {:?}",
+                    d.kind.as_str(),
+                    d.key
+                ),
+            )
+        })
+        .collect();
+    if !taken.is_empty() {
+        return Err(Error::Conflict {
+            detail: "some keys of the template are taken in this workspace".to_owned(),
+            errors: taken,
+        });
+    }
+    let now = clock.now();
+    let origin = format!(
+        "bundle:{}@{}",
+        bundle.manifest.name, bundle.manifest.version
+    );
+    let mut ordered: Vec<&BundleDefinition> = bundle.definitions.iter().collect();
+    ordered.sort_by_key(|d| (d.kind, d.key.clone()));
+    let mut created = Vec::new();
+    for def in ordered {
+        definitions::insert_published(
+            conn,
+            workspace_id,
+            definitions::Seed {
+                kind: def.kind,
+                key: &def.key,
+                document: def.document.clone(),
+                origin: &origin,
+                actor,
+                now,
+            },
+        )
+        .await?;
+        created.push(CreatedDefinition {
+            kind: def.kind,
+            key: def.key.clone(),
+        });
+    }
+    store::workspaces::bump_generation(conn, workspace_id).await?;
+    Ok(InstallReport {
+        template: bundle.manifest.name.clone(),
+        version: bundle.manifest.version.clone(),
+        created,
+    })
+}
+
+/// Installs a bundle into a workspace in its own transaction and swaps the live registry.
+///
+/// # Errors
+/// As [`install_in`].
+pub async fn install(
+    db: &Db,
+    clock: &SharedClock,
+    registry: &Registry,
+    workspace_id: uuid::Uuid,
+    generation: i64,
+    bundle: &Bundle,
+    actor: Actor,
+) -> Result<InstallReport> {
+    let snapshot = registry.snapshot(db, workspace_id, generation).await?;
+    let existing = DefinitionSet::from_snapshot(&snapshot);
+    let tx = db.begin().await?;
+    let report = install_in(&tx, clock, &existing, workspace_id, bundle, actor).await?;
+    tx.commit().await?;
+    definitions::Store {
+        db,
+        clock,
+        registry,
+    }
+    .refresh(workspace_id)
+    .await?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_bundle_is_valid() {
+        let names = built_in_names();
+        assert!(names.contains(&SALES_CRM.to_owned()), "{names:?}");
+        for name in names {
+            let bundle = built_in(&name).expect("parses");
+            let problems = validate(&bundle, &DefinitionSet::new());
+            assert!(problems.is_empty(), "{name}: {problems:#?}");
+        }
+    }
+
+    #[test]
+    fn sales_crm_has_the_core_entities() {
+        let bundle = built_in(SALES_CRM).expect("parses");
+        for key in ["lead", "customer", "contact", "opportunity", "follow_up"] {
+            assert!(
+                bundle
+                    .definitions
+                    .iter()
+                    .any(|d| d.kind == Kind::Entity && d.key == key),
+                "missing entity {key}"
+            );
+        }
+    }
+}

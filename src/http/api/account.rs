@@ -1,0 +1,163 @@
+//! `/api/v1/account`: login, logout, the signed-in account, password, workspaces.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::app::Services;
+use crate::auth::{self, AccountView};
+use crate::error::{Error, Result};
+use crate::http::extract::{AppJson, SESSION_COOKIE, SessionUser};
+use crate::store::accounts;
+use crate::workspaces::{self, WorkspaceView};
+
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .route("/", get(me))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/password", put(change_password))
+        .route("/workspaces", get(list_workspaces).post(create_workspace))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionView {
+    account: AccountView,
+    csrf_token: String,
+    expires_at: Option<DateTime<Utc>>,
+    workspaces: Vec<WorkspaceView>,
+}
+
+fn session_cookie(services: &Services, value: &str, max_age_secs: i64) -> Result<HeaderValue> {
+    let secure = if services.config().secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .map_err(Error::internal)
+}
+
+async fn login(
+    State(services): State<Services>,
+    AppJson(body): AppJson<Login>,
+) -> Result<Response> {
+    let session = auth::login(
+        services.db(),
+        services.clock(),
+        services.limiter(),
+        services.session_policy(),
+        &body.email,
+        &body.password,
+    )
+    .await?;
+    let workspaces = workspaces::list_for(services.db(), session.account.id).await?;
+    let max_age = (session.expires_at - services.clock().now()).num_seconds();
+    let cookie = session_cookie(&services, &session.secret, max_age)?;
+    let view = SessionView {
+        account: AccountView::from(&session.account),
+        csrf_token: session.csrf_token,
+        expires_at: Some(session.expires_at),
+        workspaces,
+    };
+    let mut response = Json(view).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+async fn logout(State(services): State<Services>, user: SessionUser) -> Result<Response> {
+    auth::logout(services.db(), &user.id_hash).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&services, "", 0)?);
+    Ok(response)
+}
+
+async fn me(State(services): State<Services>, user: SessionUser) -> Result<Json<SessionView>> {
+    let account = accounts::find(services.db().conn(), user.principal.account_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    Ok(Json(SessionView {
+        account: AccountView::from(&account),
+        csrf_token: user.csrf_token,
+        expires_at: None,
+        workspaces: workspaces::list_for(services.db(), account.id).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(services): State<Services>,
+    user: SessionUser,
+    AppJson(body): AppJson<PasswordChange>,
+) -> Result<StatusCode> {
+    auth::change_password(
+        services.db(),
+        services.clock(),
+        user.principal.account_id,
+        Some(&user.id_hash),
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_workspaces(
+    State(services): State<Services>,
+    user: SessionUser,
+) -> Result<Json<Vec<WorkspaceView>>> {
+    Ok(Json(
+        workspaces::list_for(services.db(), user.principal.account_id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWorkspace {
+    slug: String,
+    name: String,
+    time_zone: Option<String>,
+}
+
+async fn create_workspace(
+    State(services): State<Services>,
+    user: SessionUser,
+    AppJson(body): AppJson<NewWorkspace>,
+) -> Result<(StatusCode, Json<WorkspaceView>)> {
+    let tx = services.db().begin().await?;
+    let workspace = workspaces::create(
+        &tx,
+        services.clock(),
+        user.principal.account_id,
+        &body.slug,
+        &body.name,
+        body.time_zone.as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WorkspaceView::new(&workspace, "owner")),
+    ))
+}

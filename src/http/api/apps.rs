@@ -1,0 +1,98 @@
+//! App templates: the built-in catalogue and installing a template or a bundle into a workspace.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::app::Services;
+use crate::apps::{self, InstallReport, Manifest};
+use crate::domain::Actor;
+use crate::error::{Error, Result};
+use crate::http::extract::{AppJson, Authenticated, Workspace};
+
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .route("/templates", get(catalogue))
+        .route("/w/{workspace}/apps", post(install))
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateView {
+    #[serde(flatten)]
+    manifest: Manifest,
+    definitions: usize,
+}
+
+async fn catalogue(_caller: Authenticated) -> Result<Json<Vec<TemplateView>>> {
+    let mut all = Vec::new();
+    for name in apps::built_in_names() {
+        let bundle = apps::built_in(&name)?;
+        all.push(TemplateView {
+            definitions: bundle.definitions.len(),
+            manifest: bundle.manifest,
+        });
+    }
+    Ok(Json(all))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Install {
+    /// A built-in template's name…
+    template: Option<String>,
+    /// …or a whole bundle document (`schemas/meta/template.schema.json`).
+    bundle: Option<Value>,
+}
+
+async fn install(
+    State(services): State<Services>,
+    ws: Workspace,
+    AppJson(body): AppJson<Install>,
+) -> Result<(StatusCode, Json<InstallReport>)> {
+    ws.access.require_admin()?;
+    let bundle = match (body.template, body.bundle) {
+        (Some(name), None) => apps::built_in(&name).map_err(|e| match e {
+            Error::NotFound(what) => {
+                Error::invalid("/template", "unknown_template", format!("{what} not found"))
+            }
+            other => other,
+        })?,
+        (None, Some(document)) => apps::from_document(&document).map_err(|e| match e {
+            Error::Invalid { detail, errors } => Error::Invalid {
+                detail,
+                errors: errors
+                    .into_iter()
+                    .map(|mut err| {
+                        err.pointer = format!("/bundle{}", err.pointer);
+                        err
+                    })
+                    .collect(),
+            },
+            other => other,
+        })?,
+        _ => {
+            return Err(Error::invalid(
+                "",
+                "one_of",
+                "give exactly one of template or bundle",
+            ));
+        }
+    };
+    let scope = ws.scope();
+    let report = apps::install(
+        services.db(),
+        services.clock(),
+        services.registry(),
+        scope.workspace_id,
+        scope.generation,
+        &bundle,
+        Actor::Account {
+            id: ws.access.account_id,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(report)))
+}

@@ -1,0 +1,81 @@
+//! `/api/v1/w/{workspace}/jobs`: background jobs of the workspace, their attempts, and retrying
+//! dead ones (admins).
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::Services;
+use crate::error::{Error, Result};
+use crate::http::extract::Workspace;
+use crate::jobs::{self, AttemptView, JobView};
+
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .route("/w/{workspace}/jobs", get(list))
+        .route("/w/{workspace}/jobs/{id}", get(show))
+        .route("/w/{workspace}/jobs/{id}/retries", post(retry))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobQuery {
+    status: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn list(
+    State(services): State<Services>,
+    ws: Workspace,
+    query: std::result::Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<JobView>>> {
+    let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
+    Ok(Json(
+        jobs::list(
+            services.db(),
+            ws.access.workspace.id,
+            query.status.as_deref(),
+            query.limit,
+        )
+        .await?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct JobDetail {
+    #[serde(flatten)]
+    job: JobView,
+    attempt_log: Vec<AttemptView>,
+}
+
+fn job_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::not_found("job"))
+}
+
+async fn show(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<JobDetail>> {
+    let (job, attempt_log) = jobs::get(services.db(), ws.access.workspace.id, job_id(&id)?).await?;
+    Ok(Json(JobDetail { job, attempt_log }))
+}
+
+async fn retry(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<JobView>> {
+    ws.access.require_admin()?;
+    Ok(Json(
+        jobs::retry_dead(
+            services.db(),
+            services.clock(),
+            ws.access.workspace.id,
+            job_id(&id)?,
+        )
+        .await?,
+    ))
+}

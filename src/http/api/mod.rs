@@ -1,0 +1,23 @@
+//! The JSON API under `/api/v1`: account routes, and workspace routes under `/w/{workspace}`.
+
+mod account;
+mod apps;
+mod definitions;
+mod jobs;
+mod tokens;
+mod workspace;
+
+use axum::Router;
+
+use crate::app::Services;
+
+/// Every API route.
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .nest("/account", account::router())
+        .merge(apps::router())
+        .merge(workspace::router())
+        .merge(tokens::router())
+        .merge(definitions::router())
+        .merge(jobs::router())
+}

@@ -1,0 +1,150 @@
+//! The job kinds of the foundations: housekeeping, webhook delivery, and test-only kinds.
+
+use std::time::Duration as StdDuration;
+
+use serde::Deserialize;
+
+use super::worker::{Handler, JobContext, JobFailure};
+use crate::auth::{self, SessionPolicy};
+use crate::store::jobs::JobRow;
+
+/// `sessions.purge`: deletes expired and idle sessions (scheduled hourly by every worker).
+#[derive(Debug)]
+pub struct SessionsPurge {
+    /// Session lifetimes.
+    pub policy: SessionPolicy,
+}
+
+#[async_trait::async_trait]
+impl Handler for SessionsPurge {
+    fn kind(&self) -> &'static str {
+        "sessions.purge"
+    }
+
+    async fn run(&self, ctx: &JobContext, _job: &JobRow) -> Result<(), JobFailure> {
+        let purged = auth::purge_sessions(&ctx.db, &ctx.clock, self.policy).await?;
+        tracing::info!(purged, "expired sessions purged");
+        Ok(())
+    }
+}
+
+/// `outbox.webhook`: POSTs a JSON body to a URL with the job's idempotency key; 2xx completes,
+/// anything else is retried with backoff (at-least-once delivery).
+#[derive(Debug, Clone)]
+pub struct WebhookDelivery {
+    /// The HTTP client (rustls, timeouts set).
+    pub client: reqwest::Client,
+}
+
+impl WebhookDelivery {
+    /// A delivery handler with a 10-second timeout per attempt.
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(StdDuration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { client }
+    }
+}
+
+impl Default for WebhookDelivery {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookPayload {
+    url: String,
+    body: serde_json::Value,
+}
+
+#[async_trait::async_trait]
+impl Handler for WebhookDelivery {
+    fn kind(&self) -> &'static str {
+        "outbox.webhook"
+    }
+
+    async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+        let payload: WebhookPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Fatal(format!("malformed webhook payload: {e}")))?;
+        let key = job.dedupe_key.clone().unwrap_or_else(|| job.id.to_string());
+        let response = self
+            .client
+            .post(&payload.url)
+            .header("Idempotency-Key", key)
+            .json(&payload.body)
+            .send()
+            .await
+            .map_err(|e| JobFailure::Retry(format!("delivery failed: {e}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(JobFailure::Retry(format!(
+                "receiver answered {}",
+                response.status()
+            )))
+        }
+    }
+}
+
+/// `test.sleep` (test mode only): sleeps for `ms`, then completes. Used to prove leases,
+/// takeover after a killed worker, and exactly-once completion across processes.
+#[derive(Debug)]
+pub struct TestSleep;
+
+#[derive(Debug, Deserialize)]
+struct SleepPayload {
+    #[serde(default)]
+    ms: u64,
+}
+
+#[async_trait::async_trait]
+impl Handler for TestSleep {
+    fn kind(&self) -> &'static str {
+        "test.sleep"
+    }
+
+    async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+        let payload: SleepPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Fatal(e.to_string()))?;
+        let steps = 4_i64;
+        for step in 1..=steps {
+            tokio::time::sleep(StdDuration::from_millis(payload.ms / steps as u64)).await;
+            ctx.progress(step, Some(steps), Some(serde_json::json!({ "step": step })))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `test.fail` (test mode only): fails while its attempt number is at most `times`.
+#[derive(Debug)]
+pub struct TestFail;
+
+#[derive(Debug, Deserialize)]
+struct FailPayload {
+    times: i32,
+}
+
+#[async_trait::async_trait]
+impl Handler for TestFail {
+    fn kind(&self) -> &'static str {
+        "test.fail"
+    }
+
+    async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+        let payload: FailPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Fatal(e.to_string()))?;
+        if job.attempts <= payload.times {
+            Err(JobFailure::Retry(format!(
+                "planned failure {}",
+                job.attempts
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}

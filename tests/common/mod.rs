@@ -1,0 +1,411 @@
+//! Test helpers shared by every integration test: a real server on 127.0.0.1:0 over a fresh
+//! database (SQLite file or PostgreSQL), typed HTTP helpers, clock control, job draining, and
+//! spawning the real binary for process-level tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use formwork::app::{self, Services};
+use formwork::clock::{OffsetClock, SharedClock};
+use formwork::config::ServeConfig;
+use formwork::store::Db;
+use reqwest::{Method, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+/// The admin created by bootstrap in every test app.
+pub const ADMIN_EMAIL: &str = "admin@formwork.local";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "admin-password-123";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn name(backend: Backend)` once per database.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::common::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::common::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("FORMWORK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty database of `backend`; returns its URL (and the folder holding a SQLite file).
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}/formwork.db", dir.path().display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_admin_url();
+            let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL is required for these tests ({admin_url}): {e}")
+            });
+            let name = format!("fwt_{}", uuid::Uuid::new_v4().simple());
+            let template = std::env::var("FORMWORK_TEST_PG_TEMPLATE").ok();
+            let sql = match template {
+                Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+                None => format!("CREATE DATABASE {name}"),
+            };
+            admin
+                .execute_unprepared(&sql)
+                .await
+                .expect("create test database");
+            let _ = admin.close().await;
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .unwrap_or(&admin_url)
+                .to_owned();
+            (format!("{base}/{name}"), None)
+        }
+    }
+}
+
+/// A running Formwork on a fresh database, with background workers off (tests drain jobs).
+pub struct TestApp {
+    pub services: Services,
+    pub clock: Arc<OffsetClock>,
+    pub address: String,
+    pub database_url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub demo: bool,
+    pub body_limit: u64,
+    pub configure: fn(&mut ServeConfig),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            demo: true,
+            body_limit: 2 * 1024 * 1024,
+            configure: |_| {},
+        }
+    }
+}
+
+impl TestApp {
+    /// A server with the demo workspace and the admin account.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    /// A server with options.
+    pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        let (database_url, dir) = fresh_database(backend).await;
+        let mut config = ServeConfig::with_database(&database_url);
+        config.admin_password = Some(ADMIN_PASSWORD.to_owned());
+        config.demo = options.demo;
+        config.body_limit = options.body_limit;
+        config.test_mode = true;
+        config.workers = 2;
+        (options.configure)(&mut config);
+        let db = Db::connect(&config.database).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let clock = Arc::new(OffsetClock::new());
+        let services = Services::new(db, SharedClock::new(clock.clone()), config);
+        app::bootstrap(&services).await.expect("bootstrap");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = services.clone();
+        tokio::spawn(async move {
+            let _ = formwork::http::serve(listener, serving, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self {
+            services,
+            clock,
+            address,
+            database_url,
+            backend,
+            _dir: dir,
+            stop: Some(stop),
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A client with no credentials.
+    pub fn anonymous(&self) -> Client {
+        Client::new(self.address.clone())
+    }
+
+    /// A client signed in as `email`.
+    pub async fn login(&self, email: &str, password: &str) -> Client {
+        let mut client = self.anonymous();
+        let (status, body) = client
+            .send(
+                Method::POST,
+                "/api/v1/account/login",
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        client.csrf = body["csrf_token"].as_str().map(str::to_owned);
+        client
+    }
+
+    /// A client signed in as the bootstrap admin.
+    pub async fn admin(&self) -> Client {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates an account directly (invitations are a later issue) and signs it in.
+    pub async fn create_user(&self, email: &str) -> Client {
+        formwork::auth::create_account(
+            self.services.db().conn(),
+            self.services.clock(),
+            email,
+            email.split('@').next().unwrap_or("user"),
+            "user-password-123",
+            false,
+        )
+        .await
+        .expect("create account");
+        self.login(email, "user-password-123").await
+    }
+
+    /// Moves this app's clock.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Runs due background jobs until none is due.
+    pub async fn run_jobs_until_idle(&self) -> usize {
+        self.services
+            .worker()
+            .run_until_idle()
+            .await
+            .expect("run jobs")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An HTTP client with a cookie jar and the session's CSRF token or a bearer token.
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub csrf: Option<String>,
+    pub bearer: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("client");
+        Self {
+            base,
+            http,
+            csrf: None,
+            bearer: None,
+        }
+    }
+
+    /// A client using only an API token.
+    pub fn with_token(base: String, token: &str) -> Self {
+        let mut client = Self::new(base);
+        client.bearer = Some(token.to_owned());
+        client
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when empty).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(csrf) = &self.csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::DELETE, path, None).await
+    }
+}
+
+/// Asserts a problem+json response with `status` and returns its `errors` pointers.
+pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) -> Vec<String> {
+    assert_eq!(status, expected, "unexpected status; body: {body}");
+    assert_eq!(
+        body["status"],
+        json!(expected.as_u16()),
+        "not problem+json: {body}"
+    );
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.contains("/problems/")),
+        "{body}"
+    );
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["pointer"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `formwork` binary built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_formwork"))
+}
+
+/// A `formwork serve` child process (debug build, test mode on); killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub address: String,
+}
+
+impl Process {
+    /// Starts the binary on `database_url` listening on a free port, and waits until it answers.
+    pub async fn spawn(database_url: &str, extra_env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .env("FORMWORK_DATABASE_URL", database_url)
+            .env("FORMWORK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FORMWORK_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("FORMWORK_TEST_MODE", "true")
+            .env("FORMWORK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawn formwork");
+        let process = Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        };
+        process.wait_ready().await;
+        process
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(response) = client.get(format!("{}/readyz", self.address)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("formwork did not become ready at {}", self.address);
+    }
+
+    /// SIGKILL: no graceful shutdown, leases stay as they were.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Connects to a test database from the test itself (on SQLite this takes the file's lock).
+pub async fn connect(database_url: &str) -> Db {
+    let mut config = ServeConfig::with_database(database_url).database;
+    config.pool_size = 4;
+    Db::connect(&config).await.expect("connect")
+}

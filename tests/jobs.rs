@@ -1,0 +1,349 @@
+//! The job queue: retries with backoff, dead letters visible through the API, progress, the
+//! outbox with idempotency keys, takeover after a killed worker, and exactly-once runs across
+//! two processes sharing PostgreSQL.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use common::{Backend, Process, TestApp, assert_problem};
+use formwork::jobs::{self, NewJob};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn demo_id(app: &TestApp) -> uuid::Uuid {
+    formwork::store::workspaces::find_by_slug(app.services.db().conn(), "demo")
+        .await
+        .expect("query")
+        .expect("demo")
+        .id
+}
+
+async fn enqueue(app: &TestApp, kind: &str, payload: Value, max_attempts: i32) -> uuid::Uuid {
+    let mut job = NewJob::new(kind, payload);
+    job.workspace_id = Some(demo_id(app).await);
+    job.max_attempts = max_attempts;
+    jobs::enqueue(app.services.db().conn(), app.services.clock(), job)
+        .await
+        .expect("enqueue")
+        .expect("inserted")
+}
+
+async fn failing_jobs_back_off_then_die_and_can_be_retried(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let id = enqueue(&app, "test.fail", json!({"times": 3}), 3).await;
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    let (_, job) = admin.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "queued", "{job}");
+    assert_eq!(job["attempts"], 1);
+    // Not due again until the backoff (10 s) has passed.
+    assert_eq!(app.run_jobs_until_idle().await, 0);
+    app.advance(Duration::seconds(11));
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    app.advance(Duration::seconds(21));
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    let (_, dead) = admin.get("/api/v1/w/demo/jobs?status=dead").await;
+    assert_eq!(dead.as_array().map(Vec::len), Some(1), "{dead}");
+    let (_, job) = admin.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "dead");
+    assert_eq!(job["last_error"], "planned failure 3");
+    let outcomes: Vec<_> = job["attempt_log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|a| a["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("failed"), json!("failed"), json!("dead")]);
+    // An admin sends it back; the fourth attempt succeeds.
+    let (status, body) = admin
+        .post(&format!("/api/v1/w/demo/jobs/{id}/retries"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    let (_, job) = admin.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded");
+    let (status, body) = admin
+        .post(&format!("/api/v1/w/demo/jobs/{id}/retries"), json!({}))
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (status, body) = admin.get("/api/v1/w/demo/jobs?status=exploded").await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/status"]
+    );
+    let (status, _) = admin.get("/api/v1/w/demo/jobs/not-a-uuid").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn progress_is_recorded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let id = enqueue(&app, "test.sleep", json!({"ms": 40}), 3).await;
+    app.run_jobs_until_idle().await;
+    let (_, job) = admin.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["progress_done"], 4);
+    assert_eq!(job["progress_total"], 4);
+}
+
+/// Idempotency key and body of one delivery.
+type Delivery = (Option<String>, Value);
+
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<Delivery>>>);
+
+async fn receiver(fail_first: usize) -> (String, Received) {
+    use axum::{Json, Router, http::HeaderMap, routing::post};
+    let received = Received::default();
+    let log = received.clone();
+    let counter = Arc::new(Mutex::new(0usize));
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let log = log.clone();
+            let counter = counter.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                log.0.lock().expect("lock").push((key, body));
+                let mut n = counter.lock().expect("lock");
+                *n += 1;
+                if *n <= fail_first {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+async fn the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (url, received) = receiver(1).await;
+    let workspace = demo_id(&app).await;
+    let make = || {
+        let mut job = NewJob::new(
+            "outbox.webhook",
+            json!({"url": url, "body": {"event": "lead.created"}}),
+        );
+        job.workspace_id = Some(workspace);
+        job.dedupe_key = Some("lead.created:42".to_owned());
+        job
+    };
+    // Enqueued in a transaction that also rolls back: nothing is sent.
+    let tx = app.services.db().begin().await.expect("tx");
+    jobs::enqueue(&tx, app.services.clock(), make())
+        .await
+        .expect("enqueue");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(app.run_jobs_until_idle().await, 0);
+    // Enqueued twice with the same key: one job.
+    let first = jobs::enqueue(app.services.db().conn(), app.services.clock(), make())
+        .await
+        .expect("enqueue");
+    let second = jobs::enqueue(app.services.db().conn(), app.services.clock(), make())
+        .await
+        .expect("enqueue");
+    assert!(first.is_some() && second.is_none());
+    app.run_jobs_until_idle().await;
+    app.advance(Duration::seconds(11));
+    app.run_jobs_until_idle().await;
+    let calls = received.0.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 2, "one failure, one success: {calls:?}");
+    for (key, body) in &calls {
+        assert_eq!(key.as_deref(), Some("lead.created:42"));
+        assert_eq!(body["event"], "lead.created");
+    }
+    let admin = app.admin().await;
+    let (_, job) = admin
+        .get(&format!("/api/v1/w/demo/jobs/{}", first.expect("id")))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+}
+
+async fn bootstrap_for_process(
+    database_url: &str,
+    job: Option<(&str, Value)>,
+) -> Option<uuid::Uuid> {
+    let mut config = formwork::config::ServeConfig::with_database(database_url);
+    config.admin_password = Some(common::ADMIN_PASSWORD.to_owned());
+    let db = common::connect(database_url).await;
+    db.migrate().await.expect("migrate");
+    let services = formwork::app::Services::new(db, formwork::clock::SharedClock::system(), config);
+    formwork::app::bootstrap(&services)
+        .await
+        .expect("bootstrap");
+    let workspace = formwork::store::workspaces::find_by_slug(services.db().conn(), "demo")
+        .await
+        .expect("query")
+        .expect("demo");
+    let mut id = None;
+    if let Some((kind, payload)) = job {
+        let mut new = NewJob::new(kind, payload);
+        new.workspace_id = Some(workspace.id);
+        id = jobs::enqueue(services.db().conn(), services.clock(), new)
+            .await
+            .expect("enqueue");
+    }
+    services.db().clone().close().await;
+    drop(services);
+    id
+}
+
+async fn wait_for_status(client: &common::Client, id: uuid::Uuid, status: &str) -> Value {
+    for _ in 0..400 {
+        let (code, job) = client.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+        if code == StatusCode::OK && job["status"] == status {
+            return job;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    panic!("job {id} never reached {status}");
+}
+
+async fn a_job_whose_worker_is_killed_is_taken_over_and_completes_once(backend: Backend) {
+    let (database_url, _dir) = common::fresh_database(backend).await;
+    let id = bootstrap_for_process(&database_url, Some(("test.sleep", json!({"ms": 4000}))))
+        .await
+        .expect("job");
+    let clock_dir = tempfile::tempdir().expect("tempdir");
+    let clock_file = clock_dir.path().join("offset");
+    std::fs::write(&clock_file, "0").expect("clock");
+    let clock = clock_file.to_string_lossy().into_owned();
+    let env = [
+        ("FORMWORK_TEST_CLOCK_FILE", clock.as_str()),
+        ("FORMWORK_JOB_LEASE_SECS", "30"),
+        ("FORMWORK_JOB_POLL_MS", "50"),
+    ];
+    let mut first = Process::spawn(&database_url, &env).await;
+    let mut client = common::Client::new(first.address.clone());
+    let login = |client: &mut common::Client| {
+        let client_http = client.http.clone();
+        let base = client.base.clone();
+        async move {
+            let response = client_http
+                .post(format!("{base}/api/v1/account/login"))
+                .json(&json!({"email": common::ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}))
+                .send()
+                .await
+                .expect("login");
+            let body: Value = response.json().await.expect("json");
+            body["csrf_token"].as_str().map(str::to_owned)
+        }
+    };
+    client.csrf = login(&mut client).await;
+    wait_for_status(&client, id, "running").await;
+    first.kill_hard();
+
+    // The lease (30 s) still holds: a new process must not take the job before it expires.
+    std::fs::write(&clock_file, "5").expect("clock");
+    let second = Process::spawn(&database_url, &env).await;
+    let mut client = common::Client::new(second.address.clone());
+    client.csrf = login(&mut client).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let (_, job) = client.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "running");
+    assert_eq!(job["attempts"], 1, "{job}");
+    // Past the lease, the live worker takes it over and completes it.
+    std::fs::write(&clock_file, "40").expect("clock");
+    let job = wait_for_status(&client, id, "succeeded").await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    let log = job["attempt_log"].as_array().expect("log");
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log[0]["outcome"],
+        Value::Null,
+        "the killed attempt never finished: {job}"
+    );
+    assert_eq!(log[1]["outcome"], "succeeded");
+    assert_ne!(log[0]["worker"], log[1]["worker"]);
+}
+
+async fn a_second_server_on_the_same_sqlite_file_fails_fast() {
+    let (database_url, _dir) = common::fresh_database(Backend::Sqlite).await;
+    let _first = Process::spawn(&database_url, &[]).await;
+    let output = std::process::Command::new(common::binary())
+        .arg("serve")
+        .env("FORMWORK_DATABASE_URL", &database_url)
+        .env(
+            "FORMWORK_LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        )
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another formwork process"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_is_owned_by_one_process() {
+    a_second_server_on_the_same_sqlite_file_fails_fast().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_postgres_run_a_thousand_jobs_exactly_once() {
+    let (database_url, _) = common::fresh_database(Backend::Postgres).await;
+    bootstrap_for_process(&database_url, None).await;
+    let db = common::connect(&database_url).await;
+    let clock = formwork::clock::SharedClock::system();
+    let tx = db.begin().await.expect("tx");
+    for _ in 0..1000 {
+        jobs::enqueue(&tx, &clock, NewJob::new("test.sleep", json!({"ms": 4})))
+            .await
+            .expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    let env = [("FORMWORK_JOB_POLL_MS", "20"), ("FORMWORK_WORKERS", "8")];
+    let first = Process::spawn(&database_url, &env).await;
+    let second = Process::spawn(&database_url, &env).await;
+    use sea_orm::{ConnectionTrait, Statement};
+    let count = |sql: &'static str| {
+        let conn = db.conn().clone();
+        async move {
+            let row = conn
+                .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
+                .await
+                .expect("query")
+                .expect("row");
+            row.try_get_by_index::<i64>(0).expect("count")
+        }
+    };
+    let mut done = 0;
+    for _ in 0..1200 {
+        done =
+            count("SELECT COUNT(*) FROM jobs WHERE kind = 'test.sleep' AND status = 'succeeded'")
+                .await;
+        if done == 1000 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(done, 1000);
+    let runs = count("SELECT COUNT(*) FROM job_attempts a JOIN jobs j ON j.id = a.job_id WHERE j.kind = 'test.sleep'").await;
+    assert_eq!(runs, 1000, "every job ran exactly once");
+    let successes = count("SELECT COUNT(*) FROM job_attempts WHERE outcome = 'succeeded' AND job_id IN (SELECT id FROM jobs WHERE kind = 'test.sleep')").await;
+    assert_eq!(successes, 1000);
+    let workers = count("SELECT COUNT(DISTINCT worker) FROM job_attempts a JOIN jobs j ON j.id = a.job_id WHERE j.kind = 'test.sleep'").await;
+    assert_eq!(workers, 2, "both processes took part");
+    drop((first, second));
+}
+
+both_databases!(
+    failing_jobs_back_off_then_die_and_can_be_retried,
+    progress_is_recorded,
+    the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key,
+    a_job_whose_worker_is_killed_is_taken_over_and_completes_once,
+);
