@@ -53,6 +53,7 @@ async fn install(
     AppJson(body): AppJson<Install>,
 ) -> Result<(StatusCode, Json<InstallReport>)> {
     ws.access.require_admin()?;
+    let from_document = body.bundle.is_some();
     let bundle = match (body.template, body.bundle) {
         (Some(name), None) => apps::built_in(&name).map_err(|e| match e {
             Error::NotFound(what) => {
@@ -60,19 +61,7 @@ async fn install(
             }
             other => other,
         })?,
-        (None, Some(document)) => apps::from_document(&document).map_err(|e| match e {
-            Error::Invalid { detail, errors } => Error::Invalid {
-                detail,
-                errors: errors
-                    .into_iter()
-                    .map(|mut err| {
-                        err.pointer = format!("/bundle{}", err.pointer);
-                        err
-                    })
-                    .collect(),
-            },
-            other => other,
-        })?,
+        (None, Some(document)) => apps::from_document(&document).map_err(under_bundle)?,
         _ => {
             return Err(Error::invalid(
                 "",
@@ -93,6 +82,31 @@ async fn install(
             id: ws.access.account_id,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| if from_document { under_bundle(e) } else { e })?;
     Ok((StatusCode::CREATED, Json(report)))
+}
+
+/// Locates a bundle document's problems inside the request body (`/bundle/...`).
+fn under_bundle(error: Error) -> Error {
+    let relocate = |errors: Vec<crate::error::FieldError>| {
+        errors
+            .into_iter()
+            .map(|mut err| {
+                err.pointer = format!("/bundle{}", err.pointer);
+                err
+            })
+            .collect()
+    };
+    match error {
+        Error::Invalid { detail, errors } => Error::Invalid {
+            detail,
+            errors: relocate(errors),
+        },
+        Error::Conflict { detail, errors } => Error::Conflict {
+            detail,
+            errors: relocate(errors),
+        },
+        other => other,
+    }
 }
