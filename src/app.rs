@@ -63,6 +63,7 @@ impl Services {
                 concurrency: config.workers.max(1),
                 lease: Duration::seconds(config.job_lease_secs as i64),
                 poll: std::time::Duration::from_millis(config.job_poll_ms),
+                shutdown_grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
             },
             handlers,
         );

@@ -117,6 +117,15 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u64).range(10..=60_000)
     )]
     pub job_poll_ms: u64,
+    /// On shutdown, how long jobs in hand may run on before they are released to the queue.
+    #[arg(
+        long,
+        env = "FORMWORK_SHUTDOWN_GRACE_SECS",
+        value_name = "FORMWORK_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=3_600)
+    )]
+    pub shutdown_grace_secs: u64,
     /// A session ends after this many minutes without a request.
     #[arg(
         long,
@@ -223,6 +232,7 @@ impl ServeConfig {
             workers: 4,
             job_lease_secs: 30,
             job_poll_ms: 500,
+            shutdown_grace_secs: 10,
             session_idle_minutes: 720,
             session_max_hours: 336,
             secure_cookies: false,

@@ -269,6 +269,62 @@ async fn a_job_whose_worker_is_killed_is_taken_over_and_completes_once(backend: 
     );
     assert_eq!(log[1]["outcome"], "succeeded");
     assert_ne!(log[0]["worker"], log[1]["worker"]);
+    assert_eq!(job["progress_done"], 4);
+}
+
+async fn shutdown_releases_jobs_in_hand(backend: Backend) {
+    let (database_url, _dir) = common::fresh_database(backend).await;
+    let id = bootstrap_for_process(&database_url, Some(("test.sleep", json!({"ms": 60000}))))
+        .await
+        .expect("job");
+    let env = [
+        ("FORMWORK_SHUTDOWN_GRACE_SECS", "1"),
+        ("FORMWORK_JOB_POLL_MS", "50"),
+    ];
+    let mut process = Process::spawn(&database_url, &env).await;
+    let mut client = common::Client::new(process.address.clone());
+    let (_, session) = client
+        .post(
+            "/api/v1/account/login",
+            json!({"email": common::ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}),
+        )
+        .await;
+    client.csrf = session["csrf_token"].as_str().map(str::to_owned);
+    wait_for_status(&client, id, "running").await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = process.child.wait().expect("wait");
+        (exit, process)
+    })
+    .await
+    .expect("join")
+    .0;
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    // The process is gone (and with it the SQLite lock): read the job directly.
+    let db = common::connect(&database_url).await;
+    let (job, attempts) = formwork::jobs::get(&db, job_workspace(&db).await, id)
+        .await
+        .expect("job");
+    assert_eq!(job.status, "queued", "released, not lost");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("released"));
+    assert_eq!(
+        job.max_attempts,
+        formwork::jobs::DEFAULT_MAX_ATTEMPTS + 1,
+        "a release costs no retry"
+    );
+}
+
+async fn job_workspace(db: &formwork::store::Db) -> uuid::Uuid {
+    formwork::store::workspaces::find_by_slug(db.conn(), "demo")
+        .await
+        .expect("query")
+        .expect("demo")
+        .id
 }
 
 async fn a_second_server_on_the_same_sqlite_file_fails_fast() {
@@ -346,4 +402,5 @@ both_databases!(
     progress_is_recorded,
     the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key,
     a_job_whose_worker_is_killed_is_taken_over_and_completes_once,
+    shutdown_releases_jobs_in_hand,
 );

@@ -90,8 +90,9 @@ impl Handler for WebhookDelivery {
     }
 }
 
-/// `test.sleep` (test mode only): sleeps for `ms`, then completes. Used to prove leases,
-/// takeover after a killed worker, and exactly-once completion across processes.
+/// `test.sleep` (test mode only): sleeps for `ms` in four steps, recording progress and a
+/// checkpoint after each, and resumes from the checkpoint when retried. Used to prove leases,
+/// takeover after a killed worker, resumption, and exactly-once completion across processes.
 #[derive(Debug)]
 pub struct TestSleep;
 
@@ -111,7 +112,13 @@ impl Handler for TestSleep {
         let payload: SleepPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(e.to_string()))?;
         let steps = 4_i64;
-        for step in 1..=steps {
+        let resume_after = job
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.get("step"))
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        for step in (resume_after + 1)..=steps {
             tokio::time::sleep(StdDuration::from_millis(payload.ms / steps as u64)).await;
             ctx.progress(step, Some(steps), Some(serde_json::json!({ "step": step })))
                 .await?;

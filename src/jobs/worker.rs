@@ -107,6 +107,8 @@ pub struct WorkerSettings {
     pub lease: Duration,
     /// Pause between looks for due jobs when idle.
     pub poll: StdDuration,
+    /// On shutdown, how long jobs in hand may finish before they are released.
+    pub shutdown_grace: StdDuration,
 }
 
 /// Claims and runs jobs with the registered handlers.
@@ -223,7 +225,7 @@ impl Worker {
             }
         }
         // Graceful shutdown: let jobs in hand finish for a while, then give the rest back.
-        let grace = tokio::time::sleep(StdDuration::from_secs(10));
+        let grace = tokio::time::sleep(self.settings.shutdown_grace);
         tokio::pin!(grace);
         loop {
             tokio::select! {
