@@ -210,7 +210,7 @@ pub async fn authenticate_session(
     secret: &str,
 ) -> Result<Option<Principal>> {
     let id_hash = hash_secret(secret);
-    let Some(session) = sessions::find(db.conn(), &id_hash).await? else {
+    let Some(session) = sessions::find_of_active_account(db.conn(), &id_hash).await? else {
         return Ok(None);
     };
     let now = clock.now();
@@ -375,17 +375,13 @@ pub async fn authenticate_token(
     if !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
-    let Some(token) = tokens::find_by_hash(db.conn(), &hash_secret(secret)).await? else {
+    let Some(token) =
+        tokens::find_by_hash_of_active_account(db.conn(), &hash_secret(secret)).await?
+    else {
         return Ok(None);
     };
     let now = clock.now();
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
-        return Ok(None);
-    }
-    let active = accounts::find(db.conn(), token.account_id)
-        .await?
-        .is_some_and(|a| a.is_active);
-    if !active {
         return Ok(None);
     }
     if token

@@ -1,10 +1,12 @@
 //! Queries on `sessions`.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, JoinType, QueryFilter, QuerySelect, Set,
+};
 
 use super::Conn;
-use super::entities::session;
+use super::entities::{account, session};
 use crate::error::Result;
 
 pub use session::Model as SessionRow;
@@ -27,12 +29,21 @@ pub async fn insert(conn: &impl Conn, row: SessionRow) -> Result<()> {
     Ok(())
 }
 
-/// The session with this secret hash.
+/// The session with this secret hash, if its account is active (one query).
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn find(conn: &impl Conn, id_hash: &str) -> Result<Option<SessionRow>> {
-    Ok(session::Entity::find_by_id(id_hash.to_owned())
+pub async fn find_of_active_account(conn: &impl Conn, id_hash: &str) -> Result<Option<SessionRow>> {
+    Ok(session::Entity::find()
+        .join(
+            JoinType::InnerJoin,
+            session::Entity::belongs_to(account::Entity)
+                .from(session::Column::AccountId)
+                .to(account::Column::Id)
+                .into(),
+        )
+        .filter(session::Column::IdHash.eq(id_hash))
+        .filter(account::Column::IsActive.eq(true))
         .one(conn)
         .await?)
 }

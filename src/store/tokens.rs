@@ -1,11 +1,13 @@
 //! Queries on `api_tokens`.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use super::Conn;
-use super::entities::api_token;
+use super::entities::{account, api_token};
 use crate::error::Result;
 
 pub use api_token::Model as TokenRow;
@@ -31,13 +33,24 @@ pub async fn insert(conn: &impl Conn, row: TokenRow) -> Result<TokenRow> {
     .await?)
 }
 
-/// The token with this secret hash.
+/// The token with this secret hash, if its account is active (one query).
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn find_by_hash(conn: &impl Conn, secret_hash: &str) -> Result<Option<TokenRow>> {
+pub async fn find_by_hash_of_active_account(
+    conn: &impl Conn,
+    secret_hash: &str,
+) -> Result<Option<TokenRow>> {
     Ok(api_token::Entity::find()
+        .join(
+            JoinType::InnerJoin,
+            api_token::Entity::belongs_to(account::Entity)
+                .from(api_token::Column::AccountId)
+                .to(account::Column::Id)
+                .into(),
+        )
         .filter(api_token::Column::SecretHash.eq(secret_hash))
+        .filter(account::Column::IsActive.eq(true))
         .one(conn)
         .await?)
 }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationDef, Set, sea_query::Expr,
+    QuerySelect, RelationDef, Set,
+    sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
 
@@ -99,59 +100,54 @@ pub async fn bump_generation(conn: &impl Conn, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Every workspace's id and definitions generation.
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn generations(conn: &impl Conn) -> Result<Vec<(Uuid, i64)>> {
-    Ok(workspace::Entity::find()
-        .select_only()
-        .column(workspace::Column::Id)
-        .column(workspace::Column::DefinitionsGeneration)
-        .into_tuple()
-        .all(conn)
-        .await?)
-}
-
 /// Adds (or changes the role of) a member.
 ///
 /// # Errors
 /// `Error::Db`.
 pub async fn upsert_membership(conn: &impl Conn, row: MembershipRow) -> Result<()> {
-    let existing = membership::Entity::find_by_id((row.workspace_id, row.account_id))
-        .one(conn)
-        .await?;
     let model = membership::ActiveModel {
         workspace_id: Set(row.workspace_id),
         account_id: Set(row.account_id),
         role: Set(row.role),
         created_at: Set(row.created_at),
     };
-    if existing.is_some() {
-        membership::ActiveModel {
-            created_at: sea_orm::ActiveValue::NotSet,
-            ..model
-        }
-        .update(conn)
+    membership::Entity::insert(model)
+        .on_conflict(
+            OnConflict::columns([
+                membership::Column::WorkspaceId,
+                membership::Column::AccountId,
+            ])
+            .update_column(membership::Column::Role)
+            .to_owned(),
+        )
+        .exec_without_returning(conn)
         .await?;
-    } else {
-        model.insert(conn).await?;
-    }
     Ok(())
 }
 
-/// The membership of an account in a workspace.
+/// A workspace by slug with the role of `account_id` in it, when it is a member (one query).
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn find_membership(
+pub async fn find_with_role(
     conn: &impl Conn,
-    workspace_id: Uuid,
+    slug: &str,
     account_id: Uuid,
-) -> Result<Option<MembershipRow>> {
-    Ok(membership::Entity::find_by_id((workspace_id, account_id))
+) -> Result<Option<(WorkspaceRow, String)>> {
+    let found = workspace::Entity::find()
+        .select_also(membership::Entity)
+        .join(
+            JoinType::InnerJoin,
+            workspace::Entity::belongs_to(membership::Entity)
+                .from(workspace::Column::Id)
+                .to(membership::Column::WorkspaceId)
+                .into(),
+        )
+        .filter(workspace::Column::Slug.eq(slug))
+        .filter(membership::Column::AccountId.eq(account_id))
         .one(conn)
-        .await?)
+        .await?;
+    Ok(found.and_then(|(w, m)| Some((w, m?.role))))
 }
 
 /// The workspaces an account belongs to, with its role in each, by name.

@@ -56,7 +56,7 @@ impl Access {
 /// `Error::NotFound`.
 pub async fn access(db: &Db, principal: &Principal, slug: &str) -> Result<Access> {
     let not_found = || Error::not_found(format!("workspace {slug:?}"));
-    let workspace = rows::find_by_slug(db.conn(), slug)
+    let (workspace, role) = rows::find_with_role(db.conn(), slug, principal.account_id)
         .await?
         .ok_or_else(not_found)?;
     if let Credential::Token { workspace_id, .. } = &principal.credential
@@ -64,13 +64,10 @@ pub async fn access(db: &Db, principal: &Principal, slug: &str) -> Result<Access
     {
         return Err(not_found());
     }
-    let membership = rows::find_membership(db.conn(), workspace.id, principal.account_id)
-        .await?
-        .ok_or_else(not_found)?;
     Ok(Access {
         workspace,
         account_id: principal.account_id,
-        role: membership.role,
+        role,
     })
 }
 
