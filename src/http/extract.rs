@@ -119,9 +119,29 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
     pointer
 }
 
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The `Set-Cookie` value of a session cookie (empty value and age 0 to clear it).
+///
+/// # Errors
+/// `Error::Internal` if the value cannot be a header.
+pub fn session_cookie(
+    services: &Services,
+    value: &str,
+    max_age_secs: i64,
+) -> Result<axum::http::HeaderValue, Error> {
+    let secure = if services.config().secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    axum::http::HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .map_err(Error::internal)
+}
+
+/// The value of cookie `name`.
+pub fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -160,7 +180,7 @@ where
         let services = Services::from_ref(state);
         let principal = if let Some(token) = bearer(parts) {
             auth::authenticate_token(services.db(), services.clock(), token).await?
-        } else if let Some(secret) = cookie_value(parts, SESSION_COOKIE) {
+        } else if let Some(secret) = cookie_in(&parts.headers, SESSION_COOKIE) {
             auth::authenticate_session(
                 services.db(),
                 services.clock(),

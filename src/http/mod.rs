@@ -3,6 +3,7 @@
 mod api;
 pub mod error;
 pub mod extract;
+mod pages;
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub fn router(services: Services) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router())
+        .merge(pages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,7 +1,7 @@
 //! `/api/v1/account`: login, logout, the signed-in account, password, workspaces.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::Services;
 use crate::auth::{self, AccountView};
 use crate::error::{Error, Result};
-use crate::http::extract::{AppJson, SESSION_COOKIE, SessionUser};
+use crate::http::extract::{AppJson, SessionUser, session_cookie};
 use crate::store::accounts;
 use crate::workspaces::{self, WorkspaceView};
 
@@ -37,18 +37,6 @@ struct SessionView {
     csrf_token: String,
     expires_at: Option<DateTime<Utc>>,
     workspaces: Vec<WorkspaceView>,
-}
-
-fn session_cookie(services: &Services, value: &str, max_age_secs: i64) -> Result<HeaderValue> {
-    let secure = if services.config().secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
-    ))
-    .map_err(Error::internal)
 }
 
 async fn login(

@@ -1,0 +1,327 @@
+//! HTML pages: sign-in, workspace chooser and workspace home, rendered with minijinja.
+//! (The full UI — lists, forms, kanban — is the web-UI issue.)
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::app::Services;
+use crate::auth::{self, AccountView, Credential, Principal};
+use crate::definitions::Kind;
+use crate::error::{Error, Result};
+use crate::http::extract::{SESSION_COOKIE, cookie_in, session_cookie};
+use crate::render::{Pages, static_asset};
+use crate::store::accounts;
+use crate::workspaces::{self, WorkspaceView};
+
+/// Every page route.
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .route("/", get(root))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/workspaces", get(workspace_list))
+        .route("/w/{workspace}/", get(workspace_home))
+        .route("/static/{*path}", get(asset))
+}
+
+/// The signed-in browser session of a page request, if any.
+struct PageSession {
+    principal: Principal,
+    account: AccountView,
+    id_hash: String,
+    csrf_token: String,
+}
+
+async fn page_session(services: &Services, headers: &HeaderMap) -> Result<Option<PageSession>> {
+    let Some(secret) = cookie_in(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let principal = auth::authenticate_session(
+        services.db(),
+        services.clock(),
+        services.session_policy(),
+        secret,
+    )
+    .await?;
+    let Some(principal) = principal else {
+        return Ok(None);
+    };
+    let Credential::Session {
+        id_hash,
+        csrf_token,
+    } = principal.credential.clone()
+    else {
+        return Ok(None);
+    };
+    let Some(account) = accounts::find(services.db().conn(), principal.account_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(PageSession {
+        principal,
+        account: AccountView::from(&account),
+        id_hash,
+        csrf_token,
+    }))
+}
+
+fn page(name: &str, context: impl Serialize, status: StatusCode) -> Result<Response> {
+    let html = Pages::shared()?.render(name, context)?;
+    let mut response = (status, Html(html)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn to_login(next: &str) -> Response {
+    let target = format!("/login?next={}", urlencode(next));
+    Redirect::to(&target).into_response()
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only local paths are followed after sign-in (no open redirects).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+async fn root(State(services): State<Services>, headers: HeaderMap) -> Result<Response> {
+    let Some(session) = page_session(&services, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let workspaces = workspaces::list_for(services.db(), session.principal.account_id).await?;
+    Ok(match workspaces.as_slice() {
+        [only] => Redirect::to(&format!("/w/{}/", only.slug)).into_response(),
+        _ => Redirect::to("/workspaces").into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_page(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Result<Response> {
+    let next = safe_next(query.next.as_deref());
+    if page_session(&services, &headers).await?.is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    page(
+        "login.html",
+        serde_json::json!({ "next": next, "email": "", "error": null }),
+        StatusCode::OK,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// A cross-site form post carries a foreign `Origin`; refuse it (login CSRF).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+async fn login(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response> {
+    if !same_origin(&headers) {
+        return Err(Error::Forbidden("cross-site sign-in refused".to_owned()));
+    }
+    let next = safe_next(form.next.as_deref());
+    let attempt = auth::login(
+        services.db(),
+        services.clock(),
+        services.limiter(),
+        services.session_policy(),
+        &form.email,
+        &form.password,
+    )
+    .await;
+    let session = match attempt {
+        Ok(session) => session,
+        Err(error @ (Error::Unauthenticated | Error::RateLimited { .. })) => {
+            let (message, status) = match error {
+                Error::RateLimited { .. } => (
+                    "Too many attempts; try again later. 尝试次数过多，请稍后再试。",
+                    StatusCode::TOO_MANY_REQUESTS,
+                ),
+                _ => (
+                    "Wrong email or password. 邮箱或密码错误。",
+                    StatusCode::UNAUTHORIZED,
+                ),
+            };
+            return page(
+                "login.html",
+                serde_json::json!({ "next": next, "email": form.email, "error": message }),
+                status,
+            );
+        }
+        Err(other) => return Err(other),
+    };
+    let max_age = (session.expires_at - services.clock().now()).num_seconds();
+    let mut response = Redirect::to(&next).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&services, &session.secret, max_age)?,
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct LogoutForm {
+    csrf_token: String,
+}
+
+async fn logout(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response> {
+    if let Some(session) = page_session(&services, &headers).await? {
+        if session.csrf_token != form.csrf_token {
+            return Err(Error::Forbidden("wrong CSRF token".to_owned()));
+        }
+        auth::logout(services.db(), &session.id_hash).await?;
+    }
+    let mut response = Redirect::to("/login").into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&services, "", 0)?);
+    Ok(response)
+}
+
+async fn workspace_list(State(services): State<Services>, headers: HeaderMap) -> Result<Response> {
+    let Some(session) = page_session(&services, &headers).await? else {
+        return Ok(to_login("/workspaces"));
+    };
+    let list: Vec<WorkspaceView> =
+        workspaces::list_for(services.db(), session.principal.account_id).await?;
+    page(
+        "workspaces.html",
+        serde_json::json!({
+            "account": session.account,
+            "csrf_token": session.csrf_token,
+            "workspaces": list,
+        }),
+        StatusCode::OK,
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct EntityTile {
+    key: String,
+    label_en: String,
+    label_zh: Option<String>,
+    version: i32,
+    fields: usize,
+}
+
+async fn workspace_home(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Response> {
+    let Some(session) = page_session(&services, &headers).await? else {
+        return Ok(to_login(&format!("/w/{slug}/")));
+    };
+    let access = workspaces::access(services.db(), &session.principal, &slug).await?;
+    let snapshot = services
+        .registry()
+        .snapshot(
+            services.db(),
+            access.workspace.id,
+            access.workspace.definitions_generation,
+        )
+        .await?;
+    let entities: Vec<EntityTile> = snapshot
+        .of_kind(Kind::Entity)
+        .into_iter()
+        .map(|(key, published)| {
+            let doc = &published.document;
+            EntityTile {
+                key: key.to_owned(),
+                label_en: doc
+                    .pointer("/x-label/en")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(key)
+                    .to_owned(),
+                label_zh: doc
+                    .pointer("/x-label/zh-CN")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                version: published.version,
+                fields: doc
+                    .get("properties")
+                    .and_then(|p| p.as_object())
+                    .map_or(0, |p| p.len()),
+            }
+        })
+        .collect();
+    let settings = workspaces::settings_of(&access.workspace)?;
+    let zone = workspaces::check_time_zone(&settings.time_zone)?;
+    let today = services.clock().now().with_timezone(&zone).date_naive();
+    page(
+        "workspace_home.html",
+        serde_json::json!({
+            "account": session.account,
+            "csrf_token": session.csrf_token,
+            "workspace": WorkspaceView::new(&access.workspace, &access.role),
+            "entities": entities,
+            "today": today,
+            "working_day": settings.calendar.is_working_day(today),
+        }),
+        StatusCode::OK,
+    )
+}
+
+async fn asset(Path(path): Path<String>) -> Result<Response> {
+    let (body, content_type) =
+        static_asset(&path).ok_or_else(|| Error::not_found("static asset"))?;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    Ok(response)
+}
