@@ -355,6 +355,27 @@ async fn bad_requests_get_located_problems(backend: Backend) {
         assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
         ["/time_zone"]
     );
+    let (status, _, body) = raw(r#"{"slug": "nul-name", "name": "a\u0000b"}"#).await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/name"]
+    );
+    for path in [
+        "/api/v1/w/%00demo",
+        "/api/v1/w/demo/definitions/entity/le%00ad",
+        "/api/v1/w/DEMO",
+    ] {
+        let (status, body) = admin.get(path).await;
+        assert_problem(status, &body, StatusCode::NOT_FOUND);
+    }
+    let (status, body) = app
+        .anonymous()
+        .post(
+            "/api/v1/account/login",
+            json!({"email": "a\u{0}@b.cn", "password": "x\u{0}"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     let huge: &'static str = Box::leak(
         format!(r#"{{"slug": "big", "name": "{}"}}"#, "x".repeat(10_000)).into_boxed_str(),
     );

@@ -165,6 +165,10 @@ pub async fn login(
     let key = email.trim().to_lowercase();
     let now = clock.now();
     limiter.check(&key, now)?;
+    if key.contains('\0') || password.contains('\0') || key.len() > 254 {
+        limiter.record_failure(&key, now);
+        return Err(Error::Unauthenticated);
+    }
     let account = accounts::find_by_email(db.conn(), &key).await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let verified = verify_password(hash, password.to_owned()).await;

@@ -160,6 +160,9 @@ impl Store<'_> {
     }
 
     async fn find(&self, scope: Scope, kind: Kind, key: &str) -> Result<DefinitionRow> {
+        if DefinitionKey::parse_at(key, "/key").is_err() {
+            return Err(Error::not_found(format!("{} {key:?}", kind.as_str())));
+        }
         rows::find(self.db.conn(), scope.workspace_id, kind.as_str(), key)
             .await?
             .ok_or_else(|| Error::not_found(format!("{} {key:?}", kind.as_str())))
@@ -499,7 +502,7 @@ pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'
         ));
     }
     let id = new_id();
-    rows::insert(
+    let inserted = rows::insert(
         conn,
         DefinitionRow {
             id,
@@ -516,7 +519,19 @@ pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'
             updated_by: actor.account_id(),
         },
     )
-    .await?;
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // Another install created it between the check above and this insert.
+        Err(Error::Db(e)) if store::is_unique_violation(&e) => {
+            return Err(Error::conflict(
+                pointer,
+                "exists",
+                format!("the workspace already has a {} {key:?}", kind.as_str()),
+            ));
+        }
+        Err(e) => return Err(e),
+    }
     rows::insert_version(
         conn,
         VersionRow {

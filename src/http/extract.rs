@@ -62,24 +62,37 @@ where
 /// # Errors
 /// 400 for malformed JSON (with line and column), 422 for the wrong shape (with pointer).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
-        Ok(value) => {
-            deserializer.end().map_err(|e| syntax_error(&e))?;
-            Ok(value)
-        }
-        Err(error) => {
-            let inner = error.inner();
-            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                return Err(syntax_error(inner));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| syntax_error(&e))?;
+    // PostgreSQL cannot store U+0000 in text or jsonb; refuse it here rather than fail later.
+    if let Some(pointer) = find_nul(&value, String::new()) {
+        return Err(Error::invalid(
+            pointer,
+            "nul_character",
+            "text may not contain the NUL character (U+0000)",
+        ));
+    }
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+        let pointer = pointer_of(error.path());
+        Error::invalid(pointer, "type", strip_position(&error.inner().to_string()))
+    })
+}
+
+fn find_nul(value: &serde_json::Value, pointer: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then_some(pointer),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, format!("{pointer}/{i}"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let child = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+            if key.contains('\0') {
+                Some(child)
+            } else {
+                find_nul(item, child)
             }
-            let pointer = pointer_of(error.path());
-            Err(Error::invalid(
-                pointer,
-                "type",
-                strip_position(&inner.to_string()),
-            ))
-        }
+        }),
+        _ => None,
     }
 }
 

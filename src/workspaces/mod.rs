@@ -56,6 +56,9 @@ impl Access {
 /// `Error::NotFound`.
 pub async fn access(db: &Db, principal: &Principal, slug: &str) -> Result<Access> {
     let not_found = || Error::not_found(format!("workspace {slug:?}"));
+    if WorkspaceSlug::parse(slug).is_err() {
+        return Err(not_found());
+    }
     let (workspace, role) = rows::find_with_role(db.conn(), slug, principal.account_id)
         .await?
         .ok_or_else(not_found)?;
