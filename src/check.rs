@@ -134,19 +134,14 @@ fn check_file(path: &Path, report: &mut Report) {
         }
         return;
     }
-    let folder = path
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|f| f.to_str())
-        .unwrap_or_default();
-    let Some(kind) = Kind::ALL.into_iter().find(|k| k.plural() == folder) else {
+    let Some(kind) = Kind::of_file(path) else {
         report.problems.push(problem(
             path,
             "",
             "unknown_kind",
             format!(
                 "cannot tell what this defines: put it in a folder named {} or give a bundle",
-                Kind::ALL.map(Kind::plural).join(", ")
+                Kind::folders()
             ),
         ));
         return;

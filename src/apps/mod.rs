@@ -165,19 +165,14 @@ pub fn from_files(
     let mut definitions = Vec::new();
     for file in files {
         let path = Path::new(&file.relative);
-        let folder = path
-            .parent()
-            .and_then(Path::file_name)
-            .and_then(|f| f.to_str())
-            .unwrap_or_default();
-        let Some(kind) = Kind::ALL.into_iter().find(|k| k.plural() == folder) else {
+        let Some(kind) = Kind::of_file(path) else {
             problems.push(problem(
                 &file.display,
                 "",
                 "unknown_kind",
                 format!(
-                    "definitions of this kind are not supported (folder {folder:?}); supported: {}",
-                    Kind::ALL.map(Kind::plural).join(", ")
+                    "definitions in this folder are not supported; supported folders: {}",
+                    Kind::folders()
                 ),
             ));
             continue;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::domain::{Email, new_id};
+use crate::domain::{Email, display_name, new_id};
 use crate::error::{Error, Result};
 use crate::store::accounts::{self, AccountRow};
 use crate::store::sessions::{self, SessionRow};
@@ -107,14 +107,7 @@ pub async fn create_account(
     must_change_password: bool,
 ) -> Result<AccountRow> {
     let email = Email::parse(email)?;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid(
-            "/name",
-            "length",
-            "a name is 1–200 characters",
-        ));
-    }
+    let name = display_name(name, "/name", 200)?;
     check_password_policy(password)?;
     let password_hash = hash_password(password.to_owned()).await?;
     let now = clock.now();
@@ -123,7 +116,7 @@ pub async fn create_account(
         AccountRow {
             id: new_id(),
             email: email.as_str().to_owned(),
-            name: name.to_owned(),
+            name,
             password_hash,
             is_active: true,
             must_change_password,
@@ -331,14 +324,7 @@ pub async fn create_token(
     name: &str,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<(TokenView, String)> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::invalid(
-            "/name",
-            "length",
-            "a token name is 1–100 characters",
-        ));
-    }
+    let name = display_name(name, "/name", 100)?;
     let now = clock.now();
     if expires_at.is_some_and(|at| at <= now) {
         return Err(Error::invalid(
@@ -354,7 +340,7 @@ pub async fn create_token(
             id: new_id(),
             workspace_id,
             account_id,
-            name: name.to_owned(),
+            name,
             prefix: secret.chars().take(12).collect(),
             secret_hash: hash_secret(&secret),
             created_at: now,

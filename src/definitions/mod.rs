@@ -55,6 +55,17 @@ impl Kind {
         }
     }
 
+    /// The kind whose definitions live in a folder of this path's parent (`entities/lead.json`).
+    pub fn of_file(path: &std::path::Path) -> Option<Self> {
+        let folder = path.parent()?.file_name()?.to_str()?;
+        Self::ALL.into_iter().find(|k| k.plural() == folder)
+    }
+
+    /// The folder names of every kind, for messages.
+    pub fn folders() -> String {
+        Self::ALL.map(Kind::plural).join(", ")
+    }
+
     /// Parses a kind name, singular or plural.
     ///
     /// # Errors
@@ -139,6 +150,30 @@ fn view_of(row: &DefinitionRow, kind: Kind, snapshot: &Snapshot) -> DefinitionVi
         draft: row.draft.clone(),
         updated_at: row.updated_at,
         updated_by: row.updated_by,
+    }
+}
+
+/// A new definition row at revision 1 with no versions; callers set draft or version fields.
+fn fresh_row(
+    workspace_id: Uuid,
+    kind: Kind,
+    key: &str,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> DefinitionRow {
+    DefinitionRow {
+        id: new_id(),
+        workspace_id,
+        kind: kind.as_str().to_owned(),
+        key: key.to_owned(),
+        revision: 1,
+        draft: None,
+        published_version: None,
+        latest_version: 0,
+        created_at: now,
+        created_by: actor.account_id(),
+        updated_at: now,
+        updated_by: actor.account_id(),
     }
 }
 
@@ -231,18 +266,8 @@ impl Store<'_> {
                 let inserted = rows::insert(
                     self.db.conn(),
                     DefinitionRow {
-                        id: new_id(),
-                        workspace_id: scope.workspace_id,
-                        kind: kind.as_str().to_owned(),
-                        key: key.as_str().to_owned(),
-                        revision: 1,
                         draft: Some(document),
-                        published_version: None,
-                        latest_version: 0,
-                        created_at: now,
-                        created_by: actor.account_id(),
-                        updated_at: now,
-                        updated_by: actor.account_id(),
+                        ..fresh_row(scope.workspace_id, kind, key.as_str(), actor, now)
                     },
                 )
                 .await;
@@ -501,25 +526,13 @@ pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'
             format!("the workspace already has a {} {key:?}", kind.as_str()),
         ));
     }
-    let id = new_id();
-    let inserted = rows::insert(
-        conn,
-        DefinitionRow {
-            id,
-            workspace_id,
-            kind: kind.as_str().to_owned(),
-            key: key.to_owned(),
-            revision: 1,
-            draft: None,
-            published_version: Some(1),
-            latest_version: 1,
-            created_at: now,
-            created_by: actor.account_id(),
-            updated_at: now,
-            updated_by: actor.account_id(),
-        },
-    )
-    .await;
+    let row = DefinitionRow {
+        published_version: Some(1),
+        latest_version: 1,
+        ..fresh_row(workspace_id, kind, key, actor, now)
+    };
+    let id = row.id;
+    let inserted = rows::insert(conn, row).await;
     match inserted {
         Ok(_) => {}
         // Another install created it between the check above and this insert.

@@ -35,6 +35,25 @@ impl Actor {
     }
 }
 
+/// Trims a display name (of a person, workspace or token) and checks its length in characters.
+///
+/// # Errors
+/// `Error::Invalid` at `pointer`.
+pub fn display_name(value: &str, pointer: &str, max_chars: usize) -> Result<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty()
+        || trimmed.chars().count() > max_chars
+        || trimmed.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(
+            pointer,
+            "length",
+            format!("a name is 1–{max_chars} characters, without control characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// Checks a lowercase identifier: starts with a letter, then letters, digits and one separator.
 /// With `slug`, `-` is the separator; otherwise `_` is.
 fn check_identifier(value: &str, max_len: usize, slug: bool) -> bool {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, Statement, Value,
+    Set, Statement, UpdateMany, Value,
 };
 use uuid::Uuid;
 
@@ -231,28 +231,44 @@ async fn finish_attempt(
     Ok(())
 }
 
-/// Marks a job succeeded; false (and nothing written) when the lease was lost.
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn complete(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
-    let result = job::Entity::update_many()
-        .col_expr(job::Column::Status, Expr::value(status::SUCCEEDED))
+/// An update that ends the lease of a job (the caller adds the new status).
+fn end_lease(now: DateTime<Utc>) -> UpdateMany<job::Entity> {
+    job::Entity::update_many()
         .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
         .col_expr(
             job::Column::LeaseUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .col_expr(job::Column::FinishedAt, Expr::value(Some(now)))
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .filter(fenced(lease))
-        .exec(conn)
-        .await?;
+}
+
+/// Applies `update` only while `lease` holds, then records the attempt's outcome; false (and
+/// nothing written) when the lease was lost.
+async fn finish_fenced(
+    conn: &impl Conn,
+    update: UpdateMany<job::Entity>,
+    lease: &Lease,
+    outcome: &str,
+    error: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let result = update.filter(fenced(lease)).exec(conn).await?;
     if result.rows_affected != 1 {
         return Ok(false);
     }
-    finish_attempt(conn, lease, "succeeded", None, now).await?;
+    finish_attempt(conn, lease, outcome, error, now).await?;
     Ok(true)
+}
+
+/// Marks a job succeeded; false (and nothing written) when the lease was lost.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn complete(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
+    let update = end_lease(now)
+        .col_expr(job::Column::Status, Expr::value(status::SUCCEEDED))
+        .col_expr(job::Column::FinishedAt, Expr::value(Some(now)));
+    finish_fenced(conn, update, lease, "succeeded", None, now).await
 }
 
 /// Records a failed attempt: back to the queue at `retry_at`, or dead when `retry_at` is `None`.
@@ -267,29 +283,23 @@ pub async fn fail(
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let mut update = job::Entity::update_many()
-        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            job::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(job::Column::LastError, Expr::value(Some(error.to_owned())))
-        .col_expr(job::Column::UpdatedAt, Expr::value(now));
-    update = match retry_at {
-        Some(at) => update
-            .col_expr(job::Column::Status, Expr::value(status::QUEUED))
-            .col_expr(job::Column::RunAt, Expr::value(at)),
-        None => update
-            .col_expr(job::Column::Status, Expr::value(status::DEAD))
-            .col_expr(job::Column::FinishedAt, Expr::value(Some(now))),
+    let update =
+        end_lease(now).col_expr(job::Column::LastError, Expr::value(Some(error.to_owned())));
+    let (update, outcome) = match retry_at {
+        Some(at) => (
+            update
+                .col_expr(job::Column::Status, Expr::value(status::QUEUED))
+                .col_expr(job::Column::RunAt, Expr::value(at)),
+            "failed",
+        ),
+        None => (
+            update
+                .col_expr(job::Column::Status, Expr::value(status::DEAD))
+                .col_expr(job::Column::FinishedAt, Expr::value(Some(now))),
+            "dead",
+        ),
     };
-    let result = update.filter(fenced(lease)).exec(conn).await?;
-    if result.rows_affected != 1 {
-        return Ok(false);
-    }
-    let outcome = if retry_at.is_some() { "failed" } else { "dead" };
-    finish_attempt(conn, lease, outcome, Some(error.to_owned()), now).await?;
-    Ok(true)
+    finish_fenced(conn, update, lease, outcome, Some(error.to_owned()), now).await
 }
 
 /// Gives a leased job back to the queue unfinished (graceful shutdown). The attempt does not
@@ -298,26 +308,13 @@ pub async fn fail(
 /// # Errors
 /// `Error::Db`.
 pub async fn release(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
-    let result = job::Entity::update_many()
+    let update = end_lease(now)
         .col_expr(job::Column::Status, Expr::value(status::QUEUED))
-        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            job::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .col_expr(
             job::Column::MaxAttempts,
             Expr::col(job::Column::MaxAttempts).add(1),
-        )
-        .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .filter(fenced(lease))
-        .exec(conn)
-        .await?;
-    if result.rows_affected != 1 {
-        return Ok(false);
-    }
-    finish_attempt(conn, lease, "released", None, now).await?;
-    Ok(true)
+        );
+    finish_fenced(conn, update, lease, "released", None, now).await
 }
 
 /// Records progress (and an optional checkpoint to resume from); false when the lease was lost.

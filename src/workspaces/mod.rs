@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::auth::{BUILT_IN_ROLES, Credential, Principal, role_can_administer};
 use crate::calendar::BusinessCalendar;
 use crate::clock::SharedClock;
-use crate::domain::{Email, WorkspaceSlug, new_id};
+use crate::domain::{Email, WorkspaceSlug, display_name, new_id};
 use crate::error::{Error, Result};
 use crate::store::workspaces::{self as rows, MembershipRow, WorkspaceRow};
 use crate::store::{Conn, Db, accounts};
@@ -106,15 +106,7 @@ impl WorkspaceView {
 }
 
 fn check_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid(
-            "/name",
-            "length",
-            "a name is 1–200 characters",
-        ));
-    }
-    Ok(name.to_owned())
+    display_name(name, "/name", 200)
 }
 
 /// Checks an IANA time zone name.
