@@ -135,3 +135,64 @@ both_databases!(
     health_and_readiness_answer_without_authentication,
     the_calendar_follows_the_workspace_settings_and_the_clock,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_a_one_time_password_once() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/first.db", dir.path().display());
+    let start = |url: &str| {
+        let port = common::free_port();
+        let child = std::process::Command::new(common::binary())
+            .env("FORMWORK_DATABASE_URL", url)
+            .env("FORMWORK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FORMWORK_LOG", "warn")
+            .env_remove("FORMWORK_ADMIN_PASSWORD")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        (child, port)
+    };
+    let read_until_listening = |child: &mut std::process::Child| {
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            let done = line.contains("listening on");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    };
+    let (mut child, port) = start(&url);
+    let lines = read_until_listening(&mut child);
+    let password = lines
+        .iter()
+        .find_map(|l| l.split("One-time admin password").nth(1))
+        .and_then(|rest| rest.rsplit(": ").next())
+        .expect("the password is printed")
+        .trim()
+        .to_owned();
+    assert!(password.len() >= 16);
+    assert!(lines.iter().any(|l| l.contains("/w/demo/")), "{lines:?}");
+    let client = common::Client::new(format!("http://127.0.0.1:{port}"));
+    let (status, body) = client
+        .post(
+            "/api/v1/account/login",
+            json!({"email": common::ADMIN_EMAIL, "password": password}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["account"]["must_change_password"], true);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A restart on the same database neither bootstraps again nor prints a password.
+    let (mut child, _) = start(&url);
+    let lines = read_until_listening(&mut child);
+    assert!(!lines.iter().any(|l| l.contains("password")), "{lines:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
