@@ -78,6 +78,20 @@ async fn failing_jobs_back_off_then_die_and_can_be_retried(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+async fn a_panicking_handler_fails_its_attempt_and_is_retried(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let id = enqueue(&app, "test.fail", json!({"times": 1, "panic": true}), 3).await;
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    let (_, job) = admin.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "queued", "{job}");
+    assert_eq!(job["last_error"], "the job handler panicked");
+    app.advance(Duration::seconds(11));
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    let (_, job) = admin.get(&format!("/api/v1/w/demo/jobs/{id}")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+}
+
 async fn progress_is_recorded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
@@ -400,6 +414,7 @@ async fn two_processes_on_postgres_run_a_thousand_jobs_exactly_once() {
 both_databases!(
     failing_jobs_back_off_then_die_and_can_be_retried,
     progress_is_recorded,
+    a_panicking_handler_fails_its_attempt_and_is_retried,
     the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key,
     a_job_whose_worker_is_killed_is_taken_over_and_completes_once,
     shutdown_releases_jobs_in_hand,

@@ -127,13 +127,16 @@ impl Handler for TestSleep {
     }
 }
 
-/// `test.fail` (test mode only): fails while its attempt number is at most `times`.
+/// `test.fail` (test mode only): fails (or, with `panic`, panics) while its attempt number is
+/// at most `times`.
 #[derive(Debug)]
 pub struct TestFail;
 
 #[derive(Debug, Deserialize)]
 struct FailPayload {
     times: i32,
+    #[serde(default)]
+    panic: bool,
 }
 
 #[async_trait::async_trait]
@@ -145,6 +148,9 @@ impl Handler for TestFail {
     async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let payload: FailPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(e.to_string()))?;
+        if job.attempts <= payload.times && payload.panic {
+            panic!("planned panic {}", job.attempts);
+        }
         if job.attempts <= payload.times {
             Err(JobFailure::Retry(format!(
                 "planned failure {}",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -273,10 +274,13 @@ impl Worker {
                 job.max_attempts
             )))
         } else if let Some(handler) = self.handlers.get(job.kind.as_str()) {
-            let heartbeat = self.spawn_heartbeat(lease.clone());
-            let result = handler.run(&ctx, &job).await;
-            heartbeat.abort();
-            result
+            // Dropped (and so stopped) however the handler ends, even by panicking.
+            let _heartbeat = AbortOnDrop(self.spawn_heartbeat(lease.clone()));
+            // A panicking handler fails its attempt instead of taking the worker down with it.
+            std::panic::AssertUnwindSafe(handler.run(&ctx, &job))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(JobFailure::Retry("the job handler panicked".to_owned())))
         } else {
             Err(JobFailure::Fatal(format!(
                 "no handler for job kind {:?}",
@@ -319,6 +323,15 @@ impl Worker {
                 }
             }
         })
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
