@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationDef, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, ExprTrait, JoinType, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, RelationDef, Set,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -123,6 +123,33 @@ pub async fn upsert_membership(conn: &impl Conn, row: MembershipRow) -> Result<(
         .exec_without_returning(conn)
         .await?;
     Ok(())
+}
+
+/// The role of an account in a workspace, if it is a member.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn role_of(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    account_id: Uuid,
+) -> Result<Option<String>> {
+    Ok(membership::Entity::find_by_id((workspace_id, account_id))
+        .one(conn)
+        .await?
+        .map(|m| m.role))
+}
+
+/// How many owners a workspace has.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn count_owners(conn: &impl Conn, workspace_id: Uuid) -> Result<u64> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .filter(membership::Column::Role.eq("owner"))
+        .count(conn)
+        .await?)
 }
 
 /// A workspace by slug with the role of `account_id` in it, when it is a member (one query).

@@ -329,6 +329,21 @@ pub async fn add_member(
     let account = accounts::find_by_email(db.conn(), email.as_str())
         .await?
         .ok_or_else(|| Error::invalid("/email", "unknown_account", "no account has this email"))?;
+    let current = rows::role_of(db.conn(), access.workspace.id, account.id).await?;
+    if current.as_deref() == Some("owner") && role != "owner" {
+        if access.role != "owner" {
+            return Err(Error::Forbidden(
+                "only an owner may change another owner's role".to_owned(),
+            ));
+        }
+        if rows::count_owners(db.conn(), access.workspace.id).await? <= 1 {
+            return Err(Error::invalid(
+                "/role",
+                "last_owner",
+                "a workspace keeps at least one owner; make someone else owner first",
+            ));
+        }
+    }
     let now = clock.now();
     rows::upsert_membership(
         db.conn(),
