@@ -543,6 +543,9 @@ pub async fn install_in(
             errors: taken,
         });
     }
+    // Writing first serialises concurrent installs on the workspace row (PostgreSQL) and takes
+    // SQLite's write lock before any read, so the transaction never has to upgrade a read lock.
+    store::workspaces::bump_generation(conn, workspace_id).await?;
     let now = clock.now();
     let origin = format!(
         "bundle:{}@{}",
@@ -570,7 +573,6 @@ pub async fn install_in(
             key: def.key.clone(),
         });
     }
-    store::workspaces::bump_generation(conn, workspace_id).await?;
     Ok(InstallReport {
         template: bundle.manifest.name.clone(),
         version: bundle.manifest.version.clone(),
