@@ -322,6 +322,21 @@ async fn invalid_definitions_list_every_problem_and_write_nothing(backend: Backe
         assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
         ["/draft"]
     );
+    // Absurd revisions are simply stale.
+    let (status, body) = admin
+        .put(
+            &format!("{BASE}/entity/lead/draft"),
+            json!({"document": supplier(None), "revision": i64::MAX}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (status, body) = admin
+        .post(
+            &format!("{BASE}/entity/lead/versions"),
+            json!({"revision": i64::MIN, "rollback_to": -1}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
     // Existing definitions need a revision.
     let (status, body) = admin
         .put(

@@ -158,7 +158,7 @@ pub async fn login(
     let key = email.trim().to_lowercase();
     let now = clock.now();
     limiter.check(&key, now)?;
-    if key.contains('\0') || password.contains('\0') || key.len() > 254 {
+    if key.contains('\0') || password.contains('\0') || key.len() > 254 || password.len() > 1024 {
         limiter.record_failure(&key, now);
         return Err(Error::Unauthenticated);
     }

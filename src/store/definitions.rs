@@ -100,11 +100,12 @@ pub async fn update_if_revision(
     by: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
+    // A revision that cannot be incremented was never issued: it is simply stale.
+    let Some(next_revision) = expected_revision.checked_add(1) else {
+        return Ok(false);
+    };
     let mut update = definition::Entity::update_many()
-        .col_expr(
-            definition::Column::Revision,
-            Expr::value(expected_revision + 1),
-        )
+        .col_expr(definition::Column::Revision, Expr::value(next_revision))
         .col_expr(definition::Column::UpdatedAt, Expr::value(now))
         .col_expr(definition::Column::UpdatedBy, Expr::value(by));
     if let Some(draft) = change.draft {

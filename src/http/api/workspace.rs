@@ -119,7 +119,7 @@ async fn working_days(
     let from = parse_date(&query.from, "/from")?;
     match (query.add, query.to) {
         (Some(add), None) => {
-            if add.abs() > 100_000 {
+            if add.unsigned_abs() > 100_000 {
                 return Err(Error::invalid(
                     "/add",
                     "range",
