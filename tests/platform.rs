@@ -196,3 +196,31 @@ async fn first_start_prints_a_one_time_password_once() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_database_is_gone() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let anonymous = app.anonymous();
+    assert_eq!(anonymous.get("/readyz").await.0, StatusCode::OK);
+    let name = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned();
+    let admin = sea_orm::Database::connect(common::postgres_admin_url())
+        .await
+        .expect("connect");
+    admin
+        .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .expect("drop");
+    let (status, body) = anonymous.get("/readyz").await;
+    assert_problem(status, &body, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        anonymous.get("/healthz").await.0,
+        StatusCode::OK,
+        "the process itself is alive"
+    );
+}
