@@ -92,6 +92,46 @@ async fn a_panicking_handler_fails_its_attempt_and_is_retried(backend: Backend) 
     assert_eq!(job["status"], "succeeded", "{job}");
 }
 
+async fn housekeeping_purges_sessions_and_completes_in_the_same_transaction(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn(backend).await;
+    let _signed_in = app.admin().await;
+    let sessions = || async {
+        let conn = app.services.db().conn();
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT COUNT(*) FROM sessions",
+            ))
+            .await
+            .expect("query")
+            .expect("row");
+        row.try_get_by_index::<i64>(0).expect("count")
+    };
+    assert_eq!(sessions().await, 1);
+    app.advance(Duration::hours(13));
+    let id = jobs::enqueue(
+        app.services.db().conn(),
+        app.services.clock(),
+        NewJob::new("sessions.purge", json!({})),
+    )
+    .await
+    .expect("enqueue")
+    .expect("id");
+    assert_eq!(app.run_jobs_until_idle().await, 1);
+    assert_eq!(sessions().await, 0);
+    let job = formwork::store::jobs::find(app.services.db().conn(), id)
+        .await
+        .expect("find")
+        .expect("job");
+    assert_eq!(job.status, "succeeded");
+    let attempts = formwork::store::jobs::attempts(app.services.db().conn(), id)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("succeeded"));
+}
+
 async fn progress_is_recorded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
@@ -414,6 +454,7 @@ async fn two_processes_on_postgres_run_a_thousand_jobs_exactly_once() {
 both_databases!(
     failing_jobs_back_off_then_die_and_can_be_retried,
     progress_is_recorded,
+    housekeeping_purges_sessions_and_completes_in_the_same_transaction,
     a_panicking_handler_fails_its_attempt_and_is_retried,
     the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key,
     a_job_whose_worker_is_killed_is_taken_over_and_completes_once,

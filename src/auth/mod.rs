@@ -433,7 +433,11 @@ pub async fn revoke_token(
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn purge_sessions(db: &Db, clock: &SharedClock, policy: SessionPolicy) -> Result<u64> {
+pub async fn purge_sessions(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    policy: SessionPolicy,
+) -> Result<u64> {
     let now = clock.now();
-    sessions::purge_expired(db.conn(), now, now - policy.idle).await
+    sessions::purge_expired(conn, now, now - policy.idle).await
 }

@@ -22,7 +22,11 @@ impl Handler for SessionsPurge {
     }
 
     async fn run(&self, ctx: &JobContext, _job: &JobRow) -> Result<(), JobFailure> {
-        let purged = auth::purge_sessions(&ctx.db, &ctx.clock, self.policy).await?;
+        // The purge and the job's completion commit together.
+        let tx = ctx.db.begin().await?;
+        let purged = auth::purge_sessions(&tx, &ctx.clock, self.policy).await?;
+        ctx.complete_in(&tx).await?;
+        tx.commit().await.map_err(crate::error::Error::from)?;
         tracing::info!(purged, "expired sessions purged");
         Ok(())
     }

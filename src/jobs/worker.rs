@@ -44,6 +44,8 @@ pub struct JobContext {
     pub clock: SharedClock,
     /// The lease this attempt holds.
     pub lease: Lease,
+    /// Set when the handler completed the job inside its own transaction.
+    completed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl JobContext {
@@ -73,13 +75,16 @@ impl JobContext {
         }
     }
 
-    /// Confirms, inside `tx`, that this attempt still holds the job; call it before committing a
-    /// handler's own writes so that they happen exactly once.
+    /// Marks the job succeeded inside the handler's own transaction `tx`, so that the handler's
+    /// writes and the completion commit together: exactly once, even if the process dies right
+    /// after the commit. Do not use the pool (e.g. `progress`) while `tx` is open.
     ///
     /// # Errors
-    /// `JobFailure::Retry` when the lease was lost.
-    pub async fn hold(&self, tx: &Tx) -> Result<(), JobFailure> {
-        if rows::hold(tx, &self.lease, self.clock.now()).await? {
+    /// `JobFailure::Retry` when the lease was lost (the caller must then not commit `tx`).
+    pub async fn complete_in(&self, tx: &Tx) -> Result<(), JobFailure> {
+        if rows::complete(tx, &self.lease, self.clock.now()).await? {
+            self.completed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         } else {
             Err(JobFailure::Retry("lease lost".to_owned()))
@@ -238,7 +243,9 @@ impl Worker {
                 () = &mut grace => {
                     running.abort_all();
                     for lease in leases.values() {
-                        let _ = rows::release(self.db.conn(), lease, self.clock.now()).await;
+                        if let Err(e) = self.release(lease).await {
+                            tracing::warn!(error = %e, job = %lease.job_id, "releasing a job failed");
+                        }
                     }
                     break;
                 }
@@ -266,6 +273,7 @@ impl Worker {
             db: self.db.clone(),
             clock: self.clock.clone(),
             lease: lease.clone(),
+            completed: std::sync::Arc::default(),
         };
         let outcome = if job.attempts > job.max_attempts {
             // Claimed after its lease expired with no attempts left: a worker kept dying on it.
@@ -287,18 +295,10 @@ impl Worker {
                 job.kind
             )))
         };
-        let now = self.clock.now();
-        let recorded = match &outcome {
-            Ok(()) => rows::complete(self.db.conn(), &lease, now).await,
-            Err(JobFailure::Retry(error)) => {
-                let retry_at =
-                    (job.attempts < job.max_attempts).then(|| now + retry_delay(job.attempts));
-                rows::fail(self.db.conn(), &lease, error, retry_at, now).await
-            }
-            Err(JobFailure::Fatal(error)) => {
-                rows::fail(self.db.conn(), &lease, error, None, now).await
-            }
-        };
+        if outcome.is_ok() && ctx.completed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let recorded = self.record(&job, &lease, &outcome).await;
         match recorded {
             Ok(true) => {}
             Ok(false) => {
@@ -306,6 +306,35 @@ impl Worker {
             }
             Err(e) => tracing::error!(job = %job.id, error = %e, "recording job outcome failed"),
         }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool> {
+        let tx = self.db.begin().await?;
+        let released = rows::release(&tx, lease, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// Records an attempt's outcome and its attempt-log entry in one transaction.
+    async fn record(
+        &self,
+        job: &JobRow,
+        lease: &Lease,
+        outcome: &Result<(), JobFailure>,
+    ) -> Result<bool> {
+        let now = self.clock.now();
+        let tx = self.db.begin().await?;
+        let recorded = match outcome {
+            Ok(()) => rows::complete(&tx, lease, now).await?,
+            Err(JobFailure::Retry(error)) => {
+                let retry_at =
+                    (job.attempts < job.max_attempts).then(|| now + retry_delay(job.attempts));
+                rows::fail(&tx, lease, error, retry_at, now).await?
+            }
+            Err(JobFailure::Fatal(error)) => rows::fail(&tx, lease, error, None, now).await?,
+        };
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     fn spawn_heartbeat(&self, lease: Lease) -> tokio::task::JoinHandle<()> {

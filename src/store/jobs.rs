@@ -196,20 +196,6 @@ pub async fn renew(conn: &impl Conn, lease: &Lease, until: DateTime<Utc>) -> Res
     Ok(result.rows_affected == 1)
 }
 
-/// Checks, inside the caller's transaction, that the lease is still held (and locks the row on
-/// PostgreSQL until commit); a handler calls it before committing its own effects.
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn hold(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
-    let result = job::Entity::update_many()
-        .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .filter(fenced(lease))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
 async fn finish_attempt(
     conn: &impl Conn,
     lease: &Lease,
@@ -243,7 +229,8 @@ fn end_lease(now: DateTime<Utc>) -> UpdateMany<job::Entity> {
 }
 
 /// Applies `update` only while `lease` holds, then records the attempt's outcome; false (and
-/// nothing written) when the lease was lost.
+/// nothing written) when the lease was lost. Callers pass a transaction so both writes commit
+/// together.
 async fn finish_fenced(
     conn: &impl Conn,
     update: UpdateMany<job::Entity>,
