@@ -49,6 +49,9 @@ pub enum Error {
     /// 403: the caller can see the target but may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// 404: no such thing, or it is outside the caller's workspace or scope.
     #[error("{0} not found")]
     NotFound(String),

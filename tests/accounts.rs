@@ -246,11 +246,19 @@ async fn api_tokens_are_shown_once_bound_to_a_workspace_and_revocable(backend: B
     assert_eq!(bot.get("/api/v1/w/other").await.0, StatusCode::NOT_FOUND);
     // Account routes need a session.
     assert_eq!(bot.get("/api/v1/account").await.0, StatusCode::FORBIDDEN);
-    // No CSRF needed for bearer tokens.
+    // No CSRF needed for bearer tokens…
     let (status, _) = bot
+        .patch(
+            "/api/v1/w/demo/settings",
+            json!({"name": "Demo (renamed by a token)"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // …but a token cannot mint tokens that would outlive its revocation.
+    let (status, body) = bot
         .post("/api/v1/w/demo/tokens", json!({"name": "child"}))
         .await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
 
     let id = created["id"].as_str().expect("id");
     let (status, _) = admin.delete(&format!("/api/v1/w/demo/tokens/{id}")).await;

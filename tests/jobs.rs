@@ -217,7 +217,10 @@ async fn the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key(back
     let calls = received.0.lock().expect("lock").clone();
     assert_eq!(calls.len(), 2, "one failure, one success: {calls:?}");
     for (key, body) in &calls {
-        assert_eq!(key.as_deref(), Some("lead.created:42"));
+        assert_eq!(
+            key.as_deref(),
+            Some(format!("{workspace}:lead.created:42").as_str())
+        );
         assert_eq!(body["event"], "lead.created");
     }
     let admin = app.admin().await;

@@ -27,12 +27,14 @@ impl LoginLimiter {
         Self::default()
     }
 
-    /// Refuses when `key` has failed too often within the window.
+    /// Refuses when `key` has failed too often within the window; otherwise counts this attempt
+    /// as a failure in advance (cleared by [`LoginLimiter::record_success`]), so that parallel
+    /// guesses cannot all slip through while the slow password check runs.
     ///
     /// # Errors
     /// `Error::RateLimited` with the seconds until the window ends.
     pub fn check(&self, key: &str, now: DateTime<Utc>) -> Result<()> {
-        let Ok(failures) = self.failures.lock() else {
+        let Ok(mut failures) = self.failures.lock() else {
             return Ok(());
         };
         if let Some((count, since)) = failures.get(key) {
@@ -43,14 +45,11 @@ impl LoginLimiter {
                 });
             }
         }
+        Self::count(&mut failures, key, now);
         Ok(())
     }
 
-    /// Counts a failure for `key`.
-    pub fn record_failure(&self, key: &str, now: DateTime<Utc>) {
-        let Ok(mut failures) = self.failures.lock() else {
-            return;
-        };
+    fn count(failures: &mut HashMap<String, (u32, DateTime<Utc>)>, key: &str, now: DateTime<Utc>) {
         // Bound memory against a flood of distinct emails.
         if failures.len() > 100_000 {
             failures.retain(|_, (_, since)| now - *since < Duration::minutes(WINDOW_MINUTES));
@@ -80,7 +79,6 @@ mod tests {
         let t0 = Utc::now();
         for _ in 0..MAX_FAILURES {
             assert!(limiter.check("a@b.cn", t0).is_ok());
-            limiter.record_failure("a@b.cn", t0);
         }
         assert!(matches!(
             limiter.check("a@b.cn", t0),
@@ -89,5 +87,10 @@ mod tests {
         assert!(limiter.check("other@b.cn", t0).is_ok());
         let later = t0 + Duration::minutes(WINDOW_MINUTES + 1);
         assert!(limiter.check("a@b.cn", later).is_ok());
+        limiter.record_success("a@b.cn");
+        for _ in 0..MAX_FAILURES * 2 {
+            assert!(limiter.check("a@b.cn", later).is_ok());
+            limiter.record_success("a@b.cn");
+        }
     }
 }

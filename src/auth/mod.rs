@@ -20,7 +20,7 @@ use crate::store::{Conn, Db};
 
 pub use limiter::LoginLimiter;
 pub use passwords::{check_password_policy, hash_password, verify_password};
-pub use secrets::{hash_secret, random_secret};
+pub use secrets::{hash_secret, random_secret, same_secret};
 
 /// Built-in workspace roles, most powerful first (a later issue adds custom roles).
 pub const BUILT_IN_ROLES: [&str; 5] = ["owner", "admin", "manager", "member", "viewer"];
@@ -159,7 +159,6 @@ pub async fn login(
     let now = clock.now();
     limiter.check(&key, now)?;
     if key.contains('\0') || password.contains('\0') || key.len() > 254 || password.len() > 1024 {
-        limiter.record_failure(&key, now);
         return Err(Error::Unauthenticated);
     }
     let account = accounts::find_by_email(db.conn(), &key).await?;
@@ -167,10 +166,7 @@ pub async fn login(
     let verified = verify_password(hash, password.to_owned()).await;
     let account = match account {
         Some(account) if verified && account.is_active => account,
-        _ => {
-            limiter.record_failure(&key, now);
-            return Err(Error::Unauthenticated);
-        }
+        _ => return Err(Error::Unauthenticated),
     };
     limiter.record_success(&key);
     let secret = random_secret();

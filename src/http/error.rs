@@ -24,6 +24,7 @@ fn status_and_slug(error: &Error) -> (StatusCode, &'static str) {
         Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+        Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
         Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
         Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
@@ -36,10 +37,14 @@ fn status_and_slug(error: &Error) -> (StatusCode, &'static str) {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, slug) = status_and_slug(&self);
-        let detail = if status.is_server_error() && !matches!(self, Error::Unavailable(_)) {
+        let detail = if status.is_server_error() {
             // The cause stays in the log; the caller learns only that it was not their fault.
             tracing::error!(error = %self, "request failed");
-            "an internal error occurred; it has been logged".to_owned()
+            if matches!(self, Error::Unavailable(_)) {
+                "the service is not ready; try again shortly".to_owned()
+            } else {
+                "an internal error occurred; it has been logged".to_owned()
+            }
         } else {
             self.to_string()
         };

@@ -208,7 +208,7 @@ where
         if let Credential::Session { csrf_token, .. } = &principal.credential {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            if !safe && sent != Some(csrf_token.as_str()) {
+            if !safe && !sent.is_some_and(|sent| auth::same_secret(sent, csrf_token)) {
                 return Err(Error::Forbidden(
                     "missing or wrong X-CSRF-Token header for a cookie-authenticated request"
                         .to_owned(),

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::Services;
+
+/// Longest a request may take before it is answered 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 use crate::error::{Error, Result};
 
 /// The whole application's router over `services`.
@@ -32,10 +35,8 @@ pub fn router(services: Services) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(axum::middleware::from_fn(timed_out))
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -71,8 +72,20 @@ async fn not_found() -> Error {
 }
 
 async fn method_not_allowed() -> Error {
-    Error::BadRequest {
-        detail: "method not allowed on this route".to_owned(),
-        errors: Vec::new(),
+    Error::MethodNotAllowed
+}
+
+/// A handler that panicked: answered as a problem+json 500, the panic logged.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    Error::internal("a request handler panicked").into_response()
+}
+
+async fn timed_out(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::Unavailable("the request took too long".to_owned()).into_response(),
     }
 }

@@ -75,6 +75,7 @@ impl Handler for WebhookDelivery {
         let payload: WebhookPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed webhook payload: {e}")))?;
         let key = job.dedupe_key.clone().unwrap_or_else(|| job.id.to_string());
+        // The stored key is scoped by workspace; the receiver sees it whole, stable per effect.
         let response = self
             .client
             .post(&payload.url)

@@ -81,7 +81,12 @@ pub async fn enqueue(conn: &impl Conn, clock: &SharedClock, job: NewJob) -> Resu
             progress_done: 0,
             progress_total: None,
             checkpoint: None,
-            dedupe_key: job.dedupe_key,
+            // Keys are unique installation-wide; scoping them keeps one workspace from
+            // suppressing another's job.
+            dedupe_key: job.dedupe_key.map(|key| match job.workspace_id {
+                Some(workspace) => format!("{workspace}:{key}"),
+                None => format!("-:{key}"),
+            }),
             created_at: now,
             updated_at: now,
             finished_at: None,

@@ -32,6 +32,7 @@ async fn list(
     query: std::result::Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<JobView>>> {
     let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
+    let admin = ws.access.is_admin();
     Ok(Json(
         jobs::list(
             services.db(),
@@ -39,8 +40,19 @@ async fn list(
             query.status.as_deref(),
             query.limit,
         )
-        .await?,
+        .await?
+        .into_iter()
+        .map(|job| redact(job, admin))
+        .collect(),
     ))
+}
+
+/// Payloads may carry URLs and other integration details: only admins see them.
+fn redact(mut job: JobView, admin: bool) -> JobView {
+    if !admin {
+        job.payload = serde_json::Value::Null;
+    }
+    job
 }
 
 #[derive(Debug, Serialize)]
@@ -60,7 +72,10 @@ async fn show(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<JobDetail>> {
     let (job, attempt_log) = jobs::get(services.db(), ws.access.workspace.id, job_id(&id)?).await?;
-    Ok(Json(JobDetail { job, attempt_log }))
+    Ok(Json(JobDetail {
+        job: redact(job, ws.access.is_admin()),
+        attempt_log,
+    }))
 }
 
 async fn retry(

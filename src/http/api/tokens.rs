@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::Services;
-use crate::auth::{self, TokenView};
+use crate::auth::{self, Credential, TokenView};
 use crate::error::{Error, Result};
-use crate::http::extract::{AppJson, Workspace};
+use crate::http::extract::{AppJson, Authenticated, Workspace};
 
 pub(super) fn router() -> Router<Services> {
     Router::new()
@@ -49,8 +49,15 @@ struct CreatedToken {
 async fn create(
     State(services): State<Services>,
     ws: Workspace,
+    credential: Authenticated,
     AppJson(body): AppJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
+    // A leaked token must not be able to mint tokens that outlive its revocation.
+    if matches!(credential.0.credential, Credential::Token { .. }) {
+        return Err(Error::Forbidden(
+            "API tokens are created by a signed-in person, not by another token".to_owned(),
+        ));
+    }
     let (token, secret) = auth::create_token(
         services.db(),
         services.clock(),

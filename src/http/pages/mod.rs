@@ -96,7 +96,13 @@ fn urlencode(text: &str) -> String {
 /// Only local paths are followed after sign-in (no open redirects).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        // Visible ASCII only (browsers drop tabs and newlines, which could turn `/\t/x` into
+        // `//x`), a single leading slash, and no backslash.
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
             path.to_owned()
         }
         _ => "/".to_owned(),
@@ -216,7 +222,7 @@ async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> Result<Response> {
     if let Some(session) = page_session(&services, &headers).await? {
-        if session.csrf_token != form.csrf_token {
+        if !auth::same_secret(&session.csrf_token, &form.csrf_token) {
             return Err(Error::Forbidden("wrong CSRF token".to_owned()));
         }
         auth::logout(services.db(), &session.id_hash).await?;
