@@ -9,7 +9,7 @@ use crate::apps;
 use crate::auth::{self, LoginLimiter, SessionPolicy};
 use crate::clock::{FileOffsetClock, SharedClock};
 use crate::config::ServeConfig;
-use crate::definitions::{self, DefinitionSet, Registry};
+use crate::definitions::{self, Registry};
 use crate::domain::Actor;
 use crate::error::{Error, Result};
 use crate::jobs::{self, Handler, Worker, WorkerSettings};
@@ -189,15 +189,7 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
         let workspace =
             workspaces::create(&tx, clock, admin.id, "demo", "Demo · Sales CRM", None).await?;
         let bundle = apps::built_in(apps::SALES_CRM)?;
-        apps::install_in(
-            &tx,
-            clock,
-            &DefinitionSet::new(),
-            workspace.id,
-            &bundle,
-            Actor::System,
-        )
-        .await?;
+        apps::install_in(&tx, clock, workspace.id, &bundle, Actor::System).await?;
         demo_workspace = Some(workspace.slug);
     }
     store::facts::set(

@@ -379,7 +379,55 @@ async fn discarding_a_draft_keeps_the_published_version(backend: Backend) {
     assert_eq!(body["published_version"], 1);
 }
 
+async fn an_entity_change_that_would_break_its_forms_and_views_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (_, opportunity) = admin.get(&format!("{BASE}/entity/opportunity")).await;
+    let revision = opportunity["revision"].as_i64().expect("revision");
+    let mut without_stage = opportunity["published"].clone();
+    let properties = without_stage["properties"]
+        .as_object_mut()
+        .expect("properties");
+    properties.remove("stage");
+    without_stage["required"] = json!(["name", "customer"]);
+    without_stage.as_object_mut().expect("object").remove("if");
+    without_stage
+        .as_object_mut()
+        .expect("object")
+        .remove("then");
+    let (status, body) = admin
+        .put(
+            &format!("{BASE}/entity/opportunity/draft"),
+            json!({"document": without_stage, "revision": revision}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = admin
+        .post(
+            &format!("{BASE}/entity/opportunity/versions"),
+            json!({"revision": revision + 1}),
+        )
+        .await;
+    let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        pointers
+            .iter()
+            .any(|p| p == "/dependents/view/opportunity_pipeline/group_by"),
+        "{body}"
+    );
+    assert!(
+        pointers
+            .iter()
+            .any(|p| p.starts_with("/dependents/form/opportunity_form/")),
+        "{body}"
+    );
+    let (_, still) = admin.get(&format!("{BASE}/entity/opportunity")).await;
+    assert_eq!(still["published_version"], 1, "nothing published");
+    assert!(still["published"]["properties"]["stage"].is_object());
+}
+
 both_databases!(
+    an_entity_change_that_would_break_its_forms_and_views_is_refused,
     a_published_definition_is_in_force_for_the_next_request,
     rollback_restores_an_earlier_version_as_a_new_one,
     a_racing_edit_gets_409_and_loses_nothing,

@@ -512,11 +512,14 @@ fn as_invalid(bundle: &Bundle, problems: Vec<BundleProblem>) -> Error {
 pub async fn install_in(
     conn: &impl Conn,
     clock: &SharedClock,
-    existing: &DefinitionSet,
     workspace_id: uuid::Uuid,
     bundle: &Bundle,
     actor: Actor,
 ) -> Result<InstallReport> {
+    // Writing first serialises concurrent installs on the workspace row (PostgreSQL) and takes
+    // SQLite's write lock before any read, so validation sees the state the install commits on.
+    store::workspaces::bump_generation(conn, workspace_id).await?;
+    let existing = &DefinitionSet::load(conn, workspace_id).await?;
     let problems = validate(bundle, existing);
     if !problems.is_empty() {
         return Err(as_invalid(bundle, problems));
@@ -543,9 +546,6 @@ pub async fn install_in(
             errors: taken,
         });
     }
-    // Writing first serialises concurrent installs on the workspace row (PostgreSQL) and takes
-    // SQLite's write lock before any read, so the transaction never has to upgrade a read lock.
-    store::workspaces::bump_generation(conn, workspace_id).await?;
     let now = clock.now();
     let origin = format!(
         "bundle:{}@{}",
@@ -589,22 +589,23 @@ pub async fn install(
     clock: &SharedClock,
     registry: &Registry,
     workspace_id: uuid::Uuid,
-    generation: i64,
     bundle: &Bundle,
     actor: Actor,
 ) -> Result<InstallReport> {
-    let snapshot = registry.snapshot(db, workspace_id, generation).await?;
-    let existing = DefinitionSet::from_snapshot(&snapshot);
     let tx = db.begin().await?;
-    let report = install_in(&tx, clock, &existing, workspace_id, bundle, actor).await?;
+    let report = install_in(&tx, clock, workspace_id, bundle, actor).await?;
     tx.commit().await?;
-    definitions::Store {
+    // Committed; a failed reload only delays the swap to the next request.
+    if let Err(e) = (definitions::Store {
         db,
         clock,
         registry,
-    }
+    })
     .refresh(workspace_id)
-    .await?;
+    .await
+    {
+        tracing::warn!(error = %e, "reloading the registry after an install failed");
+    }
     Ok(report)
 }
 

@@ -19,7 +19,7 @@ use crate::store::definitions::{self as rows, DefinitionChange, DefinitionRow, V
 use crate::store::{self, Conn, Db};
 
 pub use registry::{Published, Registry, Snapshot};
-pub use validate::{DefinitionSet, check_document, check_references};
+pub use validate::{DefinitionSet, check_document, check_publish, check_references};
 
 /// The kinds of definition. Adding one means a meta-schema in `schemas/meta/` and a line here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -395,22 +395,23 @@ impl Store<'_> {
                 (draft, "draft".to_owned(), true)
             }
         };
-        let snapshot = self.snapshot(scope).await?;
-        let mut set = DefinitionSet::from_snapshot(&snapshot);
-        set.insert(kind, key, document.clone());
-        let problems = check_references(&set, kind, key, &document, "/document");
+        let now = self.clock.now();
+        let next = row.latest_version + 1;
+        let tx = self.db.begin().await?;
+        // Taking the workspace row first serialises publishes in a workspace, so the references
+        // checked below are the ones in force when this version commits.
+        store::workspaces::bump_generation(&tx, scope.workspace_id).await?;
+        let set = DefinitionSet::load(&tx, scope.workspace_id).await?;
+        let problems = check_publish(&set, kind, key, &document);
         if !problems.is_empty() {
             return Err(Error::invalid_all(
                 format!(
-                    "the {} definition refers to what does not exist",
+                    "publishing this {} would leave references to what does not exist",
                     kind.as_str()
                 ),
                 problems,
             ));
         }
-        let now = self.clock.now();
-        let next = row.latest_version + 1;
-        let tx = self.db.begin().await?;
         let change = DefinitionChange {
             draft: clear_draft.then_some(None),
             published_version: Some(next),
@@ -440,9 +441,15 @@ impl Store<'_> {
             },
         )
         .await?;
-        store::workspaces::bump_generation(&tx, scope.workspace_id).await?;
         tx.commit().await?;
-        let scope = self.refresh(scope.workspace_id).await?;
+        // The version is committed; a failed reload only delays it to the next request.
+        let scope = match self.refresh(scope.workspace_id).await {
+            Ok(scope) => scope,
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading the registry after a publish failed");
+                scope
+            }
+        };
         self.get(scope, kind, key).await
     }
 

@@ -138,6 +138,35 @@ impl DefinitionSet {
         set
     }
 
+    /// Every published definition of a workspace, read through `conn` (inside the caller's
+    /// transaction, so validation and the write see the same state).
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn load(
+        conn: &impl crate::store::Conn,
+        workspace_id: uuid::Uuid,
+    ) -> crate::error::Result<Self> {
+        let mut set = Self::new();
+        for row in crate::store::definitions::published(conn, workspace_id).await? {
+            if let Ok(kind) = Kind::parse(&row.kind) {
+                set.insert(kind, &row.key, row.document);
+            }
+        }
+        Ok(set)
+    }
+
+    /// The forms and views that lay out `entity`, as (kind, key, document).
+    pub fn dependents_of(&self, entity: &str) -> Vec<(Kind, &str, &Value)> {
+        self.entries
+            .iter()
+            .filter(|((kind, _), doc)| {
+                *kind != Kind::Entity && doc.get("entity").and_then(Value::as_str) == Some(entity)
+            })
+            .map(|((kind, key), doc)| (*kind, key.as_str(), doc))
+            .collect()
+    }
+
     /// Adds or replaces a definition.
     pub fn insert(&mut self, kind: Kind, key: &str, document: Value) {
         self.entries.insert((kind, key.to_owned()), document);
@@ -155,6 +184,40 @@ fn field_kind<'a>(entity: &'a Value, field: &str) -> Option<&'a str> {
         .get(field)?
         .get("x-kind")?
         .as_str()
+}
+
+/// Every broken reference that publishing `document` as `kind`/`key` into `set` would leave:
+/// its own references, and (for an entity) those of the forms and views built on it.
+pub fn check_publish(
+    set: &DefinitionSet,
+    kind: Kind,
+    key: &str,
+    document: &Value,
+) -> Vec<FieldError> {
+    let mut with_change = set.clone();
+    with_change.insert(kind, key, document.clone());
+    let mut problems = check_references(&with_change, kind, key, document, "/document");
+    if kind == Kind::Entity {
+        for (dependent_kind, dependent_key, dependent) in with_change.dependents_of(key) {
+            for mut problem in
+                check_references(&with_change, dependent_kind, dependent_key, dependent, "")
+            {
+                problem.message = format!(
+                    "{} {dependent_key:?} would break: {}",
+                    dependent_kind.as_str(),
+                    problem.message
+                );
+                problem.pointer = format!(
+                    "/dependents/{}/{dependent_key}{}",
+                    dependent_kind.as_str(),
+                    problem.pointer
+                );
+                problem.code = "breaks_dependent".to_owned();
+                problems.push(problem);
+            }
+        }
+    }
+    problems
 }
 
 /// Every reference from `document` to something missing in `set` (entities, fields).

@@ -76,7 +76,6 @@ async fn install(
         services.clock(),
         services.registry(),
         scope.workspace_id,
-        scope.generation,
         &bundle,
         Actor::Account {
             id: ws.access.account_id,
