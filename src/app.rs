@@ -170,6 +170,18 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
         }
     };
     let tx = db.begin().await?;
+    // Claiming the fact first makes bootstrap run once even when several processes start
+    // together on an empty PostgreSQL database.
+    if !store::facts::insert_if_absent(
+        &tx,
+        BOOTSTRAP_FACT,
+        serde_json::json!(clock.now()),
+        clock.now(),
+    )
+    .await?
+    {
+        return Ok(None);
+    }
     let admin = auth::create_account(
         &tx,
         clock,
@@ -192,13 +204,6 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
         apps::install_in(&tx, clock, workspace.id, &bundle, Actor::System).await?;
         demo_workspace = Some(workspace.slug);
     }
-    store::facts::set(
-        &tx,
-        BOOTSTRAP_FACT,
-        serde_json::json!(clock.now()),
-        clock.now(),
-    )
-    .await?;
     tx.commit().await?;
     Ok(Some(Bootstrapped {
         admin_email: admin.email,
@@ -213,7 +218,7 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
 /// `Error::Unavailable` for configuration, database or listen failures.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let db = Db::connect(&config.database).await?;
-    db.migrate().await?;
+    migrate_with_retry(&db).await?;
     let clock = clock_for(&config);
     let listen = config.listen;
     let workers = config.workers;
@@ -254,6 +259,23 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     services.db().clone().close().await;
     Ok(())
+}
+
+/// Applies migrations; when several processes start together on one PostgreSQL database one of
+/// them may lose a race on `CREATE TABLE`, so a failure is retried after the others finish.
+async fn migrate_with_retry(db: &Db) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match db.migrate().await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "migration failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -224,3 +224,31 @@ async fn readiness_fails_when_the_database_is_gone() {
         "the process itself is alive"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_starting_together_on_postgres_bootstrap_once() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let (database_url, _) = common::fresh_database(Backend::Postgres).await;
+    let (first, second) = tokio::join!(
+        common::Process::spawn(&database_url, &[]),
+        common::Process::spawn(&database_url, &[])
+    );
+    let db = common::connect(&database_url).await;
+    for (table, expected) in [("accounts", 1), ("workspaces", 1), ("definitions", 16)] {
+        let conn = db.conn();
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                format!("SELECT COUNT(*) FROM {table}"),
+            ))
+            .await
+            .expect("query")
+            .expect("row");
+        assert_eq!(
+            row.try_get_by_index::<i64>(0).expect("count"),
+            expected,
+            "{table}"
+        );
+    }
+    drop((first, second));
+}

@@ -18,31 +18,30 @@ pub async fn get(conn: &impl Conn, key: &str) -> Result<Option<serde_json::Value
         .map(|row| row.value))
 }
 
-/// Records (or replaces) a fact.
+/// Records a fact unless it exists; true when this call recorded it. Inside a transaction on
+/// PostgreSQL a concurrent insert of the same key waits for the other to commit, so exactly one
+/// caller gets true.
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn set(
+pub async fn insert_if_absent(
     conn: &impl Conn,
     key: &str,
     value: serde_json::Value,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<bool> {
     let model = instance_fact::ActiveModel {
         key: Set(key.to_owned()),
         value: Set(value),
         updated_at: Set(now),
     };
-    instance_fact::Entity::insert(model)
+    let inserted = instance_fact::Entity::insert(model)
         .on_conflict(
             OnConflict::column(instance_fact::Column::Key)
-                .update_columns([
-                    instance_fact::Column::Value,
-                    instance_fact::Column::UpdatedAt,
-                ])
+                .do_nothing()
                 .to_owned(),
         )
-        .exec(conn)
+        .exec_without_returning(conn)
         .await?;
-    Ok(())
+    Ok(inserted == 1)
 }
