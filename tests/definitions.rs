@@ -322,6 +322,27 @@ async fn invalid_definitions_list_every_problem_and_write_nothing(backend: Backe
         assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
         ["/draft"]
     );
+    // Malformed query strings are problem+json too.
+    for path in [
+        format!("{BASE}?kind=entity&colour=red"),
+        format!("{BASE}/entity/lead/draft?revision=abc"),
+    ] {
+        let method = if path.contains("draft") {
+            reqwest::Method::DELETE
+        } else {
+            reqwest::Method::GET
+        };
+        let (status, body) = admin.send(method, &path, None).await;
+        assert_problem(status, &body, StatusCode::BAD_REQUEST);
+    }
+    let (status, body) = admin
+        .send(
+            reqwest::Method::PATCH,
+            &format!("{BASE}/entity/lead"),
+            Some(json!({})),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::METHOD_NOT_ALLOWED);
     // Absurd revisions are simply stale.
     let (status, body) = admin
         .put(

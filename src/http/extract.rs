@@ -57,6 +57,25 @@ where
     }
 }
 
+/// A query string, rejected as a problem+json 400 naming what is wrong.
+#[derive(Debug)]
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| Error::bad_request(rejection.body_text()))
+    }
+}
+
 /// Parses JSON bytes into `T` with located errors.
 ///
 /// # Errors

@@ -84,6 +84,20 @@ pub async fn update_settings(
     .await?)
 }
 
+/// Takes the workspace row's write lock for the rest of the transaction (PostgreSQL row lock;
+/// SQLite's write lock), so that checks made next cannot be raced by another writer.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn lock(conn: &impl Conn, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    workspace::Entity::update_many()
+        .col_expr(workspace::Column::UpdatedAt, Expr::value(now))
+        .filter(workspace::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Increments the definitions generation (other processes reload their registry when it moves).
 ///
 /// # Errors

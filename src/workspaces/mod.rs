@@ -329,14 +329,18 @@ pub async fn add_member(
     let account = accounts::find_by_email(db.conn(), email.as_str())
         .await?
         .ok_or_else(|| Error::invalid("/email", "unknown_account", "no account has this email"))?;
-    let current = rows::role_of(db.conn(), access.workspace.id, account.id).await?;
+    let now = clock.now();
+    let tx = db.begin().await?;
+    // The owner checks below and the write must see the same memberships.
+    rows::lock(&tx, access.workspace.id, now).await?;
+    let current = rows::role_of(&tx, access.workspace.id, account.id).await?;
     if current.as_deref() == Some("owner") && role != "owner" {
         if access.role != "owner" {
             return Err(Error::Forbidden(
                 "only an owner may change another owner's role".to_owned(),
             ));
         }
-        if rows::count_owners(db.conn(), access.workspace.id).await? <= 1 {
+        if rows::count_owners(&tx, access.workspace.id).await? <= 1 {
             return Err(Error::invalid(
                 "/role",
                 "last_owner",
@@ -344,9 +348,8 @@ pub async fn add_member(
             ));
         }
     }
-    let now = clock.now();
     rows::upsert_membership(
-        db.conn(),
+        &tx,
         MembershipRow {
             workspace_id: access.workspace.id,
             account_id: account.id,
@@ -355,6 +358,7 @@ pub async fn add_member(
         },
     )
     .await?;
+    tx.commit().await?;
     Ok(MemberView {
         account_id: account.id,
         email: account.email,

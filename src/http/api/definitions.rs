@@ -1,7 +1,7 @@
 //! `/api/v1/w/{workspace}/definitions`: drafts, publishing, versions and rollback of every
 //! definition kind. Reading needs membership; changing needs an owner or admin.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -12,7 +12,7 @@ use crate::app::Services;
 use crate::definitions::{DefinitionView, Kind, VersionView};
 use crate::domain::Actor;
 use crate::error::{Error, Result};
-use crate::http::extract::{AppJson, Workspace};
+use crate::http::extract::{AppJson, AppQuery, Workspace};
 
 pub(super) fn router() -> Router<Services> {
     Router::new()
@@ -71,7 +71,7 @@ struct KindFilter {
 async fn list_all(
     State(services): State<Services>,
     ws: Workspace,
-    Query(filter): Query<KindFilter>,
+    AppQuery(filter): AppQuery<KindFilter>,
 ) -> Result<Json<Vec<DefinitionView>>> {
     let kind = filter.kind.as_deref().map(Kind::parse).transpose()?;
     Ok(Json(services.definitions().list(ws.scope(), kind).await?))
@@ -135,7 +135,7 @@ async fn discard_draft(
     ws: Workspace,
     Path((_, kind, key)): Path<(String, String, String)>,
     headers: HeaderMap,
-    Query(query): Query<RevisionQuery>,
+    AppQuery(query): AppQuery<RevisionQuery>,
 ) -> Result<Json<DefinitionView>> {
     ws.access.require_admin()?;
     let kind = Kind::parse(&kind)?;

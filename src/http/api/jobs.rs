@@ -1,7 +1,7 @@
 //! `/api/v1/w/{workspace}/jobs`: background jobs of the workspace, their attempts, and retrying
 //! dead ones (admins).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::app::Services;
 use crate::error::{Error, Result};
-use crate::http::extract::Workspace;
+use crate::http::extract::{AppQuery, Workspace};
 use crate::jobs::{self, AttemptView, JobView};
 
 pub(super) fn router() -> Router<Services> {
@@ -29,9 +29,8 @@ struct JobQuery {
 async fn list(
     State(services): State<Services>,
     ws: Workspace,
-    query: std::result::Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
+    AppQuery(query): AppQuery<JobQuery>,
 ) -> Result<Json<Vec<JobView>>> {
-    let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
     let admin = ws.access.is_admin();
     Ok(Json(
         jobs::list(

@@ -1,6 +1,6 @@
 //! `/api/v1/w/{workspace}`: the workspace, its settings and calendar, its clock, its members.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Services;
 use crate::error::{Error, Result};
-use crate::http::extract::{AppJson, Workspace};
+use crate::http::extract::{AppJson, AppQuery, Workspace};
 use crate::workspaces::{self, MemberView, Settings, WorkspaceView};
 
 pub(super) fn router() -> Router<Services> {
@@ -112,9 +112,8 @@ fn parse_date(value: &str, pointer: &str) -> Result<NaiveDate> {
 /// `?from=D&add=N`: the date N working days after D; `?from=D&to=E`: working days in (D, E].
 async fn working_days(
     ws: Workspace,
-    query: std::result::Result<Query<WorkingDaysQuery>, axum::extract::rejection::QueryRejection>,
+    AppQuery(query): AppQuery<WorkingDaysQuery>,
 ) -> Result<Json<WorkingDaysView>> {
-    let Query(query) = query.map_err(|e| Error::bad_request(e.body_text()))?;
     let calendar = workspaces::settings_of(&ws.access.workspace)?.calendar;
     let from = parse_date(&query.from, "/from")?;
     match (query.add, query.to) {
