@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Kind, Snapshot, meta};
+use super::{Kind, meta};
 use crate::error::FieldError;
 
 /// Kinds of field that can group a kanban.
@@ -125,17 +125,6 @@ impl DefinitionSet {
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The published definitions of a snapshot.
-    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
-        let mut set = Self::new();
-        for kind in Kind::ALL {
-            for (key, published) in snapshot.of_kind(kind) {
-                set.insert(kind, key, (*published.document).clone());
-            }
-        }
-        set
     }
 
     /// Every published definition of a workspace, read through `conn` (inside the caller's

@@ -397,18 +397,3 @@ pub async fn requeue_dead(
         .await?;
     Ok(result.rows_affected == 1)
 }
-
-/// How many jobs are in each status (all workspaces), for readiness and metrics.
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn count_by_status(conn: &impl Conn) -> Result<Vec<(String, i64)>> {
-    Ok(job::Entity::find()
-        .select_only()
-        .column(job::Column::Status)
-        .column_as(job::Column::Id.count(), "n")
-        .group_by(job::Column::Status)
-        .into_tuple()
-        .all(conn)
-        .await?)
-}
