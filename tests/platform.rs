@@ -20,6 +20,13 @@ async fn health_and_readiness_answer_without_authentication(backend: Backend) {
     );
     let (status, body) = anonymous.get("/api/v1/w/demo").await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    let response = reqwest::Client::new()
+        .patch(app.url("/healthz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET,HEAD");
 }
 
 async fn the_calendar_follows_the_workspace_settings_and_the_clock(backend: Backend) {
