@@ -13,6 +13,7 @@ use crate::definitions::{self, Registry};
 use crate::domain::Actor;
 use crate::error::{Error, Result};
 use crate::jobs::{self, Handler, Worker, WorkerSettings};
+use crate::records;
 use crate::store::{self, Db};
 use crate::workspaces;
 
@@ -45,6 +46,7 @@ impl Services {
                 policy: session_policy,
             }),
             Arc::new(jobs::WebhookDelivery::new()),
+            Arc::new(records::schema::BuildIndex),
         ];
         if config.test_mode_enabled() {
             handlers.push(Arc::new(jobs::TestSleep));
@@ -113,6 +115,15 @@ impl Services {
     /// The job worker (tests drive it with `run_until_idle`).
     pub fn worker(&self) -> &Worker {
         &self.inner.worker
+    }
+
+    /// The records service bound to these services.
+    pub fn records(&self) -> records::Records<'_> {
+        records::Records {
+            db: &self.inner.db,
+            clock: &self.inner.clock,
+            registry: &self.inner.registry,
+        }
     }
 
     /// The definition store bound to these services.

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod records;
 pub mod render;
 pub mod store;
 pub mod telemetry;

@@ -12,6 +12,7 @@ mod m20261124_000002_sessions_tokens;
 mod m20261124_000003_definitions;
 mod m20261124_000004_jobs;
 mod m20261124_000005_instance;
+mod m20261125_000006_records;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_definitions::Migration),
             Box::new(m20261124_000004_jobs::Migration),
             Box::new(m20261124_000005_instance::Migration),
+            Box::new(m20261125_000006_records::Migration),
         ]
     }
 }

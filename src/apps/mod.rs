@@ -17,6 +17,8 @@ use crate::domain::{Actor, DefinitionKey};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{self, Conn, Db};
 
+pub mod demo;
+
 static BUILT_IN_SCHEMAS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/schemas/templates");
 static BUILT_IN_WORKFLOWS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/workflows/templates");
 
@@ -557,6 +559,7 @@ pub async fn install_in(
     for def in ordered {
         definitions::insert_published(
             conn,
+            clock,
             workspace_id,
             definitions::Seed {
                 kind: def.kind,

@@ -3,6 +3,7 @@
 //! immutable version, rolled back by publishing an older version again, and served live from the
 //! per-workspace [`Registry`].
 
+pub mod entity;
 pub mod meta;
 mod registry;
 mod validate;
@@ -18,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::store::definitions::{self as rows, DefinitionChange, DefinitionRow, VersionRow};
 use crate::store::{self, Conn, Db};
 
-pub use registry::{Published, Registry, Snapshot};
+pub use entity::{EntityModel, Field, FieldKind, IndexSpec, OnDelete, ValueType};
+pub use registry::{Published, Referrer, Registry, Snapshot};
 pub use validate::{DefinitionSet, check_document, check_publish, check_references};
 
 /// The kinds of definition. Adding one means a meta-schema in `schemas/meta/` and a line here.
@@ -412,6 +414,18 @@ impl Store<'_> {
                 problems,
             ));
         }
+        if kind == Kind::Entity {
+            follow_entity(
+                &tx,
+                self.clock,
+                scope.workspace_id,
+                row.id,
+                key,
+                set.get(Kind::Entity, key),
+                (next, &document),
+            )
+            .await?;
+        }
         let change = DefinitionChange {
             draft: clear_draft.then_some(None),
             published_version: Some(next),
@@ -491,6 +505,31 @@ impl Store<'_> {
     }
 }
 
+/// Makes record storage follow a newly published entity version (inside the publishing
+/// transaction): its table, indexes and stored values.
+async fn follow_entity(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    definition_id: Uuid,
+    key: &str,
+    previous: Option<&Value>,
+    (version, document): (i32, &Value),
+) -> Result<()> {
+    let compile = |version: i32, document: &Value| {
+        EntityModel::build(
+            key,
+            definition_id,
+            version,
+            std::sync::Arc::new(document.clone()),
+        )
+        .map_err(|e| Error::invalid_all("the entity does not compile", vec![e]))
+    };
+    let model = compile(version, document)?;
+    let previous = previous.map(|doc| compile(version - 1, doc)).transpose()?;
+    crate::records::schema::prepare(conn, clock, workspace_id, previous.as_ref(), &model).await
+}
+
 /// A definition to insert already published at version 1 (bundle installs).
 #[derive(Debug, Clone)]
 pub struct Seed<'a> {
@@ -513,7 +552,12 @@ pub struct Seed<'a> {
 ///
 /// # Errors
 /// `Error::Conflict` when the workspace already has a definition with this kind and key.
-pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'_>) -> Result<()> {
+pub async fn insert_published(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    seed: Seed<'_>,
+) -> Result<()> {
     let Seed {
         kind,
         key,
@@ -539,6 +583,7 @@ pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'
         ..fresh_row(workspace_id, kind, key, actor, now)
     };
     let id = row.id;
+    let is_entity = kind == Kind::Entity;
     let inserted = rows::insert(conn, row).await;
     match inserted {
         Ok(_) => {}
@@ -551,6 +596,9 @@ pub async fn insert_published(conn: &impl Conn, workspace_id: Uuid, seed: Seed<'
             ));
         }
         Err(e) => return Err(e),
+    }
+    if is_entity {
+        follow_entity(conn, clock, workspace_id, id, key, None, (1, &document)).await?;
     }
     rows::insert_version(
         conn,

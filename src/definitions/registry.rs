@@ -12,12 +12,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::Kind;
+use super::entity::{EntityModel, FieldKind, OnDelete};
 use crate::error::Result;
 use crate::store::{self, Db};
 
 /// One published definition.
 #[derive(Debug, Clone)]
 pub struct Published {
+    /// The definition's id.
+    pub definition_id: Uuid,
     /// Its version number.
     pub version: i32,
     /// Its document.
@@ -30,12 +33,58 @@ pub struct Snapshot {
     /// The workspace generation this snapshot reflects.
     pub generation: i64,
     definitions: HashMap<(Kind, String), Published>,
+    entities: HashMap<String, Arc<EntityModel>>,
+}
+
+/// A reference field of one entity pointing at another.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    /// The entity holding the field.
+    pub entity: Arc<EntityModel>,
+    /// The reference field.
+    pub field: String,
+    /// What a delete of the target does.
+    pub on_delete: OnDelete,
 }
 
 impl Snapshot {
     /// The published definition of `kind` and `key`.
     pub fn get(&self, kind: Kind, key: &str) -> Option<&Published> {
         self.definitions.get(&(kind, key.to_owned()))
+    }
+
+    /// The compiled model of a published entity.
+    pub fn entity(&self, key: &str) -> Option<Arc<EntityModel>> {
+        self.entities.get(key).cloned()
+    }
+
+    /// Every published entity, by key.
+    pub fn entities(&self) -> Vec<Arc<EntityModel>> {
+        let mut all: Vec<_> = self.entities.values().cloned().collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// The reference fields (of any entity) that point at `entity`.
+    pub fn referrers(&self, entity: &str) -> Vec<Referrer> {
+        let mut found = Vec::new();
+        for model in self.entities() {
+            for field in &model.fields {
+                if let FieldKind::Reference {
+                    entity: target,
+                    on_delete,
+                } = &field.kind
+                    && target == entity
+                {
+                    found.push(Referrer {
+                        entity: model.clone(),
+                        field: field.key.clone(),
+                        on_delete: *on_delete,
+                    });
+                }
+            }
+        }
+        found
     }
 
     /// Every published definition of a kind, by key.
@@ -100,22 +149,37 @@ impl Registry {
         generation: i64,
     ) -> Result<Arc<Snapshot>> {
         let rows = store::definitions::published(db.conn(), workspace_id).await?;
-        let definitions = rows
-            .into_iter()
-            .filter_map(|row| {
-                let kind = Kind::parse(&row.kind).ok()?;
-                Some((
-                    (kind, row.key),
-                    Published {
-                        version: row.version,
-                        document: Arc::new(row.document),
-                    },
-                ))
-            })
-            .collect();
+        let mut definitions = HashMap::new();
+        let mut entities = HashMap::new();
+        for row in rows {
+            let Ok(kind) = Kind::parse(&row.kind) else {
+                continue;
+            };
+            let document = Arc::new(row.document);
+            if kind == Kind::Entity {
+                match EntityModel::build(&row.key, row.id, row.version, document.clone()) {
+                    Ok(model) => {
+                        entities.insert(row.key.clone(), Arc::new(model));
+                    }
+                    // Validated at publish; a failure here is a defect, logged, not fatal.
+                    Err(e) => {
+                        tracing::error!(entity = %row.key, error = ?e, "published entity does not compile")
+                    }
+                }
+            }
+            definitions.insert(
+                (kind, row.key),
+                Published {
+                    definition_id: row.id,
+                    version: row.version,
+                    document,
+                },
+            );
+        }
         let fresh = Arc::new(Snapshot {
             generation,
             definitions,
+            entities,
         });
         let Ok(mut map) = self.snapshots.write() else {
             return Ok(fresh);

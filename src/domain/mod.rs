@@ -1,5 +1,7 @@
 //! Pure value types shared by every module: identifiers and validated names. No IO here.
 
+pub mod query;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

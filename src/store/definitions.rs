@@ -174,6 +174,8 @@ pub async fn list_versions(conn: &impl Conn, definition_id: Uuid) -> Result<Vec<
 /// A published definition as the live registry holds it.
 #[derive(Debug, Clone)]
 pub struct PublishedRow {
+    /// The definition's id (an entity's record table is named by it).
+    pub id: Uuid,
     /// Its kind.
     pub kind: String,
     /// Its key.
@@ -192,6 +194,7 @@ pub async fn published(conn: &impl Conn, workspace_id: Uuid) -> Result<Vec<Publi
     use definition::Column as D;
     use definition_version::Column as V;
     let query = Query::select()
+        .column((definition::Entity, D::Id))
         .column((definition::Entity, D::Kind))
         .column((definition::Entity, D::Key))
         .column((definition_version::Entity, V::Version))
@@ -212,6 +215,7 @@ pub async fn published(conn: &impl Conn, workspace_id: Uuid) -> Result<Vec<Publi
     rows.into_iter()
         .map(|row| {
             Ok(PublishedRow {
+                id: row.try_get("", "id")?,
                 kind: row.try_get("", "kind")?,
                 key: row.try_get("", "key")?,
                 version: row.try_get("", "version")?,

@@ -4,6 +4,7 @@ mod account;
 mod apps;
 mod definitions;
 mod jobs;
+mod records;
 mod tokens;
 mod workspace;
 
@@ -20,4 +21,5 @@ pub(super) fn router() -> Router<Services> {
         .merge(tokens::router())
         .merge(definitions::router())
         .merge(jobs::router())
+        .merge(records::router())
 }

@@ -1,0 +1,458 @@
+//! The compiled form of a published entity: its fields by kind, its JSON Schema validator, and
+//! the names of its record table and indexes. Built once per published version and shared by
+//! every request through the live registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonschema::Validator;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::meta;
+pub use crate::domain::query::ValueType;
+use crate::error::FieldError;
+
+/// What happens to records that refer to a deleted record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDelete {
+    /// The delete is refused while live records refer to the target.
+    Restrict,
+    /// The referring field is cleared.
+    SetNull,
+    /// The referring records are deleted too (and restored with it).
+    Cascade,
+}
+
+/// A field's kind with what the runtime needs to store and query it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldKind {
+    /// One line of text.
+    Text,
+    /// Several lines of text.
+    LongText,
+    /// A whole number.
+    Integer,
+    /// A floating-point number.
+    Number,
+    /// An exact amount, stored as integer minor units.
+    Money {
+        /// ISO 4217 code.
+        currency: String,
+        /// Digits after the decimal point (CNY 2, JPY 0).
+        scale: u32,
+    },
+    /// A number of percent (12.5 = 12.5%).
+    Percent,
+    /// True or false.
+    Boolean,
+    /// A calendar date (`YYYY-MM-DD`).
+    Date,
+    /// An instant, stored in UTC.
+    DateTime,
+    /// An email address (stored lowercased).
+    Email,
+    /// A phone number.
+    Phone,
+    /// A URL.
+    Url,
+    /// One of the options.
+    SingleSelect {
+        /// Option values in order.
+        options: Vec<String>,
+    },
+    /// Several of the options.
+    MultiSelect {
+        /// Option values in order.
+        options: Vec<String>,
+    },
+    /// The id of a record of another entity.
+    Reference {
+        /// Target entity key.
+        entity: String,
+        /// Behaviour when the target is deleted.
+        on_delete: OnDelete,
+    },
+    /// The id of a workspace member.
+    User,
+    /// Files (reserved; writes are refused until attachments exist).
+    Attachment,
+    /// Line items (reserved; writes are refused until sub-tables exist).
+    SubTable,
+    /// A number assigned on creation from a pattern such as `QT-{yyyy}-{0000}`.
+    AutoNumber {
+        /// The pattern.
+        pattern: String,
+    },
+    /// Computed by a rhai formula (the scripting issue); read-only.
+    Formula,
+    /// Aggregated from related records (the scripting issue); read-only.
+    Rollup,
+}
+
+impl FieldKind {
+    /// The kind's name in definitions (`x-kind`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::LongText => "long_text",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Money { .. } => "money",
+            Self::Percent => "percent",
+            Self::Boolean => "boolean",
+            Self::Date => "date",
+            Self::DateTime => "datetime",
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::Url => "url",
+            Self::SingleSelect { .. } => "single_select",
+            Self::MultiSelect { .. } => "multi_select",
+            Self::Reference { .. } => "reference",
+            Self::User => "user",
+            Self::Attachment => "attachment",
+            Self::SubTable => "sub_table",
+            Self::AutoNumber { .. } => "auto_number",
+            Self::Formula => "formula",
+            Self::Rollup => "rollup",
+        }
+    }
+
+    /// How values of this kind compare.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            Self::Integer | Self::Money { .. } => ValueType::Integer,
+            Self::Number | Self::Percent => ValueType::Real,
+            Self::Boolean => ValueType::Boolean,
+            Self::MultiSelect { .. } => ValueType::Array,
+            Self::Attachment | Self::SubTable | Self::Formula | Self::Rollup => ValueType::Opaque,
+            _ => ValueType::Text,
+        }
+    }
+
+    /// Whether clients may write this field (computed kinds are the runtime's).
+    pub fn is_writable(&self) -> bool {
+        !matches!(self, Self::AutoNumber { .. } | Self::Formula | Self::Rollup)
+    }
+
+    /// Whether the kind can have a database index.
+    pub fn is_indexable(&self) -> bool {
+        !matches!(self.value_type(), ValueType::Array | ValueType::Opaque)
+    }
+}
+
+/// One field of an entity.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Stable key (`properties` name).
+    pub key: String,
+    /// Kind.
+    pub kind: FieldKind,
+    /// English label.
+    pub label: String,
+    /// Gets a database index.
+    pub indexed: bool,
+    /// Values are unique among live records.
+    pub unique: bool,
+    /// Hidden: kept, but not shown or writable.
+    pub hidden: bool,
+    /// Value applied on create when the field is absent.
+    pub default: Option<Value>,
+}
+
+impl Field {
+    /// Whether the field has a database index (marked, unique, or a reference: references are
+    /// join keys for related filters and delete checks).
+    pub fn has_index(&self) -> bool {
+        self.kind.is_indexable()
+            && (self.indexed || self.unique || matches!(self.kind, FieldKind::Reference { .. }))
+    }
+}
+
+/// A database index an entity needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Index name: unique per installation, derived from the table, field and expression.
+    pub name: String,
+    /// The field.
+    pub field: String,
+    /// Whether it is a unique index.
+    pub unique: bool,
+    /// How the field's value is extracted (changes when the kind does).
+    pub value_type: ValueType,
+}
+
+/// A published entity, compiled.
+#[derive(Debug)]
+pub struct EntityModel {
+    /// Entity key.
+    pub key: String,
+    /// The definition's id: names the record table.
+    pub definition_id: Uuid,
+    /// Published version.
+    pub version: i32,
+    /// Fields in declaration order.
+    pub fields: Vec<Field>,
+    by_key: HashMap<String, usize>,
+    /// Required field keys.
+    pub required: Vec<String>,
+    /// The field naming a record.
+    pub title_field: Option<String>,
+    /// The entity's own JSON Schema, compiled (validates the API form of the fields).
+    pub validator: Validator,
+    /// The document.
+    pub document: Arc<Value>,
+}
+
+/// Digits after the decimal point of an ISO 4217 currency.
+pub fn currency_scale(code: &str) -> u32 {
+    match code {
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "UGX" | "XAF" | "XOF" | "PYG" | "RWF" | "KMF"
+        | "GNF" | "DJF" | "VUV" | "XPF" | "BIF" => 0,
+        "BHD" | "KWD" | "OMR" | "JOD" | "IQD" | "LYD" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+fn options_of(field: &Value) -> Vec<String> {
+    field
+        .get("x-options")
+        .and_then(Value::as_array)
+        .map(|options| {
+            options
+                .iter()
+                .filter_map(|o| o.get("value").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The kind of one field definition (already checked by the meta-schema).
+pub fn kind_of(field: &Value) -> FieldKind {
+    let text = |pointer: &str| {
+        field
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match field
+        .get("x-kind")
+        .and_then(Value::as_str)
+        .unwrap_or("text")
+    {
+        "long_text" => FieldKind::LongText,
+        "integer" => FieldKind::Integer,
+        "number" => FieldKind::Number,
+        "money" => {
+            let currency = text("/x-currency");
+            FieldKind::Money {
+                scale: currency_scale(&currency),
+                currency,
+            }
+        }
+        "percent" => FieldKind::Percent,
+        "boolean" => FieldKind::Boolean,
+        "date" => FieldKind::Date,
+        "datetime" => FieldKind::DateTime,
+        "email" => FieldKind::Email,
+        "phone" => FieldKind::Phone,
+        "url" => FieldKind::Url,
+        "single_select" => FieldKind::SingleSelect {
+            options: options_of(field),
+        },
+        "multi_select" => FieldKind::MultiSelect {
+            options: options_of(field),
+        },
+        "reference" => FieldKind::Reference {
+            entity: text("/x-reference/entity"),
+            on_delete: match field
+                .pointer("/x-reference/on_delete")
+                .and_then(Value::as_str)
+            {
+                Some("set_null") => OnDelete::SetNull,
+                Some("cascade") => OnDelete::Cascade,
+                _ => OnDelete::Restrict,
+            },
+        },
+        "user" => FieldKind::User,
+        "attachment" => FieldKind::Attachment,
+        "sub_table" => FieldKind::SubTable,
+        "auto_number" => FieldKind::AutoNumber {
+            pattern: text("/x-auto-number/pattern"),
+        },
+        "formula" => FieldKind::Formula,
+        "rollup" => FieldKind::Rollup,
+        _ => FieldKind::Text,
+    }
+}
+
+impl EntityModel {
+    /// Compiles a published entity document.
+    ///
+    /// # Errors
+    /// The schema problem, when the document does not compile (it was validated at publish, so
+    /// this means a defect).
+    pub fn build(
+        key: &str,
+        definition_id: Uuid,
+        version: i32,
+        document: Arc<Value>,
+    ) -> Result<Self, FieldError> {
+        let validator = meta::compile(&document, "")?;
+        let mut fields = Vec::new();
+        if let Some(properties) = document.get("properties").and_then(Value::as_object) {
+            for (name, field) in properties {
+                let flag = |k: &str| field.get(k).and_then(Value::as_bool).unwrap_or(false);
+                fields.push(Field {
+                    key: name.clone(),
+                    kind: kind_of(field),
+                    label: field
+                        .pointer("/x-label/en")
+                        .and_then(Value::as_str)
+                        .unwrap_or(name)
+                        .to_owned(),
+                    indexed: flag("x-indexed"),
+                    unique: flag("x-unique"),
+                    hidden: flag("x-hidden"),
+                    default: field.get("x-default").cloned(),
+                });
+            }
+        }
+        let by_key = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.key.clone(), i))
+            .collect();
+        let required = document
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            key: key.to_owned(),
+            definition_id,
+            version,
+            fields,
+            by_key,
+            required,
+            title_field: document
+                .get("x-title-field")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            validator,
+            document,
+        })
+    }
+
+    /// The field with `key`.
+    pub fn field(&self, key: &str) -> Option<&Field> {
+        self.by_key.get(key).map(|&i| &self.fields[i])
+    }
+
+    /// The record table's name: `rec_` and the definition id (never the key, which an admin
+    /// may reuse after deleting an entity).
+    pub fn table(&self) -> String {
+        table_name(self.definition_id)
+    }
+
+    /// The indexes this version needs.
+    pub fn indexes(&self) -> Vec<IndexSpec> {
+        self.fields
+            .iter()
+            .filter(|f| f.has_index())
+            .map(|f| index_spec(self.definition_id, f))
+            .collect()
+    }
+}
+
+/// The record table of an entity definition.
+pub fn table_name(definition_id: Uuid) -> String {
+    format!("rec_{}", definition_id.simple())
+}
+
+/// The index a field needs on the table of `definition_id`.
+pub fn index_spec(definition_id: Uuid, field: &Field) -> IndexSpec {
+    let value_type = field.kind.value_type();
+    let mut hasher = Sha256::new();
+    hasher.update(field.key.as_bytes());
+    hasher.update(format!("{value_type:?}").as_bytes());
+    let digest = hex::encode(hasher.finalize());
+    let prefix = if field.unique { "ux" } else { "ix" };
+    IndexSpec {
+        name: format!("{prefix}_{}_{}", definition_id.simple(), &digest[..10]),
+        field: field.key.clone(),
+        unique: field.unique,
+        value_type,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn kinds_and_indexes_come_from_the_document() {
+        let doc = json!({
+            "type": "object", "x-label": {"en": "Deal"},
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}, "x-indexed": true},
+                "amount": {"type": "number", "x-kind": "money", "x-currency": "JPY", "x-label": {"en": "Amount"}},
+                "email": {"type": "string", "x-kind": "email", "x-label": {"en": "Email"}, "x-unique": true},
+                "customer": {"type": "string", "x-kind": "reference", "x-label": {"en": "Customer"},
+                             "x-reference": {"entity": "customer", "on_delete": "cascade"}},
+                "tags": {"type": "array", "x-kind": "multi_select", "x-label": {"en": "Tags"}, "x-indexed": true,
+                         "x-options": [{"value": "a", "label": {"en": "A"}}]}
+            }
+        });
+        let id = Uuid::nil();
+        let model = EntityModel::build("deal", id, 1, Arc::new(doc)).expect("builds");
+        assert_eq!(
+            model.field("amount").map(|f| f.kind.clone()),
+            Some(FieldKind::Money {
+                currency: "JPY".to_owned(),
+                scale: 0
+            })
+        );
+        let indexed: Vec<_> = model
+            .indexes()
+            .into_iter()
+            .map(|i| (i.field, i.unique))
+            .collect();
+        assert_eq!(
+            indexed,
+            [
+                ("name".to_owned(), false),
+                ("email".to_owned(), true),
+                ("customer".to_owned(), false)
+            ]
+        );
+        assert!(model.indexes().iter().all(|i| i.name.len() <= 63));
+        assert_eq!(model.required, ["name"]);
+    }
+
+    #[test]
+    fn index_names_change_with_the_value_type() {
+        let mut field = Field {
+            key: "size".to_owned(),
+            kind: FieldKind::Text,
+            label: "Size".to_owned(),
+            indexed: true,
+            unique: false,
+            hidden: false,
+            default: None,
+        };
+        let text = index_spec(Uuid::nil(), &field);
+        field.kind = FieldKind::Integer;
+        assert_ne!(text.name, index_spec(Uuid::nil(), &field).name);
+    }
+}

@@ -1,0 +1,330 @@
+//! `/api/v1/w/{workspace}/entities/{entity}/records`: create, read, change, delete, restore and
+//! purge records; batch creates; lists (URL or JSON query), aggregates and history.
+//! Members read and write; viewers only read (roles and scopes come with the access model).
+
+use axum::extract::{FromRef, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::app::Services;
+use crate::auth::Credential;
+use crate::domain::Actor;
+use crate::error::{Error, Result};
+use crate::http::extract::{AppJson, Authenticated, Workspace};
+use crate::records::{self, Channel, Context, HistoryView, NewRecord, Page, RecordView};
+
+pub(super) fn router() -> Router<Services> {
+    let base = "/w/{workspace}/entities/{entity}";
+    Router::new()
+        .route(&format!("{base}/records"), get(list_url).post(create))
+        .route(&format!("{base}/records/batch"), post(create_batch))
+        .route(&format!("{base}/records/query"), post(list_json))
+        .route(&format!("{base}/records/aggregate"), post(aggregate))
+        .route(
+            &format!("{base}/records/{{id}}"),
+            get(show).patch(update).delete(remove),
+        )
+        .route(&format!("{base}/records/{{id}}/restore"), post(restore))
+        .route(&format!("{base}/records/{{id}}/history"), get(history))
+        .route(&format!("{base}/indexes"), get(indexes))
+}
+
+/// The caller's records context: workspace, actor, channel (browser session → ui, token → api).
+struct Caller {
+    ctx: Context,
+    role: String,
+}
+
+impl Caller {
+    fn require_writer(&self) -> Result<()> {
+        if self.role == "viewer" {
+            return Err(Error::Forbidden(
+                "viewers can read records but not change them".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Services: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ws = Workspace::from_request_parts(parts, state).await?;
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        let channel = match principal.credential {
+            Credential::Session { .. } => Channel::Ui,
+            Credential::Token { .. } => Channel::Api,
+        };
+        let time_zone = crate::workspaces::check_time_zone(&ws.access.workspace.time_zone)
+            .unwrap_or(chrono_tz::Asia::Shanghai);
+        Ok(Self {
+            ctx: Context {
+                scope: ws.scope(),
+                actor: Actor::Account {
+                    id: ws.access.account_id,
+                },
+                channel,
+                time_zone,
+                is_admin: ws.access.is_admin(),
+            },
+            role: ws.access.role.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    #[serde(default)]
+    fields: Map<String, Value>,
+    owner: Option<Uuid>,
+    version: Option<i64>,
+}
+
+async fn create(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<RecordBody>,
+) -> Result<(StatusCode, Json<RecordView>)> {
+    caller.require_writer()?;
+    if body.version.is_some() {
+        return Err(Error::invalid(
+            "/version",
+            "unexpected",
+            "a new record has no version",
+        ));
+    }
+    let view = services
+        .records()
+        .create(
+            &caller.ctx,
+            &entity,
+            NewRecord {
+                fields: body.fields,
+                owner: body.owner,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    records: Vec<NewRecordBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRecordBody {
+    #[serde(default)]
+    fields: Map<String, Value>,
+    owner: Option<Uuid>,
+}
+
+async fn create_batch(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<BatchBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    caller.require_writer()?;
+    let inputs = body
+        .records
+        .into_iter()
+        .map(|r| NewRecord {
+            fields: r.fields,
+            owner: r.owner,
+        })
+        .collect();
+    let views = services
+        .records()
+        .create_batch(&caller.ctx, &entity, inputs)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "records": views })),
+    ))
+}
+
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn list_url(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page>> {
+    let body = records::query::from_url(&query_pairs(raw.as_deref()))?;
+    Ok(Json(
+        services.records().list(&caller.ctx, &entity, &body).await?,
+    ))
+}
+
+async fn list_json(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<Page>> {
+    Ok(Json(
+        services.records().list(&caller.ctx, &entity, &body).await?,
+    ))
+}
+
+async fn aggregate(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        services
+            .records()
+            .aggregate(&caller.ctx, &entity, &body)
+            .await?,
+    ))
+}
+
+fn flag(raw: Option<&str>, name: &str) -> Result<bool> {
+    let mut value = false;
+    for (key, text) in query_pairs(raw) {
+        if key != name {
+            return Err(Error::bad_request(format!(
+                "unknown query parameter {key:?}"
+            )));
+        }
+        value = match text.as_str() {
+            "true" | "1" | "" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(Error::bad_request(format!("{name} is true or false")));
+            }
+        };
+    }
+    Ok(value)
+}
+
+async fn show(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<RecordView>> {
+    let include_deleted = flag(raw.as_deref(), "deleted")?;
+    Ok(Json(
+        services
+            .records()
+            .get(&caller.ctx, &entity, &id, include_deleted)
+            .await?,
+    ))
+}
+
+/// The expected version from the body, else from `If-Match`.
+fn expected_version(body: Option<i64>, headers: &HeaderMap) -> Result<Option<i64>> {
+    if body.is_some() {
+        return Ok(body);
+    }
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| Error::invalid("/version", "if_match", "If-Match must be a version number"))
+}
+
+async fn update(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<RecordBody>,
+) -> Result<Json<RecordView>> {
+    caller.require_writer()?;
+    let version = expected_version(body.version, &headers)?;
+    Ok(Json(
+        services
+            .records()
+            .update(&caller.ctx, &entity, &id, &body.fields, body.owner, version)
+            .await?,
+    ))
+}
+
+async fn remove(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode> {
+    caller.require_writer()?;
+    if flag(raw.as_deref(), "purge")? {
+        if !caller.ctx.is_admin {
+            return Err(Error::Forbidden(
+                "only a workspace owner or admin may purge records".to_owned(),
+            ));
+        }
+        services.records().purge(&caller.ctx, &entity, &id).await?;
+    } else {
+        services.records().delete(&caller.ctx, &entity, &id).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restore(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<RecordView>> {
+    caller.require_writer()?;
+    Ok(Json(
+        services
+            .records()
+            .restore(&caller.ctx, &entity, &id)
+            .await?,
+    ))
+}
+
+async fn history(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<Vec<HistoryView>>> {
+    Ok(Json(
+        services
+            .records()
+            .history(&caller.ctx, &entity, &id)
+            .await?,
+    ))
+}
+
+async fn indexes(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        services.records().indexes(&caller.ctx, &entity).await?,
+    ))
+}

@@ -1,0 +1,534 @@
+//! Field values between their API form (what clients send and see) and their stored form (the
+//! record document): money becomes integer minor units, datetimes canonical UTC text, emails
+//! lowercase, empty values absent. Every refusal names the field's JSON pointer.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Map, Number, Value};
+use uuid::Uuid;
+
+use crate::definitions::{EntityModel, Field, FieldKind};
+use crate::domain::query::Scalar;
+use crate::error::FieldError;
+
+/// Largest absolute money amount in minor units: 2^53 − 1, so amounts round-trip exactly
+/// through JavaScript clients and the validator's floating-point view.
+pub const MONEY_LIMIT: i64 = 9_007_199_254_740_991;
+
+fn problem(pointer: &str, code: &str, message: impl Into<String>) -> FieldError {
+    FieldError::new(pointer, code, message)
+}
+
+/// The canonical stored text of an instant: UTC with milliseconds, as JavaScript prints it, so
+/// text order is time order.
+pub fn canonical_datetime(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses an API datetime (RFC 3339 with an offset) to its canonical stored text.
+///
+/// # Errors
+/// A `format` problem at `pointer`.
+pub fn parse_datetime(text: &str, pointer: &str) -> Result<String, FieldError> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|at| canonical_datetime(at.with_timezone(&Utc)))
+        .map_err(|_| {
+            problem(
+                pointer,
+                "format",
+                format!("{text:?} is not a date-time such as 2026-11-25T09:30:00+08:00"),
+            )
+        })
+}
+
+/// Parses an API date (`YYYY-MM-DD`).
+///
+/// # Errors
+/// A `format` problem at `pointer`.
+pub fn parse_date(text: &str, pointer: &str) -> Result<NaiveDate, FieldError> {
+    let trimmed = text.trim();
+    if trimmed.len() != 10 {
+        return Err(problem(
+            pointer,
+            "format",
+            format!("{text:?} is not a date such as 2026-11-25"),
+        ));
+    }
+    NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").map_err(|_| {
+        problem(
+            pointer,
+            "format",
+            format!("{text:?} is not a date such as 2026-11-25"),
+        )
+    })
+}
+
+/// Parses a money amount (a JSON number or a decimal string, in major units) to minor units.
+///
+/// # Errors
+/// A `money` problem: not a decimal, more digits than the currency has, or out of range.
+pub fn parse_money(value: &Value, scale: u32, pointer: &str) -> Result<i64, FieldError> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => {
+            return Err(problem(
+                pointer,
+                "type",
+                "a money amount is a number or a decimal string such as \"1234.50\"",
+            ));
+        }
+    };
+    let bad = || {
+        problem(
+            pointer,
+            "money",
+            format!("{text:?} is not an amount with at most {scale} decimal places"),
+        )
+    };
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.as_str()),
+    };
+    // Numbers may arrive in exponent form (1e5); those are whole and small enough to widen.
+    if digits.contains(['e', 'E']) {
+        let float: f64 = text.parse().map_err(|_| bad())?;
+        let minor = float * 10f64.powi(scale as i32);
+        if !minor.is_finite() || minor.fract() != 0.0 || minor.abs() > MONEY_LIMIT as f64 {
+            return Err(bad());
+        }
+        return Ok(minor as i64);
+    }
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || (digits.contains('.') && fraction.is_empty())
+    {
+        return Err(bad());
+    }
+    let (kept, extra) = fraction.split_at(fraction.len().min(scale as usize));
+    if extra.bytes().any(|b| b != b'0') {
+        return Err(bad());
+    }
+    let mut minor: i64 = 0;
+    for b in whole.bytes().chain(kept.bytes()) {
+        minor = minor
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(i64::from(b - b'0')))
+            .ok_or_else(bad)?;
+    }
+    for _ in kept.len()..scale as usize {
+        minor = minor.checked_mul(10).ok_or_else(bad)?;
+    }
+    if minor > MONEY_LIMIT {
+        return Err(problem(
+            pointer,
+            "money",
+            "the amount is too large (at most 9,007,199,254,740,991 minor units)",
+        ));
+    }
+    Ok(if negative { -minor } else { minor })
+}
+
+/// Minor units as the API's decimal string (`"1234.50"`).
+pub fn format_money(minor: i64, scale: u32) -> String {
+    if scale == 0 {
+        return minor.to_string();
+    }
+    let divisor = 10i64.pow(scale);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    let divisor = divisor as u64;
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / divisor,
+        abs % divisor,
+        width = scale as usize
+    )
+}
+
+fn as_text<'a>(value: &'a Value, pointer: &str) -> Result<&'a str, FieldError> {
+    value
+        .as_str()
+        .ok_or_else(|| problem(pointer, "type", "expected text"))
+}
+
+fn looks_like_email(text: &str) -> bool {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn looks_like_phone(text: &str) -> bool {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    digits >= 3
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().#".contains(c) || c == 'x')
+}
+
+fn looks_like_url(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.is_empty()
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Converts one API value of `field` to its stored form; `None` means empty (the field is
+/// cleared). Kind rules only: the entity's JSON Schema is checked on the whole record after.
+///
+/// # Errors
+/// A located problem.
+pub fn encode(field: &Field, value: &Value, pointer: &str) -> Result<Option<Value>, FieldError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let text_value = |value: &Value| -> Result<Option<String>, FieldError> {
+        let text = as_text(value, pointer)?;
+        Ok((!text.trim().is_empty()).then(|| text.to_owned()))
+    };
+    Ok(match &field.kind {
+        FieldKind::Text | FieldKind::Phone => match text_value(value)? {
+            None => None,
+            Some(text) => {
+                let text = text.trim().to_owned();
+                if field.kind == FieldKind::Phone && !looks_like_phone(&text) {
+                    return Err(problem(
+                        pointer,
+                        "phone",
+                        format!("{text:?} is not a phone number (digits, spaces, + - ( ) . #)"),
+                    ));
+                }
+                Some(Value::String(text))
+            }
+        },
+        FieldKind::LongText => text_value(value)?.map(Value::String),
+        FieldKind::Email => match text_value(value)? {
+            None => None,
+            Some(text) => {
+                let text = text.trim().to_lowercase();
+                if !looks_like_email(&text) {
+                    return Err(problem(
+                        pointer,
+                        "email",
+                        format!("{text:?} is not an email address"),
+                    ));
+                }
+                Some(Value::String(text))
+            }
+        },
+        FieldKind::Url => match text_value(value)? {
+            None => None,
+            Some(text) => {
+                let text = text.trim().to_owned();
+                if !looks_like_url(&text) {
+                    return Err(problem(
+                        pointer,
+                        "url",
+                        format!("{text:?} is not a URL such as https://example.com"),
+                    ));
+                }
+                Some(Value::String(text))
+            }
+        },
+        FieldKind::Integer => {
+            let number = value
+                .as_number()
+                .ok_or_else(|| problem(pointer, "type", "expected a whole number"))?;
+            let whole = number.as_i64().or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= MONEY_LIMIT as f64)
+                    .map(|f| f as i64)
+            });
+            Some(Value::from(whole.ok_or_else(|| {
+                problem(pointer, "type", "expected a whole number")
+            })?))
+        }
+        FieldKind::Number | FieldKind::Percent => {
+            let number = value
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| problem(pointer, "type", "expected a number"))?;
+            Some(Value::Number(Number::from_f64(number).ok_or_else(
+                || problem(pointer, "type", "expected a number"),
+            )?))
+        }
+        FieldKind::Money { scale, .. } => Some(Value::from(parse_money(value, *scale, pointer)?)),
+        FieldKind::Boolean => {
+            Some(Value::Bool(value.as_bool().ok_or_else(|| {
+                problem(pointer, "type", "expected true or false")
+            })?))
+        }
+        FieldKind::Date => match text_value(value)? {
+            None => None,
+            Some(text) => Some(Value::String(
+                parse_date(&text, pointer)?.format("%Y-%m-%d").to_string(),
+            )),
+        },
+        FieldKind::DateTime => match text_value(value)? {
+            None => None,
+            Some(text) => Some(Value::String(parse_datetime(&text, pointer)?)),
+        },
+        FieldKind::SingleSelect { options } => match text_value(value)? {
+            None => None,
+            Some(text) => {
+                if !options.contains(&text) {
+                    return Err(problem(
+                        pointer,
+                        "option",
+                        format!("{text:?} is not one of the options: {}", options.join(", ")),
+                    ));
+                }
+                Some(Value::String(text))
+            }
+        },
+        FieldKind::MultiSelect { options } => {
+            let items = value
+                .as_array()
+                .ok_or_else(|| problem(pointer, "type", "expected a list of options"))?;
+            let mut chosen: Vec<String> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{pointer}/{i}");
+                let text = as_text(item, &at)?;
+                if !options.iter().any(|o| o == text) {
+                    return Err(problem(
+                        &at,
+                        "option",
+                        format!("{text:?} is not one of the options: {}", options.join(", ")),
+                    ));
+                }
+                if chosen.iter().any(|c| c == text) {
+                    return Err(problem(
+                        &at,
+                        "duplicate",
+                        format!("{text:?} is listed twice"),
+                    ));
+                }
+                chosen.push(text.to_owned());
+            }
+            (!chosen.is_empty()).then(|| Value::from(chosen))
+        }
+        FieldKind::Reference { .. } | FieldKind::User => match text_value(value)? {
+            None => None,
+            Some(text) => Some(Value::String(
+                Uuid::parse_str(text.trim())
+                    .map_err(|_| {
+                        problem(pointer, "format", format!("{text:?} is not a record id"))
+                    })?
+                    .to_string(),
+            )),
+        },
+        FieldKind::Attachment | FieldKind::SubTable => {
+            return Err(problem(
+                pointer,
+                "unsupported",
+                format!(
+                    "{} fields cannot be written yet (this Formwork version stores no {} values)",
+                    field.kind.name(),
+                    field.kind.name()
+                ),
+            ));
+        }
+        FieldKind::AutoNumber { .. } | FieldKind::Formula | FieldKind::Rollup => {
+            return Err(problem(
+                pointer,
+                "read_only",
+                format!("{} fields are computed by Formwork", field.kind.name()),
+            ));
+        }
+    })
+}
+
+/// The API form of a stored value.
+pub fn decode(field: &Field, stored: &Value) -> Value {
+    match (&field.kind, stored) {
+        (FieldKind::Money { scale, .. }, Value::Number(n)) => {
+            n.as_i64().map_or(Value::Null, |minor| {
+                Value::String(format_money(minor, *scale))
+            })
+        }
+        _ => stored.clone(),
+    }
+}
+
+/// The form the entity's JSON Schema sees (the API form, with money as a number of major units
+/// so `minimum` and `multipleOf` apply).
+pub fn for_validation(field: &Field, stored: &Value) -> Value {
+    match (&field.kind, stored) {
+        (FieldKind::Money { scale, .. }, Value::Number(n)) => n
+            .as_i64()
+            .and_then(|minor| Number::from_f64(minor as f64 / 10f64.powi(*scale as i32)))
+            .map_or(Value::Null, Value::Number),
+        _ => stored.clone(),
+    }
+}
+
+/// The API form of a whole stored document: declared, visible fields only.
+pub fn decode_doc(model: &EntityModel, doc: &Map<String, Value>) -> Map<String, Value> {
+    model
+        .fields
+        .iter()
+        .filter(|f| !f.hidden)
+        .filter_map(|f| doc.get(&f.key).map(|v| (f.key.clone(), decode(f, v))))
+        .collect()
+}
+
+/// The stored values of fields that are no longer visible (hidden or removed), kept for admins.
+pub fn hidden_values(model: &EntityModel, doc: &Map<String, Value>) -> Map<String, Value> {
+    doc.iter()
+        .filter(|(key, _)| model.field(key).is_none_or(|f| f.hidden))
+        .map(|(key, value)| {
+            let shown = model.field(key).map_or(value.clone(), |f| decode(f, value));
+            (key.clone(), shown)
+        })
+        .collect()
+}
+
+/// The document the validator checks: declared fields in validation form.
+pub fn validation_doc(model: &EntityModel, doc: &Map<String, Value>) -> Value {
+    Value::Object(
+        model
+            .fields
+            .iter()
+            .filter_map(|f| {
+                doc.get(&f.key)
+                    .map(|v| (f.key.clone(), for_validation(f, v)))
+            })
+            .collect(),
+    )
+}
+
+/// A stored value as a query scalar of its field's comparison type.
+pub fn scalar_of(field: &Field, stored: &Value) -> Option<Scalar> {
+    use crate::definitions::ValueType;
+    match (field.kind.value_type(), stored) {
+        (ValueType::Text, Value::String(s)) => Some(Scalar::Text(s.clone())),
+        (ValueType::Integer, Value::Number(n)) => n.as_i64().map(Scalar::Int),
+        (ValueType::Real, Value::Number(n)) => n.as_f64().map(Scalar::Real),
+        (ValueType::Boolean, Value::Bool(b)) => Some(Scalar::Bool(*b)),
+        _ => None,
+    }
+}
+
+/// Escapes a key for a JSON pointer.
+pub fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field(kind: FieldKind) -> Field {
+        Field {
+            key: "f".to_owned(),
+            kind,
+            label: "F".to_owned(),
+            indexed: false,
+            unique: false,
+            hidden: false,
+            default: None,
+        }
+    }
+
+    fn money(scale: u32) -> Field {
+        field(FieldKind::Money {
+            currency: "CNY".to_owned(),
+            scale,
+        })
+    }
+
+    #[test]
+    fn money_is_exact_in_minor_units() {
+        let cny = money(2);
+        assert_eq!(encode(&cny, &json!("1234.5"), ""), Ok(Some(json!(123450))));
+        assert_eq!(encode(&cny, &json!(0.1), ""), Ok(Some(json!(10))));
+        assert_eq!(encode(&cny, &json!("12.300"), ""), Ok(Some(json!(1230))));
+        assert_eq!(encode(&cny, &json!(-5), ""), Ok(Some(json!(-500))));
+        assert_eq!(encode(&cny, &json!(1e5), ""), Ok(Some(json!(10_000_000))));
+        assert!(encode(&cny, &json!("1.234"), "/fields/f").is_err());
+        assert!(encode(&cny, &json!("1,000"), "").is_err());
+        assert!(encode(&cny, &json!("."), "").is_err());
+        assert!(encode(&cny, &json!("99999999999999999999"), "").is_err());
+        assert!(encode(&cny, &json!(true), "").is_err());
+        assert_eq!(decode(&cny, &json!(123450)), json!("1234.50"));
+        assert_eq!(decode(&cny, &json!(-5)), json!("-0.05"));
+        assert_eq!(decode(&money(0), &json!(1200)), json!("1200"));
+        assert_eq!(for_validation(&cny, &json!(123450)), json!(1234.5));
+    }
+
+    #[test]
+    fn money_round_trips() {
+        for minor in [
+            0i64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            123_456_789,
+            -42,
+            MONEY_LIMIT,
+            -MONEY_LIMIT,
+        ] {
+            for scale in [0, 2, 3] {
+                let text = format_money(minor, scale);
+                assert_eq!(parse_money(&json!(text), scale, ""), Ok(minor), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn datetimes_are_canonical_utc() {
+        let dt = field(FieldKind::DateTime);
+        assert_eq!(
+            encode(&dt, &json!("2026-11-25T09:30:00+08:00"), ""),
+            Ok(Some(json!("2026-11-25T01:30:00.000Z")))
+        );
+        assert!(encode(&dt, &json!("2026-11-25 09:30"), "").is_err());
+        let date = field(FieldKind::Date);
+        assert!(encode(&date, &json!("2026-02-30"), "").is_err());
+        assert!(encode(&date, &json!("2026-2-3"), "").is_err());
+    }
+
+    #[test]
+    fn text_kinds_normalise_and_refuse() {
+        assert_eq!(encode(&field(FieldKind::Text), &json!("  "), ""), Ok(None));
+        assert_eq!(
+            encode(&field(FieldKind::Email), &json!(" Li.Na@Example.COM "), ""),
+            Ok(Some(json!("li.na@example.com")))
+        );
+        assert!(encode(&field(FieldKind::Email), &json!("nope"), "").is_err());
+        assert!(encode(&field(FieldKind::Phone), &json!("call me"), "").is_err());
+        assert!(encode(&field(FieldKind::Url), &json!("example.com"), "").is_err());
+        assert!(encode(&field(FieldKind::Integer), &json!(1.5), "").is_err());
+        assert_eq!(
+            encode(&field(FieldKind::Integer), &json!(3.0), ""),
+            Ok(Some(json!(3)))
+        );
+        let select = field(FieldKind::MultiSelect {
+            options: vec!["a".to_owned(), "b".to_owned()],
+        });
+        assert!(encode(&select, &json!(["a", "a"]), "").is_err());
+        assert!(encode(&select, &json!(["c"]), "").is_err());
+        assert_eq!(encode(&select, &json!([]), ""), Ok(None));
+        let reference = field(FieldKind::Reference {
+            entity: "x".to_owned(),
+            on_delete: crate::definitions::OnDelete::Restrict,
+        });
+        assert!(encode(&reference, &json!("not-a-uuid"), "").is_err());
+    }
+}

@@ -1,0 +1,1330 @@
+//! Records of any entity: create, read, change, delete, restore and purge them; batch creates;
+//! lists and aggregates through the query language; the history of every change. Validation is
+//! the entity's JSON Schema plus the kind rules of `codec`; every write commits with its history
+//! rows, and only if the entity version it was validated against is still the published one.
+
+pub mod codec;
+pub mod query;
+pub mod schema;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::definitions::{EntityModel, FieldKind, OnDelete, Registry, Scope, Snapshot};
+use crate::domain::query::{Scalar, SortKey, value_of};
+use crate::domain::{Actor, new_id};
+use crate::error::{Error, FieldError, Result};
+use crate::store::records::{self as rows, HistoryRow, RecordRow, RecordUpdate, Stamp};
+use crate::store::{self, Conn, Db};
+
+pub use query::{Resolver, Total};
+
+/// Largest batch of records created in one request.
+pub const MAX_BATCH: usize = 5000;
+
+/// Through what a change was made (written into history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A person in the browser.
+    Ui,
+    /// An API client (token).
+    Api,
+    /// An import (demo data, spreadsheets, migrations).
+    Import,
+    /// A workflow.
+    Workflow,
+    /// Formwork itself (conversions, cascades it performs).
+    System,
+}
+
+impl Channel {
+    /// Its name in history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ui => "ui",
+            Self::Api => "api",
+            Self::Import => "import",
+            Self::Workflow => "workflow",
+            Self::System => "system",
+        }
+    }
+}
+
+/// Who acts, where, through what.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The workspace and its definitions generation.
+    pub scope: Scope,
+    /// The actor.
+    pub actor: Actor,
+    /// The channel.
+    pub channel: Channel,
+    /// The workspace time zone.
+    pub time_zone: chrono_tz::Tz,
+    /// Whether the actor administers the workspace (sees hidden values).
+    pub is_admin: bool,
+}
+
+/// A record as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordView {
+    /// Id.
+    pub id: Uuid,
+    /// Send it back to change the record (optimistic concurrency).
+    pub version: i64,
+    /// Owner.
+    pub owner: Option<Uuid>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Creator.
+    pub created_by: Option<Uuid>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Last changer.
+    pub updated_by: Option<Uuid>,
+    /// When it was deleted, for records in the trash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The fields (API form).
+    pub fields: Map<String, Value>,
+    /// Values of hidden or removed fields, kept and shown to admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_fields: Option<Map<String, Value>>,
+}
+
+/// A record to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewRecord {
+    /// Fields (API form).
+    pub fields: Map<String, Value>,
+    /// Owner (the actor when absent).
+    pub owner: Option<Uuid>,
+}
+
+/// A page of records.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The records.
+    pub records: Vec<RecordView>,
+    /// Pass it as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// Total matching records, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    /// Whether `total` is a lower bound ("more than").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_is_estimate: Option<bool>,
+}
+
+/// One history entry as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (absent for Formwork itself).
+    pub actor: Option<Uuid>,
+    /// `account` or `system`.
+    pub actor_kind: String,
+    /// `ui`, `api`, `import`, `workflow` or `system`.
+    pub channel: String,
+    /// `create`, `update`, `delete`, `restore`, `purge` or `convert`.
+    pub operation: String,
+    /// `{field: {old, new}}` and notes.
+    pub changes: Value,
+}
+
+/// The records service over the database, clock and live registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    /// The database.
+    pub db: &'a Db,
+    /// The clock.
+    pub clock: &'a SharedClock,
+    /// The live registry.
+    pub registry: &'a Registry,
+}
+
+fn view(model: &EntityModel, row: &RecordRow, is_admin: bool) -> RecordView {
+    let hidden = codec::hidden_values(model, &row.doc);
+    RecordView {
+        id: row.id,
+        version: row.version,
+        owner: row.owner,
+        created_at: row.created_at,
+        created_by: row.created_by,
+        updated_at: row.updated_at,
+        updated_by: row.updated_by,
+        deleted_at: row.deleted_at,
+        fields: codec::decode_doc(model, &row.doc),
+        hidden_fields: (is_admin && !hidden.is_empty()).then_some(hidden),
+    }
+}
+
+fn entity_not_found(key: &str) -> Error {
+    Error::not_found(format!("entity {key:?}"))
+}
+
+fn record_not_found(id: &str) -> Error {
+    Error::not_found(format!("record {id:?}"))
+}
+
+/// Parses a record id from a path (anything else is simply not found).
+///
+/// # Errors
+/// `Error::NotFound`.
+pub fn parse_id(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|_| record_not_found(text))
+}
+
+fn definition_changed(model: &EntityModel) -> Error {
+    Error::conflict(
+        "",
+        "definition_changed",
+        format!(
+            "entity {:?} was changed while this write was in flight (it was validated against version {}); send it again",
+            model.key, model.version
+        ),
+    )
+}
+
+/// The diff of two stored documents in API form: `{field: {old, new}}` over changed keys.
+fn diff(
+    model: &EntityModel,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> Map<String, Value> {
+    let show = |key: &str, value: Option<&Value>| -> Value {
+        match (value, model.field(key)) {
+            (Some(v), Some(field)) => codec::decode(field, v),
+            (Some(v), None) => v.clone(),
+            (None, _) => Value::Null,
+        }
+    };
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| {
+            (
+                k.clone(),
+                serde_json::json!({"old": show(k, old.get(k)), "new": show(k, new.get(k))}),
+            )
+        })
+        .collect()
+}
+
+impl Records<'_> {
+    async fn snapshot(&self, scope: Scope) -> Result<Arc<Snapshot>> {
+        self.registry
+            .snapshot(self.db, scope.workspace_id, scope.generation)
+            .await
+    }
+
+    async fn model(&self, scope: Scope, entity: &str) -> Result<(Arc<Snapshot>, Arc<EntityModel>)> {
+        let snapshot = self.snapshot(scope).await?;
+        let model = snapshot
+            .entity(entity)
+            .ok_or_else(|| entity_not_found(entity))?;
+        Ok((snapshot, model))
+    }
+
+    fn history_row(
+        &self,
+        ctx: &Context,
+        model: &EntityModel,
+        record_id: Uuid,
+        at: DateTime<Utc>,
+        operation: &str,
+        changes: Value,
+    ) -> HistoryRow {
+        HistoryRow {
+            id: new_id(),
+            workspace_id: ctx.scope.workspace_id,
+            entity_id: model.definition_id,
+            record_id,
+            at,
+            actor_id: ctx.actor.account_id(),
+            actor_kind: match ctx.actor {
+                Actor::Account { .. } => "account".to_owned(),
+                Actor::System => "system".to_owned(),
+            },
+            channel: ctx.channel.as_str().to_owned(),
+            operation: operation.to_owned(),
+            changes,
+        }
+    }
+
+    /// Encodes the writable fields of `input` over `base` (the stored document being changed),
+    /// collecting problems under `prefix`.
+    fn encode_into(
+        model: &EntityModel,
+        input: &Map<String, Value>,
+        base: &mut Map<String, Value>,
+        prefix: &str,
+        problems: &mut Vec<FieldError>,
+    ) {
+        for (key, value) in input {
+            let pointer = format!("{prefix}/fields/{}", codec::escape(key));
+            let Some(field) = model.field(key) else {
+                problems.push(FieldError::new(
+                    pointer,
+                    "unknown_field",
+                    format!("{:?} has no field {key:?}", model.key),
+                ));
+                continue;
+            };
+            if field.hidden {
+                problems.push(FieldError::new(
+                    pointer,
+                    "hidden_field",
+                    format!("field {key:?} is hidden and cannot be written"),
+                ));
+                continue;
+            }
+            match codec::encode(field, value, &pointer) {
+                Ok(Some(stored)) => {
+                    base.insert(key.clone(), stored);
+                }
+                Ok(None) => {
+                    base.remove(key);
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+    }
+
+    /// Validates a stored document against the entity's JSON Schema; problems already present in
+    /// `before` (rules added after a record was stored) are not this write's fault and pass.
+    fn validate(
+        model: &EntityModel,
+        doc: &Map<String, Value>,
+        before: Option<&Map<String, Value>>,
+        prefix: &str,
+        problems: &mut Vec<FieldError>,
+    ) {
+        let found = crate::definitions::meta::problems(
+            &model.validator,
+            &codec::validation_doc(model, doc),
+            &format!("{prefix}/fields"),
+        );
+        let existing: HashSet<(String, String)> = before
+            .map(|old| {
+                crate::definitions::meta::problems(
+                    &model.validator,
+                    &codec::validation_doc(model, old),
+                    &format!("{prefix}/fields"),
+                )
+                .into_iter()
+                .map(|p| (p.pointer, p.code))
+                .collect()
+            })
+            .unwrap_or_default();
+        problems.extend(
+            found
+                .into_iter()
+                .filter(|p| !existing.contains(&(p.pointer.clone(), p.code.clone()))),
+        );
+    }
+
+    /// Builds the stored document of a new record: input, then defaults for absent fields.
+    fn new_doc(
+        model: &EntityModel,
+        input: &Map<String, Value>,
+        prefix: &str,
+        problems: &mut Vec<FieldError>,
+    ) -> Map<String, Value> {
+        let mut doc = Map::new();
+        Self::encode_into(model, input, &mut doc, prefix, problems);
+        for field in &model.fields {
+            if doc.contains_key(&field.key)
+                || input.contains_key(&field.key)
+                || !field.kind.is_writable()
+            {
+                continue;
+            }
+            if let Some(default) = &field.default
+                && let Ok(Some(stored)) = codec::encode(field, default, "")
+            {
+                doc.insert(field.key.clone(), stored);
+            }
+        }
+        Self::validate(model, &doc, None, prefix, problems);
+        doc
+    }
+
+    /// Assigns auto-numbers to a new record inside the write transaction.
+    async fn assign_numbers(
+        conn: &impl Conn,
+        model: &EntityModel,
+        doc: &mut Map<String, Value>,
+        at: DateTime<Utc>,
+        zone: chrono_tz::Tz,
+    ) -> Result<()> {
+        for field in &model.fields {
+            if let FieldKind::AutoNumber { pattern } = &field.kind {
+                let local = at.with_timezone(&zone);
+                let period = if pattern.contains("{yyyy}") || pattern.contains("{yy}") {
+                    local.year().to_string()
+                } else {
+                    String::new()
+                };
+                let n = rows::next_counter(conn, model.definition_id, &field.key, &period).await?;
+                doc.insert(
+                    field.key.clone(),
+                    Value::String(render_number(pattern, n, local)),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks, inside the write transaction, what only the database knows: references point at
+    /// live records, users are members, unique values are free, and the entity version is the
+    /// one validated against.
+    async fn check_in_tx(
+        &self,
+        conn: &impl Conn,
+        ctx: &Context,
+        snapshot: &Snapshot,
+        model: &EntityModel,
+        docs: &[(String, Uuid, &Map<String, Value>)],
+        changed: Option<&HashSet<String>>,
+    ) -> Result<()> {
+        if rows::published_version(conn, model.definition_id).await? != Some(model.version) {
+            return Err(definition_changed(model));
+        }
+        let mut problems = Vec::new();
+        let touched = |key: &str| changed.is_none_or(|c| c.contains(key));
+        for field in model.fields.iter().filter(|f| touched(&f.key)) {
+            match &field.kind {
+                FieldKind::Reference { entity, .. } => {
+                    let Some(target) = snapshot.entity(entity) else {
+                        continue;
+                    };
+                    let wanted: Vec<(String, Uuid)> = docs
+                        .iter()
+                        .filter_map(|(prefix, _, doc)| {
+                            let id = doc
+                                .get(&field.key)?
+                                .as_str()
+                                .and_then(|s| Uuid::parse_str(s).ok())?;
+                            Some((format!("{prefix}/fields/{}", codec::escape(&field.key)), id))
+                        })
+                        .collect();
+                    let ids: Vec<Uuid> = wanted
+                        .iter()
+                        .map(|(_, id)| *id)
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let live: HashSet<Uuid> = rows::live_ids(conn, &target.table(), &ids)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    for (pointer, id) in wanted {
+                        if !live.contains(&id) {
+                            problems.push(FieldError::new(
+                                pointer,
+                                "unknown_reference",
+                                format!("there is no {entity} record {id}"),
+                            ));
+                        }
+                    }
+                }
+                FieldKind::User => {
+                    for (prefix, _, doc) in docs {
+                        let Some(id) = doc
+                            .get(&field.key)
+                            .and_then(Value::as_str)
+                            .and_then(|s| Uuid::parse_str(s).ok())
+                        else {
+                            continue;
+                        };
+                        if store::workspaces::role_of(conn, ctx.scope.workspace_id, id)
+                            .await?
+                            .is_none()
+                        {
+                            problems.push(FieldError::new(
+                                format!("{prefix}/fields/{}", codec::escape(&field.key)),
+                                "unknown_user",
+                                format!("{id} is not a member of this workspace"),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::invalid_all(
+                "some values refer to what does not exist",
+                problems,
+            ));
+        }
+        let ids: Vec<Uuid> = docs.iter().map(|(_, id, _)| *id).collect();
+        let mut clashes = Vec::new();
+        for field in model.fields.iter().filter(|f| f.unique && touched(&f.key)) {
+            let values: Vec<(String, Scalar)> = docs
+                .iter()
+                .filter_map(|(prefix, _, doc)| {
+                    let scalar = doc
+                        .get(&field.key)
+                        .and_then(|v| codec::scalar_of(field, v))?;
+                    Some((
+                        format!("{prefix}/fields/{}", codec::escape(&field.key)),
+                        scalar,
+                    ))
+                })
+                .collect();
+            let found = rows::find_values(
+                conn,
+                &model.table(),
+                &field.key,
+                field.kind.value_type(),
+                values.iter().map(|(_, v)| v.clone()).collect(),
+                &ids,
+            )
+            .await?;
+            for (_, taken) in found {
+                if let Some((pointer, value)) = values.iter().find(|(_, v)| *v == taken) {
+                    clashes.push(FieldError::new(
+                        pointer.clone(),
+                        "unique",
+                        format!(
+                            "another {} already has {} {}",
+                            model.key,
+                            field.key,
+                            value.to_json()
+                        ),
+                    ));
+                }
+            }
+        }
+        if !clashes.is_empty() {
+            return Err(Error::Conflict {
+                detail: "a unique value is already taken".to_owned(),
+                errors: clashes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Unique values repeated inside one request (a batch), found before anything is written.
+    fn duplicates_in_request(
+        model: &EntityModel,
+        docs: &[(String, &Map<String, Value>)],
+    ) -> Vec<FieldError> {
+        let mut clashes = Vec::new();
+        for field in model.fields.iter().filter(|f| f.unique) {
+            let mut seen: HashMap<String, String> = HashMap::new();
+            for (prefix, doc) in docs {
+                let Some(value) = doc.get(&field.key) else {
+                    continue;
+                };
+                let pointer = format!("{prefix}/fields/{}", codec::escape(&field.key));
+                match seen.get(&value.to_string()) {
+                    Some(first) => clashes.push(FieldError::new(
+                        pointer,
+                        "unique",
+                        format!(
+                            "{} is {} twice in this request (also at {first})",
+                            field.key,
+                            codec::decode(field, value)
+                        ),
+                    )),
+                    None => {
+                        seen.insert(value.to_string(), pointer);
+                    }
+                }
+            }
+        }
+        clashes
+    }
+
+    /// Maps a unique violation raised by the database (a race past the checks) to a 409 naming
+    /// the field.
+    fn unique_violation(model: &EntityModel, error: Error) -> Error {
+        if let Error::Db(db) = &error
+            && store::is_unique_violation(db)
+        {
+            let text = db.to_string();
+            let field = model
+                .indexes()
+                .into_iter()
+                .find(|spec| text.contains(&spec.name))
+                .map(|spec| spec.field);
+            return Error::conflict(
+                field.map_or_else(String::new, |f| format!("/fields/{}", codec::escape(&f))),
+                "unique",
+                "a unique value is already taken",
+            );
+        }
+        error
+    }
+
+    /// Creates one record.
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity), `Error::Invalid` (every problem), `Error::Conflict` (unique
+    /// value taken, or the entity changed meanwhile).
+    pub async fn create(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        input: NewRecord,
+    ) -> Result<RecordView> {
+        let mut views = self.create_many(ctx, entity, vec![input], false).await?;
+        views
+            .pop()
+            .ok_or_else(|| Error::internal("create returned nothing"))
+    }
+
+    /// Creates records all-or-nothing: any problem in any record writes none of them.
+    ///
+    /// # Errors
+    /// As [`Records::create`], with pointers `/records/{i}/fields/...`.
+    pub async fn create_batch(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        inputs: Vec<NewRecord>,
+    ) -> Result<Vec<RecordView>> {
+        if inputs.is_empty() || inputs.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "/records",
+                "range",
+                format!("a batch holds 1–{MAX_BATCH} records"),
+            ));
+        }
+        self.create_many(ctx, entity, inputs, true).await
+    }
+
+    async fn create_many(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        inputs: Vec<NewRecord>,
+        batch: bool,
+    ) -> Result<Vec<RecordView>> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let now = self.clock.now();
+        let mut problems = Vec::new();
+        let mut new_rows = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let prefix = if batch {
+                format!("/records/{i}")
+            } else {
+                String::new()
+            };
+            let doc = Self::new_doc(&model, &input.fields, &prefix, &mut problems);
+            new_rows.push(RecordRow {
+                id: new_id(),
+                owner: input.owner.or(ctx.actor.account_id()),
+                created_at: now,
+                created_by: ctx.actor.account_id(),
+                updated_at: now,
+                updated_by: ctx.actor.account_id(),
+                version: 1,
+                deleted_at: None,
+                deletion_id: None,
+                doc,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(Error::invalid_all(
+                format!("the {} record is invalid", model.key),
+                problems,
+            ));
+        }
+        if batch {
+            let docs: Vec<(String, &Map<String, Value>)> = new_rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| (format!("/records/{i}"), &row.doc))
+                .collect();
+            let clashes = Self::duplicates_in_request(&model, &docs);
+            if !clashes.is_empty() {
+                return Err(Error::Conflict {
+                    detail: "a unique value repeats within the batch".to_owned(),
+                    errors: clashes,
+                });
+            }
+        }
+        let tx = self.db.begin().await?;
+        for row in &mut new_rows {
+            Self::assign_numbers(&tx, &model, &mut row.doc, now, ctx.time_zone).await?;
+        }
+        rows::insert(&tx, &model.table(), &new_rows)
+            .await
+            .map_err(|e| Self::unique_violation(&model, e))?;
+        let checks: Vec<(String, Uuid, &Map<String, Value>)> = new_rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                (
+                    if batch {
+                        format!("/records/{i}")
+                    } else {
+                        String::new()
+                    },
+                    row.id,
+                    &row.doc,
+                )
+            })
+            .collect();
+        self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
+            .await?;
+        let history: Vec<HistoryRow> = new_rows
+            .iter()
+            .map(|row| {
+                self.history_row(
+                    ctx,
+                    &model,
+                    row.id,
+                    now,
+                    "create",
+                    serde_json::json!({"fields": diff(&model, &Map::new(), &row.doc)}),
+                )
+            })
+            .collect();
+        rows::insert_history(&tx, &history).await?;
+        tx.commit()
+            .await
+            .map_err(|e| Self::unique_violation(&model, e.into()))?;
+        Ok(new_rows
+            .iter()
+            .map(|row| view(&model, row, ctx.is_admin))
+            .collect())
+    }
+
+    /// One record (deleted ones answer 404 unless `include_deleted`).
+    ///
+    /// # Errors
+    /// `Error::NotFound`.
+    pub async fn get(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        id: &str,
+        include_deleted: bool,
+    ) -> Result<RecordView> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let id = parse_id(id)?;
+        let row = rows::find(self.db.conn(), &model.table(), id)
+            .await?
+            .filter(|row| include_deleted || row.deleted_at.is_none())
+            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        Ok(view(&model, &row, ctx.is_admin))
+    }
+
+    /// Changes fields of a record (`null` clears one). With `expected_version`, a record changed
+    /// since is a 409; without, the change applies to the latest version.
+    ///
+    /// # Errors
+    /// `Error::NotFound`, `Error::Invalid`, `Error::Conflict`.
+    pub async fn update(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        id: &str,
+        patch: &Map<String, Value>,
+        owner: Option<Uuid>,
+        expected_version: Option<i64>,
+    ) -> Result<RecordView> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let id = parse_id(id)?;
+        // Without a version from the client, a concurrent change is retried a few times.
+        for _ in 0..5 {
+            let row = rows::find(self.db.conn(), &model.table(), id)
+                .await?
+                .filter(|row| row.deleted_at.is_none())
+                .ok_or_else(|| record_not_found(&id.to_string()))?;
+            if let Some(expected) = expected_version
+                && expected != row.version
+            {
+                return Err(stale_version(expected, row.version));
+            }
+            let mut problems = Vec::new();
+            let mut doc = row.doc.clone();
+            Self::encode_into(&model, patch, &mut doc, "", &mut problems);
+            Self::validate(&model, &doc, Some(&row.doc), "", &mut problems);
+            if !problems.is_empty() {
+                return Err(Error::invalid_all(
+                    format!("the {} record is invalid", model.key),
+                    problems,
+                ));
+            }
+            let changes = diff(&model, &row.doc, &doc);
+            let new_owner = owner.or(row.owner);
+            if changes.is_empty() && new_owner == row.owner {
+                return Ok(view(&model, &row, ctx.is_admin));
+            }
+            let now = self.clock.now();
+            let tx = self.db.begin().await?;
+            let updated = rows::update(
+                &tx,
+                &model.table(),
+                id,
+                row.version,
+                RecordUpdate {
+                    doc: doc.clone(),
+                    owner: new_owner,
+                    at: now,
+                    by: ctx.actor.account_id(),
+                },
+            )
+            .await
+            .map_err(|e| Self::unique_violation(&model, e))?;
+            if !updated {
+                drop(tx);
+                if let Some(expected) = expected_version {
+                    return Err(stale_version(expected, expected + 1));
+                }
+                continue;
+            }
+            let changed: HashSet<String> = changes.keys().cloned().collect();
+            self.check_in_tx(
+                &tx,
+                ctx,
+                &snapshot,
+                &model,
+                &[(String::new(), id, &doc)],
+                Some(&changed),
+            )
+            .await?;
+            let mut note = serde_json::json!({"fields": changes});
+            if new_owner != row.owner {
+                note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
+            }
+            rows::insert_history(
+                &tx,
+                &[self.history_row(ctx, &model, id, now, "update", note)],
+            )
+            .await?;
+            tx.commit()
+                .await
+                .map_err(|e| Self::unique_violation(&model, e.into()))?;
+            let row = RecordRow {
+                doc,
+                owner: new_owner,
+                updated_at: now,
+                updated_by: ctx.actor.account_id(),
+                version: row.version + 1,
+                ..row
+            };
+            return Ok(view(&model, &row, ctx.is_admin));
+        }
+        Err(Error::conflict(
+            "/version",
+            "busy",
+            "the record keeps changing; reload it and try again",
+        ))
+    }
+
+    /// Soft-deletes a record: references to it are handled per field (`restrict` refuses while
+    /// live records refer to it, `set_null` clears them, `cascade` deletes them too, restorably).
+    ///
+    /// # Errors
+    /// `Error::NotFound`; `Error::Conflict` when a restrict reference holds.
+    pub async fn delete(&self, ctx: &Context, entity: &str, id: &str) -> Result<()> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let id = parse_id(id)?;
+        let now = self.clock.now();
+        let stamp = Stamp {
+            at: now,
+            by: ctx.actor.account_id(),
+        };
+        let deletion = new_id();
+        let tx = self.db.begin().await?;
+        if !rows::soft_delete(&tx, &model.table(), id, deletion, stamp).await? {
+            return Err(record_not_found(&id.to_string()));
+        }
+        let mut history =
+            vec![self.history_row(ctx, &model, id, now, "delete", serde_json::json!({}))];
+        // Breadth-first over what the delete reaches, each record once.
+        let mut queue = vec![(model.clone(), id)];
+        let mut visited: HashSet<Uuid> = HashSet::from([id]);
+        while let Some((parent, parent_id)) = queue.pop() {
+            for referrer in snapshot.referrers(&parent.key) {
+                let table = referrer.entity.table();
+                match referrer.on_delete {
+                    OnDelete::Restrict => {
+                        let n =
+                            rows::count_referring(&tx, &table, &referrer.field, parent_id).await?;
+                        if n > 0 {
+                            return Err(Error::conflict(
+                                "",
+                                "restricted",
+                                format!(
+                                    "{n} {} record(s) refer to this {} through {:?}; delete or change them first",
+                                    referrer.entity.key, parent.key, referrer.field
+                                ),
+                            ));
+                        }
+                    }
+                    OnDelete::SetNull => {
+                        for child in
+                            rows::clear_references(&tx, &table, &referrer.field, parent_id, stamp)
+                                .await?
+                        {
+                            history.push(self.history_row(
+                                ctx,
+                                &referrer.entity,
+                                child,
+                                now,
+                                "update",
+                                serde_json::json!({
+                                    "fields": {referrer.field.clone(): {"old": parent_id, "new": null}},
+                                    "cause": {"deleted": {"entity": parent.key, "id": parent_id}}
+                                }),
+                            ));
+                        }
+                    }
+                    OnDelete::Cascade => {
+                        for child in rows::cascade_delete(
+                            &tx,
+                            &table,
+                            &referrer.field,
+                            parent_id,
+                            deletion,
+                            stamp,
+                        )
+                        .await?
+                        {
+                            if visited.insert(child) {
+                                history.push(self.history_row(
+                                    ctx,
+                                    &referrer.entity,
+                                    child,
+                                    now,
+                                    "delete",
+                                    serde_json::json!({"cause": {"deleted": {"entity": parent.key, "id": parent_id}}}),
+                                ));
+                                queue.push((referrer.entity.clone(), child));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        rows::insert_history(&tx, &history).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The entities a delete of `entity` can cascade into (itself included).
+    fn cascade_family(snapshot: &Snapshot, model: &Arc<EntityModel>) -> Vec<Arc<EntityModel>> {
+        let mut family = vec![model.clone()];
+        let mut i = 0;
+        while i < family.len() {
+            let key = family[i].key.clone();
+            for referrer in snapshot.referrers(&key) {
+                if referrer.on_delete == OnDelete::Cascade
+                    && !family.iter().any(|m| m.key == referrer.entity.key)
+                {
+                    family.push(referrer.entity.clone());
+                }
+            }
+            i += 1;
+        }
+        family
+    }
+
+    /// Restores a deleted record and what its delete cascaded to.
+    ///
+    /// # Errors
+    /// `Error::NotFound` (no such deleted record); `Error::Conflict` when a restored unique
+    /// value is taken meanwhile.
+    pub async fn restore(&self, ctx: &Context, entity: &str, id: &str) -> Result<RecordView> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let id = parse_id(id)?;
+        let row = rows::find(self.db.conn(), &model.table(), id)
+            .await?
+            .filter(|row| row.deleted_at.is_some())
+            .ok_or_else(|| Error::not_found(format!("deleted record {id}")))?;
+        let deletion = row
+            .deletion_id
+            .ok_or_else(|| Error::internal("deleted record without deletion id"))?;
+        let now = self.clock.now();
+        let stamp = Stamp {
+            at: now,
+            by: ctx.actor.account_id(),
+        };
+        let tx = self.db.begin().await?;
+        let mut history = Vec::new();
+        for member in Self::cascade_family(&snapshot, &model) {
+            let restored = rows::restore_deletion(&tx, &member.table(), deletion, stamp)
+                .await
+                .map_err(|e| Self::unique_violation(&member, e))?;
+            for restored_id in restored {
+                history.push(self.history_row(
+                    ctx,
+                    &member,
+                    restored_id,
+                    now,
+                    "restore",
+                    serde_json::json!({}),
+                ));
+            }
+        }
+        rows::insert_history(&tx, &history).await?;
+        tx.commit().await?;
+        self.get(ctx, entity, &id.to_string(), false).await
+    }
+
+    /// Deletes a record in the trash for good, with what its delete cascaded to.
+    ///
+    /// # Errors
+    /// `Error::NotFound` (no such record); `Error::Conflict` when it is not in the trash.
+    pub async fn purge(&self, ctx: &Context, entity: &str, id: &str) -> Result<()> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let id = parse_id(id)?;
+        let row = rows::find(self.db.conn(), &model.table(), id)
+            .await?
+            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        let Some(deletion) = row.deletion_id.filter(|_| row.deleted_at.is_some()) else {
+            return Err(Error::conflict(
+                "",
+                "not_deleted",
+                "only a deleted record can be purged; delete it first",
+            ));
+        };
+        let now = self.clock.now();
+        let tx = self.db.begin().await?;
+        let mut history = Vec::new();
+        for member in Self::cascade_family(&snapshot, &model) {
+            for purged in rows::purge_deletion(&tx, &member.table(), deletion).await? {
+                history.push(self.history_row(
+                    ctx,
+                    &member,
+                    purged,
+                    now,
+                    "purge",
+                    serde_json::json!({}),
+                ));
+            }
+        }
+        rows::insert_history(&tx, &history).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of records matching a query (JSON form).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity), `Error::Invalid` (the query).
+    pub async fn list(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Page> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let resolver = Resolver {
+            model: &model,
+            snapshot: &snapshot,
+            now: self.clock.now(),
+            time_zone: ctx.time_zone,
+        };
+        let request = resolver.list(body)?;
+        let query = &request.query;
+        let mut found = rows::list(self.db.conn(), &model.table(), query).await?;
+        let more = found.len() as u64 > query.limit;
+        found.truncate(query.limit as usize);
+        let next_cursor = match (more, found.last()) {
+            (true, Some(last)) => Some(cursor_after(&query.sort, last)),
+            _ => None,
+        };
+        let (total, total_is_estimate) = match request.total {
+            Total::None => (None, None),
+            Total::Exact => (
+                Some(
+                    rows::count(
+                        self.db.conn(),
+                        &model.table(),
+                        query.filter.as_ref(),
+                        query.deleted,
+                        None,
+                    )
+                    .await?,
+                ),
+                Some(false),
+            ),
+            Total::Estimate => {
+                const CAP: u64 = 10_000;
+                let n = rows::count(
+                    self.db.conn(),
+                    &model.table(),
+                    query.filter.as_ref(),
+                    query.deleted,
+                    Some(CAP + 1),
+                )
+                .await?;
+                (Some(n.min(CAP as i64)), Some(n > CAP as i64))
+            }
+        };
+        Ok(Page {
+            records: found
+                .iter()
+                .map(|row| view(&model, row, ctx.is_admin))
+                .collect(),
+            next_cursor,
+            total,
+            total_is_estimate,
+        })
+    }
+
+    /// Grouped counts, sums, averages, minimums and maximums (JSON form).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity), `Error::Invalid` (the query).
+    pub async fn aggregate(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Value> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let resolver = Resolver {
+            model: &model,
+            snapshot: &snapshot,
+            now: self.clock.now(),
+            time_zone: ctx.time_zone,
+        };
+        let query = resolver.aggregate(body)?;
+        let found = rows::aggregate(self.db.conn(), &model.table(), &query).await?;
+        let group_names: Vec<String> = query
+            .groups
+            .iter()
+            .map(|g| {
+                let name = operand_name(&g.operand);
+                match g.bucket {
+                    Some(bucket) => format!("{name}_{}", bucket_name(bucket)),
+                    None => name,
+                }
+            })
+            .collect();
+        let metric_names: Vec<String> = query
+            .metrics
+            .iter()
+            .map(|m| match &m.operand {
+                Some(operand) if m.op != crate::domain::query::MetricOp::Count => {
+                    format!("{}_{}", m.op.name(), operand_name(operand))
+                }
+                _ => "count".to_owned(),
+            })
+            .collect();
+        let show = |operand: Option<&crate::domain::query::Operand>,
+                    value: Option<Scalar>,
+                    op: Option<crate::domain::query::MetricOp>|
+         -> Value {
+            let Some(value) = value else {
+                return Value::Null;
+            };
+            let field = match operand {
+                Some(crate::domain::query::Operand::Field { key, .. }) => model.field(key),
+                _ => None,
+            };
+            match (field.map(|f| &f.kind), value) {
+                (Some(FieldKind::Money { scale, .. }), Scalar::Int(minor)) => {
+                    Value::String(codec::format_money(minor, *scale))
+                }
+                (Some(FieldKind::Money { scale, .. }), Scalar::Real(minor))
+                    if op == Some(crate::domain::query::MetricOp::Avg) =>
+                {
+                    Value::String(codec::format_money(minor.round() as i64, *scale))
+                }
+                (_, other) => other.to_json(),
+            }
+        };
+        let rows_out: Vec<Value> = found
+            .into_iter()
+            .map(|row| {
+                let mut out = Map::new();
+                for ((name, group), value) in group_names.iter().zip(&query.groups).zip(row.groups)
+                {
+                    let shown = if group.bucket.is_some() {
+                        value.map_or(Value::Null, |v| v.to_json())
+                    } else {
+                        show(Some(&group.operand), value, None)
+                    };
+                    out.insert(name.clone(), shown);
+                }
+                for ((name, metric), value) in
+                    metric_names.iter().zip(&query.metrics).zip(row.metrics)
+                {
+                    out.insert(
+                        name.clone(),
+                        show(metric.operand.as_ref(), value, Some(metric.op)),
+                    );
+                }
+                Value::Object(out)
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "group_by": group_names,
+            "metrics": metric_names,
+            "rows": rows_out,
+        }))
+    }
+
+    /// The history of a record (also of a deleted one), oldest first.
+    ///
+    /// # Errors
+    /// `Error::NotFound`.
+    pub async fn history(&self, ctx: &Context, entity: &str, id: &str) -> Result<Vec<HistoryView>> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let id = parse_id(id)?;
+        let history = rows::history(self.db.conn(), model.definition_id, id).await?;
+        if history.is_empty()
+            && rows::find(self.db.conn(), &model.table(), id)
+                .await?
+                .is_none()
+        {
+            return Err(record_not_found(&id.to_string()));
+        }
+        Ok(history
+            .into_iter()
+            .map(|h| HistoryView {
+                at: h.at,
+                actor: h.actor_id,
+                actor_kind: h.actor_kind,
+                channel: h.channel,
+                operation: h.operation,
+                changes: h.changes,
+            })
+            .collect())
+    }
+
+    /// The database indexes of an entity and their build state (`indexing`, `ready`, `failed`).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity).
+    pub async fn indexes(&self, ctx: &Context, entity: &str) -> Result<Value> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let states = rows::index_states(self.db.conn(), ctx.scope.workspace_id).await?;
+        let shown: Vec<Value> = states
+            .into_iter()
+            .filter(|s| s.entity_id == model.definition_id)
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name, "field": s.field, "unique": s.unique,
+                    "status": s.status, "error": s.error,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "indexes": shown }))
+    }
+
+    /// The plan the database chooses for a list query (tests check index use).
+    ///
+    /// # Errors
+    /// As [`Records::list`].
+    pub async fn explain(&self, ctx: &Context, entity: &str, body: &Value) -> Result<String> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let resolver = Resolver {
+            model: &model,
+            snapshot: &snapshot,
+            now: self.clock.now(),
+            time_zone: ctx.time_zone,
+        };
+        let request = resolver.list(body)?;
+        rows::explain_list(self.db.conn(), &model.table(), &request.query).await
+    }
+}
+
+fn operand_name(operand: &crate::domain::query::Operand) -> String {
+    match operand {
+        crate::domain::query::Operand::Field { key, .. } => key.clone(),
+        crate::domain::query::Operand::System(s) => s.name().to_owned(),
+    }
+}
+
+fn bucket_name(bucket: crate::domain::query::Bucket) -> &'static str {
+    use crate::domain::query::Bucket;
+    match bucket {
+        Bucket::Day => "day",
+        Bucket::Week => "week",
+        Bucket::Month => "month",
+        Bucket::Quarter => "quarter",
+        Bucket::Year => "year",
+    }
+}
+
+fn stale_version(expected: i64, actual: i64) -> Error {
+    Error::conflict(
+        "/version",
+        "stale_version",
+        format!(
+            "the record changed since version {expected} (now {actual}); reload it and apply your change again"
+        ),
+    )
+}
+
+/// The cursor after `last` for a list sorted by `sort`.
+fn cursor_after(sort: &[SortKey], last: &RecordRow) -> String {
+    let facts = crate::domain::query::RecordFacts {
+        doc: &last.doc,
+        id: last.id,
+        owner: last.owner,
+        created_at: last.created_at,
+        updated_at: last.updated_at,
+    };
+    let values: Vec<Option<Scalar>> = sort.iter().map(|k| value_of(&k.operand, &facts)).collect();
+    query::encode_cursor(sort, &values, last.id)
+}
+
+/// Renders an auto-number pattern: `{yyyy}`, `{yy}`, `{mm}`, `{dd}` from the local date and a
+/// run of zeros `{0000}` for the counter, zero-padded to its width.
+pub fn render_number(pattern: &str, n: i64, local: DateTime<chrono_tz::Tz>) -> String {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let token = &rest[start + 1..start + len];
+        match token {
+            "yyyy" => out.push_str(&format!("{:04}", local.year())),
+            "yy" => out.push_str(&format!("{:02}", local.year() % 100)),
+            "mm" => out.push_str(&format!("{:02}", local.month())),
+            "dd" => out.push_str(&format!("{:02}", local.day())),
+            zeros if !zeros.is_empty() && zeros.bytes().all(|b| b == b'0') => {
+                out.push_str(&format!("{n:0width$}", width = zeros.len()));
+            }
+            other => {
+                out.push('{');
+                out.push_str(other);
+                out.push('}');
+            }
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The API form of a record's fields for a batch of rows, keyed by id (used by imports).
+pub fn decode_all(model: &EntityModel, rows: &[RecordRow]) -> BTreeMap<Uuid, Map<String, Value>> {
+    rows.iter()
+        .map(|r| (r.id, codec::decode_doc(model, &r.doc)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn auto_numbers_render_their_pattern() {
+        let zone: chrono_tz::Tz = "Asia/Shanghai".parse().expect("zone");
+        let at = zone
+            .with_ymd_and_hms(2026, 3, 7, 10, 0, 0)
+            .single()
+            .expect("time");
+        assert_eq!(render_number("QT-{yyyy}-{0000}", 42, at), "QT-2026-0042");
+        assert_eq!(render_number("{yy}{mm}{dd}-{00}", 7, at), "260307-07");
+        assert_eq!(render_number("N{0}", 12345, at), "N12345");
+        assert_eq!(render_number("odd {x} {", 1, at), "odd {x} {");
+    }
+}
