@@ -213,6 +213,18 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
             workspaces::create(&tx, clock, admin.id, "demo", "Demo · Sales CRM", None).await?;
         let bundle = apps::built_in(apps::SALES_CRM)?;
         apps::install_in(&tx, clock, workspace.id, &bundle, Actor::System).await?;
+        let demo = apps::demo::sales_crm(clock.now(), 1)
+            .into_iter()
+            .filter(|_| config.demo_data)
+            .map(|r| records::ImportedRecord {
+                entity: r.entity.to_owned(),
+                id: r.id,
+                created_at: r.created_at,
+                fields: r.fields,
+                changes: r.changes.into_iter().map(|c| (c.at, c.fields)).collect(),
+            })
+            .collect();
+        records::import_in(&tx, workspace.id, admin.id, demo).await?;
         demo_workspace = Some(workspace.slug);
     }
     tx.commit().await?;

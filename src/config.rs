@@ -170,6 +170,16 @@ pub struct ServeConfig {
         action = clap::ArgAction::Set
     )]
     pub demo: bool,
+    /// With the demo workspace, also import a year of demo records (leads, customers, contacts,
+    /// opportunities, follow-ups with past-dated history).
+    #[arg(
+        long,
+        env = "FORMWORK_DEMO_DATA",
+        value_name = "FORMWORK_DEMO_DATA",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub demo_data: bool,
     /// Email of the admin account created on first start.
     #[arg(
         long,
@@ -238,6 +248,7 @@ impl ServeConfig {
             secure_cookies: false,
             body_limit: 2 * 1024 * 1024,
             demo: true,
+            demo_data: true,
             admin_email: "admin@formwork.local".to_owned(),
             admin_password: None,
             test_mode: false,

@@ -737,7 +737,10 @@ fn compile_predicate(backend: Backend, operand: &Operand, predicate: &Predicate)
                     .collect::<Vec<_>>()
                     .join(", ");
                 Expr::cust_with_values(
-                    format!("(\"doc\"->'{key}') ?| ARRAY[{list}]::text[]"),
+                    // No brackets here: sea-query's placeholder scanner skips bracketed text.
+                    format!(
+                        "EXISTS (SELECT 1 FROM jsonb_array_elements_text(\"doc\"->'{key}') AS item(v) WHERE item.v IN ({list}))"
+                    ),
                     options.clone(),
                 )
             }
@@ -779,7 +782,12 @@ pub fn compile_condition(backend: Backend, condition: &Condition) -> SimpleExpr 
             .map(|c| compile_condition(backend, c))
             .reduce(|a, b| a.or(b))
             .unwrap_or_else(|| Expr::cust("1 = 0")),
-        Condition::Not(inner) => compile_condition(backend, inner).not(),
+        // SQL's unknown (a comparison with an empty value) counts as false, as in memory, so
+        // negation must see false rather than unknown.
+        Condition::Not(inner) => {
+            let inner = compile_condition(backend, inner);
+            inner.clone().not().or(inner.is_null())
+        }
         Condition::Test { operand, predicate } => compile_predicate(backend, operand, predicate),
         Condition::Related {
             via,

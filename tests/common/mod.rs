@@ -102,6 +102,8 @@ pub struct TestApp {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub demo: bool,
+    /// Import the demo records too (slower; most tests start from an empty CRM).
+    pub demo_data: bool,
     pub body_limit: u64,
     pub configure: fn(&mut ServeConfig),
 }
@@ -110,6 +112,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             demo: true,
+            demo_data: false,
             body_limit: 2 * 1024 * 1024,
             configure: |_| {},
         }
@@ -128,6 +131,7 @@ impl TestApp {
         let mut config = ServeConfig::with_database(&database_url);
         config.admin_password = Some(ADMIN_PASSWORD.to_owned());
         config.demo = options.demo;
+        config.demo_data = options.demo_data;
         config.body_limit = options.body_limit;
         config.test_mode = true;
         config.workers = 2;
