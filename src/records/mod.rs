@@ -234,6 +234,20 @@ impl Records<'_> {
         Ok((snapshot, model))
     }
 
+    fn resolver<'m>(
+        &self,
+        ctx: &Context,
+        snapshot: &'m Snapshot,
+        model: &'m EntityModel,
+    ) -> Resolver<'m> {
+        Resolver {
+            model,
+            snapshot,
+            now: self.clock.now(),
+            time_zone: ctx.time_zone,
+        }
+    }
+
     fn history_row(
         &self,
         ctx: &Context,
@@ -1021,12 +1035,7 @@ impl Records<'_> {
     /// `Error::NotFound` (entity), `Error::Invalid` (the query).
     pub async fn list(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Page> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
-        let resolver = Resolver {
-            model: &model,
-            snapshot: &snapshot,
-            now: self.clock.now(),
-            time_zone: ctx.time_zone,
-        };
+        let resolver = self.resolver(ctx, &snapshot, &model);
         let request = resolver.list(body)?;
         let query = &request.query;
         let mut found = rows::list(self.db.conn(), &model.table(), query).await?;
@@ -1081,12 +1090,7 @@ impl Records<'_> {
     /// `Error::NotFound` (entity), `Error::Invalid` (the query).
     pub async fn aggregate(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Value> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
-        let resolver = Resolver {
-            model: &model,
-            snapshot: &snapshot,
-            now: self.clock.now(),
-            time_zone: ctx.time_zone,
-        };
+        let resolver = self.resolver(ctx, &snapshot, &model);
         let query = resolver.aggregate(body)?;
         let found = rows::aggregate(self.db.conn(), &model.table(), &query).await?;
         let group_names: Vec<String> = query
@@ -1218,12 +1222,7 @@ impl Records<'_> {
     /// As [`Records::list`].
     pub async fn explain(&self, ctx: &Context, entity: &str, body: &Value) -> Result<String> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
-        let resolver = Resolver {
-            model: &model,
-            snapshot: &snapshot,
-            now: self.clock.now(),
-            time_zone: ctx.time_zone,
-        };
+        let resolver = self.resolver(ctx, &snapshot, &model);
         let request = resolver.list(body)?;
         rows::explain_list(self.db.conn(), &model.table(), &request.query).await
     }
