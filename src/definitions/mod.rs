@@ -418,6 +418,7 @@ impl Store<'_> {
             follow_entity(
                 &tx,
                 self.clock,
+                actor,
                 scope.workspace_id,
                 row.id,
                 key,
@@ -507,9 +508,11 @@ impl Store<'_> {
 
 /// Makes record storage follow a newly published entity version (inside the publishing
 /// transaction): its table, indexes and stored values.
+#[allow(clippy::too_many_arguments)]
 async fn follow_entity(
     conn: &impl Conn,
     clock: &SharedClock,
+    actor: Actor,
     workspace_id: Uuid,
     definition_id: Uuid,
     key: &str,
@@ -527,7 +530,31 @@ async fn follow_entity(
     };
     let model = compile(version, document)?;
     let previous = previous.map(|doc| compile(version - 1, doc)).transpose()?;
-    crate::records::schema::prepare(conn, clock, workspace_id, previous.as_ref(), &model).await
+    crate::records::schema::prepare(conn, clock, workspace_id, previous.as_ref(), &model).await?;
+    if let Some(previous) = &previous {
+        let zone = store::workspaces::find(conn, workspace_id)
+            .await?
+            .and_then(|w| w.time_zone.parse::<chrono_tz::Tz>().ok())
+            .unwrap_or(chrono_tz::Asia::Shanghai);
+        let converted = crate::records::evolve::apply(
+            conn,
+            workspace_id,
+            actor,
+            clock.now(),
+            previous,
+            &model,
+            zone,
+        )
+        .await?;
+        if converted > 0 {
+            tracing::info!(
+                entity = key,
+                converted,
+                "stored values converted to the new field kinds"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A definition to insert already published at version 1 (bundle installs).
@@ -598,7 +625,17 @@ pub async fn insert_published(
         Err(e) => return Err(e),
     }
     if is_entity {
-        follow_entity(conn, clock, workspace_id, id, key, None, (1, &document)).await?;
+        follow_entity(
+            conn,
+            clock,
+            actor,
+            workspace_id,
+            id,
+            key,
+            None,
+            (1, &document),
+        )
+        .await?;
     }
     rows::insert_version(
         conn,

@@ -387,6 +387,7 @@ pub fn decode_doc(model: &EntityModel, doc: &Map<String, Value>) -> Map<String, 
 /// The stored values of fields that are no longer visible (hidden or removed), kept for admins.
 pub fn hidden_values(model: &EntityModel, doc: &Map<String, Value>) -> Map<String, Value> {
     doc.iter()
+        .filter(|(key, _)| !key.starts_with('_'))
         .filter(|(key, _)| model.field(key).is_none_or(|f| f.hidden))
         .map(|(key, value)| {
             let shown = model.field(key).map_or(value.clone(), |f| decode(f, value));

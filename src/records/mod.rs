@@ -4,6 +4,7 @@
 //! rows, and only if the entity version it was validated against is still the published one.
 
 pub mod codec;
+pub mod evolve;
 pub mod query;
 pub mod schema;
 
@@ -97,6 +98,10 @@ pub struct RecordView {
     /// Values of hidden or removed fields, kept and shown to admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden_fields: Option<Map<String, Value>>,
+    /// Values that did not convert when their field's kind changed, by field (the field itself
+    /// is empty until someone sets it again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unconverted: Option<Map<String, Value>>,
 }
 
 /// A record to create.
@@ -164,6 +169,18 @@ fn view(model: &EntityModel, row: &RecordRow, is_admin: bool) -> RecordView {
         deleted_at: row.deleted_at,
         fields: codec::decode_doc(model, &row.doc),
         hidden_fields: (is_admin && !hidden.is_empty()).then_some(hidden),
+        unconverted: row
+            .doc
+            .get(evolve::UNCONVERTED)
+            .and_then(Value::as_object)
+            .map(|marker| {
+                marker
+                    .iter()
+                    .filter(|(key, _)| model.field(key).is_some_and(|f| !f.hidden))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Map<String, Value>>()
+            })
+            .filter(|m| !m.is_empty()),
     }
 }
 
@@ -767,6 +784,16 @@ impl Records<'_> {
             let mut problems = Vec::new();
             let mut doc = row.doc.clone();
             Self::encode_into(&model, patch, &mut doc, "", &mut problems);
+            // Setting a field settles its unconverted value.
+            if let Some(marker) = doc
+                .get_mut(evolve::UNCONVERTED)
+                .and_then(Value::as_object_mut)
+            {
+                marker.retain(|key, _| !patch.contains_key(key));
+                if marker.is_empty() {
+                    doc.remove(evolve::UNCONVERTED);
+                }
+            }
             Self::validate(&model, &doc, Some(&row.doc), "", &mut problems);
             if !problems.is_empty() {
                 return Err(Error::invalid_all(
@@ -1194,6 +1221,35 @@ impl Records<'_> {
                 changes: h.changes,
             })
             .collect())
+    }
+
+    /// What publishing the entity's draft would do to its stored records (the dry-run of a
+    /// change): values that would not convert, missing required values, duplicates.
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity or draft); `Error::Invalid` when the draft does not compile.
+    pub async fn impact(&self, ctx: &Context, entity: &str) -> Result<evolve::Impact> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let row =
+            store::definitions::find(self.db.conn(), ctx.scope.workspace_id, "entity", entity)
+                .await?
+                .ok_or_else(|| entity_not_found(entity))?;
+        let draft = row
+            .draft
+            .ok_or_else(|| Error::not_found(format!("draft of entity {entity:?}")))?;
+        let problems =
+            crate::definitions::check_document(crate::definitions::Kind::Entity, &draft, "/draft");
+        if !problems.is_empty() {
+            return Err(Error::invalid_all("the draft is invalid", problems));
+        }
+        let next = EntityModel::build(
+            entity,
+            model.definition_id,
+            row.latest_version + 1,
+            Arc::new(draft),
+        )
+        .map_err(|e| Error::invalid_all("the draft does not compile", vec![e]))?;
+        evolve::impact(self.db.conn(), &model, &next, ctx.time_zone).await
     }
 
     /// The database indexes of an entity and their build state (`indexing`, `ready`, `failed`).

@@ -624,6 +624,18 @@ pub async fn rewrite_docs(
     Ok(())
 }
 
+/// Blocks writers of a table until the caller's transaction ends (PostgreSQL `SHARE` lock; on
+/// SQLite the transaction already holds the database's write lock).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn lock_for_conversion(conn: &impl Conn, table: &str) -> Result<()> {
+    match backend_of(conn) {
+        Backend::Postgres => exec(conn, format!("LOCK TABLE \"{table}\" IN SHARE MODE")).await,
+        Backend::Sqlite => Ok(()),
+    }
+}
+
 /// Every record of a table (live and deleted), in id order, `limit` at a time after `after`.
 ///
 /// # Errors

@@ -32,6 +32,7 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/records/{{id}}/restore"), post(restore))
         .route(&format!("{base}/records/{{id}}/history"), get(history))
         .route(&format!("{base}/indexes"), get(indexes))
+        .route(&format!("{base}/impact"), get(impact))
 }
 
 /// The caller's records context: workspace, actor, channel (browser session → ui, token → api).
@@ -327,4 +328,17 @@ async fn indexes(
     Ok(Json(
         services.records().indexes(&caller.ctx, &entity).await?,
     ))
+}
+
+async fn impact(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+) -> Result<Json<crate::records::evolve::Impact>> {
+    if !caller.ctx.is_admin {
+        return Err(Error::Forbidden(
+            "only a workspace owner or admin may examine entity changes".to_owned(),
+        ));
+    }
+    Ok(Json(services.records().impact(&caller.ctx, &entity).await?))
 }
