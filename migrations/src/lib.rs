@@ -13,6 +13,7 @@ mod m20261124_000003_definitions;
 mod m20261124_000004_jobs;
 mod m20261124_000005_instance;
 mod m20261125_000006_records;
+mod m20261125_000007_attachments;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_jobs::Migration),
             Box::new(m20261124_000005_instance::Migration),
             Box::new(m20261125_000006_records::Migration),
+            Box::new(m20261125_000007_attachments::Migration),
         ]
     }
 }

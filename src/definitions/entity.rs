@@ -76,10 +76,22 @@ pub enum FieldKind {
     },
     /// The id of a workspace member.
     User,
-    /// Files (reserved; writes are refused until attachments exist).
-    Attachment,
-    /// Line items (reserved; writes are refused until sub-tables exist).
-    SubTable,
+    /// Files stored in the database.
+    Attachment {
+        /// Largest file, in bytes.
+        max_size: u64,
+        /// Accepted media types (`image/*`, `application/pdf`); empty: any.
+        accept: Vec<String>,
+        /// Most files in the field.
+        max_files: usize,
+    },
+    /// Line items: rows with their own columns, and totals over them.
+    SubTable {
+        /// The columns (fields of the rows).
+        columns: Vec<Field>,
+        /// Totals: (column, function), stored with the record.
+        totals: Vec<(String, crate::domain::query::MetricOp)>,
+    },
     /// A number assigned on creation from a pattern such as `QT-{yyyy}-{0000}`.
     AutoNumber {
         /// The pattern.
@@ -111,8 +123,8 @@ impl FieldKind {
             Self::MultiSelect { .. } => "multi_select",
             Self::Reference { .. } => "reference",
             Self::User => "user",
-            Self::Attachment => "attachment",
-            Self::SubTable => "sub_table",
+            Self::Attachment { .. } => "attachment",
+            Self::SubTable { .. } => "sub_table",
             Self::AutoNumber { .. } => "auto_number",
             Self::Formula => "formula",
             Self::Rollup => "rollup",
@@ -126,7 +138,9 @@ impl FieldKind {
             Self::Number | Self::Percent => ValueType::Real,
             Self::Boolean => ValueType::Boolean,
             Self::MultiSelect { .. } => ValueType::Array,
-            Self::Attachment | Self::SubTable | Self::Formula | Self::Rollup => ValueType::Opaque,
+            Self::Attachment { .. } | Self::SubTable { .. } | Self::Formula | Self::Rollup => {
+                ValueType::Opaque
+            }
             _ => ValueType::Text,
         }
     }
@@ -143,7 +157,7 @@ impl FieldKind {
 }
 
 /// One field of an entity.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Field {
     /// Stable key (`properties` name).
     pub key: String,
@@ -228,6 +242,29 @@ fn options_of(field: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Default largest attachment: 10 MiB.
+pub const DEFAULT_ATTACHMENT_SIZE: u64 = 10 * 1024 * 1024;
+/// Default most files in one attachment field.
+pub const DEFAULT_ATTACHMENT_FILES: usize = 10;
+
+/// A field from its key and definition.
+pub fn field_of(name: &str, field: &Value) -> Field {
+    let flag = |k: &str| field.get(k).and_then(Value::as_bool).unwrap_or(false);
+    Field {
+        key: name.to_owned(),
+        kind: kind_of(field),
+        label: field
+            .pointer("/x-label/en")
+            .and_then(Value::as_str)
+            .unwrap_or(name)
+            .to_owned(),
+        indexed: flag("x-indexed"),
+        unique: flag("x-unique"),
+        hidden: flag("x-hidden"),
+        default: field.get("x-default").cloned(),
+    }
+}
+
 /// The kind of one field definition (already checked by the meta-schema).
 pub fn kind_of(field: &Value) -> FieldKind {
     let text = |pointer: &str| {
@@ -277,8 +314,53 @@ pub fn kind_of(field: &Value) -> FieldKind {
             },
         },
         "user" => FieldKind::User,
-        "attachment" => FieldKind::Attachment,
-        "sub_table" => FieldKind::SubTable,
+        "attachment" => FieldKind::Attachment {
+            max_size: field
+                .pointer("/x-attachment/max_size")
+                .and_then(Value::as_u64)
+                .unwrap_or(DEFAULT_ATTACHMENT_SIZE),
+            accept: field
+                .pointer("/x-attachment/accept")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_files: field
+                .pointer("/x-attachment/max_files")
+                .and_then(Value::as_u64)
+                .map_or(DEFAULT_ATTACHMENT_FILES, |n| n as usize),
+        },
+        "sub_table" => FieldKind::SubTable {
+            columns: field
+                .pointer("/items/properties")
+                .and_then(Value::as_object)
+                .map(|columns| {
+                    columns
+                        .iter()
+                        .map(|(key, column)| field_of(key, column))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            totals: field
+                .get("x-totals")
+                .and_then(Value::as_object)
+                .map(|totals| {
+                    totals
+                        .iter()
+                        .filter_map(|(column, op)| {
+                            Some((
+                                column.clone(),
+                                crate::domain::query::MetricOp::parse(op.as_str()?)?,
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
         "auto_number" => FieldKind::AutoNumber {
             pattern: text("/x-auto-number/pattern"),
         },
@@ -304,20 +386,7 @@ impl EntityModel {
         let mut fields = Vec::new();
         if let Some(properties) = document.get("properties").and_then(Value::as_object) {
             for (name, field) in properties {
-                let flag = |k: &str| field.get(k).and_then(Value::as_bool).unwrap_or(false);
-                fields.push(Field {
-                    key: name.clone(),
-                    kind: kind_of(field),
-                    label: field
-                        .pointer("/x-label/en")
-                        .and_then(Value::as_str)
-                        .unwrap_or(name)
-                        .to_owned(),
-                    indexed: flag("x-indexed"),
-                    unique: flag("x-unique"),
-                    hidden: flag("x-hidden"),
-                    default: field.get("x-default").cloned(),
-                });
+                fields.push(field_of(name, field));
             }
         }
         let by_key = fields

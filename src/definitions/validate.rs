@@ -61,6 +61,44 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
     }
     if let Some(properties) = properties {
         for (name, field) in properties {
+            if let Some(totals) = field.get("x-totals").and_then(Value::as_object) {
+                let columns = field
+                    .pointer("/items/properties")
+                    .and_then(Value::as_object);
+                for (column, op) in totals {
+                    let pointer = format!(
+                        "{prefix}/properties/{}/x-totals/{}",
+                        escape(name),
+                        escape(column)
+                    );
+                    let kind = columns
+                        .and_then(|c| c.get(column))
+                        .and_then(|c| c.get("x-kind"))
+                        .and_then(Value::as_str);
+                    let Some(kind) = kind else {
+                        problems.push(FieldError::new(
+                            pointer,
+                            "unknown_field",
+                            format!("the sub-table has no column {column:?}"),
+                        ));
+                        continue;
+                    };
+                    let numeric = ["integer", "number", "money", "percent"].contains(&kind);
+                    let ordered = numeric || DATE_KINDS.contains(&kind);
+                    let fits = match op.as_str().unwrap_or_default() {
+                        "sum" | "avg" => numeric,
+                        "min" | "max" => ordered,
+                        _ => true,
+                    };
+                    if !fits {
+                        problems.push(FieldError::new(
+                            pointer,
+                            "field_kind",
+                            format!("{op} does not apply to the {kind} column {column:?}"),
+                        ));
+                    }
+                }
+            }
             if let Some(options) = field.get("x-options").and_then(Value::as_array) {
                 let mut seen = std::collections::HashSet::new();
                 for (i, option) in options.iter().enumerate() {

@@ -10,6 +10,9 @@ use crate::definitions::{EntityModel, Field, FieldKind};
 use crate::domain::query::Scalar;
 use crate::error::FieldError;
 
+/// Most rows in one sub-table value.
+pub const MAX_ROWS: usize = 1000;
+
 /// Largest absolute money amount in minor units: 2^53 − 1, so amounts round-trip exactly
 /// through JavaScript clients and the validator's floating-point view.
 pub const MONEY_LIMIT: i64 = 9_007_199_254_740_991;
@@ -329,16 +332,70 @@ pub fn encode(field: &Field, value: &Value, pointer: &str) -> Result<Option<Valu
                     .to_string(),
             )),
         },
-        FieldKind::Attachment | FieldKind::SubTable => {
-            return Err(problem(
-                pointer,
-                "unsupported",
-                format!(
-                    "{} fields cannot be written yet (this Formwork version stores no {} values)",
-                    field.kind.name(),
-                    field.kind.name()
-                ),
-            ));
+        FieldKind::Attachment { max_files, .. } => {
+            let items = value
+                .as_array()
+                .ok_or_else(|| problem(pointer, "type", "expected a list of attachment ids"))?;
+            if items.len() > *max_files {
+                return Err(problem(
+                    pointer,
+                    "max_files",
+                    format!("at most {max_files} files"),
+                ));
+            }
+            let mut ids: Vec<String> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{pointer}/{i}");
+                let text = match item {
+                    Value::String(s) => s.as_str(),
+                    Value::Object(map) => map.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    _ => "",
+                };
+                let id = Uuid::parse_str(text)
+                    .map_err(|_| problem(&at, "format", "expected an attachment id (or {id})"))?
+                    .to_string();
+                if ids.contains(&id) {
+                    return Err(problem(&at, "duplicate", "this file is listed twice"));
+                }
+                ids.push(id);
+            }
+            // The records layer replaces each id by the file's description before storing.
+            (!ids.is_empty()).then(|| Value::from(ids))
+        }
+        FieldKind::SubTable { columns, .. } => {
+            let items = value
+                .as_array()
+                .ok_or_else(|| problem(pointer, "type", "expected a list of rows"))?;
+            if items.len() > MAX_ROWS {
+                return Err(problem(
+                    pointer,
+                    "max_rows",
+                    format!("at most {MAX_ROWS} rows"),
+                ));
+            }
+            let mut rows = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{pointer}/{i}");
+                let cells = item
+                    .as_object()
+                    .ok_or_else(|| problem(&at, "type", "a row is an object of columns"))?;
+                let mut row = Map::new();
+                for (key, cell) in cells {
+                    let cell_pointer = format!("{at}/{}", escape(key));
+                    let column = columns.iter().find(|c| &c.key == key).ok_or_else(|| {
+                        problem(
+                            &cell_pointer,
+                            "unknown_field",
+                            format!("the rows have no column {key:?}"),
+                        )
+                    })?;
+                    if let Some(stored) = encode(column, cell, &cell_pointer)? {
+                        row.insert(key.clone(), stored);
+                    }
+                }
+                rows.push(Value::Object(row));
+            }
+            (!rows.is_empty()).then(|| Value::Array(rows))
         }
         FieldKind::AutoNumber { .. } | FieldKind::Formula | FieldKind::Rollup => {
             return Err(problem(
@@ -353,6 +410,18 @@ pub fn encode(field: &Field, value: &Value, pointer: &str) -> Result<Option<Valu
 /// The API form of a stored value.
 pub fn decode(field: &Field, stored: &Value) -> Value {
     match (&field.kind, stored) {
+        (FieldKind::SubTable { columns, .. }, Value::Array(rows)) => Value::Array(
+            rows.iter()
+                .map(|row| {
+                    Value::Object(
+                        columns
+                            .iter()
+                            .filter_map(|c| row.get(&c.key).map(|v| (c.key.clone(), decode(c, v))))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
         (FieldKind::Money { scale, .. }, Value::Number(n)) => {
             n.as_i64().map_or(Value::Null, |minor| {
                 Value::String(format_money(minor, *scale))
@@ -366,6 +435,27 @@ pub fn decode(field: &Field, stored: &Value) -> Value {
 /// so `minimum` and `multipleOf` apply).
 pub fn for_validation(field: &Field, stored: &Value) -> Value {
     match (&field.kind, stored) {
+        (FieldKind::SubTable { columns, .. }, Value::Array(rows)) => Value::Array(
+            rows.iter()
+                .map(|row| {
+                    Value::Object(
+                        columns
+                            .iter()
+                            .filter_map(|c| {
+                                row.get(&c.key)
+                                    .map(|v| (c.key.clone(), for_validation(c, v)))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+        (FieldKind::Attachment { .. }, Value::Array(files)) => Value::Array(
+            files
+                .iter()
+                .map(|f| f.get("id").cloned().unwrap_or_else(|| f.clone()))
+                .collect(),
+        ),
         (FieldKind::Money { scale, .. }, Value::Number(n)) => n
             .as_i64()
             .and_then(|minor| Number::from_f64(minor as f64 / 10f64.powi(*scale as i32)))
@@ -425,6 +515,115 @@ pub fn scalar_of(field: &Field, stored: &Value) -> Option<Scalar> {
 /// Escapes a key for a JSON pointer.
 pub fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The document key holding sub-table totals (`{field: {column: value}}`, stored form).
+pub const TOTALS: &str = "_totals";
+
+/// Recomputes the totals of every sub-table field of a stored document (money sums stay exact
+/// in minor units; a money average is rounded to the currency's minor unit).
+pub fn apply_totals(model: &EntityModel, doc: &mut Map<String, Value>) {
+    use crate::domain::query::MetricOp;
+    let mut all = Map::new();
+    for field in &model.fields {
+        let FieldKind::SubTable { columns, totals } = &field.kind else {
+            continue;
+        };
+        let Some(rows) = doc.get(&field.key).and_then(Value::as_array) else {
+            continue;
+        };
+        let mut out = Map::new();
+        for (key, op) in totals {
+            let Some(column) = columns.iter().find(|c| &c.key == key) else {
+                continue;
+            };
+            let cells: Vec<&Value> = rows.iter().filter_map(|r| r.get(key)).collect();
+            let integers: Option<Vec<i64>> = cells.iter().map(|v| v.as_i64()).collect();
+            let reals: Vec<f64> = cells.iter().filter_map(|v| v.as_f64()).collect();
+            let exact = matches!(column.kind, FieldKind::Integer | FieldKind::Money { .. });
+            let value = match op {
+                MetricOp::Count => Some(Value::from(cells.len())),
+                _ if cells.is_empty() => None,
+                MetricOp::Sum if exact => integers
+                    .and_then(|v| v.iter().try_fold(0i64, |a, b| a.checked_add(*b)))
+                    .map(Value::from),
+                MetricOp::Sum => {
+                    serde_json::Number::from_f64(reals.iter().sum()).map(Value::Number)
+                }
+                MetricOp::Avg => {
+                    let mean = reals.iter().sum::<f64>() / reals.len().max(1) as f64;
+                    if matches!(column.kind, FieldKind::Money { .. }) {
+                        Some(Value::from(mean.round() as i64))
+                    } else {
+                        serde_json::Number::from_f64(mean).map(Value::Number)
+                    }
+                }
+                MetricOp::Min | MetricOp::Max => {
+                    let mut sorted = cells.clone();
+                    sorted.sort_by(|a, b| match (a.as_f64(), b.as_f64()) {
+                        (Some(x), Some(y)) => {
+                            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+                        }
+                        _ => a.to_string().cmp(&b.to_string()),
+                    });
+                    let pick = if *op == MetricOp::Min {
+                        sorted.first()
+                    } else {
+                        sorted.last()
+                    };
+                    pick.map(|v| (*v).clone())
+                }
+            };
+            if let Some(value) = value {
+                out.insert(key.clone(), value);
+            }
+        }
+        if !out.is_empty() {
+            all.insert(field.key.clone(), Value::Object(out));
+        }
+    }
+    if all.is_empty() {
+        doc.remove(TOTALS);
+    } else {
+        doc.insert(TOTALS.to_owned(), Value::Object(all));
+    }
+}
+
+/// The API form of a document's sub-table totals.
+pub fn decode_totals(model: &EntityModel, doc: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let totals = doc.get(TOTALS)?.as_object()?;
+    let mut out = Map::new();
+    for (key, values) in totals {
+        let Some(FieldKind::SubTable {
+            columns,
+            totals: ops,
+        }) = model.field(key).filter(|f| !f.hidden).map(|f| &f.kind)
+        else {
+            continue;
+        };
+        let Some(values) = values.as_object() else {
+            continue;
+        };
+        let shown: Map<String, Value> = values
+            .iter()
+            .filter_map(|(column_key, value)| {
+                let column = columns.iter().find(|c| &c.key == column_key)?;
+                let is_count = ops
+                    .iter()
+                    .any(|(k, op)| k == column_key && *op == crate::domain::query::MetricOp::Count);
+                Some((
+                    column_key.clone(),
+                    if is_count {
+                        value.clone()
+                    } else {
+                        decode(column, value)
+                    },
+                ))
+            })
+            .collect();
+        out.insert(key.clone(), Value::Object(shown));
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 #[cfg(test)]

@@ -217,9 +217,43 @@ pub fn convert(
             Some(text) => Ok(Some(Value::String(text))),
             None => fail("it has no text form"),
         },
-        FieldKind::Attachment | FieldKind::SubTable | FieldKind::Formula | FieldKind::Rollup => {
-            fail("values of this kind are not converted")
+        FieldKind::Attachment { .. } => match &old.kind {
+            // Limits apply to the next write; the files stay.
+            FieldKind::Attachment { .. } => Ok(Some(stored.clone())),
+            _ => fail("only an attachment field converts to an attachment field"),
+        },
+        FieldKind::SubTable { columns, .. } => {
+            let (FieldKind::SubTable { columns: was, .. }, Value::Array(rows)) =
+                (&old.kind, stored)
+            else {
+                return fail("only a sub-table converts to a sub-table");
+            };
+            let mut converted = Vec::with_capacity(rows.len());
+            for row in rows {
+                let Some(cells) = row.as_object() else {
+                    return fail("a row is not an object");
+                };
+                let mut out = cells.clone();
+                for column in columns {
+                    let (Some(before), Some(cell)) = (
+                        was.iter().find(|c| c.key == column.key),
+                        cells.get(&column.key),
+                    ) else {
+                        continue;
+                    };
+                    if before.kind.name() == column.kind.name() && before.kind == column.kind {
+                        continue;
+                    }
+                    match convert(before, column, cell, zone)? {
+                        Some(value) => out.insert(column.key.clone(), value),
+                        None => out.remove(&column.key),
+                    };
+                }
+                converted.push(Value::Object(out));
+            }
+            Ok(Some(Value::Array(converted)))
         }
+        FieldKind::Formula | FieldKind::Rollup => fail("values of this kind are not converted"),
     }
 }
 

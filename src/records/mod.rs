@@ -3,6 +3,7 @@
 //! the entity's JSON Schema plus the kind rules of `codec`; every write commits with its history
 //! rows, and only if the entity version it was validated against is still the published one.
 
+pub mod attachments;
 pub mod codec;
 pub mod evolve;
 pub mod query;
@@ -98,6 +99,9 @@ pub struct RecordView {
     /// Values of hidden or removed fields, kept and shown to admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden_fields: Option<Map<String, Value>>,
+    /// Sub-table totals by field and column (API form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Map<String, Value>>,
     /// Values that did not convert when their field's kind changed, by field (the field itself
     /// is empty until someone sets it again).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,6 +173,7 @@ fn view(model: &EntityModel, row: &RecordRow, is_admin: bool) -> RecordView {
         deleted_at: row.deleted_at,
         fields: codec::decode_doc(model, &row.doc),
         hidden_fields: (is_admin && !hidden.is_empty()).then_some(hidden),
+        totals: codec::decode_totals(model, &row.doc),
         unconverted: row
             .doc
             .get(evolve::UNCONVERTED)
@@ -226,7 +231,7 @@ fn diff(
     };
     let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
+        .filter(|k| !k.starts_with('_') && old.get(*k) != new.get(*k))
         .map(|k| {
             (
                 k.clone(),
@@ -385,6 +390,7 @@ impl Records<'_> {
                 doc.insert(field.key.clone(), stored);
             }
         }
+        codec::apply_totals(model, &mut doc);
         Self::validate(model, &doc, None, prefix, problems);
         doc
     }
@@ -667,6 +673,22 @@ impl Records<'_> {
                 doc,
             });
         }
+        let links = {
+            let mut docs: Vec<(String, Uuid, &mut Map<String, Value>)> = new_rows
+                .iter_mut()
+                .enumerate()
+                .map(|(i, row)| {
+                    let prefix = if batch {
+                        format!("/records/{i}")
+                    } else {
+                        String::new()
+                    };
+                    (prefix, row.id, &mut row.doc)
+                })
+                .collect();
+            self.describe_files(ctx, &model, &mut docs, &mut problems)
+                .await?
+        };
         if !problems.is_empty() {
             return Err(Error::invalid_all(
                 format!("the {} record is invalid", model.key),
@@ -711,6 +733,7 @@ impl Records<'_> {
             .collect();
         self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
             .await?;
+        attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
         let history: Vec<HistoryRow> = new_rows
             .iter()
             .map(|row| {
@@ -794,7 +817,16 @@ impl Records<'_> {
                     doc.remove(evolve::UNCONVERTED);
                 }
             }
+            codec::apply_totals(&model, &mut doc);
             Self::validate(&model, &doc, Some(&row.doc), "", &mut problems);
+            let links = self
+                .describe_files(
+                    ctx,
+                    &model,
+                    &mut [(String::new(), id, &mut doc)],
+                    &mut problems,
+                )
+                .await?;
             if !problems.is_empty() {
                 return Err(Error::invalid_all(
                     format!("the {} record is invalid", model.key),
@@ -839,6 +871,7 @@ impl Records<'_> {
                 Some(&changed),
             )
             .await?;
+            attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
@@ -1458,6 +1491,7 @@ pub async fn import_in(
         for (at, fields) in &record.changes {
             let mut next = doc.clone();
             Records::encode_into(model, fields, &mut next, &prefix, &mut problems);
+            codec::apply_totals(model, &mut next);
             Records::validate(model, &next, Some(&doc), &prefix, &mut problems);
             history.push(step(
                 *at,

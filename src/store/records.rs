@@ -1392,3 +1392,165 @@ pub async fn explain_list(conn: &impl Conn, table: &str, query: &ListQuery) -> R
     }
     Ok(lines.join("\n"))
 }
+
+// ---- attachments ----
+
+/// An attachment's description (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRow {
+    /// Id.
+    pub id: Uuid,
+    /// Workspace.
+    pub workspace_id: Uuid,
+    /// Entity definition id.
+    pub entity_id: Uuid,
+    /// Attachment field.
+    pub field: String,
+    /// The record listing it, once linked.
+    pub record_id: Option<Uuid>,
+    /// File name as uploaded (cleaned).
+    pub file_name: String,
+    /// Media type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// Uploaded at.
+    pub created_at: DateTime<Utc>,
+    /// Uploaded by.
+    pub created_by: Option<Uuid>,
+}
+
+const ATTACHMENT_COLUMNS: [&str; 11] = [
+    "id",
+    "workspace_id",
+    "entity_id",
+    "field",
+    "record_id",
+    "file_name",
+    "content_type",
+    "size",
+    "sha256",
+    "created_at",
+    "created_by",
+];
+
+fn decode_attachment(row: &QueryResult) -> Result<AttachmentRow> {
+    let record_id: Option<String> = row.try_get("", "record_id")?;
+    Ok(AttachmentRow {
+        id: row.try_get("", "id")?,
+        workspace_id: row.try_get("", "workspace_id")?,
+        entity_id: row.try_get("", "entity_id")?,
+        field: row.try_get("", "field")?,
+        record_id: record_id.and_then(|r| Uuid::parse_str(&r).ok()),
+        file_name: row.try_get("", "file_name")?,
+        content_type: row.try_get("", "content_type")?,
+        size: row.try_get("", "size")?,
+        sha256: row.try_get("", "sha256")?,
+        created_at: row.try_get("", "created_at")?,
+        created_by: row.try_get("", "created_by")?,
+    })
+}
+
+/// Stores an uploaded file.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn insert_attachment(conn: &impl Conn, row: &AttachmentRow, data: Vec<u8>) -> Result<()> {
+    let mut insert = Query::insert();
+    let mut columns: Vec<Alias> = ATTACHMENT_COLUMNS.map(Alias::new).to_vec();
+    columns.push(Alias::new("data"));
+    insert
+        .into_table(Alias::new("attachments"))
+        .columns(columns)
+        .values([
+            Expr::val(row.id),
+            Expr::val(row.workspace_id),
+            Expr::val(row.entity_id),
+            Expr::val(row.field.clone()),
+            Expr::val(row.record_id.map(|r| r.to_string())),
+            Expr::val(row.file_name.clone()),
+            Expr::val(row.content_type.clone()),
+            Expr::val(row.size),
+            Expr::val(row.sha256.clone()),
+            Expr::val(row.created_at),
+            Expr::val(row.created_by),
+            Expr::val(data),
+        ])
+        .map_err(Error::internal)?;
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// The descriptions of the workspace's attachments among `ids`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn find_attachments(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<AttachmentRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = Query::select();
+    query
+        .columns(ATTACHMENT_COLUMNS.map(Alias::new))
+        .from(Alias::new("attachments"))
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
+        .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()));
+    let rows = conn.query_all(&query).await?;
+    rows.iter().map(decode_attachment).collect()
+}
+
+/// One attachment with its bytes.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn attachment_data(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> Result<Option<(AttachmentRow, Vec<u8>)>> {
+    let mut query = Query::select();
+    query
+        .columns(ATTACHMENT_COLUMNS.map(Alias::new))
+        .column(Alias::new("data"))
+        .from(Alias::new("attachments"))
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
+        .and_where(Expr::col(Alias::new("id")).eq(id));
+    match conn.query_one(&query).await? {
+        Some(row) => Ok(Some((decode_attachment(&row)?, row.try_get("", "data")?))),
+        None => Ok(None),
+    }
+}
+
+/// Links attachments to a record; returns how many were linked (each must be unlinked or
+/// already this record's).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn link_attachments(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    ids: &[Uuid],
+    record_id: Uuid,
+) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut update = Query::update();
+    update
+        .table(Alias::new("attachments"))
+        .value(Alias::new("record_id"), record_id.to_string())
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
+        .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()))
+        .and_where(
+            Expr::col(Alias::new("record_id"))
+                .is_null()
+                .or(Expr::col(Alias::new("record_id")).eq(record_id.to_string())),
+        );
+    Ok(conn.execute(&update).await?.rows_affected())
+}

@@ -33,7 +33,15 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/records/{{id}}/history"), get(history))
         .route(&format!("{base}/indexes"), get(indexes))
         .route(&format!("{base}/impact"), get(impact))
+        .route(
+            &format!("{base}/attachments"),
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(ATTACHMENT_BODY_LIMIT)),
+        )
+        .route("/w/{workspace}/attachments/{id}", get(download))
 }
+
+/// Largest upload body; each field sets its own, smaller limit (`x-attachment.max_size`).
+const ATTACHMENT_BODY_LIMIT: usize = 100 * 1024 * 1024;
 
 /// The caller's records context: workspace, actor, channel (browser session → ui, token → api).
 struct Caller {
@@ -341,4 +349,77 @@ async fn impact(
         ));
     }
     Ok(Json(services.records().impact(&caller.ctx, &entity).await?))
+}
+
+async fn upload(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(
+    StatusCode,
+    Json<crate::records::attachments::AttachmentView>,
+)> {
+    caller.require_writer()?;
+    let mut field = None;
+    let mut name = None;
+    for (key, value) in query_pairs(raw.as_deref()) {
+        match key.as_str() {
+            "field" => field = Some(value),
+            "name" => name = Some(value),
+            other => {
+                return Err(Error::bad_request(format!(
+                    "unknown query parameter {other:?}; use field and name"
+                )));
+            }
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let view = services
+        .records()
+        .upload(
+            &caller.ctx,
+            &entity,
+            crate::records::attachments::Upload {
+                field: field.ok_or_else(|| {
+                    Error::invalid("/field", "required", "name the attachment field (?field=…)")
+                })?,
+                file_name: name.unwrap_or_default(),
+                content_type,
+                data: body.to_vec(),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn download(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (file, data) = services.records().download(&caller.ctx, &id).await?;
+    let encoded: String = form_urlencoded::byte_serialize(file.name.as_bytes()).collect();
+    let disposition = format!(
+        "attachment; filename*=UTF-8''{}",
+        encoded.replace('+', "%20")
+    );
+    let headers = [
+        (header::CONTENT_TYPE, file.content_type.clone()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'".to_owned(),
+        ),
+        (header::CACHE_CONTROL, "private, no-store".to_owned()),
+    ];
+    Ok((headers, data).into_response())
 }
