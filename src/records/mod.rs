@@ -709,7 +709,7 @@ impl Records<'_> {
                 });
             }
         }
-        let tx = self.db.begin().await?;
+        let (tx, _turn) = self.db.begin_write().await?;
         for row in &mut new_rows {
             Self::assign_numbers(&tx, &model, &mut row.doc, now, ctx.time_zone).await?;
         }
@@ -839,7 +839,7 @@ impl Records<'_> {
                 return Ok(view(&model, &row, ctx.is_admin));
             }
             let now = self.clock.now();
-            let tx = self.db.begin().await?;
+            let (tx, _turn) = self.db.begin_write().await?;
             let updated = rows::update(
                 &tx,
                 &model.table(),
@@ -856,6 +856,7 @@ impl Records<'_> {
             .map_err(|e| Self::unique_violation(&model, e))?;
             if !updated {
                 drop(tx);
+                drop(_turn);
                 if let Some(expected) = expected_version {
                     return Err(stale_version(expected, expected + 1));
                 }
@@ -915,7 +916,7 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let deletion = new_id();
-        let tx = self.db.begin().await?;
+        let (tx, _turn) = self.db.begin_write().await?;
         if !rows::soft_delete(&tx, &model.table(), id, deletion, stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
@@ -1030,7 +1031,7 @@ impl Records<'_> {
             at: now,
             by: ctx.actor.account_id(),
         };
-        let tx = self.db.begin().await?;
+        let (tx, _turn) = self.db.begin_write().await?;
         let mut history = Vec::new();
         for member in Self::cascade_family(&snapshot, &model) {
             let restored = rows::restore_deletion(&tx, &member.table(), deletion, stamp)
@@ -1070,7 +1071,7 @@ impl Records<'_> {
             ));
         };
         let now = self.clock.now();
-        let tx = self.db.begin().await?;
+        let (tx, _turn) = self.db.begin_write().await?;
         let mut history = Vec::new();
         for member in Self::cascade_family(&snapshot, &model) {
             for purged in rows::purge_deletion(&tx, &member.table(), deletion).await? {

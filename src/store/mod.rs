@@ -43,7 +43,14 @@ pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
     _file_lock: Option<std::sync::Arc<File>>,
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Held while a write transaction runs on SQLite: one writer at a time in this process, so
+/// writers queue in order instead of sleeping in SQLite's busy handler (which made the write
+/// tail latency hundreds of milliseconds under concurrency). Empty on PostgreSQL.
+#[derive(Debug)]
+pub struct WriteTurn(#[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>);
 
 /// Where a `sqlite://` URL points, or `None` for other schemes.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -135,6 +142,7 @@ impl Db {
             conn,
             backend,
             _file_lock: file_lock,
+            write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -163,6 +171,19 @@ impl Db {
     /// `Error::Db` when the database refuses.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(self.conn.begin().await?)
+    }
+
+    /// Starts a write transaction; on SQLite it first waits for this process's write turn.
+    /// Keep the turn until the transaction commits or is dropped.
+    ///
+    /// # Errors
+    /// `Error::Db` when the database refuses.
+    pub async fn begin_write(&self) -> Result<(Tx, WriteTurn)> {
+        let turn = match self.backend {
+            Backend::Sqlite => WriteTurn(Some(self.write_gate.clone().lock_owned().await)),
+            Backend::Postgres => WriteTurn(None),
+        };
+        Ok((self.conn.begin().await?, turn))
     }
 
     /// Checks that the database answers.

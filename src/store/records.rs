@@ -1014,6 +1014,9 @@ pub async fn aggregate(
         let now = Utc::now().with_timezone(&query.time_zone);
         now.offset().fix().local_minus_utc() / 60
     };
+    // The inner query projects only what is grouped and measured, so an engine that sorts to
+    // group (PostgreSQL's GroupAggregate) sorts narrow rows, not whole documents.
+    let mut inner = Query::select();
     let mut select = Query::select();
     let mut group_types = Vec::new();
     for (i, group) in query.groups.iter().enumerate() {
@@ -1027,39 +1030,43 @@ pub async fn aggregate(
             }
         };
         group_types.push(value_type);
-        let expression = Expr::cust(sql);
         let expression = match (backend, &group.operand, group.bucket) {
             // System uuids group as text on both engines.
             (Backend::Postgres, Operand::System(_), None) => {
                 Expr::cust(format!("({})::text", operand_sql(backend, &group.operand)))
             }
-            _ => expression,
+            _ => Expr::cust(sql),
         };
-        select.expr_as(expression, Alias::new(format!("g{i}")));
+        inner.expr_as(expression, Alias::new(format!("g{i}")));
+        select.column(Alias::new(format!("g{i}")));
     }
     let mut metric_types = Vec::new();
     for (i, metric) in query.metrics.iter().enumerate() {
         let (sql, value_type) = match (&metric.operand, metric.op) {
             (None, _) | (_, MetricOp::Count) => ("COUNT(*)".to_owned(), ValueType::Integer),
             (Some(operand), op) => {
-                let inner = operand_sql(backend, operand);
+                inner.expr_as(
+                    Expr::cust(operand_sql(backend, operand)),
+                    Alias::new(format!("v{i}")),
+                );
+                let input = format!("\"v{i}\"");
                 let value_type = match operand {
                     Operand::Field { value_type, .. } => *value_type,
                     Operand::System(_) => ValueType::Text,
                 };
                 match (op, value_type, backend) {
                     (MetricOp::Avg, _, Backend::Postgres) => (
-                        format!("CAST(AVG({inner}) AS DOUBLE PRECISION)"),
+                        format!("CAST(AVG({input}) AS DOUBLE PRECISION)"),
                         ValueType::Real,
                     ),
                     (MetricOp::Avg, _, Backend::Sqlite) => {
-                        (format!("AVG({inner})"), ValueType::Real)
+                        (format!("AVG({input})"), ValueType::Real)
                     }
                     (MetricOp::Sum, ValueType::Integer, Backend::Postgres) => {
-                        (format!("CAST(SUM({inner}) AS BIGINT)"), ValueType::Integer)
+                        (format!("CAST(SUM({input}) AS BIGINT)"), ValueType::Integer)
                     }
                     (op, value_type, _) => {
-                        (format!("{}({inner})", op.name().to_uppercase()), value_type)
+                        (format!("{}({input})", op.name().to_uppercase()), value_type)
                     }
                 }
             }
@@ -1067,15 +1074,24 @@ pub async fn aggregate(
         metric_types.push(value_type);
         select.expr_as(Expr::cust(sql), Alias::new(format!("m{i}")));
     }
-    select
+    if query.groups.is_empty()
+        && query
+            .metrics
+            .iter()
+            .all(|m| m.operand.is_none() || m.op == MetricOp::Count)
+    {
+        inner.expr(Expr::cust("1"));
+    }
+    inner
         .from(Alias::new(table))
         .and_where(deleted_condition(Deleted::Exclude));
     if let Some(filter) = &query.filter {
-        select.and_where(compile_condition(backend, filter));
+        inner.and_where(compile_condition(backend, filter));
     }
+    select.from_subquery(inner, Alias::new("measured"));
     for i in 0..query.groups.len() {
-        select.add_group_by([Expr::cust((i + 1).to_string())]);
-        select.order_by_expr(Expr::cust((i + 1).to_string()), Order::Asc);
+        select.add_group_by([Expr::col(Alias::new(format!("g{i}")))]);
+        select.order_by(Alias::new(format!("g{i}")), Order::Asc);
     }
     let rows = conn.query_all(&select).await?;
     let mut out = Vec::new();
