@@ -242,6 +242,11 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let db = Db::connect(&config.database).await?;
     migrate_with_retry(&db).await?;
+    if db.backend() == store::Backend::Sqlite
+        && let Err(e) = db.analyze("").await
+    {
+        tracing::warn!(error = %e, "refreshing planner statistics at start failed");
+    }
     let clock = clock_for(&config);
     let listen = config.listen;
     let workers = config.workers;

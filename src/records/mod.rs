@@ -751,6 +751,7 @@ impl Records<'_> {
         tx.commit()
             .await
             .map_err(|e| Self::unique_violation(&model, e.into()))?;
+        self.db.analyze_soon(&model.table(), new_rows.len());
         Ok(new_rows
             .iter()
             .map(|row| view(&model, row, ctx.is_admin))

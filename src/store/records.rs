@@ -114,12 +114,14 @@ async fn exec(conn: &impl Conn, sql: String) -> Result<()> {
 /// # Errors
 /// `Error::Db`.
 pub async fn create_table(conn: &impl Conn, table: &str) -> Result<()> {
+    // WITHOUT ROWID on SQLite: the id is the row key, so every index entry ends with the id and
+    // a sort by (field, id) walks the field's index in order, with no sort step.
     let sql = match backend_of(conn) {
         Backend::Sqlite => format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (\"id\" TEXT PRIMARY KEY NOT NULL, \
              \"owner_id\" TEXT, \"created_at\" TEXT NOT NULL, \"created_by\" TEXT, \
              \"updated_at\" TEXT NOT NULL, \"updated_by\" TEXT, \"version\" INTEGER NOT NULL, \
-             \"deleted_at\" TEXT, \"deletion_id\" TEXT, \"doc\" TEXT NOT NULL)"
+             \"deleted_at\" TEXT, \"deletion_id\" TEXT, \"doc\" TEXT NOT NULL) WITHOUT ROWID"
         ),
         Backend::Postgres => format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (\"id\" uuid PRIMARY KEY, \
