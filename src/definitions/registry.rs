@@ -151,12 +151,23 @@ impl Registry {
         let rows = store::definitions::published(db.conn(), workspace_id).await?;
         let mut definitions = HashMap::new();
         let mut entities = HashMap::new();
+        // Compiling an entity costs (large enums, many fields); unchanged versions are reused.
+        let current = self.cached(workspace_id);
         for row in rows {
             let Ok(kind) = Kind::parse(&row.kind) else {
                 continue;
             };
             let document = Arc::new(row.document);
-            if kind == Kind::Entity {
+            let unchanged = current
+                .as_ref()
+                .and_then(|c| c.entities.get(&row.key))
+                .filter(|m| {
+                    kind == Kind::Entity && m.definition_id == row.id && m.version == row.version
+                })
+                .cloned();
+            if let Some(model) = unchanged {
+                entities.insert(row.key.clone(), model);
+            } else if kind == Kind::Entity {
                 match EntityModel::build(&row.key, row.id, row.version, document.clone()) {
                     Ok(model) => {
                         entities.insert(row.key.clone(), Arc::new(model));

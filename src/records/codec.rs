@@ -193,6 +193,14 @@ fn looks_like_url(text: &str) -> bool {
 /// # Errors
 /// A located problem.
 pub fn encode(field: &Field, value: &Value, pointer: &str) -> Result<Option<Value>, FieldError> {
+    // Computed fields are the runtime's: not even `null` may clear them.
+    if !field.kind.is_writable() {
+        return Err(problem(
+            pointer,
+            "read_only",
+            format!("{} fields are computed by Formwork", field.kind.name()),
+        ));
+    }
     if value.is_null() {
         return Ok(None);
     }

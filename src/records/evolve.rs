@@ -257,18 +257,56 @@ pub fn convert(
     }
 }
 
-/// The fields whose kind changes between two versions: (old, new).
+/// The fields whose kind changes between two versions: (old, new). A field absent from the
+/// previous version but present in an older one (`readded`) compares with that older kind, so
+/// values kept while it was removed convert too.
 fn kind_changes<'a>(
     previous: &'a EntityModel,
     next: &'a EntityModel,
+    readded: &'a [Field],
 ) -> Vec<(&'a Field, &'a Field)> {
     next.fields
         .iter()
         .filter_map(|new| {
-            let old = previous.field(&new.key)?;
+            let old = previous
+                .field(&new.key)
+                .or_else(|| readded.iter().find(|f| f.key == new.key))?;
             (old.kind != new.kind).then_some((old, new))
         })
         .collect()
+}
+
+/// The fields of `next` that `previous` lacks but an older version had, as that version last
+/// defined them: their values were kept while they were removed.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn readded_fields(
+    conn: &impl Conn,
+    previous: &EntityModel,
+    next: &EntityModel,
+) -> Result<Vec<Field>> {
+    let missing: Vec<&str> = next
+        .fields
+        .iter()
+        .filter(|f| previous.field(&f.key).is_none())
+        .map(|f| f.key.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let versions = crate::store::definitions::list_versions(conn, previous.definition_id).await?;
+    let mut found = Vec::new();
+    for key in missing {
+        // Newest first: the field as it was last defined.
+        if let Some(field) = versions.iter().find_map(|v| {
+            v.document
+                .pointer(&format!("/properties/{}", codec::escape(key)))
+        }) {
+            found.push(crate::definitions::entity::field_of(key, field));
+        }
+    }
+    Ok(found)
 }
 
 /// A value that did not convert: (field, raw API value, why).
@@ -279,12 +317,13 @@ type Unconverted = (String, Value, String);
 fn convert_doc(
     previous: &EntityModel,
     next: &EntityModel,
+    readded: &[Field],
     doc: &Map<String, Value>,
     zone: chrono_tz::Tz,
 ) -> (Map<String, Value>, Vec<Unconverted>) {
     let mut out = doc.clone();
     let mut failed = Vec::new();
-    for (old, new) in kind_changes(previous, next) {
+    for (old, new) in kind_changes(previous, next, readded) {
         let Some(stored) = doc.get(&old.key) else {
             continue;
         };
@@ -321,6 +360,7 @@ pub async fn impact(
     next: &EntityModel,
     zone: chrono_tz::Tz,
 ) -> Result<Impact> {
+    let readded = readded_fields(conn, previous, next).await?;
     let mut fields: Vec<FieldChange> = Vec::new();
     let mut index: HashMap<(String, &'static str), usize> = HashMap::new();
     let mut change = |fields: &mut Vec<FieldChange>,
@@ -393,7 +433,7 @@ pub async fn impact(
         after = Some(last.id);
         for row in &page {
             records += 1;
-            let (doc, failed) = convert_doc(previous, next, &row.doc, zone);
+            let (doc, failed) = convert_doc(previous, next, &readded, &row.doc, zone);
             let mut note = |fields: &mut Vec<FieldChange>,
                             field: &str,
                             kind: &'static str,
@@ -481,7 +521,8 @@ pub async fn apply(
     next: &EntityModel,
     zone: chrono_tz::Tz,
 ) -> Result<u64> {
-    if kind_changes(previous, next).is_empty() {
+    let readded = readded_fields(conn, previous, next).await?;
+    if kind_changes(previous, next, &readded).is_empty() {
         return Ok(0);
     }
     rows::lock_for_conversion(conn, &previous.table()).await?;
@@ -500,12 +541,12 @@ pub async fn apply(
         let mut docs = Vec::new();
         let mut history = Vec::new();
         for row in page {
-            let (doc, failed) = convert_doc(previous, next, &row.doc, zone);
+            let (doc, failed) = convert_doc(previous, next, &readded, &row.doc, zone);
             if doc == row.doc {
                 continue;
             }
             let mut fields = Map::new();
-            for (old, new) in kind_changes(previous, next) {
+            for (old, new) in kind_changes(previous, next, &readded) {
                 if row.doc.get(&old.key) != doc.get(&new.key) {
                     fields.insert(
                         new.key.clone(),

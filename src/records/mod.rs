@@ -395,6 +395,30 @@ impl Records<'_> {
         doc
     }
 
+    /// An owner must be a member of the workspace (the actor always is).
+    async fn check_owner(
+        &self,
+        ctx: &Context,
+        owner: Option<Uuid>,
+        pointer: &str,
+        problems: &mut Vec<FieldError>,
+    ) -> Result<()> {
+        let Some(owner) = owner.filter(|o| Some(*o) != ctx.actor.account_id()) else {
+            return Ok(());
+        };
+        if store::workspaces::role_of(self.db.conn(), ctx.scope.workspace_id, owner)
+            .await?
+            .is_none()
+        {
+            problems.push(FieldError::new(
+                pointer,
+                "unknown_user",
+                format!("{owner} is not a member of this workspace"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Assigns auto-numbers to a new record inside the write transaction.
     async fn assign_numbers(
         conn: &impl Conn,
@@ -673,6 +697,15 @@ impl Records<'_> {
                 doc,
             });
         }
+        for (i, row) in new_rows.iter().enumerate() {
+            let pointer = if batch {
+                format!("/records/{i}/owner")
+            } else {
+                "/owner".to_owned()
+            };
+            self.check_owner(ctx, row.owner, &pointer, &mut problems)
+                .await?;
+        }
         let links = {
             let mut docs: Vec<(String, Uuid, &mut Map<String, Value>)> = new_rows
                 .iter_mut()
@@ -828,6 +861,10 @@ impl Records<'_> {
                     &mut problems,
                 )
                 .await?;
+            if owner.is_some() {
+                self.check_owner(ctx, owner, "/owner", &mut problems)
+                    .await?;
+            }
             if !problems.is_empty() {
                 return Err(Error::invalid_all(
                     format!("the {} record is invalid", model.key),

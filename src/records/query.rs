@@ -58,9 +58,70 @@ pub struct Resolver<'a> {
     pub time_zone: chrono_tz::Tz,
 }
 
-struct Problems(Vec<FieldError>);
+/// Most values (of `in`, `not_in` and `contains` lists) in one filter: keeps every statement
+/// far below the engines' parameter limits (SQLite 32,766, PostgreSQL 65,535).
+const MAX_VALUES: usize = 5000;
+
+struct Problems(Vec<FieldError>, Budget);
+
+/// What a filter has used of its limits so far.
+#[derive(Default)]
+struct Budget {
+    conditions: usize,
+    values: usize,
+}
+
+/// The pointer of the first text holding a NUL character (PostgreSQL cannot store or compare
+/// it), if any.
+fn find_nul(value: &Value, pointer: &str) -> Option<String> {
+    match value {
+        Value::String(text) => text.contains('\0').then(|| pointer.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, &format!("{pointer}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let child = format!("{pointer}/{}", codec::escape(key));
+            if key.contains('\0') {
+                Some(child)
+            } else {
+                find_nul(item, &child)
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn refuse_nul(body: &Value) -> Result<(), Error> {
+    match find_nul(body, "") {
+        Some(pointer) => Err(Error::invalid(
+            pointer,
+            "nul_character",
+            "text may not contain the NUL character (U+0000)",
+        )),
+        None => Ok(()),
+    }
+}
 
 impl Problems {
+    fn new() -> Self {
+        Self(Vec::new(), Budget::default())
+    }
+
+    /// Counts values against the filter's budget; false (with a problem) when over it.
+    fn spend_values(&mut self, n: usize, pointer: &str) -> bool {
+        self.1.values += n;
+        if self.1.values > MAX_VALUES {
+            self.push(
+                pointer,
+                "range",
+                format!("a filter holds at most {MAX_VALUES} values in all"),
+            );
+            return false;
+        }
+        true
+    }
+
     fn push(&mut self, pointer: &str, code: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(pointer, code, message));
     }
@@ -97,7 +158,8 @@ impl Resolver<'_> {
     /// # Errors
     /// `Error::Invalid` listing every problem.
     pub fn list(&self, body: &Value) -> Result<ListRequest, Error> {
-        let mut problems = Problems(Vec::new());
+        refuse_nul(body)?;
+        let mut problems = Problems::new();
         let object = match body {
             Value::Object(map) => map.clone(),
             Value::Null => Map::new(),
@@ -272,7 +334,7 @@ impl Resolver<'_> {
             );
             return None;
         }
-        if problems.0.len() > MAX_CONDITIONS {
+        if problems.0.len() > MAX_CONDITIONS || problems.1.conditions > MAX_CONDITIONS {
             return None;
         }
         let Some(map) = value.as_object() else {
@@ -364,6 +426,15 @@ impl Resolver<'_> {
             );
             return None;
         };
+        problems.1.conditions += 1;
+        if problems.1.conditions > MAX_CONDITIONS {
+            problems.push(
+                pointer,
+                "range",
+                format!("a filter holds at most {MAX_CONDITIONS} conditions in all"),
+            );
+            return None;
+        }
         let op = map.get("op").and_then(Value::as_str).unwrap_or("eq");
         let value = map.get("value").unwrap_or(&Value::Null);
         self.test(model, name, op, value, pointer, problems, allow_related)
@@ -490,6 +561,12 @@ impl Resolver<'_> {
                     Value::Array(items) => items.clone(),
                     other => vec![other.clone()],
                 };
+                if options.len() > 1000 || !problems.spend_values(options.len(), &value_pointer) {
+                    if options.len() > 1000 {
+                        problems.push(&value_pointer, "range", "at most 1000 values");
+                    }
+                    return None;
+                }
                 let mut found = Vec::new();
                 for (i, option) in options.iter().enumerate() {
                     if let Some(Scalar::Text(text)) =
@@ -528,6 +605,9 @@ impl Resolver<'_> {
                 };
                 if items.len() > 1000 {
                     problems.push(&value_pointer, "range", "at most 1000 values");
+                    return None;
+                }
+                if !problems.spend_values(items.len(), &value_pointer) {
                     return None;
                 }
                 let values: Vec<Scalar> = items
@@ -730,7 +810,8 @@ impl Resolver<'_> {
     /// # Errors
     /// `Error::Invalid` listing every problem.
     pub fn aggregate(&self, body: &Value) -> Result<AggregateQuery, Error> {
-        let mut problems = Problems(Vec::new());
+        refuse_nul(body)?;
+        let mut problems = Problems::new();
         let Some(object) = body.as_object() else {
             return Err(Error::invalid("", "type", "an aggregate is a JSON object"));
         };
@@ -833,6 +914,19 @@ impl Resolver<'_> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_else(|| vec![serde_json::json!({"op": "count"})]);
+        if object
+            .get("metrics")
+            .is_some_and(|m| !m.is_array() && !m.is_null())
+        {
+            problems.push("/metrics", "type", "metrics is a list");
+        }
+        if metric_items.is_empty() {
+            problems.push(
+                "/metrics",
+                "range",
+                "name at least one metric, such as {\"op\": \"count\"}",
+            );
+        }
         if metric_items.len() > 16 {
             problems.push("/metrics", "range", "at most 16 metrics");
         }
@@ -1033,6 +1127,7 @@ fn decode_cursor(cursor: &str, sort: &[SortKey]) -> Option<(Vec<Option<Scalar>>,
         }
         let scalar = match &key.operand {
             Operand::Field { value_type, .. } => match (value_type, value) {
+                (ValueType::Text, Value::String(s)) if s.contains('\0') => return None,
                 (ValueType::Text, Value::String(s)) => Scalar::Text(s.clone()),
                 (ValueType::Integer, Value::Number(n)) => Scalar::Int(n.as_i64()?),
                 (ValueType::Real, Value::Number(n)) => Scalar::Real(n.as_f64()?),
@@ -1062,6 +1157,13 @@ pub fn from_url(pairs: &[(String, String)]) -> Result<Value, Error> {
     let mut conditions = Vec::new();
     for (key, value) in pairs {
         let pointer = format!("/{}", codec::escape(key));
+        if key.contains('\0') || value.contains('\0') {
+            return Err(Error::invalid(
+                pointer,
+                "nul_character",
+                "text may not contain the NUL character (U+0000)",
+            ));
+        }
         match key.as_str() {
             "filter" => {
                 let parsed: Value = serde_json::from_str(value).map_err(|e| {

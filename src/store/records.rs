@@ -785,24 +785,43 @@ fn compile_predicate(backend: Backend, operand: &Operand, predicate: &Predicate)
 
 /// Compiles a condition to a SQL expression with bound values.
 pub fn compile_condition(backend: Backend, condition: &Condition) -> SimpleExpr {
+    compile(backend, condition, false)
+}
+
+/// Compiles `condition`, or its negation. SQL's unknown (a comparison with an empty value) means
+/// false in positive positions; a negation is pushed down to the tests (De Morgan) and each
+/// negated test says explicitly that an empty value makes it true. Every subtree is compiled
+/// once, so nesting cannot multiply the statement or its parameters.
+fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr {
     match condition {
-        Condition::All(items) => items
-            .iter()
-            .map(|c| compile_condition(backend, c))
-            .reduce(|a, b| a.and(b))
-            .unwrap_or_else(|| Expr::cust("1 = 1")),
-        Condition::Any(items) => items
-            .iter()
-            .map(|c| compile_condition(backend, c))
-            .reduce(|a, b| a.or(b))
-            .unwrap_or_else(|| Expr::cust("1 = 0")),
-        // SQL's unknown (a comparison with an empty value) counts as false, as in memory, so
-        // negation must see false rather than unknown.
-        Condition::Not(inner) => {
-            let inner = compile_condition(backend, inner);
-            inner.clone().not().or(inner.is_null())
+        Condition::All(items) | Condition::Any(items) => {
+            let is_all = matches!(condition, Condition::All(_));
+            // NOT (a AND b) = NOT a OR NOT b, and the other way round.
+            let conjunction = is_all != negated;
+            items
+                .iter()
+                .map(|c| compile(backend, c, negated))
+                .reduce(|a, b| if conjunction { a.and(b) } else { a.or(b) })
+                .unwrap_or_else(|| Expr::cust(if conjunction { "1 = 1" } else { "1 = 0" }))
         }
-        Condition::Test { operand, predicate } => compile_predicate(backend, operand, predicate),
+        Condition::Not(inner) => compile(backend, inner, !negated),
+        Condition::Test { operand, predicate } => {
+            if !negated {
+                return compile_predicate(backend, operand, predicate);
+            }
+            match predicate {
+                Predicate::IsEmpty(empty) => {
+                    compile_predicate(backend, operand, &Predicate::IsEmpty(!empty))
+                }
+                // These already answer true or false, never unknown.
+                Predicate::Ne(_) | Predicate::NotIn(_) | Predicate::HasAny(_) => {
+                    compile_predicate(backend, operand, predicate).not()
+                }
+                _ => compile_predicate(backend, operand, predicate)
+                    .not()
+                    .or(Expr::cust(operand_sql(backend, operand)).is_null()),
+            }
+        }
         Condition::Related {
             via,
             table,
@@ -817,8 +836,14 @@ pub fn compile_condition(backend: Backend, condition: &Condition) -> SimpleExpr 
                 .expr(Expr::cust(id_text))
                 .from(Alias::new(table))
                 .and_where(Expr::col(Alias::new("deleted_at")).is_null())
-                .and_where(compile_condition(backend, condition));
-            Expr::cust(field_sql(backend, via, ValueType::Text)).in_subquery(inner)
+                .and_where(compile(backend, condition, false));
+            let via_sql = field_sql(backend, via, ValueType::Text);
+            let test = Expr::cust(via_sql.clone()).in_subquery(inner);
+            if negated {
+                test.not().or(Expr::cust(via_sql).is_null())
+            } else {
+                test
+            }
         }
     }
 }
