@@ -286,6 +286,17 @@ async fn unique_values_and_auto_numbers(backend: Backend) {
         assert_problem(status, &body, StatusCode::CONFLICT),
         ["/fields/email"]
     );
+    // A batch clashing with a stored record names the record of the batch.
+    let (status, body) = admin
+        .post(
+            &format!("{path}/batch"),
+            json!({"records": [{"fields": {"email": "new@x.cn"}}, {"fields": {"email": "a@x.cn"}}]}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::CONFLICT),
+        ["/records/1/fields/email"]
+    );
 }
 
 async fn references_restrict_set_null_and_cascade(backend: Backend) {

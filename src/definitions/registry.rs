@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub generation: i64,
     definitions: HashMap<(Kind, String), Published>,
     entities: HashMap<String, Arc<EntityModel>>,
+    /// Indexes still being built (or failed): their constraints are not in force yet.
+    pending_indexes: std::collections::HashSet<String>,
 }
 
 /// A reference field of one entity pointing at another.
@@ -51,6 +53,11 @@ impl Snapshot {
     /// The published definition of `kind` and `key`.
     pub fn get(&self, kind: Kind, key: &str) -> Option<&Published> {
         self.definitions.get(&(kind, key.to_owned()))
+    }
+
+    /// Whether the database index `name` is built and in force.
+    pub fn index_ready(&self, name: &str) -> bool {
+        !self.pending_indexes.contains(name)
     }
 
     /// The compiled model of a published entity.
@@ -187,10 +194,17 @@ impl Registry {
                 },
             );
         }
+        let pending_indexes = store::records::index_states(db.conn(), workspace_id)
+            .await?
+            .into_iter()
+            .filter(|state| state.status != "ready")
+            .map(|state| state.name)
+            .collect();
         let fresh = Arc::new(Snapshot {
             generation,
             definitions,
             entities,
+            pending_indexes,
         });
         let Ok(mut map) = self.snapshots.write() else {
             return Ok(fresh);

@@ -530,7 +530,15 @@ impl Records<'_> {
         }
         let ids: Vec<Uuid> = docs.iter().map(|(_, id, _)| *id).collect();
         let mut clashes = Vec::new();
-        for field in model.fields.iter().filter(|f| f.unique && touched(&f.key)) {
+        // A built unique index enforces itself (its violation is mapped back to the field);
+        // while it is being built, the values are checked here.
+        for field in model.fields.iter().filter(|f| {
+            f.unique
+                && touched(&f.key)
+                && !snapshot.index_ready(
+                    &crate::definitions::entity::index_spec(model.definition_id, f).name,
+                )
+        }) {
             let values: Vec<(String, Scalar)> = docs
                 .iter()
                 .filter_map(|(prefix, _, doc)| {
@@ -606,6 +614,49 @@ impl Records<'_> {
             }
         }
         clashes
+    }
+
+    /// The batch records whose unique values are taken by stored records (read on the pool,
+    /// after a refused insert).
+    async fn locate_clashes(
+        &self,
+        model: &EntityModel,
+        new_rows: &[RecordRow],
+    ) -> Result<Vec<FieldError>> {
+        let mut clashes = Vec::new();
+        for field in model.fields.iter().filter(|f| f.unique) {
+            let values: Vec<(usize, Scalar)> = new_rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, row)| {
+                    Some((i, codec::scalar_of(field, row.doc.get(&field.key)?)?))
+                })
+                .collect();
+            let taken = rows::find_values(
+                self.db.conn(),
+                &model.table(),
+                &field.key,
+                field.kind.value_type(),
+                values.iter().map(|(_, v)| v.clone()).collect(),
+                &[],
+            )
+            .await?;
+            for (i, value) in &values {
+                if taken.iter().any(|(_, t)| t == value) {
+                    clashes.push(FieldError::new(
+                        format!("/records/{i}/fields/{}", codec::escape(&field.key)),
+                        "unique",
+                        format!(
+                            "another {} already has {} {}",
+                            model.key,
+                            field.key,
+                            value.to_json()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(clashes)
     }
 
     /// Maps a unique violation raised by the database (a race past the checks) to a 409 naming
@@ -746,9 +797,22 @@ impl Records<'_> {
         for row in &mut new_rows {
             Self::assign_numbers(&tx, &model, &mut row.doc, now, ctx.time_zone).await?;
         }
-        rows::insert(&tx, &model.table(), &new_rows)
-            .await
-            .map_err(|e| Self::unique_violation(&model, e))?;
+        if let Err(error) = rows::insert(&tx, &model.table(), &new_rows).await {
+            let error = Self::unique_violation(&model, error);
+            if batch && matches!(error, Error::Conflict { .. }) {
+                // Name the records that clash, now that nothing was written.
+                drop(tx);
+                drop(_turn);
+                let clashes = self.locate_clashes(&model, &new_rows).await?;
+                if !clashes.is_empty() {
+                    return Err(Error::Conflict {
+                        detail: "a unique value is already taken".to_owned(),
+                        errors: clashes,
+                    });
+                }
+            }
+            return Err(error);
+        }
         let checks: Vec<(String, Uuid, &Map<String, Value>)> = new_rows
             .iter()
             .enumerate()
