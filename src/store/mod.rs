@@ -243,6 +243,14 @@ impl Db {
                     tx.execute_unprepared(&format!("ANALYZE \"{table}\""))
                         .await?;
                 }
+                // Other connections load statistics with the schema; a schema change makes
+                // each of them reload it (and the new statistics) before its next statement.
+                tx.execute_unprepared(
+                    "CREATE TABLE IF NOT EXISTS formwork_statistics_epoch (n INTEGER)",
+                )
+                .await?;
+                tx.execute_unprepared("DROP TABLE formwork_statistics_epoch")
+                    .await?;
                 tx.commit().await?;
             }
             Backend::Postgres => {

@@ -190,7 +190,35 @@ pub fn index_sql(backend: Backend, table: &str, spec: &IndexSpec, concurrently: 
 /// # Errors
 /// `Error::Db` (a unique index over duplicate values fails).
 pub async fn create_index(conn: &impl Conn, table: &str, spec: &IndexSpec) -> Result<()> {
-    exec(conn, index_sql(backend_of(conn), table, spec, false)).await
+    exec(conn, index_sql(backend_of(conn), table, spec, false)).await?;
+    create_statistics(conn, table, spec).await
+}
+
+/// The statistics object that goes with an index on PostgreSQL.
+fn statistics_name(index: &str) -> String {
+    format!("st_{}", &index[3..])
+}
+
+/// On PostgreSQL (14 and later), statistics on the index's expression: the planner keeps no
+/// statistics for the expressions of partial indexes, and without them it guesses 0.5% for an
+/// equality and sorts every match instead of walking the sort key's index (measured: 20 ms →
+/// 0.5 ms for the P3 query over 120k rows). SQLite needs nothing: its ANALYZE covers indexes.
+async fn create_statistics(conn: &impl Conn, table: &str, spec: &IndexSpec) -> Result<()> {
+    if backend_of(conn) != Backend::Postgres {
+        return Ok(());
+    }
+    let name = statistics_name(&spec.name);
+    let expression = field_sql(Backend::Postgres, &spec.field, spec.value_type);
+    exec(
+        conn,
+        format!(
+            "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
+             EXECUTE 'CREATE STATISTICS IF NOT EXISTS \"{name}\" ON ({}) FROM \"{table}\"'; \
+             END IF; END $$",
+            expression.replace('\'', "''")
+        ),
+    )
+    .await
 }
 
 /// Builds an index without blocking writes where the engine can (PostgreSQL
@@ -205,7 +233,8 @@ pub async fn build_index_online(conn: &impl Conn, table: &str, spec: &IndexSpec)
     if result.is_err() && backend == Backend::Postgres {
         let _ = drop_index(conn, &spec.name).await;
     }
-    result
+    result?;
+    create_statistics(conn, table, spec).await
 }
 
 /// Drops an index if it exists.
@@ -213,7 +242,15 @@ pub async fn build_index_online(conn: &impl Conn, table: &str, spec: &IndexSpec)
 /// # Errors
 /// `Error::Db`.
 pub async fn drop_index(conn: &impl Conn, name: &str) -> Result<()> {
-    exec(conn, format!("DROP INDEX IF EXISTS \"{name}\"")).await
+    exec(conn, format!("DROP INDEX IF EXISTS \"{name}\"")).await?;
+    if backend_of(conn) == Backend::Postgres {
+        exec(
+            conn,
+            format!("DROP STATISTICS IF EXISTS \"{}\"", statistics_name(name)),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The published version of a definition, read inside the caller's transaction. On PostgreSQL
