@@ -227,8 +227,7 @@ impl Db {
         });
     }
 
-    /// Refreshes planner statistics of one table now (on SQLite sampling at most 1,000 rows per
-    /// index); with an empty name, on SQLite, of every table that needs it (`PRAGMA optimize`).
+    /// Refreshes planner statistics of one table now; with an empty name, on SQLite, of every table that needs it (`PRAGMA optimize`).
     ///
     /// # Errors
     /// `Error::Db`.
@@ -236,7 +235,10 @@ impl Db {
         match self.backend {
             Backend::Sqlite => {
                 let (tx, _turn) = self.begin_write().await?;
-                tx.execute_unprepared("PRAGMA analysis_limit=1000").await?;
+                // A full analysis: sampled statistics (analysis_limit) misjudge an equality on
+                // a low-cardinality field and bring back the sort-everything plan. It reads the
+                // indexes only (no documents): about 130 ms for 500k rows.
+                tx.execute_unprepared("PRAGMA analysis_limit=0").await?;
                 if table.is_empty() {
                     tx.execute_unprepared("PRAGMA optimize=0x10002").await?;
                 } else {
