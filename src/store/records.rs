@@ -409,6 +409,25 @@ pub async fn find_values(
     Ok(found)
 }
 
+/// An UPDATE of `table` that stamps who and when and bumps the version, as every change does.
+fn stamped_update(
+    backend: Backend,
+    table: &str,
+    at: DateTime<Utc>,
+    by: Option<Uuid>,
+) -> sea_orm::sea_query::UpdateStatement {
+    let mut update = Query::update();
+    update
+        .table(Alias::new(table))
+        .value(Alias::new("updated_at"), at)
+        .value(Alias::new("updated_by"), optional_uuid(backend, by))
+        .value(
+            Alias::new("version"),
+            Expr::col(Alias::new("version")).add(1),
+        );
+    update
+}
+
 /// What an update writes.
 #[derive(Debug, Clone)]
 pub struct RecordUpdate {
@@ -434,17 +453,10 @@ pub async fn update(
     change: RecordUpdate,
 ) -> Result<bool> {
     let backend = backend_of(conn);
-    let mut update = Query::update();
+    let mut update = stamped_update(backend, table, change.at, change.by);
     update
-        .table(Alias::new(table))
         .value(Alias::new("doc"), Value::Object(change.doc))
         .value(Alias::new("owner_id"), optional_uuid(backend, change.owner))
-        .value(Alias::new("updated_at"), change.at)
-        .value(Alias::new("updated_by"), optional_uuid(backend, change.by))
-        .value(
-            Alias::new("version"),
-            Expr::col(Alias::new("version")).add(1),
-        )
         .and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)))
         .and_where(Expr::col(Alias::new("version")).eq(expected_version))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null());
@@ -485,9 +497,8 @@ fn deletion_update(
     deletion_id: Option<Uuid>,
     stamp: Stamp,
 ) -> sea_orm::sea_query::UpdateStatement {
-    let mut update = Query::update();
+    let mut update = stamped_update(backend, table, stamp.at, stamp.by);
     update
-        .table(Alias::new(table))
         .value(
             Alias::new("deleted_at"),
             SqlValue::ChronoDateTimeUtc(deletion_id.map(|_| stamp.at)),
@@ -495,12 +506,6 @@ fn deletion_update(
         .value(
             Alias::new("deletion_id"),
             optional_uuid(backend, deletion_id),
-        )
-        .value(Alias::new("updated_at"), stamp.at)
-        .value(Alias::new("updated_by"), optional_uuid(backend, stamp.by))
-        .value(
-            Alias::new("version"),
-            Expr::col(Alias::new("version")).add(1),
         );
     update
 }
@@ -559,16 +564,9 @@ pub async fn clear_references(
         Backend::Sqlite => format!("json_remove(\"doc\", '$.{key}')"),
         Backend::Postgres => format!("(\"doc\" - '{key}')"),
     };
-    let mut update = Query::update();
+    let mut update = stamped_update(backend, table, stamp.at, stamp.by);
     update
-        .table(Alias::new(table))
         .value(Alias::new("doc"), Expr::cust(removed))
-        .value(Alias::new("updated_at"), stamp.at)
-        .value(Alias::new("updated_by"), optional_uuid(backend, stamp.by))
-        .value(
-            Alias::new("version"),
-            Expr::col(Alias::new("version")).add(1),
-        )
         .and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(target.to_string()))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null());
     returning_ids(backend, &mut update);
@@ -647,16 +645,9 @@ pub async fn rewrite_docs(
 ) -> Result<()> {
     let backend = backend_of(conn);
     for (id, doc) in docs {
-        let mut update = Query::update();
+        let mut update = stamped_update(backend, table, stamp.at, stamp.by);
         update
-            .table(Alias::new(table))
             .value(Alias::new("doc"), Value::Object(doc))
-            .value(Alias::new("updated_at"), stamp.at)
-            .value(Alias::new("updated_by"), optional_uuid(backend, stamp.by))
-            .value(
-                Alias::new("version"),
-                Expr::col(Alias::new("version")).add(1),
-            )
             .and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)));
         conn.execute(&update).await?;
     }
