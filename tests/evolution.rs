@@ -283,3 +283,103 @@ both_databases!(
     kind_changes_are_dry_run_then_converted_without_loss,
     impact_needs_a_draft_and_an_admin,
 );
+
+/// A write validated against an entity version that another process replaced meanwhile is
+/// refused (409 `definition_changed`) instead of storing a value of the old kind.
+async fn a_write_racing_a_kind_change_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    publish(&admin, account_v1()).await;
+    create(&admin, json!({"name": "A", "budget": "12"})).await;
+    let db = app.services.db();
+    let workspace = formwork::store::workspaces::find_by_slug(db.conn(), "demo")
+        .await
+        .expect("db")
+        .expect("demo");
+    let stale_scope = formwork::definitions::Scope {
+        workspace_id: workspace.id,
+        generation: workspace.definitions_generation,
+    };
+    // "Another process": the same database, its own registry, publishes budget as money.
+    let other_registry = formwork::definitions::Registry::new();
+    let other = formwork::definitions::Store {
+        db,
+        clock: app.services.clock(),
+        registry: &other_registry,
+    };
+    let mut v2 = account_v1();
+    v2["properties"]["budget"] = json!({"type": "number", "x-kind": "money", "x-currency": "CNY", "x-label": {"en": "Budget"}});
+    let admin_id = formwork::store::accounts::find_by_email(db.conn(), common::ADMIN_EMAIL)
+        .await
+        .expect("db")
+        .expect("admin")
+        .id;
+    let actor = formwork::domain::Actor::Account { id: admin_id };
+    let current = other
+        .get(stale_scope, formwork::definitions::Kind::Entity, "account")
+        .await
+        .expect("definition")
+        .revision;
+    let draft = other
+        .save_draft(
+            stale_scope,
+            formwork::definitions::Kind::Entity,
+            "account",
+            v2,
+            Some(current),
+            actor,
+        )
+        .await;
+    let revision = match draft {
+        Ok(view) => view.revision,
+        Err(e) => panic!("draft: {e}"),
+    };
+    other
+        .publish(
+            stale_scope,
+            formwork::definitions::Kind::Entity,
+            "account",
+            revision,
+            None,
+            actor,
+        )
+        .await
+        .expect("publish v2");
+    // This process still holds version 1 in its registry: text is valid there.
+    let ctx = formwork::records::Context {
+        scope: stale_scope,
+        actor,
+        channel: formwork::records::Channel::Api,
+        time_zone: chrono_tz::Asia::Shanghai,
+        is_admin: true,
+    };
+    let mut fields = serde_json::Map::new();
+    fields.insert("budget".to_owned(), json!("not money"));
+    let result = app
+        .services
+        .records()
+        .create(
+            &ctx,
+            "account",
+            formwork::records::NewRecord {
+                fields,
+                owner: None,
+            },
+        )
+        .await;
+    match result {
+        Err(formwork::error::Error::Conflict { errors, .. }) => {
+            assert_eq!(errors[0].code, "definition_changed");
+        }
+        other => panic!("expected a 409 definition_changed, got {other:?}"),
+    }
+    let (_, page) = admin
+        .post(&format!("{ACCOUNTS}/query"), json!({"total": "exact"}))
+        .await;
+    assert_eq!(page["total"], 1, "nothing was written");
+}
+
+mod racing {
+    use super::*;
+    both_databases!(a_write_racing_a_kind_change_is_refused);
+}
