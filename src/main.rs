@@ -6,6 +6,11 @@ use clap::Parser;
 use formwork::config::{Cli, Command};
 use formwork::store::Db;
 
+/// mimalloc instead of the system allocator: request handling allocates many small, short-lived
+/// values (JSON documents, SQL text), where glibc malloc showed up as about 13% of a profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

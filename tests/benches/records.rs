@@ -15,6 +15,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+/// The server binary's allocator, so the bench measures what production runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
