@@ -317,3 +317,28 @@ where
         Ok(Self { access })
     }
 }
+
+/// A number from the body, else from `If-Match` (bare, quoted or weak): the revision of a
+/// definition or the version of a record the client last read. `pointer` names it in errors.
+///
+/// # Errors
+/// `Error::Invalid` when `If-Match` is not a number.
+pub fn body_or_if_match(
+    body: Option<i64>,
+    headers: &axum::http::HeaderMap,
+    pointer: &str,
+) -> Result<Option<i64>, Error> {
+    if body.is_some() {
+        return Ok(body);
+    }
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| Error::invalid(pointer, "if_match", "If-Match must be a number"))
+}

@@ -1493,13 +1493,6 @@ pub fn render_number(pattern: &str, n: i64, local: DateTime<chrono_tz::Tz>) -> S
     out
 }
 
-/// The API form of a record's fields for a batch of rows, keyed by id (used by imports).
-pub fn decode_all(model: &EntityModel, rows: &[RecordRow]) -> BTreeMap<Uuid, Map<String, Value>> {
-    rows.iter()
-        .map(|r| (r.id, codec::decode_doc(model, &r.doc)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -510,14 +510,6 @@ fn deletion_update(
     update
 }
 
-fn returning_ids(
-    backend: Backend,
-    update: &mut sea_orm::sea_query::UpdateStatement,
-) -> &mut sea_orm::sea_query::UpdateStatement {
-    let _ = backend;
-    update.returning_col(Alias::new("id"))
-}
-
 async fn ids_of(conn: &impl Conn, rows: Vec<QueryResult>) -> Result<Vec<Uuid>> {
     let backend = backend_of(conn);
     rows.iter()
@@ -543,7 +535,7 @@ pub async fn cascade_delete(
     update
         .and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(target.to_string()))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null());
-    returning_ids(backend, &mut update);
+    update.returning_col(Alias::new("id"));
     let rows = conn.query_all(&update).await?;
     ids_of(conn, rows).await
 }
@@ -569,7 +561,7 @@ pub async fn clear_references(
         .value(Alias::new("doc"), Expr::cust(removed))
         .and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(target.to_string()))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null());
-    returning_ids(backend, &mut update);
+    update.returning_col(Alias::new("id"));
     let rows = conn.query_all(&update).await?;
     ids_of(conn, rows).await
 }
@@ -611,7 +603,7 @@ pub async fn restore_deletion(
     let backend = backend_of(conn);
     let mut update = deletion_update(backend, table, None, stamp);
     update.and_where(Expr::col(Alias::new("deletion_id")).eq(uuid_value(backend, deletion_id)));
-    returning_ids(backend, &mut update);
+    update.returning_col(Alias::new("id"));
     let rows = conn.query_all(&update).await?;
     ids_of(conn, rows).await
 }

@@ -2,7 +2,7 @@
 //! definition kind. Reading needs membership; changing needs an owner or admin.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -39,27 +39,9 @@ fn actor(ws: &Workspace) -> Actor {
     }
 }
 
-/// The revision from the body, else from `If-Match` (a bare or quoted number).
+/// The revision from the body, else from `If-Match`.
 fn revision(body: Option<i64>, headers: &HeaderMap) -> Result<Option<i64>> {
-    if body.is_some() {
-        return Ok(body);
-    }
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            Error::invalid(
-                "/revision",
-                "if_match",
-                "If-Match must be a revision number",
-            )
-        })
+    crate::http::extract::body_or_if_match(body, headers, "/revision")
 }
 
 #[derive(Debug, Deserialize)]

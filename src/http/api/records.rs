@@ -247,21 +247,9 @@ async fn show(
     ))
 }
 
-/// The expected version from the body, else from `If-Match`.
+/// The version from the body, else from `If-Match`.
 fn expected_version(body: Option<i64>, headers: &HeaderMap) -> Result<Option<i64>> {
-    if body.is_some() {
-        return Ok(body);
-    }
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| Error::invalid("/version", "if_match", "If-Match must be a version number"))
+    crate::http::extract::body_or_if_match(body, headers, "/version")
 }
 
 async fn update(
