@@ -29,6 +29,8 @@ struct Inner {
     clock: SharedClock,
     registry: Registry,
     limiter: LoginLimiter,
+    credentials: auth::CredentialCache,
+    access: workspaces::AccessCache,
     config: ServeConfig,
     session_policy: SessionPolicy,
     worker: Worker,
@@ -75,6 +77,8 @@ impl Services {
                 clock,
                 registry: Registry::new(),
                 limiter: LoginLimiter::new(),
+                credentials: auth::CredentialCache::default(),
+                access: workspaces::AccessCache::default(),
                 config,
                 session_policy,
                 worker,
@@ -100,6 +104,16 @@ impl Services {
     /// The login rate limiter.
     pub fn limiter(&self) -> &LoginLimiter {
         &self.inner.limiter
+    }
+
+    /// Recently resolved credentials.
+    pub fn credentials(&self) -> &auth::CredentialCache {
+        &self.inner.credentials
+    }
+
+    /// Recently resolved workspace access.
+    pub fn access_cache(&self) -> &workspaces::AccessCache {
+        &self.inner.access
     }
 
     /// The configuration.

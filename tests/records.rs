@@ -403,6 +403,24 @@ async fn viewers_read_and_other_workspaces_see_nothing(backend: Backend) {
     assert_eq!(viewer.get(&path).await.0, StatusCode::OK);
     let (status, body) = viewer.patch(&path, json!({"fields": {"name": "x"}})).await;
     assert_problem(status, &body, StatusCode::FORBIDDEN);
+    // A role change applies to the very next request (access is cached for a moment, and
+    // every change of a membership invalidates it).
+    for (role, expected) in [
+        ("member", StatusCode::OK),
+        ("viewer", StatusCode::FORBIDDEN),
+    ] {
+        let (status, body) = admin
+            .post(
+                "/api/v1/w/demo/members",
+                json!({"email": "viewer@formwork.local", "role": role}),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+        let (status, body) = viewer
+            .patch(&path, json!({"fields": {"name": "王芳芳"}}))
+            .await;
+        assert_eq!(status, expected, "as {role}: {body}");
+    }
     let outsider = app.create_user("outsider@formwork.local").await;
     let (status, body) = outsider.get(&path).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND);

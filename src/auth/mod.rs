@@ -2,6 +2,7 @@
 //!
 //! Knows nothing of HTTP: the http layer hands it cookie and bearer secrets and gets principals.
 
+pub mod cache;
 mod limiter;
 mod passwords;
 mod secrets;
@@ -18,7 +19,19 @@ use crate::store::sessions::{self, SessionRow};
 use crate::store::tokens::{self, TokenRow};
 use crate::store::{Conn, Db};
 
+pub use cache::{ACCESS_CACHE_TTL, EpochCache};
 pub use limiter::LoginLimiter;
+
+/// What a credential resolved to, with what decides whether it still holds.
+#[derive(Debug, Clone)]
+pub struct CachedCredential {
+    principal: Principal,
+    expires_at: Option<DateTime<Utc>>,
+    last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// Credential (hash of its secret) → principal, see [`cache`].
+pub type CredentialCache = EpochCache<String, CachedCredential>;
 pub use passwords::{check_password_policy, hash_password, verify_password};
 pub use secrets::{hash_secret, random_secret, same_secret};
 
@@ -199,29 +212,45 @@ pub async fn login(
 pub async fn authenticate_session(
     db: &Db,
     clock: &SharedClock,
+    cache: &CredentialCache,
     policy: SessionPolicy,
     secret: &str,
 ) -> Result<Option<Principal>> {
     let id_hash = hash_secret(secret);
-    let Some(session) = sessions::find_of_active_account(db.conn(), &id_hash).await? else {
-        return Ok(None);
-    };
     let now = clock.now();
-    if session.expires_at <= now || session.last_seen_at + policy.idle <= now {
+    let cached = match cache.get(&id_hash) {
+        Some(cached) => cached,
+        None => {
+            let epoch = crate::store::access_epoch();
+            let Some(session) = sessions::find_of_active_account(db.conn(), &id_hash).await? else {
+                return Ok(None);
+            };
+            let cached = CachedCredential {
+                principal: Principal {
+                    account_id: session.account_id,
+                    credential: Credential::Session {
+                        id_hash: id_hash.clone(),
+                        csrf_token: session.csrf_token,
+                    },
+                },
+                expires_at: Some(session.expires_at),
+                last_seen_at: Some(session.last_seen_at),
+            };
+            cache.insert(id_hash.clone(), cached.clone(), epoch);
+            cached
+        }
+    };
+    let last_seen_at = cached.last_seen_at.unwrap_or(now);
+    if cached.expires_at.is_some_and(|at| at <= now) || last_seen_at + policy.idle <= now {
         sessions::delete(db.conn(), &id_hash).await?;
         return Ok(None);
     }
     // Writing on every request would make reads pay for a write; a minute's precision suffices.
-    if now - session.last_seen_at > Duration::seconds(60) {
+    if now - last_seen_at > Duration::seconds(60) {
         sessions::touch(db.conn(), &id_hash, now).await?;
+        cache.update(&id_hash, |entry| entry.last_seen_at = Some(now));
     }
-    Ok(Some(Principal {
-        account_id: session.account_id,
-        credential: Credential::Session {
-            id_hash,
-            csrf_token: session.csrf_token,
-        },
-    }))
+    Ok(Some(cached.principal))
 }
 
 /// Ends a session.
@@ -266,6 +295,7 @@ pub async fn change_password(
     accounts::set_password(&tx, account_id, hash, clock.now()).await?;
     sessions::delete_for_account(&tx, account_id, current_session).await?;
     tx.commit().await?;
+    crate::store::access_changed();
     Ok(())
 }
 
@@ -356,33 +386,53 @@ pub async fn create_token(
 pub async fn authenticate_token(
     db: &Db,
     clock: &SharedClock,
+    cache: &CredentialCache,
     secret: &str,
 ) -> Result<Option<Principal>> {
     if !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
-    let Some(token) =
-        tokens::find_by_hash_of_active_account(db.conn(), &hash_secret(secret)).await?
-    else {
-        return Ok(None);
-    };
+    let secret_hash = hash_secret(secret);
     let now = clock.now();
-    if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
+    let cached = match cache.get(&secret_hash) {
+        Some(cached) => cached,
+        None => {
+            let epoch = crate::store::access_epoch();
+            let Some(token) =
+                tokens::find_by_hash_of_active_account(db.conn(), &secret_hash).await?
+            else {
+                return Ok(None);
+            };
+            if token.revoked_at.is_some() {
+                return Ok(None);
+            }
+            let cached = CachedCredential {
+                principal: Principal {
+                    account_id: token.account_id,
+                    credential: Credential::Token {
+                        token_id: token.id,
+                        workspace_id: token.workspace_id,
+                    },
+                },
+                expires_at: token.expires_at,
+                last_seen_at: token.last_used_at,
+            };
+            cache.insert(secret_hash.clone(), cached.clone(), epoch);
+            cached
+        }
+    };
+    if cached.expires_at.is_some_and(|at| at <= now) {
         return Ok(None);
     }
-    if token
-        .last_used_at
+    if cached
+        .last_seen_at
         .is_none_or(|at| now - at > Duration::seconds(60))
+        && let Credential::Token { token_id, .. } = &cached.principal.credential
     {
-        tokens::touch(db.conn(), token.id, now).await?;
+        tokens::touch(db.conn(), *token_id, now).await?;
+        cache.update(&secret_hash, |entry| entry.last_seen_at = Some(now));
     }
-    Ok(Some(Principal {
-        account_id: token.account_id,
-        credential: Credential::Token {
-            token_id: token.id,
-            workspace_id: token.workspace_id,
-        },
-    }))
+    Ok(Some(cached.principal))
 }
 
 /// The tokens of a workspace visible to the caller: all for admins, else the caller's own.

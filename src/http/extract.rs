@@ -211,11 +211,18 @@ where
         }
         let services = Services::from_ref(state);
         let principal = if let Some(token) = bearer(parts) {
-            auth::authenticate_token(services.db(), services.clock(), token).await?
+            auth::authenticate_token(
+                services.db(),
+                services.clock(),
+                services.credentials(),
+                token,
+            )
+            .await?
         } else if let Some(secret) = cookie_in(&parts.headers, SESSION_COOKIE) {
             auth::authenticate_session(
                 services.db(),
                 services.clock(),
+                services.credentials(),
                 services.session_policy(),
                 secret,
             )
@@ -313,7 +320,8 @@ where
             .map(|(_, value)| value.to_owned())
             .ok_or_else(|| Error::not_found("workspace"))?;
         let services = Services::from_ref(state);
-        let access = workspaces::access(services.db(), &principal, &slug).await?;
+        let access =
+            workspaces::access(services.db(), services.access_cache(), &principal, &slug).await?;
         Ok(Self { access })
     }
 }

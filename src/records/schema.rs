@@ -167,6 +167,7 @@ impl Handler for BuildIndex {
         }
         ctx.complete_in(&tx).await?;
         tx.commit().await.map_err(Error::from)?;
+        store::access_changed();
         Ok(())
     }
 }

@@ -79,5 +79,6 @@ pub async fn set_password(
         ..Default::default()
     };
     model.update(conn).await?;
+    super::access_changed();
     Ok(())
 }

@@ -30,6 +30,22 @@ pub use sea_orm::ConnectionTrait as Conn;
 pub use sea_orm::DatabaseTransaction as Tx;
 pub use sea_orm::TransactionTrait;
 
+static ACCESS_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The generation of the rows that authentication and workspace access read (accounts,
+/// sessions, tokens, workspaces, memberships) as far as this process wrote them: caches of those
+/// rows are valid only while it is unchanged.
+pub fn access_epoch() -> u64 {
+    ACCESS_EPOCH.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Marks those rows changed. The store calls it after each such statement; a caller whose
+/// statement ran in a transaction calls it again after the commit, since a read between the
+/// statement and the commit still saw the old row.
+pub fn access_changed() {
+    ACCESS_EPOCH.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 /// Which database engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -69,6 +69,7 @@ pub async fn delete(conn: &impl Conn, id_hash: &str) -> Result<()> {
     session::Entity::delete_by_id(id_hash.to_owned())
         .exec(conn)
         .await?;
+    super::access_changed();
     Ok(())
 }
 
@@ -87,6 +88,7 @@ pub async fn delete_for_account(
         query = query.filter(session::Column::IdHash.ne(keep));
     }
     query.exec(conn).await?;
+    super::access_changed();
     Ok(())
 }
 
@@ -107,5 +109,6 @@ pub async fn purge_expired(
         )
         .exec(conn)
         .await?;
+    super::access_changed();
     Ok(result.rows_affected)
 }

@@ -84,6 +84,7 @@ pub async fn revoke(
         .filter(api_token::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
+    super::access_changed();
     Ok(result.rows_affected > 0)
 }
 

@@ -72,7 +72,7 @@ pub async fn update_settings(
     calendar: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<WorkspaceRow> {
-    Ok(workspace::ActiveModel {
+    let row = workspace::ActiveModel {
         id: Set(id),
         name: Set(name),
         time_zone: Set(time_zone),
@@ -81,7 +81,9 @@ pub async fn update_settings(
         ..Default::default()
     }
     .update(conn)
-    .await?)
+    .await?;
+    super::access_changed();
+    Ok(row)
 }
 
 /// Takes the workspace row's write lock for the rest of the transaction (PostgreSQL row lock;
@@ -111,6 +113,7 @@ pub async fn bump_generation(conn: &impl Conn, id: Uuid) -> Result<()> {
         .filter(workspace::Column::Id.eq(id))
         .exec(conn)
         .await?;
+    super::access_changed();
     Ok(())
 }
 
@@ -136,6 +139,7 @@ pub async fn upsert_membership(conn: &impl Conn, row: MembershipRow) -> Result<(
         )
         .exec_without_returning(conn)
         .await?;
+    super::access_changed();
     Ok(())
 }
 

@@ -54,25 +54,43 @@ impl Access {
 ///
 /// # Errors
 /// `Error::NotFound`.
-pub async fn access(db: &Db, principal: &Principal, slug: &str) -> Result<Access> {
+pub async fn access(
+    db: &Db,
+    cache: &AccessCache,
+    principal: &Principal,
+    slug: &str,
+) -> Result<Access> {
     let not_found = || Error::not_found(format!("workspace {slug:?}"));
-    if WorkspaceSlug::parse(slug).is_err() {
-        return Err(not_found());
-    }
-    let (workspace, role) = rows::find_with_role(db.conn(), slug, principal.account_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let key = (principal.account_id, slug.to_owned());
+    let access = match cache.get(&key) {
+        Some(access) => access,
+        None => {
+            if WorkspaceSlug::parse(slug).is_err() {
+                return Err(not_found());
+            }
+            let epoch = crate::store::access_epoch();
+            let (workspace, role) = rows::find_with_role(db.conn(), slug, principal.account_id)
+                .await?
+                .ok_or_else(not_found)?;
+            let access = Access {
+                workspace,
+                account_id: principal.account_id,
+                role,
+            };
+            cache.insert(key, access.clone(), epoch);
+            access
+        }
+    };
     if let Credential::Token { workspace_id, .. } = &principal.credential
-        && *workspace_id != workspace.id
+        && *workspace_id != access.workspace.id
     {
         return Err(not_found());
     }
-    Ok(Access {
-        workspace,
-        account_id: principal.account_id,
-        role,
-    })
+    Ok(access)
 }
+
+/// (account, workspace slug) → the account's access there, see [`crate::auth::cache`].
+pub type AccessCache = crate::auth::EpochCache<(Uuid, String), Access>;
 
 /// A workspace as shown to its members.
 #[derive(Debug, Clone, Serialize)]
@@ -359,6 +377,7 @@ pub async fn add_member(
     )
     .await?;
     tx.commit().await?;
+    crate::store::access_changed();
     Ok(MemberView {
         account_id: account.id,
         email: account.email,

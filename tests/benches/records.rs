@@ -5,6 +5,8 @@
 //! - `FORMWORK_BENCH_RECORDS` — records in the table for P3–P6 (default 120,000; e.g. 1000000);
 //! - `FORMWORK_BENCH_BACKENDS` — `sqlite`, `postgres` or `both` (default);
 //! - `FORMWORK_BENCH_SECONDS` — duration of each timed case P3–P6 (default 10);
+//! - `FORMWORK_BENCH_CASES` — the timed cases to run, e.g. `P4` or `P3,P6` (default all; P1,
+//!   P2 and the fill always run, they make the table);
 //! - `FORMWORK_TEST_POSTGRES_URL` — the PostgreSQL server (as for the tests).
 //!
 //! Load comes from this process (tokio tasks, one keep-alive connection each, bearer token so
@@ -55,6 +57,16 @@ struct Settings {
     records: usize,
     seconds: u64,
     backends: Vec<Backend>,
+    cases: Option<Vec<String>>,
+}
+
+impl Settings {
+    /// Whether the timed case `case` (`P3`…`P6`) is to run.
+    fn wants(&self, case: &str) -> bool {
+        self.cases
+            .as_ref()
+            .is_none_or(|cases| cases.iter().any(|c| c.eq_ignore_ascii_case(case)))
+    }
 }
 
 impl Settings {
@@ -90,10 +102,17 @@ impl Settings {
                 panic!("FORMWORK_BENCH_BACKENDS must be sqlite, postgres or both, not {other:?}")
             }
         };
+        let cases = std::env::var("FORMWORK_BENCH_CASES").ok().map(|v| {
+            v.split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        });
         Self {
             records,
             seconds,
             backends,
+            cases,
         }
     }
 }
@@ -732,114 +751,122 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
     let table_size = table as usize;
     let ids = Arc::new(ids);
 
-    // P3: a filtered, sorted page.
-    let path = target.records("/query");
-    let make: Maker = Arc::new(move |_, _| Call {
-        method: Method::POST,
-        path: path.clone(),
-        body: Some(json!({
-            "filter": {"and": [{"field": "stage", "op": "eq", "value": "qualified"},
-                               {"field": "budget", "op": "gt", "value": 50000}]},
-            "sort": ["-budget"],
-            "limit": 50
-        })),
-        expect: Expect::QualifiedPage,
-    });
-    let tally = drive(
-        &target,
-        READ_CLIENTS,
-        Until::Elapsed(seconds),
-        SEED + 4,
-        make,
-    )
-    .await;
-    failed += report(
-        &target,
-        table_size,
-        "P3 query stage+budget (16 clients)",
-        "req/s",
-        tally,
-    );
+    if settings.wants("P3") {
+        // P3: a filtered, sorted page.
+        let path = target.records("/query");
+        let make: Maker = Arc::new(move |_, _| Call {
+            method: Method::POST,
+            path: path.clone(),
+            body: Some(json!({
+                "filter": {"and": [{"field": "stage", "op": "eq", "value": "qualified"},
+                                   {"field": "budget", "op": "gt", "value": 50000}]},
+                "sort": ["-budget"],
+                "limit": 50
+            })),
+            expect: Expect::QualifiedPage,
+        });
+        let tally = drive(
+            &target,
+            READ_CLIENTS,
+            Until::Elapsed(seconds),
+            SEED + 4,
+            make,
+        )
+        .await;
+        failed += report(
+            &target,
+            table_size,
+            "P3 query stage+budget (16 clients)",
+            "req/s",
+            tally,
+        );
+    }
 
-    // P4: get by id.
-    let (known, base) = (ids.clone(), target.records("/"));
-    let make: Maker = Arc::new(move |rng, _| {
-        let id = &known[rng.gen_range(0..known.len())];
-        Call {
-            method: Method::GET,
-            path: format!("{base}{id}"),
-            body: None,
-            expect: Expect::Record(id.clone()),
-        }
-    });
-    let tally = drive(
-        &target,
-        READ_CLIENTS,
-        Until::Elapsed(seconds),
-        SEED + 5,
-        make,
-    )
-    .await;
-    failed += report(
-        &target,
-        table_size,
-        "P4 get by id (16 clients)",
-        "req/s",
-        tally,
-    );
+    if settings.wants("P4") {
+        // P4: get by id.
+        let (known, base) = (ids.clone(), target.records("/"));
+        let make: Maker = Arc::new(move |rng, _| {
+            let id = &known[rng.gen_range(0..known.len())];
+            Call {
+                method: Method::GET,
+                path: format!("{base}{id}"),
+                body: None,
+                expect: Expect::Record(id.clone()),
+            }
+        });
+        let tally = drive(
+            &target,
+            READ_CLIENTS,
+            Until::Elapsed(seconds),
+            SEED + 5,
+            make,
+        )
+        .await;
+        failed += report(
+            &target,
+            table_size,
+            "P4 get by id (16 clients)",
+            "req/s",
+            tally,
+        );
+    }
 
-    // P5: aggregate by stage.
-    let path = target.records("/aggregate");
-    let make: Maker = Arc::new(move |_, _| Call {
-        method: Method::POST,
-        path: path.clone(),
-        body: Some(json!({"group_by": ["stage"],
-                          "metrics": [{"op": "count"}, {"op": "sum", "field": "budget"}]})),
-        expect: Expect::StageGroups(table),
-    });
-    let tally = drive(
-        &target,
-        AGGREGATE_CLIENTS,
-        Until::Elapsed(seconds),
-        SEED + 6,
-        make,
-    )
-    .await;
-    failed += report(
-        &target,
-        table_size,
-        "P5 aggregate by stage (4 clients)",
-        "req/s",
-        tally,
-    );
+    if settings.wants("P5") {
+        // P5: aggregate by stage.
+        let path = target.records("/aggregate");
+        let make: Maker = Arc::new(move |_, _| Call {
+            method: Method::POST,
+            path: path.clone(),
+            body: Some(json!({"group_by": ["stage"],
+                              "metrics": [{"op": "count"}, {"op": "sum", "field": "budget"}]})),
+            expect: Expect::StageGroups(table),
+        });
+        let tally = drive(
+            &target,
+            AGGREGATE_CLIENTS,
+            Until::Elapsed(seconds),
+            SEED + 6,
+            make,
+        )
+        .await;
+        failed += report(
+            &target,
+            table_size,
+            "P5 aggregate by stage (4 clients)",
+            "req/s",
+            tally,
+        );
+    }
 
-    // P6: change the stage of random records, no version.
-    let (known, base) = (ids.clone(), target.records("/"));
-    let make: Maker = Arc::new(move |rng, _| {
-        let id = &known[rng.gen_range(0..known.len())];
-        let stage = STAGES[rng.gen_range(0..STAGES.len())];
-        Call {
-            method: Method::PATCH,
-            path: format!("{base}{id}"),
-            body: Some(json!({"fields": {"stage": stage}})),
-            expect: Expect::Stage(stage),
-        }
-    });
-    let tally = drive(
-        &target,
-        READ_CLIENTS,
-        Until::Elapsed(seconds),
-        SEED + 7,
-        make,
-    )
-    .await;
-    failed += report(
-        &target,
-        table_size,
-        "P6 patch stage (16 clients)",
-        "req/s",
-        tally,
-    );
+    if settings.wants("P6") {
+        // P6: change the stage of random records, no version.
+        let (known, base) = (ids.clone(), target.records("/"));
+        let make: Maker = Arc::new(move |rng, _| {
+            let id = &known[rng.gen_range(0..known.len())];
+            let stage = STAGES[rng.gen_range(0..STAGES.len())];
+            Call {
+                method: Method::PATCH,
+                path: format!("{base}{id}"),
+                body: Some(json!({"fields": {"stage": stage}})),
+                expect: Expect::Stage(stage),
+            }
+        });
+        let tally = drive(
+            &target,
+            READ_CLIENTS,
+            Until::Elapsed(seconds),
+            SEED + 7,
+            make,
+        )
+        .await;
+        failed += report(
+            &target,
+            table_size,
+            "P6 patch stage (16 clients)",
+            "req/s",
+            tally,
+        );
+    }
 
     let database_url = app.database_url.clone();
     drop(app);

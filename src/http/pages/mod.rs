@@ -43,6 +43,7 @@ async fn page_session(services: &Services, headers: &HeaderMap) -> Result<Option
     let principal = auth::authenticate_session(
         services.db(),
         services.clock(),
+        services.credentials(),
         services.session_policy(),
         secret,
     )
@@ -269,7 +270,13 @@ async fn workspace_home(
     let Some(session) = page_session(&services, &headers).await? else {
         return Ok(to_login(&format!("/w/{slug}/")));
     };
-    let access = workspaces::access(services.db(), &session.principal, &slug).await?;
+    let access = workspaces::access(
+        services.db(),
+        services.access_cache(),
+        &session.principal,
+        &slug,
+    )
+    .await?;
     let snapshot = services
         .registry()
         .snapshot(
