@@ -23,7 +23,7 @@ use crate::domain::query::{Scalar, SortKey, value_of};
 use crate::domain::{Actor, new_id};
 use crate::error::{Error, FieldError, Result};
 use crate::store::records::{self as rows, HistoryRow, RecordRow, RecordUpdate, Stamp};
-use crate::store::{self, Conn, Db};
+use crate::store::{self, Conn, Db, Outcome, Sharing};
 
 pub use query::{Resolver, Total};
 
@@ -191,6 +191,16 @@ fn view(model: &EntityModel, row: &RecordRow, is_admin: bool) -> RecordView {
 
 fn entity_not_found(key: &str) -> Error {
     Error::not_found(format!("entity {key:?}"))
+}
+
+/// The result of a write committed alone, which no other writer can roll back.
+fn committed(outcome: Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Committed => Ok(()),
+        Outcome::RunAgain => Err(Error::Unavailable(
+            "the change was rolled back by a concurrent failure; try again".to_owned(),
+        )),
+    }
 }
 
 fn record_not_found(id: &str) -> Error {
@@ -450,14 +460,14 @@ impl Records<'_> {
     /// one validated against.
     async fn check_in_tx(
         &self,
-        conn: &impl Conn,
+        conn: &store::Write,
         ctx: &Context,
         snapshot: &Snapshot,
         model: &EntityModel,
         docs: &[(String, Uuid, &Map<String, Value>)],
         changed: Option<&HashSet<String>>,
     ) -> Result<()> {
-        if rows::published_version(conn, model.definition_id).await? != Some(model.version) {
+        if conn.published_version(model.definition_id).await? != Some(model.version) {
             return Err(definition_changed(model));
         }
         let mut problems = Vec::new();
@@ -793,61 +803,68 @@ impl Records<'_> {
                 });
             }
         }
-        let (tx, _turn) = self.db.begin_write().await?;
-        for row in &mut new_rows {
-            Self::assign_numbers(&tx, &model, &mut row.doc, now, ctx.time_zone).await?;
-        }
-        if let Err(error) = rows::insert(&tx, &model.table(), &new_rows).await {
-            let error = Self::unique_violation(&model, error);
-            if batch && matches!(error, Error::Conflict { .. }) {
-                // Name the records that clash, now that nothing was written.
-                drop(tx);
-                drop(_turn);
-                let clashes = self.locate_clashes(&model, &new_rows).await?;
-                if !clashes.is_empty() {
-                    return Err(Error::Conflict {
-                        detail: "a unique value is already taken".to_owned(),
-                        errors: clashes,
-                    });
-                }
+        let mut sharing = Sharing::Group;
+        loop {
+            let tx = self.db.write(sharing).await?;
+            for row in &mut new_rows {
+                Self::assign_numbers(&tx, &model, &mut row.doc, now, ctx.time_zone).await?;
             }
-            return Err(error);
+            if let Err(error) = rows::insert(&tx, &model.table(), &new_rows).await {
+                let error = Self::unique_violation(&model, error);
+                if batch && matches!(error, Error::Conflict { .. }) {
+                    // Name the records that clash, now that nothing was written.
+                    drop(tx);
+                    let clashes = self.locate_clashes(&model, &new_rows).await?;
+                    if !clashes.is_empty() {
+                        return Err(Error::Conflict {
+                            detail: "a unique value is already taken".to_owned(),
+                            errors: clashes,
+                        });
+                    }
+                }
+                return Err(error);
+            }
+            let checks: Vec<(String, Uuid, &Map<String, Value>)> = new_rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    (
+                        if batch {
+                            format!("/records/{i}")
+                        } else {
+                            String::new()
+                        },
+                        row.id,
+                        &row.doc,
+                    )
+                })
+                .collect();
+            self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
+                .await?;
+            attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
+            let history: Vec<HistoryRow> = new_rows
+                .iter()
+                .map(|row| {
+                    self.history_row(
+                        ctx,
+                        &model,
+                        row.id,
+                        now,
+                        "create",
+                        serde_json::json!({"fields": diff(&model, &Map::new(), &row.doc)}),
+                    )
+                })
+                .collect();
+            tx.insert_history(history).await?;
+            match tx
+                .commit()
+                .await
+                .map_err(|e| Self::unique_violation(&model, e))?
+            {
+                Outcome::Committed => break,
+                Outcome::RunAgain => sharing = Sharing::Alone,
+            }
         }
-        let checks: Vec<(String, Uuid, &Map<String, Value>)> = new_rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                (
-                    if batch {
-                        format!("/records/{i}")
-                    } else {
-                        String::new()
-                    },
-                    row.id,
-                    &row.doc,
-                )
-            })
-            .collect();
-        self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
-            .await?;
-        attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
-        let history: Vec<HistoryRow> = new_rows
-            .iter()
-            .map(|row| {
-                self.history_row(
-                    ctx,
-                    &model,
-                    row.id,
-                    now,
-                    "create",
-                    serde_json::json!({"fields": diff(&model, &Map::new(), &row.doc)}),
-                )
-            })
-            .collect();
-        rows::insert_history(&tx, &history).await?;
-        tx.commit()
-            .await
-            .map_err(|e| Self::unique_violation(&model, e.into()))?;
         self.db.analyze_soon(&model.table(), new_rows.len());
         Ok(new_rows
             .iter()
@@ -891,12 +908,14 @@ impl Records<'_> {
     ) -> Result<RecordView> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let id = parse_id(id)?;
+        let live = |row: Option<RecordRow>| {
+            row.filter(|row| row.deleted_at.is_none())
+                .ok_or_else(|| record_not_found(&id.to_string()))
+        };
+        let mut row = live(rows::find(self.db.conn(), &model.table(), id).await?)?;
+        let mut sharing = Sharing::Group;
         // Without a version from the client, a concurrent change is retried a few times.
         for _ in 0..5 {
-            let row = rows::find(self.db.conn(), &model.table(), id)
-                .await?
-                .filter(|row| row.deleted_at.is_none())
-                .ok_or_else(|| record_not_found(&id.to_string()))?;
             if let Some(expected) = expected_version
                 && expected != row.version
             {
@@ -941,7 +960,7 @@ impl Records<'_> {
                 return Ok(view(&model, &row, ctx.is_admin));
             }
             let now = self.clock.now();
-            let (tx, _turn) = self.db.begin_write().await?;
+            let tx = self.db.write(sharing).await?;
             let updated = rows::update(
                 &tx,
                 &model.table(),
@@ -957,11 +976,11 @@ impl Records<'_> {
             .await
             .map_err(|e| Self::unique_violation(&model, e))?;
             if !updated {
-                drop(tx);
-                drop(_turn);
-                if let Some(expected) = expected_version {
-                    return Err(stale_version(expected, expected + 1));
-                }
+                // Changed since it was read, perhaps by a write of this group not committed
+                // yet: read it again inside the transaction.
+                let fresh = rows::find(&tx, &model.table(), id).await?;
+                tx.release().await?;
+                row = live(fresh)?;
                 continue;
             }
             let changed: HashSet<String> = changes.keys().cloned().collect();
@@ -979,14 +998,18 @@ impl Records<'_> {
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
             }
-            rows::insert_history(
-                &tx,
-                &[self.history_row(ctx, &model, id, now, "update", note)],
-            )
-            .await?;
-            tx.commit()
+            tx.insert_history(vec![self.history_row(ctx, &model, id, now, "update", note)])
+                .await?;
+            if tx
+                .commit()
                 .await
-                .map_err(|e| Self::unique_violation(&model, e.into()))?;
+                .map_err(|e| Self::unique_violation(&model, e))?
+                == Outcome::RunAgain
+            {
+                sharing = Sharing::Alone;
+                row = live(rows::find(self.db.conn(), &model.table(), id).await?)?;
+                continue;
+            }
             let row = RecordRow {
                 doc,
                 owner: new_owner,
@@ -1018,7 +1041,7 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let deletion = new_id();
-        let (tx, _turn) = self.db.begin_write().await?;
+        let tx = self.db.write(Sharing::Alone).await?;
         if !rows::soft_delete(&tx, &model.table(), id, deletion, stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
@@ -1091,7 +1114,7 @@ impl Records<'_> {
             }
         }
         rows::insert_history(&tx, &history).await?;
-        tx.commit().await?;
+        committed(tx.commit().await?)?;
         Ok(())
     }
 
@@ -1133,7 +1156,7 @@ impl Records<'_> {
             at: now,
             by: ctx.actor.account_id(),
         };
-        let (tx, _turn) = self.db.begin_write().await?;
+        let tx = self.db.write(Sharing::Alone).await?;
         let mut history = Vec::new();
         for member in Self::cascade_family(&snapshot, &model) {
             let restored = rows::restore_deletion(&tx, &member.table(), deletion, stamp)
@@ -1151,7 +1174,7 @@ impl Records<'_> {
             }
         }
         rows::insert_history(&tx, &history).await?;
-        tx.commit().await?;
+        committed(tx.commit().await?)?;
         self.get(ctx, entity, &id.to_string(), false).await
     }
 
@@ -1173,7 +1196,7 @@ impl Records<'_> {
             ));
         };
         let now = self.clock.now();
-        let (tx, _turn) = self.db.begin_write().await?;
+        let tx = self.db.write(Sharing::Alone).await?;
         let mut history = Vec::new();
         for member in Self::cascade_family(&snapshot, &model) {
             for purged in rows::purge_deletion(&tx, &member.table(), deletion).await? {
@@ -1188,7 +1211,7 @@ impl Records<'_> {
             }
         }
         rows::insert_history(&tx, &history).await?;
-        tx.commit().await?;
+        committed(tx.commit().await?)?;
         Ok(())
     }
 

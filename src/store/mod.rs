@@ -12,6 +12,7 @@ pub mod records;
 pub mod sessions;
 pub mod tokens;
 pub mod workspaces;
+pub mod write;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 pub use sea_orm::ConnectionTrait as Conn;
 pub use sea_orm::DatabaseTransaction as Tx;
 pub use sea_orm::TransactionTrait;
+pub use write::{Outcome, Sharing, Write};
 
 static ACCESS_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -61,7 +63,7 @@ pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
     _file_lock: Option<std::sync::Arc<File>>,
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    group_commit: std::sync::Arc<write::GroupCommit>,
     analyzed: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Growth>>>,
 }
 
@@ -71,12 +73,6 @@ struct Growth {
     written: u64,
     at_last_refresh: u64,
 }
-
-/// Held while a write transaction runs on SQLite: one writer at a time in this process, so
-/// writers queue in order instead of sleeping in SQLite's busy handler (which made the write
-/// tail latency hundreds of milliseconds under concurrency). Empty on PostgreSQL.
-#[derive(Debug)]
-pub struct WriteTurn(#[allow(dead_code)] Option<tokio::sync::OwnedMutexGuard<()>>);
 
 /// Where a `sqlite://` URL points, or `None` for other schemes.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -173,7 +169,7 @@ impl Db {
             conn,
             backend,
             _file_lock: file_lock,
-            write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            group_commit: std::sync::Arc::default(),
             analyzed: std::sync::Arc::default(),
         })
     }
@@ -205,17 +201,18 @@ impl Db {
         Ok(self.conn.begin().await?)
     }
 
-    /// Starts a write transaction; on SQLite it first waits for this process's write turn.
-    /// Keep the turn until the transaction commits or is dropped.
+    /// Starts a write: on SQLite a turn in the group transaction (see [`write`]), writers
+    /// queuing in this process in order instead of sleeping in SQLite's busy handler; on
+    /// PostgreSQL a transaction of its own. Commit it with [`Write::commit`] and run the work
+    /// again, [`Sharing::Alone`], when told to.
     ///
     /// # Errors
     /// `Error::Db` when the database refuses.
-    pub async fn begin_write(&self) -> Result<(Tx, WriteTurn)> {
-        let turn = match self.backend {
-            Backend::Sqlite => WriteTurn(Some(self.write_gate.clone().lock_owned().await)),
-            Backend::Postgres => WriteTurn(None),
-        };
-        Ok((self.conn.begin().await?, turn))
+    pub async fn write(&self, sharing: Sharing) -> Result<Write> {
+        match self.backend {
+            Backend::Sqlite => self.group_commit.join(&self.conn, sharing).await,
+            Backend::Postgres => Ok(Write::own(self.conn.begin().await?)),
+        }
     }
 
     /// Refreshes the planner's statistics of a table in the background whenever this process
@@ -255,7 +252,7 @@ impl Db {
     pub async fn analyze(&self, table: &str) -> Result<()> {
         match self.backend {
             Backend::Sqlite => {
-                let (tx, _turn) = self.begin_write().await?;
+                let tx = self.write(Sharing::Alone).await?;
                 // A full analysis: sampled statistics (analysis_limit) misjudge an equality on
                 // a low-cardinality field and bring back the sort-everything plan. It reads the
                 // indexes only (no documents): about 130 ms for 500k rows.
@@ -274,7 +271,12 @@ impl Db {
                 .await?;
                 tx.execute_unprepared("DROP TABLE formwork_statistics_epoch")
                     .await?;
-                tx.commit().await?;
+                if tx.commit().await? != Outcome::Committed {
+                    tracing::warn!(
+                        table,
+                        "statistics refresh rolled back; the next one retries"
+                    );
+                }
             }
             Backend::Postgres => {
                 self.conn

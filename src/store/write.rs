@@ -1,0 +1,550 @@
+//! Write transactions, and group commit on SQLite.
+//!
+//! SQLite has one writer at a time, and each transaction pays a `BEGIN`, a `COMMIT` (WAL frames
+//! for every page it dirtied) and the hand-over of the write lock. Concurrent writers in this
+//! process therefore share one transaction: each in turn runs its statements on the open group
+//! transaction and waits; the last one in line (nobody else waiting for the gate) or the
+//! [`MAX_GROUP`]th commits for all and wakes the others. Every writer learns whether its work
+//! was committed. If any writer of a group fails (an error, or its future is dropped midway) the
+//! whole group is rolled back and the others are told to run again, alone, so a failure never
+//! leaks a partial write and never costs another request its result.
+//!
+//! On PostgreSQL, which runs writers concurrently and groups commits itself, every [`Write`]
+//! is a transaction of its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::Tx;
+use super::records::HistoryRow;
+use crate::error::{Error, Result};
+
+/// Writers committed together at most; bounds the latency a writer adds to those before it.
+pub const MAX_GROUP: usize = 32;
+
+/// How long a writer waits for the group's committer before checking whether it vanished.
+const COMMITTER_PATIENCE: Duration = Duration::from_millis(2);
+
+/// Whether a writer may wait to share its commit, or must commit as soon as its work is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Join the open group; commit when nobody else is waiting.
+    Group,
+    /// Commit at the end of this writer's work (a retry, or a write that must be durable now).
+    Alone,
+}
+
+/// What became of a writer's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed.
+    Committed,
+    /// Rolled back because another writer of the group failed: run the work again with
+    /// [`Sharing::Alone`].
+    RunAgain,
+}
+
+/// The SQLite write gate: the open group transaction and who is queuing for it.
+#[derive(Debug, Default)]
+pub(super) struct GroupCommit {
+    gate: Arc<Mutex<Gate>>,
+    queued: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    open: Option<Group>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Group {
+    id: u64,
+    tx: Tx,
+    /// Writers whose work is in the transaction, waiting for its outcome.
+    members: Vec<oneshot::Sender<Outcome>>,
+    /// A writer failed midway: the transaction must be rolled back.
+    poisoned: bool,
+    /// History rows of the members, written in one statement before the commit.
+    history: std::sync::Mutex<Vec<HistoryRow>>,
+    /// Published entity versions read in this transaction. The group holds SQLite's write
+    /// lock from its `BEGIN IMMEDIATE`, so no definition can change before it ends.
+    versions: std::sync::Mutex<HashMap<Uuid, Option<i32>>>,
+}
+
+/// Ends the group: commits it (or rolls it back if poisoned) and tells every member.
+async fn finish(group: Group) -> Result<()> {
+    let Group {
+        tx,
+        members,
+        mut poisoned,
+        history,
+        ..
+    } = group;
+    let history = history.into_inner().unwrap_or_default();
+    let mut result = Ok(());
+    if !poisoned && let Err(e) = super::records::insert_history(&tx, &history).await {
+        poisoned = true;
+        result = Err(e);
+    }
+    let result = if poisoned {
+        tx.rollback().await.map_err(Error::from).and(result)
+    } else {
+        tx.commit().await.map_err(Error::from)
+    };
+    let outcome = if !poisoned && result.is_ok() {
+        Outcome::Committed
+    } else {
+        Outcome::RunAgain
+    };
+    for member in members {
+        let _ = member.send(outcome);
+    }
+    result
+}
+
+/// Decrements the queue count when a writer stops queuing (got the gate, or was cancelled).
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl GroupCommit {
+    /// Takes the gate and joins the open group, opening one (after ending a poisoned one) if
+    /// needed.
+    pub(super) async fn join(&self, conn: &DatabaseConnection, sharing: Sharing) -> Result<Write> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let queued = Queued(self.queued.clone());
+        let mut gate = self.gate.clone().lock_owned().await;
+        drop(queued);
+        if gate.open.as_ref().is_some_and(|group| group.poisoned)
+            && let Some(group) = gate.open.take()
+        {
+            finish(group).await?;
+        }
+        if gate.open.is_none() {
+            // Immediate: the write lock is taken now, so a writer outside the gate (a job, a
+            // publish) that committed meanwhile cannot invalidate the group's read snapshot.
+            let tx = conn
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?;
+            gate.next_id += 1;
+            gate.open = Some(Group {
+                id: gate.next_id,
+                tx,
+                members: Vec::new(),
+                poisoned: false,
+                history: std::sync::Mutex::default(),
+                versions: std::sync::Mutex::default(),
+            });
+        }
+        Ok(Write {
+            ran: std::sync::atomic::AtomicBool::new(false),
+            inner: Inner::Shared {
+                gate: Some(gate),
+                commit: GroupCommit {
+                    gate: self.gate.clone(),
+                    queued: self.queued.clone(),
+                },
+                sharing,
+            },
+        })
+    }
+}
+
+/// A write transaction (a share of the group transaction on SQLite). Run statements on it as on
+/// any connection, then [`Write::commit`]; dropping it uncommitted rolls its work back.
+#[derive(Debug)]
+pub struct Write {
+    inner: Inner,
+    /// Whether a statement ran: a writer dropped before any did leaves its group intact.
+    ran: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Own(Tx),
+    Shared {
+        gate: Option<OwnedMutexGuard<Gate>>,
+        commit: GroupCommit,
+        sharing: Sharing,
+    },
+}
+
+impl Write {
+    /// A write transaction of its own (PostgreSQL).
+    pub(super) fn own(tx: Tx) -> Self {
+        Self {
+            inner: Inner::Own(tx),
+            ran: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn group(&self) -> Option<&Group> {
+        match &self.inner {
+            Inner::Own(_) => None,
+            Inner::Shared { gate, .. } => gate.as_ref().and_then(|gate| gate.open.as_ref()),
+        }
+    }
+
+    /// Appends history rows: on SQLite with the group's, in one statement before its commit.
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn insert_history(&self, rows: Vec<HistoryRow>) -> Result<()> {
+        match self.group() {
+            Some(group) => {
+                group
+                    .history
+                    .lock()
+                    .map_err(|_| Error::internal("history buffer poisoned"))?
+                    .extend(rows);
+                Ok(())
+            }
+            None => super::records::insert_history(self, &rows).await,
+        }
+    }
+
+    /// The published version of an entity definition, stable until this write ends.
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn published_version(&self, definition_id: Uuid) -> Result<Option<i32>> {
+        let Some(group) = self.group() else {
+            return super::records::published_version(self, definition_id).await;
+        };
+        if let Some(known) = group
+            .versions
+            .lock()
+            .ok()
+            .and_then(|v| v.get(&definition_id).copied())
+        {
+            return Ok(known);
+        }
+        let version = super::records::published_version(self, definition_id).await?;
+        if let Ok(mut versions) = group.versions.lock() {
+            versions.insert(definition_id, version);
+        }
+        Ok(version)
+    }
+
+    fn tx(&self) -> std::result::Result<&Tx, DbErr> {
+        self.ran.store(true, Ordering::Release);
+        match &self.inner {
+            Inner::Own(tx) => Ok(tx),
+            Inner::Shared { gate, .. } => gate
+                .as_ref()
+                .and_then(|gate| gate.open.as_ref())
+                .map(|group| &group.tx)
+                .ok_or_else(|| DbErr::Custom("the write transaction has ended".to_owned())),
+        }
+    }
+
+    /// Commits this writer's work (with its group's, on SQLite) and says whether it holds.
+    ///
+    /// # Errors
+    /// `Error::Db` when the commit fails.
+    pub async fn commit(mut self) -> Result<Outcome> {
+        let (gate, commit, sharing) = match &mut self.inner {
+            Inner::Own(_) => {
+                let Inner::Own(tx) = std::mem::replace(
+                    &mut self.inner,
+                    Inner::Shared {
+                        gate: None,
+                        commit: GroupCommit::default(),
+                        sharing: Sharing::Alone,
+                    },
+                ) else {
+                    return Err(Error::internal("write transaction in an impossible state"));
+                };
+                tx.commit().await?;
+                return Ok(Outcome::Committed);
+            }
+            Inner::Shared {
+                gate,
+                commit,
+                sharing,
+            } => (gate.take(), commit.clone_handles(), *sharing),
+        };
+        let Some(mut gate) = gate else {
+            return Err(Error::internal("write transaction committed twice"));
+        };
+        let (sender, mut outcome) = oneshot::channel();
+        let Some(group) = gate.open.as_mut() else {
+            return Err(Error::internal("write group vanished"));
+        };
+        group.members.push(sender);
+        let group_id = group.id;
+        let full = group.members.len() >= MAX_GROUP;
+        if sharing == Sharing::Alone || full || commit.queued.load(Ordering::Acquire) == 0 {
+            if let Some(group) = gate.open.take() {
+                finish(group).await?;
+            }
+            drop(gate);
+        } else {
+            drop(gate);
+        }
+        loop {
+            tokio::select! {
+                result = &mut outcome => {
+                    return result.map_err(|_| Error::internal("write group ended without an outcome"));
+                }
+                () = tokio::time::sleep(COMMITTER_PATIENCE) => {
+                    // Whoever queued behind us may have been cancelled: commit the group if it
+                    // is still open.
+                    let mut gate = commit.gate.clone().lock_owned().await;
+                    if gate.open.as_ref().is_some_and(|group| group.id == group_id)
+                        && let Some(group) = gate.open.take()
+                    {
+                        finish(group).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Write {
+    /// Ends this writer's turn when it wrote nothing (a lost optimistic race): the group's
+    /// other work stays, and is committed now if nobody else is queuing.
+    ///
+    /// # Errors
+    /// `Error::Db` when that commit fails.
+    pub async fn release(mut self) -> Result<()> {
+        match std::mem::replace(
+            &mut self.inner,
+            Inner::Shared {
+                gate: None,
+                commit: GroupCommit::default(),
+                sharing: Sharing::Alone,
+            },
+        ) {
+            Inner::Own(tx) => Ok(tx.rollback().await?),
+            Inner::Shared {
+                gate: Some(mut gate),
+                commit,
+                ..
+            } => {
+                if commit.queued.load(Ordering::Acquire) == 0
+                    && let Some(group) = gate.open.take()
+                {
+                    finish(group).await?;
+                }
+                Ok(())
+            }
+            Inner::Shared { gate: None, .. } => Ok(()),
+        }
+    }
+}
+
+impl GroupCommit {
+    fn clone_handles(&self) -> Self {
+        Self {
+            gate: self.gate.clone(),
+            queued: self.queued.clone(),
+        }
+    }
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        // Dropped before `commit`: an error or a cancelled request. The group must not commit
+        // half of this writer's work; mark it and make sure someone ends it.
+        if !self.ran.load(Ordering::Acquire) {
+            return;
+        }
+        if let Inner::Shared {
+            gate: gate @ Some(_),
+            commit,
+            ..
+        } = &mut self.inner
+            && let Some(mut gate) = gate.take()
+        {
+            let Some(group) = gate.open.as_mut() else {
+                return;
+            };
+            group.poisoned = true;
+            let group_id = group.id;
+            drop(gate);
+            let gate = commit.gate.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let mut gate = gate.lock_owned().await;
+                    if gate.open.as_ref().is_some_and(|group| group.id == group_id)
+                        && let Some(group) = gate.open.take()
+                        && let Err(e) = finish(group).await
+                    {
+                        tracing::warn!(error = %e, "rolling back a failed write group");
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Write {
+    fn get_database_backend(&self) -> DbBackend {
+        match self.tx() {
+            Ok(tx) => tx.get_database_backend(),
+            Err(_) => DbBackend::Sqlite,
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> std::result::Result<ExecResult, DbErr> {
+        self.tx()?.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<ExecResult, DbErr> {
+        self.tx()?.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: Statement,
+    ) -> std::result::Result<Option<QueryResult>, DbErr> {
+        self.tx()?.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> std::result::Result<Vec<QueryResult>, DbErr> {
+        self.tx()?.query_all_raw(stmt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DatabaseConfig, SqliteSync};
+    use crate::store::Db;
+
+    async fn sqlite() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&DatabaseConfig {
+            database_url: format!("sqlite://{}/w.db", dir.path().display()),
+            sqlite_sync: SqliteSync::Normal,
+            pool_size: 4,
+        })
+        .await
+        .expect("connect");
+        db.conn()
+            .execute_unprepared("CREATE TABLE t (x INTEGER NOT NULL)")
+            .await
+            .expect("table");
+        (dir, db)
+    }
+
+    async fn rows(db: &Db) -> Vec<i64> {
+        db.conn()
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT x FROM t ORDER BY x",
+            ))
+            .await
+            .expect("select")
+            .iter()
+            .map(|row| row.try_get::<i64>("", "x").expect("x"))
+            .collect()
+    }
+
+    async fn insert(write: &Write, x: i64) {
+        write
+            .execute_unprepared(&format!("INSERT INTO t (x) VALUES ({x})"))
+            .await
+            .expect("insert");
+    }
+
+    /// Lets a spawned writer reach the gate and queue behind the current one.
+    async fn until_queued(db: &Db, n: usize) {
+        for _ in 0..500 {
+            if db.group_commit.queued.load(Ordering::Acquire) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("no writer queued");
+    }
+
+    #[tokio::test]
+    async fn writers_queued_together_share_one_commit() {
+        let (_dir, db) = sqlite().await;
+        let first = db.write(Sharing::Group).await.expect("write");
+        let second = tokio::spawn({
+            let db = db.clone();
+            async move {
+                let write = db.write(Sharing::Group).await.expect("write");
+                insert(&write, 2).await;
+                write.commit().await.expect("commit")
+            }
+        });
+        until_queued(&db, 1).await;
+        insert(&first, 1).await;
+        // Someone is queued, so the first writer leaves the commit to the last one.
+        let first = tokio::spawn(async move { first.commit().await.expect("commit") });
+        assert_eq!(second.await.expect("join"), Outcome::Committed);
+        assert_eq!(first.await.expect("join"), Outcome::Committed);
+        assert_eq!(rows(&db).await, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_midway_rolls_its_group_back_and_the_others_run_again() {
+        let (_dir, db) = sqlite().await;
+        let first = db.write(Sharing::Group).await.expect("write");
+        let failing = tokio::spawn({
+            let db = db.clone();
+            async move {
+                let write = db.write(Sharing::Group).await.expect("write");
+                insert(&write, 99).await;
+                drop(write); // an error or a cancelled request, halfway through its work
+            }
+        });
+        until_queued(&db, 1).await;
+        insert(&first, 1).await;
+        let outcome = first.commit().await.expect("commit");
+        failing.await.expect("join");
+        assert_eq!(outcome, Outcome::RunAgain);
+        assert_eq!(
+            rows(&db).await,
+            Vec::<i64>::new(),
+            "nothing of the group holds"
+        );
+        let again = db.write(Sharing::Alone).await.expect("write");
+        insert(&again, 1).await;
+        assert_eq!(again.commit().await.expect("commit"), Outcome::Committed);
+        assert_eq!(rows(&db).await, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_committer_that_vanished_is_replaced() {
+        let (_dir, db) = sqlite().await;
+        let first = db.write(Sharing::Group).await.expect("write");
+        // A writer queues, then gives up before its turn (its request was cancelled).
+        let quitter = tokio::spawn({
+            let db = db.clone();
+            async move { db.write(Sharing::Group).await.map(drop) }
+        });
+        until_queued(&db, 1).await;
+        insert(&first, 7).await;
+        let commit = tokio::spawn(async move { first.commit().await.expect("commit") });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        quitter.abort();
+        assert_eq!(commit.await.expect("join"), Outcome::Committed);
+        assert_eq!(rows(&db).await, [7]);
+    }
+}
