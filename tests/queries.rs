@@ -19,6 +19,7 @@ fn deal_entity() -> Value {
     json!({
         "type": "object",
         "x-label": {"en": "Deal"},
+        "x-indexes": [["stage", "amount"]],
         "properties": {
             "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}, "x-indexed": true},
             "stage": {"type": "string", "x-kind": "single_select", "x-label": {"en": "Stage"}, "x-indexed": true,
@@ -494,8 +495,11 @@ async fn indexed_filters_use_their_index(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
     publish(&admin, "deal", deal_entity()).await;
-    let records: Vec<Value> = (0..300)
-        .map(|i| json!({"fields": {"name": format!("n{i}"), "stage": "new", "amount": i}}))
+    let records: Vec<Value> = (0..3000)
+        .map(|i| {
+            let stage = ["new", "won", "lost"][i % 3];
+            json!({"fields": {"name": format!("n{i}"), "stage": stage, "amount": i}})
+        })
         .collect();
     admin
         .post(&format!("{DEALS}/batch"), json!({ "records": records }))
@@ -536,13 +540,13 @@ async fn indexed_filters_use_their_index(backend: Backend) {
     let name_index = model
         .indexes()
         .into_iter()
-        .find(|i| i.field == "name")
+        .find(|i| i.fields() == "name")
         .expect("name index")
         .name;
     let amount_index = model
         .indexes()
         .into_iter()
-        .find(|i| i.field == "amount")
+        .find(|i| i.fields() == "amount")
         .expect("amount index")
         .name;
     let plan = app
@@ -562,12 +566,70 @@ async fn indexed_filters_use_their_index(backend: Backend) {
         .explain(
             &ctx,
             "deal",
-            &json!({"filter": {"field": "amount", "op": "gt", "value": 299}}),
+            &json!({"filter": {"field": "amount", "op": "gt", "value": 2990}}),
         )
         .await
         .expect("explain");
     assert!(plan.contains(&amount_index), "{plan}");
+    // On SQLite an equality on the first field of a compound index and a range and sort on
+    // the second walk that index. PostgreSQL, costing with the compound index's statistics,
+    // prefers the single-field index on a table this small; it must still build the index.
+    let compound_index = model
+        .indexes()
+        .into_iter()
+        .find(|i| i.fields() == "stage,amount")
+        .expect("compound index")
+        .name;
+    let plan = app
+        .services
+        .records()
+        .explain(
+            &ctx,
+            "deal",
+            &json!({"filter": {"and": [{"field": "stage", "op": "eq", "value": "won"},
+                                       {"field": "amount", "op": "gt", "value": 10}]},
+                    "sort": ["-amount"], "limit": 5}),
+        )
+        .await
+        .expect("explain");
+    if app.backend == Backend::Sqlite {
+        assert!(plan.contains(&compound_index), "{plan}");
+    }
+    // An aggregate the compound index covers is answered from it, with the same sums.
+    let (status, body) = admin
+        .post(
+            &format!("{DEALS}/aggregate"),
+            json!({"group_by": ["stage"], "metrics": [{"op": "count"}, {"op": "sum", "field": "amount"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected: Vec<(String, i64)> = ["lost", "new", "won"]
+        .iter()
+        .enumerate()
+        .map(|(rank, stage)| {
+            let offset = [2, 0, 1][rank];
+            let sum: i64 = (0..3000).filter(|i| i % 3 == offset).sum();
+            ((*stage).to_owned(), sum)
+        })
+        .collect();
+    let got: Vec<(String, i64)> = body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|g| {
+            (
+                g["stage"].as_str().unwrap_or_default().to_owned(),
+                g["sum_amount"]
+                    .as_str()
+                    .and_then(|s| s.strip_suffix(".00"))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{body}");
     let (_, indexes) = admin.get("/api/v1/w/demo/entities/deal/indexes").await;
+    assert!(indexes.to_string().contains(&compound_index), "{indexes}");
     assert!(
         indexes["indexes"]
             .as_array()

@@ -184,17 +184,31 @@ impl Field {
     }
 }
 
-/// A database index an entity needs.
+/// A database index an entity needs: one field's, or several fields' (`x-indexes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSpec {
-    /// Index name: unique per installation, derived from the table, field and expression.
+    /// Index name: unique per installation, derived from the table, fields and expressions.
     pub name: String,
-    /// The field.
-    pub field: String,
+    /// The fields, in index order, each with how its value is extracted (changes with the kind).
+    pub columns: Vec<(String, ValueType)>,
     /// Whether it is a unique index.
     pub unique: bool,
-    /// How the field's value is extracted (changes when the kind does).
-    pub value_type: ValueType,
+}
+
+impl IndexSpec {
+    /// The field keys, comma-separated (`stage,budget`), as shown in index states.
+    pub fn fields(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The first field's key: the field a single-field index is for.
+    pub fn field(&self) -> &str {
+        self.columns.first().map_or("", |(key, _)| key.as_str())
+    }
 }
 
 /// A published entity, compiled.
@@ -213,6 +227,8 @@ pub struct EntityModel {
     pub required: Vec<String>,
     /// The field naming a record.
     pub title_field: Option<String>,
+    /// Indexes over several fields (`x-indexes`), as field keys.
+    pub compound_indexes: Vec<Vec<String>>,
     /// The entity's own JSON Schema, compiled (validates the API form of the fields).
     pub validator: Validator,
     /// The document.
@@ -415,6 +431,22 @@ impl EntityModel {
                 .get("x-title-field")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            compound_indexes: document
+                .get("x-indexes")
+                .and_then(Value::as_array)
+                .map(|indexes| {
+                    indexes
+                        .iter()
+                        .filter_map(Value::as_array)
+                        .map(|keys| {
+                            keys.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             validator,
             document,
         })
@@ -433,11 +465,26 @@ impl EntityModel {
 
     /// The indexes this version needs.
     pub fn indexes(&self) -> Vec<IndexSpec> {
-        self.fields
+        let mut specs: Vec<IndexSpec> = self
+            .fields
             .iter()
             .filter(|f| f.has_index())
             .map(|f| index_spec(self.definition_id, f))
-            .collect()
+            .collect();
+        for keys in &self.compound_indexes {
+            // Validated at publish; a field gone or not indexable drops the index, not the entity.
+            let fields: Option<Vec<&Field>> = keys
+                .iter()
+                .map(|key| self.field(key).filter(|f| f.kind.is_indexable()))
+                .collect();
+            if let Some(fields) = fields.filter(|f| f.len() >= 2) {
+                let spec = compound_index_spec(self.definition_id, &fields);
+                if !specs.iter().any(|s| s.name == spec.name) {
+                    specs.push(spec);
+                }
+            }
+        }
+        specs
     }
 }
 
@@ -456,9 +503,28 @@ pub fn index_spec(definition_id: Uuid, field: &Field) -> IndexSpec {
     let prefix = if field.unique { "ux" } else { "ix" };
     IndexSpec {
         name: format!("{prefix}_{}_{}", definition_id.simple(), &digest[..10]),
-        field: field.key.clone(),
+        columns: vec![(field.key.clone(), value_type)],
         unique: field.unique,
-        value_type,
+    }
+}
+
+/// The index over several fields, in order, on the table of `definition_id`.
+pub fn compound_index_spec(definition_id: Uuid, fields: &[&Field]) -> IndexSpec {
+    let mut hasher = Sha256::new();
+    let columns: Vec<(String, ValueType)> = fields
+        .iter()
+        .map(|f| (f.key.clone(), f.kind.value_type()))
+        .collect();
+    for (key, value_type) in &columns {
+        hasher.update(key.as_bytes());
+        hasher.update(format!("{value_type:?}").as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hex::encode(hasher.finalize());
+    IndexSpec {
+        name: format!("cx_{}_{}", definition_id.simple(), &digest[..10]),
+        columns,
+        unique: false,
     }
 }
 
@@ -495,7 +561,7 @@ mod tests {
         let indexed: Vec<_> = model
             .indexes()
             .into_iter()
-            .map(|i| (i.field, i.unique))
+            .map(|i| (i.fields(), i.unique))
             .collect();
         assert_eq!(
             indexed,

@@ -59,6 +59,39 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
             format!("title field {title:?} is not among the properties"),
         ));
     }
+    if let Some(indexes) = document.get("x-indexes").and_then(Value::as_array) {
+        for (i, keys) in indexes.iter().enumerate() {
+            for (j, key) in keys.as_array().into_iter().flatten().enumerate() {
+                let Some(key) = key.as_str() else { continue };
+                let pointer = format!("{prefix}/x-indexes/{i}/{j}");
+                let field = properties.and_then(|p| p.get(key));
+                let Some(field) = field else {
+                    problems.push(FieldError::new(
+                        pointer,
+                        "unknown_field",
+                        format!("indexed field {key:?} is not among the properties"),
+                    ));
+                    continue;
+                };
+                let kind = field.get("x-kind").and_then(Value::as_str).unwrap_or("");
+                if [
+                    "multi_select",
+                    "sub_table",
+                    "attachment",
+                    "formula",
+                    "rollup",
+                ]
+                .contains(&kind)
+                {
+                    problems.push(FieldError::new(
+                        pointer,
+                        "field_kind",
+                        format!("a {kind} field ({key:?}) cannot be indexed"),
+                    ));
+                }
+            }
+        }
+    }
     if let Some(properties) = properties {
         for (name, field) in properties {
             if let Some(totals) = field.get("x-totals").and_then(Value::as_object) {
@@ -395,6 +428,31 @@ mod tests {
         let problems = check_document(Kind::Entity, &doc, "/document");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].pointer, "/document/required/1");
+    }
+
+    #[test]
+    fn compound_indexes_name_known_indexable_fields() {
+        let mut doc = lead();
+        doc["x-indexes"] = json!([["stage", "budget"]]);
+        assert_eq!(check_document(Kind::Entity, &doc, ""), vec![]);
+        doc["properties"]["tags"] = json!({"type": "array", "x-kind": "multi_select",
+            "x-label": {"en": "Tags"}, "x-options": [{"value": "a", "label": {"en": "A"}}]});
+        doc["x-indexes"] = json!([["stage", "ghost"], ["tags", "name"]]);
+        let problems = check_document(Kind::Entity, &doc, "");
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.pointer.as_str(), p.code.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("/x-indexes/0/1", "unknown_field"),
+                ("/x-indexes/1/0", "field_kind")
+            ],
+            "{problems:?}"
+        );
+        doc["x-indexes"] = json!([["stage"]]);
+        assert!(!check_document(Kind::Entity, &doc, "").is_empty());
     }
 
     #[test]

@@ -680,7 +680,7 @@ impl Records<'_> {
                 .indexes()
                 .into_iter()
                 .find(|spec| text.contains(&spec.name))
-                .map(|spec| spec.field);
+                .map(|spec| spec.field().to_owned());
             return Error::conflict(
                 field.map_or_else(String::new, |f| format!("/fields/{}", codec::escape(&f))),
                 "unique",
@@ -1278,7 +1278,9 @@ impl Records<'_> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let resolver = self.resolver(ctx, &snapshot, &model);
         let query = resolver.aggregate(body)?;
-        let found = rows::aggregate(self.db.conn(), &model.table(), &query).await?;
+        let covering = covering_index(&snapshot, &model, &query);
+        let found =
+            rows::aggregate(self.db.conn(), &model.table(), &query, covering.as_deref()).await?;
         let group_names: Vec<String> = query
             .groups
             .iter()
@@ -1441,6 +1443,45 @@ impl Records<'_> {
         let request = resolver.list(body)?;
         rows::explain_list(self.db.conn(), &model.table(), &request.query).await
     }
+}
+
+/// A built compound index that holds everything an unfiltered aggregate reads: its first
+/// fields are the groups, in order, and it holds every measured field. SQLite's planner prefers
+/// a smaller single-field index there, then reads every document (measured over 120k records:
+/// 230 ms against 7 ms through the compound index), so the query names the index.
+fn covering_index(
+    snapshot: &Snapshot,
+    model: &EntityModel,
+    query: &crate::domain::query::AggregateQuery,
+) -> Option<String> {
+    use crate::domain::query::{MetricOp, Operand};
+    if query.filter.is_some() || query.groups.is_empty() {
+        return None;
+    }
+    let mut groups = Vec::new();
+    for group in &query.groups {
+        match (&group.operand, group.bucket) {
+            (Operand::Field { key, .. }, None) => groups.push(key.as_str()),
+            _ => return None,
+        }
+    }
+    let mut measured = Vec::new();
+    for metric in &query.metrics {
+        match (&metric.operand, metric.op) {
+            (_, MetricOp::Count) | (None, _) => {}
+            (Some(Operand::Field { key, .. }), _) => measured.push(key.as_str()),
+            (Some(Operand::System(_)), _) => return None,
+        }
+    }
+    model
+        .indexes()
+        .into_iter()
+        .filter(|spec| spec.columns.len() > 1 && snapshot.index_ready(&spec.name))
+        .find(|spec| {
+            let keys: Vec<&str> = spec.columns.iter().map(|(k, _)| k.as_str()).collect();
+            keys.starts_with(&groups) && measured.iter().all(|m| keys.contains(m))
+        })
+        .map(|spec| spec.name)
 }
 
 fn operand_name(operand: &crate::domain::query::Operand) -> String {

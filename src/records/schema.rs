@@ -24,7 +24,7 @@ fn state(model: &EntityModel, spec: &IndexSpec, status: &str) -> IndexState {
     IndexState {
         name: spec.name.clone(),
         entity_id: model.definition_id,
-        field: spec.field.clone(),
+        field: spec.fields(),
         unique: spec.unique,
         status: status.to_owned(),
         error: None,
@@ -68,9 +68,18 @@ pub async fn prepare(
             json!(IndexJob {
                 table: table.clone(),
                 name: spec.name.clone(),
-                field: spec.field.clone(),
+                field: spec.field().to_owned(),
                 unique: spec.unique,
-                value_type: format!("{:?}", spec.value_type),
+                value_type: spec
+                    .columns
+                    .first()
+                    .map(|(_, t)| format!("{t:?}"))
+                    .unwrap_or_default(),
+                columns: spec
+                    .columns
+                    .iter()
+                    .map(|(key, value_type)| (key.clone(), format!("{value_type:?}")))
+                    .collect(),
             }),
         );
         job.workspace_id = Some(workspace_id);
@@ -87,7 +96,11 @@ struct IndexJob {
     name: String,
     field: String,
     unique: bool,
+    /// The first column's value type (jobs queued before compound indexes have only this).
     value_type: String,
+    /// Every column with its value type.
+    #[serde(default)]
+    columns: Vec<(String, String)>,
 }
 
 fn value_type(name: &str) -> Option<crate::definitions::ValueType> {
@@ -120,14 +133,23 @@ impl Handler for BuildIndex {
         let workspace_id = job
             .workspace_id
             .ok_or_else(|| JobFailure::Fatal("index job without workspace".to_owned()))?;
-        let value_type = value_type(&payload.value_type).ok_or_else(|| {
-            JobFailure::Fatal(format!("unknown value type {}", payload.value_type))
-        })?;
+        let named = if payload.columns.is_empty() {
+            vec![(payload.field.clone(), payload.value_type.clone())]
+        } else {
+            payload.columns.clone()
+        };
+        let columns = named
+            .into_iter()
+            .map(|(key, name)| {
+                value_type(&name)
+                    .map(|t| (key, t))
+                    .ok_or_else(|| JobFailure::Fatal(format!("unknown value type {name}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let spec = IndexSpec {
             name: payload.name.clone(),
-            field: payload.field.clone(),
+            columns,
             unique: payload.unique,
-            value_type,
         };
         let built = rows::build_index_online(ctx.db.conn(), &payload.table, &spec).await;
         let (status, error) = match &built {
@@ -156,7 +178,7 @@ impl Handler for BuildIndex {
                 &IndexState {
                     name: payload.name,
                     entity_id,
-                    field: payload.field,
+                    field: spec.fields(),
                     unique: payload.unique,
                     status: status.to_owned(),
                     error,

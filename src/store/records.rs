@@ -114,14 +114,17 @@ async fn exec(conn: &impl Conn, sql: String) -> Result<()> {
 /// # Errors
 /// `Error::Db`.
 pub async fn create_table(conn: &impl Conn, table: &str) -> Result<()> {
-    // WITHOUT ROWID on SQLite: the id is the row key, so every index entry ends with the id and
-    // a sort by (field, id) walks the field's index in order, with no sort step.
+    // A rowid table on SQLite: an index that holds every expression a query reads answers it
+    // without visiting the rows (SQLite seeks a rowid table's row lazily, but always seeks a
+    // WITHOUT ROWID table's), and index entries end with a small rowid. Measured over 120k
+    // rows: count + sum by stage through a (stage, budget) index 86 → 5.5 ms; creates +10–20%.
+    // Tables made before keep WITHOUT ROWID; both layouts answer the same SQL.
     let sql = match backend_of(conn) {
         Backend::Sqlite => format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (\"id\" TEXT PRIMARY KEY NOT NULL, \
              \"owner_id\" TEXT, \"created_at\" TEXT NOT NULL, \"created_by\" TEXT, \
              \"updated_at\" TEXT NOT NULL, \"updated_by\" TEXT, \"version\" INTEGER NOT NULL, \
-             \"deleted_at\" TEXT, \"deletion_id\" TEXT, \"doc\" TEXT NOT NULL) WITHOUT ROWID"
+             \"deleted_at\" TEXT, \"deletion_id\" TEXT, \"doc\" TEXT NOT NULL)"
         ),
         Backend::Postgres => format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (\"id\" uuid PRIMARY KEY, \
@@ -168,18 +171,34 @@ pub fn field_sql(backend: Backend, key: &str, value_type: ValueType) -> String {
 /// must run outside a transaction).
 pub fn index_sql(backend: Backend, table: &str, spec: &IndexSpec, concurrently: bool) -> String {
     let unique = if spec.unique { "UNIQUE " } else { "" };
-    let expression = field_sql(backend, &spec.field, spec.value_type);
+    let expressions = spec
+        .columns
+        .iter()
+        .map(|(key, value_type)| field_sql(backend, key, *value_type));
     let name = &spec.name;
     match backend {
-        Backend::Sqlite => format!(
-            "CREATE {unique}INDEX IF NOT EXISTS \"{name}\" ON \"{table}\" ({expression}) \
-             WHERE \"deleted_at\" IS NULL"
-        ),
+        Backend::Sqlite => {
+            // Lists sort by (fields…, id): ending a non-unique index with the id lets such a
+            // sort walk the index with no sort step (a rowid table's entries end with the rowid).
+            let mut columns: Vec<String> = expressions.collect();
+            if !spec.unique {
+                columns.push("\"id\"".to_owned());
+            }
+            format!(
+                "CREATE {unique}INDEX IF NOT EXISTS \"{name}\" ON \"{table}\" ({}) \
+                 WHERE \"deleted_at\" IS NULL",
+                columns.join(", ")
+            )
+        }
         Backend::Postgres => {
             let concurrently = if concurrently { "CONCURRENTLY " } else { "" };
+            let columns: Vec<String> = expressions
+                .map(|expression| format!("({expression}) NULLS FIRST"))
+                .collect();
             format!(
                 "CREATE {unique}INDEX {concurrently}IF NOT EXISTS \"{name}\" ON \"{table}\" \
-                 (({expression}) NULLS FIRST) WHERE \"deleted_at\" IS NULL"
+                 ({}) WHERE \"deleted_at\" IS NULL",
+                columns.join(", ")
             )
         }
     }
@@ -208,14 +227,18 @@ async fn create_statistics(conn: &impl Conn, table: &str, spec: &IndexSpec) -> R
         return Ok(());
     }
     let name = statistics_name(&spec.name);
-    let expression = field_sql(Backend::Postgres, &spec.field, spec.value_type);
+    let expressions: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|(key, value_type)| format!("({})", field_sql(Backend::Postgres, key, *value_type)))
+        .collect();
     exec(
         conn,
         format!(
             "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
-             EXECUTE 'CREATE STATISTICS IF NOT EXISTS \"{name}\" ON ({}) FROM \"{table}\"'; \
+             EXECUTE 'CREATE STATISTICS IF NOT EXISTS \"{name}\" ON {} FROM \"{table}\"'; \
              END IF; END $$",
-            expression.replace('\'', "''")
+            expressions.join(", ").replace('\'', "''")
         ),
     )
     .await
@@ -1054,6 +1077,7 @@ pub async fn aggregate(
     conn: &impl Conn,
     table: &str,
     query: &AggregateQuery,
+    covering_index: Option<&str>,
 ) -> Result<Vec<AggregateRow>> {
     let backend = backend_of(conn);
     let offset_minutes = {
@@ -1140,7 +1164,15 @@ pub async fn aggregate(
         select.add_group_by([Expr::col(Alias::new(format!("g{i}")))]);
         select.order_by(Alias::new(format!("g{i}")), Order::Asc);
     }
-    let rows = conn.query_all(&select).await?;
+    let mut statement = conn.get_database_backend().build(&select);
+    if let (Backend::Sqlite, Some(index)) = (backend, covering_index) {
+        // Both names are Formwork's own (`rec_…`, `cx_…`), never request text.
+        let from = format!("FROM \"{table}\"");
+        statement.sql = statement
+            .sql
+            .replacen(&from, &format!("{from} INDEXED BY \"{index}\""), 1);
+    }
+    let rows = conn.query_all_raw(statement).await?;
     let mut out = Vec::new();
     for row in rows {
         let mut groups = Vec::new();

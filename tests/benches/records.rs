@@ -131,6 +131,9 @@ fn entity() -> Value {
         "x-label": {"en": "Bench lead", "zh-CN": "压测线索"},
         "x-label-plural": {"en": "Bench leads"},
         "x-title-field": "name",
+        // The pipeline dashboard's index: stage = X sorted by budget (P3), budget summed by
+        // stage (P5).
+        "x-indexes": [["stage", "budget"]],
         "required": ["name", "email", "stage"],
         "properties": {
             "name": {"type": "string", "maxLength": 100, "x-kind": "text",
