@@ -537,61 +537,37 @@ async fn indexed_filters_use_their_index(backend: Backend) {
         let model = snapshot.entity("deal").expect("deal");
         (snapshot, model)
     };
-    let name_index = model
-        .indexes()
-        .into_iter()
-        .find(|i| i.fields() == "name")
-        .expect("name index")
-        .name;
-    let amount_index = model
-        .indexes()
-        .into_iter()
-        .find(|i| i.fields() == "amount")
-        .expect("amount index")
-        .name;
-    let plan = app
-        .services
-        .records()
-        .explain(
-            &ctx,
-            "deal",
-            &json!({"filter": {"field": "name", "op": "eq", "value": "n7"}}),
-        )
-        .await
-        .expect("explain");
-    assert!(plan.contains(&name_index), "{plan}");
-    let plan = app
-        .services
-        .records()
-        .explain(
-            &ctx,
-            "deal",
-            &json!({"filter": {"field": "amount", "op": "gt", "value": 2990}}),
-        )
-        .await
-        .expect("explain");
-    assert!(plan.contains(&amount_index), "{plan}");
+    let index_of = |fields: &str| {
+        model
+            .indexes()
+            .into_iter()
+            .find(|i| i.fields() == fields)
+            .unwrap_or_else(|| panic!("no index over {fields}"))
+            .name
+    };
+    let plan_of = |query: Value| {
+        let (services, ctx) = (&app.services, &ctx);
+        async move {
+            services
+                .records()
+                .explain(ctx, "deal", &query)
+                .await
+                .expect("explain")
+        }
+    };
+    let plan = plan_of(json!({"filter": {"field": "name", "op": "eq", "value": "n7"}})).await;
+    assert!(plan.contains(&index_of("name")), "{plan}");
+    let plan = plan_of(json!({"filter": {"field": "amount", "op": "gt", "value": 2990}})).await;
+    assert!(plan.contains(&index_of("amount")), "{plan}");
     // On SQLite an equality on the first field of a compound index and a range and sort on
     // the second walk that index. PostgreSQL, costing with the compound index's statistics,
     // prefers the single-field index on a table this small; it must still build the index.
-    let compound_index = model
-        .indexes()
-        .into_iter()
-        .find(|i| i.fields() == "stage,amount")
-        .expect("compound index")
-        .name;
-    let plan = app
-        .services
-        .records()
-        .explain(
-            &ctx,
-            "deal",
-            &json!({"filter": {"and": [{"field": "stage", "op": "eq", "value": "won"},
-                                       {"field": "amount", "op": "gt", "value": 10}]},
-                    "sort": ["-amount"], "limit": 5}),
-        )
-        .await
-        .expect("explain");
+    let compound_index = index_of("stage,amount");
+    let plan = plan_of(json!({
+        "filter": {"and": [{"field": "stage", "op": "eq", "value": "won"},
+                           {"field": "amount", "op": "gt", "value": 10}]},
+        "sort": ["-amount"], "limit": 5}))
+    .await;
     if app.backend == Backend::Sqlite {
         assert!(plan.contains(&compound_index), "{plan}");
     }
