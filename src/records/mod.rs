@@ -193,6 +193,15 @@ fn entity_not_found(key: &str) -> Error {
     Error::not_found(format!("entity {key:?}"))
 }
 
+/// After a group was rolled back: run again alone; a write that was alone already and still
+/// did not commit is refused rather than retried forever.
+fn run_alone(sharing: Sharing) -> Result<Sharing> {
+    match sharing {
+        Sharing::Group => Ok(Sharing::Alone),
+        Sharing::Alone => committed(Outcome::RunAgain).map(|()| Sharing::Alone),
+    }
+}
+
 /// The result of a write committed alone, which no other writer can roll back.
 fn committed(outcome: Outcome) -> Result<()> {
     match outcome {
@@ -803,13 +812,27 @@ impl Records<'_> {
                 });
             }
         }
+        // A single create is buffered in the group and written with the others' in one
+        // statement, unless a unique index is still being built (the check below then reads the
+        // table, which does not hold the group's buffered rows yet).
+        let buffered = !batch
+            && model
+                .indexes()
+                .iter()
+                .filter(|spec| spec.unique)
+                .all(|spec| snapshot.index_ready(&spec.name));
         let mut sharing = Sharing::Group;
         loop {
             let tx = self.db.write(sharing).await?;
             for row in &mut new_rows {
                 Self::assign_numbers(&tx, &model, &mut row.doc, now, ctx.time_zone).await?;
             }
-            if let Err(error) = rows::insert(&tx, &model.table(), &new_rows).await {
+            let inserted = if buffered {
+                tx.insert_records(&model.table(), new_rows.clone()).await
+            } else {
+                rows::insert(&tx, &model.table(), &new_rows).await
+            };
+            if let Err(error) = inserted {
                 let error = Self::unique_violation(&model, error);
                 if batch && matches!(error, Error::Conflict { .. }) {
                     // Name the records that clash, now that nothing was written.
@@ -862,7 +885,7 @@ impl Records<'_> {
                 .map_err(|e| Self::unique_violation(&model, e))?
             {
                 Outcome::Committed => break,
-                Outcome::RunAgain => sharing = Sharing::Alone,
+                Outcome::RunAgain => sharing = run_alone(sharing)?,
             }
         }
         self.db.analyze_soon(&model.table(), new_rows.len());
@@ -1006,7 +1029,7 @@ impl Records<'_> {
                 .map_err(|e| Self::unique_violation(&model, e))?
                 == Outcome::RunAgain
             {
-                sharing = Sharing::Alone;
+                sharing = run_alone(sharing)?;
                 row = live(rows::find(self.db.conn(), &model.table(), id).await?)?;
                 continue;
             }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::Tx;
-use super::records::HistoryRow;
+use super::records::{HistoryRow, RecordRow};
 use crate::error::{Error, Result};
 
 /// Writers committed together at most; bounds the latency a writer adds to those before it.
@@ -76,6 +76,8 @@ struct Group {
     members: Vec<oneshot::Sender<Outcome>>,
     /// A writer failed midway: the transaction must be rolled back.
     poisoned: bool,
+    /// New records of the members, by table, written in multi-row statements before the commit.
+    records: std::sync::Mutex<Vec<(String, Vec<RecordRow>)>>,
     /// History rows of the members, written in one statement before the commit.
     history: std::sync::Mutex<Vec<HistoryRow>>,
     /// Published entity versions read in this transaction. The group holds SQLite's write
@@ -83,23 +85,39 @@ struct Group {
     versions: std::sync::Mutex<HashMap<Uuid, Option<i32>>>,
 }
 
-/// Ends the group: commits it (or rolls it back if poisoned) and tells every member.
+/// Writes what the members buffered: their new records, then their history.
+async fn flush(
+    tx: &Tx,
+    records: Vec<(String, Vec<RecordRow>)>,
+    history: &[HistoryRow],
+) -> Result<()> {
+    for (table, rows) in records {
+        super::records::insert(tx, &table, &rows).await?;
+    }
+    super::records::insert_history(tx, history).await
+}
+
+/// Ends the group: writes the buffered rows and commits (or rolls back if poisoned), and tells
+/// every member. A buffered row that cannot be written (a unique value two members both
+/// claimed) rolls the group back: every member runs again alone and the one at fault gets its
+/// own error. Only a failed commit or rollback is an error of the caller's.
 async fn finish(group: Group) -> Result<()> {
     let Group {
         tx,
         members,
         mut poisoned,
+        records,
         history,
         ..
     } = group;
+    let records = records.into_inner().unwrap_or_default();
     let history = history.into_inner().unwrap_or_default();
-    let mut result = Ok(());
-    if !poisoned && let Err(e) = super::records::insert_history(&tx, &history).await {
+    if !poisoned && let Err(e) = flush(&tx, records, &history).await {
+        tracing::debug!(error = %e, "a group's buffered rows failed; its members run again alone");
         poisoned = true;
-        result = Err(e);
     }
     let result = if poisoned {
-        tx.rollback().await.map_err(Error::from).and(result)
+        tx.rollback().await.map_err(Error::from)
     } else {
         tx.commit().await.map_err(Error::from)
     };
@@ -151,6 +169,7 @@ impl GroupCommit {
                 tx,
                 members: Vec::new(),
                 poisoned: false,
+                records: std::sync::Mutex::default(),
                 history: std::sync::Mutex::default(),
                 versions: std::sync::Mutex::default(),
             });
@@ -204,12 +223,28 @@ impl Write {
         }
     }
 
-    /// Appends history rows: on SQLite with the group's, in one statement before its commit.
+    /// The group to buffer rows in: a shared write that may wait for its commit (an `Alone`
+    /// write, a retry, writes its rows at once so that their errors are its own).
+    fn buffer(&self) -> Option<&Group> {
+        match &self.inner {
+            Inner::Shared {
+                sharing: Sharing::Group,
+                ..
+            } => {
+                // Buffered work is work: dropping this writer now must roll its group back.
+                self.ran.store(true, Ordering::Release);
+                self.group()
+            }
+            _ => None,
+        }
+    }
+
+    /// Appends history rows: in a group, with the others', in one statement before its commit.
     ///
     /// # Errors
     /// `Error::Db`.
     pub async fn insert_history(&self, rows: Vec<HistoryRow>) -> Result<()> {
-        match self.group() {
+        match self.buffer() {
             Some(group) => {
                 group
                     .history
@@ -219,6 +254,29 @@ impl Write {
                 Ok(())
             }
             None => super::records::insert_history(self, &rows).await,
+        }
+    }
+
+    /// Inserts new records: in a group, with the others' of the same table, in multi-row
+    /// statements before its commit. A unique value taken meanwhile then fails the group, whose
+    /// members run again alone (see [`Outcome::RunAgain`]).
+    ///
+    /// # Errors
+    /// `Error::Db` (an immediate insert: unique violations among them).
+    pub async fn insert_records(&self, table: &str, rows: Vec<RecordRow>) -> Result<()> {
+        match self.buffer() {
+            Some(group) => {
+                let mut buffered = group
+                    .records
+                    .lock()
+                    .map_err(|_| Error::internal("record buffer poisoned"))?;
+                match buffered.iter_mut().find(|(t, _)| t == table) {
+                    Some((_, pending)) => pending.extend(rows),
+                    None => buffered.push((table.to_owned(), rows)),
+                }
+                Ok(())
+            }
+            None => super::records::insert(self, table, &rows).await,
         }
     }
 
