@@ -1302,8 +1302,15 @@ impl Records<'_> {
         let resolver = self.resolver(ctx, &snapshot, &model);
         let query = resolver.aggregate(body)?;
         let covering = covering_index(&snapshot, &model, &query);
-        let found =
-            rows::aggregate(self.db.conn(), &model.table(), &query, covering.as_deref()).await?;
+        let table = model.table();
+        let found = match rows::aggregate(self.db.conn(), &table, &query, covering.as_deref()).await
+        {
+            // A publish may have dropped the index since this snapshot was taken.
+            Err(_) if covering.is_some() => {
+                rows::aggregate(self.db.conn(), &table, &query, None).await?
+            }
+            found => found?,
+        };
         let group_names: Vec<String> = query
             .groups
             .iter()

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 /// Writers committed together at most; bounds the latency a writer adds to those before it.
 pub const MAX_GROUP: usize = 32;
 
-/// How long a writer waits for the group's committer before checking whether it vanished.
+/// How often an open group checks that someone is still coming to commit it.
 const COMMITTER_PATIENCE: Duration = Duration::from_millis(2);
 
 /// Whether a writer may wait to share its commit, or must commit as soon as its work is done.
@@ -132,6 +132,38 @@ async fn finish(group: Group) -> Result<()> {
     result
 }
 
+/// Ends the group in a task of its own: the writer that happens to end it may be a request
+/// cancelled meanwhile (a client gone), and every member's outcome depends on the end running
+/// through.
+async fn finish_detached(group: Group) -> Result<()> {
+    tokio::spawn(finish(group))
+        .await
+        .map_err(|e| Error::internal(format!("ending a write group failed: {e}")))?
+}
+
+/// Ends group `id` should it stay open with nobody queuing for the gate: its last writer left
+/// the commit to one queued behind it, whose request was then cancelled, or a writer released
+/// its turn. Checks every [`COMMITTER_PATIENCE`] while the group lives.
+fn watch(gate: Arc<Mutex<Gate>>, queued: Arc<AtomicUsize>, id: u64) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(COMMITTER_PATIENCE).await;
+            let mut gate = gate.clone().lock_owned().await;
+            if gate.open.as_ref().is_none_or(|group| group.id != id) {
+                return;
+            }
+            if queued.load(Ordering::Acquire) == 0
+                && let Some(group) = gate.open.take()
+            {
+                if let Err(e) = finish(group).await {
+                    tracing::warn!(error = %e, "committing an abandoned write group failed");
+                }
+                return;
+            }
+        }
+    });
+}
+
 /// Decrements the queue count when a writer stops queuing (got the gate, or was cancelled).
 struct Queued(Arc<AtomicUsize>);
 
@@ -149,10 +181,15 @@ impl GroupCommit {
         let queued = Queued(self.queued.clone());
         let mut gate = self.gate.clone().lock_owned().await;
         drop(queued);
-        if gate.open.as_ref().is_some_and(|group| group.poisoned)
+        // A writer alone starts a group of its own, so that no other writer's buffered rows
+        // can fail its commit.
+        if gate
+            .open
+            .as_ref()
+            .is_some_and(|group| group.poisoned || sharing == Sharing::Alone)
             && let Some(group) = gate.open.take()
         {
-            finish(group).await?;
+            finish_detached(group).await?;
         }
         if gate.open.is_none() {
             // Immediate: the write lock is taken now, so a writer outside the gate (a job, a
@@ -164,6 +201,7 @@ impl GroupCommit {
                 })
                 .await?;
             gate.next_id += 1;
+            watch(self.gate.clone(), self.queued.clone(), gate.next_id);
             gate.open = Some(Group {
                 id: gate.next_id,
                 tx,
@@ -344,38 +382,22 @@ impl Write {
         let Some(mut gate) = gate else {
             return Err(Error::internal("write transaction committed twice"));
         };
-        let (sender, mut outcome) = oneshot::channel();
+        let (sender, outcome) = oneshot::channel();
         let Some(group) = gate.open.as_mut() else {
             return Err(Error::internal("write group vanished"));
         };
         group.members.push(sender);
-        let group_id = group.id;
         let full = group.members.len() >= MAX_GROUP;
-        if sharing == Sharing::Alone || full || commit.queued.load(Ordering::Acquire) == 0 {
-            if let Some(group) = gate.open.take() {
-                finish(group).await?;
-            }
-            drop(gate);
-        } else {
-            drop(gate);
+        // Otherwise the commit is left to the writer queued behind (or to the group's watch).
+        if (sharing == Sharing::Alone || full || commit.queued.load(Ordering::Acquire) == 0)
+            && let Some(group) = gate.open.take()
+        {
+            finish_detached(group).await?;
         }
-        loop {
-            tokio::select! {
-                result = &mut outcome => {
-                    return result.map_err(|_| Error::internal("write group ended without an outcome"));
-                }
-                () = tokio::time::sleep(COMMITTER_PATIENCE) => {
-                    // Whoever queued behind us may have been cancelled: commit the group if it
-                    // is still open.
-                    let mut gate = commit.gate.clone().lock_owned().await;
-                    if gate.open.as_ref().is_some_and(|group| group.id == group_id)
-                        && let Some(group) = gate.open.take()
-                    {
-                        finish(group).await?;
-                    }
-                }
-            }
-        }
+        drop(gate);
+        outcome
+            .await
+            .map_err(|_| Error::internal("write group ended without an outcome"))
     }
 }
 
@@ -403,7 +425,7 @@ impl Write {
                 if commit.queued.load(Ordering::Acquire) == 0
                     && let Some(group) = gate.open.take()
                 {
-                    finish(group).await?;
+                    finish_detached(group).await?;
                 }
                 Ok(())
             }
