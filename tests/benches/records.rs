@@ -584,6 +584,62 @@ fn report(target: &Target, table: usize, case: &str, unit: &str, mut tally: Tall
     tally.failed
 }
 
+/// While a write-heavy case runs: a writer outside the records' group commit (an entity draft
+/// saved, a plain SQLite transaction on the reader pool, as job claims, logins and publishes
+/// are) every 20 ms. Reports how long it waited and how many failed: on SQLite such a
+/// writer can only get the write lock between two groups. Informational; not a failure.
+fn probe_outside_writes(
+    target: &Arc<Target>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (target, flag) = (target.clone(), stop.clone());
+    let handle = tokio::spawn(async move {
+        let http = target.http();
+        let mut latencies = Vec::new();
+        let mut failed = 0u64;
+        let mut n = 0u64;
+        while !flag.load(Ordering::Relaxed) {
+            n += 1;
+            // A new entity draft: a plain transaction on the definitions table, which (unlike
+            // a settings change) leaves the access cache of the measured requests alone.
+            let call = Call {
+                method: Method::PUT,
+                path: format!("/api/v1/w/demo/definitions/entity/probe_{n}/draft"),
+                body: Some(
+                    json!({"document": {"type": "object", "x-label": {"en": "Probe"},
+                    "properties": {"name": {"type": "string", "x-kind": "text",
+                                            "x-label": {"en": "Name"}}}}}),
+                ),
+                expect: Expect::Created,
+            };
+            let started = Instant::now();
+            match target.send(&http, &call).await {
+                Ok((status, _)) if status == StatusCode::OK => latencies.push(started.elapsed()),
+                _ => failed += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut tally = Tally {
+            latencies,
+            ..Tally::default()
+        };
+        let (p50, p99) = (tally.percentile_ms(0.50), tally.percentile_ms(0.99));
+        let max = tally
+            .latencies
+            .last()
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        println!(
+            "{:<8}           meanwhile: {} draft saves outside the group commit, p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.0} ms, failed {failed}",
+            target.backend,
+            tally.latencies.len()
+        );
+    });
+    (handle, stop)
+}
+
 /// Creates `records` leads in batches of `size` (the last one may be short).
 fn batches(target: &Target, serial: &Arc<AtomicU64>, records: usize, size: usize) -> (u64, Maker) {
     let path = target.records("/batch");
@@ -680,6 +736,7 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
         body: Some(lead(rng, next.fetch_add(1, Ordering::Relaxed))),
         expect: Expect::Created,
     });
+    let (probe, stop) = probe_outside_writes(&target);
     let mut tally = drive(
         &target,
         SINGLE_CLIENTS,
@@ -688,6 +745,7 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
         make,
     )
     .await;
+    stop.store(true, Ordering::Relaxed);
     ids.append(&mut tally.ids);
     failed += report(
         &target,
@@ -696,6 +754,7 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
         "creates/s",
         tally,
     );
+    let _ = probe.await;
 
     // P2: batches of 500.
     let batched = BATCHED_CREATES.min(settings.records - singles) / BATCH * BATCH;
