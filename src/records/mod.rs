@@ -204,12 +204,7 @@ fn run_alone(sharing: Sharing) -> Result<Sharing> {
 
 /// The result of a write committed alone, which no other writer can roll back.
 fn committed(outcome: Outcome) -> Result<()> {
-    match outcome {
-        Outcome::Committed => Ok(()),
-        Outcome::RunAgain => Err(Error::Unavailable(
-            "the change was rolled back by a concurrent failure; try again".to_owned(),
-        )),
-    }
+    outcome.committed()
 }
 
 fn record_not_found(id: &str) -> Error {

@@ -188,7 +188,7 @@ impl Handler for BuildIndex {
             .await?;
         }
         ctx.complete_in(&tx).await?;
-        tx.commit().await.map_err(Error::from)?;
+        tx.commit().await?.committed()?;
         store::access_changed();
         Ok(())
     }

@@ -376,7 +376,7 @@ pub async fn add_member(
         },
     )
     .await?;
-    tx.commit().await?;
+    tx.commit().await?.committed()?;
     crate::store::access_changed();
     Ok(MemberView {
         account_id: account.id,
