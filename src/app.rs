@@ -241,7 +241,7 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
         records::import_in(&tx, workspace.id, admin.id, demo).await?;
         demo_workspace = Some(workspace.slug);
     }
-    tx.commit().await?.committed()?;
+    tx.commit().await?;
     Ok(Some(Bootstrapped {
         admin_email: admin.email,
         generated_password: generated,

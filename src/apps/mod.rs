@@ -597,7 +597,7 @@ pub async fn install(
 ) -> Result<InstallReport> {
     let tx = db.begin().await?;
     let report = install_in(&tx, clock, workspace_id, bundle, actor).await?;
-    tx.commit().await?.committed()?;
+    tx.commit().await?;
     store::access_changed();
     // Committed; a failed reload only delays the swap to the next request.
     if let Err(e) = (definitions::Store {

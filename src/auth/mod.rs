@@ -294,7 +294,7 @@ pub async fn change_password(
     let tx = db.begin().await?;
     accounts::set_password(&tx, account_id, hash, clock.now()).await?;
     sessions::delete_for_account(&tx, account_id, current_session).await?;
-    tx.commit().await?.committed()?;
+    tx.commit().await?;
     crate::store::access_changed();
     Ok(())
 }

@@ -456,7 +456,7 @@ impl Store<'_> {
             },
         )
         .await?;
-        tx.commit().await?.committed()?;
+        tx.commit().await?;
         store::access_changed();
         // The version is committed; a failed reload only delays it to the next request.
         let scope = match self.refresh(scope.workspace_id).await {

@@ -26,7 +26,7 @@ impl Handler for SessionsPurge {
         let tx = ctx.db.begin().await?;
         let purged = auth::purge_sessions(&tx, &ctx.clock, self.policy).await?;
         ctx.complete_in(&tx).await?;
-        tx.commit().await?.committed()?;
+        tx.commit().await.map_err(crate::error::Error::from)?;
         tracing::info!(purged, "expired sessions purged");
         Ok(())
     }

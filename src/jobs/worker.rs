@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 use super::{NewJob, enqueue, retry_delay};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
-use crate::store::Db;
 use crate::store::jobs::{self as rows, JobRow, Lease};
+use crate::store::{Db, Tx};
 
 /// Why a handler did not complete its job.
 #[derive(Debug)]
@@ -81,7 +81,7 @@ impl JobContext {
     ///
     /// # Errors
     /// `JobFailure::Retry` when the lease was lost (the caller must then not commit `tx`).
-    pub async fn complete_in(&self, tx: &impl crate::store::Conn) -> Result<(), JobFailure> {
+    pub async fn complete_in(&self, tx: &Tx) -> Result<(), JobFailure> {
         if rows::complete(tx, &self.lease, self.clock.now()).await? {
             self.completed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -161,7 +161,7 @@ impl Worker {
             now + self.settings.lease,
         )
         .await?;
-        tx.commit().await?.committed()?;
+        tx.commit().await?;
         Ok(claimed)
     }
 
@@ -311,7 +311,7 @@ impl Worker {
     async fn release(&self, lease: &Lease) -> Result<bool> {
         let tx = self.db.begin().await?;
         let released = rows::release(&tx, lease, self.clock.now()).await?;
-        tx.commit().await?.committed()?;
+        tx.commit().await?;
         Ok(released)
     }
 
@@ -333,7 +333,7 @@ impl Worker {
             }
             Err(JobFailure::Fatal(error)) => rows::fail(&tx, lease, error, None, now).await?,
         };
-        tx.commit().await?.committed()?;
+        tx.commit().await?;
         Ok(recorded)
     }
 

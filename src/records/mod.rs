@@ -204,7 +204,12 @@ fn run_alone(sharing: Sharing) -> Result<Sharing> {
 
 /// The result of a write committed alone, which no other writer can roll back.
 fn committed(outcome: Outcome) -> Result<()> {
-    outcome.committed()
+    match outcome {
+        Outcome::Committed => Ok(()),
+        Outcome::RunAgain => Err(Error::Unavailable(
+            "the change was rolled back by a concurrent failure; try again".to_owned(),
+        )),
+    }
 }
 
 fn record_not_found(id: &str) -> Error {

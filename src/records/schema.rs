@@ -188,7 +188,7 @@ impl Handler for BuildIndex {
             .await?;
         }
         ctx.complete_in(&tx).await?;
-        tx.commit().await?.committed()?;
+        tx.commit().await.map_err(Error::from)?;
         store::access_changed();
         Ok(())
     }

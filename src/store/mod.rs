@@ -219,14 +219,12 @@ impl Db {
         self.backend
     }
 
-    /// Starts a write transaction of its own. On SQLite it takes a turn at the write gate
-    /// ([`Sharing::Alone`]): waiting in SQLite's busy handler behind record writers' groups
-    /// took up to seconds under load. Commit with `commit().await?.committed()`.
+    /// Starts a transaction.
     ///
     /// # Errors
     /// `Error::Db` when the database refuses.
-    pub async fn begin(&self) -> Result<Write> {
-        self.write(Sharing::Alone).await
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.conn.begin().await?)
     }
 
     /// Starts a write: on SQLite a turn in the group transaction (see [`write`]), writers

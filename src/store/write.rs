@@ -47,7 +47,6 @@ pub enum Sharing {
 
 /// What became of a writer's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
 pub enum Outcome {
     /// Committed.
     Committed,
@@ -402,52 +401,7 @@ impl Write {
     }
 }
 
-impl Outcome {
-    /// The outcome of a write that committed alone, which no other writer can roll back: an
-    /// error if it still did not hold.
-    ///
-    /// # Errors
-    /// `Error::Unavailable`.
-    pub fn committed(self) -> Result<()> {
-        match self {
-            Self::Committed => Ok(()),
-            Self::RunAgain => Err(Error::Unavailable(
-                "the change was rolled back by a concurrent failure; try again".to_owned(),
-            )),
-        }
-    }
-}
-
 impl Write {
-    /// Rolls this writer's work back (with its group's, on SQLite: use it on a write of its own,
-    /// [`Sharing::Alone`]).
-    ///
-    /// # Errors
-    /// `Error::Db`.
-    pub async fn rollback(mut self) -> Result<()> {
-        match std::mem::replace(
-            &mut self.inner,
-            Inner::Shared {
-                gate: None,
-                commit: GroupCommit::default(),
-                sharing: Sharing::Alone,
-            },
-        ) {
-            Inner::Own(tx) => Ok(tx.rollback().await?),
-            Inner::Shared {
-                gate: Some(mut gate),
-                ..
-            } => match gate.open.take() {
-                Some(mut group) => {
-                    group.poisoned = true;
-                    finish_detached(group).await
-                }
-                None => Ok(()),
-            },
-            Inner::Shared { gate: None, .. } => Ok(()),
-        }
-    }
-
     /// Ends this writer's turn when it wrote nothing (a lost optimistic race): the group's
     /// other work stays, and is committed now if nobody else is queuing.
     ///

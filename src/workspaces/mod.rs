@@ -376,7 +376,7 @@ pub async fn add_member(
         },
     )
     .await?;
-    tx.commit().await?.committed()?;
+    tx.commit().await?;
     crate::store::access_changed();
     Ok(MemberView {
         account_id: account.id,

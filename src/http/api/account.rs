@@ -143,7 +143,7 @@ async fn create_workspace(
         body.time_zone.as_deref(),
     )
     .await?;
-    tx.commit().await?.committed()?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(WorkspaceView::new(&workspace, "owner")),
