@@ -202,6 +202,25 @@ fn run_alone(sharing: Sharing) -> Result<Sharing> {
     }
 }
 
+/// A unique value another record already holds, located at `pointer`.
+fn unique_clash(
+    model: &EntityModel,
+    field: &crate::definitions::Field,
+    pointer: String,
+    value: &Scalar,
+) -> FieldError {
+    FieldError::new(
+        pointer,
+        "unique",
+        format!(
+            "another {} already has {} {}",
+            model.key,
+            field.key,
+            value.to_json()
+        ),
+    )
+}
+
 /// The result of a write committed alone, which no other writer can roll back.
 fn committed(outcome: Outcome) -> Result<()> {
     match outcome {
@@ -581,16 +600,7 @@ impl Records<'_> {
             .await?;
             for (_, taken) in found {
                 if let Some((pointer, value)) = values.iter().find(|(_, v)| *v == taken) {
-                    clashes.push(FieldError::new(
-                        pointer.clone(),
-                        "unique",
-                        format!(
-                            "another {} already has {} {}",
-                            model.key,
-                            field.key,
-                            value.to_json()
-                        ),
-                    ));
+                    clashes.push(unique_clash(model, field, pointer.clone(), value));
                 }
             }
         }
@@ -662,15 +672,11 @@ impl Records<'_> {
             .await?;
             for (i, value) in &values {
                 if taken.iter().any(|(_, t)| t == value) {
-                    clashes.push(FieldError::new(
+                    clashes.push(unique_clash(
+                        model,
+                        field,
                         format!("/records/{i}/fields/{}", codec::escape(&field.key)),
-                        "unique",
-                        format!(
-                            "another {} already has {} {}",
-                            model.key,
-                            field.key,
-                            value.to_json()
-                        ),
+                        value,
                     ));
                 }
             }

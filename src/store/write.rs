@@ -56,7 +56,7 @@ pub enum Outcome {
 }
 
 /// The SQLite write gate: the open group transaction and who is queuing for it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct GroupCommit {
     gate: Arc<Mutex<Gate>>,
     queued: Arc<AtomicUsize>,
@@ -216,10 +216,7 @@ impl GroupCommit {
             ran: std::sync::atomic::AtomicBool::new(false),
             inner: Inner::Shared {
                 gate: Some(gate),
-                commit: GroupCommit {
-                    gate: self.gate.clone(),
-                    queued: self.queued.clone(),
-                },
+                commit: self.clone(),
                 sharing,
             },
         })
@@ -377,7 +374,7 @@ impl Write {
                 gate,
                 commit,
                 sharing,
-            } => (gate.take(), commit.clone_handles(), *sharing),
+            } => (gate.take(), commit.clone(), *sharing),
         };
         let Some(mut gate) = gate else {
             return Err(Error::internal("write transaction committed twice"));
@@ -430,15 +427,6 @@ impl Write {
                 Ok(())
             }
             Inner::Shared { gate: None, .. } => Ok(()),
-        }
-    }
-}
-
-impl GroupCommit {
-    fn clone_handles(&self) -> Self {
-        Self {
-            gate: self.gate.clone(),
-            queued: self.queued.clone(),
         }
     }
 }
