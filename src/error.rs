@@ -47,8 +47,13 @@ pub enum Error {
     #[error("authentication required")]
     Unauthenticated,
     /// 403: the caller can see the target but may not do this.
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("{detail}")]
+    Forbidden {
+        /// What is refused.
+        detail: String,
+        /// Located problems (fields the caller may not write or query), if any.
+        errors: Vec<FieldError>,
+    },
     /// 405: the route exists but not with this method.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -119,6 +124,27 @@ impl Error {
     pub fn conflict(pointer: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
         let error = FieldError::new(pointer, code, message);
         Self::Conflict {
+            detail: error.message.clone(),
+            errors: vec![error],
+        }
+    }
+
+    /// 403 without located problems.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::Forbidden {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// 403 with one located problem.
+    pub fn forbidden_at(
+        pointer: impl Into<String>,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let error = FieldError::new(pointer, code, message);
+        Self::Forbidden {
             detail: error.message.clone(),
             errors: vec![error],
         }

@@ -1,7 +1,9 @@
 //! Formwork: a low-code CRM platform. Modules are listed in dependency order.
 
+pub mod access;
 pub mod app;
 pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod calendar;
 pub mod check;

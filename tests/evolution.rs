@@ -115,11 +115,13 @@ async fn hiding_removing_and_relabelling_keep_every_value(backend: Backend) {
     admin
         .post(
             "/api/v1/w/demo/members",
-            json!({"email": "rep@formwork.local", "role": "member"}),
+            json!({"email": "rep@formwork.local", "role": "viewer"}),
         )
         .await;
-    let (_, seen) = member.get(&format!("{ACCOUNTS}/{id}")).await;
+    let (status, seen) = member.get(&format!("{ACCOUNTS}/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
     assert!(seen.get("hidden_fields").is_none(), "{seen}");
+    assert!(seen["fields"].get("notes").is_none(), "{seen}");
     // x-hidden works the same way.
     let mut v4 = v2.clone();
     v4["properties"]["region"]["x-hidden"] = json!(true);
@@ -351,7 +353,7 @@ async fn a_write_racing_a_kind_change_is_refused(backend: Backend) {
         actor,
         channel: formwork::records::Channel::Api,
         time_zone: chrono_tz::Asia::Shanghai,
-        is_admin: true,
+        policy: None,
     };
     let mut fields = serde_json::Map::new();
     fields.insert("budget".to_owned(), json!("not money"));

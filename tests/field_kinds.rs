@@ -270,12 +270,12 @@ async fn attachments_are_checked_linked_once_and_downloadable(backend: Backend) 
             .contains("UTF-8''%E5%90%88")
     );
     assert_eq!(response.bytes().await.expect("bytes").to_vec(), pdf);
-    // A member sees files of records they can see, not other people's loose uploads.
+    // A viewer sees files of records they can see, not other people's loose uploads.
     let member = app.create_user("rep@formwork.local").await;
     admin
         .post(
             "/api/v1/w/demo/members",
-            json!({"email": "rep@formwork.local", "role": "member"}),
+            json!({"email": "rep@formwork.local", "role": "viewer"}),
         )
         .await;
     let (status, _) = member

@@ -239,6 +239,7 @@ async fn random_filters_agree_with_in_memory_evaluation(backend: Backend) {
         snapshot: &snapshot,
         now: chrono::Utc::now(),
         time_zone: chrono_tz::Asia::Shanghai,
+        policy: None,
     };
     for case in 0..60 {
         let filter = random_condition(&mut rng, 0);
@@ -521,7 +522,7 @@ async fn indexed_filters_use_their_index(backend: Backend) {
         actor: formwork::domain::Actor::System,
         channel: formwork::records::Channel::System,
         time_zone: chrono_tz::Asia::Shanghai,
-        is_admin: true,
+        policy: None,
     };
     let (_, model) = {
         let snapshot = app

@@ -406,8 +406,10 @@ async fn viewers_read_and_other_workspaces_see_nothing(backend: Backend) {
     // A role change applies to the very next request (access is cached for a moment, and
     // every change of a membership invalidates it).
     for (role, expected) in [
-        ("member", StatusCode::OK),
+        ("manager", StatusCode::OK),
         ("viewer", StatusCode::FORBIDDEN),
+        // A member sees only their own records: the admin's lead is not found.
+        ("member", StatusCode::NOT_FOUND),
     ] {
         let (status, body) = admin
             .post(

@@ -14,6 +14,7 @@ mod m20261124_000004_jobs;
 mod m20261124_000005_instance;
 mod m20261125_000006_records;
 mod m20261125_000007_attachments;
+mod m20261125_000008_people_access;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_instance::Migration),
             Box::new(m20261125_000006_records::Migration),
             Box::new(m20261125_000007_attachments::Migration),
+            Box::new(m20261125_000008_people_access::Migration),
         ]
     }
 }

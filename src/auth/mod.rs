@@ -35,14 +35,6 @@ pub type CredentialCache = EpochCache<String, CachedCredential>;
 pub use passwords::{check_password_policy, hash_password, verify_password};
 pub use secrets::{hash_secret, random_secret, same_secret};
 
-/// Built-in workspace roles, most powerful first (a later issue adds custom roles).
-pub const BUILT_IN_ROLES: [&str; 5] = ["owner", "admin", "manager", "member", "viewer"];
-
-/// Whether a role may manage the workspace (definitions, settings, members, others' tokens).
-pub fn role_can_administer(role: &str) -> bool {
-    matches!(role, "owner" | "admin")
-}
-
 /// Session lifetimes.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -68,6 +60,8 @@ pub enum Credential {
         token_id: Uuid,
         /// The one workspace it may act in.
         workspace_id: Uuid,
+        /// The role that narrows what it may do there (none: its account's role).
+        role: Option<String>,
     },
 }
 
@@ -170,7 +164,16 @@ pub async fn login(
 ) -> Result<NewSession> {
     let key = email.trim().to_lowercase();
     let now = clock.now();
-    limiter.check(&key, now)?;
+    let event = |kind: &'static str, account_id: Option<Uuid>| crate::audit::Event {
+        workspace_id: None,
+        account_id,
+        kind,
+        detail: serde_json::json!({"email": key.chars().take(254).collect::<String>()}),
+    };
+    if let Err(refused) = limiter.check(&key, now) {
+        crate::audit::record(db, now, event("auth.locked", None)).await;
+        return Err(refused);
+    }
     if key.contains('\0') || password.contains('\0') || key.len() > 254 || password.len() > 1024 {
         return Err(Error::Unauthenticated);
     }
@@ -179,9 +182,14 @@ pub async fn login(
     let verified = verify_password(hash, password.to_owned()).await;
     let account = match account {
         Some(account) if verified && account.is_active => account,
-        _ => return Err(Error::Unauthenticated),
+        other => {
+            let id = other.map(|a| a.id);
+            crate::audit::record(db, now, event("auth.login_failed", id)).await;
+            return Err(Error::Unauthenticated);
+        }
     };
     limiter.record_success(&key);
+    crate::audit::record(db, now, event("auth.login", Some(account.id))).await;
     let secret = random_secret();
     let csrf_token = random_secret();
     let expires_at = now + policy.absolute;
@@ -294,6 +302,17 @@ pub async fn change_password(
     let tx = db.begin().await?;
     accounts::set_password(&tx, account_id, hash, clock.now()).await?;
     sessions::delete_for_account(&tx, account_id, current_session).await?;
+    crate::audit::record_in(
+        &tx,
+        clock.now(),
+        crate::audit::Event {
+            workspace_id: None,
+            account_id: Some(account_id),
+            kind: "auth.password_changed",
+            detail: serde_json::json!({"other_sessions_ended": true}),
+        },
+    )
+    .await?;
     tx.commit().await?;
     crate::store::access_changed();
     Ok(())
@@ -321,6 +340,8 @@ pub struct TokenView {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The role narrowing what it may do (none: its account's role).
+    pub role: Option<String>,
 }
 
 impl From<&TokenRow> for TokenView {
@@ -334,11 +355,13 @@ impl From<&TokenRow> for TokenView {
             expires_at: row.expires_at,
             last_used_at: row.last_used_at,
             revoked_at: row.revoked_at,
+            role: row.role.clone(),
         }
     }
 }
 
-/// Creates a token for `account_id` in a workspace; returns it with the secret (shown once).
+/// Creates a token for `account_id` in a workspace, narrowed to `role` when given (the caller
+/// checks that the role exists); returns it with the secret (shown once).
 ///
 /// # Errors
 /// `Error::Invalid` for an empty name or an expiry in the past.
@@ -349,6 +372,7 @@ pub async fn create_token(
     account_id: Uuid,
     name: &str,
     expires_at: Option<DateTime<Utc>>,
+    role: Option<&str>,
 ) -> Result<(TokenView, String)> {
     let name = display_name(name, "/name", 100)?;
     let now = clock.now();
@@ -373,9 +397,21 @@ pub async fn create_token(
             expires_at,
             last_used_at: None,
             revoked_at: None,
+            role: role.map(str::to_owned),
         },
     )
     .await?;
+    crate::audit::record(
+        db,
+        now,
+        crate::audit::Event {
+            workspace_id: Some(workspace_id),
+            account_id: Some(account_id),
+            kind: "token.created",
+            detail: serde_json::json!({"token": row.id, "name": row.name, "role": row.role}),
+        },
+    )
+    .await;
     Ok((TokenView::from(&row), secret))
 }
 
@@ -412,6 +448,7 @@ pub async fn authenticate_token(
                     credential: Credential::Token {
                         token_id: token.id,
                         workspace_id: token.workspace_id,
+                        role: token.role.clone(),
                     },
                 },
                 expires_at: token.expires_at,
@@ -472,6 +509,17 @@ pub async fn revoke_token(
     if !visible || !tokens::revoke(db.conn(), workspace_id, token_id, clock.now()).await? {
         return Err(Error::not_found("token"));
     }
+    crate::audit::record(
+        db,
+        clock.now(),
+        crate::audit::Event {
+            workspace_id: Some(workspace_id),
+            account_id: Some(account_id),
+            kind: "token.revoked",
+            detail: serde_json::json!({"token": token_id}),
+        },
+    )
+    .await;
     Ok(())
 }
 

@@ -208,6 +208,15 @@ pub enum Condition {
         /// The condition on the referenced record.
         condition: Box<Condition>,
     },
+    /// The record is shared with a person as a collaborator (with edit rights, if `edit`).
+    SharedWith {
+        /// The entity's definition id.
+        entity_id: Uuid,
+        /// The person.
+        account_id: Uuid,
+        /// Only shares that allow editing.
+        edit: bool,
+    },
 }
 
 /// One sort key.
@@ -429,14 +438,14 @@ fn cmp_is(value: Option<&Scalar>, operand: &Scalar, accept: impl Fn(Ordering) ->
 }
 
 impl Condition {
-    /// Whether a record satisfies the condition. `Related` conditions need other records and
-    /// are not evaluated here (they answer false).
+    /// Whether a record satisfies the condition. `Related` and `SharedWith` conditions need
+    /// other rows and are not evaluated here (they answer false).
     pub fn matches(&self, record: &RecordFacts<'_>) -> bool {
         match self {
             Self::All(items) => items.iter().all(|c| c.matches(record)),
             Self::Any(items) => items.iter().any(|c| c.matches(record)),
             Self::Not(inner) => !inner.matches(record),
-            Self::Related { .. } => false,
+            Self::Related { .. } | Self::SharedWith { .. } => false,
             Self::Test { operand, predicate } => {
                 let value = value_of(operand, record);
                 let v = value.as_ref();

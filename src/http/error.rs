@@ -22,7 +22,7 @@ fn status_and_slug(error: &Error) -> (StatusCode, &'static str) {
     match error {
         Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request"),
         Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
         Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
         Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
@@ -51,6 +51,7 @@ impl IntoResponse for Error {
         let errors: &[FieldError] = match &self {
             Error::Invalid { errors, .. }
             | Error::Conflict { errors, .. }
+            | Error::Forbidden { errors, .. }
             | Error::BadRequest { errors, .. } => errors,
             _ => &[],
         };

@@ -235,9 +235,8 @@ where
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             if !safe && !sent.is_some_and(|sent| auth::same_secret(sent, csrf_token)) {
-                return Err(Error::Forbidden(
-                    "missing or wrong X-CSRF-Token header for a cookie-authenticated request"
-                        .to_owned(),
+                return Err(Error::forbidden(
+                    "missing or wrong X-CSRF-Token header for a cookie-authenticated request",
                 ));
             }
         }
@@ -277,9 +276,8 @@ where
                 csrf_token: csrf_token.clone(),
                 principal,
             }),
-            Credential::Token { .. } => Err(Error::Forbidden(
-                "API tokens act only inside their workspace; account routes need a session"
-                    .to_owned(),
+            Credential::Token { .. } => Err(Error::forbidden(
+                "API tokens act only inside their workspace; account routes need a session",
             )),
         }
     }
@@ -320,8 +318,14 @@ where
             .map(|(_, value)| value.to_owned())
             .ok_or_else(|| Error::not_found("workspace"))?;
         let services = Services::from_ref(state);
-        let access =
-            workspaces::access(services.db(), services.access_cache(), &principal, &slug).await?;
+        let access = workspaces::access(
+            services.db(),
+            services.clock(),
+            services.access_cache(),
+            &principal,
+            &slug,
+        )
+        .await?;
         Ok(Self { access })
     }
 }

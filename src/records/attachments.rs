@@ -110,9 +110,25 @@ impl Records<'_> {
         upload: Upload,
     ) -> Result<AttachmentView> {
         let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = super::Lens::new(ctx, &model);
+        if lens.reach(super::Operation::Create) == crate::access::Reach::None
+            && lens.reach(super::Operation::Update) == crate::access::Reach::None
+        {
+            return Err(Error::forbidden(format!(
+                "your role may not write {entity} records"
+            )));
+        }
+        let rule = lens.field(&model, &upload.field);
+        if rule.blocks_writes() && rule != crate::access::FieldRule::Hidden {
+            return Err(Error::forbidden_at(
+                "/field",
+                "read_only_field",
+                format!("your role may not change the field {:?}", upload.field),
+            ));
+        }
         let field = model
             .field(&upload.field)
-            .filter(|f| !f.hidden)
+            .filter(|f| !f.hidden && rule != crate::access::FieldRule::Hidden)
             .ok_or_else(|| {
                 Error::invalid(
                     "/field",
@@ -207,15 +223,22 @@ impl Records<'_> {
             .into_iter()
             .find(|m| m.definition_id == row.entity_id)
             .ok_or_else(not_found)?;
+        let lens = super::Lens::new(ctx, &model);
+        let rule = lens.field(&model, &row.field);
+        if rule == crate::access::FieldRule::Hidden || rule.masks() {
+            return Err(not_found());
+        }
         match row.record_id {
             Some(record_id) => {
-                let record = rows::find(self.db.conn(), &model.table(), record_id).await?;
-                let visible = record.is_some_and(|r| r.deleted_at.is_none() || ctx.is_admin);
-                if !visible {
-                    return Err(not_found());
-                }
+                let record = rows::find(self.db.conn(), &model.table(), record_id)
+                    .await?
+                    .filter(|r| r.deleted_at.is_none() || ctx.is_admin())
+                    .ok_or_else(not_found)?;
+                self.check_record(ctx, &lens, &model, &record, super::Operation::Read)
+                    .await
+                    .map_err(|_| not_found())?;
             }
-            None if row.created_by != ctx.actor.account_id() && !ctx.is_admin => {
+            None if row.created_by != ctx.actor.account_id() && !ctx.is_admin() => {
                 return Err(not_found());
             }
             None => {}

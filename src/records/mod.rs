@@ -6,8 +6,10 @@
 pub mod attachments;
 pub mod codec;
 pub mod evolve;
+pub mod guard;
 pub mod query;
 pub mod schema;
+pub mod sharing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -19,12 +21,13 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::definitions::{EntityModel, FieldKind, OnDelete, Registry, Scope, Snapshot};
-use crate::domain::query::{Scalar, SortKey, value_of};
+use crate::domain::query::{Condition, Scalar, SortKey, value_of};
 use crate::domain::{Actor, new_id};
 use crate::error::{Error, FieldError, Result};
 use crate::store::records::{self as rows, HistoryRow, RecordRow, RecordUpdate, Stamp};
 use crate::store::{self, Conn, Db, Outcome, Sharing};
 
+pub use guard::{Lens, Operation};
 pub use query::{Resolver, Total};
 
 /// Largest batch of records created in one request.
@@ -60,7 +63,7 @@ impl Channel {
 }
 
 /// Who acts, where, through what.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Context {
     /// The workspace and its definitions generation.
     pub scope: Scope,
@@ -70,8 +73,15 @@ pub struct Context {
     pub channel: Channel,
     /// The workspace time zone.
     pub time_zone: chrono_tz::Tz,
-    /// Whether the actor administers the workspace (sees hidden values).
-    pub is_admin: bool,
+    /// What the actor may do (`None`: Formwork itself, or a tool, which may do everything).
+    pub policy: Option<Arc<crate::access::Policy>>,
+}
+
+impl Context {
+    /// Whether the actor administers the workspace (sees values of hidden fields, purges).
+    pub fn is_admin(&self) -> bool {
+        self.policy.as_ref().is_none_or(|p| p.is_admin)
+    }
 }
 
 /// A record as the API shows it.
@@ -221,6 +231,14 @@ fn unique_clash(
     )
 }
 
+/// `filter` narrowed to the records `scope` selects.
+fn within(scope: Option<Condition>, filter: Option<Condition>) -> Option<Condition> {
+    match (scope, filter) {
+        (Some(scope), Some(filter)) => Some(Condition::All(vec![scope, filter])),
+        (scope, filter) => scope.or(filter),
+    }
+}
+
 /// The result of a write committed alone, which no other writer can roll back.
 fn committed(outcome: Outcome) -> Result<()> {
     match outcome {
@@ -231,7 +249,7 @@ fn committed(outcome: Outcome) -> Result<()> {
     }
 }
 
-fn record_not_found(id: &str) -> Error {
+pub(crate) fn record_not_found(id: &str) -> Error {
     Error::not_found(format!("record {id:?}"))
 }
 
@@ -296,7 +314,7 @@ impl Records<'_> {
 
     fn resolver<'m>(
         &self,
-        ctx: &Context,
+        ctx: &'m Context,
         snapshot: &'m Snapshot,
         model: &'m EntityModel,
     ) -> Resolver<'m> {
@@ -305,6 +323,7 @@ impl Records<'_> {
             snapshot,
             now: self.clock.now(),
             time_zone: ctx.time_zone,
+            policy: ctx.policy.as_deref(),
         }
     }
 
@@ -750,8 +769,12 @@ impl Records<'_> {
         batch: bool,
     ) -> Result<Vec<RecordView>> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        self.check_entity(ctx, &lens, &model, Operation::Create)
+            .await?;
         let now = self.clock.now();
         let mut problems = Vec::new();
+        let mut refused = Vec::new();
         let mut new_rows = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             let prefix = if batch {
@@ -759,10 +782,28 @@ impl Records<'_> {
             } else {
                 String::new()
             };
-            let doc = Self::new_doc(&model, &input.fields, &prefix, &mut problems);
+            let owner = input.owner.or(ctx.actor.account_id());
+            self.check_new_owner(
+                ctx,
+                &lens,
+                &model,
+                owner,
+                Operation::Create,
+                &format!("{prefix}/owner"),
+            )
+            .await?;
+            let fields = lens.check_input(
+                &model,
+                &input.fields,
+                None,
+                &prefix,
+                &mut problems,
+                &mut refused,
+            );
+            let doc = Self::new_doc(&model, &fields, &prefix, &mut problems);
             new_rows.push(RecordRow {
                 id: new_id(),
-                owner: input.owner.or(ctx.actor.account_id()),
+                owner,
                 created_at: now,
                 created_by: ctx.actor.account_id(),
                 updated_at: now,
@@ -772,6 +813,9 @@ impl Records<'_> {
                 deletion_id: None,
                 doc,
             });
+        }
+        if !refused.is_empty() {
+            return Err(guard::refused(&model, refused));
         }
         for (i, row) in new_rows.iter().enumerate() {
             let pointer = if batch {
@@ -897,7 +941,7 @@ impl Records<'_> {
         self.db.analyze_soon(&model.table(), new_rows.len());
         Ok(new_rows
             .iter()
-            .map(|row| view(&model, row, ctx.is_admin))
+            .map(|row| lens.show(&model, view(&model, row, lens.is_admin)))
             .collect())
     }
 
@@ -913,12 +957,15 @@ impl Records<'_> {
         include_deleted: bool,
     ) -> Result<RecordView> {
         let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
         let row = rows::find(self.db.conn(), &model.table(), id)
             .await?
             .filter(|row| include_deleted || row.deleted_at.is_none())
             .ok_or_else(|| record_not_found(&id.to_string()))?;
-        Ok(view(&model, &row, ctx.is_admin))
+        self.check_record(ctx, &lens, &model, &row, Operation::Read)
+            .await?;
+        Ok(lens.show(&model, view(&model, &row, lens.is_admin)))
     }
 
     /// Changes fields of a record (`null` clears one). With `expected_version`, a record changed
@@ -936,6 +983,7 @@ impl Records<'_> {
         expected_version: Option<i64>,
     ) -> Result<RecordView> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
         let live = |row: Option<RecordRow>| {
             row.filter(|row| row.deleted_at.is_none())
@@ -945,12 +993,31 @@ impl Records<'_> {
         let mut sharing = Sharing::Group;
         // Without a version from the client, a concurrent change is retried a few times.
         for _ in 0..5 {
+            self.check_record(ctx, &lens, &model, &row, Operation::Update)
+                .await?;
             if let Some(expected) = expected_version
                 && expected != row.version
             {
                 return Err(stale_version(expected, row.version));
             }
+            if let Some(owner) = owner.filter(|o| Some(*o) != row.owner) {
+                self.check_new_owner(ctx, &lens, &model, Some(owner), Operation::Update, "/owner")
+                    .await?;
+            }
             let mut problems = Vec::new();
+            let mut refused = Vec::new();
+            let patch = lens.check_input(
+                &model,
+                patch,
+                Some(&row.doc),
+                "",
+                &mut problems,
+                &mut refused,
+            );
+            if !refused.is_empty() {
+                return Err(guard::refused(&model, refused));
+            }
+            let patch = &patch;
             let mut doc = row.doc.clone();
             Self::encode_into(&model, patch, &mut doc, "", &mut problems);
             // Setting a field settles its unconverted value.
@@ -986,7 +1053,7 @@ impl Records<'_> {
             let changes = diff(&model, &row.doc, &doc);
             let new_owner = owner.or(row.owner);
             if changes.is_empty() && new_owner == row.owner {
-                return Ok(view(&model, &row, ctx.is_admin));
+                return Ok(lens.show(&model, view(&model, &row, lens.is_admin)));
             }
             let now = self.clock.now();
             let tx = self.db.write(sharing).await?;
@@ -1047,7 +1114,7 @@ impl Records<'_> {
                 version: row.version + 1,
                 ..row
             };
-            return Ok(view(&model, &row, ctx.is_admin));
+            return Ok(lens.show(&model, view(&model, &row, lens.is_admin)));
         }
         Err(Error::conflict(
             "/version",
@@ -1064,6 +1131,15 @@ impl Records<'_> {
     pub async fn delete(&self, ctx: &Context, entity: &str, id: &str) -> Result<()> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let id = parse_id(id)?;
+        if ctx.policy.is_some() {
+            let lens = Lens::new(ctx, &model);
+            let row = rows::find(self.db.conn(), &model.table(), id)
+                .await?
+                .filter(|row| row.deleted_at.is_none())
+                .ok_or_else(|| record_not_found(&id.to_string()))?;
+            self.check_record(ctx, &lens, &model, &row, Operation::Delete)
+                .await?;
+        }
         let now = self.clock.now();
         let stamp = Stamp {
             at: now,
@@ -1177,6 +1253,9 @@ impl Records<'_> {
             .await?
             .filter(|row| row.deleted_at.is_some())
             .ok_or_else(|| Error::not_found(format!("deleted record {id}")))?;
+        let lens = Lens::new(ctx, &model);
+        self.check_record(ctx, &lens, &model, &row, Operation::Delete)
+            .await?;
         let deletion = row
             .deletion_id
             .ok_or_else(|| Error::internal("deleted record without deletion id"))?;
@@ -1250,8 +1329,12 @@ impl Records<'_> {
     /// `Error::NotFound` (entity), `Error::Invalid` (the query).
     pub async fn list(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Page> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        self.check_entity(ctx, &lens, &model, Operation::Read)
+            .await?;
         let resolver = self.resolver(ctx, &snapshot, &model);
-        let request = resolver.list(body)?;
+        let mut request = resolver.list(body)?;
+        request.query.filter = within(lens.condition(Operation::Read), request.query.filter);
         let query = &request.query;
         let mut found = rows::list(self.db.conn(), &model.table(), query).await?;
         let more = found.len() as u64 > query.limit;
@@ -1291,7 +1374,7 @@ impl Records<'_> {
         Ok(Page {
             records: found
                 .iter()
-                .map(|row| view(&model, row, ctx.is_admin))
+                .map(|row| lens.show(&model, view(&model, row, lens.is_admin)))
                 .collect(),
             next_cursor,
             total,
@@ -1305,8 +1388,12 @@ impl Records<'_> {
     /// `Error::NotFound` (entity), `Error::Invalid` (the query).
     pub async fn aggregate(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Value> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        self.check_entity(ctx, &lens, &model, Operation::Read)
+            .await?;
         let resolver = self.resolver(ctx, &snapshot, &model);
-        let query = resolver.aggregate(body)?;
+        let mut query = resolver.aggregate(body)?;
+        query.filter = within(lens.condition(Operation::Read), query.filter);
         let covering = covering_index(&snapshot, &model, &query);
         let table = model.table();
         let found = match rows::aggregate(self.db.conn(), &table, &query, covering.as_deref()).await
@@ -1398,13 +1485,22 @@ impl Records<'_> {
     /// `Error::NotFound`.
     pub async fn history(&self, ctx: &Context, entity: &str, id: &str) -> Result<Vec<HistoryView>> {
         let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
+        let row = rows::find(self.db.conn(), &model.table(), id).await?;
+        match &row {
+            Some(row) => {
+                self.check_record(ctx, &lens, &model, row, Operation::Read)
+                    .await?;
+            }
+            // A purged record's history is for those who see every record of the entity.
+            None if !lens.covers(Operation::Read, None) => {
+                return Err(record_not_found(&id.to_string()));
+            }
+            None => {}
+        }
         let history = rows::history(self.db.conn(), model.definition_id, id).await?;
-        if history.is_empty()
-            && rows::find(self.db.conn(), &model.table(), id)
-                .await?
-                .is_none()
-        {
+        if history.is_empty() && row.is_none() {
             return Err(record_not_found(&id.to_string()));
         }
         Ok(history
@@ -1415,7 +1511,7 @@ impl Records<'_> {
                 actor_kind: h.actor_kind,
                 channel: h.channel,
                 operation: h.operation,
-                changes: h.changes,
+                changes: lens.show_changes(&model, h.changes),
             })
             .collect())
     }

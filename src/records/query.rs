@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::codec;
+use crate::access::{FieldRule, Reach};
 use crate::definitions::{EntityModel, Field, FieldKind, Snapshot, ValueType};
 use crate::domain::query::{
     AggregateQuery, Bucket, Condition, Deleted, Group, ListQuery, Metric, MetricOp, Operand,
@@ -56,13 +57,24 @@ pub struct Resolver<'a> {
     pub now: chrono::DateTime<Utc>,
     /// The workspace time zone.
     pub time_zone: chrono_tz::Tz,
+    /// What the caller may see (`None`: everything).
+    pub policy: Option<&'a crate::access::Policy>,
+}
+
+/// A field name looked up for a caller.
+enum Lookup<'m> {
+    Found(Resolved<'m>),
+    Unknown,
+    Masked,
 }
 
 /// Most values (of `in`, `not_in` and `contains` lists) in one filter: keeps every statement
 /// far below the engines' parameter limits (SQLite 32,766, PostgreSQL 65,535).
 const MAX_VALUES: usize = 5000;
 
-struct Problems(Vec<FieldError>, Budget);
+/// Invalid input, what the filter has spent of its limits, and fields the caller's role may
+/// not query (masked ones: 403).
+struct Problems(Vec<FieldError>, Budget, Vec<FieldError>);
 
 /// What a filter has used of its limits so far.
 #[derive(Default)]
@@ -105,7 +117,27 @@ fn refuse_nul(body: &Value) -> Result<(), Error> {
 
 impl Problems {
     fn new() -> Self {
-        Self(Vec::new(), Budget::default())
+        Self(Vec::new(), Budget::default(), Vec::new())
+    }
+
+    /// Notes a field the caller may see only masked: querying it would reveal the value.
+    fn masked(&mut self, pointer: &str, name: &str) {
+        self.2.push(FieldError::new(
+            pointer,
+            "masked_field",
+            format!("your role sees {name:?} masked; it cannot be filtered, sorted or grouped by"),
+        ));
+    }
+
+    /// The error for what was found, if anything: refusals first, then invalid input.
+    fn into_error(self, detail: &str) -> Option<Error> {
+        if !self.2.is_empty() {
+            return Some(Error::Forbidden {
+                detail: "the query uses fields your role may not query".to_owned(),
+                errors: self.2,
+            });
+        }
+        (!self.0.is_empty()).then(|| Error::invalid_all(detail, self.0))
     }
 
     /// Counts values against the filter's budget; false (with a problem) when over it.
@@ -153,6 +185,23 @@ fn resolve_field<'m>(model: &'m EntityModel, name: &str) -> Option<Resolved<'m>>
 }
 
 impl Resolver<'_> {
+    /// A field or system column of `model` as this caller may query it: fields their role
+    /// hides are unknown, masked ones refused.
+    fn lookup<'m>(&self, model: &'m EntityModel, name: &str) -> Lookup<'m> {
+        let Some(resolved) = resolve_field(model, name) else {
+            return Lookup::Unknown;
+        };
+        let rule = self
+            .policy
+            .filter(|_| resolved.field.is_some())
+            .map_or(FieldRule::Visible, |p| p.grant(&model.key).field(name));
+        match rule {
+            FieldRule::Hidden => Lookup::Unknown,
+            rule if rule.masks() => Lookup::Masked,
+            _ => Lookup::Found(resolved),
+        }
+    }
+
     /// Parses a list request body.
     ///
     /// # Errors
@@ -227,8 +276,8 @@ impl Resolver<'_> {
                 None
             }
         };
-        if !problems.0.is_empty() {
-            return Err(Error::invalid_all("the query is invalid", problems.0));
+        if let Some(error) = problems.into_error("the query is invalid") {
+            return Err(error);
         }
         Ok(ListRequest {
             query: ListQuery {
@@ -291,7 +340,15 @@ impl Resolver<'_> {
                     continue;
                 }
             };
-            match resolve_field(self.model, &name) {
+            let resolved = match self.lookup(self.model, &name) {
+                Lookup::Found(resolved) => Some(resolved),
+                Lookup::Unknown => None,
+                Lookup::Masked => {
+                    problems.masked(&pointer, &name);
+                    continue;
+                }
+            };
+            match resolved {
                 Some(resolved)
                     if resolved.field.is_none_or(|f| {
                         !matches!(f.kind.value_type(), ValueType::Array | ValueType::Opaque)
@@ -453,7 +510,14 @@ impl Resolver<'_> {
         allow_related: bool,
     ) -> Option<Condition> {
         if let Some((via, rest)) = name.split_once('.') {
-            let via_field = model.field(via).filter(|f| !f.hidden);
+            let via_field = match self.lookup(model, via) {
+                Lookup::Found(resolved) => resolved.field,
+                Lookup::Unknown => None,
+                Lookup::Masked => {
+                    problems.masked(&format!("{pointer}/field"), via);
+                    return None;
+                }
+            };
             let Some(FieldKind::Reference { entity, .. }) = via_field.map(|f| &f.kind) else {
                 problems.push(
                     &format!("{pointer}/field"),
@@ -478,20 +542,47 @@ impl Resolver<'_> {
                 );
                 return None;
             };
+            // A filter through a reference sees only the related records the caller may read.
+            let scope = match self.policy {
+                Some(policy) => {
+                    let reach = policy.grant(&target.key).read;
+                    if reach == Reach::None {
+                        problems.2.push(FieldError::new(
+                            format!("{pointer}/field"),
+                            "entity_forbidden",
+                            format!("your role may not read {} records", target.key),
+                        ));
+                        return None;
+                    }
+                    policy.condition(reach, target.definition_id, false)
+                }
+                None => None,
+            };
             let inner = self.test(&target, rest, op, value, pointer, problems, false)?;
+            let inner = match scope {
+                Some(scope) => Condition::All(vec![scope, inner]),
+                None => inner,
+            };
             return Some(Condition::Related {
                 via: via.to_owned(),
                 table: target.table(),
                 condition: Box::new(inner),
             });
         }
-        let Some(resolved) = resolve_field(model, name) else {
-            problems.push(
-                &format!("{pointer}/field"),
-                "unknown_field",
-                format!("{:?} has no field {name:?}", model.key),
-            );
-            return None;
+        let resolved = match self.lookup(model, name) {
+            Lookup::Found(resolved) => resolved,
+            Lookup::Unknown => {
+                problems.push(
+                    &format!("{pointer}/field"),
+                    "unknown_field",
+                    format!("{:?} has no field {name:?}", model.key),
+                );
+                return None;
+            }
+            Lookup::Masked => {
+                problems.masked(&format!("{pointer}/field"), name);
+                return None;
+            }
         };
         let value_pointer = format!("{pointer}/value");
         let operand = resolved.operand.clone();
@@ -863,9 +954,16 @@ impl Resolver<'_> {
                     continue;
                 }
             };
-            let Some(resolved) = resolve_field(self.model, &name) else {
-                problems.push(&pointer, "unknown_field", format!("unknown field {name:?}"));
-                continue;
+            let resolved = match self.lookup(self.model, &name) {
+                Lookup::Found(resolved) => resolved,
+                Lookup::Unknown => {
+                    problems.push(&pointer, "unknown_field", format!("unknown field {name:?}"));
+                    continue;
+                }
+                Lookup::Masked => {
+                    problems.masked(&pointer, &name);
+                    continue;
+                }
             };
             let is_datetime = matches!(resolved.field.map(|f| &f.kind), Some(FieldKind::DateTime));
             let is_date = is_datetime
@@ -952,13 +1050,20 @@ impl Resolver<'_> {
                     continue;
                 }
                 (_, Some(name)) => {
-                    let Some(resolved) = resolve_field(self.model, name) else {
-                        problems.push(
-                            &format!("{pointer}/field"),
-                            "unknown_field",
-                            format!("unknown field {name:?}"),
-                        );
-                        continue;
+                    let resolved = match self.lookup(self.model, name) {
+                        Lookup::Found(resolved) => resolved,
+                        Lookup::Unknown => {
+                            problems.push(
+                                &format!("{pointer}/field"),
+                                "unknown_field",
+                                format!("unknown field {name:?}"),
+                            );
+                            continue;
+                        }
+                        Lookup::Masked => {
+                            problems.masked(&format!("{pointer}/field"), name);
+                            continue;
+                        }
                     };
                     let numeric = resolved.field.is_some_and(|f| {
                         matches!(f.kind.value_type(), ValueType::Integer | ValueType::Real)
@@ -985,8 +1090,8 @@ impl Resolver<'_> {
             };
             metrics.push(Metric { op, operand });
         }
-        if !problems.0.is_empty() {
-            return Err(Error::invalid_all("the aggregate is invalid", problems.0));
+        if let Some(error) = problems.into_error("the aggregate is invalid") {
+            return Err(error);
         }
         Ok(AggregateQuery {
             filter,

@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod entities;
 pub mod facts;
 pub mod jobs;
+pub mod people;
 pub mod records;
 pub mod sessions;
 pub mod tokens;

@@ -74,7 +74,8 @@ fn optional_uuid(backend: Backend, id: Option<Uuid>) -> SqlValue {
     }
 }
 
-fn get_uuid(row: &QueryResult, backend: Backend, column: &str) -> Result<Option<Uuid>> {
+/// Reads a uuid column (text on SQLite).
+pub(crate) fn get_uuid(row: &QueryResult, backend: Backend, column: &str) -> Result<Option<Uuid>> {
     Ok(match backend {
         Backend::Sqlite => row
             .try_get::<Option<String>>("", column)?
@@ -486,6 +487,41 @@ pub async fn update(
     Ok(conn.execute(&update).await?.rows_affected() == 1)
 }
 
+/// Gives the records of `table` owned by `from` (all of them, or those among `only`) to `to`,
+/// live and deleted alike; returns the ids changed.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn reassign_owner(
+    conn: &impl Conn,
+    table: &str,
+    from: Option<Uuid>,
+    to: Option<Uuid>,
+    only: Option<&[Uuid]>,
+    stamp: Stamp,
+) -> Result<Vec<Uuid>> {
+    let backend = backend_of(conn);
+    let mut update = stamped_update(backend, table, stamp.at, stamp.by);
+    update.value(Alias::new("owner_id"), optional_uuid(backend, to));
+    match from {
+        Some(from) => {
+            update.and_where(Expr::col(Alias::new("owner_id")).eq(uuid_value(backend, from)))
+        }
+        None => update.and_where(Expr::col(Alias::new("owner_id")).is_null()),
+    };
+    if let Some(ids) = only {
+        update.and_where(
+            Expr::col(Alias::new("id")).is_in(ids.iter().map(|id| uuid_value(backend, *id))),
+        );
+    }
+    update.returning_col(Alias::new("id"));
+    conn.query_all(&update)
+        .await?
+        .iter()
+        .map(|row| get_uuid(row, backend, "id")?.ok_or_else(|| Error::internal("no id")))
+        .collect()
+}
+
 /// Who and when for a delete, restore or cascade.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp {
@@ -887,6 +923,28 @@ fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr
             } else {
                 test
             }
+        }
+        Condition::SharedWith {
+            entity_id,
+            account_id,
+            edit,
+        } => {
+            let mut inner = Query::select();
+            inner
+                .column(Alias::new("record_id"))
+                .from(Alias::new("record_collaborators"))
+                .and_where(
+                    Expr::col(Alias::new("entity_id")).eq(bind(backend, &Scalar::Uuid(*entity_id))),
+                )
+                .and_where(
+                    Expr::col(Alias::new("account_id"))
+                        .eq(bind(backend, &Scalar::Uuid(*account_id))),
+                );
+            if *edit {
+                inner.and_where(Expr::col(Alias::new("can_edit")).eq(true));
+            }
+            let test = Expr::col(Alias::new("id")).in_subquery(inner);
+            if negated { test.not() } else { test }
         }
     }
 }

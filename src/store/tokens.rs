@@ -28,6 +28,7 @@ pub async fn insert(conn: &impl Conn, row: TokenRow) -> Result<TokenRow> {
         expires_at: Set(row.expires_at),
         last_used_at: Set(row.last_used_at),
         revoked_at: Set(row.revoked_at),
+        role: Set(row.role),
     }
     .insert(conn)
     .await?)

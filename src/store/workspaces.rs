@@ -127,6 +127,9 @@ pub async fn upsert_membership(conn: &impl Conn, row: MembershipRow) -> Result<(
         account_id: Set(row.account_id),
         role: Set(row.role),
         created_at: Set(row.created_at),
+        unit_id: Set(row.unit_id),
+        manager_id: Set(row.manager_id),
+        deactivated_at: Set(row.deactivated_at),
     };
     membership::Entity::insert(model)
         .on_conflict(
@@ -190,6 +193,7 @@ pub async fn find_with_role(
         )
         .filter(workspace::Column::Slug.eq(slug))
         .filter(membership::Column::AccountId.eq(account_id))
+        .filter(membership::Column::DeactivatedAt.is_null())
         .one(conn)
         .await?;
     Ok(found.and_then(|(w, m)| Some((w, m?.role))))
@@ -205,6 +209,7 @@ pub async fn list_for_account(
 ) -> Result<Vec<(WorkspaceRow, String)>> {
     let memberships = membership::Entity::find()
         .filter(membership::Column::AccountId.eq(account_id))
+        .filter(membership::Column::DeactivatedAt.is_null())
         .all(conn)
         .await?;
     let ids: Vec<Uuid> = memberships.iter().map(|m| m.workspace_id).collect();

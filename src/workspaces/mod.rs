@@ -1,16 +1,23 @@
 //! Workspaces (tenants): creation, who may enter, members and roles, time zone and calendar.
 
+mod members;
+
+pub use members::*;
+
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::{BUILT_IN_ROLES, Credential, Principal, role_can_administer};
+use crate::access::{Directory, OrgTree, Person, Policy, Right, Rights, Role, Unit, UnitKind};
+use crate::auth::{Credential, Principal};
 use crate::calendar::BusinessCalendar;
 use crate::clock::SharedClock;
-use crate::domain::{Email, WorkspaceSlug, display_name, new_id};
+use crate::domain::{WorkspaceSlug, display_name, new_id};
 use crate::error::{Error, Result};
 use crate::store::workspaces::{self as rows, MembershipRow, WorkspaceRow};
-use crate::store::{Conn, Db, accounts};
+use crate::store::{Conn, Db, people};
 
 /// The default time zone of a new workspace.
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
@@ -24,12 +31,14 @@ pub struct Access {
     pub account_id: Uuid,
     /// Its role there.
     pub role: String,
+    /// What it may do there.
+    pub policy: Arc<Policy>,
 }
 
 impl Access {
-    /// Whether the caller administers the workspace.
+    /// Whether the caller administers the workspace (owner or admin, not narrowed by a token).
     pub fn is_admin(&self) -> bool {
-        role_can_administer(&self.role)
+        self.policy.is_admin
     }
 
     /// Refuses non-admins.
@@ -40,57 +49,221 @@ impl Access {
         if self.is_admin() {
             Ok(())
         } else {
-            Err(Error::Forbidden(
-                "only a workspace owner or admin may do this".to_owned(),
+            Err(Error::forbidden(
+                "only a workspace owner or admin may do this",
             ))
+        }
+    }
+
+    /// Refuses callers without a management right.
+    ///
+    /// # Errors
+    /// `Error::Forbidden`.
+    pub fn require(&self, right: Right) -> Result<()> {
+        if self.policy.may(right) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "your role may not manage {}",
+                right.name()
+            )))
         }
     }
 }
 
 /// Resolves a caller's access to the workspace named by `slug`.
 ///
-/// Anything the caller may not enter (no such workspace, not a member, or a token bound to
-/// another workspace) is the same 404, so workspace names do not leak.
+/// Anything the caller may not enter (no such workspace, not an active member, or a token bound
+/// to another workspace) is the same 404, so workspace names do not leak.
 ///
 /// # Errors
 /// `Error::NotFound`.
 pub async fn access(
     db: &Db,
+    clock: &SharedClock,
     cache: &AccessCache,
     principal: &Principal,
     slug: &str,
 ) -> Result<Access> {
     let not_found = || Error::not_found(format!("workspace {slug:?}"));
-    let key = (principal.account_id, slug.to_owned());
-    let access = match cache.get(&key) {
+    let token_role = match &principal.credential {
+        Credential::Token { role, .. } => role.clone(),
+        Credential::Session { .. } => None,
+    };
+    let key = (principal.account_id, slug.to_owned(), token_role.clone());
+    let access = match cache.entries.get(&key) {
         Some(access) => access,
         None => {
             if WorkspaceSlug::parse(slug).is_err() {
                 return Err(not_found());
             }
             let epoch = crate::store::access_epoch();
-            let (workspace, role) = rows::find_with_role(db.conn(), slug, principal.account_id)
-                .await?
-                .ok_or_else(not_found)?;
+            let Some((workspace, role)) =
+                rows::find_with_role(db.conn(), slug, principal.account_id).await?
+            else {
+                crate::audit::record(
+                    db,
+                    clock.now(),
+                    crate::audit::Event {
+                        workspace_id: None,
+                        account_id: Some(principal.account_id),
+                        kind: "access.denied",
+                        detail: serde_json::json!({"workspace": slug, "status": 404}),
+                    },
+                )
+                .await;
+                return Err(not_found());
+            };
+            let directory = directory(db, cache, workspace.id).await?;
+            let policy = Policy::new(
+                &directory,
+                principal.account_id,
+                &role,
+                token_role.as_deref(),
+            );
             let access = Access {
                 workspace,
                 account_id: principal.account_id,
                 role,
+                policy: Arc::new(policy),
             };
-            cache.insert(key, access.clone(), epoch);
+            cache.entries.insert(key, access.clone(), epoch);
             access
         }
     };
     if let Credential::Token { workspace_id, .. } = &principal.credential
         && *workspace_id != access.workspace.id
     {
+        crate::audit::record(
+            db,
+            clock.now(),
+            crate::audit::Event {
+                workspace_id: Some(access.workspace.id),
+                account_id: Some(principal.account_id),
+                kind: "access.denied",
+                detail: serde_json::json!({"reason": "token bound to another workspace", "status": 404}),
+            },
+        )
+        .await;
         return Err(not_found());
     }
     Ok(access)
 }
 
-/// (account, workspace slug) → the account's access there, see [`crate::auth::cache`].
-pub type AccessCache = crate::auth::EpochCache<(Uuid, String), Access>;
+/// The roles and org tree of a workspace (cached like access).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn directory(db: &Db, cache: &AccessCache, workspace_id: Uuid) -> Result<Arc<Directory>> {
+    if let Some(directory) = cache.directories.get(&workspace_id) {
+        return Ok(directory);
+    }
+    let epoch = crate::store::access_epoch();
+    let directory = Arc::new(load_directory(db.conn(), workspace_id).await?);
+    cache
+        .directories
+        .insert(workspace_id, directory.clone(), epoch);
+    Ok(directory)
+}
+
+/// Reads the roles and org tree of a workspace.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn load_directory(conn: &impl Conn, workspace_id: Uuid) -> Result<Directory> {
+    let units = people::units(conn, workspace_id)
+        .await?
+        .into_iter()
+        .filter_map(|u| {
+            Some(Unit {
+                id: u.id,
+                parent: u.parent_id,
+                kind: UnitKind::parse(&u.kind)?,
+                name: u.name,
+            })
+        })
+        .collect();
+    let persons = people::memberships(conn, workspace_id)
+        .await?
+        .into_iter()
+        .map(|m| Person {
+            account_id: m.account_id,
+            unit: m.unit_id,
+            manager: m.manager_id,
+        })
+        .collect();
+    let mut roles = Vec::new();
+    for row in people::roles(conn, workspace_id).await? {
+        // Validated when saved; rules on entities or fields removed since simply match nothing.
+        let rights = lenient_rights(&row.rights);
+        roles.push(Role {
+            key: row.key,
+            name: row.name,
+            rights,
+            built_in: false,
+        });
+    }
+    Ok(Directory::new(OrgTree::new(units, persons), roles))
+}
+
+/// Rights read from storage without checking entity and field names against the published
+/// definitions (those may have changed since the role was saved).
+fn lenient_rights(value: &serde_json::Value) -> Rights {
+    serde_json::from_value::<StoredRights>(value.clone())
+        .map(StoredRights::into_rights)
+        .unwrap_or_default()
+}
+
+/// The stored form of rights, read leniently.
+#[derive(Debug, serde::Deserialize)]
+struct StoredRights {
+    #[serde(default)]
+    entities: std::collections::BTreeMap<String, StoredEntityRights>,
+    #[serde(default)]
+    manage: crate::access::Manage,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StoredEntityRights {
+    create: Option<crate::access::Reach>,
+    read: Option<crate::access::Reach>,
+    update: Option<crate::access::Reach>,
+    delete: Option<crate::access::Reach>,
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, crate::access::FieldRule>,
+}
+
+impl StoredRights {
+    fn into_rights(self) -> Rights {
+        Rights {
+            entities: self
+                .entities
+                .into_iter()
+                .map(|(key, e)| {
+                    (
+                        key,
+                        crate::access::EntityRights {
+                            create: e.create,
+                            read: e.read,
+                            update: e.update,
+                            delete: e.delete,
+                            fields: e.fields,
+                        },
+                    )
+                })
+                .collect(),
+            manage: self.manage,
+        }
+    }
+}
+
+/// (account, workspace slug, token role) → the account's access there, and workspace → its
+/// directory; see [`crate::auth::cache`].
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    entries: crate::auth::EpochCache<(Uuid, String, Option<String>), Access>,
+    directories: crate::auth::EpochCache<Uuid, Arc<Directory>>,
+}
 
 /// A workspace as shown to its members.
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +353,9 @@ pub async fn create(
             account_id: owner,
             role: "owner".to_owned(),
             created_at: now,
+            unit_id: None,
+            manager_id: None,
+            deactivated_at: None,
         },
     )
     .await?;
@@ -283,106 +459,4 @@ pub async fn update_settings(
     )
     .await?;
     settings_of(&row)
-}
-
-/// A member as listed.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemberView {
-    /// Account id.
-    pub account_id: Uuid,
-    /// Email.
-    pub email: String,
-    /// Name.
-    pub name: String,
-    /// Role.
-    pub role: String,
-    /// Joined.
-    pub joined_at: DateTime<Utc>,
-}
-
-/// The members of the caller's workspace.
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn members(db: &Db, access: &Access) -> Result<Vec<MemberView>> {
-    Ok(rows::list_members(db.conn(), access.workspace.id)
-        .await?
-        .into_iter()
-        .map(|m| MemberView {
-            account_id: m.account_id,
-            email: m.email,
-            name: m.name,
-            role: m.role,
-            joined_at: m.joined_at,
-        })
-        .collect())
-}
-
-/// Adds an existing account to the workspace (or changes its role); admins only. Invitations
-/// of people without an account come with the people-and-access issue.
-///
-/// # Errors
-/// `Error::Forbidden`, `Error::Invalid` (unknown role or account), `Error::Db`.
-pub async fn add_member(
-    db: &Db,
-    clock: &SharedClock,
-    access: &Access,
-    email: &str,
-    role: &str,
-) -> Result<MemberView> {
-    access.require_admin()?;
-    if !BUILT_IN_ROLES.contains(&role) {
-        return Err(Error::invalid(
-            "/role",
-            "unknown_role",
-            format!("role must be one of {}", BUILT_IN_ROLES.join(", ")),
-        ));
-    }
-    if role == "owner" && access.role != "owner" {
-        return Err(Error::Forbidden(
-            "only an owner may make another owner".to_owned(),
-        ));
-    }
-    let email = Email::parse(email)?;
-    let account = accounts::find_by_email(db.conn(), email.as_str())
-        .await?
-        .ok_or_else(|| Error::invalid("/email", "unknown_account", "no account has this email"))?;
-    let now = clock.now();
-    let tx = db.begin().await?;
-    // The owner checks below and the write must see the same memberships.
-    rows::lock(&tx, access.workspace.id, now).await?;
-    let current = rows::role_of(&tx, access.workspace.id, account.id).await?;
-    if current.as_deref() == Some("owner") && role != "owner" {
-        if access.role != "owner" {
-            return Err(Error::Forbidden(
-                "only an owner may change another owner's role".to_owned(),
-            ));
-        }
-        if rows::count_owners(&tx, access.workspace.id).await? <= 1 {
-            return Err(Error::invalid(
-                "/role",
-                "last_owner",
-                "a workspace keeps at least one owner; make someone else owner first",
-            ));
-        }
-    }
-    rows::upsert_membership(
-        &tx,
-        MembershipRow {
-            workspace_id: access.workspace.id,
-            account_id: account.id,
-            role: role.to_owned(),
-            created_at: now,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    crate::store::access_changed();
-    Ok(MemberView {
-        account_id: account.id,
-        email: account.email,
-        name: account.name,
-        role: role.to_owned(),
-        joined_at: now,
-    })
 }

@@ -22,6 +22,26 @@ pub(super) fn router() -> Router<Services> {
         .route("/logout", post(logout))
         .route("/password", put(change_password))
         .route("/workspaces", get(list_workspaces).post(create_workspace))
+        .route("/security-events", get(security_events))
+}
+
+/// The signed-in account's own security events (logins, failures, lockouts), newest first.
+async fn security_events(
+    State(services): State<Services>,
+    user: SessionUser,
+) -> Result<Json<Vec<crate::audit::EventView>>> {
+    Ok(Json(
+        crate::audit::list(
+            services.db(),
+            crate::store::people::AuditFilter {
+                account_id: Some(user.principal.account_id),
+                kind: Some("auth.".to_owned()),
+                ..Default::default()
+            },
+            Some(100),
+        )
+        .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

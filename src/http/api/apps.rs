@@ -52,7 +52,7 @@ async fn install(
     ws: Workspace,
     AppJson(body): AppJson<Install>,
 ) -> Result<(StatusCode, Json<InstallReport>)> {
-    ws.access.require_admin()?;
+    ws.access.require(crate::access::Right::Templates)?;
     let from_document = body.bundle.is_some();
     let bundle = match (body.template, body.bundle) {
         (Some(name), None) => apps::built_in(&name).map_err(|e| match e {

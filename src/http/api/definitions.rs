@@ -95,7 +95,7 @@ async fn save_draft(
     headers: HeaderMap,
     AppJson(body): AppJson<Draft>,
 ) -> Result<Json<DefinitionView>> {
-    ws.access.require_admin()?;
+    ws.access.require(crate::access::Right::Definitions)?;
     let kind = Kind::parse(&kind)?;
     let revision = revision(body.revision, &headers)?;
     Ok(Json(
@@ -119,7 +119,7 @@ async fn discard_draft(
     headers: HeaderMap,
     AppQuery(query): AppQuery<RevisionQuery>,
 ) -> Result<Json<DefinitionView>> {
-    ws.access.require_admin()?;
+    ws.access.require(crate::access::Right::Definitions)?;
     let kind = Kind::parse(&kind)?;
     let revision = revision(query.revision, &headers)?.ok_or_else(|| {
         Error::invalid(
@@ -182,7 +182,7 @@ async fn publish(
     headers: HeaderMap,
     AppJson(body): AppJson<Publish>,
 ) -> Result<(StatusCode, Json<DefinitionView>)> {
-    ws.access.require_admin()?;
+    ws.access.require(crate::access::Right::Definitions)?;
     let kind = Kind::parse(&kind)?;
     let revision = revision(body.revision, &headers)?.ok_or_else(|| {
         Error::invalid(

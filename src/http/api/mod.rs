@@ -4,6 +4,7 @@ mod account;
 mod apps;
 mod definitions;
 mod jobs;
+mod people;
 mod records;
 mod tokens;
 mod workspace;
@@ -22,4 +23,5 @@ pub(super) fn router() -> Router<Services> {
         .merge(definitions::router())
         .merge(jobs::router())
         .merge(records::router())
+        .merge(people::router())
 }

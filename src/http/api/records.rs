@@ -1,6 +1,6 @@
 //! `/api/v1/w/{workspace}/entities/{entity}/records`: create, read, change, delete, restore and
 //! purge records; batch creates; lists (URL or JSON query), aggregates and history.
-//! Members read and write; viewers only read (roles and scopes come with the access model).
+//! What each caller may see and do is decided by `records::guard` from their role's rights.
 
 use axum::extract::{FromRef, FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
@@ -16,6 +16,7 @@ use crate::auth::Credential;
 use crate::domain::Actor;
 use crate::error::{Error, Result};
 use crate::http::extract::{AppJson, Authenticated, Workspace};
+use crate::records::sharing::CollaboratorView;
 use crate::records::{self, Channel, Context, HistoryView, NewRecord, Page, RecordView};
 
 pub(super) fn router() -> Router<Services> {
@@ -31,6 +32,15 @@ pub(super) fn router() -> Router<Services> {
         )
         .route(&format!("{base}/records/{{id}}/restore"), post(restore))
         .route(&format!("{base}/records/{{id}}/history"), get(history))
+        .route(
+            &format!("{base}/records/{{id}}/collaborators"),
+            get(collaborators),
+        )
+        .route(
+            &format!("{base}/records/{{id}}/collaborators/{{account}}"),
+            axum::routing::put(share).delete(unshare),
+        )
+        .route(&format!("{base}/records/transfer"), post(transfer))
         .route(&format!("{base}/indexes"), get(indexes))
         .route(&format!("{base}/impact"), get(impact))
         .route(
@@ -46,18 +56,6 @@ const ATTACHMENT_BODY_LIMIT: usize = 100 * 1024 * 1024;
 /// The caller's records context: workspace, actor, channel (browser session → ui, token → api).
 struct Caller {
     ctx: Context,
-    role: String,
-}
-
-impl Caller {
-    fn require_writer(&self) -> Result<()> {
-        if self.role == "viewer" {
-            return Err(Error::Forbidden(
-                "viewers can read records but not change them".to_owned(),
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -84,9 +82,8 @@ where
                 },
                 channel,
                 time_zone,
-                is_admin: ws.access.is_admin(),
+                policy: Some(ws.access.policy.clone()),
             },
-            role: ws.access.role.clone(),
         })
     }
 }
@@ -106,7 +103,6 @@ async fn create(
     Path((_, entity)): Path<(String, String)>,
     AppJson(body): AppJson<RecordBody>,
 ) -> Result<(StatusCode, Json<RecordView>)> {
-    caller.require_writer()?;
     if body.version.is_some() {
         return Err(Error::invalid(
             "/version",
@@ -148,7 +144,6 @@ async fn create_batch(
     Path((_, entity)): Path<(String, String)>,
     AppJson(body): AppJson<BatchBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    caller.require_writer()?;
     let inputs = body
         .records
         .into_iter()
@@ -259,7 +254,6 @@ async fn update(
     headers: HeaderMap,
     AppJson(body): AppJson<RecordBody>,
 ) -> Result<Json<RecordView>> {
-    caller.require_writer()?;
     let version = expected_version(body.version, &headers)?;
     Ok(Json(
         services
@@ -275,11 +269,10 @@ async fn remove(
     Path((_, entity, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode> {
-    caller.require_writer()?;
     if flag(raw.as_deref(), "purge")? {
-        if !caller.ctx.is_admin {
-            return Err(Error::Forbidden(
-                "only a workspace owner or admin may purge records".to_owned(),
+        if !caller.ctx.is_admin() {
+            return Err(Error::forbidden(
+                "only a workspace owner or admin may purge records",
             ));
         }
         services.records().purge(&caller.ctx, &entity, &id).await?;
@@ -294,7 +287,6 @@ async fn restore(
     caller: Caller,
     Path((_, entity, id)): Path<(String, String, String)>,
 ) -> Result<Json<RecordView>> {
-    caller.require_writer()?;
     Ok(Json(
         services
             .records()
@@ -331,9 +323,9 @@ async fn impact(
     caller: Caller,
     Path((_, entity)): Path<(String, String)>,
 ) -> Result<Json<crate::records::evolve::Impact>> {
-    if !caller.ctx.is_admin {
-        return Err(Error::Forbidden(
-            "only a workspace owner or admin may examine entity changes".to_owned(),
+    if !caller.ctx.is_admin() {
+        return Err(Error::forbidden(
+            "only a workspace owner or admin may examine entity changes",
         ));
     }
     Ok(Json(services.records().impact(&caller.ctx, &entity).await?))
@@ -350,7 +342,6 @@ async fn upload(
     StatusCode,
     Json<crate::records::attachments::AttachmentView>,
 )> {
-    caller.require_writer()?;
     let mut field = None;
     let mut name = None;
     for (key, value) in query_pairs(raw.as_deref()) {
@@ -410,4 +401,92 @@ async fn download(
         (header::CACHE_CONTROL, "private, no-store".to_owned()),
     ];
     Ok((headers, data).into_response())
+}
+
+async fn collaborators(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<Vec<CollaboratorView>>> {
+    Ok(Json(
+        services
+            .records()
+            .collaborators(&caller.ctx, &entity, &id)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
+    access: String,
+}
+
+fn member_id(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text)
+        .map_err(|_| Error::invalid("/account_id", "unknown_user", "not a member id"))
+}
+
+async fn share(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id, account)): Path<(String, String, String, String)>,
+    AppJson(body): AppJson<ShareBody>,
+) -> Result<Json<Vec<CollaboratorView>>> {
+    let can_edit = match body.access.as_str() {
+        "read" => false,
+        "edit" => true,
+        _ => {
+            return Err(Error::invalid("/access", "enum", "access is read or edit"));
+        }
+    };
+    Ok(Json(
+        services
+            .records()
+            .share(
+                &caller.ctx,
+                &entity,
+                &id,
+                member_id(&account)?,
+                Some(can_edit),
+            )
+            .await?,
+    ))
+}
+
+async fn unshare(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id, account)): Path<(String, String, String, String)>,
+) -> Result<StatusCode> {
+    services
+        .records()
+        .share(&caller.ctx, &entity, &id, member_id(&account)?, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    ids: Vec<String>,
+    owner: Uuid,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Transferred {
+    transferred: usize,
+}
+
+async fn transfer(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<TransferBody>,
+) -> Result<Json<Transferred>> {
+    let transferred = services
+        .records()
+        .transfer(&caller.ctx, &entity, &body.ids, body.owner)
+        .await?;
+    Ok(Json(Transferred { transferred }))
 }

@@ -36,6 +36,7 @@ async fn list(State(services): State<Services>, ws: Workspace) -> Result<Json<Ve
 struct NewToken {
     name: String,
     expires_at: Option<DateTime<Utc>>,
+    role: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,9 +55,18 @@ async fn create(
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
     // A leaked token must not be able to mint tokens that outlive its revocation.
     if matches!(credential.0.credential, Credential::Token { .. }) {
-        return Err(Error::Forbidden(
-            "API tokens are created by a signed-in person, not by another token".to_owned(),
+        return Err(Error::forbidden(
+            "API tokens are created by a signed-in person, not by another token",
         ));
+    }
+    if let Some(role) = &body.role {
+        crate::workspaces::check_role_exists(
+            services.db(),
+            services.access_cache(),
+            &ws.access,
+            role,
+        )
+        .await?;
     }
     let (token, secret) = auth::create_token(
         services.db(),
@@ -65,6 +75,7 @@ async fn create(
         ws.access.account_id,
         &body.name,
         body.expires_at,
+        body.role.as_deref(),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })))

@@ -173,6 +173,7 @@ async fn add_member(
     let member = workspaces::add_member(
         services.db(),
         services.clock(),
+        services.access_cache(),
         &ws.access,
         &body.email,
         &body.role,

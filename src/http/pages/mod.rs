@@ -169,7 +169,7 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response> {
     if !same_origin(&headers) {
-        return Err(Error::Forbidden("cross-site sign-in refused".to_owned()));
+        return Err(Error::forbidden("cross-site sign-in refused"));
     }
     let next = safe_next(form.next.as_deref());
     let attempt = auth::login(
@@ -224,7 +224,7 @@ async fn logout(
 ) -> Result<Response> {
     if let Some(session) = page_session(&services, &headers).await? {
         if !auth::same_secret(&session.csrf_token, &form.csrf_token) {
-            return Err(Error::Forbidden("wrong CSRF token".to_owned()));
+            return Err(Error::forbidden("wrong CSRF token"));
         }
         auth::logout(services.db(), &session.id_hash).await?;
     }
@@ -272,6 +272,7 @@ async fn workspace_home(
     };
     let access = workspaces::access(
         services.db(),
+        services.clock(),
         services.access_cache(),
         &session.principal,
         &slug,

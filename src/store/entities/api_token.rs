@@ -19,6 +19,7 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    pub role: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -13,6 +13,9 @@ pub struct Model {
     pub account_id: Uuid,
     pub role: String,
     pub created_at: DateTimeUtc,
+    pub unit_id: Option<Uuid>,
+    pub manager_id: Option<Uuid>,
+    pub deactivated_at: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

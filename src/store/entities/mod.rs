@@ -2,11 +2,14 @@
 
 pub mod account;
 pub mod api_token;
+pub mod audit_event;
 pub mod definition;
 pub mod definition_version;
 pub mod instance_fact;
 pub mod job;
 pub mod job_attempt;
 pub mod membership;
+pub mod org_unit;
+pub mod role;
 pub mod session;
 pub mod workspace;
