@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Backend, Client, TestApp, assert_problem};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const W: &str = "/api/v1/w/demo";
 const LEADS: &str = "/api/v1/w/demo/entities/lead/records";
@@ -288,9 +288,8 @@ async fn world(backend: Backend) -> World {
     }
 }
 
-async fn denials(world: &World) -> usize {
-    let (status, body) = world
-        .admin
+async fn denials(admin: &Client) -> usize {
+    let (status, body) = admin
         .get(&format!("{W}/audit?kind=access.denied&limit=500"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -424,14 +423,14 @@ async fn permission_matrix(backend: Backend) {
                 );
                 if status == StatusCode::CREATED {
                     let path = format!("{LEADS}/{}", body["id"].as_str().expect("id"));
-                    world.admin.delete(&format!("{path}")).await;
+                    world.admin.delete(&path).await;
                     world.admin.delete(&format!("{path}?purge=true")).await;
                 }
             }
         }
         assert!(cases > 100, "{cases} cases for {}", role.key);
     }
-    assert!(denials(&world).await > 0, "refusals are audited");
+    assert!(denials(&world.admin).await > 0, "refusals are audited");
     let _ = &world.app;
 }
 
@@ -606,4 +605,567 @@ async fn field_rules(backend: Backend) {
     assert!(full.to_string().contains("99000"));
 }
 
-both_databases!(permission_matrix, field_rules);
+async fn member_id(admin: &Client, email: &str) -> String {
+    members_by_email(admin).await[email].clone()
+}
+
+async fn join(app: &TestApp, admin: &Client, name: &str, role: &str) -> (Client, String) {
+    let client = app.create_user(&email(name)).await;
+    let (status, body) = admin
+        .post(
+            &format!("{W}/members"),
+            json!({"email": email(name), "role": role}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (client, body["account_id"].as_str().expect("id").to_owned())
+}
+
+/// Another workspace's ids on every endpoint kind, tokens bound elsewhere, references to records
+/// out of scope: all 404 or unknown, nothing changes, every refusal audited.
+async fn other_workspaces_and_scopes_stay_invisible(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = join(&app, &admin, "rep", "member").await;
+    let (status, body) = admin
+        .post(
+            "/api/v1/account/workspaces",
+            json!({"slug": "east", "name": "East"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin
+        .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (_, east_lead) = admin
+        .post(
+            "/api/v1/w/east/entities/lead/records",
+            json!({"fields": {"name": "east", "source": "ads"}}),
+        )
+        .await;
+    let before = denials(&admin).await;
+    let east_id = east_lead["id"].as_str().expect("id").to_owned();
+    let paths = [
+        ("GET", format!("{LEADS}/{east_id}")),
+        ("GET", format!("{LEADS}/{east_id}/history")),
+        ("GET", format!("{LEADS}/{east_id}/collaborators")),
+        ("PATCH", format!("{LEADS}/{east_id}")),
+        ("DELETE", format!("{LEADS}/{east_id}")),
+        (
+            "GET",
+            format!("/api/v1/w/east/entities/lead/records/{east_id}"),
+        ),
+        ("GET", "/api/v1/w/east/members".to_owned()),
+        ("GET", "/api/v1/w/east/roles".to_owned()),
+        ("GET", "/api/v1/w/east/org/units".to_owned()),
+        ("GET", "/api/v1/w/east/audit".to_owned()),
+        ("GET", "/api/v1/w/east/tokens".to_owned()),
+        (
+            "POST",
+            "/api/v1/w/east/entities/lead/records/query".to_owned(),
+        ),
+        ("GET", format!("{W}/attachments/{east_id}")),
+    ];
+    for (method, path) in &paths {
+        let (status, body) = match *method {
+            "GET" => rep.get(path).await,
+            "PATCH" => rep.patch(path, json!({"fields": {"name": "x"}})).await,
+            "DELETE" => rep.delete(path).await,
+            _ => rep.post(path, json!({})).await,
+        };
+        assert_problem(status, &body, StatusCode::NOT_FOUND);
+    }
+    let (_, still) = admin
+        .get(&format!("/api/v1/w/east/entities/lead/records/{east_id}"))
+        .await;
+    assert_eq!(still["fields"]["name"], "east", "nothing changed");
+    // A record of the same workspace outside the caller's scope is just as invisible.
+    let (_, theirs) = admin
+        .post(
+            LEADS,
+            json!({"fields": {"name": "admin's", "source": "ads"}}),
+        )
+        .await;
+    let theirs = theirs["id"].as_str().expect("id").to_owned();
+    let (status, body) = rep.get(&format!("{LEADS}/{theirs}")).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    assert!(denials(&admin).await > before, "refusals are audited");
+    // A token bound to demo is not let into east, whoever owns it.
+    let (status, token) = admin
+        .post(&format!("{W}/tokens"), json!({"name": "ci"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let bearer = Client::with_token(app.url(""), token["secret"].as_str().expect("secret"));
+    let (status, body) = bearer.get("/api/v1/w/east/members").await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    // References: a record out of scope cannot be referred to, nor filtered through.
+    let (status, customer) = admin
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "云帆科技", "lifecycle_stage": "first_contact"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let customer_id = customer["id"].as_str().expect("id").to_owned();
+    let opportunities = "/api/v1/w/demo/entities/opportunity/records";
+    let (status, body) = rep
+        .post(
+            opportunities,
+            json!({"fields": {"name": "deal", "stage": "lead", "customer": customer_id}}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/fields/customer"]
+    );
+    let (status, body) = admin
+        .post(
+            opportunities,
+            json!({"owner": rep_id, "fields": {"name": "deal", "stage": "lead", "customer": customer_id}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let through = json!({"filter": {"field": "customer.name", "op": "eq", "value": "云帆科技"}});
+    let (status, body) = rep
+        .post(&format!("{opportunities}/query"), through.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["records"],
+        json!([]),
+        "the customer is not visible to the rep"
+    );
+    let (_, body) = admin.post(&format!("{opportunities}/query"), through).await;
+    assert_eq!(body["records"].as_array().map(Vec::len), Some(1));
+}
+
+/// Escalation: nobody raises their own rights, or hands out more than they hold.
+async fn roles_cannot_be_escalated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = join(&app, &admin, "rep", "member").await;
+    let before = members_by_email(&admin).await;
+    for (status, body) in [
+        rep.patch(&format!("{W}/members/{rep_id}"), json!({"role": "admin"}))
+            .await,
+        rep.post(
+            &format!("{W}/members"),
+            json!({"email": email("rep"), "role": "admin"}),
+        )
+        .await,
+        rep.put(
+            &format!("{W}/roles/boss"),
+            json!({"name": "b", "rights": {"manage": {"members": true}}}),
+        )
+        .await,
+        rep.put(
+            "/api/v1/w/demo/definitions/entity/lead/draft",
+            json!({"document": {}}),
+        )
+        .await,
+    ] {
+        assert_problem(status, &body, StatusCode::FORBIDDEN);
+    }
+    // A role that manages members but reads only its own records hands out nothing wider.
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/hr"),
+            json!({"name": "HR", "rights": {"entities": {"*": {"read": "own", "create": "own", "update": "own", "delete": "own"}},
+                   "manage": {"members": true}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (hr, hr_id) = join(&app, &admin, "hr", "hr").await;
+    for role in ["owner", "admin", "manager", "viewer"] {
+        let (status, body) = hr
+            .patch(&format!("{W}/members/{rep_id}"), json!({"role": role}))
+            .await;
+        assert_problem(status, &body, StatusCode::FORBIDDEN);
+    }
+    let (status, body) = hr
+        .put(
+            &format!("{W}/roles/wide"),
+            json!({"name": "Wide", "rights": {"entities": {"*": {"read": "all"}}}}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::FORBIDDEN),
+        ["/rights"]
+    );
+    let (status, body) = hr
+        .patch(
+            &format!("{W}/members/{hr_id}"),
+            json!({"role": "hr", "unit_id": null}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(
+        members_by_email(&admin).await,
+        before
+            .into_iter()
+            .chain([(email("hr"), hr_id.clone())])
+            .collect()
+    );
+    // What it may grant, it grants.
+    let (status, body) = hr
+        .patch(&format!("{W}/members/{rep_id}"), json!({"role": "member"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Built-in owner and admin cannot be redefined; bad rights are located.
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/admin"),
+            json!({"name": "x", "rights": {}}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/sales.rep"),
+            json!({"name": "x", "rights": {"entities": {"lead": {"read": "everyone",
+                   "fields": {"ghost": "hidden"}}, "nope": {}}}}),
+        )
+        .await;
+    let mut pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    pointers.sort();
+    assert_eq!(
+        pointers,
+        [
+            "/rights/entities/lead/fields/ghost",
+            "/rights/entities/lead/read",
+            "/rights/entities/nope"
+        ]
+    );
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/Bad Key"),
+            json!({"name": "x", "rights": {}}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/key"]
+    );
+    // A role in use cannot be deleted.
+    let (status, body) = admin.delete(&format!("{W}/roles/hr")).await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    // Role changes are audited.
+    let (_, events) = admin.get(&format!("{W}/audit?kind=member.&limit=50")).await;
+    assert!(events.as_array().is_some_and(|e| !e.is_empty()), "{events}");
+}
+
+/// Credentials: revoked tokens, narrowed tokens, expired sessions, CSRF, brute force.
+async fn credentials_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, token) = admin
+        .post(
+            &format!("{W}/tokens"),
+            json!({"name": "read only", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    assert_eq!(token["role"], "viewer");
+    let bearer = Client::with_token(app.url(""), token["secret"].as_str().expect("secret"));
+    let (_, lead) = admin
+        .post(LEADS, json!({"fields": {"name": "王芳", "source": "ads"}}))
+        .await;
+    let path = format!("{LEADS}/{}", lead["id"].as_str().expect("id"));
+    assert_eq!(bearer.get(&path).await.0, StatusCode::OK);
+    let (status, body) = bearer.patch(&path, json!({"fields": {"name": "x"}})).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = bearer
+        .put(
+            "/api/v1/w/demo/definitions/entity/lead/draft",
+            json!({"document": {}}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = admin
+        .post(
+            &format!("{W}/tokens"),
+            json!({"name": "x", "role": "ghost"}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/role"]
+    );
+    // Revoked: refused at once.
+    let (status, body) = admin
+        .delete(&format!("{W}/tokens/{}", token["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = bearer.get(&path).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    // CSRF: a cookie-authenticated change without the token is refused and changes nothing.
+    let mut forged = app.login(common::ADMIN_EMAIL, common::ADMIN_PASSWORD).await;
+    forged.csrf = None;
+    let (status, body) = forged
+        .patch(&path, json!({"fields": {"name": "forged"}}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(admin.get(&path).await.1["fields"]["name"], "王芳");
+    // Brute force: after ten failures even the right password waits, with a clear message.
+    let (_, victim_id) = join(&app, &admin, "victim", "member").await;
+    for _ in 0..10 {
+        let (status, _) = app
+            .anonymous()
+            .post(
+                "/api/v1/account/login",
+                json!({"email": email("victim"), "password": "wrong-password-1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = app
+        .anonymous()
+        .post(
+            "/api/v1/account/login",
+            json!({"email": email("victim"), "password": "user-password-123"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("retry")),
+        "{body}"
+    );
+    app.advance(chrono::Duration::minutes(16));
+    let victim = app.login(&email("victim"), "user-password-123").await;
+    let (status, events) = victim.get("/api/v1/account/security-events").await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let kinds: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert!(kinds.contains(&"auth.locked"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "auth.login_failed").count(),
+        10
+    );
+    assert!(kinds.contains(&"auth.login"), "{kinds:?}");
+    let _ = victim_id;
+    // An expired session is refused.
+    app.advance(chrono::Duration::days(31));
+    let (status, body) = victim.get(&format!("{W}/members")).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+}
+
+/// Ownership: transfers (single and bulk) within reach, collaborators, and the hand-over of a
+/// leaving person's records, all in history.
+async fn ownership_sharing_and_hand_over(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = join(&app, &admin, "rep", "member").await;
+    let (mate, mate_id) = join(&app, &admin, "mate", "member").await;
+    let (boss, _) = join(&app, &admin, "boss", "manager").await;
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        let (status, body) = rep
+            .post(
+                LEADS,
+                json!({"fields": {"name": format!("L{i}"), "source": "ads"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["owner"], json!(rep_id));
+        mine.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let path = format!("{LEADS}/{}", mine[0]);
+    // A member may not give a record away (the new owner is outside their reach)...
+    let (status, body) = rep.patch(&path, json!({"owner": mate_id})).await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::FORBIDDEN),
+        ["/owner"]
+    );
+    // ...but may share it: the mate reads, then edits.
+    assert_eq!(mate.get(&path).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = rep
+        .put(
+            &format!("{path}/collaborators/{mate_id}"),
+            json!({"access": "read"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["access"], "read");
+    assert_eq!(mate.get(&path).await.0, StatusCode::OK);
+    let (status, body) = mate.patch(&path, json!({"fields": {"notes": "x"}})).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, listed) = mate.post(&format!("{LEADS}/query"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed["records"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    rep.put(
+        &format!("{path}/collaborators/{mate_id}"),
+        json!({"access": "edit"}),
+    )
+    .await;
+    let (status, body) = mate
+        .patch(&path, json!({"fields": {"notes": "edited"}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A collaborator cannot pass the record on, nor delete it.
+    let (status, body) = mate
+        .put(
+            &format!("{path}/collaborators/{rep_id}"),
+            json!({"access": "edit"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = mate.delete(&path).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, _) = rep.delete(&format!("{path}/collaborators/{mate_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(mate.get(&path).await.0, StatusCode::NOT_FOUND);
+    // The manager (company level: department = everyone) transfers in bulk, all or nothing.
+    let (status, body) = boss
+        .post(
+            &format!("{LEADS}/transfer"),
+            json!({"ids": [mine[1], "0190f0f0-0000-7000-8000-000000000000"], "owner": mate_id}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin.get(&format!("{LEADS}/{}", mine[1])).await.1["owner"],
+        json!(rep_id)
+    );
+    let (status, body) = boss
+        .post(
+            &format!("{LEADS}/transfer"),
+            json!({"ids": [mine[1], mine[2]], "owner": mate_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["transferred"], 2);
+    let (_, history) = admin.get(&format!("{LEADS}/{}/history", mine[1])).await;
+    assert_eq!(
+        history
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|h| h["changes"]["owner"]["new"].clone()),
+        Some(json!(mate_id))
+    );
+    // Hand-over: the mate leaves; everything they own goes to the rep, with history.
+    let (status, body) = admin
+        .post(
+            &format!("{W}/members/{mate_id}/deactivate"),
+            json!({"hand_over_to": rep_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["records"]["lead"], 2);
+    for id in &mine {
+        assert_eq!(
+            admin.get(&format!("{LEADS}/{id}")).await.1["owner"],
+            json!(rep_id)
+        );
+    }
+    let (_, history) = admin.get(&format!("{LEADS}/{}/history", mine[2])).await;
+    assert_eq!(
+        history
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|h| h["changes"]["reason"].clone()),
+        Some(json!("hand_over"))
+    );
+    // A deactivated member is out at once, and cannot be given records.
+    let (status, body) = mate.get(&format!("{W}/members")).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = admin.patch(&path, json!({"owner": mate_id})).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = admin.delete(&format!("{W}/members/{rep_id}")).await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (status, _) = admin.delete(&format!("{W}/members/{mate_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let _ = member_id(&admin, common::ADMIN_EMAIL).await;
+}
+
+/// The org tree rejects cycles, unknown parents and non-empty deletes; "manager of" answers.
+async fn org_tree_is_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (_, rep_id) = join(&app, &admin, "rep", "member").await;
+    let (_, lead_id) = join(&app, &admin, "lead", "member").await;
+    let (_, sales) = admin
+        .post(
+            &format!("{W}/org/units"),
+            json!({"name": "Sales", "kind": "department"}),
+        )
+        .await;
+    let sales = sales["id"].as_str().expect("id").to_owned();
+    let (_, east) = admin
+        .post(
+            &format!("{W}/org/units"),
+            json!({"name": "East", "kind": "team", "parent_id": sales}),
+        )
+        .await;
+    let east = east["id"].as_str().expect("id").to_owned();
+    let (status, body) = admin
+        .patch(
+            &format!("{W}/org/units/{sales}"),
+            json!({"name": "Sales", "kind": "department", "parent_id": east}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/parent_id"]
+    );
+    let (status, body) = admin
+        .post(
+            &format!("{W}/org/units"),
+            json!({"name": "", "kind": "squad"}),
+        )
+        .await;
+    let mut pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    pointers.sort();
+    assert_eq!(pointers, ["/kind", "/name"]);
+    admin
+        .patch(
+            &format!("{W}/members/{rep_id}"),
+            json!({"unit_id": east, "manager_id": lead_id}),
+        )
+        .await;
+    let (status, body) = admin
+        .patch(
+            &format!("{W}/members/{lead_id}"),
+            json!({"manager_id": rep_id}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/manager_id"]
+    );
+    let (status, body) = admin.get(&format!("{W}/members/{rep_id}/manager")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["manager_id"], json!(lead_id));
+    let (status, body) = admin.delete(&format!("{W}/org/units/{east}")).await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (status, units) = admin.get(&format!("{W}/org/units")).await;
+    assert_eq!(status, StatusCode::OK);
+    let east_view = units
+        .as_array()
+        .expect("units")
+        .iter()
+        .find(|u| u["id"] == json!(east))
+        .cloned();
+    assert_eq!(
+        east_view.map(|u| u["members"].clone()),
+        Some(json!([rep_id]))
+    );
+}
+
+both_databases!(
+    permission_matrix,
+    field_rules,
+    other_workspaces_and_scopes_stay_invisible,
+    roles_cannot_be_escalated,
+    credentials_are_checked,
+    ownership_sharing_and_hand_over,
+    org_tree_is_checked,
+);

@@ -92,17 +92,13 @@ impl MigrationTrait for Migration {
                     .col(boolean("can_edit"))
                     .col(timestamp_with_time_zone("added_at"))
                     .col(uuid_null("added_by"))
+                    // Ids are stored as record tables store them (text on SQLite), so the
+                    // scope subquery compares like with like; hence no foreign keys here.
                     .primary_key(
                         Index::create()
                             .col("entity_id")
                             .col("record_id")
                             .col("account_id"),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("record_collaborators", "workspace_id")
-                            .to("workspaces", "id")
-                            .on_delete(ForeignKeyAction::Cascade),
                     )
                     .to_owned(),
             )

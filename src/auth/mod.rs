@@ -171,7 +171,14 @@ pub async fn login(
         detail: serde_json::json!({"email": key.chars().take(254).collect::<String>()}),
     };
     if let Err(refused) = limiter.check(&key, now) {
-        crate::audit::record(db, now, event("auth.locked", None)).await;
+        let id = if key.contains('\0') || key.len() > 254 {
+            None
+        } else {
+            accounts::find_by_email(db.conn(), &key)
+                .await?
+                .map(|a| a.id)
+        };
+        crate::audit::record(db, now, event("auth.locked", id)).await;
         return Err(refused);
     }
     if key.contains('\0') || password.contains('\0') || key.len() > 254 || password.len() > 1024 {

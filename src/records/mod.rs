@@ -452,7 +452,7 @@ impl Records<'_> {
         doc
     }
 
-    /// An owner must be a member of the workspace (the actor always is).
+    /// An owner must be an active member of the workspace (the actor always is).
     async fn check_owner(
         &self,
         ctx: &Context,
@@ -463,14 +463,14 @@ impl Records<'_> {
         let Some(owner) = owner.filter(|o| Some(*o) != ctx.actor.account_id()) else {
             return Ok(());
         };
-        if store::workspaces::role_of(self.db.conn(), ctx.scope.workspace_id, owner)
+        if store::people::membership(self.db.conn(), ctx.scope.workspace_id, owner)
             .await?
-            .is_none()
+            .is_none_or(|m| m.deactivated_at.is_some())
         {
             problems.push(FieldError::new(
                 pointer,
                 "unknown_user",
-                format!("{owner} is not a member of this workspace"),
+                format!("{owner} is not an active member of this workspace"),
             ));
         }
         Ok(())
@@ -541,10 +541,15 @@ impl Records<'_> {
                         .collect::<HashSet<_>>()
                         .into_iter()
                         .collect();
-                    let live: HashSet<Uuid> = rows::live_ids(conn, &target.table(), &ids)
-                        .await?
-                        .into_iter()
-                        .collect();
+                    // A record the caller may not read is, to them, not there.
+                    let scope = ctx.policy.as_ref().and_then(|p| {
+                        p.condition(p.grant(&target.key).read, target.definition_id, false)
+                    });
+                    let live: HashSet<Uuid> =
+                        rows::live_ids(conn, &target.table(), &ids, scope.as_ref())
+                            .await?
+                            .into_iter()
+                            .collect();
                     for (pointer, id) in wanted {
                         if !live.contains(&id) {
                             problems.push(FieldError::new(

@@ -367,12 +367,17 @@ pub async fn find(conn: &impl Conn, table: &str, id: Uuid) -> Result<Option<Reco
     }
 }
 
-/// Live records among `ids` (share-locked on PostgreSQL so they cannot be deleted before the
-/// caller commits); returns the ids found.
+/// Live records among `ids`, within `scope` when given (share-locked on PostgreSQL so they
+/// cannot be deleted before the caller commits); returns the ids found.
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn live_ids(conn: &impl Conn, table: &str, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+pub async fn live_ids(
+    conn: &impl Conn,
+    table: &str,
+    ids: &[Uuid],
+    scope: Option<&Condition>,
+) -> Result<Vec<Uuid>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -383,6 +388,9 @@ pub async fn live_ids(conn: &impl Conn, table: &str, ids: &[Uuid]) -> Result<Vec
         .from(Alias::new(table))
         .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().map(|id| uuid_value(backend, *id))))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null());
+    if let Some(scope) = scope {
+        query.and_where(compile_condition(backend, scope));
+    }
     if backend == Backend::Postgres {
         query.lock_shared();
     }

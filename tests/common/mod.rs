@@ -127,6 +127,9 @@ impl TestApp {
 
     /// A server with options.
     pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        if std::env::var_os("FORMWORK_LOG").is_some() {
+            formwork::telemetry::init();
+        }
         let (database_url, dir) = fresh_database(backend).await;
         let mut config = ServeConfig::with_database(&database_url);
         config.admin_password = Some(ADMIN_PASSWORD.to_owned());
