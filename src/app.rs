@@ -27,7 +27,7 @@ pub struct Services {
 struct Inner {
     db: Db,
     clock: SharedClock,
-    registry: Registry,
+    registry: Arc<Registry>,
     limiter: LoginLimiter,
     credentials: auth::CredentialCache,
     access: workspaces::AccessCache,
@@ -43,12 +43,16 @@ impl Services {
             idle: Duration::minutes(config.session_idle_minutes as i64),
             absolute: Duration::hours(config.session_max_hours as i64),
         };
+        let registry = Arc::new(Registry::new());
         let mut handlers: Vec<Arc<dyn Handler>> = vec![
             Arc::new(jobs::SessionsPurge {
                 policy: session_policy,
             }),
             Arc::new(jobs::WebhookDelivery::new()),
             Arc::new(records::schema::BuildIndex),
+            Arc::new(records::sharing::PoolReclaim {
+                registry: registry.clone(),
+            }),
         ];
         if config.test_mode_enabled() {
             handlers.push(Arc::new(jobs::TestSleep));
@@ -75,7 +79,7 @@ impl Services {
             inner: Arc::new(Inner {
                 db,
                 clock,
-                registry: Registry::new(),
+                registry,
                 limiter: LoginLimiter::new(),
                 credentials: auth::CredentialCache::default(),
                 access: workspaces::AccessCache::default(),

@@ -771,7 +771,7 @@ async fn roles_cannot_be_escalated(backend: Backend) {
     let (status, body) = admin
         .put(
             &format!("{W}/roles/hr"),
-            json!({"name": "HR", "rights": {"entities": {"*": {"read": "own", "create": "own", "update": "own", "delete": "own"}},
+            json!({"name": "HR", "rights": {"entities": {"*": {"read": "own", "create": "own", "update": "own", "delete": "own", "pool": true}},
                    "manage": {"members": true}}}),
         )
         .await;
@@ -1160,7 +1160,126 @@ async fn org_tree_is_checked(backend: Backend) {
     );
 }
 
+/// The public pool: unowned records visible to roles granted it, claimed up to a limit,
+/// released, and reclaimed after resting too long; each move in history.
+async fn public_pool(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let document = json!({
+        "type": "object",
+        "x-label": {"en": "Prospect"},
+        "x-pool": {"claim_limit": 2, "reclaim_after_days": 10},
+        "properties": {"name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}}},
+        "required": ["name"]
+    });
+    let (status, body) = admin
+        .put(
+            &format!("{W}/definitions/entity/prospect/draft"),
+            json!({"document": document}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = admin
+        .post(
+            &format!("{W}/definitions/entity/prospect/versions"),
+            json!({"revision": body["revision"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let prospects = format!("{W}/entities/prospect/records");
+    let (rep, rep_id) = join(&app, &admin, "rep", "member").await;
+    let (other, _) = join(&app, &admin, "other", "member").await;
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/no_pool"),
+            json!({"name": "No pool", "rights": {"entities": {"*": {"read": "own", "update": "own", "pool": false}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (outsider, _) = join(&app, &admin, "outsider", "no_pool").await;
+    let mut pool = Vec::new();
+    for i in 0..3 {
+        let (_, body) = admin
+            .post(&prospects, json!({"fields": {"name": format!("P{i}")}}))
+            .await;
+        let id = body["id"].as_str().expect("id").to_owned();
+        let (status, body) = admin
+            .post(&format!("{prospects}/{id}/release"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        pool.push(id);
+    }
+    let (_, listed) = rep.post(&format!("{prospects}/query"), json!({})).await;
+    assert_eq!(
+        listed["records"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+    assert_eq!(listed["records"][0]["owner"], json!(null));
+    let (_, hidden) = outsider
+        .post(&format!("{prospects}/query"), json!({}))
+        .await;
+    assert_eq!(hidden["records"], json!([]), "{hidden}");
+    let (status, body) = outsider.get(&format!("{prospects}/{}", pool[0])).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    // Pool records are read, not changed, until claimed.
+    let (status, body) = rep
+        .patch(
+            &format!("{prospects}/{}", pool[0]),
+            json!({"fields": {"name": "x"}}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    for id in &pool[..2] {
+        let (status, body) = rep
+            .post(&format!("{prospects}/{id}/claim"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["owner"], json!(rep_id));
+    }
+    let (status, body) = rep
+        .post(&format!("{prospects}/{}/claim", pool[2]), json!({}))
+        .await;
+    assert_eq!(assert_problem(status, &body, StatusCode::FORBIDDEN), [""]);
+    assert_eq!(body["errors"][0]["code"], "claim_limit");
+    let (status, body) = other
+        .post(&format!("{prospects}/{}/claim", pool[0]), json!({}))
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    let (status, _) = rep
+        .post(&format!("{prospects}/{}/release", pool[0]), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = rep
+        .post(&format!("{prospects}/{}/claim", pool[2]), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = other
+        .post(&format!("{prospects}/{}/claim", pool[2]), json!({}))
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    // Resting past ten days, the rep's records go back to the pool.
+    app.advance(chrono::Duration::days(11));
+    app.services.worker().schedule_housekeeping().await;
+    app.run_jobs_until_idle().await;
+    let admin = app.admin().await;
+    for id in &pool[1..] {
+        let (status, record) = admin.get(&format!("{prospects}/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{record}");
+        assert_eq!(record["owner"], json!(null), "{record}");
+        let (_, history) = admin.get(&format!("{prospects}/{id}/history")).await;
+        let last = history
+            .as_array()
+            .and_then(|h| h.last())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(last["changes"]["reason"], "reclaim", "{history}");
+        assert_eq!(last["actor_kind"], "system");
+    }
+}
+
 both_databases!(
+    public_pool,
     permission_matrix,
     field_rules,
     other_workspaces_and_scopes_stay_invisible,

@@ -190,10 +190,23 @@ impl Policy {
 
     /// The condition selecting the records `reach` covers on the entity with definition id
     /// `entity_id`, records shared with the person included (for edits: shared with edit
-    /// rights); `None` when it covers every record.
-    pub fn condition(&self, reach: Reach, entity_id: Uuid, edit: bool) -> Option<Condition> {
+    /// rights), and with `pool` the records without an owner; `None` when it covers every
+    /// record.
+    pub fn condition(
+        &self,
+        reach: Reach,
+        entity_id: Uuid,
+        edit: bool,
+        pool: bool,
+    ) -> Option<Condition> {
         let owners = self.owners(reach)?;
-        let mut any = Vec::with_capacity(2);
+        let mut any = Vec::with_capacity(3);
+        if pool {
+            any.push(Condition::Test {
+                operand: Operand::System(SystemField::Owner),
+                predicate: Predicate::IsEmpty(true),
+            });
+        }
         if !owners.is_empty() {
             any.push(Condition::Test {
                 operand: Operand::System(SystemField::Owner),

@@ -122,6 +122,9 @@ pub struct EntityRights {
     /// Deleting and restoring.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete: Option<Reach>,
+    /// Seeing and claiming the entity's public pool (records without an owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<bool>,
     /// Per field rules.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, FieldRule>,
@@ -209,6 +212,8 @@ pub struct Grant {
     pub update: Reach,
     /// Deleting and restoring.
     pub delete: Reach,
+    /// Seeing and claiming the public pool.
+    pub pool: bool,
     /// Field rules (fields absent are visible).
     pub fields: BTreeMap<String, FieldRule>,
 }
@@ -235,6 +240,7 @@ fn everything(reach: Reach, manage: Manage) -> Rights {
                 read: Some(reach),
                 update: Some(reach),
                 delete: Some(reach),
+                pool: Some(true),
                 fields: BTreeMap::new(),
             },
         )]),
@@ -256,6 +262,7 @@ pub fn built_in(key: &str) -> Option<Rights> {
                     read: Some(Reach::All),
                     update: Some(Reach::None),
                     delete: Some(Reach::None),
+                    pool: Some(true),
                     fields: BTreeMap::new(),
                 },
             )]),
@@ -280,6 +287,10 @@ impl Rights {
             read: pick(|e| e.read),
             update: pick(|e| e.update),
             delete: pick(|e| e.delete),
+            pool: own
+                .and_then(|e| e.pool)
+                .or_else(|| all.and_then(|e| e.pool))
+                .unwrap_or(false),
             fields: own.map(|e| e.fields.clone()).unwrap_or_default(),
         }
     }
@@ -317,6 +328,7 @@ impl Rights {
                         read: Some(a.read.min(b.read)),
                         update: Some(a.update.min(b.update)),
                         delete: Some(a.delete.min(b.delete)),
+                        pool: Some(a.pool && b.pool),
                         fields,
                     },
                 )
@@ -347,7 +359,8 @@ impl Rights {
                         .map(|(k, r)| (k.clone(), *r))
                         .collect()
                 };
-                (a.create, a.read, a.update, a.delete) == (b.create, b.read, b.update, b.delete)
+                (a.create, a.read, a.update, a.delete, a.pool)
+                    == (b.create, b.read, b.update, b.delete, b.pool)
                     && rules(&a) == rules(&b)
             })
     }
@@ -482,6 +495,13 @@ fn parse_entity(
             "read" => &mut rights.read,
             "update" => &mut rights.update,
             "delete" => &mut rights.delete,
+            "pool" => {
+                match value.as_bool() {
+                    Some(flag) => rights.pool = Some(flag),
+                    None => problems.push(FieldError::new(at, "type", "pool is true or false")),
+                }
+                continue;
+            }
             "fields" => {
                 if is_default {
                     problems.push(FieldError::new(
@@ -526,7 +546,7 @@ fn parse_entity(
                 problems.push(FieldError::new(
                     at,
                     "unknown_property",
-                    "an entity's rights have create, read, update, delete and fields",
+                    "an entity's rights have create, read, update, delete, pool and fields",
                 ));
                 continue;
             }

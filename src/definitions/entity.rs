@@ -229,11 +229,27 @@ pub struct EntityModel {
     pub title_field: Option<String>,
     /// Indexes over several fields (`x-indexes`), as field keys.
     pub compound_indexes: Vec<Vec<String>>,
+    /// The public pool, if the entity has one (`x-pool`).
+    pub pool: Option<PoolSettings>,
     /// The entity's own JSON Schema, compiled (validates the API form of the fields).
     pub validator: Validator,
     /// The document.
     pub document: Arc<Value>,
 }
+
+/// An entity's public pool (公海).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most live records of the entity one person may hold when claiming more.
+    pub claim_limit: u32,
+    /// Owned records resting this long return to the pool.
+    pub reclaim_after_days: Option<u32>,
+    /// The date or datetime field telling the last activity (else the last change).
+    pub activity_field: Option<String>,
+}
+
+/// The claim limit when `x-pool` names none.
+pub const DEFAULT_CLAIM_LIMIT: u32 = 50;
 
 /// Digits after the decimal point of an ISO 4217 currency.
 pub fn currency_scale(code: &str) -> u32 {
@@ -431,6 +447,24 @@ impl EntityModel {
                 .get("x-title-field")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            pool: document
+                .get("x-pool")
+                .and_then(Value::as_object)
+                .map(|pool| {
+                    let number = |key: &str| {
+                        pool.get(key)
+                            .and_then(Value::as_u64)
+                            .and_then(|n| u32::try_from(n).ok())
+                    };
+                    PoolSettings {
+                        claim_limit: number("claim_limit").unwrap_or(DEFAULT_CLAIM_LIMIT),
+                        reclaim_after_days: number("reclaim_after_days"),
+                        activity_field: pool
+                            .get("activity_field")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    }
+                }),
             compound_indexes: document
                 .get("x-indexes")
                 .and_then(Value::as_array)

@@ -59,6 +59,22 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
             format!("title field {title:?} is not among the properties"),
         ));
     }
+    if let Some(activity) = document
+        .pointer("/x-pool/activity_field")
+        .and_then(Value::as_str)
+    {
+        let kind = properties
+            .and_then(|p| p.get(activity))
+            .and_then(|f| f.get("x-kind"))
+            .and_then(Value::as_str);
+        if !matches!(kind, Some("date" | "datetime")) {
+            problems.push(FieldError::new(
+                format!("{prefix}/x-pool/activity_field"),
+                "field_kind",
+                format!("the activity field {activity:?} must be a date or datetime field"),
+            ));
+        }
+    }
     if let Some(indexes) = document.get("x-indexes").and_then(Value::as_array) {
         for (i, keys) in indexes.iter().enumerate() {
             for (j, key) in keys.as_array().into_iter().flatten().enumerate() {

@@ -48,6 +48,9 @@ pub struct JobContext {
     completed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Job kinds every worker schedules once an hour (deduplicated across processes).
+const HOUSEKEEPING: &[&str] = &["sessions.purge", "records.pool_reclaim"];
+
 impl JobContext {
     /// Records progress and an optional checkpoint to resume from after a restart.
     ///
@@ -255,15 +258,17 @@ impl Worker {
 
     /// Enqueues the periodic housekeeping jobs; the dedupe key makes each period's job unique
     /// across every process sharing the database.
-    async fn schedule_housekeeping(&self) {
-        if !self.handlers.contains_key("sessions.purge") {
-            return;
-        }
+    pub async fn schedule_housekeeping(&self) {
         let now = self.clock.now();
-        let mut job = NewJob::new("sessions.purge", serde_json::json!({}));
-        job.dedupe_key = Some(format!("sessions.purge:{}", now.format("%Y-%m-%dT%H")));
-        if let Err(e) = enqueue(self.db.conn(), &self.clock, job).await {
-            tracing::warn!(error = %e, "scheduling housekeeping failed");
+        for kind in HOUSEKEEPING {
+            if !self.handlers.contains_key(*kind) {
+                continue;
+            }
+            let mut job = NewJob::new(kind, serde_json::json!({}));
+            job.dedupe_key = Some(format!("{kind}:{}", now.format("%Y-%m-%dT%H")));
+            if let Err(e) = enqueue(self.db.conn(), &self.clock, job).await {
+                tracing::warn!(error = %e, kind, "scheduling housekeeping failed");
+            }
         }
     }
 

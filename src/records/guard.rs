@@ -51,6 +51,8 @@ pub struct Lens<'a> {
     policy: Option<&'a Policy>,
     grant: Option<Grant>,
     entity_id: Uuid,
+    /// Whether the entity has a pool the caller may see.
+    pool: bool,
     /// Whether the caller sees values of fields the definition hides.
     pub is_admin: bool,
 }
@@ -59,9 +61,11 @@ impl<'a> Lens<'a> {
     /// The lens of `ctx` on `model` (the system, with no policy, may do everything).
     pub fn new(ctx: &'a Context, model: &EntityModel) -> Self {
         let policy = ctx.policy.as_deref();
+        let grant = policy.map(|p| p.grant(&model.key));
         Self {
             policy,
-            grant: policy.map(|p| p.grant(&model.key)),
+            pool: model.pool.is_some() && grant.as_ref().is_none_or(|g| g.pool),
+            grant,
             entity_id: model.definition_id,
             is_admin: policy.is_none_or(|p| p.is_admin),
         }
@@ -97,13 +101,23 @@ impl<'a> Lens<'a> {
             self.reach(operation),
             self.entity_id,
             operation == Operation::Update,
+            operation == Operation::Read && self.pool,
         )
     }
 
-    /// Whether `operation`'s reach covers records owned by `owner` (sharing aside).
+    /// Whether `operation`'s reach covers records owned by `owner` (sharing aside); the pool
+    /// is readable by whoever is granted it.
     pub fn covers(&self, operation: Operation, owner: Option<Uuid>) -> bool {
+        if owner.is_none() && operation == Operation::Read && self.pool {
+            return self.reach(Operation::Read) != Reach::None;
+        }
         self.policy
             .is_none_or(|p| p.covers(self.reach(operation), owner))
+    }
+
+    /// Whether the caller may see and claim the entity's pool.
+    pub fn pool(&self) -> bool {
+        self.pool
     }
 
     /// The caller's account, when a person acts.

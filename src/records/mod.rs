@@ -543,7 +543,9 @@ impl Records<'_> {
                         .collect();
                     // A record the caller may not read is, to them, not there.
                     let scope = ctx.policy.as_ref().and_then(|p| {
-                        p.condition(p.grant(&target.key).read, target.definition_id, false)
+                        let grant = p.grant(&target.key);
+                        let pool = target.pool.is_some() && grant.pool;
+                        p.condition(grant.read, target.definition_id, false, pool)
                     });
                     let live: HashSet<Uuid> =
                         rows::live_ids(conn, &target.table(), &ids, scope.as_ref())

@@ -554,7 +554,8 @@ impl Resolver<'_> {
                         ));
                         return None;
                     }
-                    policy.condition(reach, target.definition_id, false)
+                    let pool = target.pool.is_some() && policy.grant(&target.key).pool;
+                    policy.condition(reach, target.definition_id, false, pool)
                 }
                 None => None,
             };

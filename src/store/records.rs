@@ -530,6 +530,55 @@ pub async fn reassign_owner(
         .collect()
 }
 
+/// How many live records of `table` `owner` holds.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn count_owned(conn: &impl Conn, table: &str, owner: Uuid) -> Result<i64> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    query
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Alias::new(table))
+        .and_where(Expr::col(Alias::new("owner_id")).eq(uuid_value(backend, owner)))
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null());
+    Ok(match conn.query_one(&query).await? {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    })
+}
+
+/// The live, owned records of `table` matching `condition`: (id, owner) pairs, at most `limit`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn owned_matching(
+    conn: &impl Conn,
+    table: &str,
+    condition: &Condition,
+    limit: u64,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    query
+        .columns(["id", "owner_id"].map(Alias::new))
+        .from(Alias::new(table))
+        .and_where(Expr::col(Alias::new("owner_id")).is_not_null())
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null())
+        .and_where(compile_condition(backend, condition))
+        .limit(limit);
+    conn.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                get_uuid(row, backend, "id")?.ok_or_else(|| Error::internal("no id"))?,
+                get_uuid(row, backend, "owner_id")?.ok_or_else(|| Error::internal("no owner"))?,
+            ))
+        })
+        .collect()
+}
+
 /// Who and when for a delete, restore or cascade.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp {

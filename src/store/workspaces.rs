@@ -52,6 +52,17 @@ pub async fn find_by_slug(conn: &impl Conn, slug: &str) -> Result<Option<Workspa
         .await?)
 }
 
+/// Every workspace.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn all(conn: &impl Conn) -> Result<Vec<WorkspaceRow>> {
+    Ok(workspace::Entity::find()
+        .order_by_asc(workspace::Column::Slug)
+        .all(conn)
+        .await?)
+}
+
 /// The workspace with this id.
 ///
 /// # Errors

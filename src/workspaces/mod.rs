@@ -229,6 +229,7 @@ struct StoredEntityRights {
     read: Option<crate::access::Reach>,
     update: Option<crate::access::Reach>,
     delete: Option<crate::access::Reach>,
+    pool: Option<bool>,
     #[serde(default)]
     fields: std::collections::BTreeMap<String, crate::access::FieldRule>,
 }
@@ -247,6 +248,7 @@ impl StoredRights {
                             read: e.read,
                             update: e.update,
                             delete: e.delete,
+                            pool: e.pool,
                             fields: e.fields,
                         },
                     )

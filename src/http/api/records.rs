@@ -41,6 +41,8 @@ pub(super) fn router() -> Router<Services> {
             axum::routing::put(share).delete(unshare),
         )
         .route(&format!("{base}/records/transfer"), post(transfer))
+        .route(&format!("{base}/records/{{id}}/claim"), post(claim))
+        .route(&format!("{base}/records/{{id}}/release"), post(release))
         .route(&format!("{base}/indexes"), get(indexes))
         .route(&format!("{base}/impact"), get(impact))
         .route(
@@ -489,4 +491,26 @@ async fn transfer(
         .transfer(&caller.ctx, &entity, &body.ids, body.owner)
         .await?;
     Ok(Json(Transferred { transferred }))
+}
+
+async fn claim(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<RecordView>> {
+    Ok(Json(
+        services.records().claim(&caller.ctx, &entity, &id).await?,
+    ))
+}
+
+async fn release(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<StatusCode> {
+    services
+        .records()
+        .release(&caller.ctx, &entity, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
