@@ -1278,7 +1278,139 @@ async fn public_pool(backend: Backend) {
     }
 }
 
+/// Invitations: a link with an expiring, single-use secret; new people make an account, people
+/// with an account sign in as it first; revoked or expired links are gone.
+async fn invitations_let_people_join(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, _) = join(&app, &admin, "rep", "member").await;
+    let (status, body) = rep
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "x@formwork.local", "role": "member"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, invitation) = admin
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "New@Formwork.local", "role": "manager"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    assert_eq!(invitation["email"], "new@formwork.local");
+    let token = invitation["token"].as_str().expect("token").to_owned();
+    assert!(
+        invitation["link"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&token))
+    );
+    let (_, pending) = admin.get(&format!("{W}/invitations")).await;
+    assert_eq!(pending.as_array().map(Vec::len), Some(1));
+    assert!(pending[0].get("token").is_none(), "secrets are shown once");
+    let accept = "/api/v1/account/invitations/accept";
+    let (status, body) = app
+        .anonymous()
+        .post(
+            accept,
+            json!({"token": token, "name": "新人", "password": "short"}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/password"]
+    );
+    let (status, body) = app
+        .anonymous()
+        .post(
+            accept,
+            json!({"token": token, "name": "新人", "password": "new-password-123"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["slug"], "demo");
+    assert_eq!(body["role"], "manager");
+    let newcomer = app.login("new@formwork.local", "new-password-123").await;
+    assert_eq!(newcomer.get(W).await.0, StatusCode::OK);
+    let (status, body) = app
+        .anonymous()
+        .post(
+            accept,
+            json!({"token": token, "name": "again", "password": "new-password-123"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    // Someone with an account signs in as it; nobody else can use their link.
+    let (outsider, _) = {
+        let client = app.create_user("outsider@formwork.local").await;
+        (client, ())
+    };
+    let (_, second) = admin
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "outsider@formwork.local", "role": "viewer"}),
+        )
+        .await;
+    let second = second["token"].as_str().expect("token").to_owned();
+    let (status, body) = app.anonymous().post(accept, json!({"token": second})).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    let (status, body) = rep.post(accept, json!({"token": second})).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = outsider.post(accept, json!({"token": second})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["role"], "viewer");
+    // Revoked and expired links are gone.
+    let (_, third) = admin
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "late@formwork.local", "role": "member", "expires_in_days": 2}),
+        )
+        .await;
+    let (_, fourth) = admin
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "gone@formwork.local", "role": "member"}),
+        )
+        .await;
+    let (status, _) = admin
+        .delete(&format!(
+            "{W}/invitations/{}",
+            fourth["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app
+        .anonymous()
+        .post(
+            accept,
+            json!({"token": fourth["token"], "name": "g", "password": "gone-password-123"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    app.advance(chrono::Duration::days(3));
+    let (status, body) = app
+        .anonymous()
+        .post(
+            accept,
+            json!({"token": third["token"], "name": "l", "password": "late-password-123"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    let admin = app.admin().await;
+    let (status, body) = admin
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "a@b.cn", "role": "member", "expires_in_days": 90}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/expires_in_days"]
+    );
+}
+
 both_databases!(
+    invitations_let_people_join,
     public_pool,
     permission_matrix,
     field_rules,

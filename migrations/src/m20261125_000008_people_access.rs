@@ -1,5 +1,5 @@
 //! People and access: the org tree, roles, a member's place in the tree, collaborators on
-//! records, a role for API tokens, and the audit log of security events.
+//! records, a role for API tokens, invitations, and the audit log of security events.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -112,6 +112,29 @@ impl MigrationTrait for Migration {
                     .col("entity_id")
                     .col("account_id")
                     .col("record_id")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("invitations")
+                    .col(uuid("id").primary_key())
+                    .col(uuid("workspace_id"))
+                    .col(string("email"))
+                    .col(string("role"))
+                    .col(string("token_hash").unique_key())
+                    .col(uuid_null("invited_by"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("expires_at"))
+                    .col(timestamp_with_time_zone_null("accepted_at"))
+                    .col(timestamp_with_time_zone_null("revoked_at"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from("invitations", "workspace_id")
+                            .to("workspaces", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
                     .to_owned(),
             )
             .await?;

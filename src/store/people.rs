@@ -491,3 +491,86 @@ pub async fn audit(conn: &impl Conn, filter: AuditFilter, limit: u64) -> Result<
         .all(conn)
         .await?)
 }
+
+// ---- invitations ----
+
+use super::entities::invitation;
+pub use super::entities::invitation::Model as InvitationRow;
+
+/// Stores an invitation.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn insert_invitation(conn: &impl Conn, row: InvitationRow) -> Result<InvitationRow> {
+    Ok(invitation::ActiveModel {
+        id: Set(row.id),
+        workspace_id: Set(row.workspace_id),
+        email: Set(row.email),
+        role: Set(row.role),
+        token_hash: Set(row.token_hash),
+        invited_by: Set(row.invited_by),
+        created_at: Set(row.created_at),
+        expires_at: Set(row.expires_at),
+        accepted_at: Set(row.accepted_at),
+        revoked_at: Set(row.revoked_at),
+    }
+    .insert(conn)
+    .await?)
+}
+
+/// The pending (not accepted, not revoked) invitations of a workspace, newest first.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn pending_invitations(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+) -> Result<Vec<InvitationRow>> {
+    Ok(invitation::Entity::find()
+        .filter(invitation::Column::WorkspaceId.eq(workspace_id))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .order_by_desc(invitation::Column::CreatedAt)
+        .all(conn)
+        .await?)
+}
+
+/// The invitation with this secret hash.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn invitation_by_hash(
+    conn: &impl Conn,
+    token_hash: &str,
+) -> Result<Option<InvitationRow>> {
+    Ok(invitation::Entity::find()
+        .filter(invitation::Column::TokenHash.eq(token_hash))
+        .one(conn)
+        .await?)
+}
+
+/// Marks a pending invitation accepted or revoked; false when it was not pending any more.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn close_invitation(
+    conn: &impl Conn,
+    id: Uuid,
+    at: DateTime<Utc>,
+    accepted: bool,
+) -> Result<bool> {
+    let column = if accepted {
+        invitation::Column::AcceptedAt
+    } else {
+        invitation::Column::RevokedAt
+    };
+    Ok(invitation::Entity::update_many()
+        .col_expr(column, Expr::value(Some(at)))
+        .filter(invitation::Column::Id.eq(id))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
+}

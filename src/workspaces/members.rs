@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Access, AccessCache, directory};
+use super::{Access, AccessCache, WorkspaceView, directory};
 use crate::access::{self, Right, Rights, UnitKind, org::MAX_DEPTH, rights};
 use crate::audit::{self, Event};
 use crate::clock::SharedClock;
@@ -969,4 +969,258 @@ pub async fn delete_role(db: &Db, clock: &SharedClock, access: &Access, key: &st
     tx.commit().await?;
     crate::store::access_changed();
     Ok(())
+}
+
+// ---- invitations ----
+
+/// Longest an invitation may stay open.
+pub const MAX_INVITATION_DAYS: i64 = 30;
+
+/// An invitation as listed (never with its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct InvitationView {
+    /// Id.
+    pub id: Uuid,
+    /// Whom it is for.
+    pub email: String,
+    /// The role they get.
+    pub role: String,
+    /// Who invited.
+    pub invited_by: Option<Uuid>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<&people::InvitationRow> for InvitationView {
+    fn from(row: &people::InvitationRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email.clone(),
+            role: row.role.clone(),
+            invited_by: row.invited_by,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// Invites someone by email with a role (the members right, and a role the caller may grant);
+/// returns the invitation and its secret, which goes into the link (shown once).
+///
+/// # Errors
+/// `Error::Forbidden`, `Error::Invalid` (email, role, expiry).
+pub async fn invite(
+    db: &Db,
+    clock: &SharedClock,
+    cache: &AccessCache,
+    access: &Access,
+    email: &str,
+    role: &str,
+    days: Option<i64>,
+) -> Result<(InvitationView, String)> {
+    access.require(Right::Members)?;
+    let directory = directory(db, cache, access.workspace.id).await?;
+    check_grantable(access, &directory, role, "/role")?;
+    let email = Email::parse(email)?;
+    let days = days.unwrap_or(7);
+    if !(1..=MAX_INVITATION_DAYS).contains(&days) {
+        return Err(Error::invalid(
+            "/expires_in_days",
+            "range",
+            format!("an invitation stays open 1–{MAX_INVITATION_DAYS} days"),
+        ));
+    }
+    let now = clock.now();
+    let secret = crate::auth::random_secret();
+    let tx = db.begin().await?;
+    let row = people::insert_invitation(
+        &tx,
+        people::InvitationRow {
+            id: new_id(),
+            workspace_id: access.workspace.id,
+            email: email.as_str().to_owned(),
+            role: role.to_owned(),
+            token_hash: crate::auth::hash_secret(&secret),
+            invited_by: Some(access.account_id),
+            created_at: now,
+            expires_at: now + chrono::Duration::days(days),
+            accepted_at: None,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    audit::record_in(
+        &tx,
+        now,
+        Event {
+            workspace_id: Some(access.workspace.id),
+            account_id: Some(access.account_id),
+            kind: "member.invited",
+            detail: serde_json::json!({"invitation": row.id, "email": row.email, "role": role}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((InvitationView::from(&row), secret))
+}
+
+/// The open invitations of the workspace (the members right).
+///
+/// # Errors
+/// `Error::Forbidden`, `Error::Db`.
+pub async fn invitations(
+    db: &Db,
+    clock: &SharedClock,
+    access: &Access,
+) -> Result<Vec<InvitationView>> {
+    access.require(Right::Members)?;
+    let now = clock.now();
+    Ok(people::pending_invitations(db.conn(), access.workspace.id)
+        .await?
+        .iter()
+        .filter(|row| row.expires_at > now)
+        .map(InvitationView::from)
+        .collect())
+}
+
+/// Revokes an open invitation (the members right).
+///
+/// # Errors
+/// `Error::Forbidden`, `Error::NotFound`.
+pub async fn revoke_invitation(
+    db: &Db,
+    clock: &SharedClock,
+    access: &Access,
+    id: Uuid,
+) -> Result<()> {
+    access.require(Right::Members)?;
+    let pending = people::pending_invitations(db.conn(), access.workspace.id).await?;
+    if !pending.iter().any(|row| row.id == id)
+        || !people::close_invitation(db.conn(), id, clock.now(), false).await?
+    {
+        return Err(Error::not_found(format!("invitation {id}")));
+    }
+    Ok(())
+}
+
+/// What accepting an invitation needs from someone without an account yet.
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    /// Display name.
+    pub name: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+}
+
+/// Accepts an invitation by its secret: as the signed-in account with the invited email, or,
+/// when no account has that email, by creating one (name and password). Single use.
+///
+/// # Errors
+/// `Error::NotFound` (unknown, used, revoked or expired: one answer), `Error::Unauthenticated`
+/// (the email has an account: sign in as it first), `Error::Forbidden` (signed in as someone
+/// else), `Error::Invalid` (name or password for a new account).
+pub async fn accept_invitation(
+    db: &Db,
+    clock: &SharedClock,
+    secret: &str,
+    signed_in: Option<Uuid>,
+    new_account: NewAccount,
+) -> Result<WorkspaceView> {
+    let now = clock.now();
+    let gone = || Error::not_found("invitation");
+    if secret.len() > 200 || secret.contains('\0') {
+        return Err(gone());
+    }
+    let invitation = people::invitation_by_hash(db.conn(), &crate::auth::hash_secret(secret))
+        .await?
+        .filter(|i| i.accepted_at.is_none() && i.revoked_at.is_none() && i.expires_at > now)
+        .ok_or_else(gone)?;
+    let existing = accounts::find_by_email(db.conn(), &invitation.email).await?;
+    let account_id = match (&existing, signed_in) {
+        (Some(account), Some(me)) if account.id == me => account.id,
+        (Some(_), Some(_)) => {
+            return Err(Error::forbidden(
+                "this invitation is for another email; sign in as that account",
+            ));
+        }
+        (Some(_), None) => return Err(Error::Unauthenticated),
+        (None, _) => {
+            let name = new_account.name.unwrap_or_default();
+            let password = new_account.password.unwrap_or_default();
+            crate::auth::create_account(
+                db.conn(),
+                clock,
+                &invitation.email,
+                &name,
+                &password,
+                false,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Invalid { errors, .. } => Error::invalid_all(
+                    "a new account needs a name and a password of at least 10 characters",
+                    errors
+                        .into_iter()
+                        .map(|mut e| {
+                            if e.pointer == "/password" || e.pointer.is_empty() {
+                                e.pointer = "/password".to_owned();
+                            }
+                            e
+                        })
+                        .collect(),
+                ),
+                other => other,
+            })?
+            .id
+        }
+    };
+    let tx = db.begin().await?;
+    if !people::close_invitation(&tx, invitation.id, now, true).await? {
+        return Err(gone());
+    }
+    match people::membership(&tx, invitation.workspace_id, account_id).await? {
+        Some(current) if current.deactivated_at.is_none() => {}
+        Some(_) => {
+            return Err(Error::forbidden(
+                "your membership was deactivated; ask an administrator to reactivate it",
+            ));
+        }
+        None => {
+            rows::upsert_membership(
+                &tx,
+                MembershipRow {
+                    workspace_id: invitation.workspace_id,
+                    account_id,
+                    role: invitation.role.clone(),
+                    created_at: now,
+                    unit_id: None,
+                    manager_id: None,
+                    deactivated_at: None,
+                },
+            )
+            .await?;
+        }
+    }
+    audit::record_in(
+        &tx,
+        now,
+        Event {
+            workspace_id: Some(invitation.workspace_id),
+            account_id: Some(account_id),
+            kind: "member.joined",
+            detail: serde_json::json!({"invitation": invitation.id, "role": invitation.role}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    crate::store::access_changed();
+    let workspace = rows::find(db.conn(), invitation.workspace_id)
+        .await?
+        .ok_or_else(gone)?;
+    let role = people::membership(db.conn(), workspace.id, account_id)
+        .await?
+        .map_or(invitation.role, |m| m.role);
+    Ok(super::WorkspaceView::new(&workspace, &role))
 }

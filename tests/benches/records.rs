@@ -5,7 +5,7 @@
 //! - `FORMWORK_BENCH_RECORDS` — records in the table for P3–P6 (default 120,000; e.g. 1000000);
 //! - `FORMWORK_BENCH_BACKENDS` — `sqlite`, `postgres` or `both` (default);
 //! - `FORMWORK_BENCH_SECONDS` — duration of each timed case P3–P6 (default 10);
-//! - `FORMWORK_BENCH_CASES` — the timed cases to run, e.g. `P4` or `P3,P6` (default all; P1,
+//! - `FORMWORK_BENCH_CASES` — the timed cases to run, e.g. `P4` or `P3,P3m,P6` (default all; P1,
 //!   P2 and the fill always run, they make the table);
 //! - `FORMWORK_TEST_POSTGRES_URL` — the PostgreSQL server (as for the tests).
 //!
@@ -226,8 +226,19 @@ fn pick<'a>(rng: &mut StdRng, values: &[&'a str]) -> &'a str {
     values[rng.gen_range(0..values.len())]
 }
 
-/// One realistic lead as `{"fields": …}`; `serial` makes its email unique.
+/// The members records are spread over (each lead gets one of them as its owner), so that a
+/// member's scoped list reads what a real rep's would: their share of the table.
+static OWNERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// How many members own the bench's records.
+const OWNER_COUNT: usize = 40;
+
+/// One realistic lead as `{"owner": …, "fields": …}`; `serial` makes its email unique.
 fn lead(rng: &mut StdRng, serial: u64) -> Value {
+    let owner = OWNERS
+        .get()
+        .filter(|owners| !owners.is_empty())
+        .map(|owners| owners[rng.gen_range(0..owners.len())].clone());
     let cents: u64 = rng.gen_range(0..=100_000_000);
     let employees = 10f64.powf(rng.gen_range(0.0..4.7)).round() as u64;
     let created_on = chrono::NaiveDate::from_ymd_opt(2023, 1, 1).expect("date")
@@ -237,7 +248,7 @@ fn lead(rng: &mut StdRng, serial: u64) -> Value {
         pick(rng, &["3", "5", "7", "8", "9"]),
         rng.gen_range(0..1_000_000_000u64)
     );
-    json!({"fields": {
+    json!({"owner": owner, "fields": {
         "name": format!("{}{}", pick(rng, &SURNAMES), pick(rng, &GIVEN)),
         "company": format!("{}{}{}有限公司", pick(rng, &CITIES), pick(rng, &BRANDS), pick(rng, &TRADES)),
         "email": format!("{}.{}{serial}@{}", pick(rng, &LATIN), pick(rng, &LATIN), pick(rng, &DOMAINS)),
@@ -658,8 +669,9 @@ fn batches(target: &Target, serial: &Arc<AtomicU64>, records: usize, size: usize
     (records.div_ceil(size) as u64, make)
 }
 
-/// Publishes the bench entity and mints the API token.
-async fn prepare(app: &TestApp) -> String {
+/// Publishes the bench entity, adds the members who own the records, and mints the API tokens
+/// of the admin and of one member.
+async fn prepare(app: &TestApp) -> (String, String) {
     let admin = app.admin().await;
     let (status, body) = admin
         .put(
@@ -679,11 +691,54 @@ async fn prepare(app: &TestApp) -> String {
         StatusCode::CREATED,
         "publishing the bench entity: {body}"
     );
+    let mut owners = Vec::with_capacity(OWNER_COUNT);
+    let mut member_token = String::new();
+    for i in 0..OWNER_COUNT {
+        let email = format!("rep{i}@bench.local");
+        let client = if i == 0 {
+            Some(app.create_user(&email).await)
+        } else {
+            formwork::auth::create_account(
+                app.services.db().conn(),
+                app.services.clock(),
+                &email,
+                "rep",
+                "user-password-123",
+                false,
+            )
+            .await
+            .expect("creating a member");
+            None
+        };
+        let (status, body) = admin
+            .post(
+                "/api/v1/w/demo/members",
+                json!({"email": email, "role": "member"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "adding a member: {body}");
+        owners.push(body["account_id"].as_str().expect("account id").to_owned());
+        if let Some(client) = client {
+            let (status, body) = client
+                .post("/api/v1/w/demo/tokens", json!({"name": "bench member"}))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "creating the member token: {body}"
+            );
+            member_token = body["secret"].as_str().expect("token secret").to_owned();
+        }
+    }
+    let _ = OWNERS.set(owners);
     let (status, body) = admin
         .post("/api/v1/w/demo/tokens", json!({"name": "bench"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "creating the token: {body}");
-    body["secret"].as_str().expect("token secret").to_owned()
+    (
+        body["secret"].as_str().expect("token secret").to_owned(),
+        member_token,
+    )
 }
 
 /// The exact number of live records, asked through the API.
@@ -712,7 +767,7 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
         },
     )
     .await;
-    let token = prepare(&app).await;
+    let (token, member_token) = prepare(&app).await;
     let target = Arc::new(Target {
         backend: match backend {
             Backend::Sqlite => "sqlite",
@@ -839,6 +894,42 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
             &target,
             table_size,
             "P3 query stage+budget (16 clients)",
+            "req/s",
+            tally,
+        );
+    }
+
+    if settings.wants("P3m") {
+        // P3m: the same page as a member, who sees only their own records (1 owner in 40).
+        let member = Arc::new(Target {
+            backend: target.backend,
+            base: target.base.clone(),
+            token: member_token.clone(),
+        });
+        let path = member.records("/query");
+        let make: Maker = Arc::new(move |_, _| Call {
+            method: Method::POST,
+            path: path.clone(),
+            body: Some(json!({
+                "filter": {"and": [{"field": "stage", "op": "eq", "value": "qualified"},
+                                   {"field": "budget", "op": "gt", "value": 50000}]},
+                "sort": ["-budget"],
+                "limit": 50
+            })),
+            expect: Expect::QualifiedPage,
+        });
+        let tally = drive(
+            &member,
+            READ_CLIENTS,
+            Until::Elapsed(seconds),
+            SEED + 7,
+            make,
+        )
+        .await;
+        failed += report(
+            &member,
+            table_size,
+            "P3m query as a member (own scope, 16 clients)",
             "req/s",
             tally,
         );

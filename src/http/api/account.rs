@@ -23,6 +23,41 @@ pub(super) fn router() -> Router<Services> {
         .route("/password", put(change_password))
         .route("/workspaces", get(list_workspaces).post(create_workspace))
         .route("/security-events", get(security_events))
+        .route("/invitations/accept", post(accept_invitation))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptInvitation {
+    token: String,
+    name: Option<String>,
+    password: Option<String>,
+}
+
+/// Accepts an invitation: open to anyone holding its secret (a capability link); someone whose
+/// email already has an account signs in first.
+async fn accept_invitation(
+    State(services): State<Services>,
+    mut parts: axum::http::request::Parts,
+    AppJson(body): AppJson<AcceptInvitation>,
+) -> Result<(StatusCode, Json<WorkspaceView>)> {
+    use axum::extract::FromRequestParts;
+    let signed_in = SessionUser::from_request_parts(&mut parts, &services)
+        .await
+        .ok()
+        .map(|user| user.principal.account_id);
+    let workspace = workspaces::accept_invitation(
+        services.db(),
+        services.clock(),
+        &body.token,
+        signed_in,
+        workspaces::NewAccount {
+            name: body.name,
+            password: body.password,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(workspace)))
 }
 
 /// The signed-in account's own security events (logins, failures, lockouts), newest first.

@@ -14,7 +14,9 @@ use crate::audit::{self, EventView};
 use crate::error::{Error, Result};
 use crate::http::extract::{AppJson, AppQuery, Workspace};
 use crate::store::people::AuditFilter;
-use crate::workspaces::{self, HandOver, MemberPatch, MemberView, RoleView, UnitInput, UnitView};
+use crate::workspaces::{
+    self, HandOver, InvitationView, MemberPatch, MemberView, RoleView, UnitInput, UnitView,
+};
 
 pub(super) fn router() -> Router<Services> {
     Router::new()
@@ -42,6 +44,11 @@ pub(super) fn router() -> Router<Services> {
             put(save_role).delete(delete_role),
         )
         .route("/w/{workspace}/access", get(my_access))
+        .route("/w/{workspace}/invitations", get(invitations).post(invite))
+        .route(
+            "/w/{workspace}/invitations/{id}",
+            axum::routing::delete(revoke_invitation),
+        )
         .route("/w/{workspace}/audit", get(audit_log))
 }
 
@@ -336,4 +343,66 @@ async fn audit_log(
         )
         .await?,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    email: String,
+    role: String,
+    expires_in_days: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedInvitation {
+    #[serde(flatten)]
+    invitation: InvitationView,
+    /// The secret of the link; shown only in this response.
+    token: String,
+    /// The page that accepts it.
+    link: String,
+}
+
+async fn invite(
+    State(services): State<Services>,
+    ws: Workspace,
+    AppJson(body): AppJson<InviteBody>,
+) -> Result<(StatusCode, Json<CreatedInvitation>)> {
+    let (invitation, token) = workspaces::invite(
+        services.db(),
+        services.clock(),
+        services.access_cache(),
+        &ws.access,
+        &body.email,
+        &body.role,
+        body.expires_in_days,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInvitation {
+            invitation,
+            link: format!("/invitations/{token}"),
+            token,
+        }),
+    ))
+}
+
+async fn invitations(
+    State(services): State<Services>,
+    ws: Workspace,
+) -> Result<Json<Vec<InvitationView>>> {
+    Ok(Json(
+        workspaces::invitations(services.db(), services.clock(), &ws.access).await?,
+    ))
+}
+
+async fn revoke_invitation(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let id = Uuid::parse_str(&id).map_err(|_| Error::not_found("invitation"))?;
+    workspaces::revoke_invitation(services.db(), services.clock(), &ws.access, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

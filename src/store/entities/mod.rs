@@ -6,6 +6,7 @@ pub mod audit_event;
 pub mod definition;
 pub mod definition_version;
 pub mod instance_fact;
+pub mod invitation;
 pub mod job;
 pub mod job_attempt;
 pub mod membership;
