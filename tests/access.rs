@@ -1409,7 +1409,92 @@ async fn invitations_let_people_join(backend: Backend) {
     );
 }
 
+/// Personal data: an admin exports everything stored about a record, and erases it for real,
+/// leaving a tombstone; members may do neither.
+async fn personal_data_is_exported_and_erased(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, _) = join(&app, &admin, "rep", "manager").await;
+    let customers = format!("{W}/entities/customer/records");
+    let (status, customer) = admin
+        .post(
+            &customers,
+            json!({"fields": {"name": "张伟个人工作室", "lifecycle_stage": "first_contact",
+                              "phone": "13912345678"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let id = customer["id"].as_str().expect("id").to_owned();
+    let path = format!("{customers}/{id}");
+    admin
+        .patch(
+            &path,
+            json!({"fields": {"address": "杭州市西湖区文三路 1 号"}}),
+        )
+        .await;
+    let (status, deal) = admin
+        .post(
+            &format!("{W}/entities/opportunity/records"),
+            json!({"fields": {"name": "deal", "stage": "lead", "customer": id}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{deal}");
+    for (status, body) in [
+        rep.get(&format!("{path}/personal-data")).await,
+        rep.post(&format!("{path}/erase"), json!({})).await,
+    ] {
+        assert_problem(status, &body, StatusCode::FORBIDDEN);
+    }
+    let (status, export) = admin.get(&format!("{path}/personal-data")).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(export["record"]["fields"]["phone"], "13912345678");
+    assert_eq!(export["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(export["referred_by"][0]["entity"], "opportunity");
+    assert_eq!(export["referred_by"][0]["records"][0], deal["id"]);
+    let (status, erased) = admin.post(&format!("{path}/erase"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(erased["history_entries"], 2);
+    let (status, body) = admin.get(&path).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    let (_, after) = admin.get(&format!("{path}/personal-data")).await;
+    let text = after.to_string();
+    for secret in ["13912345678", "文三路", "张伟个人工作室"] {
+        assert!(!text.contains(secret), "{secret} survives: {text}");
+    }
+    assert_eq!(after["record"]["fields"], json!({}));
+    assert!(
+        after["record"]["erased"]["fields"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("phone")))
+    );
+    assert_eq!(
+        after["history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|h| h["operation"].clone()),
+        Some(json!("erase"))
+    );
+    let (status, body) = admin.post(&format!("{path}/restore"), json!({})).await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (status, body) = admin.post(&format!("{path}/erase"), json!({})).await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (_, events) = admin.get(&format!("{W}/audit?kind=record.erased")).await;
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    let (_, deal_now) = admin
+        .get(&format!(
+            "{W}/entities/opportunity/records/{}",
+            deal["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(
+        deal_now["fields"]["customer"],
+        json!(id),
+        "references keep the id"
+    );
+}
+
 both_databases!(
+    personal_data_is_exported_and_erased,
     invitations_let_people_join,
     public_pool,
     permission_matrix,

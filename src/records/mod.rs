@@ -5,6 +5,7 @@
 
 pub mod attachments;
 pub mod codec;
+pub mod erasure;
 pub mod evolve;
 pub mod guard;
 pub mod query;
@@ -116,6 +117,9 @@ pub struct RecordView {
     /// is empty until someone sets it again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unconverted: Option<Map<String, Value>>,
+    /// For an erased record: when, by whom and which fields were erased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased: Option<Value>,
 }
 
 /// A record to create.
@@ -196,6 +200,7 @@ fn view(model: &EntityModel, row: &RecordRow, is_admin: bool) -> RecordView {
                     .collect::<Map<String, Value>>()
             })
             .filter(|m| !m.is_empty()),
+        erased: row.doc.get(erasure::ERASED).cloned(),
     }
 }
 
@@ -1263,6 +1268,13 @@ impl Records<'_> {
         let lens = Lens::new(ctx, &model);
         self.check_record(ctx, &lens, &model, &row, Operation::Delete)
             .await?;
+        if erasure::is_erased(&row.doc) {
+            return Err(Error::conflict(
+                "",
+                "erased",
+                "the record's personal data was erased; it cannot be restored",
+            ));
+        }
         let deletion = row
             .deletion_id
             .ok_or_else(|| Error::internal("deleted record without deletion id"))?;

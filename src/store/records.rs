@@ -706,6 +706,31 @@ pub async fn count_referring(
     })
 }
 
+/// The live records whose reference field `key` points at `target` (at most 10,000).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn referring_ids(
+    conn: &impl Conn,
+    table: &str,
+    key: &str,
+    target: Uuid,
+) -> Result<Vec<Uuid>> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    query
+        .column(Alias::new("id"))
+        .from(Alias::new(table))
+        .and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(target.to_string()))
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null())
+        .limit(10_000);
+    conn.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| get_uuid(row, backend, "id")?.ok_or_else(|| Error::internal("no id")))
+        .collect()
+}
+
 /// Restores the records removed by delete `deletion_id` in `table`; returns their ids.
 ///
 /// # Errors
@@ -1763,4 +1788,107 @@ pub async fn link_attachments(
                 .or(Expr::col(Alias::new("record_id")).eq(record_id.to_string())),
         );
     Ok(conn.execute(&update).await?.rows_affected())
+}
+
+// ---- erasure (personal data) ----
+
+/// The attachments linked to a record.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn attachments_of(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    entity_id: Uuid,
+    record_id: Uuid,
+) -> Result<Vec<AttachmentRow>> {
+    let mut query = Query::select();
+    query
+        .columns(ATTACHMENT_COLUMNS.map(Alias::new))
+        .from(Alias::new("attachments"))
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
+        .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+        .and_where(Expr::col(Alias::new("record_id")).eq(record_id.to_string()));
+    let rows = conn.query_all(&query).await?;
+    rows.iter().map(decode_attachment).collect()
+}
+
+/// Deletes the files linked to a record; returns how many.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn delete_attachments_of(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    entity_id: Uuid,
+    record_id: Uuid,
+) -> Result<u64> {
+    let mut delete = Query::delete();
+    delete
+        .from_table(Alias::new("attachments"))
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
+        .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+        .and_where(Expr::col(Alias::new("record_id")).eq(record_id.to_string()));
+    Ok(conn.execute(&delete).await?.rows_affected())
+}
+
+/// Replaces the changes of every history entry of a record by `marker` (the entries stay, so
+/// the record's timeline still says who did what when); returns how many.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn erase_history(
+    conn: &impl Conn,
+    entity_id: Uuid,
+    record_id: Uuid,
+    marker: Value,
+) -> Result<u64> {
+    let mut update = Query::update();
+    update
+        .table(Alias::new("record_history"))
+        .value(Alias::new("changes"), marker)
+        .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+        .and_where(Expr::col(Alias::new("record_id")).eq(record_id.to_string()));
+    Ok(conn.execute(&update).await?.rows_affected())
+}
+
+/// Turns a record into a tombstone: its document replaced by `doc`, and deleted (in the trash)
+/// if it was not; false when there is no such record.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn tombstone(
+    conn: &impl Conn,
+    table: &str,
+    id: Uuid,
+    doc: Map<String, Value>,
+    deletion_id: Uuid,
+    stamp: Stamp,
+) -> Result<bool> {
+    let backend = backend_of(conn);
+    let mut update = stamped_update(backend, table, stamp.at, stamp.by);
+    update
+        .value(Alias::new("doc"), Value::Object(doc))
+        .value(
+            Alias::new("deleted_at"),
+            Expr::cust_with_values(
+                match backend {
+                    Backend::Sqlite => "COALESCE(\"deleted_at\", ?)",
+                    Backend::Postgres => "COALESCE(\"deleted_at\", $1)",
+                },
+                [SqlValue::from(stamp.at)],
+            ),
+        )
+        .value(
+            Alias::new("deletion_id"),
+            Expr::cust_with_values(
+                match backend {
+                    Backend::Sqlite => "COALESCE(\"deletion_id\", ?)",
+                    Backend::Postgres => "COALESCE(\"deletion_id\", $1)",
+                },
+                [uuid_value(backend, deletion_id)],
+            ),
+        )
+        .and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)));
+    Ok(conn.execute(&update).await?.rows_affected() == 1)
 }

@@ -42,6 +42,11 @@ pub(super) fn router() -> Router<Services> {
         )
         .route(&format!("{base}/records/transfer"), post(transfer))
         .route(&format!("{base}/records/{{id}}/claim"), post(claim))
+        .route(
+            &format!("{base}/records/{{id}}/personal-data"),
+            get(personal_data),
+        )
+        .route(&format!("{base}/records/{{id}}/erase"), post(erase))
         .route(&format!("{base}/records/{{id}}/release"), post(release))
         .route(&format!("{base}/indexes"), get(indexes))
         .route(&format!("{base}/impact"), get(impact))
@@ -513,4 +518,27 @@ async fn release(
         .release(&caller.ctx, &entity, &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn personal_data(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<crate::records::erasure::PersonalData>> {
+    Ok(Json(
+        services
+            .records()
+            .personal_data(&caller.ctx, &entity, &id)
+            .await?,
+    ))
+}
+
+async fn erase(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<crate::records::erasure::Erasure>> {
+    Ok(Json(
+        services.records().erase(&caller.ctx, &entity, &id).await?,
+    ))
 }
