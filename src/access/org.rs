@@ -63,6 +63,8 @@ pub struct Person {
     pub unit: Option<Uuid>,
     /// Their manager.
     pub manager: Option<Uuid>,
+    /// Whether they may still enter the workspace (deactivated people keep their place).
+    pub active: bool,
 }
 
 /// The org tree of one workspace.
@@ -256,6 +258,7 @@ mod tests {
             account_id: id(n),
             unit: unit.map(id),
             manager: manager.map(id),
+            active: true,
         };
         OrgTree::new(
             vec![

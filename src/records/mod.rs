@@ -468,10 +468,14 @@ impl Records<'_> {
         let Some(owner) = owner.filter(|o| Some(*o) != ctx.actor.account_id()) else {
             return Ok(());
         };
-        if store::people::membership(self.db.conn(), ctx.scope.workspace_id, owner)
-            .await?
-            .is_none_or(|m| m.deactivated_at.is_some())
-        {
+        // A person's request carries the workspace's people (cached); only tools ask the table.
+        let active = match &ctx.policy {
+            Some(policy) => policy.org().person(owner).is_some_and(|p| p.active),
+            None => store::people::membership(self.db.conn(), ctx.scope.workspace_id, owner)
+                .await?
+                .is_some_and(|m| m.deactivated_at.is_none()),
+        };
+        if !active {
             problems.push(FieldError::new(
                 pointer,
                 "unknown_user",

@@ -190,6 +190,7 @@ pub async fn load_directory(conn: &impl Conn, workspace_id: Uuid) -> Result<Dire
             account_id: m.account_id,
             unit: m.unit_id,
             manager: m.manager_id,
+            active: m.deactivated_at.is_none(),
         })
         .collect();
     let mut roles = Vec::new();
