@@ -28,6 +28,7 @@ struct Inner {
     db: Db,
     clock: SharedClock,
     registry: Arc<Registry>,
+    mail_enabled: bool,
     limiter: LoginLimiter,
     credentials: auth::CredentialCache,
     access: workspaces::AccessCache,
@@ -54,6 +55,15 @@ impl Services {
                 registry: registry.clone(),
             }),
         ];
+        let mailer = config
+            .smtp_url
+            .as_deref()
+            .and_then(|url| crate::mail::Mailer::new(url, &config.mail_from).ok());
+        if let Some(mailer) = &mailer {
+            handlers.push(Arc::new(crate::mail::SendEmail {
+                mailer: mailer.clone(),
+            }));
+        }
         if config.test_mode_enabled() {
             handlers.push(Arc::new(jobs::TestSleep));
             handlers.push(Arc::new(jobs::TestFail));
@@ -83,6 +93,7 @@ impl Services {
                 limiter: LoginLimiter::new(),
                 credentials: auth::CredentialCache::default(),
                 access: workspaces::AccessCache::default(),
+                mail_enabled: mailer.is_some(),
                 config,
                 session_policy,
                 worker,
@@ -118,6 +129,11 @@ impl Services {
     /// Recently resolved workspace access.
     pub fn access_cache(&self) -> &workspaces::AccessCache {
         &self.inner.access
+    }
+
+    /// Whether an SMTP server is configured (emails are queued and sent).
+    pub fn mail_enabled(&self) -> bool {
+        self.inner.mail_enabled
     }
 
     /// The configuration.
@@ -268,6 +284,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let clock = clock_for(&config);
     let listen = config.listen;
     let workers = config.workers;
+    if let Some(url) = &config.smtp_url {
+        // A wrong mail setting fails the start, naming the variable, not the first email.
+        crate::mail::Mailer::new(url, &config.mail_from)?;
+    }
     let services = Services::new(db, clock, config);
     if let Some(done) = bootstrap(&services).await? {
         println!("Formwork is set up. Sign in as {}", done.admin_email);

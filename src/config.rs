@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server and the background workers (the default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseConfig),
     /// Validate definition files and bundles; prints every problem, exits 1 on any.
@@ -196,6 +196,32 @@ pub struct ServeConfig {
         hide_env_values = true
     )]
     pub admin_password: Option<String>,
+    /// Outgoing mail server: `smtp://host:port` (plain, for a local relay), `smtp+starttls://…`
+    /// or `smtps://…`, with `user:password@` when it needs a login. Unset: no email is sent
+    /// (password-reset requests are then only logged).
+    #[arg(
+        long,
+        env = "FORMWORK_SMTP_URL",
+        value_name = "FORMWORK_SMTP_URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+    /// The sender of Formwork's emails.
+    #[arg(
+        long,
+        env = "FORMWORK_MAIL_FROM",
+        value_name = "FORMWORK_MAIL_FROM",
+        default_value = "Formwork <formwork@localhost>"
+    )]
+    pub mail_from: String,
+    /// The address people reach Formwork at, for links in emails.
+    #[arg(
+        long,
+        env = "FORMWORK_PUBLIC_URL",
+        value_name = "FORMWORK_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
     /// Test support (debug builds only; release builds ignore it): enables test job kinds.
     #[arg(
         long,
@@ -251,6 +277,9 @@ impl ServeConfig {
             demo_data: true,
             admin_email: "admin@formwork.local".to_owned(),
             admin_password: None,
+            smtp_url: None,
+            mail_from: "Formwork <formwork@localhost>".to_owned(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
             test_mode: false,
             test_clock_file: None,
         }

@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     formwork::telemetry::init();
     let result = match cli.command {
         None => formwork::app::serve(cli.serve).await,
-        Some(Command::Serve(config)) => formwork::app::serve(config).await,
+        Some(Command::Serve(config)) => formwork::app::serve(*config).await,
         Some(Command::Migrate(config)) => match Db::connect(&config).await {
             Ok(db) => db.migrate().await.map(|()| println!("migrations applied")),
             Err(e) => Err(e),

@@ -1493,7 +1493,168 @@ async fn personal_data_is_exported_and_erased(backend: Backend) {
     );
 }
 
+/// Two-factor sign-in (TOTP) and password reset by an emailed one-time link, through a real
+/// SMTP listener.
+async fn two_factor_and_password_reset(backend: Backend) {
+    let smtp = common::SmtpSink::start().await;
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let (rep, _) = join(&app, &admin, "rep", "member").await;
+    // Two-factor: set up, confirm with a code, then sign-in asks for it.
+    let (status, setup) = rep
+        .post("/api/v1/account/two-factor/setup", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    assert!(
+        setup["link"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("otpauth://totp/"))
+    );
+    let secret = setup["secret"].as_str().expect("secret").to_owned();
+    let code_now = |offset: i64| {
+        let bytes = formwork::auth::totp::from_base32(&secret).expect("base32");
+        let now = app.services.clock().now().timestamp() + offset;
+        format!(
+            "{:06}",
+            formwork::auth::totp::code_at(&bytes, now / formwork::auth::totp::STEP).expect("code")
+        )
+    };
+    let (status, body) = rep
+        .post(
+            "/api/v1/account/two-factor/enable",
+            json!({"code": "000000"}),
+        )
+        .await;
+    if code_now(0) != "000000" {
+        assert_eq!(
+            assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+            ["/code"]
+        );
+    }
+    let (status, body) = rep
+        .post(
+            "/api/v1/account/two-factor/enable",
+            json!({"code": code_now(0)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let login = "/api/v1/account/login";
+    let credentials = json!({"email": email("rep"), "password": "user-password-123"});
+    let (status, body) = app.anonymous().post(login, credentials.clone()).await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/totp"]
+    );
+    let (status, body) = app
+        .anonymous()
+        .post(
+            login,
+            json!({"email": email("rep"), "password": "user-password-123", "totp": "123"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    // The code used to enable cannot be replayed; the next step's code signs in, once.
+    app.advance(chrono::Duration::seconds(30));
+    let next = code_now(0);
+    let with_code = json!({"email": email("rep"), "password": "user-password-123", "totp": next});
+    let (status, body) = app.anonymous().post(login, with_code.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["account"]["two_factor"], true);
+    let (status, body) = app.anonymous().post(login, with_code).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    // Password reset: the answer never says whether an account exists.
+    let reset = "/api/v1/account/password-reset";
+    for who in ["nobody@formwork.local", &email("rep")] {
+        let (status, body) = app.anonymous().post(reset, json!({"email": who})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    app.run_jobs_until_idle().await;
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0]
+            .to_ascii_lowercase()
+            .contains(&format!("to: {}", email("rep"))),
+        "{}",
+        messages[0]
+    );
+    let token = messages[0]
+        .split("token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a link with a token")
+        .to_owned();
+    let confirm = "/api/v1/account/password-reset/confirm";
+    let (status, body) = app
+        .anonymous()
+        .post(confirm, json!({"token": token, "new_password": "short"}))
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/new_password"]
+    );
+    let (status, body) = app
+        .anonymous()
+        .post(
+            confirm,
+            json!({"token": token, "new_password": "brand-new-password-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = app
+        .anonymous()
+        .post(
+            confirm,
+            json!({"token": token, "new_password": "another-password-1"}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/token"]
+    );
+    // The reset ended the rep's sessions; the new password (and a fresh code) signs in.
+    let (status, body) = rep.get("/api/v1/account").await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED);
+    app.advance(chrono::Duration::seconds(30));
+    let (status, body) = app
+        .anonymous()
+        .post(
+            login,
+            json!({"email": email("rep"), "password": "brand-new-password-1", "totp": code_now(0)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An expired link is refused.
+    app.anonymous()
+        .post(reset, json!({"email": email("rep")}))
+        .await;
+    app.run_jobs_until_idle().await;
+    let late = smtp.messages()[1]
+        .split("token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("token")
+        .to_owned();
+    app.advance(chrono::Duration::minutes(31));
+    let (status, body) = app
+        .anonymous()
+        .post(
+            confirm,
+            json!({"token": late, "new_password": "late-password-123"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
 both_databases!(
+    two_factor_and_password_reset,
     personal_data_is_exported_and_erased,
     invitations_let_people_join,
     public_pool,

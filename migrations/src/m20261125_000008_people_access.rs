@@ -1,5 +1,6 @@
 //! People and access: the org tree, roles, a member's place in the tree, collaborators on
-//! records, a role for API tokens, invitations, and the audit log of security events.
+//! records, a role for API tokens, invitations, two-factor secrets, password resets, and the
+//! audit log of security events.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -73,6 +74,39 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        for column in [
+            string_null("totp_secret"),
+            timestamp_with_time_zone_null("totp_enabled_at"),
+            big_integer_null("totp_last_step"),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("accounts")
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table("password_resets")
+                    .col(uuid("id").primary_key())
+                    .col(uuid("account_id"))
+                    .col(string("token_hash").unique_key())
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("expires_at"))
+                    .col(timestamp_with_time_zone_null("used_at"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from("password_resets", "account_id")
+                            .to("accounts", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

@@ -6,6 +6,7 @@ pub mod cache;
 mod limiter;
 mod passwords;
 mod secrets;
+pub mod totp;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -85,6 +86,8 @@ pub struct AccountView {
     pub name: String,
     /// Whether the password was generated and should be changed.
     pub must_change_password: bool,
+    /// Whether sign-in asks for a code from an authenticator app.
+    pub two_factor: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -96,6 +99,7 @@ impl From<&AccountRow> for AccountView {
             email: row.email.clone(),
             name: row.name.clone(),
             must_change_password: row.must_change_password,
+            two_factor: row.totp_enabled_at.is_some(),
             created_at: row.created_at,
         }
     }
@@ -129,6 +133,9 @@ pub async fn create_account(
             must_change_password,
             created_at: now,
             updated_at: now,
+            totp_secret: None,
+            totp_enabled_at: None,
+            totp_last_step: None,
         },
     )
     .await
@@ -153,7 +160,8 @@ pub struct NewSession {
 ///
 /// # Errors
 /// `Error::RateLimited` after too many failures for this email; `Error::Unauthenticated` for
-/// bad credentials or a deactivated account.
+/// bad credentials, a wrong two-factor code or a deactivated account; `Error::Invalid` at
+/// `/totp` when the account has two-factor sign-in and no code was given.
 pub async fn login(
     db: &Db,
     clock: &SharedClock,
@@ -161,6 +169,7 @@ pub async fn login(
     policy: SessionPolicy,
     email: &str,
     password: &str,
+    totp_code: Option<&str>,
 ) -> Result<NewSession> {
     let key = email.trim().to_lowercase();
     let now = clock.now();
@@ -195,6 +204,24 @@ pub async fn login(
             return Err(Error::Unauthenticated);
         }
     };
+    if let (Some(secret), Some(_)) = (&account.totp_secret, account.totp_enabled_at) {
+        let Some(code) = totp_code else {
+            return Err(Error::invalid(
+                "/totp",
+                "totp_required",
+                "enter the 6-digit code from your authenticator app",
+            ));
+        };
+        let step = totp::verify(secret, code, now.timestamp(), account.totp_last_step);
+        let fresh = match step {
+            Some(step) => accounts::use_totp_step(db.conn(), account.id, step).await?,
+            None => false,
+        };
+        if !fresh {
+            crate::audit::record(db, now, event("auth.totp_failed", Some(account.id))).await;
+            return Err(Error::Unauthenticated);
+        }
+    }
     limiter.record_success(&key);
     crate::audit::record(db, now, event("auth.login", Some(account.id))).await;
     let secret = random_secret();
@@ -541,4 +568,276 @@ pub async fn purge_sessions(
 ) -> Result<u64> {
     let now = clock.now();
     sessions::purge_expired(conn, now, now - policy.idle).await
+}
+
+/// What setting up two-factor sign-in shows once: the secret and the link an authenticator app
+/// scans.
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpSetup {
+    /// Base32 secret (to type in by hand).
+    pub secret: String,
+    /// `otpauth://` link (to scan as a QR code).
+    pub link: String,
+}
+
+/// Starts two-factor setup: a new secret, pending until confirmed with a code.
+///
+/// # Errors
+/// `Error::Conflict` when two-factor sign-in is on already.
+pub async fn setup_totp(db: &Db, account_id: Uuid) -> Result<TotpSetup> {
+    let account = accounts::find(db.conn(), account_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    if account.totp_enabled_at.is_some() {
+        return Err(Error::conflict(
+            "",
+            "two_factor_on",
+            "two-factor sign-in is on; turn it off first to set up a new authenticator",
+        ));
+    }
+    let secret = totp::new_secret();
+    accounts::set_totp(db.conn(), account_id, Some(secret.clone()), None, None).await?;
+    Ok(TotpSetup {
+        link: totp::link(&secret, &account.email, "Formwork"),
+        secret,
+    })
+}
+
+/// Turns two-factor sign-in on after a correct code from the pending secret.
+///
+/// # Errors
+/// `Error::Conflict` (no setup pending), `Error::Invalid` at `/code` (wrong code).
+pub async fn enable_totp(db: &Db, clock: &SharedClock, account_id: Uuid, code: &str) -> Result<()> {
+    let account = accounts::find(db.conn(), account_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let (Some(secret), None) = (&account.totp_secret, account.totp_enabled_at) else {
+        return Err(Error::conflict(
+            "",
+            "no_setup",
+            "start the setup first (POST /api/v1/account/two-factor/setup)",
+        ));
+    };
+    let now = clock.now();
+    let Some(step) = totp::verify(secret, code, now.timestamp(), None) else {
+        return Err(Error::invalid(
+            "/code",
+            "wrong_code",
+            "the code does not match; check the authenticator app's clock",
+        ));
+    };
+    let tx = db.begin().await?;
+    accounts::set_totp(&tx, account_id, Some(secret.clone()), Some(now), Some(step)).await?;
+    crate::audit::record_in(
+        &tx,
+        now,
+        crate::audit::Event {
+            workspace_id: None,
+            account_id: Some(account_id),
+            kind: "auth.totp_enabled",
+            detail: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Turns two-factor sign-in off, with the password and a current code.
+///
+/// # Errors
+/// `Error::Invalid` at `/password` or `/code`; `Error::Conflict` when it is off.
+pub async fn disable_totp(
+    db: &Db,
+    clock: &SharedClock,
+    account_id: Uuid,
+    password: &str,
+    code: &str,
+) -> Result<()> {
+    let account = accounts::find(db.conn(), account_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let (Some(secret), Some(_)) = (&account.totp_secret, account.totp_enabled_at) else {
+        return Err(Error::conflict(
+            "",
+            "two_factor_off",
+            "two-factor sign-in is off",
+        ));
+    };
+    if !verify_password(Some(account.password_hash.clone()), password.to_owned()).await {
+        return Err(Error::invalid(
+            "/password",
+            "mismatch",
+            "the password is not correct",
+        ));
+    }
+    let now = clock.now();
+    if totp::verify(secret, code, now.timestamp(), account.totp_last_step).is_none() {
+        return Err(Error::invalid(
+            "/code",
+            "wrong_code",
+            "the code does not match",
+        ));
+    }
+    let tx = db.begin().await?;
+    accounts::set_totp(&tx, account_id, None, None, None).await?;
+    crate::audit::record_in(
+        &tx,
+        now,
+        crate::audit::Event {
+            workspace_id: None,
+            account_id: Some(account_id),
+            kind: "auth.totp_disabled",
+            detail: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// How long a password-reset link works.
+pub const RESET_MINUTES: i64 = 30;
+/// Most reset links sent to one account per hour.
+const RESETS_PER_HOUR: u64 = 3;
+
+/// Where reset links point and whether email can be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct ResetMail<'a> {
+    /// Whether an SMTP server is configured.
+    pub enabled: bool,
+    /// The public address of Formwork, for the link.
+    pub public_url: &'a str,
+}
+
+/// Emails a one-time password-reset link to an active account with this email. The answer is
+/// the same whether or not an account exists (nothing to learn by asking); at most three links
+/// per account and hour are sent.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn request_password_reset(
+    db: &Db,
+    clock: &SharedClock,
+    mail: ResetMail<'_>,
+    email: &str,
+) -> Result<()> {
+    let key = email.trim().to_lowercase();
+    if key.contains('\0') || key.len() > 254 {
+        return Ok(());
+    }
+    let Some(account) = accounts::find_by_email(db.conn(), &key)
+        .await?
+        .filter(|a| a.is_active)
+    else {
+        return Ok(());
+    };
+    let now = clock.now();
+    let event = |kind: &'static str| crate::audit::Event {
+        workspace_id: None,
+        account_id: Some(account.id),
+        kind,
+        detail: serde_json::json!({}),
+    };
+    if !mail.enabled {
+        tracing::warn!(account = %account.id, "a password reset was asked for, but no SMTP server is configured (FORMWORK_SMTP_URL)");
+        crate::audit::record(db, now, event("auth.reset_unsent")).await;
+        return Ok(());
+    }
+    if accounts::count_resets_since(db.conn(), account.id, now - Duration::hours(1)).await?
+        >= RESETS_PER_HOUR
+    {
+        crate::audit::record(db, now, event("auth.reset_throttled")).await;
+        return Ok(());
+    }
+    let secret = random_secret();
+    let link = format!(
+        "{}/reset-password?token={secret}",
+        mail.public_url.trim_end_matches('/')
+    );
+    let tx = db.begin().await?;
+    accounts::insert_reset(
+        &tx,
+        accounts::PasswordResetRow {
+            id: new_id(),
+            account_id: account.id,
+            token_hash: hash_secret(&secret),
+            created_at: now,
+            expires_at: now + Duration::minutes(RESET_MINUTES),
+            used_at: None,
+        },
+    )
+    .await?;
+    crate::mail::queue(
+        &tx,
+        clock,
+        &crate::mail::Email {
+            to: account.email.clone(),
+            subject: "Reset your Formwork password / 重置 Formwork 密码".to_owned(),
+            text: format!(
+                "Someone asked to reset the password of {email} on Formwork.\n\
+                 To choose a new password, open this link within {RESET_MINUTES} minutes:\n\n{link}\n\n\
+                 If it was not you, ignore this email; your password stays as it is.\n\n\
+                 有人申请重置 Formwork 账号 {email} 的密码。如是本人操作，请在 {RESET_MINUTES} 分钟内打开上面的链接设置新密码；否则请忽略本邮件。\n",
+                email = account.email
+            ),
+        },
+    )
+    .await?;
+    crate::audit::record_in(&tx, now, event("auth.reset_requested")).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets a new password with a reset link's secret (single use); ends every session of the
+/// account.
+///
+/// # Errors
+/// `Error::Invalid` at `/token` (unknown, used or expired link) or `/new_password` (weak).
+pub async fn reset_password(db: &Db, clock: &SharedClock, token: &str, new: &str) -> Result<()> {
+    check_password_policy(new).map_err(|_| {
+        Error::invalid(
+            "/new_password",
+            "weak",
+            "a password has at least 10 characters",
+        )
+    })?;
+    let gone = || {
+        Error::invalid(
+            "/token",
+            "invalid_link",
+            "this reset link is unknown, used or expired; ask for a new one",
+        )
+    };
+    if token.len() > 200 || token.contains('\0') {
+        return Err(gone());
+    }
+    let hash = hash_password(new.to_owned()).await?;
+    let now = clock.now();
+    let Some((reset_id, account_id)) =
+        accounts::find_reset(db.conn(), &hash_secret(token), now).await?
+    else {
+        return Err(gone());
+    };
+    let tx = db.begin().await?;
+    // Marking it used is the first statement: it takes the write lock and settles a race.
+    if !accounts::mark_reset_used(&tx, reset_id, now).await? {
+        return Err(gone());
+    }
+    accounts::set_password(&tx, account_id, hash, now).await?;
+    sessions::delete_for_account(&tx, account_id, None).await?;
+    crate::audit::record_in(
+        &tx,
+        now,
+        crate::audit::Event {
+            workspace_id: None,
+            account_id: Some(account_id),
+            kind: "auth.password_reset",
+            detail: serde_json::json!({"sessions_ended": true}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    crate::store::access_changed();
+    Ok(())
 }

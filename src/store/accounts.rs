@@ -1,6 +1,7 @@
 //! Queries on `accounts`.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use uuid::Uuid;
 
@@ -24,6 +25,9 @@ pub async fn insert(conn: &impl Conn, row: AccountRow) -> Result<AccountRow> {
         must_change_password: Set(row.must_change_password),
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
+        totp_secret: Set(row.totp_secret),
+        totp_enabled_at: Set(row.totp_enabled_at),
+        totp_last_step: Set(row.totp_last_step),
     };
     model.insert(conn).await.map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -81,4 +85,112 @@ pub async fn set_password(
     model.update(conn).await?;
     super::access_changed();
     Ok(())
+}
+
+/// Sets (or clears) an account's two-factor secret, whether it is on, and its last used step.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_totp(
+    conn: &impl Conn,
+    id: Uuid,
+    secret: Option<String>,
+    enabled_at: Option<DateTime<Utc>>,
+    last_step: Option<i64>,
+) -> Result<()> {
+    account::Entity::update_many()
+        .col_expr(account::Column::TotpSecret, Expr::value(secret))
+        .col_expr(account::Column::TotpEnabledAt, Expr::value(enabled_at))
+        .col_expr(account::Column::TotpLastStep, Expr::value(last_step))
+        .filter(account::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    super::access_changed();
+    Ok(())
+}
+
+/// Records that a two-factor step was used, unless it (or a later one) was already: false then,
+/// so a code cannot be used twice even by two concurrent logins.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn use_totp_step(conn: &impl Conn, id: Uuid, step: i64) -> Result<bool> {
+    Ok(account::Entity::update_many()
+        .col_expr(account::Column::TotpLastStep, Expr::value(Some(step)))
+        .filter(account::Column::Id.eq(id))
+        .filter(
+            account::Column::TotpLastStep
+                .is_null()
+                .or(account::Column::TotpLastStep.lt(step)),
+        )
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
+}
+
+use super::entities::password_reset;
+pub use super::entities::password_reset::Model as PasswordResetRow;
+
+/// Stores a password-reset link.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn insert_reset(conn: &impl Conn, row: PasswordResetRow) -> Result<()> {
+    password_reset::ActiveModel {
+        id: Set(row.id),
+        account_id: Set(row.account_id),
+        token_hash: Set(row.token_hash),
+        created_at: Set(row.created_at),
+        expires_at: Set(row.expires_at),
+        used_at: Set(row.used_at),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many reset links an account was sent since `since`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn count_resets_since(conn: &impl Conn, id: Uuid, since: DateTime<Utc>) -> Result<u64> {
+    Ok(password_reset::Entity::find()
+        .filter(password_reset::Column::AccountId.eq(id))
+        .filter(password_reset::Column::CreatedAt.gt(since))
+        .count(conn)
+        .await?)
+}
+
+/// The unused, unexpired reset link with this secret hash: (its id, its account).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn find_reset(
+    conn: &impl Conn,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(Uuid, Uuid)>> {
+    Ok(password_reset::Entity::find()
+        .filter(password_reset::Column::TokenHash.eq(token_hash))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .filter(password_reset::Column::ExpiresAt.gt(now))
+        .one(conn)
+        .await?
+        .map(|row| (row.id, row.account_id)))
+}
+
+/// Marks a reset link used; false when it was used meanwhile.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn mark_reset_used(conn: &impl Conn, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    Ok(password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::value(Some(now)))
+        .filter(password_reset::Column::Id.eq(id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
 }

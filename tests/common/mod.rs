@@ -106,6 +106,8 @@ pub struct Options {
     pub demo_data: bool,
     pub body_limit: u64,
     pub configure: fn(&mut ServeConfig),
+    /// The SMTP server to send through (an [`SmtpSink`]'s).
+    pub smtp_url: Option<String>,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             demo_data: false,
             body_limit: 2 * 1024 * 1024,
             configure: |_| {},
+            smtp_url: None,
         }
     }
 }
@@ -138,6 +141,7 @@ impl TestApp {
         config.body_limit = options.body_limit;
         config.test_mode = true;
         config.workers = 2;
+        config.smtp_url = options.smtp_url.clone();
         (options.configure)(&mut config);
         let db = Db::connect(&config.database).await.expect("connect");
         db.migrate().await.expect("migrate");
@@ -415,4 +419,113 @@ pub async fn connect(database_url: &str) -> Db {
     let mut config = ServeConfig::with_database(database_url).database;
     config.pool_size = 4;
     Db::connect(&config).await.expect("connect")
+}
+
+/// A real SMTP listener on a free local port that keeps every message it is sent (what
+/// Formwork's mailer talks to in tests).
+#[derive(Clone, Default)]
+pub struct SmtpSink {
+    pub port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    /// Starts listening.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind smtp");
+        let sink = Self {
+            port: listener.local_addr().expect("addr").port(),
+            ..Self::default()
+        };
+        let messages = sink.messages.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let messages = messages.clone();
+                tokio::spawn(async move {
+                    let _ = Self::session(stream, messages).await;
+                });
+            }
+        });
+        sink
+    }
+
+    async fn session(
+        stream: tokio::net::TcpStream,
+        messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 sink ESMTP\r\n").await?;
+        while let Some(line) = lines.next_line().await? {
+            let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            match verb.as_str() {
+                "EHLO" | "HELO" => write.write_all(b"250-sink\r\n250 8BITMIME\r\n").await?,
+                "DATA" => {
+                    write.write_all(b"354 go ahead\r\n").await?;
+                    let mut message = String::new();
+                    while let Some(line) = lines.next_line().await? {
+                        if line == "." {
+                            break;
+                        }
+                        message.push_str(line.strip_prefix('.').unwrap_or(&line));
+                        message.push('\n');
+                    }
+                    messages.lock().expect("lock").push(message);
+                    write.write_all(b"250 queued\r\n").await?;
+                }
+                "QUIT" => {
+                    write.write_all(b"221 bye\r\n").await?;
+                    return Ok(());
+                }
+                _ => write.write_all(b"250 OK\r\n").await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The messages received so far, bodies decoded (base64 or quoted-printable).
+    pub fn messages(&self) -> Vec<String> {
+        self.messages
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|raw| {
+                let (head, body) = raw.split_once("\n\n").unwrap_or((raw, ""));
+                let lower = head.to_ascii_lowercase();
+                let decoded = if lower.contains("content-transfer-encoding: base64") {
+                    use base64::Engine;
+                    let joined: String = body.split_whitespace().collect();
+                    base64::engine::general_purpose::STANDARD
+                        .decode(joined)
+                        .ok()
+                        .and_then(|bytes| String::from_utf8(bytes).ok())
+                        .unwrap_or_default()
+                } else if lower.contains("content-transfer-encoding: quoted-printable") {
+                    let soft = body.replace("=\n", "");
+                    let mut bytes = Vec::new();
+                    let raw = soft.as_bytes();
+                    let mut i = 0;
+                    while i < raw.len() {
+                        if raw[i] == b'='
+                            && let Some(hex) = soft.get(i + 1..i + 3)
+                            && let Ok(byte) = u8::from_str_radix(hex, 16)
+                        {
+                            bytes.push(byte);
+                            i += 3;
+                            continue;
+                        }
+                        bytes.push(raw[i]);
+                        i += 1;
+                    }
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    body.to_owned()
+                };
+                format!("{head}\n\n{decoded}")
+            })
+            .collect()
+    }
 }

@@ -24,6 +24,103 @@ pub(super) fn router() -> Router<Services> {
         .route("/workspaces", get(list_workspaces).post(create_workspace))
         .route("/security-events", get(security_events))
         .route("/invitations/accept", post(accept_invitation))
+        .route("/two-factor/setup", post(two_factor_setup))
+        .route("/two-factor/enable", post(two_factor_enable))
+        .route("/two-factor/disable", post(two_factor_disable))
+        .route("/password-reset", post(request_password_reset))
+        .route("/password-reset/confirm", post(confirm_password_reset))
+}
+
+async fn two_factor_setup(
+    State(services): State<Services>,
+    user: SessionUser,
+) -> Result<Json<auth::TotpSetup>> {
+    Ok(Json(
+        auth::setup_totp(services.db(), user.principal.account_id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwoFactorCode {
+    code: String,
+    password: Option<String>,
+}
+
+async fn two_factor_enable(
+    State(services): State<Services>,
+    user: SessionUser,
+    AppJson(body): AppJson<TwoFactorCode>,
+) -> Result<StatusCode> {
+    auth::enable_totp(
+        services.db(),
+        services.clock(),
+        user.principal.account_id,
+        &body.code,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn two_factor_disable(
+    State(services): State<Services>,
+    user: SessionUser,
+    AppJson(body): AppJson<TwoFactorCode>,
+) -> Result<StatusCode> {
+    auth::disable_totp(
+        services.db(),
+        services.clock(),
+        user.principal.account_id,
+        body.password.as_deref().unwrap_or_default(),
+        &body.code,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    email: String,
+}
+
+/// Always 202: whether an account has this email is not for the caller to learn.
+async fn request_password_reset(
+    State(services): State<Services>,
+    AppJson(body): AppJson<ResetRequest>,
+) -> Result<StatusCode> {
+    auth::request_password_reset(
+        services.db(),
+        services.clock(),
+        auth::ResetMail {
+            enabled: services.mail_enabled(),
+            public_url: &services.config().public_url,
+        },
+        &body.email,
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetConfirm {
+    token: String,
+    new_password: String,
+}
+
+async fn confirm_password_reset(
+    State(services): State<Services>,
+    AppJson(body): AppJson<ResetConfirm>,
+) -> Result<StatusCode> {
+    auth::reset_password(
+        services.db(),
+        services.clock(),
+        &body.token,
+        &body.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +181,8 @@ async fn security_events(
 struct Login {
     email: String,
     password: String,
+    /// The authenticator code, for accounts with two-factor sign-in.
+    totp: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +204,7 @@ async fn login(
         services.session_policy(),
         &body.email,
         &body.password,
+        body.totp.as_deref(),
     )
     .await?;
     let workspaces = workspaces::list_for(services.db(), session.account.id).await?;

@@ -147,6 +147,7 @@ struct LoginForm {
     email: String,
     password: String,
     next: Option<String>,
+    totp: Option<String>,
 }
 
 /// A cross-site form post carries a foreign `Origin`; refuse it (login CSRF).
@@ -179,10 +180,20 @@ async fn login(
         services.session_policy(),
         &form.email,
         &form.password,
+        form.totp.as_deref().filter(|code| !code.is_empty()),
     )
     .await;
     let session = match attempt {
         Ok(session) => session,
+        Err(Error::Invalid { .. }) => {
+            // The password was right and the account asks for its authenticator code.
+            return page(
+                "login.html",
+                serde_json::json!({ "next": next, "email": form.email, "totp": true,
+                    "error": "Enter the 6-digit code from your authenticator app. 请输入身份验证器中的 6 位验证码。" }),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
         Err(error @ (Error::Unauthenticated | Error::RateLimited { .. })) => {
             let (message, status) = match error {
                 Error::RateLimited { .. } => (

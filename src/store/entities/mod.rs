@@ -11,6 +11,7 @@ pub mod job;
 pub mod job_attempt;
 pub mod membership;
 pub mod org_unit;
+pub mod password_reset;
 pub mod role;
 pub mod session;
 pub mod workspace;
