@@ -53,6 +53,9 @@ pub struct Lens<'a> {
     entity_id: Uuid,
     /// Whether the entity has a pool the caller may see.
     pool: bool,
+    /// The fields that are not plainly visible and writable to the caller, with their rules
+    /// (empty for most callers: then views and inputs pass untouched).
+    restricted: Vec<(String, FieldRule)>,
     /// Whether the caller sees values of fields the definition hides.
     pub is_admin: bool,
 }
@@ -62,13 +65,23 @@ impl<'a> Lens<'a> {
     pub fn new(ctx: &'a Context, model: &EntityModel) -> Self {
         let policy = ctx.policy.as_deref();
         let grant = policy.map(|p| p.grant(&model.key));
-        Self {
+        let mut lens = Self {
             policy,
             pool: model.pool.is_some() && grant.as_ref().is_none_or(|g| g.pool),
             grant,
             entity_id: model.definition_id,
             is_admin: policy.is_none_or(|p| p.is_admin),
+            restricted: Vec::new(),
+        };
+        if lens.grant.is_some() {
+            lens.restricted = model
+                .fields
+                .iter()
+                .map(|f| (f.key.clone(), lens.field(model, &f.key)))
+                .filter(|(_, rule)| *rule != FieldRule::Visible)
+                .collect();
         }
+        lens
     }
 
     /// The reach of an operation.
@@ -127,20 +140,16 @@ impl<'a> Lens<'a> {
 
     /// A record as this caller sees it: hidden fields removed, masked ones masked.
     pub fn show(&self, model: &EntityModel, mut view: super::RecordView) -> super::RecordView {
-        if self.grant.is_none() {
-            return view;
-        }
-        let rules: Vec<(String, FieldRule)> = model
-            .fields
+        let rules: Vec<&(String, FieldRule)> = self
+            .restricted
             .iter()
-            .map(|f| (f.key.clone(), self.field(model, &f.key)))
-            .filter(|(_, rule)| *rule != FieldRule::Visible && *rule != FieldRule::ReadOnly)
+            .filter(|(_, rule)| *rule != FieldRule::ReadOnly)
             .collect();
         if rules.is_empty() {
             return view;
         }
         let strip = |map: &mut Map<String, Value>| {
-            for (key, rule) in &rules {
+            for (key, rule) in rules.iter().copied() {
                 if *rule == FieldRule::Hidden {
                     map.remove(key);
                 } else if rule.masks()
@@ -152,7 +161,7 @@ impl<'a> Lens<'a> {
         };
         strip(&mut view.fields);
         if let Some(totals) = view.totals.as_mut() {
-            for (key, rule) in &rules {
+            for (key, rule) in rules.iter().copied() {
                 if *rule == FieldRule::Hidden || rule.masks() {
                     totals.remove(key);
                 }
@@ -191,17 +200,21 @@ impl<'a> Lens<'a> {
     /// Checks the fields a write sets: hidden ones are unknown (422), read-only ones refused
     /// (403) unless unchanged; a masked field sent back as shown is dropped (the form echoed
     /// it). Returns the input to apply.
-    pub fn check_input(
+    pub fn check_input<'i>(
         &self,
         model: &EntityModel,
-        input: &Map<String, Value>,
+        input: &'i Map<String, Value>,
         current: Option<&Map<String, Value>>,
         prefix: &str,
         problems: &mut Vec<FieldError>,
         refused: &mut Vec<FieldError>,
-    ) -> Map<String, Value> {
-        if self.grant.is_none() {
-            return input.clone();
+    ) -> std::borrow::Cow<'i, Map<String, Value>> {
+        if self.restricted.is_empty()
+            || !input
+                .keys()
+                .any(|key| self.restricted.iter().any(|(k, _)| k == key))
+        {
+            return std::borrow::Cow::Borrowed(input);
         }
         let mut out = Map::new();
         for (key, value) in input {
@@ -240,7 +253,7 @@ impl<'a> Lens<'a> {
             }
             out.insert(key.clone(), value.clone());
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 }
 
