@@ -46,6 +46,8 @@ struct RoleCase {
     read: Reach,
     update: Reach,
     delete: Reach,
+    /// Field rules on `lead` (custom roles only).
+    fields: &'static [(&'static str, &'static str)],
 }
 
 /// The roles of the matrix. Built-in defaults: manager department, member own, viewer reads all.
@@ -57,6 +59,7 @@ const ROLES: &[RoleCase] = &[
         read: Reach::All,
         update: Reach::All,
         delete: Reach::All,
+        fields: &[],
     },
     RoleCase {
         key: "manager",
@@ -65,6 +68,7 @@ const ROLES: &[RoleCase] = &[
         read: Reach::Department,
         update: Reach::Department,
         delete: Reach::Department,
+        fields: &[],
     },
     RoleCase {
         key: "member",
@@ -73,6 +77,7 @@ const ROLES: &[RoleCase] = &[
         read: Reach::Own,
         update: Reach::Own,
         delete: Reach::Own,
+        fields: &[],
     },
     RoleCase {
         key: "viewer",
@@ -81,6 +86,7 @@ const ROLES: &[RoleCase] = &[
         read: Reach::All,
         update: Reach::None,
         delete: Reach::None,
+        fields: &[],
     },
     RoleCase {
         key: "team_lead",
@@ -89,6 +95,7 @@ const ROLES: &[RoleCase] = &[
         read: Reach::Team,
         update: Reach::Team,
         delete: Reach::Own,
+        fields: &[("phone", "masked"), ("budget", "read_only")],
     },
     RoleCase {
         key: "auditor",
@@ -97,6 +104,7 @@ const ROLES: &[RoleCase] = &[
         read: Reach::Department,
         update: Reach::None,
         delete: Reach::None,
+        fields: &[("budget", "hidden"), ("phone", "masked_read_only")],
     },
 ];
 
@@ -222,7 +230,8 @@ async fn world(backend: Backend) -> World {
                 &format!("{W}/roles/{}", role.key),
                 json!({"name": role.key, "rights": {"entities": {"*": {
                     "create": role.create.name(), "read": role.read.name(),
-                    "update": role.update.name(), "delete": role.delete.name()}}}}),
+                    "update": role.update.name(), "delete": role.delete.name()},
+                    "lead": {"fields": role.fields.iter().copied().collect::<BTreeMap<_, _>>()}}}}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -374,6 +383,12 @@ async fn permission_matrix(backend: Backend) {
                         gate(covered(me, role.update).contains(owner), StatusCode::OK),
                     ),
                 ];
+                let rule = |field: &str| {
+                    role.fields
+                        .iter()
+                        .find(|(f, _)| *f == field)
+                        .map_or("visible", |(_, r)| *r)
+                };
                 for (operation, (status, body), expected) in checks {
                     cases += 1;
                     assert_eq!(
@@ -381,7 +396,39 @@ async fn permission_matrix(backend: Backend) {
                         "{} as {me}: {operation} the lead of {owner}: {body}",
                         role.key
                     );
+                    if operation == "read" && status == StatusCode::OK {
+                        // Field rules: what the record shows.
+                        let phone = &body["fields"]["phone"];
+                        match rule("phone") {
+                            "masked" | "masked_read_only" => assert_eq!(phone, "138****5678"),
+                            _ => assert_eq!(phone, "13812345678"),
+                        }
+                        assert_eq!(
+                            body["fields"].get("budget").is_none(),
+                            rule("budget") == "hidden",
+                            "{} sees budget: {body}",
+                            role.key
+                        );
+                    }
                 }
+                // Writing a field: hidden is unknown, read-only refused, within update reach.
+                let updatable = covered(me, role.update).contains(owner);
+                let expected = match (visible, updatable, rule("budget")) {
+                    (false, _, _) => StatusCode::NOT_FOUND,
+                    (true, false, _) => StatusCode::FORBIDDEN,
+                    (true, true, "hidden") => StatusCode::UNPROCESSABLE_ENTITY,
+                    (true, true, "read_only" | "masked_read_only") => StatusCode::FORBIDDEN,
+                    (true, true, _) => StatusCode::OK,
+                };
+                let (status, body) = client
+                    .patch(&path, json!({"fields": {"budget": "2000"}}))
+                    .await;
+                cases += 1;
+                assert_eq!(
+                    status, expected,
+                    "{} as {me}: set the budget of {owner}'s lead: {body}",
+                    role.key
+                );
                 let expected = gate(
                     covered(me, role.delete).contains(owner),
                     StatusCode::NO_CONTENT,

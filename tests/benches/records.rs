@@ -7,6 +7,8 @@
 //! - `FORMWORK_BENCH_SECONDS` — duration of each timed case P3–P6 (default 10);
 //! - `FORMWORK_BENCH_CASES` — the timed cases to run, e.g. `P4` or `P3,P3m,P6` (default all; P1,
 //!   P2 and the fill always run, they make the table);
+//! - `FORMWORK_BENCH_OWNERS` — members the records are spread over (default 40; 0: all owned
+//!   by the admin, whose token makes them);
 //! - `FORMWORK_TEST_POSTGRES_URL` — the PostgreSQL server (as for the tests).
 //!
 //! Load comes from this process (tokio tasks, one keep-alive connection each, bearer token so
@@ -230,8 +232,14 @@ fn pick<'a>(rng: &mut StdRng, values: &[&'a str]) -> &'a str {
 /// member's scoped list reads what a real rep's would: their share of the table.
 static OWNERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
-/// How many members own the bench's records.
-const OWNER_COUNT: usize = 40;
+/// How many members own the bench's records (`FORMWORK_BENCH_OWNERS`; 0: the admin owns all,
+/// as before the access model).
+fn owner_count() -> usize {
+    std::env::var("FORMWORK_BENCH_OWNERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
 
 /// One realistic lead as `{"owner": …, "fields": …}`; `serial` makes its email unique.
 fn lead(rng: &mut StdRng, serial: u64) -> Value {
@@ -691,9 +699,9 @@ async fn prepare(app: &TestApp) -> (String, String) {
         StatusCode::CREATED,
         "publishing the bench entity: {body}"
     );
-    let mut owners = Vec::with_capacity(OWNER_COUNT);
+    let mut owners = Vec::new();
     let mut member_token = String::new();
-    for i in 0..OWNER_COUNT {
+    for i in 0..owner_count().max(1) {
         let email = format!("rep{i}@bench.local");
         let client = if i == 0 {
             Some(app.create_user(&email).await)
@@ -730,7 +738,9 @@ async fn prepare(app: &TestApp) -> (String, String) {
             member_token = body["secret"].as_str().expect("token secret").to_owned();
         }
     }
-    let _ = OWNERS.set(owners);
+    if owner_count() > 0 {
+        let _ = OWNERS.set(owners);
+    }
     let (status, body) = admin
         .post("/api/v1/w/demo/tokens", json!({"name": "bench"}))
         .await;
