@@ -29,6 +29,18 @@ pub struct Event {
     pub detail: Value,
 }
 
+impl Event {
+    /// An account-level event (sign-in, two-factor, password) of `account_id`.
+    pub fn of_account(account_id: Uuid, kind: &'static str, detail: Value) -> Self {
+        Self {
+            workspace_id: None,
+            account_id: Some(account_id),
+            kind,
+            detail,
+        }
+    }
+}
+
 /// Records an event inside the caller's transaction.
 ///
 /// # Errors

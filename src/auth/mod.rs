@@ -339,12 +339,11 @@ pub async fn change_password(
     crate::audit::record_in(
         &tx,
         clock.now(),
-        crate::audit::Event {
-            workspace_id: None,
-            account_id: Some(account_id),
-            kind: "auth.password_changed",
-            detail: serde_json::json!({"other_sessions_ended": true}),
-        },
+        crate::audit::Event::of_account(
+            account_id,
+            "auth.password_changed",
+            serde_json::json!({"other_sessions_ended": true}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -631,12 +630,7 @@ pub async fn enable_totp(db: &Db, clock: &SharedClock, account_id: Uuid, code: &
     crate::audit::record_in(
         &tx,
         now,
-        crate::audit::Event {
-            workspace_id: None,
-            account_id: Some(account_id),
-            kind: "auth.totp_enabled",
-            detail: serde_json::json!({}),
-        },
+        crate::audit::Event::of_account(account_id, "auth.totp_enabled", serde_json::json!({})),
     )
     .await?;
     tx.commit().await?;
@@ -684,12 +678,7 @@ pub async fn disable_totp(
     crate::audit::record_in(
         &tx,
         now,
-        crate::audit::Event {
-            workspace_id: None,
-            account_id: Some(account_id),
-            kind: "auth.totp_disabled",
-            detail: serde_json::json!({}),
-        },
+        crate::audit::Event::of_account(account_id, "auth.totp_disabled", serde_json::json!({})),
     )
     .await?;
     tx.commit().await?;
@@ -829,12 +818,11 @@ pub async fn reset_password(db: &Db, clock: &SharedClock, token: &str, new: &str
     crate::audit::record_in(
         &tx,
         now,
-        crate::audit::Event {
-            workspace_id: None,
-            account_id: Some(account_id),
-            kind: "auth.password_reset",
-            detail: serde_json::json!({"sessions_ended": true}),
-        },
+        crate::audit::Event::of_account(
+            account_id,
+            "auth.password_reset",
+            serde_json::json!({"sessions_ended": true}),
+        ),
     )
     .await?;
     tx.commit().await?;

@@ -317,6 +317,14 @@ impl Records<'_> {
         Ok((snapshot, model))
     }
 
+    /// A live (not deleted) record of `model`, else 404.
+    async fn live_row(&self, model: &EntityModel, id: Uuid) -> Result<RecordRow> {
+        rows::find(self.db.conn(), &model.table(), id)
+            .await?
+            .filter(|row| row.deleted_at.is_none())
+            .ok_or_else(|| record_not_found(&id.to_string()))
+    }
+
     fn resolver<'m>(
         &self,
         ctx: &'m Context,
@@ -1149,10 +1157,7 @@ impl Records<'_> {
         let id = parse_id(id)?;
         if ctx.policy.is_some() {
             let lens = Lens::new(ctx, &model);
-            let row = rows::find(self.db.conn(), &model.table(), id)
-                .await?
-                .filter(|row| row.deleted_at.is_none())
-                .ok_or_else(|| record_not_found(&id.to_string()))?;
+            let row = self.live_row(&model, id).await?;
             self.check_record(ctx, &lens, &model, &row, Operation::Delete)
                 .await?;
         }

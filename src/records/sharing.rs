@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Context, Lens, Operation, RecordView, Records, parse_id, record_not_found};
+use super::{Context, Lens, Operation, RecordView, Records, parse_id};
 use crate::access::Reach;
 use crate::error::{Error, FieldError, Result};
 use crate::store::people::{self, CollaboratorRow};
@@ -55,10 +55,7 @@ impl Records<'_> {
         let (_, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
-        let row = rows::find(self.db.conn(), &model.table(), id)
-            .await?
-            .filter(|r| r.deleted_at.is_none())
-            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        let row = self.live_row(&model, id).await?;
         self.check_record(ctx, &lens, &model, &row, Operation::Read)
             .await?;
         Ok(
@@ -87,10 +84,7 @@ impl Records<'_> {
         let (_, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
-        let row = rows::find(self.db.conn(), &model.table(), id)
-            .await?
-            .filter(|r| r.deleted_at.is_none())
-            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        let row = self.live_row(&model, id).await?;
         self.check_record(ctx, &lens, &model, &row, Operation::Read)
             .await?;
         if !lens.covers(Operation::Update, row.owner) {
@@ -186,10 +180,7 @@ impl Records<'_> {
         }
         let mut by_owner: Vec<(Option<Uuid>, Vec<Uuid>)> = Vec::new();
         for id in &unique {
-            let row = rows::find(self.db.conn(), &model.table(), *id)
-                .await?
-                .filter(|r| r.deleted_at.is_none())
-                .ok_or_else(|| record_not_found(&id.to_string()))?;
+            let row = self.live_row(&model, *id).await?;
             self.check_record(ctx, &lens, &model, &row, Operation::Update)
                 .await?;
             if row.owner == Some(owner) {
@@ -258,10 +249,7 @@ impl Records<'_> {
         let Some(me) = ctx.actor.account_id() else {
             return Err(Error::forbidden("only a person can claim records"));
         };
-        let row = rows::find(self.db.conn(), &model.table(), id)
-            .await?
-            .filter(|r| r.deleted_at.is_none())
-            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        let row = self.live_row(&model, id).await?;
         self.check_record(ctx, &lens, &model, &row, Operation::Read)
             .await?;
         if row.owner.is_some() {
@@ -332,10 +320,7 @@ impl Records<'_> {
         if model.pool.is_none() {
             return Err(Error::not_found(format!("the pool of {entity}")));
         }
-        let row = rows::find(self.db.conn(), &model.table(), id)
-            .await?
-            .filter(|r| r.deleted_at.is_none())
-            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        let row = self.live_row(&model, id).await?;
         self.check_record(ctx, &lens, &model, &row, Operation::Read)
             .await?;
         if row.owner.is_none() {

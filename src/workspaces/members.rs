@@ -79,6 +79,16 @@ async fn member(db: &Db, access: &Access, account_id: Uuid) -> Result<MemberView
         .ok_or_else(|| Error::not_found(format!("member {account_id}")))
 }
 
+/// A security event of the caller in their workspace.
+fn access_event(access: &Access, kind: &'static str, detail: Value) -> Event {
+    Event {
+        workspace_id: Some(access.workspace.id),
+        account_id: Some(access.account_id),
+        kind,
+        detail,
+    }
+}
+
 /// Whether the caller may give `role` to someone: owners only by owners, admins by owners and
 /// admins, any other role by whoever manages members and holds at least its rights.
 fn check_grantable(
@@ -200,12 +210,11 @@ pub async fn add_member(
     audit::record_in(
         &tx,
         now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: "member.role_changed",
-            detail: serde_json::json!({"member": account.id, "role": role}),
-        },
+        access_event(
+            access,
+            "member.role_changed",
+            serde_json::json!({"member": account.id, "role": role}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -345,12 +354,11 @@ pub async fn update_member(
         audit::record_in(
             &tx,
             now,
-            Event {
-                workspace_id: Some(access.workspace.id),
-                account_id: Some(access.account_id),
-                kind: "member.role_changed",
-                detail: serde_json::json!({"member": account_id, "from": current.role, "role": role}),
-            },
+            access_event(
+                access,
+                "member.role_changed",
+                serde_json::json!({"member": account_id, "from": current.role, "role": role}),
+            ),
         )
         .await?;
     }
@@ -475,17 +483,7 @@ pub async fn deactivate(
         },
     )
     .await?;
-    audit::record_in(
-        &tx,
-        now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: "member.deactivated",
-            detail: serde_json::json!({"member": account_id, "hand_over_to": hand_over_to, "records": moved}),
-        },
-    )
-    .await?;
+    audit::record_in(&tx, now, access_event(access, "member.deactivated", serde_json::json!({"member": account_id, "hand_over_to": hand_over_to, "records": moved}))).await?;
     tx.commit().await?;
     crate::store::access_changed();
     Ok(HandOver {
@@ -529,12 +527,11 @@ pub async fn reactivate(
     audit::record_in(
         &tx,
         now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: "member.reactivated",
-            detail: serde_json::json!({"member": account_id}),
-        },
+        access_event(
+            access,
+            "member.reactivated",
+            serde_json::json!({"member": account_id}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -574,12 +571,11 @@ pub async fn remove_member(
     audit::record_in(
         &tx,
         now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: "member.removed",
-            detail: serde_json::json!({"member": account_id}),
-        },
+        access_event(
+            access,
+            "member.removed",
+            serde_json::json!({"member": account_id}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -908,12 +904,11 @@ pub async fn save_role(
     audit::record_in(
         &tx,
         now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: "role.saved",
-            detail: serde_json::json!({"role": key, "rights": parsed.to_json()}),
-        },
+        access_event(
+            access,
+            "role.saved",
+            serde_json::json!({"role": key, "rights": parsed.to_json()}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -954,16 +949,15 @@ pub async fn delete_role(db: &Db, clock: &SharedClock, access: &Access, key: &st
     audit::record_in(
         &tx,
         now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: if built_in {
+        access_event(
+            access,
+            if built_in {
                 "role.reset"
             } else {
                 "role.deleted"
             },
-            detail: serde_json::json!({"role": key}),
-        },
+            serde_json::json!({"role": key}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -1054,12 +1048,11 @@ pub async fn invite(
     audit::record_in(
         &tx,
         now,
-        Event {
-            workspace_id: Some(access.workspace.id),
-            account_id: Some(access.account_id),
-            kind: "member.invited",
-            detail: serde_json::json!({"invitation": row.id, "email": row.email, "role": role}),
-        },
+        access_event(
+            access,
+            "member.invited",
+            serde_json::json!({"invitation": row.id, "email": row.email, "role": role}),
+        ),
     )
     .await?;
     tx.commit().await?;
