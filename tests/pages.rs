@@ -33,6 +33,20 @@ async fn sign_in_shows_the_workspace_and_sign_out_ends_it(backend: Backend) {
     );
     let html = page.text().await.expect("html");
     assert!(html.contains("name=\"password\"") && html.contains("登录"));
+    let login_csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf token in the sign-in form")
+        .to_owned();
+    // Without the form's token (a forged cross-site form), sign-in is refused.
+    let forged = browser
+        .post(app.url("/login"))
+        .form(&[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 
     let wrong = browser
         .post(app.url("/login"))
@@ -40,6 +54,7 @@ async fn sign_in_shows_the_workspace_and_sign_out_ends_it(backend: Backend) {
             ("email", ADMIN_EMAIL),
             ("password", "not-the-password"),
             ("next", "/"),
+            ("csrf_token", login_csrf.as_str()),
         ])
         .send()
         .await
@@ -53,6 +68,7 @@ async fn sign_in_shows_the_workspace_and_sign_out_ends_it(backend: Backend) {
             ("email", ADMIN_EMAIL),
             ("password", ADMIN_PASSWORD),
             ("next", "//evil.example/"),
+            ("csrf_token", login_csrf.as_str()),
         ])
         .send()
         .await

@@ -135,11 +135,42 @@ async fn login_page(
     if page_session(&services, &headers).await?.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
-    page(
-        "login.html",
+    login_form(
+        &services,
+        &headers,
         serde_json::json!({ "next": next, "email": "", "error": null }),
         StatusCode::OK,
     )
+}
+
+/// The cookie holding the sign-in form's CSRF token (double submit: the form carries the same
+/// value; a cross-site page can make a browser send the cookie but cannot read it).
+const LOGIN_CSRF_COOKIE: &str = "fw_login_csrf";
+
+/// The sign-in page with a CSRF token in the form, and the cookie that must match it (reused
+/// while the browser keeps it, so several open tabs all work).
+fn login_form(
+    services: &Services,
+    headers: &HeaderMap,
+    mut context: serde_json::Value,
+    status: StatusCode,
+) -> Result<Response> {
+    let token = cookie_in(headers, LOGIN_CSRF_COOKIE)
+        .filter(|t| t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()))
+        .map_or_else(auth::random_secret, str::to_owned);
+    context["csrf_token"] = serde_json::Value::String(token.clone());
+    let mut response = page("login.html", context, status)?;
+    let secure = if services.config().secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = axum::http::HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=86400{secure}"
+    ))
+    .map_err(Error::internal)?;
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +179,7 @@ struct LoginForm {
     password: String,
     next: Option<String>,
     totp: Option<String>,
+    csrf_token: Option<String>,
 }
 
 /// A cross-site form post carries a foreign `Origin`; refuse it (login CSRF).
@@ -172,6 +204,15 @@ async fn login(
     if !same_origin(&headers) {
         return Err(Error::forbidden("cross-site sign-in refused"));
     }
+    let expected = cookie_in(&headers, LOGIN_CSRF_COOKIE);
+    if !expected
+        .zip(form.csrf_token.as_deref())
+        .is_some_and(|(a, b)| auth::same_secret(a, b))
+    {
+        return Err(Error::forbidden(
+            "the sign-in form expired or was not sent from this site; reload the page",
+        ));
+    }
     let next = safe_next(form.next.as_deref());
     let attempt = auth::login(
         services.db(),
@@ -187,8 +228,9 @@ async fn login(
         Ok(session) => session,
         Err(Error::Invalid { .. }) => {
             // The password was right and the account asks for its authenticator code.
-            return page(
-                "login.html",
+            return login_form(
+                &services,
+                &headers,
                 serde_json::json!({ "next": next, "email": form.email, "totp": true,
                     "error": "Enter the 6-digit code from your authenticator app. 请输入身份验证器中的 6 位验证码。" }),
                 StatusCode::UNAUTHORIZED,
@@ -205,8 +247,9 @@ async fn login(
                     StatusCode::UNAUTHORIZED,
                 ),
             };
-            return page(
-                "login.html",
+            return login_form(
+                &services,
+                &headers,
                 serde_json::json!({ "next": next, "email": form.email, "error": message }),
                 status,
             );
