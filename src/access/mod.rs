@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::query::{Condition, Operand, Predicate, Scalar, SystemField};
+use crate::domain::query::{Condition, Operand, Predicate, SystemField};
 pub use org::{OrgTree, Person, Unit, UnitKind};
 pub use rights::{EntityRights, FieldRule, Grant, Manage, Reach, Right, Rights};
 
@@ -189,15 +189,17 @@ impl Policy {
     }
 
     /// The condition selecting the records `reach` covers on the entity with definition id
-    /// `entity_id`, records shared with the person included (for edits: shared with edit
-    /// rights), and with `pool` the records without an owner; `None` when it covers every
-    /// record.
+    /// `entity_id`: with `shares`, records shared with the person too (for edits: shared with
+    /// edit rights), and with `pool` the records without an owner; `None` when it covers every
+    /// record. A caller that knows the person has no shares on the entity passes `shares: false`
+    /// and gets a plain owner test, which indexes serve best.
     pub fn condition(
         &self,
         reach: Reach,
         entity_id: Uuid,
         edit: bool,
         pool: bool,
+        shares: bool,
     ) -> Option<Condition> {
         let owners = self.owners(reach)?;
         let mut any = Vec::with_capacity(3);
@@ -208,21 +210,19 @@ impl Policy {
             });
         }
         if !owners.is_empty() {
-            any.push(Condition::Test {
-                operand: Operand::System(SystemField::Owner),
-                predicate: if owners.len() == 1 {
-                    Predicate::Eq(Scalar::Uuid(owners[0]))
-                } else {
-                    Predicate::In(owners.iter().map(|o| Scalar::Uuid(*o)).collect())
-                },
+            any.push(Condition::OwnedBy(owners.to_vec()));
+        }
+        if shares {
+            any.push(Condition::SharedWith {
+                entity_id,
+                account_id: self.account_id,
+                edit,
             });
         }
-        any.push(Condition::SharedWith {
-            entity_id,
-            account_id: self.account_id,
-            edit,
-        });
-        Some(Condition::Any(any))
+        Some(match any.len() {
+            1 => any.remove(0),
+            _ => Condition::Any(any),
+        })
     }
 }
 

@@ -208,6 +208,9 @@ pub enum Condition {
         /// The condition on the referenced record.
         condition: Box<Condition>,
     },
+    /// The record is owned by one of these people (an access scope: compiled so that it narrows
+    /// the index a query walks rather than choosing it).
+    OwnedBy(Vec<Uuid>),
     /// The record is shared with a person as a collaborator (with edit rights, if `edit`).
     SharedWith {
         /// The entity's definition id.
@@ -446,6 +449,7 @@ impl Condition {
             Self::Any(items) => items.iter().any(|c| c.matches(record)),
             Self::Not(inner) => !inner.matches(record),
             Self::Related { .. } | Self::SharedWith { .. } => false,
+            Self::OwnedBy(owners) => record.owner.is_some_and(|o| owners.contains(&o)),
             Self::Test { operand, predicate } => {
                 let value = value_of(operand, record);
                 let v = value.as_ref();

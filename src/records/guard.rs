@@ -53,6 +53,8 @@ pub struct Lens<'a> {
     entity_id: Uuid,
     /// Whether the entity has a pool the caller may see.
     pool: bool,
+    /// Whether records may be shared with the caller (false once a lookup found none).
+    shares: bool,
     /// The fields that are not plainly visible and writable to the caller, with their rules
     /// (empty for most callers: then views and inputs pass untouched).
     restricted: Vec<(String, FieldRule)>,
@@ -71,6 +73,7 @@ impl<'a> Lens<'a> {
             grant,
             entity_id: model.definition_id,
             is_admin: policy.is_none_or(|p| p.is_admin),
+            shares: true,
             restricted: Vec::new(),
         };
         if lens.grant.is_some() {
@@ -115,6 +118,7 @@ impl<'a> Lens<'a> {
             self.entity_id,
             operation == Operation::Update,
             operation == Operation::Read && self.pool,
+            self.shares,
         )
     }
 
@@ -281,6 +285,23 @@ pub fn refused(model: &EntityModel, errors: Vec<FieldError>) -> Error {
 }
 
 impl Records<'_> {
+    /// The lens of `ctx` on `model` for a list or aggregate: when the caller's read is scoped,
+    /// one indexed lookup tells whether anything of the entity is shared with them, so the
+    /// scope can be a plain owner test (which indexes serve best) when nothing is.
+    pub(super) async fn list_lens<'c>(
+        &self,
+        ctx: &'c Context,
+        model: &EntityModel,
+    ) -> Result<Lens<'c>> {
+        let mut lens = Lens::new(ctx, model);
+        if let Some(account) = lens.account()
+            && lens.reach(Operation::Read) != Reach::All
+        {
+            lens.shares = people::has_shares(self.db.conn(), model.definition_id, account).await?;
+        }
+        Ok(lens)
+    }
+
     /// Records a refusal in the audit log.
     pub(super) async fn audit_denial(
         &self,

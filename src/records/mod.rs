@@ -562,7 +562,7 @@ impl Records<'_> {
                     let scope = ctx.policy.as_ref().and_then(|p| {
                         let grant = p.grant(&target.key);
                         let pool = target.pool.is_some() && grant.pool;
-                        p.condition(grant.read, target.definition_id, false, pool)
+                        p.condition(grant.read, target.definition_id, false, pool, true)
                     });
                     let live: HashSet<Uuid> =
                         rows::live_ids(conn, &target.table(), &ids, scope.as_ref())
@@ -1357,7 +1357,7 @@ impl Records<'_> {
     /// `Error::NotFound` (entity), `Error::Invalid` (the query).
     pub async fn list(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Page> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
-        let lens = Lens::new(ctx, &model);
+        let lens = self.list_lens(ctx, &model).await?;
         self.check_entity(ctx, &lens, &model, Operation::Read)
             .await?;
         let resolver = self.resolver(ctx, &snapshot, &model);
@@ -1416,7 +1416,7 @@ impl Records<'_> {
     /// `Error::NotFound` (entity), `Error::Invalid` (the query).
     pub async fn aggregate(&self, ctx: &Context, entity: &str, body: &Value) -> Result<Value> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
-        let lens = Lens::new(ctx, &model);
+        let lens = self.list_lens(ctx, &model).await?;
         self.check_entity(ctx, &lens, &model, Operation::Read)
             .await?;
         let resolver = self.resolver(ctx, &snapshot, &model);

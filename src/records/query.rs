@@ -555,7 +555,7 @@ impl Resolver<'_> {
                         return None;
                     }
                     let pool = target.pool.is_some() && policy.grant(&target.key).pool;
-                    policy.condition(reach, target.definition_id, false, pool)
+                    policy.condition(reach, target.definition_id, false, pool, true)
                 }
                 None => None,
             };

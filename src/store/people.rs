@@ -410,6 +410,22 @@ pub async fn shared_with(
     })
 }
 
+/// Whether anything of an entity is shared with a person.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn has_shares(conn: &impl Conn, entity_id: Uuid, account_id: Uuid) -> Result<bool> {
+    let backend = backend_of(conn);
+    let mut select = Query::select();
+    select
+        .expr(Expr::cust("1"))
+        .from(Alias::new("record_collaborators"))
+        .and_where(Expr::col(Alias::new("entity_id")).eq(uuid_value(backend, entity_id)))
+        .and_where(Expr::col(Alias::new("account_id")).eq(uuid_value(backend, account_id)))
+        .limit(1);
+    Ok(conn.query_one(&select).await?.is_some())
+}
+
 /// Removes every share of a person in a workspace (when they leave it).
 ///
 /// # Errors

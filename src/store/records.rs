@@ -202,9 +202,14 @@ pub fn index_sql(backend: Backend, table: &str, spec: &IndexSpec, concurrently: 
         }
         Backend::Postgres => {
             let concurrently = if concurrently { "CONCURRENTLY " } else { "" };
-            let columns: Vec<String> = expressions
+            let compound = spec.columns.len() > 1;
+            let mut columns: Vec<String> = expressions
                 .map(|expression| format!("({expression}) NULLS FIRST"))
                 .collect();
+            // As on SQLite: a scoped list tests the owner inside the index scan.
+            if compound && !spec.unique {
+                columns.push("\"owner_id\"".to_owned());
+            }
             format!(
                 "CREATE {unique}INDEX {concurrently}IF NOT EXISTS \"{name}\" ON \"{table}\" \
                  ({}) WHERE \"deleted_at\" IS NULL",
@@ -1011,6 +1016,27 @@ fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr
             let test = Expr::cust(via_sql.clone()).in_subquery(inner);
             if negated {
                 test.not().or(Expr::cust(via_sql).is_null())
+            } else {
+                test
+            }
+        }
+        Condition::OwnedBy(owners) => {
+            // On SQLite a unary `+` keeps the planner from choosing the owner index (and then
+            // sorting every record of the person): the query's own index is walked in order and
+            // the owner tested in its entries (compound indexes end with it). PostgreSQL tests it
+            // as an index condition of a compound index's trailing owner column.
+            let column = match backend {
+                Backend::Sqlite => Expr::cust("+\"owner_id\""),
+                Backend::Postgres => Expr::col(Alias::new("owner_id")),
+            };
+            let values: Vec<SqlValue> = owners.iter().map(|o| uuid_value(backend, *o)).collect();
+            let test = match values.as_slice() {
+                [] => Expr::cust("1 = 0"),
+                [one] => column.eq(one.clone()),
+                _ => column.is_in(values),
+            };
+            if negated {
+                test.not().or(Expr::col(Alias::new("owner_id")).is_null())
             } else {
                 test
             }
