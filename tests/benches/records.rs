@@ -230,7 +230,8 @@ fn pick<'a>(rng: &mut StdRng, values: &[&'a str]) -> &'a str {
 
 /// The members records are spread over (each lead gets one of them as its owner), so that a
 /// member's scoped list reads what a real rep's would: their share of the table.
-static OWNERS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+/// Set per backend's run (each has its own members).
+static OWNERS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
 
 /// How many members own the bench's records (`FORMWORK_BENCH_OWNERS`; 0: the admin owns all,
 /// as before the access model).
@@ -244,7 +245,8 @@ fn owner_count() -> usize {
 /// One realistic lead as `{"owner": …, "fields": …}`; `serial` makes its email unique.
 fn lead(rng: &mut StdRng, serial: u64) -> Value {
     let owner = OWNERS
-        .get()
+        .read()
+        .ok()
         .filter(|owners| !owners.is_empty())
         .map(|owners| owners[rng.gen_range(0..owners.len())].clone());
     let cents: u64 = rng.gen_range(0..=100_000_000);
@@ -738,8 +740,8 @@ async fn prepare(app: &TestApp) -> (String, String) {
             member_token = body["secret"].as_str().expect("token secret").to_owned();
         }
     }
-    if owner_count() > 0 {
-        let _ = OWNERS.set(owners);
+    if let Ok(mut current) = OWNERS.write() {
+        *current = if owner_count() > 0 { owners } else { Vec::new() };
     }
     let (status, body) = admin
         .post("/api/v1/w/demo/tokens", json!({"name": "bench"}))
