@@ -1522,7 +1522,7 @@ impl Records<'_> {
                     .await?;
             }
             // A purged record's history is for those who see every record of the entity.
-            None if !lens.covers(Operation::Read, None) => {
+            None if lens.reach(Operation::Read) != crate::access::Reach::All => {
                 return Err(record_not_found(&id.to_string()));
             }
             None => {}

@@ -741,7 +741,11 @@ async fn prepare(app: &TestApp) -> (String, String) {
         }
     }
     if let Ok(mut current) = OWNERS.write() {
-        *current = if owner_count() > 0 { owners } else { Vec::new() };
+        *current = if owner_count() > 0 {
+            owners
+        } else {
+            Vec::new()
+        };
     }
     let (status, body) = admin
         .post("/api/v1/w/demo/tokens", json!({"name": "bench"}))
