@@ -1698,6 +1698,24 @@ async fn two_factor_and_password_reset(backend: Backend) {
         )
         .await;
     assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    // With a mail server, an invitation's link is emailed to the invitee.
+    let admin = app.admin().await;
+    let (status, invitation) = admin
+        .post(
+            &format!("{W}/invitations"),
+            json!({"email": "invitee@formwork.local", "role": "member"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    app.run_jobs_until_idle().await;
+    let mail = smtp.messages().pop().expect("an invitation email");
+    assert!(
+        mail.to_ascii_lowercase()
+            .contains("to: invitee@formwork.local"),
+        "{mail}"
+    );
+    let token = invitation["token"].as_str().expect("token");
+    assert!(mail.contains(&format!("/invitations/{token}")), "{mail}");
 }
 
 both_databases!(

@@ -1001,10 +1001,13 @@ impl From<&people::InvitationRow> for InvitationView {
 }
 
 /// Invites someone by email with a role (the members right, and a role the caller may grant);
-/// returns the invitation and its secret, which goes into the link (shown once).
+/// returns the invitation and its secret, which goes into the link (shown once). With
+/// `public_url` (an SMTP server is configured) the link is also emailed to the invitee, in the
+/// same transaction as the invitation.
 ///
 /// # Errors
 /// `Error::Forbidden`, `Error::Invalid` (email, role, expiry).
+#[allow(clippy::too_many_arguments)]
 pub async fn invite(
     db: &Db,
     clock: &SharedClock,
@@ -1013,6 +1016,7 @@ pub async fn invite(
     email: &str,
     role: &str,
     days: Option<i64>,
+    public_url: Option<&str>,
 ) -> Result<(InvitationView, String)> {
     access.require(Right::Members)?;
     let directory = directory(db, cache, access.workspace.id).await?;
@@ -1051,10 +1055,32 @@ pub async fn invite(
         access_event(
             access,
             "member.invited",
-            serde_json::json!({"invitation": row.id, "email": row.email, "role": role}),
+            serde_json::json!({"invitation": row.id, "email": row.email, "role": role,
+                               "emailed": public_url.is_some()}),
         ),
     )
     .await?;
+    if let Some(public_url) = public_url {
+        crate::mail::queue(
+            &tx,
+            clock,
+            &crate::mail::Email {
+                to: row.email.clone(),
+                subject: format!(
+                    "Join {} on Formwork / 加入 Formwork 工作区",
+                    access.workspace.name
+                ),
+                text: format!(
+                    "You are invited to the workspace {name} on Formwork as {role}.\n\
+                     Open this link within {days} days to join:\n\n{url}/invitations/{secret}\n\n\
+                     您受邀以 {role} 身份加入 Formwork 工作区「{name}」，请在 {days} 天内打开上面的链接。\n",
+                    name = access.workspace.name,
+                    url = public_url.trim_end_matches('/'),
+                ),
+            },
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok((InvitationView::from(&row), secret))
 }

@@ -376,6 +376,9 @@ async fn invite(
         &body.email,
         &body.role,
         body.expires_in_days,
+        services
+            .mail_enabled()
+            .then_some(services.config().public_url.as_str()),
     )
     .await?;
     Ok((
