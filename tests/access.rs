@@ -1718,7 +1718,132 @@ async fn two_factor_and_password_reset(backend: Backend) {
     assert!(mail.contains(&format!("/invitations/{token}")), "{mail}");
 }
 
+/// Side doors: a collaborator taking a record over, a cascade reaching others' records, a
+/// members-right holder resetting a role wider, acting on admins, handing records to
+/// themselves, reshaping their own unit, and an owner's narrowed token making owners.
+async fn side_doors_are_closed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = join(&app, &admin, "rep", "member").await;
+    let (mate, mate_id) = join(&app, &admin, "mate", "member").await;
+    // A collaborator with edit rights edits, but cannot take the record over.
+    let (_, lead) = rep
+        .post(LEADS, json!({"fields": {"name": "L", "source": "ads"}}))
+        .await;
+    let path = format!("{LEADS}/{}", lead["id"].as_str().expect("id"));
+    rep.put(
+        &format!("{path}/collaborators/{mate_id}"),
+        json!({"access": "edit"}),
+    )
+    .await;
+    let (status, body) = mate.patch(&path, json!({"owner": mate_id})).await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::FORBIDDEN),
+        ["/owner"]
+    );
+    let (status, body) = mate
+        .post(
+            &format!("{LEADS}/transfer"),
+            json!({"ids": [lead["id"]], "owner": mate_id}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(admin.get(&path).await.1["owner"], json!(rep_id));
+    // Deleting one's own customer may not cascade into someone else's contact.
+    let customers = format!("{W}/entities/customer/records");
+    let (_, customer) = rep
+        .post(
+            &customers,
+            json!({"fields": {"name": "云帆", "lifecycle_stage": "first_contact"}}),
+        )
+        .await;
+    let customer_id = customer["id"].as_str().expect("id").to_owned();
+    let (status, body) = admin
+        .post(
+            &format!("{W}/entities/contact/records"),
+            json!({"fields": {"name": "王芳", "customer": customer_id}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = rep.delete(&format!("{customers}/{customer_id}")).await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    assert_eq!(
+        admin.get(&format!("{customers}/{customer_id}")).await.0,
+        StatusCode::OK
+    );
+    // A manager with the members right: no reset to wider defaults, no acting on admins, no
+    // hand-over, no reshaping of their own unit.
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/manager"),
+            json!({"name": "Manager", "rights": {"entities": {"*": {"create": "department",
+                   "read": "department", "update": "department", "delete": "department", "pool": true},
+                   "lead": {"fields": {"budget": "hidden"}}},
+                   "manage": {"members": true}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (boss, _) = join(&app, &admin, "boss", "manager").await;
+    let (_, other_admin) = join(&app, &admin, "second", "admin").await;
+    let (_, unit) = admin
+        .post(
+            &format!("{W}/org/units"),
+            json!({"name": "Sales", "kind": "department"}),
+        )
+        .await;
+    let unit = unit["id"].as_str().expect("id").to_owned();
+    let boss_id = members_by_email(&admin).await[&email("boss")].clone();
+    admin
+        .patch(&format!("{W}/members/{boss_id}"), json!({"unit_id": unit}))
+        .await;
+    for (status, body) in [
+        boss.delete(&format!("{W}/roles/manager")).await,
+        boss.patch(
+            &format!("{W}/members/{other_admin}"),
+            json!({"role": "member"}),
+        )
+        .await,
+        boss.post(&format!("{W}/members/{other_admin}/deactivate"), json!({}))
+            .await,
+        boss.post(
+            &format!("{W}/members/{mate_id}/deactivate"),
+            json!({"hand_over_to": boss_id}),
+        )
+        .await,
+        boss.patch(
+            &format!("{W}/org/units/{unit}"),
+            json!({"name": "Sales", "kind": "team"}),
+        )
+        .await,
+    ] {
+        assert_problem(status, &body, StatusCode::FORBIDDEN);
+    }
+    let (_, roles) = admin.get(&format!("{W}/roles")).await;
+    let manager = roles
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["key"] == "manager"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        manager["rights"]["entities"]["lead"]["fields"]["budget"],
+        "hidden"
+    );
+    // An owner's token narrowed to admin cannot make owners.
+    let (_, token) = admin
+        .post(
+            &format!("{W}/tokens"),
+            json!({"name": "narrow", "role": "admin"}),
+        )
+        .await;
+    let narrow = Client::with_token(app.url(""), token["secret"].as_str().expect("secret"));
+    let (status, body) = narrow
+        .patch(&format!("{W}/members/{rep_id}"), json!({"role": "owner"}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+}
+
 both_databases!(
+    side_doors_are_closed,
     two_factor_and_password_reset,
     personal_data_is_exported_and_erased,
     invitations_let_people_join,

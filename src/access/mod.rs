@@ -104,6 +104,8 @@ pub struct Policy {
     pub role: String,
     /// Whether they administer the workspace.
     pub is_admin: bool,
+    /// Whether they own it (an owner's token narrowed to another role does not).
+    pub is_owner: bool,
     /// Their effective rights (their role's, narrowed by their API token's role).
     pub rights: Rights,
     org: Arc<OrgTree>,
@@ -128,6 +130,7 @@ impl Policy {
             account_id,
             role: role.to_owned(),
             is_admin: is_admin_role(role) && token_role.is_none_or(is_admin_role),
+            is_owner: role == "owner" && token_role.is_none_or(|t| t == "owner"),
             rights,
             org: directory.org.clone(),
             team: OnceLock::new(),

@@ -177,24 +177,34 @@ impl<'a> Lens<'a> {
         view
     }
 
-    /// A history entry's changes as this caller sees them.
+    /// A history entry's changes as this caller sees them: in every field-keyed part (the
+    /// changed fields, the values that did not convert) hidden fields are removed and masked
+    /// ones masked.
     pub fn show_changes(&self, model: &EntityModel, mut changes: Value) -> Value {
         if self.grant.is_none() {
             return changes;
         }
-        if let Some(fields) = changes.get_mut("fields").and_then(Value::as_object_mut) {
+        for part in ["fields", "unconverted"] {
+            let Some(fields) = changes.get_mut(part).and_then(Value::as_object_mut) else {
+                continue;
+            };
             fields.retain(|key, _| {
                 // Fields no longer defined are shown to admins only, like their values.
-                model.field(key).is_some() && self.field(model, key) != FieldRule::Hidden
-                    || self.is_admin
+                self.is_admin
+                    || (model.field(key).is_some() && self.field(model, key) != FieldRule::Hidden)
             });
             for (key, change) in fields.iter_mut() {
-                if self.field(model, key).masks()
-                    && let Some(change) = change.as_object_mut()
-                {
-                    for side in change.values_mut() {
-                        *side = access::mask(side, text_like(model, key));
+                if !self.field(model, key).masks() {
+                    continue;
+                }
+                let text_like = text_like(model, key);
+                match change.as_object_mut() {
+                    Some(sides) => {
+                        for side in sides.values_mut() {
+                            *side = access::mask(side, text_like);
+                        }
                     }
+                    None => *change = access::mask(change, text_like),
                 }
             }
         }
@@ -377,6 +387,30 @@ impl Records<'_> {
             operation.name(),
             model.key
         )))
+    }
+
+    /// Checks that the caller's own update reach covers the record's current owner: changing
+    /// the owner is theirs to do, not a collaborator's (who could otherwise take it over).
+    ///
+    /// # Errors
+    /// `Error::Forbidden` at `/owner`.
+    pub(super) async fn check_owner_change(
+        &self,
+        ctx: &Context,
+        lens: &Lens<'_>,
+        model: &EntityModel,
+        row: &RecordRow,
+    ) -> Result<()> {
+        if lens.covers(Operation::Update, row.owner) {
+            return Ok(());
+        }
+        self.audit_denial(ctx, model, Some(row.id), Operation::Update, 403)
+            .await;
+        Err(Error::forbidden_at(
+            "/owner",
+            "owner_out_of_scope",
+            "only someone whose role reaches the record's owner may hand the record over",
+        ))
     }
 
     /// Checks that the caller may give a record to `owner` by `operation` (create: the create

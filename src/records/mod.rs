@@ -317,6 +317,55 @@ impl Records<'_> {
         Ok((snapshot, model))
     }
 
+    /// Refuses a delete whose cascade (or set-null) would reach records beyond the caller's
+    /// delete (or update) reach: nobody deletes or changes others' records through a parent.
+    async fn check_reach_of_referrers(
+        &self,
+        conn: &store::Write,
+        ctx: &Context,
+        referrer: &crate::definitions::Referrer,
+        parent_id: Uuid,
+    ) -> Result<()> {
+        let Some(policy) = ctx.policy.as_deref() else {
+            return Ok(());
+        };
+        let grant = policy.grant(&referrer.entity.key);
+        let (reach, edit, verb) = match referrer.on_delete {
+            OnDelete::Cascade => (grant.delete, false, "delete"),
+            OnDelete::SetNull => (grant.update, true, "change"),
+            OnDelete::Restrict => return Ok(()),
+        };
+        let Some(scope) = policy.condition(reach, referrer.entity.definition_id, edit, false, true)
+        else {
+            return Ok(());
+        };
+        let beyond = Condition::All(vec![
+            Condition::Test {
+                operand: crate::domain::query::Operand::Field {
+                    key: referrer.field.clone(),
+                    value_type: crate::domain::query::ValueType::Text,
+                },
+                predicate: crate::domain::query::Predicate::Eq(Scalar::Text(parent_id.to_string())),
+            },
+            Condition::Not(Box::new(scope)),
+        ]);
+        let n = rows::count(
+            conn,
+            &referrer.entity.table(),
+            Some(&beyond),
+            crate::domain::query::Deleted::Exclude,
+            Some(1),
+        )
+        .await?;
+        if n > 0 {
+            return Err(Error::forbidden(format!(
+                "deleting this record would also {verb} {} records your role does not reach",
+                referrer.entity.key
+            )));
+        }
+        Ok(())
+    }
+
     /// A live (not deleted) record of `model`, else 404.
     async fn live_row(&self, model: &EntityModel, id: Uuid) -> Result<RecordRow> {
         rows::find(self.db.conn(), &model.table(), id)
@@ -1025,6 +1074,8 @@ impl Records<'_> {
                 return Err(stale_version(expected, row.version));
             }
             if let Some(owner) = owner.filter(|o| Some(*o) != row.owner) {
+                // A collaborator may edit, not take the record over.
+                self.check_owner_change(ctx, &lens, &model, &row).await?;
                 self.check_new_owner(ctx, &lens, &model, Some(owner), Operation::Update, "/owner")
                     .await?;
             }
@@ -1179,8 +1230,11 @@ impl Records<'_> {
         while let Some((parent, parent_id)) = queue.pop() {
             for referrer in snapshot.referrers(&parent.key) {
                 let table = referrer.entity.table();
+                self.check_reach_of_referrers(&tx, ctx, &referrer, parent_id)
+                    .await?;
                 match referrer.on_delete {
                     OnDelete::Restrict => {
+                        // No count: it would include records the caller cannot see.
                         let n =
                             rows::count_referring(&tx, &table, &referrer.field, parent_id).await?;
                         if n > 0 {
@@ -1188,7 +1242,7 @@ impl Records<'_> {
                                 "",
                                 "restricted",
                                 format!(
-                                    "{n} {} record(s) refer to this {} through {:?}; delete or change them first",
+                                    "{} records refer to this {} through {:?}; delete or change them first",
                                     referrer.entity.key, parent.key, referrer.field
                                 ),
                             ));
@@ -1273,7 +1327,7 @@ impl Records<'_> {
         let row = rows::find(self.db.conn(), &model.table(), id)
             .await?
             .filter(|row| row.deleted_at.is_some())
-            .ok_or_else(|| Error::not_found(format!("deleted record {id}")))?;
+            .ok_or_else(|| record_not_found(&id.to_string()))?;
         let lens = Lens::new(ctx, &model);
         self.check_record(ctx, &lens, &model, &row, Operation::Delete)
             .await?;

@@ -183,6 +183,7 @@ impl Records<'_> {
             let row = self.live_row(&model, *id).await?;
             self.check_record(ctx, &lens, &model, &row, Operation::Update)
                 .await?;
+            self.check_owner_change(ctx, &lens, &model, &row).await?;
             if row.owner == Some(owner) {
                 continue;
             }

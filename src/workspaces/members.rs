@@ -107,7 +107,7 @@ fn check_grantable(
         ));
     };
     let allowed = match role {
-        "owner" => access.role == "owner" && access.is_admin(),
+        "owner" => access.is_owner(),
         "admin" => access.is_admin(),
         _ => access.is_admin() || target.rights.within(&access.policy.rights),
     };
@@ -175,6 +175,9 @@ pub async fn add_member(
     // The owner checks below and the write must see the same memberships.
     rows::lock(&tx, access.workspace.id, now).await?;
     let current = people::membership(&tx, access.workspace.id, account.id).await?;
+    if let Some(current) = &current {
+        check_target_rank(access, &current.role)?;
+    }
     check_owner_change(&tx, access, current.as_ref().map(|m| m.role.as_str()), role).await?;
     match current {
         Some(current) => {
@@ -222,6 +225,17 @@ pub async fn add_member(
     member(db, access, account.id).await
 }
 
+/// Refuses to act on an administrator's membership unless the caller is one (the members right
+/// alone does not reach above itself).
+fn check_target_rank(access: &Access, target_role: &str) -> Result<()> {
+    if crate::access::is_admin_role(target_role) && !access.is_admin() {
+        return Err(Error::forbidden(
+            "only an owner or admin may change an owner's or admin's membership",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses to demote an owner unless an owner does it and another owner remains.
 async fn check_owner_change(
     tx: &crate::store::Tx,
@@ -230,7 +244,7 @@ async fn check_owner_change(
     role: &str,
 ) -> Result<()> {
     if current == Some("owner") && role != "owner" {
-        if access.role != "owner" {
+        if !access.is_owner() {
             return Err(Error::forbidden(
                 "only an owner may change another owner's role",
             ));
@@ -334,8 +348,9 @@ pub async fn update_member(
     let tx = db.begin().await?;
     rows::lock(&tx, access.workspace.id, now).await?;
     let role = patch.role.clone().unwrap_or_else(|| current.role.clone());
+    check_target_rank(access, &current.role)?;
     check_owner_change(&tx, access, Some(&current.role), &role).await?;
-    if current.role == "owner" && access.role != "owner" {
+    if current.role == "owner" && !access.is_owner() {
         return Err(Error::forbidden("only an owner may change an owner"));
     }
     people::update_membership(
@@ -399,8 +414,17 @@ pub async fn deactivate(
     if account_id == access.account_id {
         return Err(Error::forbidden("you cannot deactivate yourself"));
     }
-    if current.role == "owner" && access.role != "owner" {
+    if current.role == "owner" && !access.is_owner() {
         return Err(Error::forbidden("only an owner may deactivate an owner"));
+    }
+    check_target_rank(access, &current.role)?;
+    // Handing records over moves them beyond anyone's reach but an administrator's.
+    if hand_over_to.is_some() && !access.is_admin() {
+        return Err(Error::forbidden_at(
+            "/hand_over_to",
+            "admin_only",
+            "only an owner or admin may hand a person's records over",
+        ));
     }
     if let Some(to) = hand_over_to {
         let receiver = people::membership(db.conn(), access.workspace.id, to).await?;
@@ -507,9 +531,10 @@ pub async fn reactivate(
     let current = people::membership(db.conn(), access.workspace.id, account_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("member {account_id}")))?;
-    if current.role == "owner" && access.role != "owner" {
+    if current.role == "owner" && !access.is_owner() {
         return Err(Error::forbidden("only an owner may reactivate an owner"));
     }
+    check_target_rank(access, &current.role)?;
     let now = clock.now();
     let tx = db.begin().await?;
     people::update_membership(
@@ -561,9 +586,10 @@ pub async fn remove_member(
             "deactivate the member (handing their records over) before removing them",
         ));
     }
-    if current.role == "owner" && access.role != "owner" {
+    if current.role == "owner" && !access.is_owner() {
         return Err(Error::forbidden("only an owner may remove an owner"));
     }
+    check_target_rank(access, &current.role)?;
     let now = clock.now();
     let tx = db.begin().await?;
     people::remove_membership(&tx, access.workspace.id, account_id).await?;
@@ -666,6 +692,21 @@ pub async fn save_unit(
         ),
         None => None,
     };
+    // Reshaping the units above oneself (retyping one's department, moving one's team) would
+    // widen one's own team or department scope.
+    if let (Some(id), false) = (id, access.is_admin()) {
+        let own_chain = directory
+            .org
+            .person(access.account_id)
+            .and_then(|p| p.unit)
+            .map(|unit| directory.org.ancestors_and_self(unit))
+            .unwrap_or_default();
+        if own_chain.contains(&id) {
+            return Err(Error::forbidden(
+                "you cannot change a unit you belong to or sit below; ask an owner or admin",
+            ));
+        }
+    }
     let mut problems = Vec::new();
     let kind = UnitKind::parse(&input.kind);
     if kind.is_none() {
@@ -934,6 +975,17 @@ pub async fn delete_role(db: &Db, clock: &SharedClock, access: &Access, key: &st
         )));
     }
     let built_in = rights::BUILT_IN.contains(&key);
+    // Resetting a built-in role restores its defaults, which may be wider than what was saved.
+    if built_in
+        && !access.is_admin()
+        && !rights::built_in(key).is_some_and(|defaults| defaults.within(&access.policy.rights))
+    {
+        return Err(Error::forbidden_at(
+            "",
+            "escalation",
+            format!("resetting {key} would grant rights you do not have"),
+        ));
+    }
     if !built_in && people::role_holders(db.conn(), access.workspace.id, key).await? > 0 {
         return Err(Error::conflict(
             "",

@@ -41,6 +41,11 @@ impl Access {
         self.policy.is_admin
     }
 
+    /// Whether the caller owns the workspace (not through a token narrowed to another role).
+    pub fn is_owner(&self) -> bool {
+        self.policy.is_owner
+    }
+
     /// Refuses non-admins.
     ///
     /// # Errors
