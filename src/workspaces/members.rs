@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Access, AccessCache, WorkspaceView, directory};
+use super::{Access, AccessCache, WorkspaceView, directory, new_membership};
 use crate::access::{self, Right, Rights, UnitKind, org::MAX_DEPTH, rights};
 use crate::audit::{self, Event};
 use crate::clock::SharedClock;
@@ -17,7 +17,7 @@ use crate::domain::{Email, display_name, new_id};
 use crate::error::{Error, Result};
 use crate::store::people::{self, MembershipChange, RoleRow, UnitRow};
 use crate::store::records::{self as record_rows, HistoryRow, Stamp};
-use crate::store::workspaces::{self as rows, MembershipRow};
+use crate::store::workspaces as rows;
 use crate::store::{Db, accounts};
 
 /// A member as listed.
@@ -197,15 +197,7 @@ pub async fn add_member(
         None => {
             rows::upsert_membership(
                 &tx,
-                MembershipRow {
-                    workspace_id: access.workspace.id,
-                    account_id: account.id,
-                    role: role.to_owned(),
-                    created_at: now,
-                    unit_id: None,
-                    manager_id: None,
-                    deactivated_at: None,
-                },
+                new_membership(access.workspace.id, account.id, role.to_owned(), now),
             )
             .await?;
         }
@@ -1261,15 +1253,12 @@ pub async fn accept_invitation(
         None => {
             rows::upsert_membership(
                 &tx,
-                MembershipRow {
-                    workspace_id: invitation.workspace_id,
+                new_membership(
+                    invitation.workspace_id,
                     account_id,
-                    role: invitation.role.clone(),
-                    created_at: now,
-                    unit_id: None,
-                    manager_id: None,
-                    deactivated_at: None,
-                },
+                    invitation.role.clone(),
+                    now,
+                ),
             )
             .await?;
         }

@@ -322,6 +322,24 @@ pub fn check_time_zone(name: &str) -> Result<chrono_tz::Tz> {
     })
 }
 
+/// A new, active membership placed at the company level.
+pub(crate) fn new_membership(
+    workspace_id: Uuid,
+    account_id: Uuid,
+    role: String,
+    now: DateTime<Utc>,
+) -> MembershipRow {
+    MembershipRow {
+        workspace_id,
+        account_id,
+        role,
+        created_at: now,
+        unit_id: None,
+        manager_id: None,
+        deactivated_at: None,
+    }
+}
+
 /// Creates a workspace with `owner` as its owner, inside the caller's transaction.
 ///
 /// # Errors
@@ -356,15 +374,7 @@ pub async fn create(
     .await?;
     rows::upsert_membership(
         conn,
-        MembershipRow {
-            workspace_id: workspace.id,
-            account_id: owner,
-            role: "owner".to_owned(),
-            created_at: now,
-            unit_id: None,
-            manager_id: None,
-            deactivated_at: None,
-        },
+        new_membership(workspace.id, owner, "owner".to_owned(), now),
     )
     .await?;
     Ok(workspace)
