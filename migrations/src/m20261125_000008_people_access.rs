@@ -78,6 +78,7 @@ impl MigrationTrait for Migration {
             string_null("totp_secret"),
             timestamp_with_time_zone_null("totp_enabled_at"),
             big_integer_null("totp_last_step"),
+            text_null("totp_recovery"),
         ] {
             manager
                 .alter_table(

@@ -136,6 +136,7 @@ pub async fn create_account(
             totp_secret: None,
             totp_enabled_at: None,
             totp_last_step: None,
+            totp_recovery: None,
         },
     )
     .await
@@ -215,7 +216,7 @@ pub async fn login(
         let step = totp::verify(secret, code, now.timestamp(), account.totp_last_step);
         let fresh = match step {
             Some(step) => accounts::use_totp_step(db.conn(), account.id, step).await?,
-            None => false,
+            None => use_recovery_code(db, now, &account, code).await?,
         };
         if !fresh {
             crate::audit::record(db, now, event("auth.totp_failed", Some(account.id))).await;
@@ -602,11 +603,84 @@ pub async fn setup_totp(db: &Db, account_id: Uuid) -> Result<TotpSetup> {
     })
 }
 
-/// Turns two-factor sign-in on after a correct code from the pending secret.
+/// How many recovery codes two-factor sign-in comes with.
+const RECOVERY_CODES: usize = 10;
+
+/// Normalises a recovery code as typed (case, dashes and spaces do not matter).
+fn recovery_key(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// New recovery codes (`ABCD-EFGH`, 40 bits each) and the JSON array of their hashes.
+fn new_recovery_codes() -> Result<(Vec<String>, String)> {
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| {
+            let raw = totp::new_secret();
+            format!("{}-{}", &raw[..4], &raw[4..8])
+        })
+        .collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| hash_secret(&recovery_key(c)))
+        .collect();
+    Ok((
+        codes,
+        serde_json::to_string(&hashes).map_err(Error::internal)?,
+    ))
+}
+
+/// Uses a recovery code in place of an authenticator code: true (and the code is spent) when it
+/// is one of the account's unused codes.
+async fn use_recovery_code(
+    db: &Db,
+    now: DateTime<Utc>,
+    account: &AccountRow,
+    code: &str,
+) -> Result<bool> {
+    let Some(stored) = &account.totp_recovery else {
+        return Ok(false);
+    };
+    let key = recovery_key(code);
+    if key.len() != 8 {
+        return Ok(false);
+    }
+    let mut hashes: Vec<String> = serde_json::from_str(stored).unwrap_or_default();
+    let wanted = hash_secret(&key);
+    let Some(position) = hashes.iter().position(|h| same_secret(h, &wanted)) else {
+        return Ok(false);
+    };
+    hashes.remove(position);
+    let remaining = serde_json::to_string(&hashes).map_err(Error::internal)?;
+    if !accounts::swap_recovery(db.conn(), account.id, stored, remaining).await? {
+        return Ok(false);
+    }
+    crate::audit::record(
+        db,
+        now,
+        crate::audit::Event::of_account(
+            account.id,
+            "auth.recovery_code_used",
+            serde_json::json!({"remaining": hashes.len()}),
+        ),
+    )
+    .await;
+    Ok(true)
+}
+
+/// Turns two-factor sign-in on after a correct code from the pending secret; returns the
+/// recovery codes (shown once), each usable once in place of an authenticator code.
 ///
 /// # Errors
 /// `Error::Conflict` (no setup pending), `Error::Invalid` at `/code` (wrong code).
-pub async fn enable_totp(db: &Db, clock: &SharedClock, account_id: Uuid, code: &str) -> Result<()> {
+pub async fn enable_totp(
+    db: &Db,
+    clock: &SharedClock,
+    account_id: Uuid,
+    code: &str,
+) -> Result<Vec<String>> {
     let account = accounts::find(db.conn(), account_id)
         .await?
         .ok_or(Error::Unauthenticated)?;
@@ -625,8 +699,10 @@ pub async fn enable_totp(db: &Db, clock: &SharedClock, account_id: Uuid, code: &
             "the code does not match; check the authenticator app's clock",
         ));
     };
+    let (codes, hashes) = new_recovery_codes()?;
     let tx = db.begin().await?;
     accounts::set_totp(&tx, account_id, Some(secret.clone()), Some(now), Some(step)).await?;
+    accounts::set_recovery(&tx, account_id, Some(hashes)).await?;
     crate::audit::record_in(
         &tx,
         now,
@@ -634,7 +710,7 @@ pub async fn enable_totp(db: &Db, clock: &SharedClock, account_id: Uuid, code: &
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(codes)
 }
 
 /// Turns two-factor sign-in off, with the password and a current code.
@@ -675,6 +751,7 @@ pub async fn disable_totp(
     }
     let tx = db.begin().await?;
     accounts::set_totp(&tx, account_id, None, None, None).await?;
+    accounts::set_recovery(&tx, account_id, None).await?;
     crate::audit::record_in(
         &tx,
         now,

@@ -28,6 +28,7 @@ pub async fn insert(conn: &impl Conn, row: AccountRow) -> Result<AccountRow> {
         totp_secret: Set(row.totp_secret),
         totp_enabled_at: Set(row.totp_enabled_at),
         totp_last_step: Set(row.totp_last_step),
+        totp_recovery: Set(row.totp_recovery),
     };
     model.insert(conn).await.map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -107,6 +108,35 @@ pub async fn set_totp(
         .await?;
     super::access_changed();
     Ok(())
+}
+
+/// Stores an account's recovery codes (a JSON array of their hashes; none: no codes).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_recovery(conn: &impl Conn, id: Uuid, hashes: Option<String>) -> Result<()> {
+    account::Entity::update_many()
+        .col_expr(account::Column::TotpRecovery, Expr::value(hashes))
+        .filter(account::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the recovery codes if they are still `old` (so one code cannot be used twice by two
+/// concurrent sign-ins); false when they changed meanwhile.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn swap_recovery(conn: &impl Conn, id: Uuid, old: &str, new: String) -> Result<bool> {
+    Ok(account::Entity::update_many()
+        .col_expr(account::Column::TotpRecovery, Expr::value(Some(new)))
+        .filter(account::Column::Id.eq(id))
+        .filter(account::Column::TotpRecovery.eq(old))
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
 }
 
 /// Records that a two-factor step was used, unless it (or a later one) was already: false then,

@@ -47,19 +47,25 @@ struct TwoFactorCode {
     password: Option<String>,
 }
 
+#[derive(Debug, Serialize)]
+struct RecoveryCodes {
+    /// Each usable once in place of an authenticator code; shown only in this response.
+    recovery_codes: Vec<String>,
+}
+
 async fn two_factor_enable(
     State(services): State<Services>,
     user: SessionUser,
     AppJson(body): AppJson<TwoFactorCode>,
-) -> Result<StatusCode> {
-    auth::enable_totp(
+) -> Result<Json<RecoveryCodes>> {
+    let recovery_codes = auth::enable_totp(
         services.db(),
         services.clock(),
         user.principal.account_id,
         &body.code,
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(RecoveryCodes { recovery_codes }))
 }
 
 async fn two_factor_disable(

@@ -20,6 +20,7 @@ pub struct Model {
     pub totp_secret: Option<String>,
     pub totp_enabled_at: Option<DateTimeUtc>,
     pub totp_last_step: Option<i64>,
+    pub totp_recovery: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
