@@ -63,6 +63,7 @@ impl Services {
             handlers.push(Arc::new(crate::mail::SendEmail {
                 mailer: mailer.clone(),
             }));
+            handlers.push(Arc::new(auth::SendPasswordReset));
         }
         if config.test_mode_enabled() {
             handlers.push(Arc::new(jobs::TestSleep));

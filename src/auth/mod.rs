@@ -776,9 +776,13 @@ pub struct ResetMail<'a> {
     pub public_url: &'a str,
 }
 
-/// Emails a one-time password-reset link to an active account with this email. The answer is
-/// the same whether or not an account exists (nothing to learn by asking); at most three links
-/// per account and hour are sent.
+/// The job that sends a password-reset link.
+pub const RESET_JOB: &str = "auth.password_reset";
+
+/// Asks for a password-reset link for this email. The answer, and the work done before it
+/// (queueing one job), are the same whether or not an account exists, so neither the status nor
+/// the time tells; the job then emails an active account a one-time link, at most three per
+/// account and hour.
 ///
 /// # Errors
 /// `Error::Db`.
@@ -792,7 +796,45 @@ pub async fn request_password_reset(
     if key.contains('\0') || key.len() > 254 {
         return Ok(());
     }
-    let Some(account) = accounts::find_by_email(db.conn(), &key)
+    if !mail.enabled {
+        tracing::warn!(
+            "a password reset was asked for, but no SMTP server is configured (FORMWORK_SMTP_URL)"
+        );
+        if let Some(account) = accounts::find_by_email(db.conn(), &key).await? {
+            crate::audit::record(
+                db,
+                clock.now(),
+                crate::audit::Event::of_account(
+                    account.id,
+                    "auth.reset_unsent",
+                    serde_json::json!({}),
+                ),
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    let mut job = crate::jobs::NewJob::new(
+        RESET_JOB,
+        serde_json::json!({"email": key, "public_url": mail.public_url}),
+    );
+    job.max_attempts = 5;
+    crate::jobs::enqueue(db.conn(), clock, job).await?;
+    Ok(())
+}
+
+/// Emails a one-time password-reset link to the active account with this (normalised) email,
+/// if there is one; the `auth.password_reset` job runs it.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn send_password_reset(
+    db: &Db,
+    clock: &SharedClock,
+    public_url: &str,
+    key: &str,
+) -> Result<()> {
+    let Some(account) = accounts::find_by_email(db.conn(), key)
         .await?
         .filter(|a| a.is_active)
     else {
@@ -805,11 +847,6 @@ pub async fn request_password_reset(
         kind,
         detail: serde_json::json!({}),
     };
-    if !mail.enabled {
-        tracing::warn!(account = %account.id, "a password reset was asked for, but no SMTP server is configured (FORMWORK_SMTP_URL)");
-        crate::audit::record(db, now, event("auth.reset_unsent")).await;
-        return Ok(());
-    }
     if accounts::count_resets_since(db.conn(), account.id, now - Duration::hours(1)).await?
         >= RESETS_PER_HOUR
     {
@@ -819,7 +856,7 @@ pub async fn request_password_reset(
     let secret = random_secret();
     let link = format!(
         "{}/reset-password?token={secret}",
-        mail.public_url.trim_end_matches('/')
+        public_url.trim_end_matches('/')
     );
     let tx = db.begin().await?;
     accounts::insert_reset(
@@ -853,6 +890,33 @@ pub async fn request_password_reset(
     crate::audit::record_in(&tx, now, event("auth.reset_requested")).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// `auth.password_reset`: looks the email up and, for an active account, emails the link.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendPasswordReset;
+
+#[async_trait::async_trait]
+impl crate::jobs::Handler for SendPasswordReset {
+    fn kind(&self) -> &'static str {
+        RESET_JOB
+    }
+
+    async fn run(
+        &self,
+        ctx: &crate::jobs::JobContext,
+        job: &crate::store::jobs::JobRow,
+    ) -> Result<(), crate::jobs::JobFailure> {
+        let field = |name: &str| {
+            job.payload
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| crate::jobs::JobFailure::Fatal(format!("no {name} in the payload")))
+        };
+        send_password_reset(&ctx.db, &ctx.clock, &field("public_url")?, &field("email")?).await?;
+        Ok(())
+    }
 }
 
 /// Sets a new password with a reset link's secret (single use); ends every session of the
