@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod mail;
 pub mod records;
 pub mod render;
+pub mod script;
 pub mod store;
 pub mod telemetry;
 pub mod workspaces;

@@ -1,0 +1,286 @@
+//! The sandboxed rhai engine every admin-written script runs in (formulas, rules, scores, and
+//! later workflows): no `eval`, no modules, no output, and limits on operations, call depth,
+//! expression depth, string/array/map sizes and wall time per evaluation. A script that breaks a
+//! limit stops with an error naming the limit, never a hang or a crash; compile and run-time
+//! errors carry the line and column. Scripts are compiled once and evaluated many times.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, Engine, EvalAltResult, ParseError, Position, Scope};
+
+use crate::error::{Error, FieldError};
+
+/// What one evaluation may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Operations (roughly: expression nodes and loop iterations).
+    pub operations: u64,
+    /// Nested function calls.
+    pub call_depth: usize,
+    /// Nesting of expressions (at top level; functions get the same).
+    pub expression_depth: usize,
+    /// Bytes in one string.
+    pub string_size: usize,
+    /// Items in one array.
+    pub array_size: usize,
+    /// Properties in one map.
+    pub map_size: usize,
+    /// Wall time of one evaluation.
+    pub wall_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            operations: 100_000,
+            call_depth: 16,
+            expression_depth: 64,
+            string_size: 10_000,
+            array_size: 10_000,
+            map_size: 1_000,
+            wall_time: Duration::from_millis(100),
+        }
+    }
+}
+
+thread_local! {
+    /// When the evaluation running on this thread must stop (evaluations are synchronous, so
+    /// one per thread at a time).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A compiled script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    ast: Arc<rhai::AST>,
+}
+
+/// The engine with its sandbox.
+pub struct ScriptEngine {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for ScriptEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptEngine")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl ScriptEngine {
+    /// An engine with these limits.
+    pub fn new(limits: Limits) -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.operations)
+            .set_max_call_levels(limits.call_depth)
+            .set_max_expr_depths(limits.expression_depth, limits.expression_depth)
+            .set_max_string_size(limits.string_size)
+            .set_max_array_size(limits.array_size)
+            .set_max_map_size(limits.map_size)
+            .set_max_modules(0)
+            .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
+            .on_print(|_| {})
+            .on_debug(|_, _, _| {})
+            .on_progress(|_| {
+                DEADLINE.with(|deadline| {
+                    deadline
+                        .get()
+                        .filter(|at| Instant::now() >= *at)
+                        .map(|_| Dynamic::from("time budget"))
+                })
+            });
+        engine.disable_symbol("eval");
+        Self { engine, limits }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles a script; errors carry the line and column, under `pointer`.
+    ///
+    /// # Errors
+    /// `Error::Invalid` with code `script_syntax`.
+    pub fn compile(&self, source: &str, pointer: &str) -> Result<Script, Error> {
+        if source.len() > self.limits.string_size * 10 {
+            return Err(Error::invalid(
+                pointer,
+                "script_size",
+                format!("a script is at most {} bytes", self.limits.string_size * 10),
+            ));
+        }
+        self.engine
+            .compile(source)
+            .map(|ast| Script { ast: Arc::new(ast) })
+            .map_err(|e| syntax_error(&e, pointer))
+    }
+
+    /// Evaluates a compiled script with these variables; errors carry the line and column of the
+    /// failing expression, under `pointer`.
+    ///
+    /// # Errors
+    /// `Error::Invalid` with code `script_limit` (naming the limit) or `script_error`.
+    pub fn eval(
+        &self,
+        script: &Script,
+        variables: Vec<(&str, Dynamic)>,
+        pointer: &str,
+    ) -> Result<Dynamic, Error> {
+        let mut scope = Scope::with_capacity(variables.len());
+        for (name, value) in variables {
+            scope.push_constant_dynamic(name, value);
+        }
+        DEADLINE.with(|deadline| deadline.set(Some(Instant::now() + self.limits.wall_time)));
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+        DEADLINE.with(|deadline| deadline.set(None));
+        result.map_err(|e| self.run_error(&e, pointer))
+    }
+
+    fn run_error(&self, error: &EvalAltResult, pointer: &str) -> Error {
+        let limit = match error {
+            EvalAltResult::ErrorTooManyOperations(_) => Some(format!(
+                "the script ran more than {} operations",
+                self.limits.operations
+            )),
+            EvalAltResult::ErrorStackOverflow(_) => Some(format!(
+                "the script nests calls deeper than {}",
+                self.limits.call_depth
+            )),
+            EvalAltResult::ErrorDataTooLarge(what, _) => Some(format!(
+                "{what} is larger than allowed (strings {} bytes, arrays {} items, maps {} properties)",
+                self.limits.string_size, self.limits.array_size, self.limits.map_size
+            )),
+            EvalAltResult::ErrorTerminated(..) => Some(format!(
+                "the script ran longer than {} ms",
+                self.limits.wall_time.as_millis()
+            )),
+            EvalAltResult::ErrorTooManyModules(_) => {
+                Some("scripts cannot import modules".to_owned())
+            }
+            _ => None,
+        };
+        let (code, message) = match limit {
+            Some(message) => ("script_limit", message),
+            None => ("script_error", error.to_string()),
+        };
+        located(pointer, code, message, error.position())
+    }
+}
+
+impl Default for ScriptEngine {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+fn located(pointer: &str, code: &str, message: String, position: Position) -> Error {
+    let mut problem = FieldError::new(pointer, code, message);
+    problem.line = position.line().and_then(|l| u32::try_from(l).ok());
+    problem.column = position.position().and_then(|c| u32::try_from(c).ok());
+    Error::invalid_all(problem.message.clone(), vec![problem])
+}
+
+fn syntax_error(error: &ParseError, pointer: &str) -> Error {
+    located(
+        pointer,
+        "script_syntax",
+        error.err_type().to_string(),
+        error.position(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(result: Result<Dynamic, Error>) -> FieldError {
+        match result {
+            Err(Error::Invalid { mut errors, .. }) => errors.remove(0),
+            other => panic!("expected a script error, got {other:?}"),
+        }
+    }
+
+    fn run(engine: &ScriptEngine, source: &str) -> Result<Dynamic, Error> {
+        let script = engine.compile(source, "/script")?;
+        engine.eval(&script, vec![("x", Dynamic::from(2_i64))], "/script")
+    }
+
+    #[test]
+    fn evaluates_with_variables() {
+        let engine = ScriptEngine::default();
+        let value = run(&engine, "x * 21").expect("runs");
+        assert_eq!(value.as_int(), Ok(42));
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let engine = ScriptEngine::default();
+        let Err(Error::Invalid { errors, .. }) = engine.compile("let a = 1;\nlet b = ;", "/f")
+        else {
+            panic!("a syntax error");
+        };
+        assert_eq!(errors[0].code, "script_syntax");
+        assert_eq!(errors[0].pointer, "/f");
+        assert_eq!(errors[0].line, Some(2));
+        assert!(errors[0].column.is_some());
+    }
+
+    #[test]
+    fn every_limit_stops_the_script_with_its_name() {
+        let engine = ScriptEngine::new(Limits {
+            wall_time: Duration::from_secs(5),
+            ..Limits::default()
+        });
+        let loop_forever = problem(run(&engine, "loop { }"));
+        assert_eq!(loop_forever.code, "script_limit");
+        assert!(
+            loop_forever.message.contains("operations"),
+            "{loop_forever:?}"
+        );
+        let deep = problem(run(&engine, "fn f(n) { f(n + 1) } f(0)"));
+        assert_eq!(deep.code, "script_limit");
+        assert!(deep.message.contains("deeper"), "{deep:?}");
+        let huge = problem(run(&engine, r#"let s = "ab"; loop { s += s; }"#));
+        assert_eq!(huge.code, "script_limit");
+        assert!(huge.message.contains("larger"), "{huge:?}");
+        let array = problem(run(&engine, "let a = []; loop { a.push(1); }"));
+        assert_eq!(array.code, "script_limit");
+        let runtime = problem(run(&engine, "let a = 1;\nlet b = a / 0;\nb"));
+        assert_eq!(runtime.code, "script_error");
+        assert_eq!(runtime.line, Some(2));
+    }
+
+    #[test]
+    fn the_wall_clock_stops_a_slow_script() {
+        let engine = ScriptEngine::new(Limits {
+            operations: 0,
+            wall_time: Duration::from_millis(20),
+            ..Limits::default()
+        });
+        let started = Instant::now();
+        let slow = problem(run(&engine, "let i = 0; while true { i += 1; }"));
+        assert_eq!(slow.code, "script_limit");
+        assert!(slow.message.contains("longer than 20 ms"), "{slow:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn nothing_reaches_outside() {
+        let engine = ScriptEngine::default();
+        assert!(engine.compile(r#"eval("1 + 1")"#, "/s").is_err());
+        let import = run(&engine, r#"import "std" as s; 1"#);
+        assert!(import.is_err(), "{import:?}");
+        assert!(
+            run(&engine, r#"print("hi"); 1"#).is_ok(),
+            "print is a no-op"
+        );
+    }
+}
