@@ -4,6 +4,8 @@
 //! limit stops with an error naming the limit, never a hang or a crash; compile and run-time
 //! errors carry the line and column. Scripts are compiled once and evaluated many times.
 
+pub mod values;
+
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
