@@ -27,15 +27,17 @@ pub fn record(model: &EntityModel, doc: &Map<String, Value>) -> Dynamic {
 pub fn field_value(field: &Field, stored: &Value) -> Dynamic {
     match (&field.kind, stored) {
         (_, Value::Null) => Dynamic::UNIT,
-        (FieldKind::Money { scale, .. }, Value::Number(n)) => n
-            .as_i64()
-            .map_or(Dynamic::UNIT, |minor| Dynamic::from_decimal(Decimal::new(minor, *scale))),
-        (FieldKind::Integer, Value::Number(n)) => n
-            .as_i64()
-            .map_or(Dynamic::UNIT, Dynamic::from_int),
-        (FieldKind::Number | FieldKind::Percent, Value::Number(n)) => n
-            .as_f64()
-            .map_or(Dynamic::UNIT, Dynamic::from_float),
+        (FieldKind::Money { scale, .. }, Value::Number(n)) => {
+            n.as_i64().map_or(Dynamic::UNIT, |minor| {
+                Dynamic::from_decimal(Decimal::new(minor, *scale))
+            })
+        }
+        (FieldKind::Integer, Value::Number(n)) => {
+            n.as_i64().map_or(Dynamic::UNIT, Dynamic::from_int)
+        }
+        (FieldKind::Number | FieldKind::Percent, Value::Number(n)) => {
+            n.as_f64().map_or(Dynamic::UNIT, Dynamic::from_float)
+        }
         (FieldKind::SubTable { columns, .. }, Value::Array(rows)) => {
             let rows: Array = rows
                 .iter()
@@ -173,23 +175,29 @@ mod tests {
         };
         let budget = field("budget", money.clone());
         let value = field_value(&budget, &json!(12_800_050));
-        assert_eq!(value.as_decimal().map(|d| d.to_string()), Ok("128000.50".to_owned()));
+        assert_eq!(
+            value.as_decimal().map(|d| d.to_string()),
+            Ok("128000.50".to_owned())
+        );
         let engine = ScriptEngine::default();
-        let script = engine
-            .compile("budget * 3 / 10", "/f")
-            .expect("compiles");
+        let script = engine.compile("budget * 3 / 10", "/f").expect("compiles");
         let result = engine
             .eval(&script, vec![("budget", value)], "/f")
             .expect("runs");
         assert_eq!(to_field(&money, &result), Some(json!("38400.15")));
         assert_eq!(to_field(&FieldKind::Integer, &Dynamic::from("x")), None);
         assert_eq!(type_name(&Dynamic::from("x")), "a string");
-        assert_eq!(to_field(&FieldKind::Integer, &Dynamic::UNIT), Some(Value::Null));
+        assert_eq!(
+            to_field(&FieldKind::Integer, &Dynamic::UNIT),
+            Some(Value::Null)
+        );
         let count = field("n", FieldKind::Integer);
         assert_eq!(field_value(&count, &json!(7)).as_int(), Ok(7));
         let text = field("t", FieldKind::Text);
         assert_eq!(
-            field_value(&text, &json!("王芳")).into_immutable_string().map(|s| s.to_string()),
+            field_value(&text, &json!("王芳"))
+                .into_immutable_string()
+                .map(|s| s.to_string()),
             Ok("王芳".to_owned())
         );
     }

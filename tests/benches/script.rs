@@ -39,13 +39,26 @@ fn main() {
     while started.elapsed() < Duration::from_secs(seconds) {
         for i in 0..1000_i64 {
             let variables = vec![
-                ("budget", Dynamic::from_decimal(Decimal::new(i * 123_457 % 100_000_000, 2))),
+                (
+                    "budget",
+                    Dynamic::from_decimal(Decimal::new(i * 123_457 % 100_000_000, 2)),
+                ),
                 ("employees", Dynamic::from_int(i * 37 % 5000)),
                 ("source", Dynamic::from(sources[(i % 6) as usize])),
                 ("stage", Dynamic::from(stages[(i % 6) as usize])),
                 ("score", Dynamic::from_float((i % 100) as f64)),
-                ("region", Dynamic::from(if i % 3 == 0 { "华东" } else { "华南" })),
-                ("email", if i % 2 == 0 { Dynamic::from("a@b.cn") } else { Dynamic::UNIT }),
+                (
+                    "region",
+                    Dynamic::from(if i % 3 == 0 { "华东" } else { "华南" }),
+                ),
+                (
+                    "email",
+                    if i % 2 == 0 {
+                        Dynamic::from("a@b.cn")
+                    } else {
+                        Dynamic::UNIT
+                    },
+                ),
                 ("phone", Dynamic::from("13800000000")),
             ];
             let value = engine
