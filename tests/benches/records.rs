@@ -773,6 +773,21 @@ async fn count(target: &Target) -> u64 {
     body["total"].as_u64().expect("an exact total")
 }
 
+/// The P3 request: qualified leads with a budget over 50,000, largest first, a page of 50.
+fn qualified_page(path: String) -> Maker {
+    Arc::new(move |_, _| Call {
+        method: Method::POST,
+        path: path.clone(),
+        body: Some(json!({
+            "filter": {"and": [{"field": "stage", "op": "eq", "value": "qualified"},
+                               {"field": "budget", "op": "gt", "value": 50000}]},
+            "sort": ["-budget"],
+            "limit": 50
+        })),
+        expect: Expect::QualifiedPage,
+    })
+}
+
 /// Runs P1–P6 on one backend; returns the number of failed requests.
 async fn run(backend: Backend, settings: &Settings) -> u64 {
     let app = TestApp::spawn_with(
@@ -886,18 +901,7 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
 
     if settings.wants("P3") {
         // P3: a filtered, sorted page.
-        let path = target.records("/query");
-        let make: Maker = Arc::new(move |_, _| Call {
-            method: Method::POST,
-            path: path.clone(),
-            body: Some(json!({
-                "filter": {"and": [{"field": "stage", "op": "eq", "value": "qualified"},
-                                   {"field": "budget", "op": "gt", "value": 50000}]},
-                "sort": ["-budget"],
-                "limit": 50
-            })),
-            expect: Expect::QualifiedPage,
-        });
+        let make = qualified_page(target.records("/query"));
         let tally = drive(
             &target,
             READ_CLIENTS,
@@ -922,18 +926,7 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
             base: target.base.clone(),
             token: member_token.clone(),
         });
-        let path = member.records("/query");
-        let make: Maker = Arc::new(move |_, _| Call {
-            method: Method::POST,
-            path: path.clone(),
-            body: Some(json!({
-                "filter": {"and": [{"field": "stage", "op": "eq", "value": "qualified"},
-                                   {"field": "budget", "op": "gt", "value": 50000}]},
-                "sort": ["-budget"],
-                "limit": 50
-            })),
-            expect: Expect::QualifiedPage,
-        });
+        let make = qualified_page(member.records("/query"));
         let tally = drive(
             &member,
             READ_CLIENTS,
