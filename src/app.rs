@@ -29,6 +29,7 @@ struct Inner {
     clock: SharedClock,
     registry: Arc<Registry>,
     mail_enabled: bool,
+    scripts: Arc<crate::script::ScriptEngine>,
     limiter: LoginLimiter,
     credentials: auth::CredentialCache,
     access: workspaces::AccessCache,
@@ -95,6 +96,7 @@ impl Services {
                 credentials: auth::CredentialCache::default(),
                 access: workspaces::AccessCache::default(),
                 mail_enabled: mailer.is_some(),
+                scripts: Arc::new(crate::script::ScriptEngine::default()),
                 config,
                 session_policy,
                 worker,
@@ -130,6 +132,11 @@ impl Services {
     /// Recently resolved workspace access.
     pub fn access_cache(&self) -> &workspaces::AccessCache {
         &self.inner.access
+    }
+
+    /// The sandboxed script engine.
+    pub fn scripts(&self) -> Arc<crate::script::ScriptEngine> {
+        self.inner.scripts.clone()
     }
 
     /// Whether an SMTP server is configured (emails are queued and sent).

@@ -10,6 +10,7 @@ pub mod evolve;
 pub mod guard;
 pub mod query;
 pub mod schema;
+pub mod scripting;
 pub mod sharing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

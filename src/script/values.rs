@@ -23,6 +23,62 @@ pub fn record(model: &EntityModel, doc: &Map<String, Value>) -> Dynamic {
     Dynamic::from_map(map)
 }
 
+/// The record map of fields in their API form (as a record view shows them): money from its
+/// decimal text, the rest as stored.
+pub fn record_from_api(model: &EntityModel, fields: &Map<String, Value>) -> Dynamic {
+    let mut map = RhaiMap::new();
+    for field in &model.fields {
+        let value = match (&field.kind, fields.get(&field.key)) {
+            (_, None | Some(Value::Null)) => Dynamic::UNIT,
+            (FieldKind::Money { .. }, Some(Value::String(text))) => text
+                .parse::<Decimal>()
+                .map_or(Dynamic::UNIT, Dynamic::from_decimal),
+            (_, Some(value)) => field_value(field, value),
+        };
+        map.insert(field.key.as_str().into(), value);
+    }
+    Dynamic::from_map(map)
+}
+
+/// A script value as JSON (decimals as their exact text).
+pub fn to_json(value: &Dynamic) -> Value {
+    if value.is_unit() {
+        Value::Null
+    } else if let Ok(b) = value.as_bool() {
+        Value::Bool(b)
+    } else if let Ok(i) = value.as_int() {
+        Value::from(i)
+    } else if let Ok(f) = value.as_float() {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    } else if let Ok(d) = value.as_decimal() {
+        Value::String(d.to_string())
+    } else if value.is_string() {
+        Value::String(value.to_string())
+    } else if value.is_array() {
+        Value::Array(
+            value
+                .clone()
+                .into_array()
+                .unwrap_or_default()
+                .iter()
+                .map(to_json)
+                .collect(),
+        )
+    } else if value.is_map() {
+        Value::Object(
+            value
+                .clone()
+                .try_cast::<RhaiMap>()
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        )
+    } else {
+        Value::String(value.to_string())
+    }
+}
+
 /// One stored value as a script value.
 pub fn field_value(field: &Field, stored: &Value) -> Dynamic {
     match (&field.kind, stored) {

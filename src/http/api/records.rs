@@ -47,6 +47,7 @@ pub(super) fn router() -> Router<Services> {
             get(personal_data),
         )
         .route(&format!("{base}/records/{{id}}/erase"), post(erase))
+        .route(&format!("{base}/scripts/test-run"), post(test_script))
         .route(&format!("{base}/records/{{id}}/release"), post(release))
         .route(&format!("{base}/indexes"), get(indexes))
         .route(&format!("{base}/impact"), get(impact))
@@ -540,5 +541,35 @@ async fn erase(
 ) -> Result<Json<crate::records::erasure::Erasure>> {
     Ok(Json(
         services.records().erase(&caller.ctx, &entity, &id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRun {
+    script: String,
+    record_id: Option<String>,
+    fields: Option<Map<String, Value>>,
+}
+
+/// Evaluates a script against a record without writing anything.
+async fn test_script(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<TestRun>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        services
+            .records()
+            .test_script(
+                &caller.ctx,
+                services.scripts(),
+                &entity,
+                &body.script,
+                body.record_id.as_deref(),
+                body.fields,
+            )
+            .await?,
     ))
 }
