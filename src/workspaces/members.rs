@@ -217,6 +217,26 @@ pub async fn add_member(
     member(db, access, account.id).await
 }
 
+/// The membership a members-right holder is about to `verb`: 404 when there is none; refused
+/// for an owner unless the caller owns the workspace, and for an admin unless they administer it.
+async fn member_to_change(
+    db: &Db,
+    access: &Access,
+    account_id: Uuid,
+    verb: &str,
+) -> Result<crate::store::entities::membership::Model> {
+    let current = people::membership(db.conn(), access.workspace.id, account_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("member {account_id}")))?;
+    if current.role == "owner" && !access.is_owner() {
+        return Err(Error::forbidden(format!(
+            "only an owner may {verb} an owner"
+        )));
+    }
+    check_target_rank(access, &current.role)?;
+    Ok(current)
+}
+
 /// Refuses to act on an administrator's membership unless the caller is one (the members right
 /// alone does not reach above itself).
 fn check_target_rank(access: &Access, target_role: &str) -> Result<()> {
@@ -400,16 +420,10 @@ pub async fn deactivate(
     hand_over_to: Option<Uuid>,
 ) -> Result<HandOver> {
     access.require(Right::Members)?;
-    let current = people::membership(db.conn(), access.workspace.id, account_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("member {account_id}")))?;
+    let current = member_to_change(db, access, account_id, "deactivate").await?;
     if account_id == access.account_id {
         return Err(Error::forbidden("you cannot deactivate yourself"));
     }
-    if current.role == "owner" && !access.is_owner() {
-        return Err(Error::forbidden("only an owner may deactivate an owner"));
-    }
-    check_target_rank(access, &current.role)?;
     // Handing records over moves them beyond anyone's reach but an administrator's.
     if hand_over_to.is_some() && !access.is_admin() {
         return Err(Error::forbidden_at(
@@ -520,13 +534,7 @@ pub async fn reactivate(
     account_id: Uuid,
 ) -> Result<MemberView> {
     access.require(Right::Members)?;
-    let current = people::membership(db.conn(), access.workspace.id, account_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("member {account_id}")))?;
-    if current.role == "owner" && !access.is_owner() {
-        return Err(Error::forbidden("only an owner may reactivate an owner"));
-    }
-    check_target_rank(access, &current.role)?;
+    let current = member_to_change(db, access, account_id, "reactivate").await?;
     let now = clock.now();
     let tx = db.begin().await?;
     people::update_membership(
@@ -568,9 +576,7 @@ pub async fn remove_member(
     account_id: Uuid,
 ) -> Result<()> {
     access.require(Right::Members)?;
-    let current = people::membership(db.conn(), access.workspace.id, account_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("member {account_id}")))?;
+    let current = member_to_change(db, access, account_id, "remove").await?;
     if current.deactivated_at.is_none() {
         return Err(Error::conflict(
             "",
@@ -578,10 +584,6 @@ pub async fn remove_member(
             "deactivate the member (handing their records over) before removing them",
         ));
     }
-    if current.role == "owner" && !access.is_owner() {
-        return Err(Error::forbidden("only an owner may remove an owner"));
-    }
-    check_target_rank(access, &current.role)?;
     let now = clock.now();
     let tx = db.begin().await?;
     people::remove_membership(&tx, access.workspace.id, account_id).await?;
