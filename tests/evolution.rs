@@ -223,6 +223,29 @@ async fn kind_changes_are_dry_run_then_converted_without_loss(backend: Backend) 
         last["changes"]["unconverted"]["budget"]["value"],
         "about 5k"
     );
+    // Someone whose role hides budget and masks region sees neither raw value in that history.
+    let (status, body) = admin
+        .put(
+            "/api/v1/w/demo/roles/auditor",
+            json!({"name": "Auditor", "rights": {"entities": {"*": {"read": "all"},
+                   "account": {"fields": {"budget": "hidden", "region": "masked"}}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let auditor = app.create_user("auditor@formwork.local").await;
+    admin
+        .post(
+            "/api/v1/w/demo/members",
+            json!({"email": "auditor@formwork.local", "role": "auditor"}),
+        )
+        .await;
+    let (status, seen) = auditor.get(&format!("{ACCOUNTS}/{bad}/history")).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    let text = seen.to_string();
+    assert!(
+        !text.contains("about 5k") && !text.contains("西北"),
+        "{text}"
+    );
     // Filters see converted values.
     let (_, page) = admin
         .post(
