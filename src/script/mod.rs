@@ -4,14 +4,20 @@
 //! limit stops with an error naming the limit, never a hang or a crash; compile and run-time
 //! errors carry the line and column. Scripts are compiled once and evaluated many times.
 
+pub mod analysis;
+pub mod library;
 pub mod values;
 
-use std::cell::Cell;
-use std::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, NaiveDate, Utc};
 use rhai::{Dynamic, Engine, EvalAltResult, ParseError, Position, Scope};
 
+use crate::calendar::BusinessCalendar;
 use crate::error::{Error, FieldError};
 
 /// What one evaluation may use.
@@ -51,6 +57,86 @@ thread_local! {
     /// When the evaluation running on this thread must stop (evaluations are synchronous, so
     /// one per thread at a time).
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The world the evaluation running on this thread sees (clock, calendar, lookups).
+    static ENV: RefCell<Option<Rc<Env>>> = const { RefCell::new(None) };
+}
+
+/// What an evaluation sees beyond its variables: the clock in the workspace's time zone, the
+/// business calendar, and related records loaded for `lookup`.
+#[derive(Debug)]
+pub struct Env {
+    /// The instant `now()` answers.
+    pub now: DateTime<Utc>,
+    /// The workspace time zone (`today()` is the date there).
+    pub time_zone: chrono_tz::Tz,
+    /// The workspace's business calendar (working-day functions).
+    pub calendar: Arc<BusinessCalendar>,
+    /// Related records already loaded, by (entity, id): a record map, or `()` when there is no
+    /// such record (or the evaluator may not read it).
+    pub lookups: RefCell<HashMap<(String, String), Dynamic>>,
+    /// Lookups the script asked for that were not loaded: the caller loads them and runs the
+    /// script again (scripts are pure, so a second run gives the same answer).
+    pub wanted: RefCell<Vec<(String, String)>>,
+    /// Whether the script called `now()` or `today()` (its result depends on the day).
+    pub used_clock: Cell<bool>,
+}
+
+impl Env {
+    /// An environment at `now` in `time_zone` with `calendar` and nothing loaded.
+    pub fn new(
+        now: DateTime<Utc>,
+        time_zone: chrono_tz::Tz,
+        calendar: Arc<BusinessCalendar>,
+    ) -> Self {
+        Self {
+            now,
+            time_zone,
+            calendar,
+            lookups: RefCell::new(HashMap::new()),
+            wanted: RefCell::new(Vec::new()),
+            used_clock: Cell::new(false),
+        }
+    }
+
+    /// The date in the workspace time zone.
+    pub fn today(&self) -> NaiveDate {
+        self.now.with_timezone(&self.time_zone).date_naive()
+    }
+
+    /// Takes the lookups asked for and not loaded (each once).
+    pub fn take_wanted(&self) -> Vec<(String, String)> {
+        let mut wanted = std::mem::take(&mut *self.wanted.borrow_mut());
+        wanted.sort();
+        wanted.dedup();
+        wanted
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new(
+            Utc::now(),
+            chrono_tz::Asia::Shanghai,
+            Arc::new(BusinessCalendar::default()),
+        )
+    }
+}
+
+/// Runs `f` with the environment of the evaluation on this thread (`None` outside one).
+pub(crate) fn with_env<T>(f: impl FnOnce(Option<&Env>) -> T) -> T {
+    ENV.with(|env| {
+        let current = env.borrow().clone();
+        f(current.as_deref())
+    })
+}
+
+/// The process's sandboxed engine with the default limits: the engine is configuration only
+/// (no state between evaluations), so every definition compiles and runs in the same one.
+pub fn shared() -> Arc<ScriptEngine> {
+    static SHARED: OnceLock<Arc<ScriptEngine>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| Arc::new(ScriptEngine::default()))
+        .clone()
 }
 
 /// A compiled script.
@@ -97,6 +183,7 @@ impl ScriptEngine {
                 })
             });
         engine.disable_symbol("eval");
+        library::register(&mut engine);
         Self { engine, limits }
     }
 
@@ -134,14 +221,32 @@ impl ScriptEngine {
         variables: Vec<(&str, Dynamic)>,
         pointer: &str,
     ) -> Result<Dynamic, Error> {
+        self.eval_in(&Rc::new(Env::default()), script, variables, pointer)
+    }
+
+    /// Evaluates a compiled script in `env` (clock, calendar, loaded lookups). When the script
+    /// asked for a lookup that is not loaded, the result is an error and `env.wanted` lists it:
+    /// load it and evaluate again.
+    ///
+    /// # Errors
+    /// As [`ScriptEngine::eval`].
+    pub fn eval_in(
+        &self,
+        env: &Rc<Env>,
+        script: &Script,
+        variables: Vec<(&str, Dynamic)>,
+        pointer: &str,
+    ) -> Result<Dynamic, Error> {
         let mut scope = Scope::with_capacity(variables.len());
         for (name, value) in variables {
             scope.push_constant_dynamic(name, value);
         }
         DEADLINE.with(|deadline| deadline.set(Some(Instant::now() + self.limits.wall_time)));
+        ENV.with(|slot| *slot.borrow_mut() = Some(env.clone()));
         let result = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+        ENV.with(|slot| *slot.borrow_mut() = None);
         DEADLINE.with(|deadline| deadline.set(None));
         result.map_err(|e| self.run_error(&e, pointer))
     }
