@@ -55,6 +55,12 @@ impl Services {
             Arc::new(records::sharing::PoolReclaim {
                 registry: registry.clone(),
             }),
+            Arc::new(records::recompute::Recompute {
+                registry: registry.clone(),
+            }),
+            Arc::new(records::recompute::VolatileSweep {
+                registry: registry.clone(),
+            }),
         ];
         let mailer = config
             .smtp_url
@@ -266,7 +272,20 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
                 changes: r.changes.into_iter().map(|c| (c.at, c.fields)).collect(),
             })
             .collect();
-        records::import_in(&tx, workspace.id, admin.id, demo).await?;
+        records::import_in(
+            &tx,
+            workspace.id,
+            admin.id,
+            demo,
+            clock.now(),
+            crate::workspaces::check_time_zone(&workspace.time_zone)
+                .unwrap_or(chrono_tz::Asia::Shanghai),
+            std::sync::Arc::new(
+                crate::calendar::BusinessCalendar::from_json(&workspace.calendar)
+                    .unwrap_or_default(),
+            ),
+        )
+        .await?;
         demo_workspace = Some(workspace.slug);
     }
     tx.commit().await?;

@@ -17,6 +17,12 @@ pub struct FieldError {
     /// Column (1-based) for errors inside scripts and templates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<u32>,
+    /// The validation rule that refused the value, for rule failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The message in every language the definition gives (`{"en": …, "zh-CN": …}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<serde_json::Value>,
 }
 
 impl FieldError {
@@ -28,6 +34,8 @@ impl FieldError {
             message: message.into(),
             line: None,
             column: None,
+            rule: None,
+            messages: None,
         }
     }
 }

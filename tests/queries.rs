@@ -240,6 +240,7 @@ async fn random_filters_agree_with_in_memory_evaluation(backend: Backend) {
         now: chrono::Utc::now(),
         time_zone: chrono_tz::Asia::Shanghai,
         policy: None,
+        calendar: Default::default(),
     };
     for case in 0..60 {
         let filter = random_condition(&mut rng, 0);
@@ -523,6 +524,7 @@ async fn indexed_filters_use_their_index(backend: Backend) {
         channel: formwork::records::Channel::System,
         time_zone: chrono_tz::Asia::Shanghai,
         policy: None,
+        calendar: Default::default(),
     };
     let (_, model) = {
         let snapshot = app

@@ -97,10 +97,32 @@ pub enum FieldKind {
         /// The pattern.
         pattern: String,
     },
-    /// Computed by a rhai formula (the scripting issue); read-only.
-    Formula,
-    /// Aggregated from related records (the scripting issue); read-only.
-    Rollup,
+}
+
+/// How a computed field gets its value (its `kind` is the kind of that value).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Computed {
+    /// A rhai formula over the record (`x-formula`), computed on every write and stored.
+    Formula {
+        /// The script.
+        source: String,
+    },
+    /// An aggregate over the records of another entity that refer to this one (`x-rollup`),
+    /// kept current on every change of those records.
+    Rollup(RollupSpec),
+}
+
+/// What a rollup aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupSpec {
+    /// The related (child) entity.
+    pub entity: String,
+    /// The child's reference field pointing at this entity.
+    pub via: String,
+    /// The aggregate.
+    pub op: crate::domain::query::MetricOp,
+    /// The child's field aggregated (none for count).
+    pub field: Option<String>,
 }
 
 impl FieldKind {
@@ -126,8 +148,6 @@ impl FieldKind {
             Self::Attachment { .. } => "attachment",
             Self::SubTable { .. } => "sub_table",
             Self::AutoNumber { .. } => "auto_number",
-            Self::Formula => "formula",
-            Self::Rollup => "rollup",
         }
     }
 
@@ -138,16 +158,14 @@ impl FieldKind {
             Self::Number | Self::Percent => ValueType::Real,
             Self::Boolean => ValueType::Boolean,
             Self::MultiSelect { .. } => ValueType::Array,
-            Self::Attachment { .. } | Self::SubTable { .. } | Self::Formula | Self::Rollup => {
-                ValueType::Opaque
-            }
+            Self::Attachment { .. } | Self::SubTable { .. } => ValueType::Opaque,
             _ => ValueType::Text,
         }
     }
 
     /// Whether clients may write this field (computed kinds are the runtime's).
     pub fn is_writable(&self) -> bool {
-        !matches!(self, Self::AutoNumber { .. } | Self::Formula | Self::Rollup)
+        !matches!(self, Self::AutoNumber { .. })
     }
 
     /// Whether the kind can have a database index.
@@ -173,9 +191,25 @@ pub struct Field {
     pub hidden: bool,
     /// Value applied on create when the field is absent.
     pub default: Option<Value>,
+    /// Computed by Formwork (formula or rollup); `kind` is the kind of the computed value.
+    pub computed: Option<Computed>,
 }
 
 impl Field {
+    /// Whether clients may write the field (computed and auto-numbered ones are Formwork's).
+    pub fn is_writable(&self) -> bool {
+        self.computed.is_none() && self.kind.is_writable()
+    }
+
+    /// The field's kind as definitions name it (`formula` and `rollup` for computed ones).
+    pub fn kind_name(&self) -> &'static str {
+        match &self.computed {
+            Some(Computed::Formula { .. }) => "formula",
+            Some(Computed::Rollup(_)) => "rollup",
+            None => self.kind.name(),
+        }
+    }
+
     /// Whether the field has a database index (marked, unique, or a reference: references are
     /// join keys for related filters and delete checks).
     pub fn has_index(&self) -> bool {
@@ -233,6 +267,8 @@ pub struct EntityModel {
     pub pool: Option<PoolSettings>,
     /// The entity's own JSON Schema, compiled (validates the API form of the fields).
     pub validator: Validator,
+    /// Its formulas (in dependency order) and validation rules, compiled.
+    pub scripts: Arc<crate::script::formulas::Plan>,
     /// The document.
     pub document: Arc<Value>,
 }
@@ -294,7 +330,56 @@ pub fn field_of(name: &str, field: &Value) -> Field {
         unique: flag("x-unique"),
         hidden: flag("x-hidden"),
         default: field.get("x-default").cloned(),
+        computed: computed_of(field),
     }
+}
+
+/// How a field is computed, if it is.
+fn computed_of(field: &Value) -> Option<Computed> {
+    match field.get("x-kind").and_then(Value::as_str) {
+        Some("formula") => Some(Computed::Formula {
+            source: field
+                .get("x-formula")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        Some("rollup") => {
+            let text = |key: &str| {
+                field
+                    .pointer(&format!("/x-rollup/{key}"))
+                    .and_then(Value::as_str)
+            };
+            Some(Computed::Rollup(RollupSpec {
+                entity: text("entity").unwrap_or_default().to_owned(),
+                via: text("via").unwrap_or_default().to_owned(),
+                op: text("op")
+                    .and_then(crate::domain::query::MetricOp::parse)
+                    .unwrap_or(crate::domain::query::MetricOp::Count),
+                field: text("field").map(str::to_owned),
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// The kind of a computed field's value: its `x-result` (with the keywords that kind takes,
+/// such as `x-currency` or `x-options`); by default an integer for counts, else a number.
+fn result_kind(field: &Value) -> FieldKind {
+    let default = if field.pointer("/x-rollup/op").and_then(Value::as_str) == Some("count") {
+        "integer"
+    } else {
+        "number"
+    };
+    let result = field
+        .get("x-result")
+        .and_then(Value::as_str)
+        .unwrap_or(default);
+    let mut plain = field.clone();
+    if let Some(object) = plain.as_object_mut() {
+        object.insert("x-kind".to_owned(), Value::String(result.to_owned()));
+    }
+    kind_of(&plain)
 }
 
 /// The kind of one field definition (already checked by the meta-schema).
@@ -396,8 +481,7 @@ pub fn kind_of(field: &Value) -> FieldKind {
         "auto_number" => FieldKind::AutoNumber {
             pattern: text("/x-auto-number/pattern"),
         },
-        "formula" => FieldKind::Formula,
-        "rollup" => FieldKind::Rollup,
+        "formula" | "rollup" => result_kind(field),
         _ => FieldKind::Text,
     }
 }
@@ -415,6 +499,11 @@ impl EntityModel {
         document: Arc<Value>,
     ) -> Result<Self, FieldError> {
         let validator = meta::compile(&document, "")?;
+        let (scripts, problems) =
+            crate::script::formulas::plan(&crate::script::shared(), &document, "");
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(problem);
+        }
         let mut fields = Vec::new();
         if let Some(properties) = document.get("properties").and_then(Value::as_object) {
             for (name, field) in properties {
@@ -482,6 +571,7 @@ impl EntityModel {
                 })
                 .unwrap_or_default(),
             validator,
+            scripts: Arc::new(scripts),
             document,
         })
     }
@@ -619,6 +709,7 @@ mod tests {
             unique: false,
             hidden: false,
             default: None,
+            computed: None,
         };
         let text = index_spec(Uuid::nil(), &field);
         field.kind = FieldKind::Integer;

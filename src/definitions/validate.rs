@@ -30,6 +30,9 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
     }
     if kind == Kind::Entity {
         check_entity_rules(document, prefix, &mut problems);
+        let (_, script_problems) =
+            crate::script::formulas::plan(&crate::script::shared(), document, prefix);
+        problems.extend(script_problems);
     }
     problems
 }

@@ -124,6 +124,8 @@ fn syntax_error(error: &serde_json::Error) -> Error {
             message: strip_position(&error.to_string()),
             line: u32::try_from(error.line()).ok(),
             column: u32::try_from(error.column()).ok(),
+            rule: None,
+            messages: None,
         }],
     }
 }

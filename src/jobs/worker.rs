@@ -49,7 +49,11 @@ pub struct JobContext {
 }
 
 /// Job kinds every worker schedules once an hour (deduplicated across processes).
-const HOUSEKEEPING: &[&str] = &["sessions.purge", "records.pool_reclaim"];
+const HOUSEKEEPING: &[&str] = &[
+    "sessions.purge",
+    "records.pool_reclaim",
+    "records.recompute_volatile",
+];
 
 impl JobContext {
     /// Records progress and an optional checkpoint to resume from after a restart.

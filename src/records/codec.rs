@@ -194,13 +194,26 @@ fn looks_like_url(text: &str) -> bool {
 /// A located problem.
 pub fn encode(field: &Field, value: &Value, pointer: &str) -> Result<Option<Value>, FieldError> {
     // Computed fields are the runtime's: not even `null` may clear them.
-    if !field.kind.is_writable() {
+    if !field.is_writable() {
         return Err(problem(
             pointer,
             "read_only",
-            format!("{} fields are computed by Formwork", field.kind.name()),
+            format!("{} fields are computed by Formwork", field.kind_name()),
         ));
     }
+    encode_value(field, value, pointer)
+}
+
+/// Converts a value of `field`'s kind to its stored form, writable or not (how Formwork stores
+/// what it computes).
+///
+/// # Errors
+/// A located problem.
+pub fn encode_value(
+    field: &Field,
+    value: &Value,
+    pointer: &str,
+) -> Result<Option<Value>, FieldError> {
     if value.is_null() {
         return Ok(None);
     }
@@ -405,11 +418,11 @@ pub fn encode(field: &Field, value: &Value, pointer: &str) -> Result<Option<Valu
             }
             (!rows.is_empty()).then(|| Value::Array(rows))
         }
-        FieldKind::AutoNumber { .. } | FieldKind::Formula | FieldKind::Rollup => {
+        FieldKind::AutoNumber { .. } => {
             return Err(problem(
                 pointer,
                 "read_only",
-                format!("{} fields are computed by Formwork", field.kind.name()),
+                format!("{} fields are computed by Formwork", field.kind_name()),
             ));
         }
     })
@@ -649,6 +662,7 @@ mod tests {
             unique: false,
             hidden: false,
             default: None,
+            computed: None,
         }
     }
 

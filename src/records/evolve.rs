@@ -253,7 +253,6 @@ pub fn convert(
             }
             Ok(Some(Value::Array(converted)))
         }
-        FieldKind::Formula | FieldKind::Rollup => fail("values of this kind are not converted"),
     }
 }
 
@@ -604,6 +603,7 @@ mod tests {
             unique: false,
             hidden: false,
             default: None,
+            computed: None,
         }
     }
 

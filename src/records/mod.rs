@@ -9,6 +9,7 @@ pub mod erasure;
 pub mod evolve;
 pub mod guard;
 pub mod query;
+pub mod recompute;
 pub mod schema;
 pub mod scripting;
 pub mod sharing;
@@ -77,6 +78,8 @@ pub struct Context {
     pub time_zone: chrono_tz::Tz,
     /// What the actor may do (`None`: Formwork itself, or a tool, which may do everything).
     pub policy: Option<Arc<crate::access::Policy>>,
+    /// The workspace's business calendar.
+    pub calendar: Arc<crate::calendar::BusinessCalendar>,
 }
 
 impl Context {
@@ -488,7 +491,8 @@ impl Records<'_> {
         );
     }
 
-    /// Builds the stored document of a new record: input, then defaults for absent fields.
+    /// Builds the stored document of a new record: input, then defaults for absent fields, then
+    /// sub-table totals (formulas and validation come after).
     fn new_doc(
         model: &EntityModel,
         input: &Map<String, Value>,
@@ -500,7 +504,7 @@ impl Records<'_> {
         for field in &model.fields {
             if doc.contains_key(&field.key)
                 || input.contains_key(&field.key)
-                || !field.kind.is_writable()
+                || !field.is_writable()
             {
                 continue;
             }
@@ -511,7 +515,6 @@ impl Records<'_> {
             }
         }
         codec::apply_totals(model, &mut doc);
-        Self::validate(model, &doc, None, prefix, problems);
         doc
     }
 
@@ -847,6 +850,7 @@ impl Records<'_> {
         self.check_entity(ctx, &lens, &model, Operation::Create)
             .await?;
         let now = self.clock.now();
+        let world = scripting::ScriptWorld::of(ctx, now);
         let mut problems = Vec::new();
         let mut refused = Vec::new();
         let mut new_rows = Vec::with_capacity(inputs.len());
@@ -874,7 +878,18 @@ impl Records<'_> {
                 &mut problems,
                 &mut refused,
             );
-            let doc = Self::new_doc(&model, &fields, &prefix, &mut problems);
+            let mut doc = Self::new_doc(&model, &fields, &prefix, &mut problems);
+            self.derive(
+                &snapshot,
+                &model,
+                &mut doc,
+                None,
+                &world,
+                &prefix,
+                &mut problems,
+            )
+            .await?;
+            Self::validate(&model, &doc, None, &prefix, &mut problems);
             new_rows.push(RecordRow {
                 id: new_id(),
                 owner,
@@ -1107,6 +1122,17 @@ impl Records<'_> {
                 }
             }
             codec::apply_totals(&model, &mut doc);
+            let world = scripting::ScriptWorld::of(ctx, self.clock.now());
+            self.derive(
+                &snapshot,
+                &model,
+                &mut doc,
+                Some(&row.doc),
+                &world,
+                "",
+                &mut problems,
+            )
+            .await?;
             Self::validate(&model, &doc, Some(&row.doc), "", &mut problems);
             let links = self
                 .describe_files(
@@ -1166,6 +1192,8 @@ impl Records<'_> {
             )
             .await?;
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
+            self.recompute_lookups(&tx, ctx, &snapshot, &[(model.clone(), id)])
+                .await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
@@ -1227,6 +1255,7 @@ impl Records<'_> {
             vec![self.history_row(ctx, &model, id, now, "delete", serde_json::json!({}))];
         // Breadth-first over what the delete reaches, each record once.
         let mut queue = vec![(model.clone(), id)];
+        let mut deleted = vec![(model.clone(), id)];
         let mut visited: HashSet<Uuid> = HashSet::from([id]);
         while let Some((parent, parent_id)) = queue.pop() {
             for referrer in snapshot.referrers(&parent.key) {
@@ -1288,14 +1317,42 @@ impl Records<'_> {
                                     serde_json::json!({"cause": {"deleted": {"entity": parent.key, "id": parent_id}}}),
                                 ));
                                 queue.push((referrer.entity.clone(), child));
+                                deleted.push((referrer.entity.clone(), child));
                             }
                         }
                     }
                 }
             }
         }
+        self.recompute_lookups(&tx, ctx, &snapshot, &deleted)
+            .await?;
         rows::insert_history(&tx, &history).await?;
         committed(tx.commit().await?)?;
+        Ok(())
+    }
+
+    /// Schedules, in the write's transaction, the recompute of formulas that look up records
+    /// just changed, deleted or restored.
+    async fn recompute_lookups(
+        &self,
+        tx: &store::Write,
+        ctx: &Context,
+        snapshot: &Snapshot,
+        changed: &[(Arc<EntityModel>, Uuid)],
+    ) -> Result<()> {
+        for (model, id) in changed {
+            if recompute::is_looked_up(snapshot, model) {
+                recompute::schedule_lookups_of(
+                    tx,
+                    self.clock,
+                    ctx.scope.workspace_id,
+                    snapshot,
+                    model,
+                    *id,
+                )
+                .await?;
+            }
+        }
         Ok(())
     }
 
@@ -1349,11 +1406,13 @@ impl Records<'_> {
         };
         let tx = self.db.write(Sharing::Alone).await?;
         let mut history = Vec::new();
+        let mut back = Vec::new();
         for member in Self::cascade_family(&snapshot, &model) {
             let restored = rows::restore_deletion(&tx, &member.table(), deletion, stamp)
                 .await
                 .map_err(|e| Self::unique_violation(&member, e))?;
             for restored_id in restored {
+                back.push((member.clone(), restored_id));
                 history.push(self.history_row(
                     ctx,
                     &member,
@@ -1364,6 +1423,7 @@ impl Records<'_> {
                 ));
             }
         }
+        self.recompute_lookups(&tx, ctx, &snapshot, &back).await?;
         rows::insert_history(&tx, &history).await?;
         committed(tx.commit().await?)?;
         self.get(ctx, entity, &id.to_string(), false).await
@@ -1818,6 +1878,9 @@ pub async fn import_in(
     workspace_id: Uuid,
     owner: Uuid,
     records: Vec<ImportedRecord>,
+    now: DateTime<Utc>,
+    time_zone: chrono_tz::Tz,
+    calendar: Arc<crate::calendar::BusinessCalendar>,
 ) -> Result<usize> {
     let mut models: HashMap<String, Arc<EntityModel>> = HashMap::new();
     for row in store::definitions::published(conn, workspace_id).await? {
@@ -1831,6 +1894,7 @@ pub async fn import_in(
     }
     let mut by_entity: BTreeMap<String, Vec<RecordRow>> = BTreeMap::new();
     let mut history = Vec::new();
+    let world = scripting::ScriptWorld::system(now, time_zone, calendar);
     let mut problems = Vec::new();
     let total = records.len();
     for (i, record) in records.into_iter().enumerate() {
@@ -1844,6 +1908,8 @@ pub async fn import_in(
             continue;
         };
         let mut doc = Records::new_doc(model, &record.fields, &prefix, &mut problems);
+        scripting::derive_now(model, &mut doc, None, &world, &prefix, &mut problems);
+        Records::validate(model, &doc, None, &prefix, &mut problems);
         let step = |at: DateTime<Utc>, operation: &str, changes: Value| HistoryRow {
             id: new_id(),
             workspace_id,
@@ -1867,6 +1933,7 @@ pub async fn import_in(
             let mut next = doc.clone();
             Records::encode_into(model, fields, &mut next, &prefix, &mut problems);
             codec::apply_totals(model, &mut next);
+            scripting::derive_now(model, &mut next, Some(&doc), &world, &prefix, &mut problems);
             Records::validate(model, &next, Some(&doc), &prefix, &mut problems);
             history.push(step(
                 *at,

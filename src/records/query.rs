@@ -861,7 +861,7 @@ impl Resolver<'_> {
         if let FieldKind::SingleSelect { .. } = field.kind {
             return self.option(resolved, value, pointer, problems);
         }
-        if !field.kind.is_writable() {
+        if matches!(field.kind, FieldKind::AutoNumber { .. }) {
             // Computed values compare as what they store.
             return match (field.kind.value_type(), value) {
                 (ValueType::Text, Value::String(s)) => Some(Scalar::Text(s.clone())),

@@ -86,6 +86,9 @@ pub async fn prepare(
         job.max_attempts = 3;
         jobs::enqueue(conn, clock, job).await?;
     }
+    if super::recompute::computed_changed(previous, model) {
+        super::recompute::schedule(conn, clock, workspace_id, model, "definition changed").await?;
+    }
     Ok(())
 }
 

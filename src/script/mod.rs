@@ -5,6 +5,7 @@
 //! errors carry the line and column. Scripts are compiled once and evaluated many times.
 
 pub mod analysis;
+pub mod formulas;
 pub mod library;
 pub mod values;
 

@@ -12,6 +12,11 @@ use crate::definitions::{EntityModel, Field, FieldKind};
 /// The record map (`record` in scripts) of a stored document: every field of the entity, empty
 /// ones as `()`.
 pub fn record(model: &EntityModel, doc: &Map<String, Value>) -> Dynamic {
+    Dynamic::from_map(record_map(model, doc))
+}
+
+/// [`record`] as a map, to change before it is handed to a script.
+pub fn record_map(model: &EntityModel, doc: &Map<String, Value>) -> RhaiMap {
     let mut map = RhaiMap::new();
     for field in &model.fields {
         map.insert(
@@ -20,7 +25,7 @@ pub fn record(model: &EntityModel, doc: &Map<String, Value>) -> Dynamic {
                 .map_or(Dynamic::UNIT, |stored| field_value(field, stored)),
         );
     }
-    Dynamic::from_map(map)
+    map
 }
 
 /// The record map of fields in their API form (as a record view shows them): money from its
@@ -28,16 +33,27 @@ pub fn record(model: &EntityModel, doc: &Map<String, Value>) -> Dynamic {
 pub fn record_from_api(model: &EntityModel, fields: &Map<String, Value>) -> Dynamic {
     let mut map = RhaiMap::new();
     for field in &model.fields {
-        let value = match (&field.kind, fields.get(&field.key)) {
-            (_, None | Some(Value::Null)) => Dynamic::UNIT,
-            (FieldKind::Money { .. }, Some(Value::String(text))) => text
-                .parse::<Decimal>()
-                .map_or(Dynamic::UNIT, Dynamic::from_decimal),
-            (_, Some(value)) => field_value(field, value),
-        };
+        let value = fields
+            .get(&field.key)
+            .map_or(Dynamic::UNIT, |v| api_value(field, v));
         map.insert(field.key.as_str().into(), value);
     }
     Dynamic::from_map(map)
+}
+
+/// One field's API value as a script value (money from its decimal text).
+pub fn api_value(field: &Field, value: &Value) -> Dynamic {
+    match (&field.kind, value) {
+        (_, Value::Null) => Dynamic::UNIT,
+        (FieldKind::Money { .. }, Value::String(text)) => text
+            .parse::<Decimal>()
+            .map_or(Dynamic::UNIT, Dynamic::from_decimal),
+        (FieldKind::Money { .. }, Value::Number(n)) => n
+            .as_i64()
+            .map(Decimal::from)
+            .map_or(Dynamic::UNIT, Dynamic::from_decimal),
+        (_, value) => field_value(field, value),
+    }
 }
 
 /// A script value as JSON (decimals as their exact text).
@@ -150,7 +166,14 @@ pub fn to_field(kind: &FieldKind, result: &Dynamic) -> Option<Value> {
             } else {
                 return None;
             };
-            Some(Value::String(decimal.round_dp(*scale).to_string()))
+            Some(Value::String(
+                decimal
+                    .round_dp_with_strategy(
+                        *scale,
+                        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                    )
+                    .to_string(),
+            ))
         }
         FieldKind::Integer => result.as_int().ok().map(Value::from),
         FieldKind::Number | FieldKind::Percent => {
@@ -220,6 +243,7 @@ mod tests {
             unique: false,
             hidden: false,
             default: None,
+            computed: None,
         }
     }
 

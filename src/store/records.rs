@@ -509,6 +509,29 @@ pub async fn update(
     Ok(conn.execute(&update).await?.rows_affected() == 1)
 }
 
+/// Stores a recomputed document (formula values) of a record still at `version`, keeping its
+/// version and stamps: derived values are not a person's change. False when the record
+/// changed meanwhile (its writer computed the values itself).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_derived(
+    conn: &impl Conn,
+    table: &str,
+    id: Uuid,
+    version: i64,
+    doc: Map<String, Value>,
+) -> Result<bool> {
+    let backend = backend_of(conn);
+    let mut update = Query::update();
+    update
+        .table(Alias::new(table))
+        .value(Alias::new("doc"), Value::Object(doc))
+        .and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)))
+        .and_where(Expr::col(Alias::new("version")).eq(version));
+    Ok(conn.execute(&update).await?.rows_affected() == 1)
+}
+
 /// Gives the records of `table` owned by `from` (all of them, or those among `only`) to `to`,
 /// live and deleted alike; returns the ids changed.
 ///

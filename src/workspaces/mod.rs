@@ -33,6 +33,8 @@ pub struct Access {
     pub role: String,
     /// What it may do there.
     pub policy: Arc<Policy>,
+    /// The workspace's business calendar (scripts' working-day functions).
+    pub calendar: Arc<BusinessCalendar>,
 }
 
 impl Access {
@@ -126,11 +128,15 @@ pub async fn access(
                 &role,
                 token_role.as_deref(),
             );
+            // A stored calendar was checked when saved; an unreadable one counts as the default.
+            let calendar =
+                Arc::new(BusinessCalendar::from_json(&workspace.calendar).unwrap_or_default());
             let access = Access {
                 workspace,
                 account_id: principal.account_id,
                 role,
                 policy: Arc::new(policy),
+                calendar,
             };
             cache.entries.insert(key, access.clone(), epoch);
             access

@@ -91,6 +91,7 @@ where
                 channel,
                 time_zone,
                 policy: Some(ws.access.policy.clone()),
+                calendar: ws.access.calendar.clone(),
             },
         })
     }

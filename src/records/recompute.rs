@@ -1,0 +1,348 @@
+//! Recomputing the stored formula values of an entity's records after its formulas changed (or
+//! daily, for formulas that read the clock): a background job that walks the table in id order,
+//! a batch at a time, with its progress and a checkpoint, so a restart resumes where it stopped.
+//! Values are stored without a new version or history row (a derived change: the job is its
+//! entry), and only into records not changed meanwhile (their writer computed them already).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Records;
+use super::scripting::ScriptWorld;
+use crate::clock::SharedClock;
+use crate::definitions::{EntityModel, Registry};
+use crate::error::{Error, Result};
+use crate::jobs::{self, Handler, JobContext, JobFailure, NewJob};
+use crate::store::jobs::JobRow;
+use crate::store::records as rows;
+use crate::store::{self, Conn, Outcome, Sharing};
+
+/// The job kind.
+pub const RECOMPUTE_JOB: &str = "records.recompute";
+
+/// Records recomputed per transaction.
+const BATCH: u64 = 500;
+
+/// Failures kept in the job's checkpoint (the count is always complete).
+const KEPT_FAILURES: usize = 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payload {
+    entity: String,
+    definition_id: Uuid,
+    reason: String,
+    /// Only the records whose reference field points at a record (one that their formulas
+    /// look up and that changed); all records when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    referring: Option<Referring>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Referring {
+    field: String,
+    target: Uuid,
+}
+
+/// Where a recompute stands (the job's checkpoint, readable through the jobs API).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    after: Option<Uuid>,
+    changed: i64,
+    unchanged: i64,
+    skipped: i64,
+    failed: i64,
+    failures: Vec<Value>,
+}
+
+/// Whether the computed fields of `model` differ from those of `previous` (a new, removed or
+/// changed formula or rollup, or a changed result kind).
+pub fn computed_changed(previous: &EntityModel, model: &EntityModel) -> bool {
+    let computed = |m: &EntityModel| {
+        m.fields
+            .iter()
+            .filter(|f| f.computed.is_some())
+            .map(|f| (f.key.clone(), f.computed.clone(), f.kind.clone()))
+            .collect::<Vec<_>>()
+    };
+    computed(previous) != computed(model)
+}
+
+/// Enqueues a recompute of every record of `model` (in the caller's transaction).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn schedule(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    model: &EntityModel,
+    reason: &str,
+) -> Result<Option<Uuid>> {
+    let mut job = NewJob::new(
+        RECOMPUTE_JOB,
+        json!(Payload {
+            entity: model.key.clone(),
+            definition_id: model.definition_id,
+            reason: reason.to_owned(),
+            referring: None,
+        }),
+    );
+    job.workspace_id = Some(workspace_id);
+    jobs::enqueue(conn, clock, job).await
+}
+
+/// Enqueues, in the caller's transaction, a recompute of the records whose formulas look up
+/// `changed` (a record of `model` just changed, deleted or restored), for every entity of
+/// `snapshot` with such formulas.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn schedule_lookups_of(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    snapshot: &crate::definitions::Snapshot,
+    model: &EntityModel,
+    changed: Uuid,
+) -> Result<()> {
+    for dependent in snapshot.entities() {
+        let mut vias: Vec<&str> = dependent
+            .scripts
+            .formulas
+            .iter()
+            .flat_map(|f| f.lookups.iter())
+            .filter(|(entity, _)| *entity == model.key)
+            .map(|(_, via)| via.as_str())
+            .collect();
+        vias.sort_unstable();
+        vias.dedup();
+        for via in vias {
+            let mut job = NewJob::new(
+                RECOMPUTE_JOB,
+                json!(Payload {
+                    entity: dependent.key.clone(),
+                    definition_id: dependent.definition_id,
+                    reason: format!("{} {changed} changed", model.key),
+                    referring: Some(Referring {
+                        field: via.to_owned(),
+                        target: changed,
+                    }),
+                }),
+            );
+            job.workspace_id = Some(workspace_id);
+            jobs::enqueue(conn, clock, job).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any formula of `snapshot` looks up records of `model`.
+pub fn is_looked_up(snapshot: &crate::definitions::Snapshot, model: &EntityModel) -> bool {
+    snapshot.entities().iter().any(|dependent| {
+        dependent
+            .scripts
+            .formulas
+            .iter()
+            .any(|f| f.lookups.iter().any(|(entity, _)| *entity == model.key))
+    })
+}
+
+/// `records.recompute`: recomputes the formulas of every record of one entity.
+#[derive(Debug)]
+pub struct Recompute {
+    /// The definitions.
+    pub registry: Arc<Registry>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Recompute {
+    fn kind(&self) -> &'static str {
+        RECOMPUTE_JOB
+    }
+
+    async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+        let payload: Payload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Fatal(format!("malformed recompute payload: {e}")))?;
+        let workspace_id = job
+            .workspace_id
+            .ok_or_else(|| JobFailure::Fatal("a recompute belongs to a workspace".to_owned()))?;
+        let mut at: Checkpoint = job
+            .checkpoint
+            .clone()
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default();
+        let records = Records {
+            db: &ctx.db,
+            clock: &ctx.clock,
+            registry: &self.registry,
+        };
+        loop {
+            let Some(workspace) = store::workspaces::find(ctx.db.conn(), workspace_id).await?
+            else {
+                return Ok(());
+            };
+            let snapshot = self
+                .registry
+                .snapshot(&ctx.db, workspace_id, workspace.definitions_generation)
+                .await?;
+            // The entity was removed (or replaced under its key): nothing left to compute.
+            let Some(model) = snapshot
+                .entity(&payload.entity)
+                .filter(|m| m.definition_id == payload.definition_id)
+            else {
+                return Ok(());
+            };
+            let batch = match &payload.referring {
+                None => rows::scan(ctx.db.conn(), &model.table(), at.after, BATCH).await?,
+                Some(referring) => {
+                    let mut ids = rows::referring_ids(
+                        ctx.db.conn(),
+                        &model.table(),
+                        &referring.field,
+                        referring.target,
+                    )
+                    .await?;
+                    ids.sort_unstable();
+                    let mut found = Vec::new();
+                    for id in ids
+                        .into_iter()
+                        .filter(|id| at.after.is_none_or(|after| *id > after))
+                        .take(BATCH as usize)
+                    {
+                        if let Some(row) = rows::find(ctx.db.conn(), &model.table(), id).await? {
+                            found.push(row);
+                        }
+                    }
+                    found
+                }
+            };
+            let Some(last) = batch.last().map(|row| row.id) else {
+                return Ok(());
+            };
+            let world = ScriptWorld::system(
+                ctx.clock.now(),
+                crate::workspaces::check_time_zone(&workspace.time_zone)
+                    .unwrap_or(chrono_tz::Asia::Shanghai),
+                Arc::new(
+                    crate::calendar::BusinessCalendar::from_json(&workspace.calendar)
+                        .unwrap_or_default(),
+                ),
+            )
+            .without_rules();
+            let mut updates = Vec::new();
+            for row in &batch {
+                let mut doc = row.doc.clone();
+                let mut problems = Vec::new();
+                records
+                    .derive(&snapshot, &model, &mut doc, None, &world, "", &mut problems)
+                    .await?;
+                if !problems.is_empty() {
+                    at.failed += 1;
+                    if at.failures.len() < KEPT_FAILURES {
+                        at.failures
+                            .push(json!({"record": row.id, "errors": problems}));
+                    }
+                } else if doc == row.doc {
+                    at.unchanged += 1;
+                } else {
+                    updates.push((row.id, row.version, doc));
+                }
+            }
+            let written = write(&ctx.db, &model, updates).await?;
+            at.changed += written.0;
+            at.skipped += written.1;
+            at.after = Some(last);
+            let done = at.changed + at.unchanged + at.skipped + at.failed;
+            let checkpoint = serde_json::to_value(&at).map_err(Error::internal)?;
+            ctx.progress(done, None, Some(checkpoint)).await?;
+            if (batch.len() as u64) < BATCH {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Stores recomputed documents of records still at their read version: (written, skipped).
+async fn write(
+    db: &store::Db,
+    model: &EntityModel,
+    updates: Vec<(Uuid, i64, serde_json::Map<String, Value>)>,
+) -> Result<(i64, i64)> {
+    if updates.is_empty() {
+        return Ok((0, 0));
+    }
+    let tx = db.write(Sharing::Alone).await?;
+    let (mut written, mut skipped) = (0, 0);
+    for (id, version, doc) in updates {
+        if rows::set_derived(&tx, &model.table(), id, version, doc).await? {
+            written += 1;
+        } else {
+            skipped += 1;
+        }
+    }
+    match tx.commit().await? {
+        Outcome::Committed => Ok((written, skipped)),
+        Outcome::RunAgain => Err(Error::Unavailable(
+            "the recompute batch was rolled back; it runs again".to_owned(),
+        )),
+    }
+}
+
+/// The kind of the hourly job that starts each day's recompute of formulas reading the clock.
+pub const VOLATILE_JOB: &str = "records.recompute_volatile";
+
+/// `records.recompute_volatile` (hourly): for every entity with formulas that read the clock,
+/// enqueues one recompute per day in its workspace's time zone, the first hour after midnight
+/// there (deduplicated by entity and local date, across processes).
+#[derive(Debug)]
+pub struct VolatileSweep {
+    /// The definitions.
+    pub registry: Arc<Registry>,
+}
+
+#[async_trait::async_trait]
+impl Handler for VolatileSweep {
+    fn kind(&self) -> &'static str {
+        VOLATILE_JOB
+    }
+
+    async fn run(&self, ctx: &JobContext, _job: &JobRow) -> Result<(), JobFailure> {
+        let now = ctx.clock.now();
+        for workspace in store::workspaces::all(ctx.db.conn()).await? {
+            let snapshot = self
+                .registry
+                .snapshot(&ctx.db, workspace.id, workspace.definitions_generation)
+                .await?;
+            let zone = crate::workspaces::check_time_zone(&workspace.time_zone)
+                .unwrap_or(chrono_tz::Asia::Shanghai);
+            let today = now.with_timezone(&zone).date_naive();
+            for model in snapshot
+                .entities()
+                .into_iter()
+                .filter(|m| m.scripts.is_volatile())
+            {
+                let mut job = NewJob::new(
+                    RECOMPUTE_JOB,
+                    json!(Payload {
+                        entity: model.key.clone(),
+                        definition_id: model.definition_id,
+                        reason: format!("daily recompute for {today}"),
+                        referring: None,
+                    }),
+                );
+                job.workspace_id = Some(workspace.id);
+                job.dedupe_key = Some(format!(
+                    "{RECOMPUTE_JOB}:volatile:{}:{today}",
+                    model.definition_id
+                ));
+                jobs::enqueue(ctx.db.conn(), &ctx.clock, job).await?;
+            }
+        }
+        Ok(())
+    }
+}
