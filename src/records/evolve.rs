@@ -121,7 +121,7 @@ pub fn convert(
             new.kind.name()
         ))
     };
-    let encode = |api: Value| codec::encode(new, &api, "").map_err(|e| e.message);
+    let encode = |api: Value| codec::encode_value(new, &api, "").map_err(|e| e.message);
     match &new.kind {
         FieldKind::Text
         | FieldKind::LongText

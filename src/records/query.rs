@@ -878,7 +878,7 @@ impl Resolver<'_> {
                 }
             };
         }
-        match codec::encode(field, value, pointer) {
+        match codec::encode_value(field, value, pointer) {
             Ok(Some(stored)) => match codec::scalar_of(field, &stored) {
                 Some(scalar) => Some(scalar),
                 None => {
