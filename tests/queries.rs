@@ -240,7 +240,6 @@ async fn random_filters_agree_with_in_memory_evaluation(backend: Backend) {
         now: chrono::Utc::now(),
         time_zone: chrono_tz::Asia::Shanghai,
         policy: None,
-        calendar: Default::default(),
     };
     for case in 0..60 {
         let filter = random_condition(&mut rng, 0);

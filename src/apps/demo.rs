@@ -1840,7 +1840,6 @@ impl Gen {
             put(f, "region", city.region);
             put(f, "source", source);
             put(f, "lifecycle_stage", "first_contact");
-            put(f, "tier", tier);
             if self.chance(0.85) {
                 let phone = if individual {
                     seed.as_ref()
@@ -2582,7 +2581,6 @@ fn customer_history(customers: &mut [Customer], deals: &[Deal], follow_ups: &[(u
                 };
                 if upgraded != tier {
                     tier = upgraded;
-                    put(&mut f, "tier", tier);
                 }
             }
             customer.draft.changes.push((at, f));

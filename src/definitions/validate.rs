@@ -93,15 +93,7 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
                     continue;
                 };
                 let kind = field.get("x-kind").and_then(Value::as_str).unwrap_or("");
-                if [
-                    "multi_select",
-                    "sub_table",
-                    "attachment",
-                    "formula",
-                    "rollup",
-                ]
-                .contains(&kind)
-                {
+                if ["multi_select", "sub_table", "attachment"].contains(&kind) {
                     problems.push(FieldError::new(
                         pointer,
                         "field_kind",
