@@ -17,6 +17,111 @@ fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
+/// A rollup's child entity, reference, aggregated field and result kind fit together.
+fn check_rollup(
+    parent_key: &str,
+    field: &Value,
+    rollup: &Value,
+    child: &Value,
+    pointer: &str,
+    problems: &mut Vec<FieldError>,
+) {
+    let text = |key: &str| rollup.get(key).and_then(Value::as_str).unwrap_or_default();
+    let child_field = |key: &str| child.pointer(&format!("/properties/{}", escape(key)));
+    let via = child_field(text("via"));
+    let via_target = via
+        .and_then(|v| v.pointer("/x-reference/entity"))
+        .and_then(Value::as_str);
+    if via_target != Some(parent_key) {
+        problems.push(FieldError::new(
+            format!("{pointer}/x-rollup/via"),
+            "unknown_field",
+            format!(
+                "{:?} is not a reference from {:?} to {parent_key:?}",
+                text("via"),
+                text("entity")
+            ),
+        ));
+    }
+    let op = text("op");
+    let result = field.get("x-result").and_then(Value::as_str);
+    if op == "count" {
+        if !matches!(result, None | Some("integer" | "number")) {
+            problems.push(FieldError::new(
+                format!("{pointer}/x-result"),
+                "field_kind",
+                "a count is an integer or a number",
+            ));
+        }
+        return;
+    }
+    let Some(aggregated) = rollup.get("field").and_then(Value::as_str) else {
+        problems.push(FieldError::new(
+            format!("{pointer}/x-rollup"),
+            "required",
+            format!("a {op} names the field it aggregates"),
+        ));
+        return;
+    };
+    let Some(source) = child_field(aggregated) else {
+        problems.push(FieldError::new(
+            format!("{pointer}/x-rollup/field"),
+            "unknown_field",
+            format!("{:?} has no field {aggregated:?}", text("entity")),
+        ));
+        return;
+    };
+    let source_kind = source.get("x-kind").and_then(Value::as_str).unwrap_or("text");
+    let source_kind = if matches!(source_kind, "formula" | "rollup") {
+        source
+            .get("x-result")
+            .and_then(Value::as_str)
+            .unwrap_or("number")
+    } else {
+        source_kind
+    };
+    let numeric = ["integer", "number", "money", "percent"].contains(&source_kind);
+    let fits_source = match op {
+        "sum" | "avg" => numeric,
+        _ => numeric || DATE_KINDS.contains(&source_kind),
+    };
+    if !fits_source {
+        problems.push(FieldError::new(
+            format!("{pointer}/x-rollup/field"),
+            "field_kind",
+            format!("a {op} cannot aggregate {source_kind} values"),
+        ));
+        return;
+    }
+    // The result keeps the values' kind: money stays money in its currency, dates stay dates.
+    let expected: &[&str] = match (op, source_kind) {
+        (_, "money") => &["money"],
+        ("min" | "max", "date") => &["date"],
+        ("min" | "max", "datetime") => &["datetime"],
+        ("avg", _) => &["number"],
+        (_, "integer") => &["integer", "number"],
+        _ => &["number"],
+    };
+    let result = result.unwrap_or("number");
+    let same_currency = source_kind != "money"
+        || source.get("x-currency") == field.get("x-currency");
+    if !expected.contains(&result) || !same_currency {
+        problems.push(FieldError::new(
+            format!("{pointer}/x-result"),
+            "field_kind",
+            format!(
+                "a {op} of {source_kind} values is {}{}",
+                expected.join(" or "),
+                if source_kind == "money" {
+                    " in the same currency (x-currency)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+}
+
 /// Every problem with one document on its own: its meta-schema, then kind-specific rules.
 pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldError> {
     let validator = match kind {
@@ -295,7 +400,7 @@ pub fn check_publish(
 pub fn check_references(
     set: &DefinitionSet,
     kind: Kind,
-    _key: &str,
+    key: &str,
     document: &Value,
     prefix: &str,
 ) -> Vec<FieldError> {
@@ -306,6 +411,23 @@ pub fn check_references(
                 return problems;
             };
             for (name, field) in properties {
+                if let Some(rollup) = field.get("x-rollup") {
+                    let pointer = format!("{prefix}/properties/{}", escape(name));
+                    // The entity being saved may roll itself up (a tree of records).
+                    let child = rollup
+                        .get("entity")
+                        .and_then(Value::as_str)
+                        .and_then(|target| {
+                            if target == key {
+                                Some(document)
+                            } else {
+                                set.get(Kind::Entity, target)
+                            }
+                        });
+                    if let Some(child) = child {
+                        check_rollup(key, field, rollup, child, &pointer, &mut problems);
+                    }
+                }
                 for (keyword, target) in [
                     ("x-reference", field.pointer("/x-reference/entity")),
                     ("x-rollup", field.pointer("/x-rollup/entity")),

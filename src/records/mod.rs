@@ -10,6 +10,7 @@ pub mod evolve;
 pub mod guard;
 pub mod query;
 pub mod recompute;
+pub mod rollups;
 pub mod schema;
 pub mod scripting;
 pub mod sharing;
@@ -954,7 +955,9 @@ impl Records<'_> {
         // A single create is buffered in the group and written with the others' in one
         // statement, unless a unique index is still being built (the check below then reads the
         // table, which does not hold the group's buffered rows yet).
+        let rolled_up = !rollups::targets(&snapshot, &model.key).is_empty();
         let buffered = !batch
+            && !rolled_up
             && model
                 .indexes()
                 .iter()
@@ -1003,6 +1006,14 @@ impl Records<'_> {
                 .collect();
             self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
                 .await?;
+            if rolled_up {
+                let changes = new_rows
+                    .iter()
+                    .map(|r| (None, Some(r.doc.clone())))
+                    .collect();
+                self.roll_up(&tx, &snapshot, &world, &model, changes)
+                    .await?;
+            }
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             let history: Vec<HistoryRow> = new_rows
                 .iter()
@@ -1194,6 +1205,14 @@ impl Records<'_> {
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             self.recompute_lookups(&tx, ctx, &snapshot, &[(model.clone(), id)])
                 .await?;
+            self.roll_up(
+                &tx,
+                &snapshot,
+                &world,
+                &model,
+                vec![(Some(row.doc.clone()), Some(doc.clone()))],
+            )
+            .await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
@@ -1256,6 +1275,7 @@ impl Records<'_> {
         // Breadth-first over what the delete reaches, each record once.
         let mut queue = vec![(model.clone(), id)];
         let mut deleted = vec![(model.clone(), id)];
+        let mut cleared = Vec::new();
         let mut visited: HashSet<Uuid> = HashSet::from([id]);
         while let Some((parent, parent_id)) = queue.pop() {
             for referrer in snapshot.referrers(&parent.key) {
@@ -1283,6 +1303,12 @@ impl Records<'_> {
                             rows::clear_references(&tx, &table, &referrer.field, parent_id, stamp)
                                 .await?
                         {
+                            cleared.push((
+                                referrer.entity.clone(),
+                                referrer.field.clone(),
+                                child,
+                                parent_id,
+                            ));
                             history.push(self.history_row(
                                 ctx,
                                 &referrer.entity,
@@ -1326,8 +1352,109 @@ impl Records<'_> {
         }
         self.recompute_lookups(&tx, ctx, &snapshot, &deleted)
             .await?;
+        let world = scripting::ScriptWorld::of(ctx, now);
+        for (child, changes) in Self::deleted_changes(&tx, &snapshot, deleted, cleared).await? {
+            self.roll_up(&tx, &snapshot, &world, &child, changes)
+                .await?;
+        }
         rows::insert_history(&tx, &history).await?;
         committed(tx.commit().await?)?;
+        Ok(())
+    }
+
+    /// The changes a delete made to rolled-up records, by entity: deleted records leave their
+    /// parents, and records whose reference was cleared leave the deleted one.
+    #[allow(clippy::type_complexity)]
+    async fn deleted_changes(
+        tx: &store::Write,
+        snapshot: &Snapshot,
+        deleted: Vec<(Arc<EntityModel>, Uuid)>,
+        cleared: Vec<(Arc<EntityModel>, String, Uuid, Uuid)>,
+    ) -> Result<Vec<(Arc<EntityModel>, Vec<rollups::Change>)>> {
+        let mut by_entity: BTreeMap<String, (Arc<EntityModel>, Vec<rollups::Change>)> =
+            BTreeMap::new();
+        for (model, id) in deleted {
+            if rollups::targets(snapshot, &model.key).is_empty() {
+                continue;
+            }
+            if let Some(row) = rows::find(tx, &model.table(), id).await? {
+                by_entity
+                    .entry(model.key.clone())
+                    .or_insert_with(|| (model.clone(), Vec::new()))
+                    .1
+                    .push((Some(row.doc), None));
+            }
+        }
+        for (model, field, id, parent) in cleared {
+            if rollups::targets(snapshot, &model.key).is_empty() {
+                continue;
+            }
+            if let Some(row) = rows::find(tx, &model.table(), id).await?
+                && row.deleted_at.is_none()
+            {
+                let mut before = row.doc.clone();
+                before.insert(field, Value::String(parent.to_string()));
+                by_entity
+                    .entry(model.key.clone())
+                    .or_insert_with(|| (model.clone(), Vec::new()))
+                    .1
+                    .push((Some(before), Some(row.doc)));
+            }
+        }
+        Ok(by_entity.into_values().collect())
+    }
+
+    /// After a restore: restored records count again in their parents' rollups, and restored
+    /// parents recompute theirs (references cleared meanwhile are not restored).
+    async fn roll_up_restored(
+        &self,
+        tx: &store::Write,
+        ctx: &Context,
+        snapshot: &Snapshot,
+        restored: &[(Arc<EntityModel>, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let world = scripting::ScriptWorld::of(ctx, now);
+        let mut by_entity: BTreeMap<String, (Arc<EntityModel>, Vec<rollups::Change>)> =
+            BTreeMap::new();
+        for (model, id) in restored {
+            let has_rollups = rollups::has_rollups(model);
+            let is_child = !rollups::targets(snapshot, &model.key).is_empty();
+            if !has_rollups && !is_child {
+                continue;
+            }
+            let Some(row) = rows::find(tx, &model.table(), *id).await? else {
+                continue;
+            };
+            let mut doc = row.doc.clone();
+            if has_rollups {
+                rollups::fill(
+                    tx,
+                    &|key: &str| snapshot.entity(key).map(|m| m.table()),
+                    model,
+                    *id,
+                    &mut doc,
+                )
+                .await?;
+                let mut problems = Vec::new();
+                let quiet = world.clone().without_rules();
+                self.derive(snapshot, model, &mut doc, None, &quiet, "", &mut problems)
+                    .await?;
+                if doc != row.doc {
+                    rows::set_derived_version(tx, &model.table(), *id, doc.clone()).await?;
+                }
+            }
+            if is_child {
+                by_entity
+                    .entry(model.key.clone())
+                    .or_insert_with(|| (model.clone(), Vec::new()))
+                    .1
+                    .push((None, Some(doc)));
+            }
+        }
+        for (model, changes) in by_entity.into_values() {
+            self.roll_up(tx, snapshot, &world, &model, changes).await?;
+        }
         Ok(())
     }
 
@@ -1424,6 +1551,8 @@ impl Records<'_> {
             }
         }
         self.recompute_lookups(&tx, ctx, &snapshot, &back).await?;
+        self.roll_up_restored(&tx, ctx, &snapshot, &back, now)
+            .await?;
         rows::insert_history(&tx, &history).await?;
         committed(tx.commit().await?)?;
         self.get(ctx, entity, &id.to_string(), false).await
@@ -1970,6 +2099,32 @@ pub async fn import_in(
         if let Some(model) = models.get(entity) {
             rows::insert(conn, &model.table(), rows_of_entity).await?;
         }
+    }
+    // Rollups once every record is in, then the formulas reading them.
+    let tables: HashMap<String, String> = models
+        .iter()
+        .map(|(key, model)| (key.clone(), model.table()))
+        .collect();
+    let table_of = |key: &str| tables.get(key).cloned();
+    let quiet = world.clone().without_rules();
+    for (entity, rows_of_entity) in &by_entity {
+        let Some(model) = models.get(entity).filter(|m| rollups::has_rollups(m)) else {
+            continue;
+        };
+        for row in rows_of_entity {
+            let mut doc = row.doc.clone();
+            rollups::fill(conn, &table_of, model, row.id, &mut doc).await?;
+            scripting::derive_now(model, &mut doc, None, &quiet, "", &mut problems);
+            if doc != row.doc {
+                rows::set_derived(conn, &model.table(), row.id, row.version, doc, false).await?;
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::invalid_all(
+            "the imported records are invalid",
+            problems,
+        ));
     }
     rows::insert_history(conn, &history).await?;
     Ok(total)

@@ -237,6 +237,14 @@ impl Handler for Recompute {
             let mut updates = Vec::new();
             for row in &batch {
                 let mut doc = row.doc.clone();
+                super::rollups::fill(
+                    ctx.db.conn(),
+                    &|key: &str| snapshot.entity(key).map(|m| m.table()),
+                    &model,
+                    row.id,
+                    &mut doc,
+                )
+                .await?;
                 let mut problems = Vec::new();
                 records
                     .derive(&snapshot, &model, &mut doc, None, &world, "", &mut problems)
@@ -250,7 +258,11 @@ impl Handler for Recompute {
                 } else if doc == row.doc {
                     at.unchanged += 1;
                 } else {
-                    updates.push((row.id, row.version, doc));
+                    let rolled = model.fields.iter().any(|f| {
+                        matches!(f.computed, Some(crate::definitions::entity::Computed::Rollup(_)))
+                            && doc.get(&f.key) != row.doc.get(&f.key)
+                    });
+                    updates.push((row.id, row.version, doc, rolled));
                 }
             }
             let written = write(&ctx.db, &model, updates).await?;
@@ -271,15 +283,15 @@ impl Handler for Recompute {
 async fn write(
     db: &store::Db,
     model: &EntityModel,
-    updates: Vec<(Uuid, i64, serde_json::Map<String, Value>)>,
+    updates: Vec<(Uuid, i64, serde_json::Map<String, Value>, bool)>,
 ) -> Result<(i64, i64)> {
     if updates.is_empty() {
         return Ok((0, 0));
     }
     let tx = db.write(Sharing::Alone).await?;
     let (mut written, mut skipped) = (0, 0);
-    for (id, version, doc) in updates {
-        if rows::set_derived(&tx, &model.table(), id, version, doc).await? {
+    for (id, version, doc, bump) in updates {
+        if rows::set_derived(&tx, &model.table(), id, version, doc, bump).await? {
             written += 1;
         } else {
             skipped += 1;

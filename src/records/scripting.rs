@@ -112,6 +112,7 @@ impl Records<'_> {
 const MAX_LOOKUPS: usize = 50;
 
 /// The script world of a write: clock, zone, calendar, and who writes.
+#[derive(Clone)]
 pub(crate) struct ScriptWorld {
     now: chrono::DateTime<chrono::Utc>,
     time_zone: chrono_tz::Tz,

@@ -381,6 +381,78 @@ pub async fn find(conn: &impl Conn, table: &str, id: Uuid) -> Result<Option<Reco
     }
 }
 
+/// One record by id, locked until the caller's transaction ends (PostgreSQL `FOR UPDATE`; on
+/// SQLite the write transaction holds the database's write lock already).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn find_for_update(
+    conn: &impl Conn,
+    table: &str,
+    id: Uuid,
+) -> Result<Option<RecordRow>> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    select_columns(&mut query, table);
+    query.and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)));
+    if backend == Backend::Postgres {
+        query.lock(sea_orm::sea_query::LockType::Update);
+    }
+    match conn.query_one(&query).await? {
+        Some(row) => Ok(Some(decode_row(&row, backend)?)),
+        None => Ok(None),
+    }
+}
+
+/// The stored documents of the live records whose reference field `key` points at `target`
+/// (a rollup computed from scratch for one parent; served by the reference's index).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn referring_docs(
+    conn: &impl Conn,
+    table: &str,
+    key: &str,
+    target: Uuid,
+) -> Result<Vec<Map<String, Value>>> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    select_columns(&mut query, table);
+    query
+        .and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(target.to_string()))
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null());
+    conn.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| decode_row(row, backend).map(|r| r.doc))
+        .collect()
+}
+
+/// Stores a document Formwork derived (rollups and the formulas reading them) with a new version,
+/// keeping the stamps of the last person's change; live and deleted records alike.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_derived_version(
+    conn: &impl Conn,
+    table: &str,
+    id: Uuid,
+    doc: Map<String, Value>,
+) -> Result<()> {
+    let backend = backend_of(conn);
+    let mut update = Query::update();
+    update
+        .table(Alias::new(table))
+        .value(Alias::new("doc"), Value::Object(doc))
+        .value(
+            Alias::new("version"),
+            Expr::col(Alias::new("version")).add(1),
+        )
+        .and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)));
+    conn.execute(&update).await?;
+    Ok(())
+}
+
 /// Live records among `ids`, within `scope` when given (share-locked on PostgreSQL so they
 /// cannot be deleted before the caller commits); returns the ids found.
 ///
@@ -509,9 +581,9 @@ pub async fn update(
     Ok(conn.execute(&update).await?.rows_affected() == 1)
 }
 
-/// Stores a recomputed document (formula values) of a record still at `version`, keeping its
-/// version and stamps: derived values are not a person's change. False when the record
-/// changed meanwhile (its writer computed the values itself).
+/// Stores a recomputed document (formula and rollup values) of a record still at `version`,
+/// keeping its stamps (derived values are not a person's change) and, unless `bump`, its
+/// version. False when the record changed meanwhile (its writer computed the values itself).
 ///
 /// # Errors
 /// `Error::Db`.
@@ -521,12 +593,21 @@ pub async fn set_derived(
     id: Uuid,
     version: i64,
     doc: Map<String, Value>,
+    bump: bool,
 ) -> Result<bool> {
     let backend = backend_of(conn);
     let mut update = Query::update();
     update
         .table(Alias::new(table))
-        .value(Alias::new("doc"), Value::Object(doc))
+        .value(Alias::new("doc"), Value::Object(doc));
+    if bump {
+        // Values a concurrent writer could overwrite (rollups) need a new version.
+        update.value(
+            Alias::new("version"),
+            Expr::col(Alias::new("version")).add(1),
+        );
+    }
+    update
         .and_where(Expr::col(Alias::new("id")).eq(uuid_value(backend, id)))
         .and_where(Expr::col(Alias::new("version")).eq(version));
     Ok(conn.execute(&update).await?.rows_affected() == 1)
