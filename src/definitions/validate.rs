@@ -71,7 +71,10 @@ fn check_rollup(
         ));
         return;
     };
-    let source_kind = source.get("x-kind").and_then(Value::as_str).unwrap_or("text");
+    let source_kind = source
+        .get("x-kind")
+        .and_then(Value::as_str)
+        .unwrap_or("text");
     let source_kind = if matches!(source_kind, "formula" | "rollup") {
         source
             .get("x-result")
@@ -103,8 +106,8 @@ fn check_rollup(
         _ => &["number"],
     };
     let result = result.unwrap_or("number");
-    let same_currency = source_kind != "money"
-        || source.get("x-currency") == field.get("x-currency");
+    let same_currency =
+        source_kind != "money" || source.get("x-currency") == field.get("x-currency");
     if !expected.contains(&result) || !same_currency {
         problems.push(FieldError::new(
             format!("{pointer}/x-result"),

@@ -516,6 +516,7 @@ impl Records<'_> {
             }
         }
         codec::apply_totals(model, &mut doc);
+        rollups::initial(model, &mut doc);
         doc
     }
 
@@ -1415,45 +1416,45 @@ impl Records<'_> {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let world = scripting::ScriptWorld::of(ctx, now);
+        // Restored records count again in their parents first; then restored parents recompute
+        // theirs from scratch, which includes children restored with them.
         let mut by_entity: BTreeMap<String, (Arc<EntityModel>, Vec<rollups::Change>)> =
             BTreeMap::new();
         for (model, id) in restored {
-            let has_rollups = rollups::has_rollups(model);
-            let is_child = !rollups::targets(snapshot, &model.key).is_empty();
-            if !has_rollups && !is_child {
+            if rollups::targets(snapshot, &model.key).is_empty() {
                 continue;
             }
-            let Some(row) = rows::find(tx, &model.table(), *id).await? else {
-                continue;
-            };
-            let mut doc = row.doc.clone();
-            if has_rollups {
-                rollups::fill(
-                    tx,
-                    &|key: &str| snapshot.entity(key).map(|m| m.table()),
-                    model,
-                    *id,
-                    &mut doc,
-                )
-                .await?;
-                let mut problems = Vec::new();
-                let quiet = world.clone().without_rules();
-                self.derive(snapshot, model, &mut doc, None, &quiet, "", &mut problems)
-                    .await?;
-                if doc != row.doc {
-                    rows::set_derived_version(tx, &model.table(), *id, doc.clone()).await?;
-                }
-            }
-            if is_child {
+            if let Some(row) = rows::find(tx, &model.table(), *id).await? {
                 by_entity
                     .entry(model.key.clone())
                     .or_insert_with(|| (model.clone(), Vec::new()))
                     .1
-                    .push((None, Some(doc)));
+                    .push((None, Some(row.doc)));
             }
         }
         for (model, changes) in by_entity.into_values() {
             self.roll_up(tx, snapshot, &world, &model, changes).await?;
+        }
+        let quiet = world.clone().without_rules();
+        for (model, id) in restored.iter().filter(|(m, _)| rollups::has_rollups(m)) {
+            let Some(row) = rows::find(tx, &model.table(), *id).await? else {
+                continue;
+            };
+            let mut doc = row.doc.clone();
+            rollups::fill(
+                tx,
+                &|key: &str| snapshot.entity(key).map(|m| m.table()),
+                model,
+                *id,
+                &mut doc,
+            )
+            .await?;
+            let mut problems = Vec::new();
+            self.derive(snapshot, model, &mut doc, None, &quiet, "", &mut problems)
+                .await?;
+            if doc != row.doc {
+                rows::set_derived_version(tx, &model.table(), *id, doc).await?;
+            }
         }
         Ok(())
     }

@@ -259,8 +259,10 @@ impl Handler for Recompute {
                     at.unchanged += 1;
                 } else {
                     let rolled = model.fields.iter().any(|f| {
-                        matches!(f.computed, Some(crate::definitions::entity::Computed::Rollup(_)))
-                            && doc.get(&f.key) != row.doc.get(&f.key)
+                        matches!(
+                            f.computed,
+                            Some(crate::definitions::entity::Computed::Rollup(_))
+                        ) && doc.get(&f.key) != row.doc.get(&f.key)
                     });
                     updates.push((row.id, row.version, doc, rolled));
                 }

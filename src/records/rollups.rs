@@ -87,7 +87,10 @@ fn number(value: Option<&Value>) -> Option<Decimal> {
 fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (number(Some(a)), number(Some(b))) {
         (Some(x), Some(y)) => x.cmp(&y),
-        _ => a.as_str().unwrap_or_default().cmp(b.as_str().unwrap_or_default()),
+        _ => a
+            .as_str()
+            .unwrap_or_default()
+            .cmp(b.as_str().unwrap_or_default()),
     }
 }
 
@@ -157,7 +160,11 @@ fn from_scratch(spec: &RollupSpec, children: &[Map<String, Value>]) -> (State, O
     let mut state = State::default();
     let mut extreme: Option<Value> = None;
     for doc in children {
-        let value = spec.field.as_ref().and_then(|f| doc.get(f)).filter(|v| !v.is_null());
+        let value = spec
+            .field
+            .as_ref()
+            .and_then(|f| doc.get(f))
+            .filter(|v| !v.is_null());
         state.add(value, 1);
         if let Some(value) = value {
             let better = extreme.as_ref().is_none_or(|current| {
@@ -301,13 +308,11 @@ impl Records<'_> {
                     if doc == row.doc {
                         continue;
                     }
-                    rows::set_derived_version(tx, &parent.table(), parent_id, doc.clone())
-                        .await?;
+                    rows::set_derived_version(tx, &parent.table(), parent_id, doc.clone()).await?;
                     let live = row.deleted_at.is_none();
-                    next.entry(parent_key).or_default().push((
-                        live.then_some(row.doc),
-                        live.then_some(doc),
-                    ));
+                    next.entry(parent_key)
+                        .or_default()
+                        .push((live.then_some(row.doc), live.then_some(doc)));
                 }
             }
             if next.is_empty() {
@@ -341,8 +346,8 @@ impl Records<'_> {
         let extreme_left = moves.iter().any(|m| {
             matches!(&m.removed, Some(Some(v)) if extreme.as_ref().is_some_and(|e| compare(v, e).is_eq()))
         });
-        let needs_scan = state.is_none()
-            || (matches!(spec.op, MetricOp::Min | MetricOp::Max) && extreme_left);
+        let needs_scan =
+            state.is_none() || (matches!(spec.op, MetricOp::Min | MetricOp::Max) && extreme_left);
         let state = if needs_scan {
             // The parent's children as this transaction sees them (the change included).
             let children = rows::referring_docs(tx, child_table, &spec.via, parent_id).await?;
@@ -381,7 +386,20 @@ impl Records<'_> {
         };
         Ok(())
     }
+}
 
+/// The rollups of a new record, which no record refers to yet: counts and sums are zero.
+pub fn initial(model: &EntityModel, doc: &mut Map<String, Value>) {
+    for field in &model.fields {
+        let Some(Computed::Rollup(spec)) = &field.computed else {
+            continue;
+        };
+        let state = State::default();
+        state.write(doc, &field.key);
+        if let Ok(Some(value)) = stored_value(field, spec.op, state, None) {
+            doc.insert(field.key.clone(), value);
+        }
+    }
 }
 
 /// Computes every rollup field of one parent record from its children (recomputes, restores,
@@ -444,10 +462,11 @@ mod tests {
             op: MetricOp::Max,
             field: Some("amount".to_owned()),
         };
-        let docs: Vec<Map<String, Value>> = [json!({"amount": 150}), json!({}), json!({"amount": 99})]
-            .into_iter()
-            .filter_map(|v| v.as_object().cloned())
-            .collect();
+        let docs: Vec<Map<String, Value>> =
+            [json!({"amount": 150}), json!({}), json!({"amount": 99})]
+                .into_iter()
+                .filter_map(|v| v.as_object().cloned())
+                .collect();
         let (state, extreme) = from_scratch(&spec, &docs);
         assert_eq!((state.children, state.values), (3, 2));
         assert_eq!(state.sum, Decimal::from(249));

@@ -386,11 +386,7 @@ pub async fn find(conn: &impl Conn, table: &str, id: Uuid) -> Result<Option<Reco
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn find_for_update(
-    conn: &impl Conn,
-    table: &str,
-    id: Uuid,
-) -> Result<Option<RecordRow>> {
+pub async fn find_for_update(conn: &impl Conn, table: &str, id: Uuid) -> Result<Option<RecordRow>> {
     let backend = backend_of(conn);
     let mut query = Query::select();
     select_columns(&mut query, table);
