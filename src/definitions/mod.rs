@@ -553,6 +553,9 @@ async fn follow_entity(
                 converted,
                 "stored values converted to the new field kinds"
             );
+            // Converted values feed this entity's formulas and other entities' rollups.
+            crate::records::recompute::schedule_after_conversion(conn, clock, workspace_id, &model)
+                .await?;
         }
     }
     Ok(())

@@ -211,6 +211,19 @@ impl Records<'_> {
         if !rows::tombstone(&tx, &model.table(), id, tomb, new_id(), stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
+        // An erased record no longer counts in its parents' rollups.
+        if row.deleted_at.is_none() {
+            let snapshot = self.snapshot(ctx.scope).await?;
+            let world = super::scripting::ScriptWorld::of(ctx, now);
+            self.roll_up(
+                &tx,
+                &snapshot,
+                &world,
+                &model,
+                vec![(Some(row.doc.clone()), None)],
+            )
+            .await?;
+        }
         let history_entries = rows::erase_history(&tx, model.definition_id, id, marker).await?;
         let attachments =
             rows::delete_attachments_of(&tx, ctx.scope.workspace_id, model.definition_id, id)

@@ -96,6 +96,49 @@ pub async fn schedule(
     jobs::enqueue(conn, clock, job).await
 }
 
+/// Enqueues, in the caller's transaction, the recomputes a conversion of `model`'s stored values
+/// calls for: its own formulas, and the rollups of every entity aggregating it.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn schedule_after_conversion(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    workspace_id: Uuid,
+    model: &EntityModel,
+) -> Result<()> {
+    if !model.scripts.formulas.is_empty() {
+        schedule(conn, clock, workspace_id, model, "values converted").await?;
+    }
+    for row in store::definitions::published(conn, workspace_id).await? {
+        let rolls_up = row.kind == "entity"
+            && row
+                .document
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|properties| {
+                    properties.values().any(|field| {
+                        field.pointer("/x-rollup/entity").and_then(Value::as_str)
+                            == Some(model.key.as_str())
+                    })
+                });
+        if rolls_up {
+            let mut job = NewJob::new(
+                RECOMPUTE_JOB,
+                json!(Payload {
+                    entity: row.key.clone(),
+                    definition_id: row.id,
+                    reason: format!("{} values converted", model.key),
+                    referring: None,
+                }),
+            );
+            job.workspace_id = Some(workspace_id);
+            jobs::enqueue(conn, clock, job).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Enqueues, in the caller's transaction, a recompute of the records whose formulas look up
 /// `changed` (a record of `model` just changed, deleted or restored), for every entity of
 /// `snapshot` with such formulas.
