@@ -180,13 +180,19 @@ pub(crate) fn evaluate(
 ) -> std::result::Result<Pass, Vec<FieldError>> {
     let engine = crate::script::shared();
     let env = world.env(loaded);
-    let mut record = formulas::record_map(model, doc);
+    let check_rules = world.rules && !model.scripts.rules.is_empty();
+    // Rules may read any field (even by a computed key); formulas name theirs.
+    let mut record = if check_rules {
+        formulas::record_map(model, doc)
+    } else {
+        formulas::formula_inputs(model, doc)
+    };
     let results = match formulas::compute(&engine, model, &mut record, &env, prefix)? {
         Ok(results) => results,
         Err(Pending::Lookups(wanted)) => return Ok(Err(wanted)),
         Err(Pending::Nothing) => Vec::new(),
     };
-    if world.rules && !model.scripts.rules.is_empty() {
+    if check_rules {
         let old = old.map(|o| formulas::record_map(model, o));
         if let Pending::Lookups(wanted) = formulas::check_rules(
             &engine,

@@ -62,6 +62,8 @@ pub struct Plan {
     pub formulas: Vec<FormulaPlan>,
     /// Validation rules, in definition order.
     pub rules: Vec<RulePlan>,
+    /// The fields formulas read, each once (a record map for formulas alone needs only these).
+    pub inputs: Vec<String>,
 }
 
 impl Plan {
@@ -193,10 +195,14 @@ pub fn plan(engine: &ScriptEngine, document: &Value, prefix: &str) -> (Plan, Vec
     }
     let ordered = order(&formulas, &order_of_definition, prefix, &mut problems);
     let rules = plan_rules(engine, document, prefix, &kind_of, &mut problems);
+    let mut inputs: Vec<String> = ordered.iter().flat_map(|f| f.reads.clone()).collect();
+    inputs.sort();
+    inputs.dedup();
     (
         Plan {
             formulas: ordered,
             rules,
+            inputs,
         },
         problems,
     )
@@ -567,6 +573,21 @@ pub fn check_rules(
 /// The script map of a record's stored document.
 pub fn record_map(model: &EntityModel, doc: &serde_json::Map<String, Value>) -> RhaiMap {
     values::record_map(model, doc)
+}
+
+/// The script map of the fields formulas read (all they need when no rule runs after them).
+pub fn formula_inputs(model: &EntityModel, doc: &serde_json::Map<String, Value>) -> RhaiMap {
+    let mut map = RhaiMap::new();
+    for key in &model.scripts.inputs {
+        if let Some(field) = model.field(key) {
+            map.insert(
+                key.as_str().into(),
+                doc.get(key)
+                    .map_or(Dynamic::UNIT, |stored| values::field_value(field, stored)),
+            );
+        }
+    }
+    map
 }
 
 /// Whether `field` is computed by a formula.

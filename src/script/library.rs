@@ -5,7 +5,9 @@
 //! missing answers `()` instead of failing, so formulas over optional fields stay simple.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map as RhaiMap};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map as RhaiMap,
+};
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -28,28 +30,54 @@ fn fail(message: impl Into<String>) -> Box<EvalAltResult> {
 /// loads it and runs the script again; users never see it).
 pub const LOOKUP_PENDING: &str = "lookup pending";
 
-/// Registers the library on `engine`.
+/// Registers the library on `engine`. Functions reading the clock, the calendar, the time zone
+/// or loaded records are volatile: the optimizer never evaluates them at compile time (it does
+/// evaluate the others on constant arguments, such as `decimal("0.13")`).
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("now", now);
-    engine.register_fn("today", today);
+    FuncRegistration::new("now")
+        .with_volatility(true)
+        .register_into_engine(engine, now);
+    FuncRegistration::new("today")
+        .with_volatility(true)
+        .register_into_engine(engine, today);
     engine.register_fn("date", make_date);
-    engine.register_fn("days_between", days_between);
-    engine.register_fn("add_days", add_days);
-    engine.register_fn("add_months", add_months);
-    engine.register_fn("add_working_days", add_working_days);
-    engine.register_fn("working_days_between", working_days_between);
-    engine.register_fn("is_working_day", is_working_day);
-    engine.register_fn("year", |d: Dynamic| date_part(&d, |d| i64::from(d.year())));
-    engine.register_fn("month", |d: Dynamic| {
-        date_part(&d, |d| i64::from(d.month()))
-    });
-    engine.register_fn("day", |d: Dynamic| date_part(&d, |d| i64::from(d.day())));
-    engine.register_fn("quarter", |d: Dynamic| {
-        date_part(&d, |d| i64::from((d.month() - 1) / 3 + 1))
-    });
-    engine.register_fn("weekday", |d: Dynamic| {
-        date_part(&d, |d| i64::from(d.weekday().number_from_monday()))
-    });
+    FuncRegistration::new("days_between")
+        .with_volatility(true)
+        .register_into_engine(engine, days_between);
+    FuncRegistration::new("add_days")
+        .with_volatility(true)
+        .register_into_engine(engine, add_days);
+    FuncRegistration::new("add_months")
+        .with_volatility(true)
+        .register_into_engine(engine, add_months);
+    FuncRegistration::new("add_working_days")
+        .with_volatility(true)
+        .register_into_engine(engine, add_working_days);
+    FuncRegistration::new("working_days_between")
+        .with_volatility(true)
+        .register_into_engine(engine, working_days_between);
+    FuncRegistration::new("is_working_day")
+        .with_volatility(true)
+        .register_into_engine(engine, is_working_day);
+    FuncRegistration::new("year")
+        .with_volatility(true)
+        .register_into_engine(engine, |d: Dynamic| date_part(&d, |d| i64::from(d.year())));
+    FuncRegistration::new("month")
+        .with_volatility(true)
+        .register_into_engine(engine, |d: Dynamic| date_part(&d, |d| i64::from(d.month())));
+    FuncRegistration::new("day")
+        .with_volatility(true)
+        .register_into_engine(engine, |d: Dynamic| date_part(&d, |d| i64::from(d.day())));
+    FuncRegistration::new("quarter")
+        .with_volatility(true)
+        .register_into_engine(engine, |d: Dynamic| {
+            date_part(&d, |d| i64::from((d.month() - 1) / 3 + 1))
+        });
+    FuncRegistration::new("weekday")
+        .with_volatility(true)
+        .register_into_engine(engine, |d: Dynamic| {
+            date_part(&d, |d| i64::from(d.weekday().number_from_monday()))
+        });
     engine.register_fn("decimal", to_decimal);
     engine.register_fn("round_to", round_to);
     engine.register_fn("empty", |value: Dynamic| is_empty(&value));
@@ -76,7 +104,9 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("pluck", |rows: Array, column: ImmutableString| {
         pluck(&rows, &column)
     });
-    engine.register_fn("lookup", lookup);
+    FuncRegistration::new("lookup")
+        .with_volatility(true)
+        .register_into_engine(engine, lookup);
 }
 
 fn now() -> Dynamic {

@@ -60,6 +60,9 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The world the evaluation running on this thread sees (clock, calendar, lookups).
     static ENV: RefCell<Option<Rc<Env>>> = const { RefCell::new(None) };
+    /// A scope kept between evaluations on this thread, so its storage is not allocated anew
+    /// for every record.
+    static SCOPE: RefCell<Scope<'static>> = RefCell::new(Scope::new());
 }
 
 /// What an evaluation sees beyond its variables: the clock in the workspace's time zone, the
@@ -115,10 +118,11 @@ impl Env {
 
 impl Default for Env {
     fn default() -> Self {
+        static CALENDAR: OnceLock<Arc<BusinessCalendar>> = OnceLock::new();
         Self::new(
             Utc::now(),
             chrono_tz::Asia::Shanghai,
-            Arc::new(BusinessCalendar::default()),
+            CALENDAR.get_or_init(Arc::default).clone(),
         )
     }
 }
@@ -189,6 +193,8 @@ impl ScriptEngine {
                 })
             });
         engine.disable_symbol("eval");
+        // Constant arguments of pure library functions fold at compile time.
+        engine.set_optimization_level(rhai::OptimizationLevel::Full);
         library::register(&mut engine);
         Self { engine, limits }
     }
@@ -243,15 +249,23 @@ impl ScriptEngine {
         variables: Vec<(&str, Dynamic)>,
         pointer: &str,
     ) -> Result<Dynamic, Error> {
-        let mut scope = Scope::with_capacity(variables.len());
-        for (name, value) in variables {
-            scope.push_constant_dynamic(name, value);
-        }
         DEADLINE.with(|deadline| deadline.set(Some(Instant::now() + self.limits.wall_time)));
         ENV.with(|slot| *slot.borrow_mut() = Some(env.clone()));
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+        let run = |scope: &mut Scope<'static>| {
+            for (name, value) in variables {
+                scope.push_constant_dynamic(name, value);
+            }
+            let result = self
+                .engine
+                .eval_ast_with_scope::<Dynamic>(scope, &script.ast);
+            scope.clear();
+            result
+        };
+        let result = SCOPE.with(|kept| match kept.try_borrow_mut() {
+            Ok(mut scope) => run(&mut scope),
+            // Only if an evaluation ever ran inside another on this thread.
+            Err(_) => run(&mut Scope::new()),
+        });
         ENV.with(|slot| *slot.borrow_mut() = None);
         DEADLINE.with(|deadline| deadline.set(None));
         result.map_err(|e| self.run_error(&e, pointer))
