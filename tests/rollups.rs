@@ -282,6 +282,43 @@ async fn rollups_stay_exact_under_random_changes(backend: Backend) {
     check(&admin, &accounts, "after recompute").await;
 }
 
+/// Concurrent writers of children of the same parents neither deadlock nor lose a count.
+async fn concurrent_children_keep_their_parents_exact(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    setup(&admin).await;
+    let mut accounts = Vec::new();
+    for name in ["A", "B"] {
+        let (_, body) = admin
+            .post(ACCOUNTS, json!({"fields": {"name": name}}))
+            .await;
+        accounts.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let creates = (0..24).map(|i| {
+        admin.post(
+            PAYMENTS,
+            json!({"fields": {"acct": accounts[i % 2], "amount": format!("{i}.50")}}),
+        )
+    });
+    let results = futures::future::join_all(creates).await;
+    let mut ids = Vec::new();
+    for (status, body) in results {
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    check(&admin, &accounts, "concurrent creates").await;
+    // Concurrent re-parents in both directions lock both parents in one order.
+    let paths: Vec<String> = ids.iter().map(|id| format!("{PAYMENTS}/{id}")).collect();
+    let moves = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| admin.patch(path, json!({"fields": {"acct": accounts[(i + 1) % 2]}})));
+    for (status, body) in futures::future::join_all(moves).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    check(&admin, &accounts, "concurrent re-parents").await;
+}
+
 async fn bad_rollups_are_refused_at_save(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
@@ -322,5 +359,6 @@ async fn bad_rollups_are_refused_at_save(backend: Backend) {
 
 both_databases!(
     rollups_stay_exact_under_random_changes,
+    concurrent_children_keep_their_parents_exact,
     bad_rollups_are_refused_at_save
 );

@@ -1005,8 +1005,8 @@ impl Records<'_> {
                     )
                 })
                 .collect();
-            self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
-                .await?;
+            // Parents are locked for update before the reference check share-locks them
+            // (PostgreSQL): taken the other way round, two writers would deadlock upgrading.
             if rolled_up {
                 let changes = new_rows
                     .iter()
@@ -1015,6 +1015,8 @@ impl Records<'_> {
                 self.roll_up(&tx, &snapshot, &world, &model, changes)
                     .await?;
             }
+            self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
+                .await?;
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             let history: Vec<HistoryRow> = new_rows
                 .iter()
@@ -1194,6 +1196,15 @@ impl Records<'_> {
                 continue;
             }
             let changed: HashSet<String> = changes.keys().cloned().collect();
+            // Parents first, as in create: locked for update before the reference check.
+            self.roll_up(
+                &tx,
+                &snapshot,
+                &world,
+                &model,
+                vec![(Some(row.doc.clone()), Some(doc.clone()))],
+            )
+            .await?;
             self.check_in_tx(
                 &tx,
                 ctx,
@@ -1206,14 +1217,6 @@ impl Records<'_> {
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             self.recompute_lookups(&tx, ctx, &snapshot, &[(model.clone(), id)])
                 .await?;
-            self.roll_up(
-                &tx,
-                &snapshot,
-                &world,
-                &model,
-                vec![(Some(row.doc.clone()), Some(doc.clone()))],
-            )
-            .await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});

@@ -9,6 +9,11 @@
 //!   P2 and the fill always run, they make the table);
 //! - `FORMWORK_BENCH_OWNERS` — members the records are spread over (default 40; 0: all owned
 //!   by the admin, whose token makes them);
+//! - `FORMWORK_BENCH_FORMULA` — `1` adds a stored formula field to the bench entity: a
+//!   10-term lead score over eight of its fields, computed on every write (default off);
+//! - `FORMWORK_BENCH_ROLLUP` — `1` gives every lead one of 200 accounts (a reference), and the
+//!   accounts roll their leads up (count, sum and max of the budget), so every create also
+//!   updates its account (default off; `ref`: the references without the rollups);
 //! - `FORMWORK_TEST_POSTGRES_URL` — the PostgreSQL server (as for the tests).
 //!
 //! Load comes from this process (tokio tasks, one keep-alive connection each, bearer token so
@@ -119,8 +124,80 @@ impl Settings {
     }
 }
 
-/// The bench entity: 12 fields of a CRM lead.
+/// The 10-term lead score of `FORMWORK_BENCH_FORMULA=1` (the script bench's formula, over the
+/// record's fields).
+const SCORE_FORMULA: &str = r#"let s = 0;
+let budget = coalesce(record.budget, 0);
+if budget > 500000 { s += 30 } else if budget > 100000 { s += 20 } else if budget > 0 { s += 5 }
+if record.employees >= 1000 { s += 15 } else if record.employees >= 100 { s += 10 }
+if record.source == "referral" { s += 15 }
+if record.source == "event" { s += 10 }
+if record.stage == "qualified" { s += 10 }
+if record.stage == "proposal" { s += 15 }
+if record.score > 50.0 { s += 5 }
+if record.region == "华东" { s += 3 }
+if record.email != () { s += 2 }
+if record.phone != () { s += 2 }
+s"#;
+
+/// Whether the bench entity carries the stored lead-score formula.
+fn with_formula() -> bool {
+    std::env::var("FORMWORK_BENCH_FORMULA").is_ok_and(|v| v == "1")
+}
+
+/// Whether leads refer to accounts that roll them up.
+fn with_rollup() -> bool {
+    std::env::var("FORMWORK_BENCH_ROLLUP").is_ok_and(|v| v == "1" || v == "ref")
+}
+
+/// The accounts of `FORMWORK_BENCH_ROLLUP=1` (ids, set once the accounts exist).
+static ACCOUNTS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// The account entity of `FORMWORK_BENCH_ROLLUP=1`, with its rollups over the leads or not.
+fn account_entity(rollups: bool) -> Value {
+    let mut document = json!({
+        "type": "object", "x-label": {"en": "Bench account"},
+        "properties": {"name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}}}
+    });
+    if rollups {
+        let rollup = |op: &str, field: Option<&str>| {
+            let mut spec = json!({"entity": ENTITY, "via": "account", "op": op});
+            if let Some(field) = field {
+                spec["field"] = json!(field);
+            }
+            spec
+        };
+        document["properties"]["leads"] = json!({"type": "integer", "x-kind": "rollup",
+            "x-label": {"en": "Leads"}, "x-rollup": rollup("count", None)});
+        document["properties"]["total_budget"] = json!({"type": "number", "x-kind": "rollup",
+            "x-result": "money", "x-currency": "CNY", "x-label": {"en": "Total budget"},
+            "x-rollup": rollup("sum", Some("budget"))});
+        document["properties"]["largest_budget"] = json!({"type": "number", "x-kind": "rollup",
+            "x-result": "money", "x-currency": "CNY", "x-label": {"en": "Largest budget"},
+            "x-rollup": rollup("max", Some("budget"))});
+    }
+    document
+}
+
+/// The bench entity: 12 fields of a CRM lead (and the lead score, with `FORMWORK_BENCH_FORMULA`;
+/// the account reference, with `FORMWORK_BENCH_ROLLUP`).
 fn entity() -> Value {
+    let mut document = plain_entity();
+    if with_rollup() {
+        document["properties"]["account"] = json!({"type": "string", "x-kind": "reference",
+            "x-label": {"en": "Account"},
+            "x-reference": {"entity": "bench_account", "on_delete": "restrict"}});
+    }
+    if with_formula() {
+        document["properties"]["lead_score"] = json!({
+            "type": "integer", "x-kind": "formula", "x-result": "integer",
+            "x-label": {"en": "Lead score"}, "x-formula": SCORE_FORMULA
+        });
+    }
+    document
+}
+
+fn plain_entity() -> Value {
     let options = |values: &[&str]| -> Value {
         values
             .iter()
@@ -258,7 +335,12 @@ fn lead(rng: &mut StdRng, serial: u64) -> Value {
         pick(rng, &["3", "5", "7", "8", "9"]),
         rng.gen_range(0..1_000_000_000u64)
     );
-    json!({"owner": owner, "fields": {
+    let account = ACCOUNTS
+        .read()
+        .ok()
+        .filter(|accounts| !accounts.is_empty())
+        .map(|accounts| accounts[rng.gen_range(0..accounts.len())].clone());
+    let mut lead = json!({"owner": owner, "fields": {
         "name": format!("{}{}", pick(rng, &SURNAMES), pick(rng, &GIVEN)),
         "company": format!("{}{}{}有限公司", pick(rng, &CITIES), pick(rng, &BRANDS), pick(rng, &TRADES)),
         "email": format!("{}.{}{serial}@{}", pick(rng, &LATIN), pick(rng, &LATIN), pick(rng, &DOMAINS)),
@@ -271,7 +353,11 @@ fn lead(rng: &mut StdRng, serial: u64) -> Value {
         "rep": pick(rng, &REPS),
         "created_on": created_on.format("%Y-%m-%d").to_string(),
         "score": f64::from(rng.gen_range(0..=1000u32)) / 10.0,
-    }})
+    }});
+    if let Some(account) = account {
+        lead["fields"]["account"] = json!(account);
+    }
+    lead
 }
 
 /// One request of a case and what its answer must be.
@@ -679,10 +765,83 @@ fn batches(target: &Target, serial: &Arc<AtomicU64>, records: usize, size: usize
     (records.div_ceil(size) as u64, make)
 }
 
+/// Publishes the accounts (without rollups: the leads' entity does not exist yet), makes 200 of
+/// them, and remembers their ids for the leads.
+async fn prepare_accounts(admin: &common::Client) {
+    let path = "/api/v1/w/demo/definitions/entity/bench_account";
+    let (status, body) = admin
+        .put(
+            &format!("{path}/draft"),
+            json!({"document": account_entity(false)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "saving the accounts: {body}");
+    let (status, body) = admin
+        .post(
+            &format!("{path}/versions"),
+            json!({"revision": body["revision"]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "publishing the accounts: {body}"
+    );
+    let records: Vec<Value> = (0..200)
+        .map(|i| json!({"fields": {"name": format!("Account {i}")}}))
+        .collect();
+    let (status, body) = admin
+        .post(
+            "/api/v1/w/demo/entities/bench_account/records/batch",
+            json!({"records": records}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "making the accounts: {body}");
+    let ids = body["records"]
+        .as_array()
+        .map(|records| {
+            records
+                .iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Ok(mut accounts) = ACCOUNTS.write() {
+        *accounts = ids;
+    }
+}
+
+/// Gives the accounts their rollups over the leads, once the leads' entity exists.
+async fn publish_account_rollups(admin: &common::Client) {
+    let path = "/api/v1/w/demo/definitions/entity/bench_account";
+    let (_, current) = admin.get(path).await;
+    let (status, body) = admin
+        .put(
+            &format!("{path}/draft"),
+            json!({"document": account_entity(true), "revision": current["revision"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "saving the account rollups: {body}");
+    let (status, body) = admin
+        .post(
+            &format!("{path}/versions"),
+            json!({"revision": body["revision"]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "publishing the account rollups: {body}"
+    );
+}
+
 /// Publishes the bench entity, adds the members who own the records, and mints the API tokens
 /// of the admin and of one member.
 async fn prepare(app: &TestApp) -> (String, String) {
     let admin = app.admin().await;
+    if with_rollup() {
+        prepare_accounts(&admin).await;
+    }
     let (status, body) = admin
         .put(
             &format!("/api/v1/w/demo/definitions/entity/{ENTITY}/draft"),
@@ -701,6 +860,10 @@ async fn prepare(app: &TestApp) -> (String, String) {
         StatusCode::CREATED,
         "publishing the bench entity: {body}"
     );
+    // `ref`: the same references without rollups, the baseline of the rollup's cost.
+    if std::env::var("FORMWORK_BENCH_ROLLUP").is_ok_and(|v| v == "1") {
+        publish_account_rollups(&admin).await;
+    }
     let mut owners = Vec::new();
     let mut member_token = String::new();
     for i in 0..owner_count().max(1) {
