@@ -6,7 +6,8 @@
 //! - `FORMWORK_BENCH_BACKENDS` — `sqlite`, `postgres` or `both` (default);
 //! - `FORMWORK_BENCH_SECONDS` — duration of each timed case P3–P6 (default 10);
 //! - `FORMWORK_BENCH_CASES` — the timed cases to run, e.g. `P4` or `P3,P3m,P6` (default all; P1,
-//!   P2 and the fill always run, they make the table);
+//!   P2 and the fill always run, they make the table); `R` times the recompute of a formula
+//!   added to every stored record;
 //! - `FORMWORK_BENCH_OWNERS` — members the records are spread over (default 40; 0: all owned
 //!   by the admin, whose token makes them);
 //! - `FORMWORK_BENCH_FORMULA` — `1` adds a stored formula field to the bench entity: a
@@ -1191,6 +1192,47 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
             "req/s",
             tally,
         );
+    }
+
+    if settings.wants("R") {
+        // R: a formula added to the entity is computed for every stored record by the
+        // recompute job (one worker, batches of 500 in their own transactions).
+        let admin = app.admin().await;
+        let path = format!("/api/v1/w/demo/definitions/entity/{ENTITY}");
+        let (_, current) = admin.get(&path).await;
+        let mut document = current["published"].clone();
+        document["properties"]["recomputed_score"] = json!({
+            "type": "integer", "x-kind": "formula", "x-result": "integer",
+            "x-label": {"en": "Recomputed score"}, "x-formula": SCORE_FORMULA
+        });
+        let (status, body) = admin
+            .put(
+                &format!("{path}/draft"),
+                json!({"document": document, "revision": current["revision"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "saving the formula: {body}");
+        let started = Instant::now();
+        let (status, body) = admin
+            .post(&format!("{path}/versions"), json!({"revision": body["revision"]}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "publishing the formula: {body}");
+        app.run_jobs_until_idle().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let (_, jobs) = admin.get("/api/v1/w/demo/jobs?limit=100").await;
+        let done = jobs
+            .as_array()
+            .and_then(|all| all.iter().find(|j| j["kind"] == "records.recompute"))
+            .map_or(0, |job| job["progress_done"].as_i64().unwrap_or_default());
+        println!(
+            "{:<8} {table_size:>8} R recompute a new formula (job)          {:>6.0} records/s  total {elapsed:.1} s for {done} records",
+            target.backend,
+            done as f64 / elapsed,
+        );
+        if done != table_size as i64 {
+            println!("R: the job computed {done} records of {table_size}");
+            failed += 1;
+        }
     }
 
     let database_url = app.database_url.clone();
