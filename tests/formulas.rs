@@ -398,10 +398,72 @@ async fn a_test_run_sees_the_library_and_lookups(backend: Backend) {
     assert_eq!(body["uses_clock"], true, "{body}");
 }
 
+/// The Sales CRM's lead score and customer tier are formulas: computed on write, following the
+/// customer's opportunities (a rollup), and every record follows when a manager changes them.
+async fn the_sales_crm_scores_leads_and_tiers_customers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let leads = format!("{W}/entities/lead/records");
+    let (status, hot) = admin
+        .post(
+            &leads,
+            json!({"fields": {"name": "金璐", "source": "referral", "status": "qualified",
+                              "budget": "600000", "company_size": "enterprise",
+                              "phone": "13800138000", "email": "jin.lu@example.cn"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hot}");
+    assert_eq!(hot["fields"]["score"], 100);
+    let (_, cold) = admin
+        .post(
+            &leads,
+            json!({"fields": {"name": "刘华", "source": "cold_call", "status": "new"}}),
+        )
+        .await;
+    assert_eq!(cold["fields"]["score"], 0);
+    let customers = format!("{W}/entities/customer/records");
+    let (status, customer) = admin
+        .post(
+            &customers,
+            json!({"fields": {"name": "合肥同创", "size": "smb", "lifecycle_stage": "intent",
+                              "source": "referral"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    assert_eq!(customer["fields"]["tier"], "b");
+    assert_eq!(customer["fields"]["opportunity_count"], 0);
+    let customer_id = customer["id"].as_str().expect("id").to_owned();
+    let (status, deal) = admin
+        .post(
+            &format!("{W}/entities/opportunity/records"),
+            json!({"fields": {"name": "ERP", "customer": customer_id, "stage": "proposal",
+                              "amount": "1200000"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{deal}");
+    let (_, customer) = admin.get(&format!("{customers}/{customer_id}")).await;
+    assert_eq!(customer["fields"]["pipeline_amount"], "1200000.00");
+    assert_eq!(customer["fields"]["tier"], "a", "{customer}");
+    // The manager raises the bar for A: every customer is tiered again.
+    let (_, current) = admin.get(&format!("{W}/definitions/entity/customer")).await;
+    let mut document = current["published"].clone();
+    let formula = document["properties"]["tier"]["x-formula"]
+        .as_str()
+        .expect("formula")
+        .replace("points >= 70", "points >= 90");
+    document["properties"]["tier"]["x-formula"] = json!(formula);
+    let (status, body) = publish(&admin, "customer", document).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.run_jobs_until_idle().await;
+    let (_, customer) = admin.get(&format!("{customers}/{customer_id}")).await;
+    assert_eq!(customer["fields"]["tier"], "b", "{customer}");
+}
+
 both_databases!(
     formulas_are_computed_on_write_and_queryable,
     rules_refuse_writes_naming_rule_and_fields,
     broken_formulas_are_refused_at_save_with_their_place,
     a_changed_formula_recomputes_every_record,
-    a_test_run_sees_the_library_and_lookups
+    a_test_run_sees_the_library_and_lookups,
+    the_sales_crm_scores_leads_and_tiers_customers
 );

@@ -357,8 +357,140 @@ async fn bad_rollups_are_refused_at_save(backend: Backend) {
     );
 }
 
+/// What the review of the first version found: overflow, a failing parent formula, cycles, and a
+/// child entity changed under a rollup.
+async fn rollups_fail_safely(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    setup(&admin).await;
+    // A parent formula that fails (division by zero once the last child leaves) leaves its
+    // field empty; the child's delete goes through.
+    let (_, current) = admin.get(&format!("{W}/definitions/entity/acct")).await;
+    let mut document = current["published"].clone();
+    document["properties"]["per_payment"] = json!({"type": "integer", "x-kind": "formula",
+        "x-result": "integer", "x-label": {"en": "Per payment"},
+        "x-formula": "1000 / record.n"});
+    let (status, body) = publish(&admin, "acct", document.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin
+        .post(
+            ACCOUNTS,
+            json!({"fields": {"name": "Solo", "per_payment": null}}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY)[0],
+        "/fields/per_payment",
+        "nobody writes a formula"
+    );
+    assert_eq!(body["errors"][0]["code"], "read_only");
+    let (status, body) = admin
+        .post(ACCOUNTS, json!({"fields": {"name": "Solo"}}))
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/fields/per_payment"],
+        "division by zero with no payments yet"
+    );
+    document["properties"]["per_payment"]["x-formula"] =
+        json!("if record.n == 0 { () } else { 1000 / record.n }");
+    // Published with a guard, then a record with one payment, then a formula without it.
+    let (status, body) = publish(&admin, "acct", document.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, account) = admin
+        .post(ACCOUNTS, json!({"fields": {"name": "Solo"}}))
+        .await;
+    let account_id = account["id"].as_str().expect("id").to_owned();
+    let (_, payment) = admin
+        .post(
+            PAYMENTS,
+            json!({"fields": {"acct": account_id, "amount": "10"}}),
+        )
+        .await;
+    document["properties"]["per_payment"]["x-formula"] = json!("1000 / record.n");
+    let (status, body) = publish(&admin, "acct", document).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin
+        .delete(&format!(
+            "{PAYMENTS}/{}",
+            payment["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, account) = admin.get(&format!("{ACCOUNTS}/{account_id}")).await;
+    assert_eq!(account["fields"]["n"], 0);
+    assert_eq!(account["fields"]["per_payment"], Value::Null, "{account}");
+    // A rollup may not feed itself, directly or through another entity.
+    let (_, current) = admin.get(&format!("{W}/definitions/entity/payment")).await;
+    let mut looped = current["published"].clone();
+    looped["properties"]["acct_total"] = json!({"type": "integer", "x-kind": "rollup",
+        "x-label": {"en": "Loop"}, "x-rollup": {"entity": "acct", "via": "acct", "op": "count"}});
+    let (status, body) = publish(&admin, "payment", looped).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    // A child entity changed under a rollup that reads it is refused.
+    let mut changed = current["published"].clone();
+    changed["properties"]["amount"] =
+        json!({"type": "string", "x-kind": "text", "x-label": {"en": "Amount"}});
+    let (status, body) = publish(&admin, "payment", changed).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|p| p["code"] == "rollup_broken")),
+        "{body}"
+    );
+}
+
+/// Sums over floating-point numbers that leave the exact range are refused, not a crash.
+async fn huge_sums_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let meter = json!({"type": "object", "x-label": {"en": "Meter"},
+        "properties": {"name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}}}});
+    let (status, body) = publish(&admin, "meter", meter).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let reading = json!({"type": "object", "x-label": {"en": "Reading"},
+        "properties": {
+            "meter": {"type": "string", "x-kind": "reference", "x-label": {"en": "Meter"},
+                      "x-reference": {"entity": "meter"}},
+            "value": {"type": "number", "x-kind": "number", "x-label": {"en": "Value"}}}});
+    let (status, body) = publish(&admin, "reading", reading).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let meter = json!({"type": "object", "x-label": {"en": "Meter"},
+        "properties": {"name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
+            "total": {"type": "number", "x-kind": "rollup", "x-label": {"en": "Total"},
+                      "x-rollup": {"entity": "reading", "via": "meter", "op": "sum", "field": "value"}}}});
+    let (status, body) = publish(&admin, "meter", meter).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, m) = admin
+        .post(
+            &format!("{W}/entities/meter/records"),
+            json!({"fields": {"name": "M"}}),
+        )
+        .await;
+    let readings = format!("{W}/entities/reading/records");
+    let (status, body) = admin
+        .post(
+            &readings,
+            json!({"fields": {"meter": m["id"], "value": 6e28}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin
+        .post(
+            &readings,
+            json!({"fields": {"meter": m["id"], "value": 6e28}}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, page) = admin.get(&readings).await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(1));
+}
+
 both_databases!(
     rollups_stay_exact_under_random_changes,
     concurrent_children_keep_their_parents_exact,
+    rollups_fail_safely,
+    huge_sums_are_refused,
     bad_rollups_are_refused_at_save
 );

@@ -125,6 +125,121 @@ fn check_rollup(
     }
 }
 
+/// The rollups of other entities over `key` still fit its new version (the fields they
+/// aggregate and reference exist, with kinds they can aggregate).
+fn check_rollups_over(
+    set: &DefinitionSet,
+    key: &str,
+    document: &Value,
+    prefix: &str,
+    problems: &mut Vec<FieldError>,
+) {
+    for (parent_key, parent) in set.entities().filter(|(k, _)| *k != key) {
+        let properties = parent.get("properties").and_then(Value::as_object);
+        for (name, field) in properties.into_iter().flatten() {
+            let Some(rollup) = field.get("x-rollup") else {
+                continue;
+            };
+            if rollup.get("entity").and_then(Value::as_str) != Some(key) {
+                continue;
+            }
+            let mut found = Vec::new();
+            check_rollup(parent_key, field, rollup, document, "", &mut found);
+            for problem in found {
+                problems.push(FieldError::new(
+                    prefix,
+                    "rollup_broken",
+                    format!(
+                        "{parent_key}.{name} rolls this entity up and would break: {}",
+                        problem.message
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Rollups pass changes up from child to parent: their chains may not loop (a record's total
+/// would feed itself) nor be longer than the levels a change travels.
+fn check_rollup_chains(
+    set: &DefinitionSet,
+    key: &str,
+    document: &Value,
+    prefix: &str,
+    problems: &mut Vec<FieldError>,
+) {
+    use std::collections::{BTreeSet, HashMap};
+    let children_of = |doc: &Value| -> BTreeSet<String> {
+        doc.get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, f)| f.pointer("/x-rollup/entity").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut edges: HashMap<String, BTreeSet<String>> = set
+        .entities()
+        .filter(|(k, _)| *k != key)
+        .map(|(k, doc)| (k.to_owned(), children_of(doc)))
+        .collect();
+    edges.insert(key.to_owned(), children_of(document));
+    // Longest chain below each entity, or the cycle found.
+    fn depth(
+        node: &str,
+        edges: &HashMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        memo: &mut HashMap<String, usize>,
+    ) -> Result<usize, Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Err(cycle);
+        }
+        if let Some(known) = memo.get(node) {
+            return Ok(*known);
+        }
+        path.push(node.to_owned());
+        let mut longest = 0;
+        for child in edges.get(node).into_iter().flatten() {
+            longest = longest.max(1 + depth(child, edges, path, memo)?);
+        }
+        path.pop();
+        memo.insert(node.to_owned(), longest);
+        Ok(longest)
+    }
+    let mut memo = HashMap::new();
+    let mut keys: Vec<&String> = edges.keys().collect();
+    keys.sort();
+    for node in keys {
+        match depth(node, &edges, &mut Vec::new(), &mut memo) {
+            Err(cycle) if cycle.iter().any(|n| n == key) => {
+                problems.push(FieldError::new(
+                    prefix,
+                    "rollup_cycle",
+                    format!(
+                        "rollups would feed themselves: {} (a record's rollup cannot depend on itself)",
+                        cycle.join(" ← ")
+                    ),
+                ));
+                return;
+            }
+            Ok(levels) if levels > crate::records::rollups::MAX_DEPTH => {
+                problems.push(FieldError::new(
+                    prefix,
+                    "rollup_chain",
+                    format!(
+                        "rollups would chain over {levels} levels below {node:?}; at most {} are kept current",
+                        crate::records::rollups::MAX_DEPTH
+                    ),
+                ));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Every problem with one document on its own: its meta-schema, then kind-specific rules.
 pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldError> {
     let validator = match kind {
@@ -346,6 +461,14 @@ impl DefinitionSet {
             .collect()
     }
 
+    /// Every entity document, by key.
+    pub fn entities(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries
+            .iter()
+            .filter(|((kind, _), _)| *kind == Kind::Entity)
+            .map(|((_, key), doc)| (key.as_str(), doc))
+    }
+
     /// Adds or replaces a definition.
     pub fn insert(&mut self, kind: Kind, key: &str, document: Value) {
         self.entries.insert((kind, key.to_owned()), document);
@@ -435,6 +558,9 @@ pub fn check_references(
                     ("x-reference", field.pointer("/x-reference/entity")),
                     ("x-rollup", field.pointer("/x-rollup/entity")),
                 ] {
+                    if keyword == "x-rollup" && target.and_then(Value::as_str) == Some(key) {
+                        continue;
+                    }
                     if let Some(target) = target.and_then(Value::as_str)
                         && set.get(Kind::Entity, target).is_none()
                     {
@@ -446,6 +572,8 @@ pub fn check_references(
                     }
                 }
             }
+            check_rollups_over(set, key, document, prefix, &mut problems);
+            check_rollup_chains(set, key, document, prefix, &mut problems);
         }
         Kind::Form | Kind::View => {
             let Some(entity_key) = document.get("entity").and_then(Value::as_str) else {

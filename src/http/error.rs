@@ -30,6 +30,10 @@ fn status_and_slug(error: &Error) -> (StatusCode, &'static str) {
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        // Two writers collided and the database rolled one back: nothing was written.
+        Error::Db(e) if crate::store::is_transient(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
         Error::Db(_) | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -42,6 +46,9 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "request failed");
             if matches!(self, Error::Unavailable(_)) {
                 "the service is not ready; try again shortly".to_owned()
+            } else if status == StatusCode::SERVICE_UNAVAILABLE {
+                "a concurrent change got in the way and nothing was written; send the request again"
+                    .to_owned()
             } else {
                 "an internal error occurred; it has been logged".to_owned()
             }

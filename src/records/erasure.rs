@@ -208,11 +208,14 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let tx = self.db.write(Sharing::Alone).await?;
+        // The record as this transaction holds it: a change committed since the read above
+        // (a re-parent) must leave the parent it is in now.
+        let current = rows::find_for_update(&tx, &model.table(), id).await?;
         if !rows::tombstone(&tx, &model.table(), id, tomb, new_id(), stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
         // An erased record no longer counts in its parents' rollups.
-        if row.deleted_at.is_none() {
+        if let Some(current) = current.filter(|r| r.deleted_at.is_none()) {
             let snapshot = self.snapshot(ctx.scope).await?;
             let world = super::scripting::ScriptWorld::of(ctx, now);
             self.roll_up(
@@ -220,7 +223,7 @@ impl Records<'_> {
                 &snapshot,
                 &world,
                 &model,
-                vec![(Some(row.doc.clone()), None)],
+                vec![(Some(current.doc), None)],
             )
             .await?;
         }

@@ -1357,7 +1357,10 @@ impl Records<'_> {
         self.recompute_lookups(&tx, ctx, &snapshot, &deleted)
             .await?;
         let world = scripting::ScriptWorld::of(ctx, now);
-        for (child, changes) in Self::deleted_changes(&tx, &snapshot, deleted, cleared).await? {
+        for (child, changes) in self
+            .deleted_changes(&tx, &snapshot, &world, deleted, cleared)
+            .await?
+        {
             self.roll_up(&tx, &snapshot, &world, &child, changes)
                 .await?;
         }
@@ -1370,8 +1373,10 @@ impl Records<'_> {
     /// parents, and records whose reference was cleared leave the deleted one.
     #[allow(clippy::type_complexity)]
     async fn deleted_changes(
+        &self,
         tx: &store::Write,
         snapshot: &Snapshot,
+        world: &scripting::ScriptWorld,
         deleted: Vec<(Arc<EntityModel>, Uuid)>,
         cleared: Vec<(Arc<EntityModel>, String, Uuid, Uuid)>,
     ) -> Result<Vec<(Arc<EntityModel>, Vec<rollups::Change>)>> {
@@ -1389,15 +1394,40 @@ impl Records<'_> {
                     .push((Some(row.doc), None));
             }
         }
+        // A cleared reference is a change of its record: its formulas follow (a lookup
+        // through it now finds nothing), and so do its parents' rollups.
+        let quiet = world.clone().without_rules();
         for (model, field, id, parent) in cleared {
-            if rollups::targets(snapshot, &model.key).is_empty() {
+            let rolled_up = !rollups::targets(snapshot, &model.key).is_empty();
+            if !rolled_up && model.scripts.formulas.is_empty() {
                 continue;
             }
-            if let Some(row) = rows::find(tx, &model.table(), id).await?
+            if let Some(mut row) = rows::find(tx, &model.table(), id).await?
                 && row.deleted_at.is_none()
             {
                 let mut before = row.doc.clone();
                 before.insert(field, Value::String(parent.to_string()));
+                let mut derived = row.doc.clone();
+                let mut problems = Vec::new();
+                self.derive_in(
+                    tx,
+                    snapshot,
+                    &model,
+                    &mut derived,
+                    None,
+                    &quiet,
+                    "",
+                    &mut problems,
+                )
+                .await?;
+                if derived != row.doc {
+                    rows::set_derived(tx, &model.table(), id, row.version, derived.clone(), false)
+                        .await?;
+                    row.doc = derived;
+                }
+                if !rolled_up {
+                    continue;
+                }
                 by_entity
                     .entry(model.key.clone())
                     .or_insert_with(|| (model.clone(), Vec::new()))
@@ -1444,17 +1474,19 @@ impl Records<'_> {
                 continue;
             };
             let mut doc = row.doc.clone();
-            rollups::fill(
+            rollups::fill(tx, &|key: &str| snapshot.entity(key), model, *id, &mut doc).await?;
+            let mut problems = Vec::new();
+            self.derive_in(
                 tx,
-                &|key: &str| snapshot.entity(key).map(|m| m.table()),
+                snapshot,
                 model,
-                *id,
                 &mut doc,
+                None,
+                &quiet,
+                "",
+                &mut problems,
             )
             .await?;
-            let mut problems = Vec::new();
-            self.derive(snapshot, model, &mut doc, None, &quiet, "", &mut problems)
-                .await?;
             if doc != row.doc {
                 rows::set_derived_version(tx, &model.table(), *id, doc).await?;
             }
@@ -2027,7 +2059,7 @@ pub async fn import_in(
     }
     let mut by_entity: BTreeMap<String, Vec<RecordRow>> = BTreeMap::new();
     let mut history = Vec::new();
-    let world = scripting::ScriptWorld::system(now, time_zone, calendar);
+    let world = scripting::ScriptWorld::system(workspace_id, now, time_zone, calendar);
     let mut problems = Vec::new();
     let total = records.len();
     for (i, record) in records.into_iter().enumerate() {
@@ -2105,11 +2137,7 @@ pub async fn import_in(
         }
     }
     // Rollups once every record is in, then the formulas reading them.
-    let tables: HashMap<String, String> = models
-        .iter()
-        .map(|(key, model)| (key.clone(), model.table()))
-        .collect();
-    let table_of = |key: &str| tables.get(key).cloned();
+    let table_of = |key: &str| models.get(key).cloned();
     let quiet = world.clone().without_rules();
     for (entity, rows_of_entity) in &by_entity {
         let Some(model) = models.get(entity).filter(|m| rollups::has_rollups(m)) else {

@@ -48,13 +48,15 @@ struct Referring {
     target: Uuid,
 }
 
-/// Where a recompute stands (the job's checkpoint, readable through the jobs API).
+/// Where a recompute stands (the job's checkpoint, kept with the job so a restart resumes).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Checkpoint {
     after: Option<Uuid>,
+    /// Records processed (each once, whatever became of it).
+    #[serde(default)]
+    done: i64,
     changed: i64,
     unchanged: i64,
-    skipped: i64,
     failed: i64,
     failures: Vec<Value>,
 }
@@ -268,6 +270,7 @@ impl Handler for Recompute {
                 return Ok(());
             };
             let world = ScriptWorld::system(
+                workspace_id,
                 ctx.clock.now(),
                 crate::workspaces::check_time_zone(&workspace.time_zone)
                     .unwrap_or(chrono_tz::Asia::Shanghai),
@@ -279,42 +282,25 @@ impl Handler for Recompute {
             .without_rules();
             let mut updates = Vec::new();
             for row in &batch {
-                let mut doc = row.doc.clone();
-                super::rollups::fill(
-                    ctx.db.conn(),
-                    &|key: &str| snapshot.entity(key).map(|m| m.table()),
-                    &model,
-                    row.id,
-                    &mut doc,
-                )
-                .await?;
-                let mut problems = Vec::new();
-                records
-                    .derive(&snapshot, &model, &mut doc, None, &world, "", &mut problems)
-                    .await?;
+                let (doc, problems) =
+                    recompute_one(&records, ctx.db.conn(), &snapshot, &model, &world, row).await?;
                 if !problems.is_empty() {
                     at.failed += 1;
                     if at.failures.len() < KEPT_FAILURES {
                         at.failures
                             .push(json!({"record": row.id, "errors": problems}));
                     }
-                } else if doc == row.doc {
-                    at.unchanged += 1;
+                }
+                if doc == row.doc {
+                    at.unchanged += i64::from(problems.is_empty());
                 } else {
-                    let rolled = model.fields.iter().any(|f| {
-                        matches!(
-                            f.computed,
-                            Some(crate::definitions::entity::Computed::Rollup(_))
-                        ) && doc.get(&f.key) != row.doc.get(&f.key)
-                    });
-                    updates.push((row.id, row.version, doc, rolled));
+                    updates.push((row.clone(), doc));
                 }
             }
-            let written = write(&ctx.db, &model, updates).await?;
-            at.changed += written.0;
-            at.skipped += written.1;
+            at.changed += write(&records, &snapshot, &model, &world, updates).await?;
             at.after = Some(last);
-            let done = at.changed + at.unchanged + at.skipped + at.failed;
+            at.done += batch.len() as i64;
+            let done = at.done;
             let checkpoint = serde_json::to_value(&at).map_err(Error::internal)?;
             ctx.progress(done, None, Some(checkpoint)).await?;
             if (batch.len() as u64) < BATCH {
@@ -324,26 +310,119 @@ impl Handler for Recompute {
     }
 }
 
-/// Stores recomputed documents of records still at their read version: (written, skipped).
-async fn write(
-    db: &store::Db,
+/// One record's rollups and formulas computed again (as Formwork, no rules; a failing formula
+/// leaves its field empty and is reported).
+async fn recompute_one(
+    records: &Records<'_>,
+    conn: &impl Conn,
+    snapshot: &crate::definitions::Snapshot,
     model: &EntityModel,
-    updates: Vec<(Uuid, i64, serde_json::Map<String, Value>, bool)>,
-) -> Result<(i64, i64)> {
-    if updates.is_empty() {
-        return Ok((0, 0));
+    world: &ScriptWorld,
+    row: &rows::RecordRow,
+) -> Result<(
+    serde_json::Map<String, Value>,
+    Vec<crate::error::FieldError>,
+)> {
+    let mut doc = row.doc.clone();
+    if super::erasure::is_erased(&doc) {
+        return Ok((doc, Vec::new()));
     }
-    let tx = db.write(Sharing::Alone).await?;
-    let (mut written, mut skipped) = (0, 0);
-    for (id, version, doc, bump) in updates {
-        if rows::set_derived(&tx, &model.table(), id, version, doc, bump).await? {
-            written += 1;
-        } else {
-            skipped += 1;
+    super::rollups::fill(
+        conn,
+        &|key: &str| snapshot.entity(key),
+        model,
+        row.id,
+        &mut doc,
+    )
+    .await?;
+    let mut problems = Vec::new();
+    records
+        .derive_in(
+            conn,
+            snapshot,
+            model,
+            &mut doc,
+            None,
+            world,
+            "",
+            &mut problems,
+        )
+        .await?;
+    Ok((doc, problems))
+}
+
+/// Stores recomputed documents in one transaction; a record changed since it was read is read
+/// again (locked) and computed again. What changed rolls up to parents and reschedules the
+/// formulas looking it up, as any change does. Returns the records changed.
+async fn write(
+    records: &Records<'_>,
+    snapshot: &crate::definitions::Snapshot,
+    model: &EntityModel,
+    world: &ScriptWorld,
+    updates: Vec<(rows::RecordRow, serde_json::Map<String, Value>)>,
+) -> Result<i64> {
+    if updates.is_empty() {
+        return Ok(0);
+    }
+    let tx = records.db.write(Sharing::Alone).await?;
+    let mut written = 0;
+    let mut changes = Vec::new();
+    for (row, doc) in updates {
+        let rolled = |doc: &serde_json::Map<String, Value>, before: &rows::RecordRow| {
+            model.fields.iter().any(|f| {
+                matches!(
+                    f.computed,
+                    Some(crate::definitions::entity::Computed::Rollup(_))
+                ) && doc.get(&f.key) != before.doc.get(&f.key)
+            })
+        };
+        let bump = rolled(&doc, &row);
+        let (row, doc) =
+            if rows::set_derived(&tx, &model.table(), row.id, row.version, doc.clone(), bump)
+                .await?
+            {
+                (row, doc)
+            } else {
+                let Some(fresh) = rows::find_for_update(&tx, &model.table(), row.id).await? else {
+                    continue;
+                };
+                let (doc, _) = recompute_one(records, &tx, snapshot, model, world, &fresh).await?;
+                if doc == fresh.doc {
+                    continue;
+                }
+                let bump = rolled(&doc, &fresh);
+                rows::set_derived(
+                    &tx,
+                    &model.table(),
+                    fresh.id,
+                    fresh.version,
+                    doc.clone(),
+                    bump,
+                )
+                .await?;
+                (fresh, doc)
+            };
+        written += 1;
+        if is_looked_up(snapshot, model) {
+            schedule_lookups_of(
+                &tx,
+                records.clock,
+                world.workspace_id,
+                snapshot,
+                model,
+                row.id,
+            )
+            .await?;
+        }
+        if row.deleted_at.is_none() {
+            changes.push((Some(row.doc), Some(doc)));
         }
     }
+    records
+        .roll_up(&tx, snapshot, world, model, changes)
+        .await?;
     match tx.commit().await? {
-        Outcome::Committed => Ok((written, skipped)),
+        Outcome::Committed => Ok(written),
         Outcome::RunAgain => Err(Error::Unavailable(
             "the recompute batch was rolled back; it runs again".to_owned(),
         )),

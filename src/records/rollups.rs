@@ -20,7 +20,7 @@ use super::scripting::ScriptWorld;
 use crate::definitions::entity::{Computed, RollupSpec};
 use crate::definitions::{EntityModel, Field, FieldKind, Snapshot};
 use crate::domain::query::MetricOp;
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
 use crate::store::records as rows;
 use crate::store::{self, Conn};
 
@@ -124,9 +124,33 @@ struct State {
     sum: Decimal,
 }
 
+/// What a kept state was computed under: the rollup's definition and the versions of both
+/// entities. A state kept under anything else is not trusted (it is recomputed from scratch),
+/// so a changed rollup or a conversion of the children's values never mixes units.
+pub fn fingerprint(spec: &RollupSpec, parent_version: i32, child_version: i32) -> String {
+    format!(
+        "{}:{}:{}:{}:{parent_version}:{child_version}",
+        spec.entity,
+        spec.via,
+        spec.op.name(),
+        spec.field.as_deref().unwrap_or_default()
+    )
+}
+
+fn too_large() -> Error {
+    Error::invalid(
+        "",
+        "range",
+        "a rollup over these values would be too large to keep exactly",
+    )
+}
+
 impl State {
-    fn read(doc: &Map<String, Value>, field: &str) -> Option<Self> {
+    fn read(doc: &Map<String, Value>, field: &str, fingerprint: &str) -> Option<Self> {
         let state = doc.get(STATE)?.get(field)?;
+        if state.get("d").and_then(Value::as_str) != Some(fingerprint) {
+            return None;
+        }
         Some(Self {
             children: state.get("c")?.as_i64()?,
             values: state.get("n")?.as_i64()?,
@@ -134,29 +158,39 @@ impl State {
         })
     }
 
-    fn write(self, doc: &mut Map<String, Value>, field: &str) {
+    fn write(self, doc: &mut Map<String, Value>, field: &str, fingerprint: &str) {
         let entry = doc
             .entry(STATE.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
         if let Some(map) = entry.as_object_mut() {
             map.insert(
                 field.to_owned(),
-                json!({"c": self.children, "n": self.values, "s": self.sum.normalize().to_string()}),
+                json!({"c": self.children, "n": self.values,
+                       "s": self.sum.normalize().to_string(), "d": fingerprint}),
             );
         }
     }
 
-    fn add(&mut self, value: Option<&Value>, sign: i64) {
+    fn add(&mut self, value: Option<&Value>, sign: i64) -> Result<()> {
         self.children += sign;
         if let Some(n) = number(value) {
             self.values += sign;
-            self.sum += n * Decimal::from(sign);
+            self.sum = if sign >= 0 {
+                self.sum.checked_add(n)
+            } else {
+                self.sum.checked_sub(n)
+            }
+            .ok_or_else(too_large)?;
         }
+        Ok(())
     }
 }
 
 /// The state and extreme of a rollup computed from all its children.
-fn from_scratch(spec: &RollupSpec, children: &[Map<String, Value>]) -> (State, Option<Value>) {
+fn from_scratch(
+    spec: &RollupSpec,
+    children: &[Map<String, Value>],
+) -> Result<(State, Option<Value>)> {
     let mut state = State::default();
     let mut extreme: Option<Value> = None;
     for doc in children {
@@ -165,7 +199,7 @@ fn from_scratch(spec: &RollupSpec, children: &[Map<String, Value>]) -> (State, O
             .as_ref()
             .and_then(|f| doc.get(f))
             .filter(|v| !v.is_null());
-        state.add(value, 1);
+        state.add(value, 1)?;
         if let Some(value) = value {
             let better = extreme.as_ref().is_none_or(|current| {
                 let order = compare(value, current);
@@ -180,7 +214,7 @@ fn from_scratch(spec: &RollupSpec, children: &[Map<String, Value>]) -> (State, O
             }
         }
     }
-    (state, extreme)
+    Ok((state, extreme))
 }
 
 /// The stored value of a rollup field from its state (or extreme, for min and max).
@@ -221,10 +255,12 @@ struct Move<'a> {
 impl Records<'_> {
     /// Brings the rollups over `child` up to date after its records changed (`changes`: each
     /// record's stored document before and after, `None` when it was not live), inside the
-    /// write's transaction; parents that change pass it on.
+    /// write's transaction; parents that change pass it on, and formulas looking them up are
+    /// scheduled for a recompute. A parent formula that fails is left empty (and logged): a
+    /// child's write is never refused for its parent's formulas.
     ///
     /// # Errors
-    /// `Error::Db`; `Error::Invalid` when a parent's formulas fail with the new values.
+    /// `Error::Db`; `Error::Invalid` when a sum would leave the exact range.
     pub(crate) async fn roll_up(
         &self,
         tx: &store::Write,
@@ -241,7 +277,7 @@ impl Records<'_> {
             let mut next: BTreeMap<String, Vec<Change>> = BTreeMap::new();
             for (entity, changes) in level {
                 let targets = targets(snapshot, &entity);
-                let Some(child_table) = snapshot.entity(&entity).map(|m| m.table()) else {
+                let Some(child_model) = snapshot.entity(&entity) else {
                     continue;
                 };
                 if targets.is_empty() {
@@ -286,29 +322,54 @@ impl Records<'_> {
                     else {
                         continue;
                     };
+                    // An erased record keeps nothing but its tombstone.
+                    if super::erasure::is_erased(&row.doc) {
+                        continue;
+                    }
                     let mut doc = row.doc.clone();
                     for (field, field_moves) in group_by_field(&moves) {
                         self.apply(
                             tx,
                             &parent,
+                            &child_model,
                             &mut doc,
                             field,
                             &field_moves,
                             parent_id,
-                            &child_table,
                         )
                         .await?;
                     }
                     let mut problems = Vec::new();
-                    self.derive(snapshot, &parent, &mut doc, None, world, "", &mut problems)
-                        .await?;
+                    self.derive_in(
+                        tx,
+                        snapshot,
+                        &parent,
+                        &mut doc,
+                        None,
+                        world,
+                        "",
+                        &mut problems,
+                    )
+                    .await?;
                     if !problems.is_empty() {
-                        return Err(parent_refused(&parent, problems));
+                        tracing::warn!(entity = %parent.key, record = %parent_id, ?problems,
+                            "a formula of a rolled-up record failed; its field is left empty");
                     }
                     if doc == row.doc {
                         continue;
                     }
                     rows::set_derived_version(tx, &parent.table(), parent_id, doc.clone()).await?;
+                    if super::recompute::is_looked_up(snapshot, &parent) {
+                        super::recompute::schedule_lookups_of(
+                            tx,
+                            self.clock,
+                            world.workspace_id,
+                            snapshot,
+                            &parent,
+                            parent_id,
+                        )
+                        .await?;
+                    }
                     let live = row.deleted_at.is_none();
                     next.entry(parent_key)
                         .or_default()
@@ -320,19 +381,36 @@ impl Records<'_> {
             }
             level = next.into_iter().collect();
         }
+        // Chains deeper than this are refused at publish; should one remain, the entities
+        // still to update are recomputed from scratch in the background.
+        for (entity, _) in level {
+            if let Some(model) = snapshot.entity(&entity) {
+                for target in targets(snapshot, &model.key) {
+                    super::recompute::schedule(
+                        tx,
+                        self.clock,
+                        world.workspace_id,
+                        &target.parent,
+                        "rollup chain deeper than 5 levels",
+                    )
+                    .await?;
+                }
+            }
+        }
         Ok(())
     }
 
     /// Applies one rollup field's moves to a parent's document.
+    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
         tx: &store::Write,
         parent: &EntityModel,
+        child: &EntityModel,
         doc: &mut Map<String, Value>,
         field_key: &str,
         moves: &[&Move<'_>],
         parent_id: Uuid,
-        child_table: &str,
     ) -> Result<()> {
         let Some(field) = parent.field(field_key) else {
             return Ok(());
@@ -341,7 +419,8 @@ impl Records<'_> {
             return Ok(());
         };
         let spec = &target.spec;
-        let state = State::read(doc, field_key);
+        let mark = fingerprint(spec, parent.version, child.version);
+        let state = State::read(doc, field_key, &mark);
         let mut extreme = doc.get(field_key).filter(|v| !v.is_null()).cloned();
         let extreme_left = moves.iter().any(|m| {
             matches!(&m.removed, Some(Some(v)) if extreme.as_ref().is_some_and(|e| compare(v, e).is_eq()))
@@ -350,18 +429,18 @@ impl Records<'_> {
             state.is_none() || (matches!(spec.op, MetricOp::Min | MetricOp::Max) && extreme_left);
         let state = if needs_scan {
             // The parent's children as this transaction sees them (the change included).
-            let children = rows::referring_docs(tx, child_table, &spec.via, parent_id).await?;
-            let (state, found) = from_scratch(spec, &children);
+            let children = rows::referring_docs(tx, &child.table(), &spec.via, parent_id).await?;
+            let (state, found) = from_scratch(spec, &children)?;
             extreme = found;
             state
         } else {
             let mut state = state.unwrap_or_default();
             for m in moves {
                 if let Some(removed) = &m.removed {
-                    state.add(removed.as_ref(), -1);
+                    state.add(removed.as_ref(), -1)?;
                 }
                 if let Some(added) = &m.added {
-                    state.add(added.as_ref(), 1);
+                    state.add(added.as_ref(), 1)?;
                     if let Some(value) = added {
                         let better = extreme.as_ref().is_none_or(|current| {
                             let order = compare(value, current);
@@ -379,7 +458,7 @@ impl Records<'_> {
             }
             state
         };
-        state.write(doc, field_key);
+        state.write(doc, field_key, &mark);
         match stored_value(field, spec.op, state, extreme)? {
             Some(value) => doc.insert(field_key.to_owned(), value),
             None => doc.remove(field_key),
@@ -388,28 +467,27 @@ impl Records<'_> {
     }
 }
 
-/// The rollups of a new record, which no record refers to yet: counts and sums are zero.
+/// The rollups of a new record, which no record refers to yet: counts and sums are zero (the
+/// first child's write computes the kept state).
 pub fn initial(model: &EntityModel, doc: &mut Map<String, Value>) {
     for field in &model.fields {
         let Some(Computed::Rollup(spec)) = &field.computed else {
             continue;
         };
-        let state = State::default();
-        state.write(doc, &field.key);
-        if let Ok(Some(value)) = stored_value(field, spec.op, state, None) {
+        if let Ok(Some(value)) = stored_value(field, spec.op, State::default(), None) {
             doc.insert(field.key.clone(), value);
         }
     }
 }
 
 /// Computes every rollup field of one parent record from its children (recomputes, restores,
-/// imports); `table_of` names the table of a child entity.
+/// imports); `entity_of` gives a child entity's model.
 ///
 /// # Errors
-/// `Error::Db`.
+/// `Error::Db`; `Error::Invalid` when a sum leaves the exact range.
 pub(crate) async fn fill(
     conn: &impl Conn,
-    table_of: &(dyn Fn(&str) -> Option<String> + Sync),
+    entity_of: &(dyn Fn(&str) -> Option<Arc<EntityModel>> + Sync),
     parent: &EntityModel,
     parent_id: Uuid,
     doc: &mut Map<String, Value>,
@@ -418,12 +496,16 @@ pub(crate) async fn fill(
         let Some(Computed::Rollup(spec)) = &field.computed else {
             continue;
         };
-        let Some(table) = table_of(&spec.entity) else {
+        let Some(child) = entity_of(&spec.entity) else {
             continue;
         };
-        let children = rows::referring_docs(conn, &table, &spec.via, parent_id).await?;
-        let (state, extreme) = from_scratch(spec, &children);
-        state.write(doc, &field.key);
+        let children = rows::referring_docs(conn, &child.table(), &spec.via, parent_id).await?;
+        let (state, extreme) = from_scratch(spec, &children)?;
+        state.write(
+            doc,
+            &field.key,
+            &fingerprint(spec, parent.version, child.version),
+        );
         match stored_value(field, spec.op, state, extreme)? {
             Some(value) => doc.insert(field.key.clone(), value),
             None => doc.remove(&field.key),
@@ -438,16 +520,6 @@ fn group_by_field<'m>(moves: &'m [Move<'m>]) -> BTreeMap<&'m str, Vec<&'m Move<'
         grouped.entry(m.target.field.as_str()).or_default().push(m);
     }
     grouped
-}
-
-fn parent_refused(parent: &EntityModel, problems: Vec<FieldError>) -> Error {
-    Error::invalid_all(
-        format!(
-            "the change would leave a {} record's formulas failing",
-            parent.key
-        ),
-        problems,
-    )
 }
 
 #[cfg(test)]
@@ -467,16 +539,26 @@ mod tests {
                 .into_iter()
                 .filter_map(|v| v.as_object().cloned())
                 .collect();
-        let (state, extreme) = from_scratch(&spec, &docs);
+        let (state, extreme) = from_scratch(&spec, &docs).expect("in range");
         assert_eq!((state.children, state.values), (3, 2));
         assert_eq!(state.sum, Decimal::from(249));
         assert_eq!(extreme, Some(json!(150)));
         let mut incremental = State::default();
-        incremental.add(Some(&json!(150)), 1);
-        incremental.add(None, 1);
-        incremental.add(Some(&json!(99)), 1);
-        incremental.add(Some(&json!(0.1)), 1);
-        incremental.add(Some(&json!(0.1)), -1);
+        for (value, sign) in [
+            (Some(json!(150)), 1),
+            (None, 1),
+            (Some(json!(99)), 1),
+            (Some(json!(0.1)), 1),
+            (Some(json!(0.1)), -1),
+        ] {
+            incremental.add(value.as_ref(), sign).expect("in range");
+        }
+        let mut huge = State::default();
+        huge.add(Some(&json!(6e28)), 1).expect("in range");
+        assert!(
+            huge.add(Some(&json!(6e28)), 1).is_err(),
+            "overflow is an error"
+        );
         assert_eq!(incremental, state);
     }
 }

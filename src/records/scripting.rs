@@ -101,7 +101,9 @@ impl Records<'_> {
                 ));
             }
             for (entity, id) in wanted {
-                let found = self.lookup(&snapshot, Some(ctx), &entity, &id).await?;
+                let found = self
+                    .lookup(self.db.conn(), &snapshot, Some(ctx), &entity, &id)
+                    .await?;
                 loaded.insert((entity, id), found);
             }
         }
@@ -118,8 +120,12 @@ pub(crate) struct ScriptWorld {
     time_zone: chrono_tz::Tz,
     calendar: Arc<crate::calendar::BusinessCalendar>,
     user: rhai::Dynamic,
-    /// Whether validation rules are checked (not when values are only recomputed).
+    /// Whether validation rules are checked and failing formulas refuse the write; off when
+    /// values are only derived again (recomputes, parents of a changed child): then a failing
+    /// formula leaves its field empty.
     rules: bool,
+    /// The workspace written in.
+    pub(crate) workspace_id: uuid::Uuid,
 }
 
 impl ScriptWorld {
@@ -134,11 +140,13 @@ impl ScriptWorld {
                 ctx.policy.as_ref().map(|p| p.role.as_str()),
             ),
             rules: true,
+            workspace_id: ctx.scope.workspace_id,
         }
     }
 
-    /// Formwork's own world (imports, recomputes).
+    /// Formwork's own world (imports, recomputes) in a workspace.
     pub(crate) fn system(
+        workspace_id: uuid::Uuid,
         now: chrono::DateTime<chrono::Utc>,
         time_zone: chrono_tz::Tz,
         calendar: Arc<crate::calendar::BusinessCalendar>,
@@ -149,10 +157,12 @@ impl ScriptWorld {
             calendar,
             user: rhai::Dynamic::UNIT,
             rules: true,
+            workspace_id,
         }
     }
 
-    /// This world, computing formulas without checking rules (recomputes of stored records).
+    /// This world, deriving values only: no rules, and a failing formula leaves its field
+    /// empty instead of refusing (recomputes, parents of a changed child).
     pub(crate) fn without_rules(mut self) -> Self {
         self.rules = false;
         self
@@ -165,8 +175,9 @@ impl ScriptWorld {
     }
 }
 
-/// One pass of formulas then rules: the formula values (API form), or the lookups to load.
-type Pass = std::result::Result<Vec<(String, Value)>, Vec<(String, String)>>;
+/// One pass of formulas then rules: the formula values (API form) with the problems found when
+/// deriving only (otherwise problems refuse), or the lookups to load.
+type Pass = std::result::Result<(Vec<(String, Value)>, Vec<FieldError>), Vec<(String, String)>>;
 
 /// Computes the formulas of `model` over `doc` and checks its rules (`old`: the stored document
 /// on updates), with `loaded` lookups; never awaits, so its environment stays on this thread.
@@ -180,19 +191,27 @@ pub(crate) fn evaluate(
 ) -> std::result::Result<Pass, Vec<FieldError>> {
     let engine = crate::script::shared();
     let env = world.env(loaded);
-    let check_rules = world.rules && !model.scripts.rules.is_empty();
-    // Rules may read any field (even by a computed key); formulas name theirs.
-    let mut record = if check_rules {
-        formulas::record_map(model, doc)
-    } else {
-        formulas::formula_inputs(model, doc)
-    };
-    let results = match formulas::compute(&engine, model, &mut record, &env, prefix)? {
-        Ok(results) => results,
+    // Formulas see exactly the fields they name, whatever else runs.
+    let mut inputs = formulas::formula_inputs(model, doc);
+    let (results, problems) = match formulas::compute(&engine, model, &mut inputs, &env, prefix) {
+        Ok(found) => found,
         Err(Pending::Lookups(wanted)) => return Ok(Err(wanted)),
-        Err(Pending::Nothing) => Vec::new(),
+        Err(Pending::Nothing) => (Vec::new(), Vec::new()),
     };
-    if check_rules {
+    if !world.rules {
+        return Ok(Ok((results, problems)));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if !model.scripts.rules.is_empty() {
+        // Rules may read any field (even by a computed key), formulas' new values included.
+        let mut record = formulas::record_map(model, doc);
+        for (key, value) in &results {
+            if let Some(field) = model.field(key) {
+                record.insert(key.as_str().into(), values::api_value(field, value));
+            }
+        }
         let old = old.map(|o| formulas::record_map(model, o));
         if let Pending::Lookups(wanted) = formulas::check_rules(
             &engine,
@@ -206,7 +225,7 @@ pub(crate) fn evaluate(
             return Ok(Err(wanted));
         }
     }
-    Ok(Ok(results))
+    Ok(Ok((results, Vec::new())))
 }
 
 /// Stores formula values (API form) into `doc`.
@@ -253,7 +272,10 @@ pub(crate) fn derive_now(
     }
     match evaluate(model, doc, old, world, &HashMap::new(), prefix) {
         Err(found) => problems.extend(found),
-        Ok(Ok(results)) => store_results(model, doc, results, prefix, problems),
+        Ok(Ok((results, found))) => {
+            store_results(model, doc, results, prefix, problems);
+            problems.extend(found);
+        }
         Ok(Err(_)) => problems.push(FieldError::new(
             prefix,
             "lookup_unavailable",
@@ -279,6 +301,28 @@ impl Records<'_> {
         prefix: &str,
         problems: &mut Vec<FieldError>,
     ) -> Result<()> {
+        let conn = self.db.conn();
+        self.derive_in(conn, snapshot, model, doc, old, world, prefix, problems)
+            .await
+    }
+
+    /// [`Records::derive`] inside a transaction: lookups read through `conn`, so they see its
+    /// changes and take no second connection.
+    ///
+    /// # Errors
+    /// `Error::Db` when a lookup cannot be read.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn derive_in(
+        &self,
+        conn: &impl crate::store::Conn,
+        snapshot: &Snapshot,
+        model: &EntityModel,
+        doc: &mut Map<String, Value>,
+        old: Option<&Map<String, Value>>,
+        world: &ScriptWorld,
+        prefix: &str,
+        problems: &mut Vec<FieldError>,
+    ) -> Result<()> {
         if model.scripts.is_empty() {
             return Ok(());
         }
@@ -289,8 +333,9 @@ impl Records<'_> {
                     problems.extend(found);
                     return Ok(());
                 }
-                Ok(Ok(results)) => {
+                Ok(Ok((results, found))) => {
                     store_results(model, doc, results, prefix, problems);
+                    problems.extend(found);
                     return Ok(());
                 }
                 Ok(Err(wanted)) => {
@@ -306,7 +351,7 @@ impl Records<'_> {
                         return Ok(());
                     }
                     for (entity, id) in wanted {
-                        let found = self.lookup(snapshot, None, &entity, &id).await?;
+                        let found = self.lookup(conn, snapshot, None, &entity, &id).await?;
                         loaded.insert((entity, id), found);
                     }
                 }
@@ -321,6 +366,7 @@ impl Records<'_> {
     /// `Error::Db`.
     pub(crate) async fn lookup(
         &self,
+        conn: &impl crate::store::Conn,
         snapshot: &Snapshot,
         reader: Option<&Context>,
         entity: &str,
@@ -332,7 +378,7 @@ impl Records<'_> {
         let Ok(uuid) = uuid::Uuid::parse_str(id) else {
             return Ok(rhai::Dynamic::UNIT);
         };
-        let Some(row) = crate::store::records::find(self.db.conn(), &model.table(), uuid)
+        let Some(row) = crate::store::records::find(conn, &model.table(), uuid)
             .await?
             .filter(|row| row.deleted_at.is_none())
         else {

@@ -56,6 +56,12 @@ fn bump(i: &mut usize, line: &mut u32, column: &mut u32, chars: &[char]) {
     *i += 1;
 }
 
+/// The number of hashes opening a raw string at `i` (`#"`, `##"`, …), if one opens there.
+fn raw_string_start(chars: &[char], i: usize) -> Option<usize> {
+    let hashes = chars[i..].iter().take_while(|c| **c == '#').count();
+    (hashes > 0 && chars.get(i + hashes) == Some(&'"')).then_some(hashes)
+}
+
 /// Splits rhai source into identifiers, string literals and punctuation (numbers, comments and
 /// whitespace dropped), each with its position. Errs on the side of seeing more: text it cannot
 /// place is skipped, never a panic.
@@ -108,20 +114,41 @@ fn tokens(source: &str) -> Vec<(Token, At)> {
             if c == '"' {
                 out.push((Token::Str(text), at));
             }
-        } else if c == '`' {
-            bump(&mut i, &mut line, &mut column, &chars);
+        } else if c == '#' && raw_string_start(&chars, i).is_some() {
+            // A raw string: #"…"#, with as many hashes on both sides.
+            let hashes = raw_string_start(&chars, i).unwrap_or(1);
+            for _ in 0..=hashes {
+                bump(&mut i, &mut line, &mut column, &chars);
+            }
             let mut text = String::new();
-            while i < chars.len() && chars[i] != '`' {
-                if chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
-                    bump(&mut i, &mut line, &mut column, &chars);
-                    bump(&mut i, &mut line, &mut column, &chars);
-                    interpolation_depths.push(0);
+            while i < chars.len() {
+                if chars[i] == '"' && (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) {
+                    for _ in 0..=hashes {
+                        bump(&mut i, &mut line, &mut column, &chars);
+                    }
                     break;
                 }
                 text.push(chars[i]);
                 bump(&mut i, &mut line, &mut column, &chars);
             }
-            if i < chars.len() && chars[i] == '`' {
+            out.push((Token::Str(text), at));
+        } else if c == '`' {
+            bump(&mut i, &mut line, &mut column, &chars);
+            let mut text = String::new();
+            let mut interpolating = false;
+            while i < chars.len() && chars[i] != '`' {
+                if chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
+                    bump(&mut i, &mut line, &mut column, &chars);
+                    bump(&mut i, &mut line, &mut column, &chars);
+                    interpolation_depths.push(0);
+                    interpolating = true;
+                    break;
+                }
+                text.push(chars[i]);
+                bump(&mut i, &mut line, &mut column, &chars);
+            }
+            // The closing backtick, unless code follows (it may open a string of its own).
+            if !interpolating && i < chars.len() && chars[i] == '`' {
                 bump(&mut i, &mut line, &mut column, &chars);
             }
             out.push((Token::Str(text), at));
@@ -154,16 +181,18 @@ fn tokens(source: &str) -> Vec<(Token, At)> {
                         // The interpolation ends: the rest is string text up to the backtick.
                         interpolation_depths.pop();
                         bump(&mut i, &mut line, &mut column, &chars);
+                        let mut interpolating = false;
                         while i < chars.len() && chars[i] != '`' {
                             if chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
                                 bump(&mut i, &mut line, &mut column, &chars);
                                 bump(&mut i, &mut line, &mut column, &chars);
                                 interpolation_depths.push(0);
+                                interpolating = true;
                                 break;
                             }
                             bump(&mut i, &mut line, &mut column, &chars);
                         }
-                        if i < chars.len() && chars[i] == '`' {
+                        if !interpolating && i < chars.len() && chars[i] == '`' {
                             bump(&mut i, &mut line, &mut column, &chars);
                         }
                         continue;
@@ -286,6 +315,16 @@ mod tests {
                 at: At { line: 4, column: 9 }
             }]
         );
+    }
+
+    #[test]
+    fn raw_strings_and_nested_templates_hide_nothing() {
+        let uses = analyse("let s = #\"x\"y\"#; let v = record.secret; v + \"\"");
+        assert_eq!(names(&uses.fields), ["secret"]);
+        let uses = analyse("if true { `${`a`}` } else { \"\" }; record.secret");
+        assert_eq!(names(&uses.fields), ["secret"]);
+        let uses = analyse("`a ${record.x} b ${`c ${record.y}`} d`; record.z");
+        assert_eq!(names(&uses.fields), ["x", "y", "z"]);
     }
 
     #[test]

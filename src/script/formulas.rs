@@ -398,21 +398,28 @@ fn script_problems(error: Error, code_prefix: Option<&str>) -> Vec<FieldError> {
 
 /// Computes the formulas of `model` over `record` (the script map of the record being written,
 /// updated in place with each result so later formulas see it). Returns each formula's value in
-/// API form, or what must be loaded first, or every problem (at `/fields/<formula>` under
-/// `prefix`).
+/// API form (empty for a formula that failed) with the problems (at `/fields/<formula>` under
+/// `prefix`: failures, wrong types, limits), or what must be loaded first.
 ///
 /// # Errors
-/// The formulas that failed, returned the wrong type of value, or ran into a limit.
+/// `Pending::Lookups` when a lookup is not loaded yet.
 pub fn compute(
     engine: &ScriptEngine,
     model: &EntityModel,
     record: &mut RhaiMap,
     env: &Rc<Env>,
     prefix: &str,
-) -> Result<Result<Vec<(String, Value)>, Pending>, Vec<FieldError>> {
+) -> Result<(Vec<(String, Value)>, Vec<FieldError>), Pending> {
     let mut results = Vec::with_capacity(model.scripts.formulas.len());
     let mut problems = Vec::new();
     for formula in &model.scripts.formulas {
+        *env.allowed_lookups.borrow_mut() = Some(
+            formula
+                .lookups
+                .iter()
+                .map(|(entity, _)| entity.clone())
+                .collect(),
+        );
         let Some(field) = model.field(&formula.key) else {
             continue;
         };
@@ -424,13 +431,17 @@ pub fn compute(
             vec![("record", Dynamic::from_map(record.clone()))],
             &pointer,
         ) {
-            Err(wanted) => return Ok(Err(Pending::Lookups(wanted))),
+            Err(wanted) => {
+                *env.allowed_lookups.borrow_mut() = None;
+                return Err(Pending::Lookups(wanted));
+            }
             Ok(Err(error)) => {
                 problems.extend(script_problems(
                     error,
                     Some(&format!("formula {:?}", formula.key)),
                 ));
                 record.insert(formula.key.as_str().into(), Dynamic::UNIT);
+                results.push((formula.key.clone(), Value::Null));
                 continue;
             }
             Ok(Ok(value)) => value,
@@ -452,14 +463,12 @@ pub fn compute(
                     ),
                 ));
                 record.insert(formula.key.as_str().into(), Dynamic::UNIT);
+                results.push((formula.key.clone(), Value::Null));
             }
         }
     }
-    if problems.is_empty() {
-        Ok(Ok(results))
-    } else {
-        Err(problems)
-    }
+    *env.allowed_lookups.borrow_mut() = None;
+    Ok((results, problems))
 }
 
 /// The `user` map scripts see: the acting person's id and role (`()` for Formwork itself).

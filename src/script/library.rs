@@ -442,6 +442,13 @@ fn lookup(entity: ImmutableString, id: Dynamic) -> Outcome {
         let Some(env) = env else {
             return Err(fail("lookup is not available here"));
         };
+        if let Some(allowed) = env.allowed_lookups.borrow().as_ref()
+            && !allowed.iter().any(|e| e.as_str() == entity.as_str())
+        {
+            return Err(fail(format!(
+                "this formula does not declare a lookup of {entity:?} (write lookup(\"{entity}\", record.reference_field))"
+            )));
+        }
         let key = (entity.to_string(), id.to_string());
         if let Some(found) = env.lookups.borrow().get(&key) {
             return Ok(found.clone());

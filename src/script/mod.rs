@@ -83,6 +83,9 @@ pub struct Env {
     pub wanted: RefCell<Vec<(String, String)>>,
     /// Whether the script called `now()` or `today()` (its result depends on the day).
     pub used_clock: Cell<bool>,
+    /// The entities the running script may look up (`None`: any). Formulas may look up only
+    /// what their text declares, so that what they read is known.
+    pub allowed_lookups: RefCell<Option<Vec<String>>>,
 }
 
 impl Env {
@@ -99,6 +102,7 @@ impl Env {
             lookups: RefCell::new(HashMap::new()),
             wanted: RefCell::new(Vec::new()),
             used_clock: Cell::new(false),
+            allowed_lookups: RefCell::new(None),
         }
     }
 

@@ -369,6 +369,22 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether a database error is the engine giving up on one of two concurrent transactions
+/// (PostgreSQL deadlock or serialization failure, SQLite busy): nothing was written, and the
+/// same request may succeed when sent again.
+pub fn is_transient(err: &DbErr) -> bool {
+    let text = err.to_string();
+    [
+        "deadlock detected",
+        "40P01",
+        "40001",
+        "could not serialize",
+        "database is locked",
+    ]
+    .iter()
+    .any(|mark| text.contains(mark))
+}
+
 /// The backend of any connection.
 pub fn backend_of(conn: &impl Conn) -> Backend {
     match conn.get_database_backend() {

@@ -1214,9 +1214,16 @@ async fn run(backend: Backend, settings: &Settings) -> u64 {
         assert_eq!(status, StatusCode::OK, "saving the formula: {body}");
         let started = Instant::now();
         let (status, body) = admin
-            .post(&format!("{path}/versions"), json!({"revision": body["revision"]}))
+            .post(
+                &format!("{path}/versions"),
+                json!({"revision": body["revision"]}),
+            )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "publishing the formula: {body}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "publishing the formula: {body}"
+        );
         app.run_jobs_until_idle().await;
         let elapsed = started.elapsed().as_secs_f64();
         let (_, jobs) = admin.get("/api/v1/w/demo/jobs?limit=100").await;
