@@ -17,10 +17,19 @@ pub struct FieldError {
     /// Column (1-based) for errors inside scripts and templates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<u32>,
-    /// The validation rule that refused the value, for rule failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// The message in every language the definition gives (`{"en": …, "zh-CN": …}`).
+    /// The validation rule behind the problem, for rule failures (`rule` and `messages` in the
+    /// body; boxed so that the common problem stays small).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Box<RuleRef>>,
+}
+
+/// The validation rule a problem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleRef {
+    /// The rule's key.
+    pub rule: String,
+    /// The rule's message in every language the definition gives (`{"en": …, "zh-CN": …}`),
+    /// absent when the rule could not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<serde_json::Value>,
 }
@@ -35,7 +44,6 @@ impl FieldError {
             line: None,
             column: None,
             rule: None,
-            messages: None,
         }
     }
 }

@@ -125,7 +125,6 @@ fn syntax_error(error: &serde_json::Error) -> Error {
             line: u32::try_from(error.line()).ok(),
             column: u32::try_from(error.column()).ok(),
             rule: None,
-            messages: None,
         }],
     }
 }

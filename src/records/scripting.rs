@@ -291,6 +291,7 @@ impl Records<'_> {
     ///
     /// # Errors
     /// `Error::Db` when a lookup cannot be read.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn derive(
         &self,
         snapshot: &Snapshot,
@@ -395,10 +396,9 @@ impl Records<'_> {
                     return Ok(rhai::Dynamic::UNIT);
                 }
                 let view = lens.show(&model, super::view(&model, &row, lens.is_admin));
-                match values::record_from_api(&model, &view.fields).try_cast::<rhai::Map>() {
-                    Some(map) => map,
-                    None => rhai::Map::new(),
-                }
+                values::record_from_api(&model, &view.fields)
+                    .try_cast::<rhai::Map>()
+                    .unwrap_or_default()
             }
             None => formulas::record_map(&model, &row.doc),
         };

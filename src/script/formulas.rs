@@ -12,7 +12,7 @@ use super::analysis::{self, At};
 use super::library::LOOKUP_PENDING;
 use super::{Env, Script, ScriptEngine, values};
 use crate::definitions::{EntityModel, Field};
-use crate::error::{Error, FieldError};
+use crate::error::{Error, FieldError, RuleRef};
 
 /// A formula field, compiled.
 #[derive(Debug, Clone)]
@@ -347,6 +347,9 @@ fn plan_rules(
     rules
 }
 
+/// Formula values in API form (empty for a formula that failed), with the problems found.
+pub type Derived = (Vec<(String, Value)>, Vec<FieldError>);
+
 /// What an evaluation needs before it can finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
@@ -409,7 +412,7 @@ pub fn compute(
     record: &mut RhaiMap,
     env: &Rc<Env>,
     prefix: &str,
-) -> Result<(Vec<(String, Value)>, Vec<FieldError>), Pending> {
+) -> Result<Derived, Pending> {
     let mut results = Vec::with_capacity(model.scripts.formulas.len());
     let mut problems = Vec::new();
     for formula in &model.scripts.formulas {
@@ -527,7 +530,10 @@ pub fn check_rules(
                         .into_iter()
                         .map(|mut p| {
                             p.code = "rule_error".to_owned();
-                            p.rule = Some(rule.key.clone());
+                            p.rule = Some(Box::new(RuleRef {
+                                rule: rule.key.clone(),
+                                messages: None,
+                            }));
                             p
                         }),
                 );
@@ -545,7 +551,10 @@ pub fn check_rules(
                             values::type_name(&value)
                         ),
                     );
-                    problem.rule = Some(rule.key.clone());
+                    problem.rule = Some(Box::new(RuleRef {
+                        rule: rule.key.clone(),
+                        messages: None,
+                    }));
                     problems.push(problem);
                     continue;
                 }
@@ -567,8 +576,10 @@ pub fn check_rules(
         };
         for pointer in pointers {
             let mut problem = FieldError::new(pointer, "rule", message.clone());
-            problem.rule = Some(rule.key.clone());
-            problem.messages = Some(rule.messages.clone());
+            problem.rule = Some(Box::new(RuleRef {
+                rule: rule.key.clone(),
+                messages: Some(rule.messages.clone()),
+            }));
             problems.push(problem);
         }
     }

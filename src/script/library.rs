@@ -4,6 +4,10 @@
 //! (`2026-12-05`), datetimes RFC 3339 text in UTC; every function given `()` where a value is
 //! missing answers `()` instead of failing, so formulas over optional fields stay simple.
 
+// rhai hands registered functions their arguments by value; taking them by reference is not an
+// option here.
+#![allow(clippy::needless_pass_by_value)]
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
 use rhai::{
     Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map as RhaiMap,
