@@ -4,32 +4,11 @@
 
 mod common;
 
-use common::{Backend, Client, TestApp, assert_problem};
+use common::{Backend, Client, TestApp, assert_problem, publish_entity as publish};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const W: &str = "/api/v1/w/demo";
-
-/// Saves and publishes an entity; returns the publish answer.
-async fn publish(admin: &Client, key: &str, document: Value) -> (StatusCode, Value) {
-    let (status, current) = admin.get(&format!("{W}/definitions/entity/{key}")).await;
-    let mut draft = json!({"document": document});
-    if status == StatusCode::OK {
-        draft["revision"] = current["revision"].clone();
-    }
-    let (status, body) = admin
-        .put(&format!("{W}/definitions/entity/{key}/draft"), draft)
-        .await;
-    if status != StatusCode::OK {
-        return (status, body);
-    }
-    admin
-        .post(
-            &format!("{W}/definitions/entity/{key}/versions"),
-            json!({"revision": body["revision"]}),
-        )
-        .await
-}
 
 fn account() -> Value {
     json!({

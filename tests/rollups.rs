@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Backend, Client, TestApp, assert_problem};
+use common::{Backend, Client, TestApp, assert_problem, publish_entity as publish};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -16,26 +16,6 @@ use serde_json::{Value, json};
 const W: &str = "/api/v1/w/demo";
 const ACCOUNTS: &str = "/api/v1/w/demo/entities/acct/records";
 const PAYMENTS: &str = "/api/v1/w/demo/entities/payment/records";
-
-async fn publish(admin: &Client, key: &str, document: Value) -> (StatusCode, Value) {
-    let (status, current) = admin.get(&format!("{W}/definitions/entity/{key}")).await;
-    let mut draft = json!({"document": document});
-    if status == StatusCode::OK {
-        draft["revision"] = current["revision"].clone();
-    }
-    let (status, body) = admin
-        .put(&format!("{W}/definitions/entity/{key}/draft"), draft)
-        .await;
-    if status != StatusCode::OK {
-        return (status, body);
-    }
-    admin
-        .post(
-            &format!("{W}/definitions/entity/{key}/versions"),
-            json!({"revision": body["revision"]}),
-        )
-        .await
-}
 
 fn money(op: &str, field: Option<&str>) -> Value {
     let mut rollup = json!({"entity": "payment", "via": "acct", "op": op});

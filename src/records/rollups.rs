@@ -94,6 +94,18 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// Whether `value` is a new extreme for a minimum or maximum holding `current`.
+fn beats(op: MetricOp, value: &Value, current: Option<&Value>) -> bool {
+    current.is_none_or(|current| {
+        let order = compare(value, current);
+        if op == MetricOp::Min {
+            order.is_lt()
+        } else {
+            order.is_gt()
+        }
+    })
+}
+
 /// A child's contribution to one rollup: the parent it refers to and the value it adds.
 #[derive(Debug, Clone, PartialEq)]
 struct Share {
@@ -200,18 +212,10 @@ fn from_scratch(
             .and_then(|f| doc.get(f))
             .filter(|v| !v.is_null());
         state.add(value, 1)?;
-        if let Some(value) = value {
-            let better = extreme.as_ref().is_none_or(|current| {
-                let order = compare(value, current);
-                if spec.op == MetricOp::Min {
-                    order.is_lt()
-                } else {
-                    order.is_gt()
-                }
-            });
-            if better {
-                extreme = Some(value.clone());
-            }
+        if let Some(value) = value
+            && beats(spec.op, value, extreme.as_ref())
+        {
+            extreme = Some(value.clone());
         }
     }
     Ok((state, extreme))
@@ -441,18 +445,10 @@ impl Records<'_> {
                 }
                 if let Some(added) = &m.added {
                     state.add(added.as_ref(), 1)?;
-                    if let Some(value) = added {
-                        let better = extreme.as_ref().is_none_or(|current| {
-                            let order = compare(value, current);
-                            if spec.op == MetricOp::Min {
-                                order.is_lt()
-                            } else {
-                                order.is_gt()
-                            }
-                        });
-                        if better {
-                            extreme = Some(value.clone());
-                        }
+                    if let Some(value) = added
+                        && beats(spec.op, value, extreme.as_ref())
+                    {
+                        extreme = Some(value.clone());
                     }
                 }
             }

@@ -56,6 +56,33 @@ fn bump(i: &mut usize, line: &mut u32, column: &mut u32, chars: &[char]) {
     *i += 1;
 }
 
+/// Reads the text of a backtick string from `i` up to its closing backtick (consumed) or up to an
+/// interpolation `${` (consumed, and its depth pushed: code follows, which may open a string of
+/// its own).
+fn template_text(
+    chars: &[char],
+    i: &mut usize,
+    line: &mut u32,
+    column: &mut u32,
+    interpolation_depths: &mut Vec<u32>,
+) -> String {
+    let mut text = String::new();
+    while *i < chars.len() && chars[*i] != '`' {
+        if chars[*i] == '$' && chars.get(*i + 1) == Some(&'{') {
+            bump(i, line, column, chars);
+            bump(i, line, column, chars);
+            interpolation_depths.push(0);
+            return text;
+        }
+        text.push(chars[*i]);
+        bump(i, line, column, chars);
+    }
+    if *i < chars.len() {
+        bump(i, line, column, chars);
+    }
+    text
+}
+
 /// The number of hashes opening a raw string at `i` (`#"`, `##"`, …), if one opens there.
 fn raw_string_start(chars: &[char], i: usize) -> Option<usize> {
     let hashes = chars[i..].iter().take_while(|c| **c == '#').count();
@@ -134,23 +161,13 @@ fn tokens(source: &str) -> Vec<(Token, At)> {
             out.push((Token::Str(text), at));
         } else if c == '`' {
             bump(&mut i, &mut line, &mut column, &chars);
-            let mut text = String::new();
-            let mut interpolating = false;
-            while i < chars.len() && chars[i] != '`' {
-                if chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
-                    bump(&mut i, &mut line, &mut column, &chars);
-                    bump(&mut i, &mut line, &mut column, &chars);
-                    interpolation_depths.push(0);
-                    interpolating = true;
-                    break;
-                }
-                text.push(chars[i]);
-                bump(&mut i, &mut line, &mut column, &chars);
-            }
-            // The closing backtick, unless code follows (it may open a string of its own).
-            if !interpolating && i < chars.len() && chars[i] == '`' {
-                bump(&mut i, &mut line, &mut column, &chars);
-            }
+            let text = template_text(
+                &chars,
+                &mut i,
+                &mut line,
+                &mut column,
+                &mut interpolation_depths,
+            );
             out.push((Token::Str(text), at));
         } else if c.is_alphabetic() || c == '_' {
             let mut word = String::new();
@@ -181,20 +198,13 @@ fn tokens(source: &str) -> Vec<(Token, At)> {
                         // The interpolation ends: the rest is string text up to the backtick.
                         interpolation_depths.pop();
                         bump(&mut i, &mut line, &mut column, &chars);
-                        let mut interpolating = false;
-                        while i < chars.len() && chars[i] != '`' {
-                            if chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
-                                bump(&mut i, &mut line, &mut column, &chars);
-                                bump(&mut i, &mut line, &mut column, &chars);
-                                interpolation_depths.push(0);
-                                interpolating = true;
-                                break;
-                            }
-                            bump(&mut i, &mut line, &mut column, &chars);
-                        }
-                        if !interpolating && i < chars.len() && chars[i] == '`' {
-                            bump(&mut i, &mut line, &mut column, &chars);
-                        }
+                        template_text(
+                            &chars,
+                            &mut i,
+                            &mut line,
+                            &mut column,
+                            &mut interpolation_depths,
+                        );
                         continue;
                     }
                     *depth -= 1;

@@ -769,20 +769,8 @@ fn batches(target: &Target, serial: &Arc<AtomicU64>, records: usize, size: usize
 /// Publishes the accounts (without rollups: the leads' entity does not exist yet), makes 200 of
 /// them, and remembers their ids for the leads.
 async fn prepare_accounts(admin: &common::Client) {
-    let path = "/api/v1/w/demo/definitions/entity/bench_account";
-    let (status, body) = admin
-        .put(
-            &format!("{path}/draft"),
-            json!({"document": account_entity(false)}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "saving the accounts: {body}");
-    let (status, body) = admin
-        .post(
-            &format!("{path}/versions"),
-            json!({"revision": body["revision"]}),
-        )
-        .await;
+    let (status, body) =
+        common::publish_entity(admin, "bench_account", account_entity(false)).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -814,21 +802,7 @@ async fn prepare_accounts(admin: &common::Client) {
 
 /// Gives the accounts their rollups over the leads, once the leads' entity exists.
 async fn publish_account_rollups(admin: &common::Client) {
-    let path = "/api/v1/w/demo/definitions/entity/bench_account";
-    let (_, current) = admin.get(path).await;
-    let (status, body) = admin
-        .put(
-            &format!("{path}/draft"),
-            json!({"document": account_entity(true), "revision": current["revision"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "saving the account rollups: {body}");
-    let (status, body) = admin
-        .post(
-            &format!("{path}/versions"),
-            json!({"revision": body["revision"]}),
-        )
-        .await;
+    let (status, body) = common::publish_entity(admin, "bench_account", account_entity(true)).await;
     assert_eq!(
         status,
         StatusCode::CREATED,

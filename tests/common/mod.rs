@@ -239,6 +239,31 @@ impl Drop for TestApp {
     }
 }
 
+/// Saves `document` as the draft of entity `key` in the demo workspace (with the revision last
+/// read, if it exists) and publishes it; returns the publish answer (or the draft's refusal).
+pub async fn publish_entity(
+    client: &Client,
+    key: &str,
+    document: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let path = format!("/api/v1/w/demo/definitions/entity/{key}");
+    let (status, current) = client.get(&path).await;
+    let mut draft = serde_json::json!({"document": document});
+    if status == StatusCode::OK {
+        draft["revision"] = current["revision"].clone();
+    }
+    let (status, body) = client.put(&format!("{path}/draft"), draft).await;
+    if status != StatusCode::OK {
+        return (status, body);
+    }
+    client
+        .post(
+            &format!("{path}/versions"),
+            serde_json::json!({"revision": body["revision"]}),
+        )
+        .await
+}
+
 /// An HTTP client with a cookie jar and the session's CSRF token or a bearer token.
 pub struct Client {
     pub base: String,
