@@ -438,11 +438,175 @@ async fn the_sales_crm_scores_leads_and_tiers_customers(backend: Backend) {
     assert_eq!(customer["fields"]["tier"], "b", "{customer}");
 }
 
+/// A recompute killed midway (SIGKILL) resumes after its last batch in the next process: every
+/// record ends computed once, none twice.
+async fn a_killed_recompute_resumes_where_it_stopped(backend: Backend) {
+    let (database_url, _dir) = common::fresh_database(backend).await;
+    let env = [
+        ("FORMWORK_JOB_LEASE_SECS", "1"),
+        ("FORMWORK_JOB_POLL_MS", "50"),
+        ("FORMWORK_DEMO_DATA", "false"),
+    ];
+    let mut first = common::Process::spawn(&database_url, &env).await;
+    let admin = process_admin(&first.address).await;
+    let thing = |formula: Option<&str>| {
+        let mut document = json!({"type": "object", "x-label": {"en": "Thing"},
+            "properties": {"n": {"type": "integer", "x-kind": "integer", "x-label": {"en": "N"}}}});
+        if let Some(formula) = formula {
+            document["properties"]["double"] = json!({"type": "integer", "x-kind": "formula",
+                "x-result": "integer", "x-label": {"en": "Double"}, "x-formula": formula});
+        }
+        document
+    };
+    let (status, body) = publish(&admin, "thing", thing(None)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let things = format!("{W}/entities/thing/records");
+    const RECORDS: i64 = 6000;
+    for chunk in 0..RECORDS / 1000 {
+        let records: Vec<Value> = (0..1000)
+            .map(|i| json!({"fields": {"n": chunk * 1000 + i}}))
+            .collect();
+        let (status, body) = admin
+            .post(&format!("{things}/batch"), json!({"records": records}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = publish(&admin, "thing", thing(Some("record.n * 2"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Kill the process once the job has committed at least one batch, not all.
+    let recompute = |jobs: &Value| {
+        jobs.as_array()
+            .and_then(|all| all.iter().find(|j| j["kind"] == "records.recompute"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut killed_at = None;
+    for _ in 0..2000 {
+        let (_, jobs) = admin.get(&format!("{W}/jobs?limit=100")).await;
+        let job = recompute(&jobs);
+        let done = job["progress_done"].as_i64().unwrap_or_default();
+        if done > 0 {
+            assert!(
+                done < RECORDS,
+                "the job finished before it could be killed: {job}"
+            );
+            first.kill_hard();
+            killed_at = Some(done);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let killed_at = killed_at.expect("the recompute started");
+    let second = common::Process::spawn(&database_url, &env).await;
+    let admin = process_admin(&second.address).await;
+    let mut job = Value::Null;
+    for _ in 0..600 {
+        let (_, jobs) = admin.get(&format!("{W}/jobs?limit=100")).await;
+        job = recompute(&jobs);
+        if job["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    // Resumed, not restarted: the second attempt found no record already computed.
+    let checkpoint = &job["checkpoint"];
+    assert_eq!(checkpoint["done"], RECORDS, "killed at {killed_at}: {job}");
+    assert_eq!(
+        checkpoint["changed"], RECORDS,
+        "killed at {killed_at}: {job}"
+    );
+    assert_eq!(checkpoint["unchanged"], 0, "killed at {killed_at}: {job}");
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    loop {
+        let mut query = json!({"limit": 1000});
+        if let Some(cursor) = &cursor {
+            query["cursor"] = json!(cursor);
+        }
+        let (_, page) = admin.post(&format!("{things}/query"), query).await;
+        for record in page["records"].as_array().expect("records") {
+            assert_eq!(
+                record["fields"]["double"].as_i64(),
+                record["fields"]["n"].as_i64().map(|n| n * 2),
+                "{record}"
+            );
+            seen += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, RECORDS);
+}
+
+/// A runaway formula refuses the writes it runs in, by its limit, while other requests are
+/// answered within a second; nothing is written.
+async fn a_runaway_formula_stops_and_the_server_keeps_answering(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let document = json!({"type": "object", "x-label": {"en": "Spin"},
+        "properties": {
+            "n": {"type": "integer", "x-kind": "integer", "x-label": {"en": "N"}},
+            "spin": {"type": "integer", "x-kind": "formula", "x-result": "integer",
+                     "x-label": {"en": "Spin"},
+                     "x-formula": "let i = 0; while record.n != -1 { i += 1; } i"}}});
+    let (status, body) = publish(&admin, "spin", document).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let spins = format!("{W}/entities/spin/records");
+    let writes = (0..4).map(|n| admin.post(&spins, json!({"fields": {"n": n}})));
+    let probe = async {
+        let mut slowest = std::time::Duration::ZERO;
+        for _ in 0..10 {
+            let at = std::time::Instant::now();
+            let (status, _) = admin
+                .get(&format!("{W}/entities/lead/records?limit=5"))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            slowest = slowest.max(at.elapsed());
+        }
+        slowest
+    };
+    let (results, slowest) = tokio::join!(futures::future::join_all(writes), probe);
+    for (status, body) in results {
+        assert_eq!(
+            assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+            ["/fields/spin"]
+        );
+        assert_eq!(body["errors"][0]["code"], "script_limit", "{body}");
+    }
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "other requests waited {slowest:?}"
+    );
+    let (_, page) = admin.get(&spins).await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(0));
+}
+
+/// The admin of a spawned process, signed in.
+async fn process_admin(address: &str) -> Client {
+    let mut client = Client::new(address.to_owned());
+    let response = client
+        .http
+        .post(format!("{address}/api/v1/account/login"))
+        .json(&json!({"email": common::ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let body: Value = response.json().await.expect("json");
+    client.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    client
+}
+
 both_databases!(
     formulas_are_computed_on_write_and_queryable,
     rules_refuse_writes_naming_rule_and_fields,
     broken_formulas_are_refused_at_save_with_their_place,
     a_changed_formula_recomputes_every_record,
     a_test_run_sees_the_library_and_lookups,
-    the_sales_crm_scores_leads_and_tiers_customers
+    the_sales_crm_scores_leads_and_tiers_customers,
+    a_killed_recompute_resumes_where_it_stopped,
+    a_runaway_formula_stops_and_the_server_keeps_answering
 );

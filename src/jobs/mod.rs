@@ -126,6 +126,8 @@ pub struct JobView {
     pub progress_total: Option<i64>,
     /// Input.
     pub payload: Value,
+    /// Where the job stands: what a restart resumes from (a recompute's counts and failures).
+    pub checkpoint: Option<Value>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -147,6 +149,7 @@ impl From<JobRow> for JobView {
             progress_done: row.progress_done,
             progress_total: row.progress_total,
             payload: row.payload,
+            checkpoint: row.checkpoint,
             created_at: row.created_at,
             updated_at: row.updated_at,
             finished_at: row.finished_at,

@@ -46,10 +46,11 @@ async fn list(
     ))
 }
 
-/// Payloads may carry URLs and other integration details: only admins see them.
+/// Payloads and checkpoints may carry URLs, record ids and other details: only admins see them.
 fn redact(mut job: JobView, admin: bool) -> JobView {
     if !admin {
         job.payload = serde_json::Value::Null;
+        job.checkpoint = None;
     }
     job
 }
