@@ -1222,6 +1222,8 @@ struct Customer {
     draft: Draft,
     company: Company,
     size: &'static str,
+    /// How much business the generator gives it (a: most); not stored, the stored tier is a
+    /// formula.
     tier: &'static str,
     /// The person who must become its primary contact, if already known.
     seed: Option<Seed>,
@@ -2542,8 +2544,8 @@ impl Gen {
     }
 }
 
-/// A customer's later changes: its lifecycle stage (and tier) following its deals, and
-/// `last_follow_up_at` at each follow-up.
+/// A customer's later changes: its lifecycle stage following its deals (its tier is a formula
+/// over them), and `last_follow_up_at` at each follow-up.
 fn customer_history(customers: &mut [Customer], deals: &[Deal], follow_ups: &[(usize, Draft)]) {
     for (ci, customer) in customers.iter_mut().enumerate() {
         let mut moves: Vec<(i64, &str, Option<i64>)> = deals
@@ -2553,9 +2555,8 @@ fn customer_history(customers: &mut [Customer], deals: &[Deal], follow_ups: &[(u
             .collect();
         moves.sort_by_key(|m| m.0);
         let mut stage = "first_contact";
-        let mut tier = customer.tier;
         let mut wins = 0;
-        for (at, deal_stage, amount) in moves {
+        for (at, deal_stage, _) in moves {
             let next = match deal_stage {
                 "needs_confirmed" | "proposal" if stage == "first_contact" => "intent",
                 "contract_signed" => {
@@ -2571,18 +2572,6 @@ fn customer_history(customers: &mut [Customer], deals: &[Deal], follow_ups: &[(u
             stage = next;
             let mut f = Map::new();
             put(&mut f, "lifecycle_stage", stage);
-            if deal_stage == "contract_signed" {
-                let won = amount.unwrap_or_default() / 100;
-                let upgraded = match tier {
-                    "c" if won >= 500_000 => "a",
-                    "c" if won >= 100_000 => "b",
-                    "b" if won >= 500_000 => "a",
-                    _ => tier,
-                };
-                if upgraded != tier {
-                    tier = upgraded;
-                }
-            }
             customer.draft.changes.push((at, f));
         }
         for (_, draft) in follow_ups.iter().filter(|(c, _)| *c == ci) {

@@ -36,6 +36,10 @@ pub struct Snapshot {
     entities: HashMap<String, Arc<EntityModel>>,
     /// Indexes still being built (or failed): their constraints are not in force yet.
     pending_indexes: std::collections::HashSet<String>,
+    /// Entities other entities roll up (so their writes update parents).
+    rolled_up: std::collections::HashSet<String>,
+    /// Entities formulas look up (so their changes schedule recomputes).
+    looked_up: std::collections::HashSet<String>,
 }
 
 /// A reference field of one entity pointing at another.
@@ -58,6 +62,17 @@ impl Snapshot {
     /// Whether the database index `name` is built and in force.
     pub fn index_ready(&self, name: &str) -> bool {
         !self.pending_indexes.contains(name)
+    }
+
+    /// Whether some entity's rollup aggregates records of `entity` (answered without a scan:
+    /// every record write asks).
+    pub fn is_rolled_up(&self, entity: &str) -> bool {
+        self.rolled_up.contains(entity)
+    }
+
+    /// Whether some entity's formula looks up records of `entity`.
+    pub fn is_looked_up(&self, entity: &str) -> bool {
+        self.looked_up.contains(entity)
     }
 
     /// The compiled model of a published entity.
@@ -200,11 +215,26 @@ impl Registry {
             .filter(|state| state.status != "ready")
             .map(|state| state.name)
             .collect();
+        let rolled_up = entities
+            .values()
+            .flat_map(|m| m.fields.iter())
+            .filter_map(|f| match &f.computed {
+                Some(super::entity::Computed::Rollup(spec)) => Some(spec.entity.clone()),
+                _ => None,
+            })
+            .collect();
+        let looked_up = entities
+            .values()
+            .flat_map(|m| m.scripts.formulas.iter())
+            .flat_map(|f| f.lookups.iter().map(|(entity, _)| entity.clone()))
+            .collect();
         let fresh = Arc::new(Snapshot {
             generation,
             definitions,
             entities,
             pending_indexes,
+            rolled_up,
+            looked_up,
         });
         let Ok(mut map) = self.snapshots.write() else {
             return Ok(fresh);

@@ -956,7 +956,7 @@ impl Records<'_> {
         // A single create is buffered in the group and written with the others' in one
         // statement, unless a unique index is still being built (the check below then reads the
         // table, which does not hold the group's buffered rows yet).
-        let rolled_up = !rollups::targets(&snapshot, &model.key).is_empty();
+        let rolled_up = snapshot.is_rolled_up(&model.key);
         let buffered = !batch
             && !rolled_up
             && model
@@ -1197,14 +1197,16 @@ impl Records<'_> {
             }
             let changed: HashSet<String> = changes.keys().cloned().collect();
             // Parents first, as in create: locked for update before the reference check.
-            self.roll_up(
-                &tx,
-                &snapshot,
-                &world,
-                &model,
-                vec![(Some(row.doc.clone()), Some(doc.clone()))],
-            )
-            .await?;
+            if snapshot.is_rolled_up(&model.key) {
+                self.roll_up(
+                    &tx,
+                    &snapshot,
+                    &world,
+                    &model,
+                    vec![(Some(row.doc.clone()), Some(doc.clone()))],
+                )
+                .await?;
+            }
             self.check_in_tx(
                 &tx,
                 ctx,
@@ -1383,7 +1385,7 @@ impl Records<'_> {
         let mut by_entity: BTreeMap<String, (Arc<EntityModel>, Vec<rollups::Change>)> =
             BTreeMap::new();
         for (model, id) in deleted {
-            if rollups::targets(snapshot, &model.key).is_empty() {
+            if !snapshot.is_rolled_up(&model.key) {
                 continue;
             }
             if let Some(row) = rows::find(tx, &model.table(), id).await? {
@@ -1398,7 +1400,7 @@ impl Records<'_> {
         // through it now finds nothing), and so do its parents' rollups.
         let quiet = world.clone().without_rules();
         for (model, field, id, parent) in cleared {
-            let rolled_up = !rollups::targets(snapshot, &model.key).is_empty();
+            let rolled_up = snapshot.is_rolled_up(&model.key);
             if !rolled_up && model.scripts.formulas.is_empty() {
                 continue;
             }
@@ -1454,7 +1456,7 @@ impl Records<'_> {
         let mut by_entity: BTreeMap<String, (Arc<EntityModel>, Vec<rollups::Change>)> =
             BTreeMap::new();
         for (model, id) in restored {
-            if rollups::targets(snapshot, &model.key).is_empty() {
+            if !snapshot.is_rolled_up(&model.key) {
                 continue;
             }
             if let Some(row) = rows::find(tx, &model.table(), *id).await? {

@@ -188,13 +188,7 @@ pub async fn schedule_lookups_of(
 
 /// Whether any formula of `snapshot` looks up records of `model`.
 pub fn is_looked_up(snapshot: &crate::definitions::Snapshot, model: &EntityModel) -> bool {
-    snapshot.entities().iter().any(|dependent| {
-        dependent
-            .scripts
-            .formulas
-            .iter()
-            .any(|f| f.lookups.iter().any(|(entity, _)| *entity == model.key))
-    })
+    snapshot.is_looked_up(&model.key)
 }
 
 /// `records.recompute`: recomputes the formulas of every record of one entity.

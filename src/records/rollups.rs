@@ -55,6 +55,9 @@ pub fn has_rollups(model: &EntityModel) -> bool {
 /// The rollups (of any entity) over records of `child`.
 pub fn targets(snapshot: &Snapshot, child: &str) -> Vec<Target> {
     let mut found = Vec::new();
+    if !snapshot.is_rolled_up(child) {
+        return found;
+    }
     for parent in snapshot.entities() {
         for field in &parent.fields {
             if let Some(Computed::Rollup(spec)) = &field.computed
@@ -273,6 +276,9 @@ impl Records<'_> {
         child: &EntityModel,
         changes: Vec<Change>,
     ) -> Result<()> {
+        if !snapshot.is_rolled_up(&child.key) {
+            return Ok(());
+        }
         // A parent's rules bind its own writers, not the writers of its children.
         let world = world.clone().without_rules();
         let world = &world;

@@ -54,12 +54,8 @@ impl Records<'_> {
         let world = ScriptWorld::of(ctx, self.clock.now());
         let mut loaded = HashMap::new();
         loop {
-            let (engine, script, record, user) = (
-                engine.clone(),
-                script.clone(),
-                record.clone(),
-                world.user.clone(),
-            );
+            let (engine, script, record, user) =
+                (engine.clone(), script.clone(), record.clone(), world.user());
             let (now, zone, calendar) = (world.now, world.time_zone, world.calendar.clone());
             let lookups = loaded.clone();
             // Off the request threads: a runaway script holds a blocking thread, not a worker.
@@ -119,7 +115,9 @@ pub(crate) struct ScriptWorld {
     now: chrono::DateTime<chrono::Utc>,
     time_zone: chrono_tz::Tz,
     calendar: Arc<crate::calendar::BusinessCalendar>,
-    user: rhai::Dynamic,
+    /// Who writes (the `user` of rules; built only when a rule runs).
+    actor: Option<uuid::Uuid>,
+    policy: Option<Arc<crate::access::Policy>>,
     /// Whether validation rules are checked and failing formulas refuse the write; off when
     /// values are only derived again (recomputes, parents of a changed child): then a failing
     /// formula leaves its field empty.
@@ -135,10 +133,8 @@ impl ScriptWorld {
             now,
             time_zone: ctx.time_zone,
             calendar: ctx.calendar.clone(),
-            user: formulas::user_value(
-                ctx.actor.account_id(),
-                ctx.policy.as_ref().map(|p| p.role.as_str()),
-            ),
+            actor: ctx.actor.account_id(),
+            policy: ctx.policy.clone(),
             rules: true,
             workspace_id: ctx.scope.workspace_id,
         }
@@ -155,7 +151,8 @@ impl ScriptWorld {
             now,
             time_zone,
             calendar,
-            user: rhai::Dynamic::UNIT,
+            actor: None,
+            policy: None,
             rules: true,
             workspace_id,
         }
@@ -166,6 +163,11 @@ impl ScriptWorld {
     pub(crate) fn without_rules(mut self) -> Self {
         self.rules = false;
         self
+    }
+
+    /// The `user` scripts see.
+    fn user(&self) -> rhai::Dynamic {
+        formulas::user_value(self.actor, self.policy.as_ref().map(|p| p.role.as_str()))
     }
 
     fn env(&self, loaded: &HashMap<(String, String), rhai::Dynamic>) -> Rc<Env> {
@@ -218,7 +220,7 @@ pub(crate) fn evaluate(
             model,
             &record,
             old.as_ref(),
-            &world.user,
+            &world.user(),
             &env,
             prefix,
         )? {
