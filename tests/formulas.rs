@@ -585,6 +585,58 @@ async fn a_runaway_formula_stops_and_the_server_keeps_answering(backend: Backend
     assert_eq!(page["records"].as_array().map(Vec::len), Some(0));
 }
 
+/// A formula reading the clock is computed at each write and again every day: the hourly sweep
+/// starts one recompute per entity per workspace-local date.
+async fn clock_formulas_are_recomputed_daily(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let document = json!({"type": "object", "x-label": {"en": "Task"},
+        "properties": {
+            "due": {"type": "string", "x-kind": "date", "x-label": {"en": "Due"}},
+            "days_left": {"type": "integer", "x-kind": "formula", "x-result": "integer",
+                          "x-label": {"en": "Days left"},
+                          "x-formula": "days_between(today(), record.due)"}}});
+    let (status, body) = publish(&admin, "task", document).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let tasks = format!("{W}/entities/task/records");
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let due = today + chrono::Days::new(10);
+    let (status, task) = admin
+        .post(&tasks, json!({"fields": {"due": due.to_string()}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    assert_eq!(task["fields"]["days_left"], 10);
+    let id = task["id"].as_str().expect("id");
+    app.run_jobs_until_idle().await;
+    app.advance(chrono::Duration::days(3));
+    app.services.worker().schedule_housekeeping().await;
+    app.run_jobs_until_idle().await;
+    // Three idle days end the session.
+    let admin = app.admin().await;
+    let (_, task) = admin.get(&format!("{tasks}/{id}")).await;
+    assert_eq!(task["fields"]["days_left"], 7, "{task}");
+    // The same day's sweep again starts nothing new.
+    app.services.worker().schedule_housekeeping().await;
+    app.run_jobs_until_idle().await;
+    let (_, jobs) = admin.get(&format!("{W}/jobs?limit=100")).await;
+    let daily = jobs
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|j| {
+                    j["kind"] == "records.recompute"
+                        && j["payload"]["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("daily"))
+                })
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(daily, 1, "{jobs}");
+}
+
 /// The admin of a spawned process, signed in.
 async fn process_admin(address: &str) -> Client {
     let mut client = Client::new(address.to_owned());
@@ -608,5 +660,6 @@ both_databases!(
     a_test_run_sees_the_library_and_lookups,
     the_sales_crm_scores_leads_and_tiers_customers,
     a_killed_recompute_resumes_where_it_stopped,
-    a_runaway_formula_stops_and_the_server_keeps_answering
+    a_runaway_formula_stops_and_the_server_keeps_answering,
+    clock_formulas_are_recomputed_daily
 );
