@@ -249,6 +249,28 @@ fn within(scope: Option<Condition>, filter: Option<Condition>) -> Option<Conditi
     }
 }
 
+/// Runs a write again (up to 3 more times, after a short pause) when the database gave up on
+/// it for a concurrent one (a PostgreSQL deadlock between parents locked at different rollup
+/// levels, a serialization failure, SQLite busy): the attempt was rolled back whole, so
+/// running it again is safe.
+async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries: u64 = 0;
+    loop {
+        match attempt().await {
+            Err(Error::Db(e)) if store::is_transient(&e) && tries < 3 => {
+                tries += 1;
+                tracing::info!(error = %e, tries, "a write collided with another; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The result of a write committed alone, which no other writer can roll back.
 fn committed(outcome: Outcome) -> Result<()> {
     match outcome {
@@ -814,7 +836,9 @@ impl Records<'_> {
         entity: &str,
         input: NewRecord,
     ) -> Result<RecordView> {
-        let mut views = self.create_many(ctx, entity, vec![input], false).await?;
+        let inputs = vec![input];
+        let mut views =
+            retry_transient(|| self.create_many(ctx, entity, inputs.clone(), false)).await?;
         views
             .pop()
             .ok_or_else(|| Error::internal("create returned nothing"))
@@ -837,7 +861,7 @@ impl Records<'_> {
                 format!("a batch holds 1–{MAX_BATCH} records"),
             ));
         }
-        self.create_many(ctx, entity, inputs, true).await
+        retry_transient(|| self.create_many(ctx, entity, inputs.clone(), true)).await
     }
 
     async fn create_many(
@@ -1085,6 +1109,19 @@ impl Records<'_> {
         owner: Option<Uuid>,
         expected_version: Option<i64>,
     ) -> Result<RecordView> {
+        retry_transient(|| self.update_once(ctx, entity, id, patch, owner, expected_version)).await
+    }
+
+    /// One attempt of [`Records::update`].
+    async fn update_once(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        id: &str,
+        patch: &Map<String, Value>,
+        owner: Option<Uuid>,
+        expected_version: Option<i64>,
+    ) -> Result<RecordView> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
@@ -1258,6 +1295,11 @@ impl Records<'_> {
     /// # Errors
     /// `Error::NotFound`; `Error::Conflict` when a restrict reference holds.
     pub async fn delete(&self, ctx: &Context, entity: &str, id: &str) -> Result<()> {
+        retry_transient(|| self.delete_once(ctx, entity, id)).await
+    }
+
+    /// One attempt of [`Records::delete`].
+    async fn delete_once(&self, ctx: &Context, entity: &str, id: &str) -> Result<()> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let id = parse_id(id)?;
         if ctx.policy.is_some() {
@@ -1545,6 +1587,11 @@ impl Records<'_> {
     /// `Error::NotFound` (no such deleted record); `Error::Conflict` when a restored unique
     /// value is taken meanwhile.
     pub async fn restore(&self, ctx: &Context, entity: &str, id: &str) -> Result<RecordView> {
+        retry_transient(|| self.restore_once(ctx, entity, id)).await
+    }
+
+    /// One attempt of [`Records::restore`].
+    async fn restore_once(&self, ctx: &Context, entity: &str, id: &str) -> Result<RecordView> {
         let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let id = parse_id(id)?;
         let row = rows::find(self.db.conn(), &model.table(), id)
@@ -2004,6 +2051,32 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[tokio::test]
+    async fn transient_collisions_run_again_and_others_do_not() {
+        let tries = std::cell::Cell::new(0);
+        let result = retry_transient(|| {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move {
+                if n < 3 {
+                    Err(Error::Db(store::error_for_test("deadlock detected")))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some(3));
+        tries.set(0);
+        let result: Result<()> = retry_transient(|| {
+            tries.set(tries.get() + 1);
+            async { Err(Error::Db(store::error_for_test("syntax"))) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(tries.get(), 1);
+    }
 
     #[test]
     fn auto_numbers_render_their_pattern() {

@@ -369,6 +369,12 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// A database error with this message, for unit tests of error handling above the store.
+#[cfg(test)]
+pub(crate) fn error_for_test(message: &str) -> DbErr {
+    DbErr::Custom(message.to_owned())
+}
+
 /// Whether a database error is the engine giving up on one of two concurrent transactions
 /// (PostgreSQL deadlock or serialization failure, SQLite busy): nothing was written, and the
 /// same request may succeed when sent again.
