@@ -2052,6 +2052,29 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn imports_fill_rollups_children_first() {
+        let entity = |key: &str, child: Option<&str>| {
+            let mut document = serde_json::json!({"type": "object", "x-label": {"en": key},
+                "properties": {"name": {"type": "string", "x-kind": "text", "x-label": {"en": "N"}}}});
+            if let Some(child) = child {
+                document["properties"]["n"] = serde_json::json!({"type": "integer",
+                    "x-kind": "rollup", "x-label": {"en": "N"},
+                    "x-rollup": {"entity": child, "via": "parent", "op": "count"}});
+            }
+            let model = EntityModel::build(key, new_id(), 1, Arc::new(document)).expect("builds");
+            (key.to_owned(), Arc::new(model))
+        };
+        let models: HashMap<String, Arc<EntityModel>> = [
+            entity("a_top", Some("b_middle")),
+            entity("b_middle", Some("c_leaf")),
+            entity("c_leaf", None),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(rollup_order(&models), ["b_middle", "a_top"]);
+    }
+
     #[tokio::test]
     async fn transient_collisions_run_again_and_others_do_not() {
         let tries = std::cell::Cell::new(0);
@@ -2105,6 +2128,48 @@ pub struct ImportedRecord {
     pub fields: Map<String, Value>,
     /// Later changes, in time order: (when, fields set).
     pub changes: Vec<(DateTime<Utc>, Map<String, Value>)>,
+}
+
+/// The entities with rollups, each after every entity it rolls up (rollup graphs are acyclic:
+/// refused at publish), so a parent is filled from children already filled.
+fn rollup_order(models: &HashMap<String, Arc<EntityModel>>) -> Vec<String> {
+    let rolled_up_by = |model: &EntityModel| -> Vec<String> {
+        model
+            .fields
+            .iter()
+            .filter_map(|f| match &f.computed {
+                Some(crate::definitions::entity::Computed::Rollup(spec)) => {
+                    Some(spec.entity.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending: Vec<&Arc<EntityModel>> = models
+        .values()
+        .filter(|m| rollups::has_rollups(m))
+        .collect();
+    pending.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut order: Vec<String> = Vec::new();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|model| {
+            let ready = rolled_up_by(model).iter().all(|child| {
+                order.contains(child)
+                    || child == &model.key
+                    || models.get(child).is_none_or(|m| !rollups::has_rollups(m))
+            });
+            if ready {
+                order.push(model.key.clone());
+            }
+            !ready
+        });
+        if pending.len() == before {
+            // A cycle (refused at publish): fill the rest in key order.
+            order.extend(pending.drain(..).map(|m| m.key.clone()));
+        }
+    }
+    order
 }
 
 /// Imports records with past-dated history (channel `import`) inside the caller's transaction:
@@ -2214,8 +2279,9 @@ pub async fn import_in(
     // Rollups once every record is in, then the formulas reading them.
     let table_of = |key: &str| models.get(key).cloned();
     let quiet = world.clone().without_rules();
-    for (entity, rows_of_entity) in &by_entity {
-        let Some(model) = models.get(entity).filter(|m| rollups::has_rollups(m)) else {
+    for entity in rollup_order(&models) {
+        let (Some(model), Some(rows_of_entity)) = (models.get(&entity), by_entity.get(&entity))
+        else {
             continue;
         };
         for row in rows_of_entity {
