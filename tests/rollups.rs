@@ -407,6 +407,26 @@ async fn rollups_fail_safely(backend: Backend) {
         "x-label": {"en": "Loop"}, "x-rollup": {"entity": "acct", "via": "acct", "op": "count"}});
     let (status, body) = publish(&admin, "payment", looped).await;
     assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    // A lookup of the parent is fine, unless a rollup of the parent adds it up: then values
+    // would feed themselves through recomputes.
+    let mut looking = current["published"].clone();
+    looking["properties"]["acct_name"] = json!({"type": "string", "x-kind": "formula",
+        "x-result": "text", "x-label": {"en": "Account name"},
+        "x-formula": "let a = lookup(\"acct\", record.acct); if a == () { () } else { a.name }"});
+    looking["properties"]["acct_count"] = json!({"type": "integer", "x-kind": "formula",
+        "x-result": "integer", "x-label": {"en": "Account count"},
+        "x-formula": "let a = lookup(\"acct\", record.acct); if a == () { 0 } else { a.n }"});
+    let (status, body) = publish(&admin, "payment", looking).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, acct) = admin.get(&format!("{W}/definitions/entity/acct")).await;
+    let mut feeding = acct["published"].clone();
+    feeding["properties"]["echo"] = json!({"type": "integer", "x-kind": "rollup",
+        "x-result": "integer", "x-label": {"en": "Echo"},
+        "x-rollup": {"entity": "payment", "via": "acct", "op": "sum", "field": "acct_count"}});
+    let (status, body) = publish(&admin, "acct", feeding).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["code"], "rollup_cycle", "{body}");
+    let (_, current) = admin.get(&format!("{W}/definitions/entity/payment")).await;
     // A child entity changed under a rollup that reads it is refused.
     let mut changed = current["published"].clone();
     changed["properties"]["amount"] =

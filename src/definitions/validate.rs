@@ -159,8 +159,11 @@ fn check_rollups_over(
     }
 }
 
-/// Rollups pass changes up from child to parent: their chains may not loop (a record's total
-/// would feed itself) nor be longer than the levels a change travels.
+/// Rollups pass changes up from child to parent, and formulas that look a record up are
+/// recomputed when it changes: through the entity being saved, neither may loop back to it (a
+/// value would feed itself, and recomputes would never end), and rollup chains through it may
+/// not be longer than the levels a change travels. Problems elsewhere in the workspace are not
+/// this save's to report.
 fn check_rollup_chains(
     set: &DefinitionSet,
     key: &str,
@@ -169,74 +172,142 @@ fn check_rollup_chains(
     problems: &mut Vec<FieldError>,
 ) {
     use std::collections::{BTreeSet, HashMap};
-    let children_of = |doc: &Value| -> BTreeSet<String> {
+    let fields = |doc: &Value| -> Vec<Value> {
         doc.get("properties")
             .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, f)| f.pointer("/x-rollup/entity").and_then(Value::as_str))
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    };
+    let rolled_up = |doc: &Value| -> BTreeSet<String> {
+        fields(doc)
+            .iter()
+            .filter_map(|f| f.pointer("/x-rollup/entity").and_then(Value::as_str))
             .map(str::to_owned)
             .collect()
     };
-    let mut edges: HashMap<String, BTreeSet<String>> = set
+    // The entities a field's value reads through lookups, following the formulas it reads.
+    let lookups_behind = |doc: &Value, field: &str| -> BTreeSet<String> {
+        let properties = doc.get("properties").and_then(Value::as_object);
+        let mut found = BTreeSet::new();
+        let mut todo = vec![field.to_owned()];
+        let mut seen = BTreeSet::new();
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(source) = properties
+                .and_then(|p| p.get(&name))
+                .and_then(|f| f.get("x-formula"))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let uses = crate::script::analysis::analyse(source);
+            found.extend(uses.lookups.into_iter().filter_map(|l| l.entity));
+            todo.extend(uses.fields.into_iter().map(|(f, _)| f));
+        }
+        found
+    };
+    let mut docs: HashMap<String, &Value> = set
         .entities()
         .filter(|(k, _)| *k != key)
-        .map(|(k, doc)| (k.to_owned(), children_of(doc)))
+        .map(|(k, doc)| (k.to_owned(), doc))
         .collect();
-    edges.insert(key.to_owned(), children_of(document));
-    // Longest chain below each entity, or the cycle found.
-    fn depth(
-        node: &str,
-        edges: &HashMap<String, BTreeSet<String>>,
-        path: &mut Vec<String>,
-        memo: &mut HashMap<String, usize>,
-    ) -> Result<usize, Vec<String>> {
-        if let Some(at) = path.iter().position(|n| n == node) {
-            let mut cycle = path[at..].to_vec();
-            cycle.push(node.to_owned());
-            return Err(cycle);
+    docs.insert(key.to_owned(), document);
+    let rollups: HashMap<String, BTreeSet<String>> = docs
+        .iter()
+        .map(|(k, doc)| (k.clone(), rolled_up(doc)))
+        .collect();
+    // What each entity's stored values depend on: the entities it rolls up, and the entities
+    // looked up by the formulas those rollups aggregate (a lookup nobody rolls up feeds nothing
+    // back, however common: an opportunity showing its customer's name).
+    let mut depends: HashMap<String, BTreeSet<String>> = rollups.clone();
+    for doc in docs.values() {
+        for field in fields(doc) {
+            let (Some(child), Some(aggregated)) = (
+                field.pointer("/x-rollup/entity").and_then(Value::as_str),
+                field.pointer("/x-rollup/field").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if let Some(child_doc) = docs.get(child) {
+                depends
+                    .entry(child.to_owned())
+                    .or_default()
+                    .extend(lookups_behind(child_doc, aggregated));
+            }
         }
-        if let Some(known) = memo.get(node) {
-            return Ok(*known);
-        }
-        path.push(node.to_owned());
-        let mut longest = 0;
-        for child in edges.get(node).into_iter().flatten() {
-            longest = longest.max(1 + depth(child, edges, path, memo)?);
-        }
-        path.pop();
-        memo.insert(node.to_owned(), longest);
-        Ok(longest)
     }
-    let mut memo = HashMap::new();
-    let mut keys: Vec<&String> = edges.keys().collect();
-    keys.sort();
-    for node in keys {
-        match depth(node, &edges, &mut Vec::new(), &mut memo) {
-            Err(cycle) if cycle.iter().any(|n| n == key) => {
-                problems.push(FieldError::new(
-                    prefix,
-                    "rollup_cycle",
-                    format!(
-                        "rollups would feed themselves: {} (a record's rollup cannot depend on itself)",
-                        cycle.join(" ← ")
-                    ),
-                ));
-                return;
+    // A way from the saved entity back to itself.
+    fn way_back(
+        node: &str,
+        target: &str,
+        graph: &HashMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        for next in graph.get(node).into_iter().flatten() {
+            if next == target {
+                path.push(next.clone());
+                return true;
             }
-            Ok(levels) if levels > crate::records::rollups::MAX_DEPTH => {
-                problems.push(FieldError::new(
-                    prefix,
-                    "rollup_chain",
-                    format!(
-                        "rollups would chain over {levels} levels below {node:?}; at most {} are kept current",
-                        crate::records::rollups::MAX_DEPTH
-                    ),
-                ));
-                return;
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if way_back(next, target, graph, path, seen) {
+                    return true;
+                }
+                path.pop();
             }
-            _ => {}
         }
+        false
+    }
+    let mut path = vec![key.to_owned()];
+    if way_back(key, key, &depends, &mut path, &mut BTreeSet::new()) {
+        problems.push(FieldError::new(
+            prefix,
+            "rollup_cycle",
+            format!(
+                "stored values would feed themselves: {} (each depends on the next through a rollup or a lookup)",
+                path.join(" → ")
+            ),
+        ));
+        return;
+    }
+    // The longest rollup chain through the saved entity: levels below it and above it.
+    fn longest(
+        node: &str,
+        graph: &HashMap<String, BTreeSet<String>>,
+        seen: &mut BTreeSet<String>,
+    ) -> usize {
+        let mut best = 0;
+        for next in graph.get(node).into_iter().flatten() {
+            if seen.insert(next.clone()) {
+                best = best.max(1 + longest(next, graph, seen));
+                seen.remove(next);
+            }
+        }
+        best
+    }
+    let mut reversed: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (parent, children) in &rollups {
+        for child in children {
+            reversed
+                .entry(child.clone())
+                .or_default()
+                .insert(parent.clone());
+        }
+    }
+    let mut seen = BTreeSet::from([key.to_owned()]);
+    let levels = longest(key, &rollups, &mut seen) + longest(key, &reversed, &mut seen);
+    if levels > crate::records::rollups::MAX_DEPTH {
+        problems.push(FieldError::new(
+            prefix,
+            "rollup_chain",
+            format!(
+                "rollups through this entity would chain over {levels} levels; at most {} are kept current",
+                crate::records::rollups::MAX_DEPTH
+            ),
+        ));
     }
 }
 

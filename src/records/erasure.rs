@@ -177,6 +177,11 @@ impl Records<'_> {
     /// # Errors
     /// `Error::Forbidden` (not an admin), `Error::NotFound`, `Error::Conflict` (erased already).
     pub async fn erase(&self, ctx: &Context, entity: &str, id: &str) -> Result<Erasure> {
+        super::retry_transient(|| self.erase_once(ctx, entity, id)).await
+    }
+
+    /// One attempt of [`Records::erase`].
+    async fn erase_once(&self, ctx: &Context, entity: &str, id: &str) -> Result<Erasure> {
         require_admin(ctx)?;
         let (_, model) = self.model(ctx.scope, entity).await?;
         let id = parse_id(id)?;

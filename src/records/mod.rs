@@ -253,7 +253,7 @@ fn within(scope: Option<Condition>, filter: Option<Condition>) -> Option<Conditi
 /// it for a concurrent one (a PostgreSQL deadlock between parents locked at different rollup
 /// levels, a serialization failure, SQLite busy): the attempt was rolled back whole, so
 /// running it again is safe.
-async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T>
+pub(crate) async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -1468,6 +1468,17 @@ impl Records<'_> {
                     rows::set_derived(tx, &model.table(), id, row.version, derived.clone(), false)
                         .await?;
                     row.doc = derived;
+                    if snapshot.is_looked_up(&model.key) {
+                        recompute::schedule_lookups_of(
+                            tx,
+                            self.clock,
+                            world.workspace_id,
+                            snapshot,
+                            &model,
+                            id,
+                        )
+                        .await?;
+                    }
                 }
                 if !rolled_up {
                     continue;

@@ -139,12 +139,22 @@ struct State {
     sum: Decimal,
 }
 
-/// What a kept state was computed under: the rollup's definition and the versions of both
-/// entities. A state kept under anything else is not trusted (it is recomputed from scratch),
-/// so a changed rollup or a conversion of the children's values never mixes units.
-pub fn fingerprint(spec: &RollupSpec, parent_version: i32, child_version: i32) -> String {
+/// What a kept state was computed under: the rollup's definition and the kind (with currency)
+/// of the values it adds up. A state kept under anything else is not trusted (it is recomputed
+/// from scratch), so a changed rollup or a conversion of the children's values never mixes
+/// units, while a publish that changes neither (a label) keeps every state.
+pub fn fingerprint(spec: &RollupSpec, child: &EntityModel) -> String {
+    let kind = spec
+        .field
+        .as_deref()
+        .and_then(|key| child.field(key))
+        .map(|field| match &field.kind {
+            FieldKind::Money { currency, .. } => format!("money {currency}"),
+            other => other.name().to_owned(),
+        })
+        .unwrap_or_default();
     format!(
-        "{}:{}:{}:{}:{parent_version}:{child_version}",
+        "{}:{}:{}:{}:{kind}",
         spec.entity,
         spec.via,
         spec.op.name(),
@@ -429,7 +439,7 @@ impl Records<'_> {
             return Ok(());
         };
         let spec = &target.spec;
-        let mark = fingerprint(spec, parent.version, child.version);
+        let mark = fingerprint(spec, child);
         let state = State::read(doc, field_key, &mark);
         let mut extreme = doc.get(field_key).filter(|v| !v.is_null()).cloned();
         let extreme_left = moves.iter().any(|m| {
@@ -503,11 +513,7 @@ pub(crate) async fn fill(
         };
         let children = rows::referring_docs(conn, &child.table(), &spec.via, parent_id).await?;
         let (state, extreme) = from_scratch(spec, &children)?;
-        state.write(
-            doc,
-            &field.key,
-            &fingerprint(spec, parent.version, child.version),
-        );
+        state.write(doc, &field.key, &fingerprint(spec, &child));
         match stored_value(field, spec.op, state, extreme)? {
             Some(value) => doc.insert(field.key.clone(), value),
             None => doc.remove(&field.key),
