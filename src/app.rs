@@ -278,12 +278,8 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
             admin.id,
             demo,
             clock.now(),
-            crate::workspaces::check_time_zone(&workspace.time_zone)
-                .unwrap_or(chrono_tz::Asia::Shanghai),
-            std::sync::Arc::new(
-                crate::calendar::BusinessCalendar::from_json(&workspace.calendar)
-                    .unwrap_or_default(),
-            ),
+            crate::workspaces::zone_of(&workspace),
+            crate::workspaces::calendar_of(&workspace),
         )
         .await?;
         demo_workspace = Some(workspace.slug);

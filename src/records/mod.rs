@@ -1559,7 +1559,7 @@ impl Records<'_> {
         changed: &[(Arc<EntityModel>, Uuid)],
     ) -> Result<()> {
         for (model, id) in changed {
-            if recompute::is_looked_up(snapshot, model) {
+            if snapshot.is_looked_up(&model.key) {
                 recompute::schedule_lookups_of(
                     tx,
                     self.clock,

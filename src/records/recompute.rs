@@ -74,6 +74,28 @@ pub fn computed_changed(previous: &EntityModel, model: &EntityModel) -> bool {
     computed(previous) != computed(model)
 }
 
+/// A recompute job of entity `entity` (`definition_id`) in a workspace, for `reason`, of the
+/// records referring to a changed one or of all.
+fn recompute_job(
+    workspace_id: Uuid,
+    entity: &str,
+    definition_id: Uuid,
+    reason: String,
+    referring: Option<Referring>,
+) -> NewJob {
+    let mut job = NewJob::new(
+        RECOMPUTE_JOB,
+        json!(Payload {
+            entity: entity.to_owned(),
+            definition_id,
+            reason,
+            referring,
+        }),
+    );
+    job.workspace_id = Some(workspace_id);
+    job
+}
+
 /// Enqueues a recompute of every record of `model` (in the caller's transaction).
 ///
 /// # Errors
@@ -85,16 +107,13 @@ pub async fn schedule(
     model: &EntityModel,
     reason: &str,
 ) -> Result<Option<Uuid>> {
-    let mut job = NewJob::new(
-        RECOMPUTE_JOB,
-        json!(Payload {
-            entity: model.key.clone(),
-            definition_id: model.definition_id,
-            reason: reason.to_owned(),
-            referring: None,
-        }),
+    let job = recompute_job(
+        workspace_id,
+        &model.key,
+        model.definition_id,
+        reason.to_owned(),
+        None,
     );
-    job.workspace_id = Some(workspace_id);
     jobs::enqueue(conn, clock, job).await
 }
 
@@ -125,16 +144,8 @@ pub async fn schedule_after_conversion(
                     })
                 });
         if rolls_up {
-            let mut job = NewJob::new(
-                RECOMPUTE_JOB,
-                json!(Payload {
-                    entity: row.key.clone(),
-                    definition_id: row.id,
-                    reason: format!("{} values converted", model.key),
-                    referring: None,
-                }),
-            );
-            job.workspace_id = Some(workspace_id);
+            let reason = format!("{} values converted", model.key);
+            let job = recompute_job(workspace_id, &row.key, row.id, reason, None);
             jobs::enqueue(conn, clock, job).await?;
         }
     }
@@ -167,28 +178,20 @@ pub async fn schedule_lookups_of(
         vias.sort_unstable();
         vias.dedup();
         for via in vias {
-            let mut job = NewJob::new(
-                RECOMPUTE_JOB,
-                json!(Payload {
-                    entity: dependent.key.clone(),
-                    definition_id: dependent.definition_id,
-                    reason: format!("{} {changed} changed", model.key),
-                    referring: Some(Referring {
-                        field: via.to_owned(),
-                        target: changed,
-                    }),
+            let job = recompute_job(
+                workspace_id,
+                &dependent.key,
+                dependent.definition_id,
+                format!("{} {changed} changed", model.key),
+                Some(Referring {
+                    field: via.to_owned(),
+                    target: changed,
                 }),
             );
-            job.workspace_id = Some(workspace_id);
             jobs::enqueue(conn, clock, job).await?;
         }
     }
     Ok(())
-}
-
-/// Whether any formula of `snapshot` looks up records of `model`.
-pub fn is_looked_up(snapshot: &crate::definitions::Snapshot, model: &EntityModel) -> bool {
-    snapshot.is_looked_up(&model.key)
 }
 
 /// `records.recompute`: recomputes the formulas of every record of one entity.
@@ -266,12 +269,8 @@ impl Handler for Recompute {
             let world = ScriptWorld::system(
                 workspace_id,
                 ctx.clock.now(),
-                crate::workspaces::check_time_zone(&workspace.time_zone)
-                    .unwrap_or(chrono_tz::Asia::Shanghai),
-                Arc::new(
-                    crate::calendar::BusinessCalendar::from_json(&workspace.calendar)
-                        .unwrap_or_default(),
-                ),
+                crate::workspaces::zone_of(&workspace),
+                crate::workspaces::calendar_of(&workspace),
             )
             .without_rules();
             let mut updates = Vec::new();
@@ -397,7 +396,7 @@ async fn write(
                 (fresh, doc)
             };
         written += 1;
-        if is_looked_up(snapshot, model) {
+        if snapshot.is_looked_up(&model.key) {
             schedule_lookups_of(
                 &tx,
                 records.clock,
@@ -448,24 +447,21 @@ impl Handler for VolatileSweep {
                 .registry
                 .snapshot(&ctx.db, workspace.id, workspace.definitions_generation)
                 .await?;
-            let zone = crate::workspaces::check_time_zone(&workspace.time_zone)
-                .unwrap_or(chrono_tz::Asia::Shanghai);
-            let today = now.with_timezone(&zone).date_naive();
+            let today = now
+                .with_timezone(&crate::workspaces::zone_of(&workspace))
+                .date_naive();
             for model in snapshot
                 .entities()
                 .into_iter()
                 .filter(|m| m.scripts.is_volatile())
             {
-                let mut job = NewJob::new(
-                    RECOMPUTE_JOB,
-                    json!(Payload {
-                        entity: model.key.clone(),
-                        definition_id: model.definition_id,
-                        reason: format!("daily recompute for {today}"),
-                        referring: None,
-                    }),
+                let mut job = recompute_job(
+                    workspace.id,
+                    &model.key,
+                    model.definition_id,
+                    format!("daily recompute for {today}"),
+                    None,
                 );
-                job.workspace_id = Some(workspace.id);
                 job.dedupe_key = Some(format!(
                     "{RECOMPUTE_JOB}:volatile:{}:{today}",
                     model.definition_id

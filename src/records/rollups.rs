@@ -379,7 +379,7 @@ impl Records<'_> {
                         continue;
                     }
                     rows::set_derived_version(tx, &parent.table(), parent_id, doc.clone()).await?;
-                    if super::recompute::is_looked_up(snapshot, &parent) {
+                    if snapshot.is_looked_up(&parent.key) {
                         super::recompute::schedule_lookups_of(
                             tx,
                             self.clock,

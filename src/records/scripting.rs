@@ -208,13 +208,13 @@ pub(crate) fn evaluate(
     }
     if !model.scripts.rules.is_empty() {
         // Rules may read any field (even by a computed key), formulas' new values included.
-        let mut record = formulas::record_map(model, doc);
+        let mut record = values::record_map(model, doc);
         for (key, value) in &results {
             if let Some(field) = model.field(key) {
                 record.insert(key.as_str().into(), values::api_value(field, value));
             }
         }
-        let old = old.map(|o| formulas::record_map(model, o));
+        let old = old.map(|o| values::record_map(model, o));
         if let Pending::Lookups(wanted) = formulas::check_rules(
             &engine,
             model,
@@ -402,7 +402,7 @@ impl Records<'_> {
                     .try_cast::<rhai::Map>()
                     .unwrap_or_default()
             }
-            None => formulas::record_map(&model, &row.doc),
+            None => values::record_map(&model, &row.doc),
         };
         map.insert("id".into(), rhai::Dynamic::from(row.id.to_string()));
         Ok(rhai::Dynamic::from_map(map))

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::analysis::{self, At};
 use super::library::LOOKUP_PENDING;
 use super::{Env, Script, ScriptEngine, values};
-use crate::definitions::{EntityModel, Field};
+use crate::definitions::EntityModel;
 use crate::error::{Error, FieldError, RuleRef};
 
 /// A formula field, compiled.
@@ -590,11 +590,6 @@ pub fn check_rules(
     }
 }
 
-/// The script map of a record's stored document.
-pub fn record_map(model: &EntityModel, doc: &serde_json::Map<String, Value>) -> RhaiMap {
-    values::record_map(model, doc)
-}
-
 /// The script map of the fields formulas read (all they need when no rule runs after them).
 pub fn formula_inputs(model: &EntityModel, doc: &serde_json::Map<String, Value>) -> RhaiMap {
     let mut map = RhaiMap::new();
@@ -608,14 +603,6 @@ pub fn formula_inputs(model: &EntityModel, doc: &serde_json::Map<String, Value>)
         }
     }
     map
-}
-
-/// Whether `field` is computed by a formula.
-pub fn is_formula(field: &Field) -> bool {
-    matches!(
-        field.computed,
-        Some(crate::definitions::entity::Computed::Formula { .. })
-    )
 }
 
 #[cfg(test)]

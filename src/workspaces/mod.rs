@@ -128,9 +128,7 @@ pub async fn access(
                 &role,
                 token_role.as_deref(),
             );
-            // A stored calendar was checked when saved; an unreadable one counts as the default.
-            let calendar =
-                Arc::new(BusinessCalendar::from_json(&workspace.calendar).unwrap_or_default());
+            let calendar = calendar_of(&workspace);
             let access = Access {
                 workspace,
                 account_id: principal.account_id,
@@ -407,6 +405,18 @@ pub struct Settings {
     pub time_zone: String,
     /// Business calendar.
     pub calendar: BusinessCalendar,
+}
+
+/// A workspace's time zone (Asia/Shanghai if the stored one is unreadable: it was checked
+/// when saved).
+pub fn zone_of(workspace: &WorkspaceRow) -> chrono_tz::Tz {
+    check_time_zone(&workspace.time_zone).unwrap_or(chrono_tz::Asia::Shanghai)
+}
+
+/// A workspace's business calendar (the default if the stored one is unreadable: it was
+/// checked when saved).
+pub fn calendar_of(workspace: &WorkspaceRow) -> Arc<BusinessCalendar> {
+    Arc::new(BusinessCalendar::from_json(&workspace.calendar).unwrap_or_default())
 }
 
 /// The settings of a workspace.

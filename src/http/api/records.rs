@@ -80,8 +80,7 @@ where
             Credential::Session { .. } => Channel::Ui,
             Credential::Token { .. } => Channel::Api,
         };
-        let time_zone = crate::workspaces::check_time_zone(&ws.access.workspace.time_zone)
-            .unwrap_or(chrono_tz::Asia::Shanghai);
+        let time_zone = crate::workspaces::zone_of(&ws.access.workspace);
         Ok(Self {
             ctx: Context {
                 scope: ws.scope(),
