@@ -72,6 +72,19 @@ impl Services {
             }));
             handlers.push(Arc::new(auth::SendPasswordReset));
         }
+        handlers.push(Arc::new(crate::workflows::runtime::Runtime {
+            registry: registry.clone(),
+            email_enabled: mailer.is_some(),
+        }));
+        handlers.push(Arc::new(crate::workflows::timers::DateTimer {
+            registry: registry.clone(),
+        }));
+        handlers.push(Arc::new(crate::workflows::timers::CronTimer {
+            registry: registry.clone(),
+        }));
+        handlers.push(Arc::new(crate::workflows::timers::PlanDates {
+            registry: registry.clone(),
+        }));
         if config.test_mode_enabled() {
             handlers.push(Arc::new(jobs::TestSleep));
             handlers.push(Arc::new(jobs::TestFail));

@@ -20,4 +20,5 @@ pub mod render;
 pub mod script;
 pub mod store;
 pub mod telemetry;
+pub mod workflows;
 pub mod workspaces;

@@ -42,6 +42,26 @@ pub async fn queue(conn: &impl Conn, clock: &SharedClock, email: &Email) -> Resu
     Ok(())
 }
 
+/// Queues an email once per `key` in a workspace (a workflow step run again queues no second
+/// copy), inside the caller's transaction.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn queue_once(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    email: &Email,
+    workspace_id: uuid::Uuid,
+    key: String,
+) -> Result<Option<uuid::Uuid>> {
+    let payload = serde_json::to_value(email).map_err(Error::internal)?;
+    let mut job = NewJob::new(EMAIL_JOB, payload);
+    job.max_attempts = 10;
+    job.workspace_id = Some(workspace_id);
+    job.dedupe_key = Some(key);
+    enqueue(conn, clock, job).await
+}
+
 /// An SMTP server to send through.
 #[derive(Clone)]
 pub struct Mailer {

@@ -378,6 +378,7 @@ async fn a_write_racing_a_kind_change_is_refused(backend: Backend) {
         time_zone: chrono_tz::Asia::Shanghai,
         policy: None,
         calendar: Default::default(),
+        origin: None,
     };
     let mut fields = serde_json::Map::new();
     fields.insert("budget".to_owned(), json!("not money"));

@@ -524,6 +524,7 @@ async fn indexed_filters_use_their_index(backend: Backend) {
         time_zone: chrono_tz::Asia::Shanghai,
         policy: None,
         calendar: Default::default(),
+        origin: None,
     };
     let (_, model) = {
         let snapshot = app

@@ -15,6 +15,7 @@ mod m20261124_000005_instance;
 mod m20261125_000006_records;
 mod m20261125_000007_attachments;
 mod m20261125_000008_people_access;
+mod m20261205_000009_workflows;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_records::Migration),
             Box::new(m20261125_000007_attachments::Migration),
             Box::new(m20261125_000008_people_access::Migration),
+            Box::new(m20261205_000009_workflows::Migration),
         ]
     }
 }

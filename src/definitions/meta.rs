@@ -97,6 +97,12 @@ pub fn view() -> &'static Validator {
     compiled(&CELL, VIEW_META)
 }
 
+/// The meta-schema validator for workflow definitions.
+pub fn workflow() -> &'static Validator {
+    static CELL: OnceLock<Validator> = OnceLock::new();
+    compiled(&CELL, WORKFLOW_META)
+}
+
 /// The meta-schema validator for bundles as one document.
 pub fn template() -> &'static Validator {
     static CELL: OnceLock<Validator> = OnceLock::new();
@@ -109,6 +115,8 @@ pub const ENTITY_META: &str = include_str!("../../schemas/meta/entity.schema.jso
 pub const FORM_META: &str = include_str!("../../schemas/meta/form.schema.json");
 /// `schemas/meta/view.schema.json`.
 pub const VIEW_META: &str = include_str!("../../schemas/meta/view.schema.json");
+/// `schemas/meta/workflow.schema.json`.
+pub const WORKFLOW_META: &str = include_str!("../../schemas/meta/workflow.schema.json");
 /// `schemas/meta/template.schema.json`.
 pub const TEMPLATE_META: &str = include_str!("../../schemas/meta/template.schema.json");
 
@@ -118,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_meta_schema_compiles() {
-        for text in [ENTITY_META, FORM_META, VIEW_META, TEMPLATE_META] {
+        for text in [ENTITY_META, FORM_META, VIEW_META, WORKFLOW_META, TEMPLATE_META] {
             let schema: Value = serde_json::from_str(text).expect("meta-schema is JSON");
             schema_options()
                 .build(&schema)

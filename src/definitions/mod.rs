@@ -33,11 +33,13 @@ pub enum Kind {
     Form,
     /// A saved list, kanban or calendar of an entity.
     View,
+    /// A workflow: a trigger, a condition and steps.
+    Workflow,
 }
 
 impl Kind {
     /// Every kind, in dependency order (entities before what refers to them).
-    pub const ALL: [Kind; 3] = [Kind::Entity, Kind::Form, Kind::View];
+    pub const ALL: [Kind; 4] = [Kind::Entity, Kind::Form, Kind::View, Kind::Workflow];
 
     /// The kind's name in URLs and storage.
     pub fn as_str(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Kind {
             Self::Entity => "entity",
             Self::Form => "form",
             Self::View => "view",
+            Self::Workflow => "workflow",
         }
     }
 
@@ -54,6 +57,7 @@ impl Kind {
             Self::Entity => "entities",
             Self::Form => "forms",
             Self::View => "views",
+            Self::Workflow => "workflows",
         }
     }
 
@@ -413,6 +417,16 @@ impl Store<'_> {
                 ),
                 problems,
             ));
+        }
+        if kind == Kind::Workflow {
+            crate::workflows::published(
+                &tx,
+                self.clock,
+                scope.workspace_id,
+                (key, row.id, next),
+                &document,
+            )
+            .await?;
         }
         if kind == Kind::Entity {
             follow_entity(

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::Kind;
 use super::entity::{EntityModel, FieldKind, OnDelete};
+use crate::workflows::Workflow;
 use crate::error::Result;
 use crate::store::{self, Db};
 
@@ -40,6 +41,10 @@ pub struct Snapshot {
     rolled_up: std::collections::HashSet<String>,
     /// Entities formulas look up (so their changes schedule recomputes).
     looked_up: std::collections::HashSet<String>,
+    /// Published workflows, compiled, by key.
+    workflows: HashMap<String, Arc<Workflow>>,
+    /// Enabled workflows that record writes start, by entity.
+    watchers: HashMap<String, Vec<Arc<Workflow>>>,
 }
 
 /// A reference field of one entity pointing at another.
@@ -73,6 +78,32 @@ impl Snapshot {
     /// Whether some entity's formula looks up records of `entity`.
     pub fn is_looked_up(&self, entity: &str) -> bool {
         self.looked_up.contains(entity)
+    }
+
+    /// The published, compiled workflow `key`.
+    pub fn workflow(&self, key: &str) -> Option<Arc<Workflow>> {
+        self.workflows.get(key).cloned()
+    }
+
+    /// Every published workflow, by key.
+    pub fn workflows(&self) -> Vec<Arc<Workflow>> {
+        let mut all: Vec<_> = self.workflows.values().cloned().collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// The enabled workflows that writes of `entity`'s records may start (answered without a
+    /// scan: every record write asks).
+    pub fn watchers(&self, entity: &str) -> &[Arc<Workflow>] {
+        self.watchers.get(entity).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any published workflow carries records of `entity` (a delete then cancels their
+    /// waiting runs).
+    pub fn has_workflows_on(&self, entity: &str) -> bool {
+        self.workflows
+            .values()
+            .any(|w| w.entity.as_deref() == Some(entity))
     }
 
     /// The compiled model of a published entity.
@@ -173,6 +204,7 @@ impl Registry {
         let rows = store::definitions::published(db.conn(), workspace_id).await?;
         let mut definitions = HashMap::new();
         let mut entities = HashMap::new();
+        let mut workflows: HashMap<String, Arc<Workflow>> = HashMap::new();
         // Compiling an entity costs (large enums, many fields); unchanged versions are reused.
         let current = self.cached(workspace_id);
         for row in rows {
@@ -197,6 +229,32 @@ impl Registry {
                     // Validated at publish; a failure here is a defect, logged, not fatal.
                     Err(e) => {
                         tracing::error!(entity = %row.key, error = ?e, "published entity does not compile")
+                    }
+                }
+            }
+            if kind == Kind::Workflow {
+                let reused = current
+                    .as_ref()
+                    .and_then(|c| c.workflows.get(&row.key))
+                    .filter(|w| w.definition_id == row.id && w.version == row.version)
+                    .cloned();
+                match reused.map(Ok).unwrap_or_else(|| {
+                    Workflow::compile(
+                        &crate::script::shared(),
+                        &row.key,
+                        row.id,
+                        row.version,
+                        document.clone(),
+                        "",
+                    )
+                    .map(Arc::new)
+                }) {
+                    Ok(workflow) => {
+                        workflows.insert(row.key.clone(), workflow);
+                    }
+                    // Validated at publish; a failure here is a defect, logged, not fatal.
+                    Err(e) => {
+                        tracing::error!(workflow = %row.key, error = ?e, "published workflow does not compile")
                     }
                 }
             }
@@ -228,6 +286,21 @@ impl Registry {
             .flat_map(|m| m.scripts.formulas.iter())
             .flat_map(|f| f.lookups.iter().map(|(entity, _)| entity.clone()))
             .collect();
+        let mut watchers: HashMap<String, Vec<Arc<Workflow>>> = HashMap::new();
+        for workflow in workflows.values() {
+            if workflow.enabled
+                && workflow.trigger.watches_writes()
+                && let Some(entity) = &workflow.entity
+            {
+                watchers
+                    .entry(entity.clone())
+                    .or_default()
+                    .push(workflow.clone());
+            }
+        }
+        for list in watchers.values_mut() {
+            list.sort_by(|a, b| a.key.cmp(&b.key));
+        }
         let fresh = Arc::new(Snapshot {
             generation,
             definitions,
@@ -235,6 +308,8 @@ impl Registry {
             pending_indexes,
             rolled_up,
             looked_up,
+            workflows,
+            watchers,
         });
         let Ok(mut map) = self.snapshots.write() else {
             return Ok(fresh);

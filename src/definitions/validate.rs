@@ -317,6 +317,7 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         Kind::Entity => meta::entity(),
         Kind::Form => meta::form(),
         Kind::View => meta::view(),
+        Kind::Workflow => meta::workflow(),
     };
     let mut problems = meta::problems(validator, document, prefix);
     if !problems.is_empty() {
@@ -327,6 +328,18 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         let (_, script_problems) =
             crate::script::formulas::plan(&crate::script::shared(), document, prefix);
         problems.extend(script_problems);
+    }
+    if kind == Kind::Workflow
+        && let Err(workflow_problems) = crate::workflows::Workflow::compile(
+            &crate::script::shared(),
+            "",
+            uuid::Uuid::nil(),
+            0,
+            std::sync::Arc::new(document.clone()),
+            prefix,
+        )
+    {
+        problems.extend(workflow_problems);
     }
     problems
 }
@@ -521,12 +534,16 @@ impl DefinitionSet {
         Ok(set)
     }
 
-    /// The forms and views that lay out `entity`, as (kind, key, document).
+    /// The forms, views and workflows built on `entity`, as (kind, key, document).
     pub fn dependents_of(&self, entity: &str) -> Vec<(Kind, &str, &Value)> {
         self.entries
             .iter()
-            .filter(|((kind, _), doc)| {
-                *kind != Kind::Entity && doc.get("entity").and_then(Value::as_str) == Some(entity)
+            .filter(|((kind, _), doc)| match kind {
+                Kind::Entity => false,
+                Kind::Workflow => crate::workflows::definition::entities_used(doc)
+                    .iter()
+                    .any(|e| e == entity),
+                _ => doc.get("entity").and_then(Value::as_str) == Some(entity),
             })
             .map(|((kind, key), doc)| (*kind, key.as_str(), doc))
             .collect()
@@ -645,6 +662,12 @@ pub fn check_references(
             }
             check_rollups_over(set, key, document, prefix, &mut problems);
             check_rollup_chains(set, key, document, prefix, &mut problems);
+        }
+        Kind::Workflow => {
+            let lookup = |key: &str| set.get(Kind::Entity, key).cloned();
+            problems.extend(crate::workflows::definition::check_references(
+                &lookup, document, prefix,
+            ));
         }
         Kind::Form | Kind::View => {
             let Some(entity_key) = document.get("entity").and_then(Value::as_str) else {

@@ -81,12 +81,9 @@ pub async fn enqueue(conn: &impl Conn, clock: &SharedClock, job: NewJob) -> Resu
             progress_done: 0,
             progress_total: None,
             checkpoint: None,
-            // Keys are unique installation-wide; scoping them keeps one workspace from
-            // suppressing another's job.
-            dedupe_key: job.dedupe_key.map(|key| match job.workspace_id {
-                Some(workspace) => format!("{workspace}:{key}"),
-                None => format!("-:{key}"),
-            }),
+            dedupe_key: job
+                .dedupe_key
+                .map(|key| scoped_key(job.workspace_id, &key)),
             created_at: now,
             updated_at: now,
             finished_at: None,
@@ -94,6 +91,15 @@ pub async fn enqueue(conn: &impl Conn, clock: &SharedClock, job: NewJob) -> Resu
     )
     .await?;
     Ok(inserted.then_some(id))
+}
+
+/// A dedupe key as stored: keys are unique installation-wide, and scoping them keeps one
+/// workspace from suppressing another's job.
+pub fn scoped_key(workspace_id: Option<Uuid>, key: &str) -> String {
+    match workspace_id {
+        Some(workspace) => format!("{workspace}:{key}"),
+        None => format!("-:{key}"),
+    }
 }
 
 /// The delay before retry number `attempt` (1-based): 10 s doubling to at most an hour.

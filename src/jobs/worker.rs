@@ -13,7 +13,7 @@ use super::{NewJob, enqueue, retry_delay};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::store::jobs::{self as rows, JobRow, Lease};
-use crate::store::{Db, Tx};
+use crate::store::Db;
 
 /// Why a handler did not complete its job.
 #[derive(Debug)]
@@ -88,8 +88,30 @@ impl JobContext {
     ///
     /// # Errors
     /// `JobFailure::Retry` when the lease was lost (the caller must then not commit `tx`).
-    pub async fn complete_in(&self, tx: &Tx) -> Result<(), JobFailure> {
+    pub async fn complete_in(&self, tx: &impl crate::store::Conn) -> Result<(), JobFailure> {
         if rows::complete(tx, &self.lease, self.clock.now()).await? {
+            self.completed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        } else {
+            Err(JobFailure::Retry("lease lost".to_owned()))
+        }
+    }
+}
+
+impl JobContext {
+    /// Ends this attempt by putting the job back in the queue, due at `run_at` with `payload`,
+    /// inside the handler's transaction `tx` (a timer whose date moved while it fired).
+    ///
+    /// # Errors
+    /// `JobFailure::Retry` when the lease was lost (the caller must then not commit `tx`).
+    pub async fn reschedule_in(
+        &self,
+        tx: &impl crate::store::Conn,
+        run_at: chrono::DateTime<chrono::Utc>,
+        payload: serde_json::Value,
+    ) -> Result<(), JobFailure> {
+        if rows::reschedule(tx, &self.lease, run_at, payload, self.clock.now()).await? {
             self.completed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())

@@ -81,6 +81,8 @@ pub struct Context {
     pub policy: Option<Arc<crate::access::Policy>>,
     /// The workspace's business calendar.
     pub calendar: Arc<crate::calendar::BusinessCalendar>,
+    /// The workflow step making this write, if one is (its progress commits with the write).
+    pub origin: Option<Arc<crate::workflows::StepOrigin>>,
 }
 
 impl Context {
@@ -438,7 +440,13 @@ impl Records<'_> {
             },
             channel: ctx.channel.as_str().to_owned(),
             operation: operation.to_owned(),
-            changes,
+            changes: match (&ctx.origin, changes) {
+                (Some(origin), Value::Object(mut note)) => {
+                    note.insert("workflow".to_owned(), origin.note());
+                    Value::Object(note)
+                }
+                (_, changes) => changes,
+            },
         }
     }
 
@@ -1042,6 +1050,16 @@ impl Records<'_> {
             self.check_in_tx(&tx, ctx, &snapshot, &model, &checks, None)
                 .await?;
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
+            let changes: Vec<crate::workflows::Change<'_>> = new_rows
+                .iter()
+                .map(|row| crate::workflows::Change {
+                    id: row.id,
+                    owner: row.owner,
+                    before: None,
+                    after: Some(&row.doc),
+                })
+                .collect();
+            crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
             let history: Vec<HistoryRow> = new_rows
                 .iter()
                 .map(|row| {
@@ -1256,6 +1274,20 @@ impl Records<'_> {
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             self.recompute_lookups(&tx, ctx, &snapshot, &[(model.clone(), id)])
                 .await?;
+            crate::workflows::on_write(
+                &tx,
+                self.clock,
+                ctx,
+                &snapshot,
+                &model,
+                &[crate::workflows::Change {
+                    id,
+                    owner: new_owner,
+                    before: Some(&row.doc),
+                    after: Some(&doc),
+                }],
+            )
+            .await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
@@ -1407,6 +1439,24 @@ impl Records<'_> {
         {
             self.roll_up(&tx, &snapshot, &world, &child, changes)
                 .await?;
+        }
+        if ctx.origin.is_some() || snapshot.has_workflows_on(&model.key) {
+            if let Some(gone) = rows::find(&tx, &model.table(), id).await? {
+                crate::workflows::on_write(
+                    &tx,
+                    self.clock,
+                    ctx,
+                    &snapshot,
+                    &model,
+                    &[crate::workflows::Change {
+                        id,
+                        owner: gone.owner,
+                        before: Some(&gone.doc),
+                        after: None,
+                    }],
+                )
+                .await?;
+            }
         }
         rows::insert_history(&tx, &history).await?;
         committed(tx.commit().await?)?;

@@ -3,6 +3,8 @@
 //! Autoescaping is on for every `.html` template. Admin-written templates (later issues) get
 //! their own sandboxed environment with fuel; these are the product's own.
 
+pub mod sandbox;
+
 use include_dir::{Dir, include_dir};
 use minijinja::Environment;
 use serde::Serialize;

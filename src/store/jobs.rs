@@ -258,6 +258,80 @@ pub async fn complete(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Re
     finish_fenced(conn, update, lease, "succeeded", None, now).await
 }
 
+/// Puts a leased job back in the queue, due at `run_at` with a new payload, as its successful
+/// end (a timer whose date moved while it fired); the attempt is logged as succeeded and the
+/// attempt count starts again. False when the lease was lost.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn reschedule(
+    conn: &impl Conn,
+    lease: &Lease,
+    run_at: DateTime<Utc>,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let update = end_lease(now)
+        .col_expr(job::Column::Status, Expr::value(status::QUEUED))
+        .col_expr(job::Column::RunAt, Expr::value(run_at))
+        .col_expr(job::Column::Payload, Expr::value(payload))
+        .col_expr(job::Column::Attempts, Expr::value(0));
+    finish_fenced(conn, update, lease, "succeeded", None, now).await
+}
+
+/// Moves the queued job with this (scoped) dedupe key to `run_at` with a new payload; false
+/// when there is no queued one (none, finished, or running now).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn replan_keyed(
+    conn: &impl Conn,
+    key: &str,
+    run_at: DateTime<Utc>,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = job::Entity::update_many()
+        .col_expr(job::Column::RunAt, Expr::value(run_at))
+        .col_expr(job::Column::Payload, Expr::value(payload))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::DedupeKey.eq(key))
+        .filter(job::Column::Status.eq(status::QUEUED))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected > 0)
+}
+
+/// Deletes the finished (succeeded, dead or cancelled) job with this (scoped) dedupe key, so
+/// the key can plan a new one.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn forget_finished_keyed(conn: &impl Conn, key: &str) -> Result<()> {
+    job::Entity::delete_many()
+        .filter(job::Column::DedupeKey.eq(key))
+        .filter(job::Column::Status.is_in([status::SUCCEEDED, status::DEAD, status::CANCELLED]))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Cancels the queued job with this (scoped) dedupe key; true when there was one.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn cancel_keyed(conn: &impl Conn, key: &str, now: DateTime<Utc>) -> Result<bool> {
+    let updated = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(status::CANCELLED))
+        .col_expr(job::Column::FinishedAt, Expr::value(Some(now)))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::DedupeKey.eq(key))
+        .filter(job::Column::Status.eq(status::QUEUED))
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected > 0)
+}
+
 /// Records a failed attempt: back to the queue at `retry_at`, or dead when `retry_at` is `None`.
 /// False when the lease was lost.
 ///

@@ -13,6 +13,7 @@ pub mod records;
 pub mod sessions;
 pub mod tokens;
 pub mod workspaces;
+pub mod workflows;
 pub mod write;
 
 use std::fs::File;

@@ -913,6 +913,36 @@ pub async fn lock_for_conversion(conn: &impl Conn, table: &str) -> Result<()> {
     }
 }
 
+/// How many live records each of `owners` owns in a table (owners with none are absent).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn owner_loads(
+    conn: &impl Conn,
+    table: &str,
+    owners: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, i64>> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    query
+        .column(Alias::new("owner_id"))
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Alias::new(table))
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null())
+        .and_where(
+            Expr::col(Alias::new("owner_id"))
+                .is_in(owners.iter().map(|o| uuid_value(backend, *o))),
+        )
+        .group_by_col(Alias::new("owner_id"));
+    let mut loads = std::collections::HashMap::new();
+    for row in conn.query_all(&query).await? {
+        if let Some(owner) = get_uuid(&row, backend, "owner_id")? {
+            loads.insert(owner, row.try_get::<i64>("", "n")?);
+        }
+    }
+    Ok(loads)
+}
+
 /// Every record of a table (live and deleted), in id order, `limit` at a time after `after`.
 ///
 /// # Errors

@@ -7,6 +7,7 @@ mod jobs;
 mod people;
 mod records;
 mod tokens;
+mod workflows;
 mod workspace;
 
 use axum::Router;
@@ -24,4 +25,5 @@ pub(super) fn router() -> Router<Services> {
         .merge(jobs::router())
         .merge(records::router())
         .merge(people::router())
+        .merge(workflows::router())
 }

@@ -62,8 +62,8 @@ pub(super) fn router() -> Router<Services> {
 const ATTACHMENT_BODY_LIMIT: usize = 100 * 1024 * 1024;
 
 /// The caller's records context: workspace, actor, channel (browser session → ui, token → api).
-struct Caller {
-    ctx: Context,
+pub(super) struct Caller {
+    pub(super) ctx: Context,
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -91,6 +91,7 @@ where
                 time_zone,
                 policy: Some(ws.access.policy.clone()),
                 calendar: ws.access.calendar.clone(),
+                origin: None,
             },
         })
     }

@@ -1,0 +1,166 @@
+//! `/api/v1/w/{workspace}/workflow-runs`, `/workflows/{key}/runs` and `/notifications`: workflow
+//! runs and their logs (retry, cancel), manual starts, and the caller's notifications.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::records::Caller;
+use crate::app::Services;
+use crate::error::{Error, Result};
+use crate::http::extract::{AppJson, AppQuery, Workspace};
+use crate::store::workflows::RunFilter;
+use crate::workflows::RunView;
+use crate::workflows::service::{self, Inbox, Started};
+
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .route("/w/{workspace}/workflow-runs", get(list))
+        .route("/w/{workspace}/workflow-runs/{id}", get(show))
+        .route("/w/{workspace}/workflow-runs/{id}/retry", post(retry))
+        .route("/w/{workspace}/workflow-runs/{id}/cancel", post(cancel))
+        .route("/w/{workspace}/workflows/{key}/runs", post(start))
+        .route("/w/{workspace}/notifications", get(inbox))
+        .route("/w/{workspace}/notifications/read-all", post(read_all))
+        .route("/w/{workspace}/notifications/{id}/read", post(read))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    entity: Option<String>,
+    record: Option<Uuid>,
+    before: Option<Uuid>,
+    limit: Option<u64>,
+}
+
+fn run_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::not_found("workflow run"))
+}
+
+async fn list(
+    State(services): State<Services>,
+    ws: Workspace,
+    AppQuery(query): AppQuery<RunQuery>,
+) -> Result<Json<Vec<RunView>>> {
+    let record = match (query.entity, query.record) {
+        (Some(entity), Some(id)) => Some((entity, id)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::invalid(
+                "/record",
+                "pair",
+                "filter by record with both entity and record",
+            ));
+        }
+    };
+    let filter = RunFilter {
+        workflow: query.workflow,
+        status: query.status,
+        record,
+        before: query.before,
+    };
+    Ok(Json(
+        service::list(&services.records(), &ws.access, filter, query.limit).await?,
+    ))
+}
+
+async fn show(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<RunView>> {
+    Ok(Json(
+        service::get(&services.records(), &ws.access, run_id(&id)?).await?,
+    ))
+}
+
+async fn retry(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<RunView>> {
+    Ok(Json(
+        service::retry(&services.records(), &ws.access, run_id(&id)?).await?,
+    ))
+}
+
+async fn cancel(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<RunView>> {
+    Ok(Json(
+        service::cancel(&services.records(), &ws.access, run_id(&id)?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    #[serde(default)]
+    records: Vec<String>,
+}
+
+async fn start(
+    State(services): State<Services>,
+    ws: Workspace,
+    caller: Caller,
+    Path((_, key)): Path<(String, String)>,
+    AppJson(body): AppJson<StartBody>,
+) -> Result<(axum::http::StatusCode, Json<Started>)> {
+    let started = service::start_manual(
+        &services.records(),
+        &ws.access,
+        &caller.ctx,
+        &key,
+        &body.records,
+    )
+    .await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(started)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    unread: Option<bool>,
+    before: Option<Uuid>,
+    limit: Option<u64>,
+}
+
+async fn inbox(
+    State(services): State<Services>,
+    ws: Workspace,
+    AppQuery(query): AppQuery<InboxQuery>,
+) -> Result<Json<Inbox>> {
+    Ok(Json(
+        service::inbox(
+            &services.records(),
+            &ws.access,
+            query.unread.unwrap_or(false),
+            query.before,
+            query.limit,
+        )
+        .await?,
+    ))
+}
+
+async fn read(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let id = Uuid::parse_str(&id).map_err(|_| Error::not_found("notification"))?;
+    let changed = service::mark_read(&services.records(), &ws.access, Some(id)).await?;
+    Ok(Json(json!({"marked": changed})))
+}
+
+async fn read_all(State(services): State<Services>, ws: Workspace) -> Result<Json<Value>> {
+    let changed = service::mark_read(&services.records(), &ws.access, None).await?;
+    Ok(Json(json!({"marked": changed})))
+}

@@ -1,0 +1,1133 @@
+//! Running workflows: the `workflow.advance` job takes a run from where it stands, one step at
+//! a time. Each step's effects and the run's new position (log row, variables, cursor) commit
+//! in one transaction fenced on the run's revision: a step is never half applied, and a second
+//! executor of the same run (a retried job, another process) changes nothing. Steps that write
+//! records pass their progress to the write path ([`super::StepOrigin`]), which commits it with
+//! the record.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::definition::{Action, END, Step, Strategy, Workflow};
+use super::duration::Span;
+use super::notify::{self, Audience, Message};
+use super::triggers::{advance_job, describe};
+use super::{ADVANCE_JOB, StepOrigin};
+use crate::clock::SharedClock;
+use crate::definitions::{EntityModel, FieldKind, Registry, Scope, Snapshot};
+use crate::domain::Actor;
+use crate::error::{Error, Result};
+use crate::jobs::{self, Handler, JobContext, JobFailure, NewJob};
+use crate::records::{Channel, Context, NewRecord, Records, codec};
+use crate::render::sandbox;
+use crate::script::{Env, values};
+use crate::store::jobs::JobRow;
+use crate::store::workflows::{self as rows, Advance, RunRow, StepRow, status};
+use crate::store::write::Sharing;
+use crate::store::{self, Db};
+
+/// Steps one job runs before it hands the run to a fresh job (fairness between runs).
+const STEPS_PER_JOB: usize = 50;
+/// Steps one run may run in all: a loop through branches ends here, clearly.
+pub const MAX_STEPS_PER_RUN: i32 = 1_000;
+
+/// The records context of the system acting as a workflow in a workspace, and its snapshot
+/// (`None`: the workspace is gone).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn system_context(
+    db: &Db,
+    registry: &Registry,
+    workspace_id: Uuid,
+    origin: Option<Arc<StepOrigin>>,
+) -> Result<Option<(Context, Arc<Snapshot>)>> {
+    let Some(workspace) = store::workspaces::find(db.conn(), workspace_id).await? else {
+        return Ok(None);
+    };
+    let scope = Scope {
+        workspace_id,
+        generation: workspace.definitions_generation,
+    };
+    let snapshot = registry.snapshot(db, workspace_id, scope.generation).await?;
+    Ok(Some((
+        Context {
+            scope,
+            actor: Actor::System,
+            channel: Channel::Workflow,
+            time_zone: crate::workspaces::zone_of(&workspace),
+            policy: None,
+            calendar: crate::workspaces::calendar_of(&workspace),
+            origin,
+        },
+        snapshot,
+    )))
+}
+
+/// The workflow version a run started with: the published one when it still is, else read
+/// from the version store (compiled once per process).
+async fn version_of(db: &Db, snapshot: &Snapshot, run: &RunRow) -> Result<Arc<Workflow>> {
+    if let Some(current) = snapshot
+        .workflow(&run.workflow_key)
+        .filter(|w| w.definition_id == run.definition_id && w.version == run.version)
+    {
+        return Ok(current);
+    }
+    static VERSIONS: Mutex<Option<HashMap<(Uuid, i32), Arc<Workflow>>>> = Mutex::new(None);
+    if let Some(found) = VERSIONS
+        .lock()
+        .ok()
+        .and_then(|v| v.as_ref()?.get(&(run.definition_id, run.version)).cloned())
+    {
+        return Ok(found);
+    }
+    let row = store::definitions::find_version(db.conn(), run.definition_id, run.version)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "version {} of workflow {:?}",
+                run.version, run.workflow_key
+            ))
+        })?;
+    let compiled = Workflow::compile(
+        &crate::script::shared(),
+        &run.workflow_key,
+        run.definition_id,
+        run.version,
+        Arc::new(row.document),
+        "",
+    )
+    .map_err(|problems| Error::invalid_all("the workflow version does not compile", problems))?;
+    let compiled = Arc::new(compiled);
+    if let Ok(mut versions) = VERSIONS.lock() {
+        let map = versions.get_or_insert_with(HashMap::new);
+        if map.len() > 1_000 {
+            map.clear();
+        }
+        map.insert((run.definition_id, run.version), compiled.clone());
+    }
+    Ok(compiled)
+}
+
+/// `workflow.advance`: runs a run's steps until it waits, ends, fails, or has run its share.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The definitions.
+    pub registry: Arc<Registry>,
+    /// Whether email can be sent.
+    pub email_enabled: bool,
+}
+
+/// Why a step did not complete.
+enum StepError {
+    /// Another executor advanced the run: read it again.
+    Moved,
+    /// Try the job again later (the database gave up on a transaction, a timeout).
+    Transient(String),
+    /// The step failed for good: the run fails at it, retryable by a person.
+    Failed(String),
+}
+
+impl From<Error> for StepError {
+    fn from(error: Error) -> Self {
+        match &error {
+            Error::Conflict { errors, .. } if errors.iter().any(|e| e.code == "run_moved") => {
+                Self::Moved
+            }
+            Error::Db(e) if store::is_transient(e) => Self::Transient(error.to_string()),
+            Error::Db(_) | Error::Unavailable(_) => Self::Transient(error.to_string()),
+            _ => Self::Failed(describe(&error)),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AdvancePayload {
+    run: Uuid,
+}
+
+#[async_trait::async_trait]
+impl Handler for Runtime {
+    fn kind(&self) -> &'static str {
+        ADVANCE_JOB
+    }
+
+    async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+        let payload: AdvancePayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Fatal(format!("malformed payload: {e}")))?;
+        for _ in 0..STEPS_PER_JOB {
+            match self.step(&ctx.db, &ctx.clock, payload.run).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(StepError::Moved) => {}
+                Err(StepError::Transient(why)) => return Err(JobFailure::Retry(why)),
+                Err(StepError::Failed(why)) => return Err(JobFailure::Fatal(why)),
+            }
+        }
+        // Its share is spent: a fresh job goes on with it after the others due now.
+        let run = rows::find_run(ctx.db.conn(), payload.run).await?;
+        if let Some(run) = run {
+            let job = advance_job(
+                run.workspace_id,
+                run.id,
+                None,
+                &format!("continue:{}", run.revision),
+            );
+            jobs::enqueue(ctx.db.conn(), &ctx.clock, job).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a step did: its output, and where the run goes.
+struct Done {
+    input: Option<Value>,
+    output: Value,
+    next: Option<String>,
+    wake_at: Option<DateTime<Utc>>,
+}
+
+/// What a step sees: the run's record (read at the step), its event and variables.
+struct Scene {
+    ctx: Context,
+    workflow: Arc<Workflow>,
+    run: RunRow,
+    model: Option<Arc<EntityModel>>,
+    row: Option<store::records::RecordRow>,
+    now: DateTime<Utc>,
+}
+
+impl Scene {
+    /// The template context.
+    fn context(&self) -> Value {
+        let record = match (&self.model, &self.row) {
+            (Some(model), Some(row)) => {
+                let mut fields = codec::decode_doc(model, &row.doc);
+                fields.insert("id".to_owned(), json!(row.id));
+                fields.insert("owner".to_owned(), json!(row.owner));
+                fields.insert("created_at".to_owned(), json!(row.created_at));
+                fields.insert("updated_at".to_owned(), json!(row.updated_at));
+                Value::Object(fields)
+            }
+            _ => Value::Null,
+        };
+        json!({
+            "record": record,
+            "old": self.run.event.get("old").cloned().unwrap_or(Value::Null),
+            "trigger": self.run.event,
+            "steps": self.run.vars,
+            "run": {"id": self.run.id, "workflow": self.run.workflow_key, "version": self.run.version},
+            "workflow": {"key": self.workflow.key, "label": self.workflow.label()},
+            "now": self.now,
+            "today": self.now.with_timezone(&self.ctx.time_zone).date_naive(),
+        })
+    }
+
+    /// Evaluates the compiled script at `pointer`.
+    fn eval(&self, pointer: &str) -> Result<rhai::Dynamic> {
+        let script = self
+            .workflow
+            .script(pointer)
+            .ok_or_else(|| Error::internal(format!("no compiled script at {pointer}")))?;
+        let record = match (&self.model, &self.row) {
+            (Some(model), Some(row)) => values::record(model, &row.doc),
+            _ => rhai::Dynamic::UNIT,
+        };
+        let old = match (&self.model, self.run.event.get("old").and_then(Value::as_object)) {
+            (Some(model), Some(old)) => values::record_from_api(model, old),
+            _ => rhai::Dynamic::UNIT,
+        };
+        let dynamic = |v: &Value| rhai::serde::to_dynamic(v).unwrap_or(rhai::Dynamic::UNIT);
+        let env = Rc::new(Env::new(
+            self.now,
+            self.ctx.time_zone,
+            self.ctx.calendar.clone(),
+        ));
+        *env.allowed_lookups.borrow_mut() = Some(Vec::new());
+        let owner = self
+            .row
+            .as_ref()
+            .and_then(|r| r.owner)
+            .map_or(rhai::Dynamic::UNIT, |o| o.to_string().into());
+        let record_id = self
+            .row
+            .as_ref()
+            .map_or(rhai::Dynamic::UNIT, |r| r.id.to_string().into());
+        crate::script::shared().eval_in(
+            &env,
+            script,
+            vec![
+                ("record", record),
+                ("old", old),
+                ("trigger", dynamic(&self.run.event)),
+                ("steps", dynamic(&self.run.vars)),
+                ("record_id", record_id),
+                ("owner", owner),
+            ],
+            pointer,
+        )
+    }
+
+    /// A value as a step gives it: a template's text, a script's result, or the value itself.
+    fn resolve(&self, value: &Value, pointer: &str) -> Result<Value> {
+        match value {
+            Value::String(text) => Ok(Value::String(sandbox::render(
+                text,
+                &self.context(),
+                pointer,
+            )?)),
+            Value::Object(map) if map.contains_key("script") => {
+                Ok(values::to_json(&self.eval(&format!("{pointer}/script"))?))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Every string of a JSON value rendered as a template.
+    fn render_json(&self, value: &Value, pointer: &str) -> Result<Value> {
+        Ok(match value {
+            Value::String(text) => Value::String(sandbox::render(text, &self.context(), pointer)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.render_json(v, &format!("{pointer}/{i}")))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.clone(),
+                            self.render_json(v, &format!("{pointer}/{}", super::definition::escape(k)))?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Field values for a write, resolved; empty text clears a field.
+    fn fields(&self, fields: &Map<String, Value>, pointer: &str) -> Result<Map<String, Value>> {
+        fields
+            .iter()
+            .map(|(key, value)| {
+                let resolved =
+                    self.resolve(value, &format!("{pointer}/{}", super::definition::escape(key)))?;
+                let resolved = match resolved {
+                    Value::String(text) if text.is_empty() => Value::Null,
+                    other => other,
+                };
+                Ok((key.clone(), resolved))
+            })
+            .collect()
+    }
+
+    /// The run's record, or a clear failure.
+    fn record(&self) -> Result<(&Arc<EntityModel>, &store::records::RecordRow)> {
+        match (&self.model, &self.row) {
+            (Some(model), Some(row)) => Ok((model, row)),
+            (None, _) => Err(Error::invalid(
+                "/entity",
+                "no_record",
+                "this run has no record to act on",
+            )),
+            (Some(_), None) => Err(Error::invalid(
+                "/record",
+                "record_gone",
+                "the run's record was deleted",
+            )),
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs the run's next step; false when there is nothing to do now.
+    async fn step(&self, db: &Db, clock: &SharedClock, run_id: Uuid) -> Result<bool, StepError> {
+        let Some(run) = rows::find_run(db.conn(), run_id).await? else {
+            return Ok(false);
+        };
+        let now = clock.now();
+        match run.status.as_str() {
+            status::RUNNING => {}
+            status::WAITING if run.wake_at.is_none_or(|at| at <= now) => {}
+            _ => return Ok(false),
+        }
+        let Some((ctx, snapshot)) =
+            system_context(db, &self.registry, run.workspace_id, None).await?
+        else {
+            return Ok(false);
+        };
+        let workflow = match version_of(db, &snapshot, &run).await {
+            Ok(w) => w,
+            Err(e) => {
+                let why = describe(&e);
+                self.finish(db, &run, now, Some(why), None).await?;
+                return Ok(false);
+            }
+        };
+        let Some(cursor) = run.cursor.clone() else {
+            self.finish(db, &run, now, None, None).await?;
+            return Ok(false);
+        };
+        let Some((position, step)) = workflow.step(&cursor) else {
+            let why = format!("the run stands at step {cursor:?}, which its version does not have");
+            self.finish(db, &run, now, Some(why), Some(cursor)).await?;
+            return Ok(false);
+        };
+        if run.steps_run >= MAX_STEPS_PER_RUN {
+            let why = format!(
+                "the run has run {MAX_STEPS_PER_RUN} steps; a branch probably loops"
+            );
+            self.finish(db, &run, now, Some(why), Some(cursor)).await?;
+            return Ok(false);
+        }
+        let model = run.entity.as_deref().and_then(|e| snapshot.entity(e));
+        let row = match (&model, run.record_id) {
+            (Some(model), Some(id)) => store::records::find(db.conn(), &model.table(), id)
+                .await?
+                .filter(|r| r.deleted_at.is_none()),
+            _ => None,
+        };
+        let scene = Scene {
+            ctx,
+            workflow: workflow.clone(),
+            run,
+            model,
+            row,
+            now,
+        };
+        let seq = rows::next_seq(db.conn(), run_id).await?;
+        let started = Instant::now();
+        let pointer = format!("/steps/{position}");
+        let outcome = self
+            .execute(db, clock, &scene, position, step, seq, &pointer, started)
+            .await;
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(StepError::Failed(why)) => {
+                let log = StepRow {
+                    run_id,
+                    seq,
+                    step_id: step.id.clone(),
+                    step_type: step.action.name().to_owned(),
+                    status: "failed".to_owned(),
+                    input: None,
+                    output: None,
+                    error: Some(why.clone()),
+                    started_at: now,
+                    finished_at: clock.now(),
+                    duration_us: elapsed_us(started),
+                };
+                let advance = Advance {
+                    run_id,
+                    revision: scene.run.revision,
+                    status: status::FAILED,
+                    cursor: Some(step.id.clone()),
+                    vars: scene.run.vars.clone(),
+                    wake_at: None,
+                    error: Some(why),
+                    failed_step: Some(step.id.clone()),
+                    steps_run: scene.run.steps_run + 1,
+                    now: clock.now(),
+                    log: Some(log),
+                };
+                rows::advance(db.conn(), advance).await?;
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Ends a run: completed, or failed with `error` (at `failed_step`).
+    async fn finish(
+        &self,
+        db: &Db,
+        run: &RunRow,
+        now: DateTime<Utc>,
+        error: Option<String>,
+        failed_step: Option<String>,
+    ) -> Result<()> {
+        let failed = error.is_some();
+        rows::advance(
+            db.conn(),
+            Advance {
+                run_id: run.id,
+                revision: run.revision,
+                status: if failed {
+                    status::FAILED
+                } else {
+                    status::COMPLETED
+                },
+                cursor: if failed { failed_step.clone() } else { None },
+                vars: run.vars.clone(),
+                wake_at: None,
+                error,
+                failed_step,
+                steps_run: run.steps_run,
+                now,
+                log: None,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The run's progress after a step that did `done`.
+    fn progress(
+        scene: &Scene,
+        step: &Step,
+        seq: i32,
+        done: Done,
+        now: DateTime<Utc>,
+        started: Instant,
+    ) -> Advance {
+        let mut vars = scene.run.vars.clone();
+        if let Some(map) = vars.as_object_mut() {
+            map.insert(step.id.clone(), done.output.clone());
+        }
+        let waiting = done.wake_at.is_some_and(|at| at > now);
+        let status = match (&done.next, waiting) {
+            (_, true) => status::WAITING,
+            (None, false) => status::COMPLETED,
+            (Some(_), false) => status::RUNNING,
+        };
+        Advance {
+            run_id: scene.run.id,
+            revision: scene.run.revision,
+            status,
+            cursor: done.next.clone(),
+            vars,
+            wake_at: done.wake_at.filter(|_| waiting),
+            error: None,
+            failed_step: None,
+            steps_run: scene.run.steps_run + 1,
+            now,
+            log: Some(StepRow {
+                run_id: scene.run.id,
+                seq,
+                step_id: step.id.clone(),
+                step_type: step.action.name().to_owned(),
+                status: if waiting { "waiting" } else { "succeeded" }.to_owned(),
+                input: done.input,
+                output: Some(done.output),
+                error: None,
+                started_at: now,
+                finished_at: now,
+                duration_us: elapsed_us(started),
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        db: &Db,
+        clock: &SharedClock,
+        scene: &Scene,
+        position: usize,
+        step: &Step,
+        seq: i32,
+        pointer: &str,
+        started: Instant,
+    ) -> Result<(), StepError> {
+        let next = scene.workflow.after(position).map(str::to_owned);
+        let records = Records {
+            db,
+            clock,
+            registry: &self.registry,
+        };
+        match &step.action {
+            Action::SetFields { fields } => {
+                let (model, row) = scene.record()?;
+                let patch = scene.fields(fields, &format!("{pointer}/fields"))?;
+                let done = Done {
+                    input: Some(Value::Object(patch.clone())),
+                    output: json!({"id": row.id}),
+                    next,
+                    wake_at: None,
+                };
+                self.write(db, clock, scene, step, seq, done, started, None, |ctx| async move {
+                    records
+                        .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
+                        .await
+                        .map(|_| ())
+                })
+                .await
+            }
+            Action::CreateRecord {
+                entity,
+                fields,
+                owner,
+            } => {
+                let fields = scene.fields(fields, &format!("{pointer}/fields"))?;
+                let owner = match owner {
+                    Some(value) => parse_account(
+                        &scene.resolve(value, &format!("{pointer}/owner"))?,
+                        &format!("{pointer}/owner"),
+                    )?,
+                    None => scene.row.as_ref().and_then(|r| r.owner),
+                };
+                let done = Done {
+                    input: Some(json!({"entity": entity, "fields": fields, "owner": owner})),
+                    output: Value::Null,
+                    next,
+                    wake_at: None,
+                };
+                let entity = entity.clone();
+                self.write(db, clock, scene, step, seq, done, started, None, |ctx| async move {
+                    records
+                        .create(&ctx, &entity, NewRecord { fields, owner })
+                        .await
+                        .map(|_| ())
+                })
+                .await
+            }
+            Action::UpdateRecord {
+                entity,
+                record,
+                fields,
+            } => {
+                let id = scene.resolve(record, &format!("{pointer}/record"))?;
+                let id = id.as_str().unwrap_or_default().trim().to_owned();
+                let patch = scene.fields(fields, &format!("{pointer}/fields"))?;
+                let done = Done {
+                    input: Some(json!({"entity": entity, "record": id, "fields": patch})),
+                    output: json!({"id": id}),
+                    next,
+                    wake_at: None,
+                };
+                let entity = entity.clone();
+                self.write(db, clock, scene, step, seq, done, started, None, |ctx| async move {
+                    records
+                        .update(&ctx, &entity, &id, &patch, None, None)
+                        .await
+                        .map(|_| ())
+                })
+                .await
+            }
+            Action::AssignOwner { .. } => {
+                let (model, row) = scene.record()?;
+                let (owner, rotation, how) =
+                    self.pick_owner(db, scene, step, model, pointer).await?;
+                let done = Done {
+                    input: Some(json!({"previous": row.owner})),
+                    output: json!({"owner": owner, "how": how}),
+                    next,
+                    wake_at: None,
+                };
+                let Some(owner) = owner else {
+                    return self.plain(db, clock, scene, step, seq, done, started).await;
+                };
+                self.write(db, clock, scene, step, seq, done, started, rotation, |ctx| async move {
+                    records
+                        .update(&ctx, &model.key, &row.id.to_string(), &Map::new(), Some(owner), None)
+                        .await
+                        .map(|_| ())
+                })
+                .await
+            }
+            Action::Notify {
+                to,
+                channels,
+                title,
+                body,
+            } => {
+                let context = scene.context();
+                let title = sandbox::render(title, &context, &format!("{pointer}/title"))?;
+                let body = match body {
+                    Some(body) => sandbox::render(body, &context, &format!("{pointer}/body"))?,
+                    None => String::new(),
+                };
+                let directory =
+                    crate::workspaces::load_directory(db.conn(), scene.run.workspace_id).await?;
+                let roles_of: HashMap<Uuid, String> =
+                    store::people::memberships(db.conn(), scene.run.workspace_id)
+                        .await?
+                        .into_iter()
+                        .map(|m| (m.account_id, m.role))
+                        .collect();
+                let audience = Audience {
+                    owner: scene.row.as_ref().and_then(|r| r.owner),
+                    triggered_by: scene
+                        .run
+                        .event
+                        .get("by")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                        .or(scene.run.started_by),
+                    user_fields: match (&scene.model, &scene.row) {
+                        (Some(model), Some(row)) => model
+                            .fields
+                            .iter()
+                            .filter(|f| matches!(f.kind, FieldKind::User { .. }))
+                            .filter_map(|f| Some((f.key.clone(), row.doc.get(&f.key)?.clone())))
+                            .collect(),
+                        _ => HashMap::new(),
+                    },
+                };
+                let (people, missing) = notify::resolve(to, &audience, &directory, &roles_of);
+                let channel_names = channels
+                    .clone()
+                    .unwrap_or_else(|| vec!["in_app".to_owned()]);
+                let message = Message {
+                    workspace_id: scene.run.workspace_id,
+                    to: people.clone(),
+                    title: title.clone(),
+                    body: body.clone(),
+                    record: scene
+                        .run
+                        .entity
+                        .clone()
+                        .zip(scene.run.record_id),
+                    run_id: scene.run.id,
+                    key: format!("workflow:{}:{seq}", scene.run.id),
+                    at: scene.now,
+                };
+                let now = clock.now();
+                let tx = db.write(Sharing::Alone).await?;
+                let mut delivered = Map::new();
+                for name in &channel_names {
+                    let channel = notify::channel(name, self.email_enabled)?;
+                    let result = channel.deliver(&tx, clock, &message).await?;
+                    delivered.insert(channel.name().to_owned(), result);
+                }
+                let done = Done {
+                    input: Some(json!({"to": to, "title": title, "body": body})),
+                    output: json!({"recipients": people, "not_found": missing, "channels": delivered}),
+                    next,
+                    wake_at: None,
+                };
+                commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+            }
+            Action::Webhook { url, body } => {
+                let context = scene.context();
+                let url = sandbox::render(url, &context, &format!("{pointer}/url"))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(StepError::Failed(format!(
+                        "{pointer}/url: {url:?} is not an http(s) URL"
+                    )));
+                }
+                let body = match body {
+                    Some(body) => scene.render_json(body, &format!("{pointer}/body"))?,
+                    None => json!({
+                        "workflow": scene.workflow.key,
+                        "run": scene.run.id,
+                        "event": scene.run.event,
+                        "record": context.get("record"),
+                    }),
+                };
+                let key = format!("workflow:{}:{seq}", scene.run.id);
+                let mut job = NewJob::new("outbox.webhook", json!({"url": url, "body": body}));
+                job.workspace_id = Some(scene.run.workspace_id);
+                job.max_attempts = 8;
+                job.dedupe_key = Some(key.clone());
+                let now = clock.now();
+                let tx = db.write(Sharing::Alone).await?;
+                let job_id = jobs::enqueue(&tx, clock, job).await?;
+                let done = Done {
+                    input: Some(json!({"url": url, "body": body})),
+                    output: json!({
+                        "delivery": job_id,
+                        "idempotency_key": jobs::scoped_key(Some(scene.run.workspace_id), &key),
+                    }),
+                    next,
+                    wake_at: None,
+                };
+                commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+            }
+            Action::Wait {
+                duration,
+                working_days,
+                until,
+            } => {
+                let now = clock.now();
+                let wake_at = match (duration, until) {
+                    (Some(text), _) => {
+                        let span = Span::parse(text).ok_or_else(|| {
+                            StepError::Failed(format!("{pointer}/duration: not a duration"))
+                        })?;
+                        span.apply(
+                            now,
+                            false,
+                            working_days.then_some((&*scene.ctx.calendar, scene.ctx.time_zone)),
+                        )
+                    }
+                    (None, Some(value)) => {
+                        let value = scene.resolve(value, &format!("{pointer}/until"))?;
+                        match value.as_str().filter(|s| !s.trim().is_empty()) {
+                            None => Some(now),
+                            Some(text) => Some(parse_instant(text, scene.ctx.time_zone).ok_or_else(
+                                || {
+                                    StepError::Failed(format!(
+                                        "{pointer}/until: {text:?} is not a date (2026-12-31) or a date-time"
+                                    ))
+                                },
+                            )?),
+                        }
+                    }
+                    (None, None) => Some(now),
+                };
+                let wake_at = wake_at.ok_or_else(|| {
+                    StepError::Failed(format!("{pointer}: the wait ends out of range"))
+                })?;
+                let tx = db.write(Sharing::Alone).await?;
+                if wake_at > now {
+                    let job = advance_job(
+                        scene.run.workspace_id,
+                        scene.run.id,
+                        Some(wake_at),
+                        &format!("wake:{seq}"),
+                    );
+                    jobs::enqueue(&tx, clock, job).await?;
+                }
+                let done = Done {
+                    input: None,
+                    output: json!({"until": wake_at}),
+                    next,
+                    wake_at: Some(wake_at),
+                };
+                commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+            }
+            Action::Branch { cases, otherwise } => {
+                let mut chosen = None;
+                for (c, case) in cases.iter().enumerate() {
+                    let verdict = scene.eval(&format!("{pointer}/cases/{c}/when"))?;
+                    match verdict.as_bool() {
+                        Ok(true) => {
+                            chosen = Some((json!(c), case.goto.clone()));
+                            break;
+                        }
+                        Ok(false) => {}
+                        Err(kind) => {
+                            return Err(StepError::Failed(format!(
+                                "{pointer}/cases/{c}/when gave {kind}, not true or false"
+                            )));
+                        }
+                    }
+                }
+                let (took, target) = match (chosen, otherwise) {
+                    (Some(hit), _) => hit,
+                    (None, Some(target)) => (json!("otherwise"), target.clone()),
+                    (None, None) => (json!("none"), next.clone().unwrap_or_else(|| END.to_owned())),
+                };
+                let next = (target != END).then_some(target.clone());
+                let done = Done {
+                    input: None,
+                    output: json!({"case": took, "goto": target}),
+                    next,
+                    wake_at: None,
+                };
+                self.plain(db, clock, scene, step, seq, done, started).await
+            }
+            Action::Script { .. } => {
+                let result = scene.eval(&format!("{pointer}/script"))?;
+                let done = Done {
+                    input: None,
+                    output: values::to_json(&result),
+                    next,
+                    wake_at: None,
+                };
+                self.plain(db, clock, scene, step, seq, done, started).await
+            }
+        }
+    }
+
+    /// Commits a step with no effect of its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn plain(
+        &self,
+        db: &Db,
+        clock: &SharedClock,
+        scene: &Scene,
+        step: &Step,
+        seq: i32,
+        done: Done,
+        started: Instant,
+    ) -> Result<(), StepError> {
+        let now = clock.now();
+        let tx = db.write(Sharing::Alone).await?;
+        commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+    }
+
+    /// Runs a record write with the step's progress riding along; a write that changed nothing
+    /// (so committed nothing) has its progress committed on its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn write<F, Fut>(
+        &self,
+        db: &Db,
+        clock: &SharedClock,
+        scene: &Scene,
+        step: &Step,
+        seq: i32,
+        done: Done,
+        started: Instant,
+        rotation: Option<(String, i64)>,
+        write: F,
+    ) -> Result<(), StepError>
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let now = clock.now();
+        let advance = Self::progress(scene, step, seq, done, now, started);
+        let origin = Arc::new(StepOrigin {
+            run_id: scene.run.id,
+            workflow_key: scene.run.workflow_key.clone(),
+            step_id: step.id.clone(),
+            depth: scene.run.depth,
+            advance: Mutex::new(Some(advance.clone())),
+            committed: std::sync::atomic::AtomicBool::new(false),
+            rotation,
+        });
+        let ctx = Context {
+            origin: Some(origin.clone()),
+            ..scene.ctx.clone()
+        };
+        write(ctx).await?;
+        if !origin.committed.load(Ordering::SeqCst) {
+            let tx = db.write(Sharing::Alone).await?;
+            if let Some((key, expected)) = &origin.rotation {
+                rows::move_rotation(&tx, scene.run.workspace_id, key, *expected, now).await?;
+            }
+            commit_progress(tx, advance).await?;
+        }
+        Ok(())
+    }
+
+    /// The owner an `assign_owner` step picks, the rotation turn it takes, and how it chose.
+    async fn pick_owner(
+        &self,
+        db: &Db,
+        scene: &Scene,
+        step: &Step,
+        model: &EntityModel,
+        pointer: &str,
+    ) -> Result<(Option<Uuid>, Option<(String, i64)>, String), StepError> {
+        let Action::AssignOwner {
+            strategy,
+            role,
+            unit,
+            members,
+            ..
+        } = &step.action
+        else {
+            return Err(StepError::Failed("not an assignment".to_owned()));
+        };
+        let memberships = store::people::memberships(db.conn(), scene.run.workspace_id).await?;
+        let active: Vec<_> = memberships
+            .iter()
+            .filter(|m| m.deactivated_at.is_none())
+            .collect();
+        if *strategy == Strategy::Rule {
+            let result = scene.eval(&format!("{pointer}/script"))?;
+            if result.is_unit() {
+                return Ok((None, None, "rule kept the owner".to_owned()));
+            }
+            let text = result.to_string();
+            let id: Uuid = text.trim().parse().map_err(|_| {
+                StepError::Failed(format!("{pointer}/script gave {text:?}, not an account id"))
+            })?;
+            if !active.iter().any(|m| m.account_id == id) {
+                return Err(StepError::Failed(format!(
+                    "{pointer}/script named {id}, who is not an active member"
+                )));
+            }
+            return Ok((Some(id), None, "rule".to_owned()));
+        }
+        let mut candidates: Vec<Uuid> = if let Some(role) = role {
+            active
+                .iter()
+                .filter(|m| &m.role == role)
+                .map(|m| m.account_id)
+                .collect()
+        } else if let Some(unit) = unit {
+            let directory =
+                crate::workspaces::load_directory(db.conn(), scene.run.workspace_id).await?;
+            active
+                .iter()
+                .filter(|m| {
+                    m.unit_id.is_some_and(|u| {
+                        directory.org.ancestors_and_self(u).contains(unit)
+                    })
+                })
+                .map(|m| m.account_id)
+                .collect()
+        } else {
+            members
+                .iter()
+                .flatten()
+                .filter(|id| active.iter().any(|m| m.account_id == **id))
+                .copied()
+                .collect()
+        };
+        if members.is_none() {
+            candidates.sort();
+        }
+        if candidates.is_empty() {
+            return Err(StepError::Failed(format!(
+                "{pointer}: no active member is a candidate"
+            )));
+        }
+        match strategy {
+            Strategy::RoundRobin => {
+                let key = format!("{}:{}", scene.workflow.key, step.id);
+                let position = rows::rotation(db.conn(), scene.run.workspace_id, &key).await?;
+                let len = candidates.len() as i64;
+                let pick = candidates[usize::try_from(position.rem_euclid(len)).unwrap_or(0)];
+                Ok((Some(pick), Some((key, position)), format!("round robin, turn {}", position + 1)))
+            }
+            _ => {
+                let loads =
+                    store::records::owner_loads(db.conn(), &model.table(), &candidates).await?;
+                let pick = candidates
+                    .iter()
+                    .min_by_key(|id| loads.get(id).copied().unwrap_or(0))
+                    .copied();
+                let load = pick.and_then(|p| loads.get(&p).copied()).unwrap_or(0);
+                Ok((pick, None, format!("least loaded ({load} records)")))
+            }
+        }
+    }
+}
+
+async fn commit_progress(tx: store::write::Write, advance: Advance) -> Result<(), StepError> {
+    if !rows::advance(&tx, advance).await? {
+        return Err(StepError::Moved);
+    }
+    match tx.commit().await? {
+        store::write::Outcome::Committed => Ok(()),
+        store::write::Outcome::RunAgain => Err(StepError::Transient(
+            "the step's transaction was rolled back".to_owned(),
+        )),
+    }
+}
+
+fn elapsed_us(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
+}
+
+fn parse_account(value: &Value, pointer: &str) -> Result<Option<Uuid>> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) if text.trim().is_empty() => Ok(None),
+        Value::String(text) => text.trim().parse().map(Some).map_err(|_| {
+            Error::invalid(pointer, "owner", format!("{text:?} is not an account id"))
+        }),
+        other => Err(Error::invalid(
+            pointer,
+            "owner",
+            format!("{other} is not an account id"),
+        )),
+    }
+}
+
+/// A date (its start in `zone`) or an RFC 3339 date-time.
+fn parse_instant(text: &str, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    date.and_hms_opt(0, 0, 0)?
+        .and_local_timezone(zone)
+        .earliest()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// Puts a failed run back to work from the step that failed.
+///
+/// # Errors
+/// `Error::Conflict` when the run is not failed (or changed meanwhile); `Error::Db`.
+pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
+    if run.status != status::FAILED || run.cursor.is_none() {
+        return Err(Error::conflict(
+            "/status",
+            "not_failed",
+            format!("only a failed run can be retried; this one is {}", run.status),
+        ));
+    }
+    let now = clock.now();
+    let tx = db.write(Sharing::Alone).await?;
+    let moved = rows::advance(
+        &tx,
+        Advance {
+            run_id: run.id,
+            revision: run.revision,
+            status: status::RUNNING,
+            cursor: run.cursor.clone(),
+            vars: run.vars.clone(),
+            wake_at: None,
+            error: None,
+            failed_step: None,
+            steps_run: run.steps_run,
+            now,
+            log: None,
+        },
+    )
+    .await?;
+    if !moved {
+        return Err(Error::conflict("/status", "changed", "the run changed meanwhile; reload it"));
+    }
+    jobs::enqueue(
+        &tx,
+        clock,
+        advance_job(run.workspace_id, run.id, None, &format!("retry:{}", run.revision)),
+    )
+    .await?;
+    held(tx.commit().await?)
+}
+
+/// Stops a running or waiting run.
+///
+/// # Errors
+/// `Error::Conflict` when it already ended (or changed meanwhile); `Error::Db`.
+pub async fn cancel(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
+    if !matches!(run.status.as_str(), status::RUNNING | status::WAITING | status::FAILED) {
+        return Err(Error::conflict(
+            "/status",
+            "finished",
+            format!("the run is {} already", run.status),
+        ));
+    }
+    let tx = db.write(Sharing::Alone).await?;
+    let moved = rows::advance(
+        &tx,
+        Advance {
+            run_id: run.id,
+            revision: run.revision,
+            status: status::CANCELLED,
+            cursor: run.cursor.clone(),
+            vars: run.vars.clone(),
+            wake_at: None,
+            error: run.error.clone(),
+            failed_step: run.failed_step.clone(),
+            steps_run: run.steps_run,
+            now: clock.now(),
+            log: None,
+        },
+    )
+    .await?;
+    if !moved {
+        return Err(Error::conflict("/status", "changed", "the run changed meanwhile; reload it"));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn held(outcome: store::write::Outcome) -> Result<()> {
+    match outcome {
+        store::write::Outcome::Committed => Ok(()),
+        store::write::Outcome::RunAgain => Err(Error::Unavailable(
+            "the change was rolled back with another one; send it again".to_owned(),
+        )),
+    }
+}
