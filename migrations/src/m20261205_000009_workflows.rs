@@ -44,7 +44,10 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for (name, cols) in [
-            ("idx_workflow_runs_recent", &["workspace_id", "created_at"][..]),
+            (
+                "idx_workflow_runs_recent",
+                &["workspace_id", "created_at"][..],
+            ),
             (
                 "idx_workflow_runs_record",
                 &["workspace_id", "entity", "record_id"][..],

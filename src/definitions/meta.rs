@@ -126,7 +126,13 @@ mod tests {
 
     #[test]
     fn every_meta_schema_compiles() {
-        for text in [ENTITY_META, FORM_META, VIEW_META, WORKFLOW_META, TEMPLATE_META] {
+        for text in [
+            ENTITY_META,
+            FORM_META,
+            VIEW_META,
+            WORKFLOW_META,
+            TEMPLATE_META,
+        ] {
             let schema: Value = serde_json::from_str(text).expect("meta-schema is JSON");
             schema_options()
                 .build(&schema)

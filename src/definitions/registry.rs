@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::Kind;
 use super::entity::{EntityModel, FieldKind, OnDelete};
-use crate::workflows::Workflow;
 use crate::error::Result;
 use crate::store::{self, Db};
+use crate::workflows::Workflow;
 
 /// One published definition.
 #[derive(Debug, Clone)]

@@ -81,9 +81,7 @@ pub async fn enqueue(conn: &impl Conn, clock: &SharedClock, job: NewJob) -> Resu
             progress_done: 0,
             progress_total: None,
             checkpoint: None,
-            dedupe_key: job
-                .dedupe_key
-                .map(|key| scoped_key(job.workspace_id, &key)),
+            dedupe_key: job.dedupe_key.map(|key| scoped_key(job.workspace_id, &key)),
             created_at: now,
             updated_at: now,
             finished_at: None,

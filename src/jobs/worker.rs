@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 use super::{NewJob, enqueue, retry_delay};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
-use crate::store::jobs::{self as rows, JobRow, Lease};
 use crate::store::Db;
+use crate::store::jobs::{self as rows, JobRow, Lease};
 
 /// Why a handler did not complete its job.
 #[derive(Debug)]

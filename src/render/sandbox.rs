@@ -83,7 +83,10 @@ pub fn render(source: &str, context: &Value, pointer: &str) -> Result<String, Er
     }
     check(source, pointer).map_err(|e| Error::invalid_all("the template is invalid", vec![e]))?;
     let rendered = environment()
-        .render_str(source, minijinja::Value::from(minijinja::value::Serde(context)))
+        .render_str(
+            source,
+            minijinja::Value::from(minijinja::value::Serde(context)),
+        )
         .map_err(|e| {
             let code = if e.kind() == minijinja::ErrorKind::OutOfFuel {
                 "template_limit"
@@ -115,11 +118,19 @@ mod tests {
     fn renders_values_and_leaves_plain_text() {
         let ctx = json!({"record": {"name": "Acme", "amount": 12}});
         assert_eq!(
-            render("Call {{ record.name }} ({{ record.amount * 2 }})", &ctx, "/x").unwrap(),
+            render(
+                "Call {{ record.name }} ({{ record.amount * 2 }})",
+                &ctx,
+                "/x"
+            )
+            .unwrap(),
             "Call Acme (24)"
         );
         assert_eq!(render("plain", &ctx, "/x").unwrap(), "plain");
-        assert_eq!(render("{{ record.missing.deeper }}", &ctx, "/x").unwrap(), "");
+        assert_eq!(
+            render("{{ record.missing.deeper }}", &ctx, "/x").unwrap(),
+            ""
+        );
     }
 
     #[test]
@@ -132,7 +143,8 @@ mod tests {
 
     #[test]
     fn runaway_templates_stop() {
-        let looping = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let looping =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
         let Err(Error::Invalid { errors, .. }) = render(looping, &json!({}), "/t") else {
             panic!("a runaway template must fail");
         };

@@ -12,8 +12,8 @@ pub mod people;
 pub mod records;
 pub mod sessions;
 pub mod tokens;
-pub mod workspaces;
 pub mod workflows;
+pub mod workspaces;
 pub mod write;
 
 use std::fs::File;

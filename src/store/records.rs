@@ -930,8 +930,7 @@ pub async fn owner_loads(
         .from(Alias::new(table))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null())
         .and_where(
-            Expr::col(Alias::new("owner_id"))
-                .is_in(owners.iter().map(|o| uuid_value(backend, *o))),
+            Expr::col(Alias::new("owner_id")).is_in(owners.iter().map(|o| uuid_value(backend, *o))),
         )
         .group_by_col(Alias::new("owner_id"));
     let mut loads = std::collections::HashMap::new();

@@ -112,7 +112,10 @@ pub async fn advance(conn: &impl Conn, advance: Advance) -> Result<bool> {
             workflow_run::Column::FailedStep,
             Expr::value(advance.failed_step),
         )
-        .col_expr(workflow_run::Column::StepsRun, Expr::value(advance.steps_run))
+        .col_expr(
+            workflow_run::Column::StepsRun,
+            Expr::value(advance.steps_run),
+        )
         .col_expr(
             workflow_run::Column::Revision,
             Expr::col(workflow_run::Column::Revision).add(1),
@@ -417,7 +420,10 @@ pub async fn move_rotation(
             == 1
     } else {
         workflow_rotation::Entity::update_many()
-            .col_expr(workflow_rotation::Column::Position, Expr::value(expected + 1))
+            .col_expr(
+                workflow_rotation::Column::Position,
+                Expr::value(expected + 1),
+            )
             .col_expr(workflow_rotation::Column::UpdatedAt, Expr::value(now))
             .filter(workflow_rotation::Column::WorkspaceId.eq(workspace_id))
             .filter(workflow_rotation::Column::Key.eq(key))

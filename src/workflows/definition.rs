@@ -293,8 +293,10 @@ impl Workflow {
         })?;
         let mut problems = Vec::new();
         let mut scripts = HashMap::new();
-        let mut compile = |pointer: String, source: &str, problems: &mut Vec<FieldError>| {
-            match engine.compile(source, &format!("{prefix}{pointer}")) {
+        let mut compile =
+            |pointer: String, source: &str, problems: &mut Vec<FieldError>| match engine
+                .compile(source, &format!("{prefix}{pointer}"))
+            {
                 Ok(script) => {
                     scripts.insert(pointer, script);
                 }
@@ -304,8 +306,7 @@ impl Workflow {
                     "script_syntax",
                     other.to_string(),
                 )),
-            }
-        };
+            };
         if parsed.trigger.name() != "schedule" && parsed.entity.is_none() {
             problems.push(FieldError::new(
                 format!("{prefix}/entity"),
@@ -378,17 +379,41 @@ impl Workflow {
             }
             match &step.action {
                 Action::SetFields { fields } | Action::CreateRecord { fields, .. } => {
-                    check_values(fields, &format!("{at}/fields"), prefix, &mut compile, &mut problems);
+                    check_values(
+                        fields,
+                        &format!("{at}/fields"),
+                        prefix,
+                        &mut compile,
+                        &mut problems,
+                    );
                     if let Action::CreateRecord {
                         owner: Some(owner), ..
                     } = &step.action
                     {
-                        check_value(owner, &format!("{at}/owner"), prefix, &mut compile, &mut problems);
+                        check_value(
+                            owner,
+                            &format!("{at}/owner"),
+                            prefix,
+                            &mut compile,
+                            &mut problems,
+                        );
                     }
                 }
                 Action::UpdateRecord { record, fields, .. } => {
-                    check_value(record, &format!("{at}/record"), prefix, &mut compile, &mut problems);
-                    check_values(fields, &format!("{at}/fields"), prefix, &mut compile, &mut problems);
+                    check_value(
+                        record,
+                        &format!("{at}/record"),
+                        prefix,
+                        &mut compile,
+                        &mut problems,
+                    );
+                    check_values(
+                        fields,
+                        &format!("{at}/fields"),
+                        prefix,
+                        &mut compile,
+                        &mut problems,
+                    );
                 }
                 Action::AssignOwner {
                     strategy,
@@ -449,14 +474,24 @@ impl Workflow {
                         );
                     }
                     if let Some(until) = until {
-                        check_value(until, &format!("{at}/until"), prefix, &mut compile, &mut problems);
+                        check_value(
+                            until,
+                            &format!("{at}/until"),
+                            prefix,
+                            &mut compile,
+                            &mut problems,
+                        );
                     }
                 }
                 Action::Branch { cases, otherwise } => {
                     for (c, case) in cases.iter().enumerate() {
                         compile(format!("{at}/cases/{c}/when"), &case.when, &mut problems);
                         if !targets_known(&case.goto) {
-                            problems.push(dangling(prefix, &format!("{at}/cases/{c}/goto"), &case.goto));
+                            problems.push(dangling(
+                                prefix,
+                                &format!("{at}/cases/{c}/goto"),
+                                &case.goto,
+                            ));
                         }
                     }
                     if let Some(target) = otherwise
@@ -553,7 +588,12 @@ fn check_template(source: &str, pointer: &str, prefix: &str, problems: &mut Vec<
     }
 }
 
-fn check_json_templates(value: &Value, pointer: &str, prefix: &str, problems: &mut Vec<FieldError>) {
+fn check_json_templates(
+    value: &Value,
+    pointer: &str,
+    prefix: &str,
+    problems: &mut Vec<FieldError>,
+) {
     match value {
         Value::String(text) => check_template(text, pointer, prefix, problems),
         Value::Array(items) => {
@@ -596,7 +636,13 @@ fn check_values(
     problems: &mut Vec<FieldError>,
 ) {
     for (key, value) in fields {
-        check_value(value, &format!("{pointer}/{}", escape(key)), prefix, compile, problems);
+        check_value(
+            value,
+            &format!("{pointer}/{}", escape(key)),
+            prefix,
+            compile,
+            problems,
+        );
     }
 }
 
@@ -647,6 +693,9 @@ fn kind_of<'a>(entity: &'a Value, field: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// What templates see of a record besides its fields.
+pub const SYSTEM_VALUES: [&str; 4] = ["id", "owner", "created_at", "updated_at"];
+
 /// The `record.<field>` names a template reads.
 fn template_fields(source: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -692,24 +741,25 @@ pub fn check_references(
         },
         None => None,
     };
-    let field_problem = |pointer: String, entity: &str, doc: &Value, field: &str, kinds: Option<&[&str]>| {
-        match kind_of(doc, field) {
-            None => Some(FieldError::new(
-                pointer,
-                "unknown_field",
-                format!("entity {entity:?} has no field {field:?}"),
-            )),
-            Some(kind) if kinds.is_some_and(|k| !k.contains(&kind)) => Some(FieldError::new(
-                pointer,
-                "field_kind",
-                format!(
-                    "field {field:?} is a {kind}; this needs one of {}",
-                    kinds.unwrap_or_default().join(", ")
-                ),
-            )),
-            Some(_) => None,
-        }
-    };
+    let field_problem =
+        |pointer: String, entity: &str, doc: &Value, field: &str, kinds: Option<&[&str]>| {
+            match kind_of(doc, field) {
+                None => Some(FieldError::new(
+                    pointer,
+                    "unknown_field",
+                    format!("entity {entity:?} has no field {field:?}"),
+                )),
+                Some(kind) if kinds.is_some_and(|k| !k.contains(&kind)) => Some(FieldError::new(
+                    pointer,
+                    "field_kind",
+                    format!(
+                        "field {field:?} is a {kind}; this needs one of {}",
+                        kinds.unwrap_or_default().join(", ")
+                    ),
+                )),
+                Some(_) => None,
+            }
+        };
     // Fields the run's record is read for, in scripts and templates anywhere in the document.
     if let Some((key, doc)) = &own {
         let mut texts = Vec::new();
@@ -729,10 +779,15 @@ pub fn check_references(
                     .map(|(name, _)| name)
                     .collect()
             } else {
+                // Templates also see the record's system values.
                 template_fields(&text)
+                    .into_iter()
+                    .filter(|name| !SYSTEM_VALUES.contains(&name.as_str()))
+                    .collect()
             };
             for name in names {
-                if let Some(p) = field_problem(format!("{prefix}{pointer}"), key, doc, &name, None) {
+                if let Some(p) = field_problem(format!("{prefix}{pointer}"), key, doc, &name, None)
+                {
                     problems.push(p);
                 }
             }
@@ -741,10 +796,16 @@ pub fn check_references(
             Some(trigger) => {
                 let base = format!("{prefix}/trigger");
                 if let Some(field) = trigger.get("field").and_then(Value::as_str) {
-                    let kinds: Option<&[&str]> =
-                        (trigger.get("type").and_then(Value::as_str) == Some("date"))
-                            .then_some(&["date", "datetime"]);
-                    problems.extend(field_problem(format!("{base}/field"), key, doc, field, kinds));
+                    let kinds: Option<&[&str]> = (trigger.get("type").and_then(Value::as_str)
+                        == Some("date"))
+                    .then_some(&["date", "datetime"]);
+                    problems.extend(field_problem(
+                        format!("{base}/field"),
+                        key,
+                        doc,
+                        field,
+                        kinds,
+                    ));
                 }
                 for (i, field) in trigger
                     .get("fields")
@@ -754,7 +815,13 @@ pub fn check_references(
                     .enumerate()
                 {
                     if let Some(field) = field.as_str() {
-                        problems.extend(field_problem(format!("{base}/fields/{i}"), key, doc, field, None));
+                        problems.extend(field_problem(
+                            format!("{base}/fields/{i}"),
+                            key,
+                            doc,
+                            field,
+                            None,
+                        ));
                     }
                 }
             }
@@ -792,7 +859,9 @@ pub fn check_references(
                     problems.push(FieldError::new(
                         format!("{at}/type"),
                         "needs_record",
-                        format!("a {kind} step needs the run's record; this workflow has no entity"),
+                        format!(
+                            "a {kind} step needs the run's record; this workflow has no entity"
+                        ),
                     ));
                     continue;
                 }
@@ -811,7 +880,10 @@ pub fn check_references(
         {
             let pointer = format!("{at}/fields/{}", escape(field));
             problems.extend(field_problem(pointer.clone(), &entity, &doc, field, None));
-            if matches!(kind_of(&doc, field), Some("formula" | "rollup" | "auto_number")) {
+            if matches!(
+                kind_of(&doc, field),
+                Some("formula" | "rollup" | "auto_number")
+            ) {
                 problems.push(FieldError::new(
                     pointer,
                     "read_only",
@@ -827,7 +899,13 @@ pub fn check_references(
             .enumerate()
         {
             if let Some(field) = recipient.as_str().and_then(|r| r.strip_prefix("field:")) {
-                problems.extend(field_problem(format!("{at}/to/{r}"), &entity, &doc, field, Some(&["user"])));
+                problems.extend(field_problem(
+                    format!("{at}/to/{r}"),
+                    &entity,
+                    &doc,
+                    field,
+                    Some(&["user"]),
+                ));
             }
         }
     }
@@ -951,7 +1029,11 @@ mod tests {
         ] {
             assert!(pointers.contains(&expected), "{expected} in {pointers:?}");
         }
-        assert!(problems.iter().any(|p| p.line.is_some() && p.pointer == "/condition"));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line.is_some() && p.pointer == "/condition")
+        );
         let cron = compile(json!({
             "label": {"en": "x"}, "trigger": {"type": "schedule", "cron": "0 25 * * *"},
             "steps": [{"id": "a", "type": "script", "script": "1"}]

@@ -93,8 +93,20 @@ mod tests {
 
     #[test]
     fn parses_the_iso_forms_workflows_use() {
-        assert_eq!(Span::parse("P3D"), Some(Span { days: 3, seconds: 0 }));
-        assert_eq!(Span::parse("P1W"), Some(Span { days: 7, seconds: 0 }));
+        assert_eq!(
+            Span::parse("P3D"),
+            Some(Span {
+                days: 3,
+                seconds: 0
+            })
+        );
+        assert_eq!(
+            Span::parse("P1W"),
+            Some(Span {
+                days: 7,
+                seconds: 0
+            })
+        );
         assert_eq!(
             Span::parse("P1DT12H30M5S"),
             Some(Span {
@@ -102,8 +114,16 @@ mod tests {
                 seconds: 12 * 3600 + 30 * 60 + 5
             })
         );
-        assert_eq!(Span::parse("PT2H"), Some(Span { days: 0, seconds: 7200 }));
-        for bad in ["", "P", "PT", "3D", "P3", "PD", "P1D2W", "PT1H1H", "P1DT", "P-1D", "P1Y"] {
+        assert_eq!(
+            Span::parse("PT2H"),
+            Some(Span {
+                days: 0,
+                seconds: 7200
+            })
+        );
+        for bad in [
+            "", "P", "PT", "3D", "P3", "PD", "P1D2W", "PT1H1H", "P1DT", "P-1D", "P1Y",
+        ] {
             assert_eq!(Span::parse(bad), None, "{bad}");
         }
     }

@@ -71,7 +71,9 @@ pub async fn published(
     (key, definition_id, version): (&str, Uuid, i32),
     document: &serde_json::Value,
 ) -> crate::error::Result<()> {
-    let roles = crate::workspaces::load_directory(conn, workspace_id).await?.roles;
+    let roles = crate::workspaces::load_directory(conn, workspace_id)
+        .await?
+        .roles;
     let problems: Vec<crate::error::FieldError> = definition::roles_named(document)
         .into_iter()
         .filter(|(_, role)| !roles.contains_key(role))

@@ -154,12 +154,7 @@ pub fn resolve(
     directory: &crate::access::Directory,
     roles_of: &HashMap<Uuid, String>,
 ) -> (Vec<Uuid>, Vec<String>) {
-    let active = |id: &Uuid| {
-        directory
-            .org
-            .person(*id)
-            .is_some_and(|p| p.active)
-    };
+    let active = |id: &Uuid| directory.org.person(*id).is_some_and(|p| p.active);
     let mut found: Vec<Uuid> = Vec::new();
     let mut missing = Vec::new();
     let mut add = |id: Option<Uuid>, what: &str, found: &mut Vec<Uuid>| match id {

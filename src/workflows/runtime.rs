@@ -56,7 +56,9 @@ pub async fn system_context(
         workspace_id,
         generation: workspace.definitions_generation,
     };
-    let snapshot = registry.snapshot(db, workspace_id, scope.generation).await?;
+    let snapshot = registry
+        .snapshot(db, workspace_id, scope.generation)
+        .await?;
     Ok(Some((
         Context {
             scope,
@@ -240,7 +242,10 @@ impl Scene {
             (Some(model), Some(row)) => values::record(model, &row.doc),
             _ => rhai::Dynamic::UNIT,
         };
-        let old = match (&self.model, self.run.event.get("old").and_then(Value::as_object)) {
+        let old = match (
+            &self.model,
+            self.run.event.get("old").and_then(Value::as_object),
+        ) {
             (Some(model), Some(old)) => values::record_from_api(model, old),
             _ => rhai::Dynamic::UNIT,
         };
@@ -306,7 +311,10 @@ impl Scene {
                     .map(|(k, v)| {
                         Ok((
                             k.clone(),
-                            self.render_json(v, &format!("{pointer}/{}", super::definition::escape(k)))?,
+                            self.render_json(
+                                v,
+                                &format!("{pointer}/{}", super::definition::escape(k)),
+                            )?,
                         ))
                     })
                     .collect::<Result<_>>()?,
@@ -320,8 +328,10 @@ impl Scene {
         fields
             .iter()
             .map(|(key, value)| {
-                let resolved =
-                    self.resolve(value, &format!("{pointer}/{}", super::definition::escape(key)))?;
+                let resolved = self.resolve(
+                    value,
+                    &format!("{pointer}/{}", super::definition::escape(key)),
+                )?;
                 let resolved = match resolved {
                     Value::String(text) if text.is_empty() => Value::Null,
                     other => other,
@@ -384,9 +394,7 @@ impl Runtime {
             return Ok(false);
         };
         if run.steps_run >= MAX_STEPS_PER_RUN {
-            let why = format!(
-                "the run has run {MAX_STEPS_PER_RUN} steps; a branch probably loops"
-            );
+            let why = format!("the run has run {MAX_STEPS_PER_RUN} steps; a branch probably loops");
             self.finish(db, &run, now, Some(why), Some(cursor)).await?;
             return Ok(false);
         }
@@ -555,12 +563,22 @@ impl Runtime {
                     next,
                     wake_at: None,
                 };
-                self.write(db, clock, scene, step, seq, done, started, None, |ctx| async move {
-                    records
-                        .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
-                        .await
-                        .map(|_| ())
-                })
+                self.write(
+                    db,
+                    clock,
+                    scene,
+                    step,
+                    seq,
+                    done,
+                    started,
+                    None,
+                    |ctx| async move {
+                        records
+                            .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
+                            .await
+                            .map(|_| ())
+                    },
+                )
                 .await
             }
             Action::CreateRecord {
@@ -583,12 +601,22 @@ impl Runtime {
                     wake_at: None,
                 };
                 let entity = entity.clone();
-                self.write(db, clock, scene, step, seq, done, started, None, |ctx| async move {
-                    records
-                        .create(&ctx, &entity, NewRecord { fields, owner })
-                        .await
-                        .map(|_| ())
-                })
+                self.write(
+                    db,
+                    clock,
+                    scene,
+                    step,
+                    seq,
+                    done,
+                    started,
+                    None,
+                    |ctx| async move {
+                        records
+                            .create(&ctx, &entity, NewRecord { fields, owner })
+                            .await
+                            .map(|_| ())
+                    },
+                )
                 .await
             }
             Action::UpdateRecord {
@@ -606,12 +634,22 @@ impl Runtime {
                     wake_at: None,
                 };
                 let entity = entity.clone();
-                self.write(db, clock, scene, step, seq, done, started, None, |ctx| async move {
-                    records
-                        .update(&ctx, &entity, &id, &patch, None, None)
-                        .await
-                        .map(|_| ())
-                })
+                self.write(
+                    db,
+                    clock,
+                    scene,
+                    step,
+                    seq,
+                    done,
+                    started,
+                    None,
+                    |ctx| async move {
+                        records
+                            .update(&ctx, &entity, &id, &patch, None, None)
+                            .await
+                            .map(|_| ())
+                    },
+                )
                 .await
             }
             Action::AssignOwner { .. } => {
@@ -627,12 +665,29 @@ impl Runtime {
                 let Some(owner) = owner else {
                     return self.plain(db, clock, scene, step, seq, done, started).await;
                 };
-                self.write(db, clock, scene, step, seq, done, started, rotation, |ctx| async move {
-                    records
-                        .update(&ctx, &model.key, &row.id.to_string(), &Map::new(), Some(owner), None)
-                        .await
-                        .map(|_| ())
-                })
+                self.write(
+                    db,
+                    clock,
+                    scene,
+                    step,
+                    seq,
+                    done,
+                    started,
+                    rotation,
+                    |ctx| async move {
+                        records
+                            .update(
+                                &ctx,
+                                &model.key,
+                                &row.id.to_string(),
+                                &Map::new(),
+                                Some(owner),
+                                None,
+                            )
+                            .await
+                            .map(|_| ())
+                    },
+                )
                 .await
             }
             Action::Notify {
@@ -683,11 +738,7 @@ impl Runtime {
                     to: people.clone(),
                     title: title.clone(),
                     body: body.clone(),
-                    record: scene
-                        .run
-                        .entity
-                        .clone()
-                        .zip(scene.run.record_id),
+                    record: scene.run.entity.clone().zip(scene.run.record_id),
                     run_id: scene.run.id,
                     key: format!("workflow:{}:{seq}", scene.run.id),
                     at: scene.now,
@@ -817,7 +868,10 @@ impl Runtime {
                 let (took, target) = match (chosen, otherwise) {
                     (Some(hit), _) => hit,
                     (None, Some(target)) => (json!("otherwise"), target.clone()),
-                    (None, None) => (json!("none"), next.clone().unwrap_or_else(|| END.to_owned())),
+                    (None, None) => (
+                        json!("none"),
+                        next.clone().unwrap_or_else(|| END.to_owned()),
+                    ),
                 };
                 let next = (target != END).then_some(target.clone());
                 let done = Done {
@@ -955,9 +1009,8 @@ impl Runtime {
             active
                 .iter()
                 .filter(|m| {
-                    m.unit_id.is_some_and(|u| {
-                        directory.org.ancestors_and_self(u).contains(unit)
-                    })
+                    m.unit_id
+                        .is_some_and(|u| directory.org.ancestors_and_self(u).contains(unit))
                 })
                 .map(|m| m.account_id)
                 .collect()
@@ -983,7 +1036,11 @@ impl Runtime {
                 let position = rows::rotation(db.conn(), scene.run.workspace_id, &key).await?;
                 let len = candidates.len() as i64;
                 let pick = candidates[usize::try_from(position.rem_euclid(len)).unwrap_or(0)];
-                Ok((Some(pick), Some((key, position)), format!("round robin, turn {}", position + 1)))
+                Ok((
+                    Some(pick),
+                    Some((key, position)),
+                    format!("round robin, turn {}", position + 1),
+                ))
             }
             _ => {
                 let loads =
@@ -1052,7 +1109,10 @@ pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
         return Err(Error::conflict(
             "/status",
             "not_failed",
-            format!("only a failed run can be retried; this one is {}", run.status),
+            format!(
+                "only a failed run can be retried; this one is {}",
+                run.status
+            ),
         ));
     }
     let now = clock.now();
@@ -1075,12 +1135,21 @@ pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
     )
     .await?;
     if !moved {
-        return Err(Error::conflict("/status", "changed", "the run changed meanwhile; reload it"));
+        return Err(Error::conflict(
+            "/status",
+            "changed",
+            "the run changed meanwhile; reload it",
+        ));
     }
     jobs::enqueue(
         &tx,
         clock,
-        advance_job(run.workspace_id, run.id, None, &format!("retry:{}", run.revision)),
+        advance_job(
+            run.workspace_id,
+            run.id,
+            None,
+            &format!("retry:{}", run.revision),
+        ),
     )
     .await?;
     held(tx.commit().await?)
@@ -1091,7 +1160,10 @@ pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
 /// # Errors
 /// `Error::Conflict` when it already ended (or changed meanwhile); `Error::Db`.
 pub async fn cancel(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
-    if !matches!(run.status.as_str(), status::RUNNING | status::WAITING | status::FAILED) {
+    if !matches!(
+        run.status.as_str(),
+        status::RUNNING | status::WAITING | status::FAILED
+    ) {
         return Err(Error::conflict(
             "/status",
             "finished",
@@ -1117,7 +1189,11 @@ pub async fn cancel(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
     )
     .await?;
     if !moved {
-        return Err(Error::conflict("/status", "changed", "the run changed meanwhile; reload it"));
+        return Err(Error::conflict(
+            "/status",
+            "changed",
+            "the run changed meanwhile; reload it",
+        ));
     }
     tx.commit().await?;
     Ok(())

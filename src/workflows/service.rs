@@ -156,7 +156,10 @@ pub async fn start_manual(
         return Err(Error::invalid(
             "/workflow",
             "not_manual",
-            format!("workflow {key:?} starts on {}, not by hand", workflow.trigger.name()),
+            format!(
+                "workflow {key:?} starts on {}, not by hand",
+                workflow.trigger.name()
+            ),
         ));
     };
     if !workflow.enabled {
@@ -191,22 +194,23 @@ pub async fn start_manual(
     let mut targets = Vec::new();
     if let Some(model) = &model {
         for (i, raw) in record_ids.iter().enumerate() {
-            let view = records.get(ctx, &model.key, raw, false).await.map_err(|e| match e {
-                Error::Invalid { .. } => Error::invalid(
-                    format!("/records/{i}"),
-                    "id",
-                    format!("{raw:?} is not a record id"),
-                ),
-                other => other,
-            })?;
+            let view = records
+                .get(ctx, &model.key, raw, false)
+                .await
+                .map_err(|e| match e {
+                    Error::Invalid { .. } => Error::invalid(
+                        format!("/records/{i}"),
+                        "id",
+                        format!("{raw:?} is not a record id"),
+                    ),
+                    other => other,
+                })?;
             targets.push(view.id);
         }
     }
     let tx = records.db.write(Sharing::Alone).await?;
     let mut started = Vec::new();
-    let event = |record: Option<Uuid>| {
-        json!({"type": "manual", "by": ctx.actor.account_id(), "at": records.clock.now(), "records": record_ids.len(), "record": record})
-    };
+    let event = |record: Option<Uuid>| json!({"type": "manual", "by": ctx.actor.account_id(), "at": records.clock.now(), "records": record_ids.len(), "record": record});
     match &model {
         Some(model) => {
             for id in targets {

@@ -309,7 +309,9 @@ impl Handler for CronTimer {
         let payload: CronPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed schedule: {e}")))?;
         let Some(workspace_id) = job.workspace_id else {
-            return Err(JobFailure::Fatal("a schedule without a workspace".to_owned()));
+            return Err(JobFailure::Fatal(
+                "a schedule without a workspace".to_owned(),
+            ));
         };
         let Some((records_ctx, snapshot)) =
             runtime::system_context(&ctx.db, &self.registry, workspace_id, None).await?
@@ -329,7 +331,9 @@ impl Handler for CronTimer {
                 &ctx.clock,
                 workspace_id,
                 &workflow,
-                payload.at.max(ctx.clock.now() - chrono::Duration::seconds(1)),
+                payload
+                    .at
+                    .max(ctx.clock.now() - chrono::Duration::seconds(1)),
                 records_ctx.time_zone,
             )
             .await?;
@@ -428,8 +432,8 @@ impl Handler for PlanDates {
             .and_then(|s| s.parse().ok());
         let mut done = job.progress_done;
         loop {
-            let page = store::records::scan(ctx.db.conn(), &model.table(), after, PLAN_BATCH)
-                .await?;
+            let page =
+                store::records::scan(ctx.db.conn(), &model.table(), after, PLAN_BATCH).await?;
             let Some(last) = page.last().map(|r| r.id) else {
                 break;
             };

@@ -96,8 +96,17 @@ pub async fn on_write(
     for change in changes {
         for workflow in watchers {
             if let Trigger::Date { .. } = &workflow.trigger {
-                timers::plan_date(conn, clock, ctx.scope.workspace_id, workflow, model, change, ctx.time_zone, &ctx.calendar)
-                    .await?;
+                timers::plan_date(
+                    conn,
+                    clock,
+                    ctx.scope.workspace_id,
+                    workflow,
+                    model,
+                    change,
+                    ctx.time_zone,
+                    &ctx.calendar,
+                )
+                .await?;
                 continue;
             }
             let Some(changed) = matches(&workflow.trigger, model, change) else {
@@ -176,9 +185,7 @@ pub(crate) fn condition(
         Ok(result) => match result.as_bool() {
             Ok(true) => Verdict::Start,
             Ok(false) => Verdict::Skip,
-            Err(kind) => Verdict::Failed(format!(
-                "the condition gave {kind}, not true or false"
-            )),
+            Err(kind) => Verdict::Failed(format!("the condition gave {kind}, not true or false")),
         },
         Err(e) => Verdict::Failed(format!("the condition failed: {}", describe(&e))),
     }

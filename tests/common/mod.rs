@@ -554,3 +554,101 @@ impl SmtpSink {
             .collect()
     }
 }
+
+/// Saves `document` as the draft of `kind`/`key` in the demo workspace (with the revision last
+/// read, if it exists) and publishes it; returns the publish answer (or the draft's refusal).
+pub async fn publish_definition(
+    client: &Client,
+    kind: &str,
+    key: &str,
+    document: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let path = format!("/api/v1/w/demo/definitions/{kind}/{key}");
+    let (status, current) = client.get(&path).await;
+    let mut draft = serde_json::json!({"document": document});
+    if status == StatusCode::OK {
+        draft["revision"] = current["revision"].clone();
+    }
+    let (status, body) = client.put(&format!("{path}/draft"), draft).await;
+    if status != StatusCode::OK {
+        return (status, body);
+    }
+    client
+        .post(
+            &format!("{path}/versions"),
+            serde_json::json!({"revision": body["revision"]}),
+        )
+        .await
+}
+
+/// Creates an account, adds it to the demo workspace with `role`, and signs it in; returns the
+/// client and the account id.
+pub async fn join_member(
+    app: &TestApp,
+    admin: &Client,
+    email: &str,
+    role: &str,
+) -> (Client, String) {
+    let client = app.create_user(email).await;
+    let (status, body) = admin
+        .post(
+            "/api/v1/w/demo/members",
+            serde_json::json!({"email": email, "role": role}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (client, body["account_id"].as_str().expect("id").to_owned())
+}
+
+/// A real HTTP server receiving webhooks: answers each request with the next status of a script
+/// (then 200), and keeps every request's `Idempotency-Key` and body.
+#[derive(Clone)]
+pub struct WebhookSink {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl WebhookSink {
+    /// Starts listening; the first requests get `statuses`, in order.
+    pub async fn start(statuses: Vec<u16>) -> Self {
+        use axum::routing::post;
+        let received: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> =
+            std::sync::Arc::default();
+        let script = std::sync::Arc::new(std::sync::Mutex::new(statuses.into_iter()));
+        let kept = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let kept = kept.clone();
+                    let script = script.clone();
+                    async move {
+                        let key = headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        kept.lock().expect("lock").push((key, body));
+                        let status = script.lock().expect("lock").next().unwrap_or(200);
+                        axum::http::StatusCode::from_u16(status)
+                            .unwrap_or(axum::http::StatusCode::OK)
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind webhook sink");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, received }
+    }
+
+    /// Every request so far: its idempotency key and JSON body.
+    pub fn received(&self) -> Vec<(String, Value)> {
+        self.received.lock().expect("lock").clone()
+    }
+}
