@@ -1440,8 +1440,10 @@ impl Records<'_> {
             self.roll_up(&tx, &snapshot, &world, &child, changes)
                 .await?;
         }
-        if ctx.origin.is_some() || snapshot.has_workflows_on(&model.key) {
-            if let Some(gone) = rows::find(&tx, &model.table(), id).await? {
+        if (ctx.origin.is_some() || snapshot.has_workflows_on(&model.key))
+            && let Some(gone) = rows::find(&tx, &model.table(), id).await?
+        {
+            {
                 crate::workflows::on_write(
                     &tx,
                     self.clock,

@@ -123,19 +123,19 @@ mod tests {
                 &ctx,
                 "/x"
             )
-            .unwrap(),
+            .expect("must succeed"),
             "Call Acme (24)"
         );
-        assert_eq!(render("plain", &ctx, "/x").unwrap(), "plain");
+        assert_eq!(render("plain", &ctx, "/x").expect("must succeed"), "plain");
         assert_eq!(
-            render("{{ record.missing.deeper }}", &ctx, "/x").unwrap(),
+            render("{{ record.missing.deeper }}", &ctx, "/x").expect("must succeed"),
             ""
         );
     }
 
     #[test]
     fn syntax_errors_are_located() {
-        let problem = check("line one\n{{ record.name ", "/steps/0/title").unwrap_err();
+        let problem = check("line one\n{{ record.name ", "/steps/0/title").expect_err("must fail");
         assert_eq!(problem.code, "template_syntax");
         assert_eq!(problem.pointer, "/steps/0/title");
         assert_eq!(problem.line, Some(2));

@@ -792,8 +792,8 @@ pub fn check_references(
                 }
             }
         }
-        match document.get("trigger") {
-            Some(trigger) => {
+        if let Some(trigger) = document.get("trigger") {
+            {
                 let base = format!("{prefix}/trigger");
                 if let Some(field) = trigger.get("field").and_then(Value::as_str) {
                     let kinds: Option<&[&str]> = (trigger.get("type").and_then(Value::as_str)
@@ -825,7 +825,6 @@ pub fn check_references(
                     }
                 }
             }
-            None => {}
         }
     }
     for (i, step) in document
@@ -997,7 +996,7 @@ mod tests {
                 {"id": "d", "type": "script", "script": "3"}
             ]
         }))
-        .unwrap();
+        .expect("must succeed");
         assert_eq!(wf.first(), Some("a"));
         assert_eq!(wf.after(0), Some("b"));
         assert_eq!(wf.after(2), None);
@@ -1017,7 +1016,7 @@ mod tests {
                 {"id": "c", "type": "assign_owner", "strategy": "round_robin"}
             ]
         }))
-        .unwrap_err();
+        .expect_err("must fail");
         let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
         for expected in [
             "/trigger/before",
@@ -1038,7 +1037,7 @@ mod tests {
             "label": {"en": "x"}, "trigger": {"type": "schedule", "cron": "0 25 * * *"},
             "steps": [{"id": "a", "type": "script", "script": "1"}]
         }))
-        .unwrap_err();
+        .expect_err("must fail");
         assert_eq!(cron[0].pointer, "/trigger/cron");
     }
 

@@ -73,6 +73,9 @@ pub async fn system_context(
     )))
 }
 
+/// Compiled workflow versions by (definition, version).
+type Versions = HashMap<(Uuid, i32), Arc<Workflow>>;
+
 /// The workflow version a run started with: the published one when it still is, else read
 /// from the version store (compiled once per process).
 async fn version_of(db: &Db, snapshot: &Snapshot, run: &RunRow) -> Result<Arc<Workflow>> {
@@ -82,7 +85,7 @@ async fn version_of(db: &Db, snapshot: &Snapshot, run: &RunRow) -> Result<Arc<Wo
     {
         return Ok(current);
     }
-    static VERSIONS: Mutex<Option<HashMap<(Uuid, i32), Arc<Workflow>>>> = Mutex::new(None);
+    static VERSIONS: Mutex<Option<Versions>> = Mutex::new(None);
     if let Some(found) = VERSIONS
         .lock()
         .ok()
@@ -723,7 +726,7 @@ impl Runtime {
                         (Some(model), Some(row)) => model
                             .fields
                             .iter()
-                            .filter(|f| matches!(f.kind, FieldKind::User { .. }))
+                            .filter(|f| matches!(f.kind, FieldKind::User))
                             .filter_map(|f| Some((f.key.clone(), row.doc.get(&f.key)?.clone())))
                             .collect(),
                         _ => HashMap::new(),
