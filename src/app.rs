@@ -85,6 +85,9 @@ impl Services {
         handlers.push(Arc::new(crate::workflows::timers::PlanDates {
             registry: registry.clone(),
         }));
+        handlers.push(Arc::new(crate::workflows::approvals::DeadlineTimer {
+            registry: registry.clone(),
+        }));
         if config.test_mode_enabled() {
             handlers.push(Arc::new(jobs::TestSleep));
             handlers.push(Arc::new(jobs::TestFail));

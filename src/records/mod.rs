@@ -1148,6 +1148,7 @@ impl Records<'_> {
                 .ok_or_else(|| record_not_found(&id.to_string()))
         };
         let mut row = live(rows::find(self.db.conn(), &model.table(), id).await?)?;
+        self.check_unlocked(ctx, &snapshot, &model, id).await?;
         let mut sharing = Sharing::Group;
         // Without a version from the client, a concurrent change is retried a few times.
         for _ in 0..5 {
@@ -1321,6 +1322,35 @@ impl Records<'_> {
         ))
     }
 
+    /// Refuses a person's change to a record a pending approval locks (workflow steps may
+    /// still write it).
+    async fn check_unlocked(
+        &self,
+        ctx: &Context,
+        snapshot: &crate::definitions::Snapshot,
+        model: &EntityModel,
+        id: Uuid,
+    ) -> Result<()> {
+        if ctx.origin.is_some() || !snapshot.is_lockable(&model.key) {
+            return Ok(());
+        }
+        match crate::workflows::approvals::lock_on(
+            self.db.conn(),
+            ctx.scope.workspace_id,
+            &model.key,
+            id,
+        )
+        .await?
+        {
+            Some((approval, title)) => Err(Error::conflict(
+                "",
+                "locked",
+                format!("the record is locked while approval {title:?} ({approval}) is pending"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Soft-deletes a record: references to it are handled per field (`restrict` refuses while
     /// live records refer to it, `set_null` clears them, `cascade` deletes them too, restorably).
     ///
@@ -1340,6 +1370,7 @@ impl Records<'_> {
             self.check_record(ctx, &lens, &model, &row, Operation::Delete)
                 .await?;
         }
+        self.check_unlocked(ctx, &snapshot, &model, id).await?;
         let now = self.clock.now();
         let stamp = Stamp {
             at: now,

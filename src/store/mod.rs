@@ -4,6 +4,7 @@
 //! [`Conn`] (the pool or a transaction).
 
 pub mod accounts;
+pub mod approvals;
 pub mod definitions;
 pub mod entities;
 pub mod facts;

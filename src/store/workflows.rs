@@ -138,6 +138,25 @@ pub async fn advance(conn: &impl Conn, advance: Advance) -> Result<bool> {
     Ok(true)
 }
 
+/// Sets the output of a logged step (what an approval step asked, known once it started).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_step_output(
+    conn: &impl Conn,
+    run_id: Uuid,
+    seq: i32,
+    output: Value,
+) -> Result<()> {
+    workflow_step::Entity::update_many()
+        .col_expr(workflow_step::Column::Output, Expr::value(Some(output)))
+        .filter(workflow_step::Column::RunId.eq(run_id))
+        .filter(workflow_step::Column::Seq.eq(seq))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// The next step number of a run's log.
 ///
 /// # Errors

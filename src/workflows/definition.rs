@@ -116,6 +116,81 @@ pub struct Case {
     pub goto: String,
 }
 
+/// How the approvers of a level decide.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The first approval decides the level.
+    #[default]
+    Any,
+    /// Everyone approves.
+    All,
+    /// One after another, in order.
+    Sequential,
+}
+
+/// What happens when a level's deadline passes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDeadline {
+    /// Only the reminder.
+    #[default]
+    None,
+    /// More approvers join the level.
+    Escalate,
+    /// The level is approved.
+    Approve,
+    /// Returned to the submitter.
+    Return,
+    /// Rejected.
+    Reject,
+}
+
+/// A level's deadline.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Deadline {
+    /// Working days from the level's start.
+    pub working_days: i64,
+    /// Remind the pending approvers (default true).
+    pub remind: Option<bool>,
+    /// Then.
+    #[serde(default)]
+    pub then: OnDeadline,
+    /// Who joins on escalation.
+    #[serde(default)]
+    pub escalate_to: Vec<String>,
+}
+
+/// One level of an approval.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Level {
+    /// Its label.
+    pub label: Option<Value>,
+    /// Who approves.
+    pub approvers: Vec<String>,
+    /// How they decide.
+    #[serde(default)]
+    pub mode: Mode,
+    /// It applies only when this holds.
+    pub when: Option<String>,
+    /// Its deadline.
+    pub deadline: Option<Deadline>,
+}
+
+/// Which actions approvers and the submitter may take (each allowed unless turned off).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+pub struct Allow {
+    /// Return to the submitter or an earlier level.
+    #[serde(rename = "return")]
+    pub send_back: Option<bool>,
+    /// Add an approver before or after oneself.
+    pub add_approver: Option<bool>,
+    /// Hand one's task to someone else.
+    pub transfer: Option<bool>,
+    /// The submitter withdraws.
+    pub withdraw: Option<bool>,
+}
+
 /// What a step does.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -196,6 +271,22 @@ pub enum Action {
         /// rhai.
         script: String,
     },
+    /// Ask people to approve; the run waits for the decision.
+    Approval {
+        /// What approvers see.
+        title: Option<String>,
+        /// The levels, in order.
+        levels: Vec<Level>,
+        /// Lock the record while pending (default true).
+        lock_record: Option<bool>,
+        /// Allowed actions.
+        #[serde(default)]
+        allow: Allow,
+        /// Where a rejection goes (default: the end).
+        on_reject: Option<String>,
+        /// Where a withdrawal goes (default: the end).
+        on_withdraw: Option<String>,
+    },
 }
 
 impl Action {
@@ -211,6 +302,7 @@ impl Action {
             Self::Wait { .. } => "wait",
             Self::Branch { .. } => "branch",
             Self::Script { .. } => "script",
+            Self::Approval { .. } => "approval",
         }
     }
 }
@@ -501,6 +593,39 @@ impl Workflow {
                     }
                 }
                 Action::Script { script } => compile(format!("{at}/script"), script, &mut problems),
+                Action::Approval {
+                    title,
+                    levels,
+                    on_reject,
+                    on_withdraw,
+                    ..
+                } => {
+                    if let Some(title) = title {
+                        check_template(title, &format!("{at}/title"), prefix, &mut problems);
+                    }
+                    for (l, level) in levels.iter().enumerate() {
+                        if let Some(when) = &level.when {
+                            compile(format!("{at}/levels/{l}/when"), when, &mut problems);
+                        }
+                        if let Some(deadline) = &level.deadline
+                            && deadline.then == OnDeadline::Escalate
+                            && deadline.escalate_to.is_empty()
+                        {
+                            problems.push(FieldError::new(
+                                format!("{prefix}{at}/levels/{l}/deadline/escalate_to"),
+                                "required",
+                                "escalation needs the approvers to escalate to",
+                            ));
+                        }
+                    }
+                    for (name, target) in [("on_reject", on_reject), ("on_withdraw", on_withdraw)] {
+                        if let Some(target) = target
+                            && !targets_known(target)
+                        {
+                            problems.push(dangling(prefix, &format!("{at}/{name}"), target));
+                        }
+                    }
+                }
             }
         }
         if !problems.is_empty() {
@@ -534,6 +659,20 @@ impl Workflow {
             return (next != END).then_some(next.as_str());
         }
         self.steps.get(position + 1).map(|s| s.id.as_str())
+    }
+
+    /// Whether an approval step of this workflow locks its record while pending. (A disabled
+    /// workflow's pending approvals still lock.)
+    pub fn locks_records(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::Approval {
+                    lock_record: None | Some(true),
+                    ..
+                }
+            )
+        })
     }
 
     /// The first step's id.
@@ -853,7 +992,7 @@ pub fn check_references(
                     }
                 }
             }
-            "set_fields" | "assign_owner" | "notify" => {
+            "set_fields" | "assign_owner" | "notify" | "approval" => {
                 if own.is_none() {
                     problems.push(FieldError::new(
                         format!("{at}/type"),
@@ -928,6 +1067,39 @@ fn collect_texts(value: &Value, pointer: &str, into: &mut Vec<(String, String)>)
     }
 }
 
+/// The people a step names (recipients, approvers, escalation), each with its pointer under
+/// the step.
+fn people_named(step: &Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut list = |pointer: String, value: Option<&Value>| {
+        for (i, person) in value
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(person) = person.as_str() {
+                found.push((format!("{pointer}/{i}"), person.to_owned()));
+            }
+        }
+    };
+    list("/to".to_owned(), step.get("to"));
+    for (l, level) in step
+        .get("levels")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        list(format!("/levels/{l}/approvers"), level.get("approvers"));
+        list(
+            format!("/levels/{l}/deadline/escalate_to"),
+            level.pointer("/deadline/escalate_to"),
+        );
+    }
+    found
+}
+
 /// The role keys a workflow document names (manual trigger roles, assignment and recipients),
 /// each with its pointer, to check against the workspace's roles.
 pub fn roles_named(document: &Value) -> Vec<(String, String)> {
@@ -953,15 +1125,9 @@ pub fn roles_named(document: &Value) -> Vec<(String, String)> {
         if let Some(role) = step.get("role").and_then(Value::as_str) {
             found.push((format!("/steps/{s}/role"), role.to_owned()));
         }
-        for (r, recipient) in step
-            .get("to")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            if let Some(role) = recipient.as_str().and_then(|r| r.strip_prefix("role:")) {
-                found.push((format!("/steps/{s}/to/{r}"), role.to_owned()));
+        for (pointer, person) in people_named(step) {
+            if let Some(role) = person.strip_prefix("role:") {
+                found.push((format!("/steps/{s}{pointer}"), role.to_owned()));
             }
         }
     }

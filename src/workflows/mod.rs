@@ -7,6 +7,7 @@
 //! [`StepOrigin`], so the write path commits the step with them and runs they trigger know their
 //! depth (at most [`MAX_DEPTH`]).
 
+pub mod approvals;
 pub mod definition;
 pub mod duration;
 pub mod notify;

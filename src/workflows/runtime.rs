@@ -371,7 +371,7 @@ impl Runtime {
         let now = clock.now();
         match run.status.as_str() {
             status::RUNNING => {}
-            status::WAITING if run.wake_at.is_none_or(|at| at <= now) => {}
+            status::WAITING if run.wake_at.is_some_and(|at| at <= now) => {}
             _ => return Ok(false),
         }
         let Some((ctx, snapshot)) =
@@ -505,7 +505,10 @@ impl Runtime {
         if let Some(map) = vars.as_object_mut() {
             map.insert(step.id.clone(), done.output.clone());
         }
-        let waiting = done.wake_at.is_some_and(|at| at > now);
+        // An approval holds the run at its step until it is decided (no wake time).
+        let held = matches!(step.action, Action::Approval { .. })
+            && done.next.as_deref() == Some(step.id.as_str());
+        let waiting = held || done.wake_at.is_some_and(|at| at > now);
         let status = match (&done.next, waiting) {
             (_, true) => status::WAITING,
             (None, false) => status::COMPLETED,
@@ -884,6 +887,101 @@ impl Runtime {
                     wake_at: None,
                 };
                 self.plain(db, clock, scene, step, seq, done, started).await
+            }
+            Action::Approval {
+                title,
+                levels,
+                lock_record,
+                allow,
+                on_reject,
+                on_withdraw,
+            } => {
+                let (model, row) = scene.record()?;
+                let context = scene.context();
+                let title = match title {
+                    Some(title) => sandbox::render(title, &context, &format!("{pointer}/title"))?,
+                    None => format!("{} — {}", scene.workflow.label(), model.key),
+                };
+                let mut applies = Vec::with_capacity(levels.len());
+                for (l, level) in levels.iter().enumerate() {
+                    applies.push(match &level.when {
+                        None => true,
+                        Some(_) => {
+                            let verdict = scene.eval(&format!("{pointer}/levels/{l}/when"))?;
+                            verdict.as_bool().map_err(|kind| {
+                                StepError::Failed(format!(
+                                    "{pointer}/levels/{l}/when gave {kind}, not true or false"
+                                ))
+                            })?
+                        }
+                    });
+                }
+                let submitter = scene
+                    .run
+                    .event
+                    .get("by")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .or(scene.run.started_by)
+                    .or(row.owner);
+                let request = super::approvals::Request {
+                    workspace_id: scene.run.workspace_id,
+                    run_id: scene.run.id,
+                    step_id: step.id.clone(),
+                    entity: model.key.clone(),
+                    record_id: row.id,
+                    owner: row.owner,
+                    user_fields: model
+                        .fields
+                        .iter()
+                        .filter(|f| matches!(f.kind, FieldKind::User))
+                        .filter_map(|f| Some((f.key.clone(), row.doc.get(&f.key)?.clone())))
+                        .collect(),
+                    submitter,
+                    title: title.clone(),
+                    spec: super::approvals::Spec {
+                        levels: levels.clone(),
+                        applies: applies.clone(),
+                        allow: allow.clone(),
+                        on_approve: next.clone(),
+                        on_reject: on_reject.clone(),
+                        on_withdraw: on_withdraw.clone(),
+                    },
+                    lock_record: lock_record.unwrap_or(true),
+                };
+                let now = clock.now();
+                let tx = db.write(Sharing::Alone).await?;
+                // The run holds at this step first: a decision made at once (no level applies)
+                // then moves it on in the same transaction.
+                let done = Done {
+                    input: Some(
+                        json!({"title": title, "levels_applying": applies, "submitter": submitter}),
+                    ),
+                    output: Value::Null,
+                    next: Some(step.id.clone()),
+                    wake_at: None,
+                };
+                let advance = Self::progress(scene, step, seq, done, now, started);
+                let (approval, asked) = {
+                    if !rows::advance(&tx, advance.clone()).await? {
+                        return Err(StepError::Moved);
+                    }
+                    super::approvals::start(&tx, clock, request).await?
+                };
+                // Record what was asked in the step's log row.
+                rows::set_step_output(
+                    &tx,
+                    scene.run.id,
+                    seq,
+                    json!({"approval": approval, "asked": asked}),
+                )
+                .await?;
+                match tx.commit().await? {
+                    store::write::Outcome::Committed => Ok(()),
+                    store::write::Outcome::RunAgain => Err(StepError::Transient(
+                        "the step's transaction was rolled back".to_owned(),
+                    )),
+                }
             }
             Action::Script { .. } => {
                 let result = scene.eval(&format!("{pointer}/script"))?;

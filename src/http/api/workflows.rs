@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::http::extract::{AppJson, AppQuery, Workspace};
 use crate::store::workflows::RunFilter;
 use crate::workflows::RunView;
+use crate::workflows::approvals::{self, Act, ApprovalView};
 use crate::workflows::service::{self, Inbox, Started};
 
 pub(super) fn router() -> Router<Services> {
@@ -23,6 +24,12 @@ pub(super) fn router() -> Router<Services> {
         .route("/w/{workspace}/workflow-runs/{id}/retry", post(retry))
         .route("/w/{workspace}/workflow-runs/{id}/cancel", post(cancel))
         .route("/w/{workspace}/workflows/{key}/runs", post(start))
+        .route("/w/{workspace}/approvals", get(approvals))
+        .route("/w/{workspace}/approvals/{id}", get(approval))
+        .route(
+            "/w/{workspace}/approvals/{id}/actions",
+            post(approval_action),
+        )
         .route("/w/{workspace}/notifications", get(inbox))
         .route("/w/{workspace}/notifications/read-all", post(read_all))
         .route("/w/{workspace}/notifications/{id}/read", post(read))
@@ -163,4 +170,88 @@ async fn read(
 async fn read_all(State(services): State<Services>, ws: Workspace) -> Result<Json<Value>> {
     let changed = service::mark_read(&services.records(), &ws.access, None).await?;
     Ok(Json(json!({"marked": changed})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalQuery {
+    #[serde(rename = "box")]
+    which: Option<String>,
+    limit: Option<u64>,
+}
+
+fn approval_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::not_found("approval"))
+}
+
+async fn approvals(
+    State(services): State<Services>,
+    ws: Workspace,
+    AppQuery(query): AppQuery<ApprovalQuery>,
+) -> Result<Json<Vec<ApprovalView>>> {
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > service::MAX_PAGE {
+        return Err(Error::invalid(
+            "/limit",
+            "range",
+            format!("limit is 1–{}", service::MAX_PAGE),
+        ));
+    }
+    Ok(Json(
+        approvals::inbox(
+            services.db(),
+            ws.access.workspace.id,
+            ws.access.account_id,
+            ws.access.policy.may(crate::access::Right::Workflows),
+            query.which.as_deref().unwrap_or("pending"),
+            limit,
+        )
+        .await?,
+    ))
+}
+
+async fn approval(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<ApprovalView>> {
+    Ok(Json(
+        approvals::get(
+            services.db(),
+            ws.access.workspace.id,
+            ws.access.account_id,
+            ws.access.policy.may(crate::access::Right::Workflows),
+            approval_id(&id)?,
+        )
+        .await?,
+    ))
+}
+
+async fn approval_action(
+    State(services): State<Services>,
+    ws: Workspace,
+    Path((_, id)): Path<(String, String)>,
+    AppJson(act): AppJson<Act>,
+) -> Result<Json<ApprovalView>> {
+    let id = approval_id(&id)?;
+    // Someone with no part in it learns nothing of it.
+    approvals::get(
+        services.db(),
+        ws.access.workspace.id,
+        ws.access.account_id,
+        ws.access.policy.may(crate::access::Right::Workflows),
+        id,
+    )
+    .await?;
+    Ok(Json(
+        approvals::act(
+            services.db(),
+            services.clock(),
+            ws.access.workspace.id,
+            ws.access.account_id,
+            id,
+            act,
+        )
+        .await?,
+    ))
 }

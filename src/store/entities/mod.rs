@@ -2,6 +2,8 @@
 
 pub mod account;
 pub mod api_token;
+pub mod approval;
+pub mod approval_task;
 pub mod audit_event;
 pub mod definition;
 pub mod definition_version;
