@@ -448,7 +448,7 @@ async fn a_killed_recompute_resumes_where_it_stopped(backend: Backend) {
         ("FORMWORK_DEMO_DATA", "false"),
     ];
     let mut first = common::Process::spawn(&database_url, &env).await;
-    let admin = process_admin(&first.address).await;
+    let admin = common::process_admin(&first.address).await;
     let thing = |formula: Option<&str>| {
         let mut document = json!({"type": "object", "x-label": {"en": "Thing"},
             "properties": {"n": {"type": "integer", "x-kind": "integer", "x-label": {"en": "N"}}}});
@@ -498,7 +498,7 @@ async fn a_killed_recompute_resumes_where_it_stopped(backend: Backend) {
     }
     let killed_at = killed_at.expect("the recompute started");
     let second = common::Process::spawn(&database_url, &env).await;
-    let admin = process_admin(&second.address).await;
+    let admin = common::process_admin(&second.address).await;
     let mut job = Value::Null;
     for _ in 0..600 {
         let (_, jobs) = admin.get(&format!("{W}/jobs?limit=100")).await;
@@ -638,19 +638,6 @@ async fn clock_formulas_are_recomputed_daily(backend: Backend) {
 }
 
 /// The admin of a spawned process, signed in.
-async fn process_admin(address: &str) -> Client {
-    let mut client = Client::new(address.to_owned());
-    let response = client
-        .http
-        .post(format!("{address}/api/v1/account/login"))
-        .json(&json!({"email": common::ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    let body: Value = response.json().await.expect("json");
-    client.csrf = body["csrf_token"].as_str().map(str::to_owned);
-    client
-}
 
 both_databases!(
     formulas_are_computed_on_write_and_queryable,

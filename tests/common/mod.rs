@@ -652,3 +652,18 @@ impl WebhookSink {
         self.received.lock().expect("lock").clone()
     }
 }
+
+/// A client signed in as the bootstrap admin of a spawned process.
+pub async fn process_admin(address: &str) -> Client {
+    let mut client = Client::new(address.to_owned());
+    let response = client
+        .http
+        .post(format!("{address}/api/v1/account/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let body: Value = response.json().await.expect("json");
+    client.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    client
+}
