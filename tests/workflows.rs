@@ -678,4 +678,75 @@ both_databases!(
     assignment_manual_and_retry,
     dates_and_schedules,
     bad_definitions_are_refused,
+    the_sales_crm_workflows,
 );
+
+/// The Sales CRM's own workflows: a follow-up stamps its customer and moves the customer's
+/// 14-day reminder; a signed deal marks the customer signed and tells the manager; a quote with
+/// 20% off waits for the owner's manager, who approves it.
+async fn the_sales_crm_workflows(backend: Backend) {
+    let app = spawn(backend, None).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = join_member(&app, &admin, "rep@example.com", "member").await;
+    let (mgr, mgr_id) = join_member(&app, &admin, "boss@example.com", "manager").await;
+    let (status, body) = admin
+        .patch(&format!("{W}/members/{rep_id}"), json!({"manager_id": mgr_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, customer) = rep
+        .post(&format!("{W}/entities/customer/records"), json!({"fields": {"name": "Acme", "lifecycle_stage": "intent"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let customer_id = customer["id"].as_str().expect("id").to_owned();
+    let followed_at = app.services.clock().now().to_rfc3339();
+    let (status, body) = rep
+        .post(&format!("{W}/entities/follow_up/records"), json!({"fields": {
+            "subject": "Intro call", "customer": customer_id, "way": "call", "followed_at": followed_at}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.run_jobs_until_idle().await;
+    let (_, stamped) = rep.get(&format!("{W}/entities/customer/records/{customer_id}")).await;
+    assert!(stamped["fields"]["last_follow_up_at"].is_string(), "{stamped}");
+    app.advance(Duration::days(14) + Duration::minutes(1));
+    app.run_jobs_until_idle().await;
+    let (_, inbox) = rep.get(&format!("{W}/notifications")).await;
+    assert!(inbox["notifications"].as_array().expect("n").iter()
+        .any(|n| n["title"] == "Acme has not been followed up for 14 days"), "{inbox}");
+
+    let (status, deal) = rep
+        .post(&format!("{W}/entities/opportunity/records"), json!({"fields": {
+            "name": "Acme rollout", "customer": customer_id, "stage": "proposal", "amount": "50000"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{deal}");
+    let deal_id = deal["id"].as_str().expect("id").to_owned();
+    let (status, quote) = rep
+        .post(&format!("{W}/entities/quote/records"), json!({"fields": {
+            "name": "Acme Q1", "opportunity": deal_id, "amount": "48000", "discount": 20}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{quote}");
+    app.run_jobs_until_idle().await;
+    let quote_id = quote["id"].as_str().expect("id").to_owned();
+    let (_, pending) = mgr.get(&format!("{W}/approvals?box=pending")).await;
+    let approval = pending.as_array().expect("approvals").iter()
+        .find(|a| a["record_id"] == quote_id.as_str()).cloned().expect("the manager is asked");
+    let (status, body) = mgr
+        .post(&format!("{W}/approvals/{}/actions", approval["id"].as_str().expect("id")),
+              json!({"action": "approve", "comment": "ok for Q1"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.run_jobs_until_idle().await;
+    let (_, quote) = rep.get(&format!("{W}/entities/quote/records/{quote_id}")).await;
+    assert_eq!(quote["fields"]["status"], "approved", "{quote}");
+    assert_eq!(quote["fields"]["approval_note"], "ok for Q1");
+
+    let (status, body) = rep
+        .patch(&format!("{W}/entities/opportunity/records/{deal_id}"), json!({"fields": {"stage": "contract_signed"}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.run_jobs_until_idle().await;
+    let (_, signed) = rep.get(&format!("{W}/entities/customer/records/{customer_id}")).await;
+    assert_eq!(signed["fields"]["lifecycle_stage"], "signed", "{signed}");
+    let (_, inbox) = mgr.get(&format!("{W}/notifications")).await;
+    assert!(inbox["notifications"].as_array().expect("n").iter()
+        .any(|n| n["title"] == "Signed: Acme rollout (50000.00 CNY)"), "{inbox}");
+}

@@ -61,10 +61,18 @@ impl Kind {
         }
     }
 
-    /// The kind whose definitions live in a folder of this path's parent (`entities/lead.json`).
+    /// The kind whose definitions live in a folder of this path's parent (`entities/lead.json`),
+    /// or, for a bundle's workflows, under `workflows/templates/<bundle>/`.
     pub fn of_file(path: &std::path::Path) -> Option<Self> {
-        let folder = path.parent()?.file_name()?.to_str()?;
-        Self::ALL.into_iter().find(|k| k.plural() == folder)
+        let parent = path.parent()?;
+        let folder = parent.file_name()?.to_str()?;
+        if let Some(kind) = Self::ALL.into_iter().find(|k| k.plural() == folder) {
+            return Some(kind);
+        }
+        let templates = parent.parent()?;
+        let root = templates.parent()?;
+        (templates.file_name()? == "templates" && root.file_name()? == "workflows")
+            .then_some(Self::Workflow)
     }
 
     /// The folder names of every kind, for messages.
@@ -654,6 +662,9 @@ pub async fn insert_published(
             (1, &document),
         )
         .await?;
+    }
+    if kind == Kind::Workflow {
+        crate::workflows::published(conn, clock, workspace_id, (key, id, 1), &document).await?;
     }
     rows::insert_version(
         conn,
