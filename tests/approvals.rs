@@ -476,4 +476,50 @@ async fn sequential_and_all(backend: Backend) {
     assert_eq!(state(&p.admin, &id).await, "done");
 }
 
-both_databases!(levels_and_actions, deadlines_escalate, sequential_and_all);
+both_databases!(
+    levels_and_actions,
+    deadlines_escalate,
+    sequential_and_all,
+    deadlines_approve_or_return,
+);
+
+/// Deadlines that approve or return by themselves; an approver role that does not exist is
+/// refused at publish.
+async fn deadlines_approve_or_return(backend: Backend) {
+    let app = spawn(backend).await;
+    let p = setup(&app).await;
+    let flow = |then: &str| {
+        json!({
+            "label": {"en": "Timed"}, "entity": "wquote", "trigger": {"type": "record_created"},
+            "steps": [
+                {"id": "approve", "type": "approval", "levels": [
+                    {"approvers": ["owner_manager"], "deadline": {"working_days": 1, "remind": false, "then": then}}]},
+                {"id": "done", "type": "set_fields", "fields": {"state": "{{ steps.approve.outcome }}"}}
+            ]
+        })
+    };
+    let (status, body) = publish_definition(&p.admin, "workflow", "discount", flow("approve")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (auto, _) = quote(&app, &p.rep, "Auto", 1).await;
+    app.advance(Duration::days(4));
+    app.run_jobs_until_idle().await;
+    assert_eq!(state(&p.admin, &auto).await, "approved");
+    let (status, body) = publish_definition(&p.admin, "workflow", "discount", flow("return")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (back, _) = quote(&app, &p.rep, "Back", 1).await;
+    app.advance(Duration::days(4));
+    app.run_jobs_until_idle().await;
+    let (_, submitted) = p.rep.get(&format!("{W}/approvals?box=submitted")).await;
+    let returned = submitted.as_array().expect("list").iter()
+        .find(|a| a["record_id"] == back.as_str()).cloned().expect("submitted");
+    assert_eq!(returned["status"], "returned", "{returned}");
+    let (_, inbox) = p.rep.get(&format!("{W}/notifications")).await;
+    assert!(inbox["notifications"].as_array().expect("n").iter()
+        .any(|n| n["title"].as_str().unwrap_or("").starts_with("Returned to you")), "{inbox}");
+
+    let mut bad = flow("none");
+    bad["steps"][0]["levels"][0]["approvers"] = json!(["role:no_such_role"]);
+    let (status, body) = publish_definition(&p.admin, "workflow", "discount", bad).await;
+    let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(pointers.contains(&"/document/steps/0/levels/0/approvers/0".to_owned()), "{body}");
+}

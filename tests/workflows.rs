@@ -679,6 +679,7 @@ both_databases!(
     dates_and_schedules,
     bad_definitions_are_refused,
     the_sales_crm_workflows,
+    versions_and_the_rest,
 );
 
 /// The Sales CRM's own workflows: a follow-up stamps its customer and moves the customer's
@@ -749,4 +750,78 @@ async fn the_sales_crm_workflows(backend: Backend) {
     let (_, inbox) = mgr.get(&format!("{W}/notifications")).await;
     assert!(inbox["notifications"].as_array().expect("n").iter()
         .any(|n| n["title"] == "Signed: Acme rollout (50000.00 CNY)"), "{inbox}");
+}
+
+/// A run keeps the version it started with; a disabled workflow starts nothing but its waiting
+/// runs go on; a delete trigger; waiting until a date read from the record; assignment by rule;
+/// a branch that loops forever stops at the step budget with a clear error.
+async fn versions_and_the_rest(backend: Backend) {
+    let app = spawn(backend, None).await;
+    let admin = app.admin().await;
+    entities(&admin).await;
+    let (_, me) = admin.get("/api/v1/account").await;
+    let admin_id = me["account"]["id"].as_str().expect("id").to_owned();
+    let flow = |note: &str, enabled: bool| {
+        json!({
+            "label": {"en": "Versioned"}, "entity": "wlead", "enabled": enabled,
+            "trigger": {"type": "record_created"},
+            "steps": [
+                {"id": "hold", "type": "wait", "until": "{{ record.ends }}"},
+                {"id": "mark", "type": "set_fields", "fields": {"note": note}},
+                {"id": "own", "type": "assign_owner", "strategy": "rule",
+                 "script": format!("if record.touches == 7 {{ \"{admin_id}\" }} else {{ () }}")}
+            ]
+        })
+    };
+    workflow(&admin, "versioned", flow("version one", true)).await;
+    let now = app.services.clock().now();
+    let in_two_days = (now + Duration::days(2)).format("%Y-%m-%d").to_string();
+    let first = create_lead(&admin, json!({"name": "V1", "ends": in_two_days, "touches": 7})).await;
+    app.run_jobs_until_idle().await;
+    // Version two, disabled: the waiting run still finishes with version one's steps.
+    workflow(&admin, "versioned", flow("version two", false)).await;
+    let second = create_lead(&admin, json!({"name": "V2", "ends": in_two_days})).await;
+    app.advance(Duration::days(3));
+    app.run_jobs_until_idle().await;
+    let all = runs(&admin, "versioned").await;
+    assert_eq!(all.len(), 1, "the disabled version starts nothing: {all:?}");
+    assert_eq!(all[0]["version"], 1);
+    assert_eq!(all[0]["status"], "completed", "{all:?}");
+    let (_, record) = admin.get(&format!("{LEADS}/{}", first["id"].as_str().expect("id"))).await;
+    assert_eq!(record["fields"]["note"], "version one");
+    assert_eq!(record["owner"], admin_id.as_str());
+    let _ = second;
+
+    // A delete starts a run that sees the record as it was.
+    workflow(
+        &admin,
+        "gone",
+        json!({"label": {"en": "Gone"}, "entity": "wlead", "trigger": {"type": "record_deleted"},
+               "steps": [{"id": "say", "type": "script", "script": "\"deleted \" + old.name"}]}),
+    )
+    .await;
+    let doomed = create_lead(&admin, json!({"name": "Doomed"})).await;
+    let (status, _) = admin.delete(&format!("{LEADS}/{}", doomed["id"].as_str().expect("id"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.run_jobs_until_idle().await;
+    let gone = runs(&admin, "gone").await;
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0]["vars"]["say"], "deleted Doomed", "{gone:?}");
+
+    // A branch back to itself runs until the step budget, then fails clearly.
+    workflow(
+        &admin,
+        "spin",
+        json!({"label": {"en": "Spin"}, "entity": "wlead", "trigger": {"type": "manual"},
+               "steps": [{"id": "again", "type": "branch", "cases": [{"when": "true", "goto": "again"}]}]}),
+    )
+    .await;
+    let (status, body) = admin
+        .post(&format!("{W}/workflows/spin/runs"), json!({"records": [first["id"]]}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.run_jobs_until_idle().await;
+    let spun = run(&admin, &body["runs"][0]["run"]).await;
+    assert_eq!(spun["status"], "failed", "{}", spun["error"]);
+    assert!(spun["error"].as_str().expect("error").contains("loops"), "{}", spun["error"]);
 }
