@@ -31,8 +31,16 @@ async fn enqueue(app: &TestApp, kind: &str, payload: Value, max_attempts: i32) -
         .expect("inserted")
 }
 
-async fn failing_jobs_back_off_then_die_and_can_be_retried(backend: Backend) {
+/// A server whose start-up jobs (the bundle's date-timer planning) have run, so counts of jobs
+/// run are the test's own.
+async fn settled(backend: Backend) -> TestApp {
     let app = TestApp::spawn(backend).await;
+    app.run_jobs_until_idle().await;
+    app
+}
+
+async fn failing_jobs_back_off_then_die_and_can_be_retried(backend: Backend) {
+    let app = settled(backend).await;
     let admin = app.admin().await;
     let id = enqueue(&app, "test.fail", json!({"times": 3}), 3).await;
     assert_eq!(app.run_jobs_until_idle().await, 1);
@@ -79,7 +87,7 @@ async fn failing_jobs_back_off_then_die_and_can_be_retried(backend: Backend) {
 }
 
 async fn a_panicking_handler_fails_its_attempt_and_is_retried(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = settled(backend).await;
     let admin = app.admin().await;
     let id = enqueue(&app, "test.fail", json!({"times": 1, "panic": true}), 3).await;
     assert_eq!(app.run_jobs_until_idle().await, 1);
@@ -94,7 +102,7 @@ async fn a_panicking_handler_fails_its_attempt_and_is_retried(backend: Backend) 
 
 async fn housekeeping_purges_sessions_and_completes_in_the_same_transaction(backend: Backend) {
     use sea_orm::{ConnectionTrait, Statement};
-    let app = TestApp::spawn(backend).await;
+    let app = settled(backend).await;
     let _signed_in = app.admin().await;
     let sessions = || async {
         let conn = app.services.db().conn();
@@ -133,7 +141,7 @@ async fn housekeeping_purges_sessions_and_completes_in_the_same_transaction(back
 }
 
 async fn progress_is_recorded(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = settled(backend).await;
     let admin = app.admin().await;
     let id = enqueue(&app, "test.sleep", json!({"ms": 40}), 3).await;
     app.run_jobs_until_idle().await;
@@ -184,7 +192,7 @@ async fn receiver(fail_first: usize) -> (String, Received) {
 }
 
 async fn the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = settled(backend).await;
     let (url, received) = receiver(1).await;
     let workspace = demo_id(&app).await;
     let make = || {

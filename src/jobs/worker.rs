@@ -13,6 +13,7 @@ use super::{NewJob, enqueue, retry_delay};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::store::Db;
+use crate::store::write::{Outcome, Sharing};
 use crate::store::jobs::{self as rows, JobRow, Lease};
 
 /// Why a handler did not complete its job.
@@ -180,7 +181,9 @@ impl Worker {
 
     async fn claim(&self, limit: u64) -> Result<Vec<JobRow>> {
         let now = self.clock.now();
-        let tx = self.db.begin().await?;
+        // Through the write gate: on SQLite, queuing behind record writes in this process
+        // instead of sleeping in SQLite's busy handler (measured: 4 ms per job).
+        let tx = self.db.write(Sharing::Alone).await?;
         let claimed = rows::claim(
             &tx,
             &self.settings.id,
@@ -190,8 +193,11 @@ impl Worker {
             now + self.settings.lease,
         )
         .await?;
-        tx.commit().await?;
-        Ok(claimed)
+        match tx.commit().await? {
+            Outcome::Committed => Ok(claimed),
+            // Rolled back with a failed write of its group: nothing was claimed.
+            Outcome::RunAgain => Ok(Vec::new()),
+        }
     }
 
     /// Claims and runs due jobs until none is due; returns how many attempts ran. Tests use it
@@ -340,9 +346,9 @@ impl Worker {
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
-        let tx = self.db.begin().await?;
+        let tx = self.db.write(Sharing::Alone).await?;
         let released = rows::release(&tx, lease, self.clock.now()).await?;
-        tx.commit().await?;
+        committed(tx.commit().await?)?;
         Ok(released)
     }
 
@@ -354,7 +360,7 @@ impl Worker {
         outcome: &Result<(), JobFailure>,
     ) -> Result<bool> {
         let now = self.clock.now();
-        let tx = self.db.begin().await?;
+        let tx = self.db.write(Sharing::Alone).await?;
         let recorded = match outcome {
             Ok(()) => rows::complete(&tx, lease, now).await?,
             Err(JobFailure::Retry(error)) => {
@@ -364,7 +370,7 @@ impl Worker {
             }
             Err(JobFailure::Fatal(error)) => rows::fail(&tx, lease, error, None, now).await?,
         };
-        tx.commit().await?;
+        committed(tx.commit().await?)?;
         Ok(recorded)
     }
 
@@ -383,6 +389,16 @@ impl Worker {
                 }
             }
         })
+    }
+}
+
+/// A worker's own write held, or an error (its lease then expires and the job runs again).
+fn committed(outcome: Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Committed => Ok(()),
+        Outcome::RunAgain => Err(Error::Unavailable(
+            "the job's bookkeeping was rolled back with another write".to_owned(),
+        )),
     }
 }
 

@@ -157,19 +157,6 @@ pub async fn set_step_output(
     Ok(())
 }
 
-/// The next step number of a run's log.
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn next_seq(conn: &impl Conn, run_id: Uuid) -> Result<i32> {
-    let last = workflow_step::Entity::find()
-        .filter(workflow_step::Column::RunId.eq(run_id))
-        .order_by_desc(workflow_step::Column::Seq)
-        .one(conn)
-        .await?;
-    Ok(last.map_or(1, |row| row.seq + 1))
-}
-
 /// Filters of a run list.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {

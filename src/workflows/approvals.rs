@@ -602,7 +602,7 @@ async fn resume_run(
     if let Some(map) = vars.as_object_mut() {
         map.insert(approval.step_id.clone(), output.clone());
     }
-    let seq = runs::next_seq(tx, run.id).await?;
+    let seq = super::runtime::log_seq(run.revision);
     let moved = runs::advance(
         tx,
         Advance {

@@ -167,11 +167,15 @@ impl Handler for Runtime {
     async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let payload: AdvancePayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed payload: {e}")))?;
+        let mut session = Session::default();
         for _ in 0..STEPS_PER_JOB {
-            match self.step(&ctx.db, &ctx.clock, payload.run).await {
+            match self
+                .step(&ctx.db, &ctx.clock, payload.run, &mut session)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
-                Err(StepError::Moved) => {}
+                Err(StepError::Moved) => session.run = None,
                 Err(StepError::Transient(why)) => return Err(JobFailure::Retry(why)),
                 Err(StepError::Failed(why)) => return Err(JobFailure::Fatal(why)),
             }
@@ -188,6 +192,42 @@ impl Handler for Runtime {
             jobs::enqueue(ctx.db.conn(), &ctx.clock, job).await?;
         }
         Ok(())
+    }
+}
+
+/// What one job keeps between the steps it runs: the workspace's context, its people, and the
+/// run as the last step left it (so consecutive steps do not read them again).
+#[derive(Default)]
+struct Session {
+    context: Option<(Context, Arc<Snapshot>)>,
+    people: Option<Arc<People>>,
+    run: Option<RunRow>,
+}
+
+/// The workspace's org tree and active members' roles.
+struct People {
+    directory: crate::access::Directory,
+    roles_of: HashMap<Uuid, String>,
+}
+
+/// The run after `advance` applied to it.
+fn advanced(run: RunRow, advance: &Advance) -> RunRow {
+    let finished = matches!(
+        advance.status,
+        status::COMPLETED | status::FAILED | status::CANCELLED
+    );
+    RunRow {
+        status: advance.status.to_owned(),
+        cursor: advance.cursor.clone(),
+        vars: advance.vars.clone(),
+        wake_at: advance.wake_at,
+        error: advance.error.clone(),
+        failed_step: advance.failed_step.clone(),
+        steps_run: advance.steps_run,
+        revision: run.revision + 1,
+        updated_at: advance.now,
+        finished_at: finished.then_some(advance.now),
+        ..run
     }
 }
 
@@ -364,9 +404,19 @@ impl Scene {
 
 impl Runtime {
     /// Runs the run's next step; false when there is nothing to do now.
-    async fn step(&self, db: &Db, clock: &SharedClock, run_id: Uuid) -> Result<bool, StepError> {
-        let Some(run) = rows::find_run(db.conn(), run_id).await? else {
-            return Ok(false);
+    async fn step(
+        &self,
+        db: &Db,
+        clock: &SharedClock,
+        run_id: Uuid,
+        session: &mut Session,
+    ) -> Result<bool, StepError> {
+        let run = match session.run.take() {
+            Some(run) => run,
+            None => match rows::find_run(db.conn(), run_id).await? {
+                Some(run) => run,
+                None => return Ok(false),
+            },
         };
         let now = clock.now();
         match run.status.as_str() {
@@ -374,9 +424,10 @@ impl Runtime {
             status::WAITING if run.wake_at.is_some_and(|at| at <= now) => {}
             _ => return Ok(false),
         }
-        let Some((ctx, snapshot)) =
-            system_context(db, &self.registry, run.workspace_id, None).await?
-        else {
+        if session.context.is_none() {
+            session.context = system_context(db, &self.registry, run.workspace_id, None).await?;
+        }
+        let Some((ctx, snapshot)) = session.context.clone() else {
             return Ok(false);
         };
         let workflow = match version_of(db, &snapshot, &run).await {
@@ -416,14 +467,19 @@ impl Runtime {
             row,
             now,
         };
-        let seq = rows::next_seq(db.conn(), run_id).await?;
+        // Every advance bumps the revision once and logs at most one step: a unique order.
+        let seq = log_seq(scene.run.revision);
         let started = Instant::now();
         let pointer = format!("/steps/{position}");
         let outcome = self
-            .execute(db, clock, &scene, position, step, seq, &pointer, started)
+            .execute(db, clock, &scene, session, position, step, seq, &pointer, started)
             .await;
         match outcome {
-            Ok(()) => Ok(true),
+            Ok(Some(advance)) => {
+                session.run = Some(advanced(scene.run, &advance));
+                Ok(true)
+            }
+            Ok(None) => Ok(true),
             Err(StepError::Failed(why)) => {
                 let log = StepRow {
                     run_id,
@@ -547,12 +603,13 @@ impl Runtime {
         db: &Db,
         clock: &SharedClock,
         scene: &Scene,
+        session: &mut Session,
         position: usize,
         step: &Step,
         seq: i32,
         pointer: &str,
         started: Instant,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<Advance>, StepError> {
         let next = scene.workflow.after(position).map(str::to_owned);
         let records = Records {
             db,
@@ -708,14 +765,27 @@ impl Runtime {
                     Some(body) => sandbox::render(body, &context, &format!("{pointer}/body"))?,
                     None => String::new(),
                 };
-                let directory =
-                    crate::workspaces::load_directory(db.conn(), scene.run.workspace_id).await?;
-                let roles_of: HashMap<Uuid, String> =
-                    store::people::memberships(db.conn(), scene.run.workspace_id)
-                        .await?
-                        .into_iter()
-                        .map(|m| (m.account_id, m.role))
-                        .collect();
+                let people = match &session.people {
+                    Some(people) => people.clone(),
+                    None => {
+                        let loaded = Arc::new(People {
+                            directory: crate::workspaces::load_directory(
+                                db.conn(),
+                                scene.run.workspace_id,
+                            )
+                            .await?,
+                            roles_of: store::people::memberships(db.conn(), scene.run.workspace_id)
+                                .await?
+                                .into_iter()
+                                .filter(|m| m.deactivated_at.is_none())
+                                .map(|m| (m.account_id, m.role))
+                                .collect(),
+                        });
+                        session.people = Some(loaded.clone());
+                        loaded
+                    }
+                };
+                let (directory, roles_of) = (&people.directory, &people.roles_of);
                 let audience = Audience {
                     owner: scene.row.as_ref().and_then(|r| r.owner),
                     triggered_by: scene
@@ -735,7 +805,7 @@ impl Runtime {
                         _ => HashMap::new(),
                     },
                 };
-                let (people, missing) = notify::resolve(to, &audience, &directory, &roles_of);
+                let (people, missing) = notify::resolve(to, &audience, directory, roles_of);
                 let channel_names = channels
                     .clone()
                     .unwrap_or_else(|| vec!["in_app".to_owned()]);
@@ -977,7 +1047,7 @@ impl Runtime {
                 )
                 .await?;
                 match tx.commit().await? {
-                    store::write::Outcome::Committed => Ok(()),
+                    store::write::Outcome::Committed => Ok(None),
                     store::write::Outcome::RunAgain => Err(StepError::Transient(
                         "the step's transaction was rolled back".to_owned(),
                     )),
@@ -1007,7 +1077,7 @@ impl Runtime {
         seq: i32,
         done: Done,
         started: Instant,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<Advance>, StepError> {
         let now = clock.now();
         let tx = db.write(Sharing::Alone).await?;
         commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
@@ -1027,7 +1097,7 @@ impl Runtime {
         started: Instant,
         rotation: Option<(String, i64)>,
         write: F,
-    ) -> Result<(), StepError>
+    ) -> Result<Option<Advance>, StepError>
     where
         F: FnOnce(Context) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
@@ -1048,14 +1118,20 @@ impl Runtime {
             ..scene.ctx.clone()
         };
         write(ctx).await?;
-        if !origin.committed.load(Ordering::SeqCst) {
-            let tx = db.write(Sharing::Alone).await?;
-            if let Some((key, expected)) = &origin.rotation {
-                rows::move_rotation(&tx, scene.run.workspace_id, key, *expected, now).await?;
-            }
-            commit_progress(tx, advance).await?;
+        if origin.committed.load(Ordering::SeqCst) {
+            // As the write committed it (a create's output filled in).
+            let committed = origin
+                .advance
+                .lock()
+                .map_err(|_| StepError::Transient("step progress poisoned".to_owned()))?
+                .clone();
+            return Ok(committed);
         }
-        Ok(())
+        let tx = db.write(Sharing::Alone).await?;
+        if let Some((key, expected)) = &origin.rotation {
+            rows::move_rotation(&tx, scene.run.workspace_id, key, *expected, now).await?;
+        }
+        commit_progress(tx, advance).await
     }
 
     /// The owner an `assign_owner` step picks, the rotation turn it takes, and how it chose.
@@ -1157,16 +1233,24 @@ impl Runtime {
     }
 }
 
-async fn commit_progress(tx: store::write::Write, advance: Advance) -> Result<(), StepError> {
-    if !rows::advance(&tx, advance).await? {
+async fn commit_progress(
+    tx: store::write::Write,
+    advance: Advance,
+) -> Result<Option<Advance>, StepError> {
+    if !rows::advance(&tx, advance.clone()).await? {
         return Err(StepError::Moved);
     }
     match tx.commit().await? {
-        store::write::Outcome::Committed => Ok(()),
+        store::write::Outcome::Committed => Ok(Some(advance)),
         store::write::Outcome::RunAgain => Err(StepError::Transient(
             "the step's transaction was rolled back".to_owned(),
         )),
     }
+}
+
+/// The log number of the step an advance from `revision` records.
+pub(crate) fn log_seq(revision: i64) -> i32 {
+    i32::try_from(revision + 1).unwrap_or(i32::MAX)
 }
 
 fn elapsed_us(started: Instant) -> i64 {

@@ -73,7 +73,7 @@ pub async fn on_write(
                 rows::move_rotation(conn, ctx.scope.workspace_id, key, *expected, clock.now())
                     .await?;
             }
-            if !rows::advance(conn, advance).await? {
+            if !rows::advance(conn, advance.clone()).await? {
                 return Err(Error::conflict(
                     "/run",
                     "run_moved",
@@ -81,6 +81,10 @@ pub async fn on_write(
                 ));
             }
             origin.committed.store(true, Ordering::SeqCst);
+            // What was committed, for the runtime to go on from without reading it again.
+            if let Ok(mut kept) = origin.advance.lock() {
+                *kept = Some(advance);
+            }
         }
     }
     let now = clock.now();
