@@ -498,7 +498,8 @@ async fn deadlines_approve_or_return(backend: Backend) {
             ]
         })
     };
-    let (status, body) = publish_definition(&p.admin, "workflow", "discount", flow("approve")).await;
+    let (status, body) =
+        publish_definition(&p.admin, "workflow", "discount", flow("approve")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (auto, _) = quote(&app, &p.rep, "Auto", 1).await;
     app.advance(Duration::days(4));
@@ -510,16 +511,33 @@ async fn deadlines_approve_or_return(backend: Backend) {
     app.advance(Duration::days(4));
     app.run_jobs_until_idle().await;
     let (_, submitted) = p.rep.get(&format!("{W}/approvals?box=submitted")).await;
-    let returned = submitted.as_array().expect("list").iter()
-        .find(|a| a["record_id"] == back.as_str()).cloned().expect("submitted");
+    let returned = submitted
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["record_id"] == back.as_str())
+        .cloned()
+        .expect("submitted");
     assert_eq!(returned["status"], "returned", "{returned}");
     let (_, inbox) = p.rep.get(&format!("{W}/notifications")).await;
-    assert!(inbox["notifications"].as_array().expect("n").iter()
-        .any(|n| n["title"].as_str().unwrap_or("").starts_with("Returned to you")), "{inbox}");
+    assert!(
+        inbox["notifications"]
+            .as_array()
+            .expect("n")
+            .iter()
+            .any(|n| n["title"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Returned to you")),
+        "{inbox}"
+    );
 
     let mut bad = flow("none");
     bad["steps"][0]["levels"][0]["approvers"] = json!(["role:no_such_role"]);
     let (status, body) = publish_definition(&p.admin, "workflow", "discount", bad).await;
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(pointers.contains(&"/document/steps/0/levels/0/approvers/0".to_owned()), "{body}");
+    assert!(
+        pointers.contains(&"/document/steps/0/levels/0/approvers/0".to_owned()),
+        "{body}"
+    );
 }

@@ -637,8 +637,6 @@ async fn clock_formulas_are_recomputed_daily(backend: Backend) {
     assert_eq!(daily, 1, "{jobs}");
 }
 
-/// The admin of a spawned process, signed in.
-
 both_databases!(
     formulas_are_computed_on_write_and_queryable,
     rules_refuse_writes_naming_rule_and_fields,

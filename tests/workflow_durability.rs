@@ -8,7 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
-use common::{Backend, Client, Process, WebhookSink, process_admin, publish_definition, publish_entity};
+use common::{
+    Backend, Client, Process, WebhookSink, process_admin, publish_definition, publish_entity,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -23,20 +25,24 @@ async fn setup(admin: &Client, hook: &str) {
     let (status, body) = publish_entity(admin, "item", item).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let log = json!({"type": "object", "x-label": {"en": "Log"},
-        "properties": {
-            "item": {"type": "string", "x-kind": "text", "x-label": {"en": "Item"}, "x-indexed": true},
-            "n": {"type": "integer", "x-kind": "integer", "x-label": {"en": "N"}}
-        }});
+    "properties": {
+        "item": {"type": "string", "x-kind": "text", "x-label": {"en": "Item"}, "x-indexed": true},
+        "n": {"type": "integer", "x-kind": "integer", "x-label": {"en": "N"}}
+    }});
     let (status, body) = publish_entity(admin, "log", log).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let mut steps: Vec<Value> = (1..=5)
-        .map(|k| json!({"id": format!("s{k}"), "type": "create_record", "entity": "log",
-                        "fields": {"item": "{{ record.id }}", "n": k}}))
+        .map(|k| {
+            json!({"id": format!("s{k}"), "type": "create_record", "entity": "log",
+                        "fields": {"item": "{{ record.id }}", "n": k}})
+        })
         .collect();
     steps.push(json!({"id": "pause", "type": "wait", "duration": "PT1S"}));
     steps.push(json!({"id": "s6", "type": "create_record", "entity": "log",
                       "fields": {"item": "{{ record.id }}", "n": 6}}));
-    steps.push(json!({"id": "tell", "type": "webhook", "url": hook, "body": {"item": "{{ record.id }}"}}));
+    steps.push(
+        json!({"id": "tell", "type": "webhook", "url": hook, "body": {"item": "{{ record.id }}"}}),
+    );
     let (status, body) = publish_definition(
         admin,
         "workflow",
@@ -50,7 +56,10 @@ async fn setup(admin: &Client, hook: &str) {
 async fn start_runs(admin: &Client) -> Vec<String> {
     let records: Vec<Value> = (0..RUNS).map(|n| json!({"fields": {"n": n}})).collect();
     let (status, body) = admin
-        .post(&format!("{W}/entities/item/records/batch"), json!({"records": records}))
+        .post(
+            &format!("{W}/entities/item/records/batch"),
+            json!({"records": records}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["records"]
@@ -64,21 +73,28 @@ async fn start_runs(admin: &Client) -> Vec<String> {
 
 async fn logs_total(admin: &Client) -> i64 {
     let (_, body) = admin
-        .post(&format!("{W}/entities/log/records/query"), json!({"limit": 1, "total": "exact"}))
+        .post(
+            &format!("{W}/entities/log/records/query"),
+            json!({"limit": 1, "total": "exact"}),
+        )
         .await;
     body["total"].as_i64().unwrap_or(0)
 }
 
 async fn wait_until_done(admin: &Client) -> Vec<Value> {
     for _ in 0..1200 {
-        let (_, runs) = admin.get(&format!("{W}/workflow-runs?workflow=chain&limit=500")).await;
+        let (_, runs) = admin
+            .get(&format!("{W}/workflow-runs?workflow=chain&limit=500"))
+            .await;
         let runs = runs.as_array().cloned().unwrap_or_default();
         if runs.len() == RUNS && runs.iter().all(|r| r["status"] == "completed") {
             return runs;
         }
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
-    let (_, runs) = admin.get(&format!("{W}/workflow-runs?workflow=chain&limit=500")).await;
+    let (_, runs) = admin
+        .get(&format!("{W}/workflow-runs?workflow=chain&limit=500"))
+        .await;
     panic!("runs did not all complete: {runs}");
 }
 
@@ -92,7 +108,9 @@ async fn check_exactly_once(admin: &Client, items: &[String], runs: &[Value], si
         if let Some(c) = &cursor {
             query["cursor"] = json!(c);
         }
-        let (status, page) = admin.post(&format!("{W}/entities/log/records/query"), query).await;
+        let (status, page) = admin
+            .post(&format!("{W}/entities/log/records/query"), query)
+            .await;
         assert_eq!(status, StatusCode::OK, "{page}");
         for record in page["records"].as_array().expect("records") {
             per_item
@@ -111,10 +129,23 @@ async fn check_exactly_once(admin: &Client, items: &[String], runs: &[Value], si
         assert_eq!(ns, (1..=PER_RUN as i64).collect::<Vec<_>>(), "item {item}");
     }
     for run in runs.iter().take(20) {
-        let (_, detail) = admin.get(&format!("{W}/workflow-runs/{}", run["id"].as_str().expect("id"))).await;
-        let steps: Vec<&str> = detail["steps"].as_array().expect("log").iter()
-            .map(|s| s["step"].as_str().expect("step")).collect();
-        assert_eq!(steps, ["s1", "s2", "s3", "s4", "s5", "pause", "s6", "tell"], "{detail}");
+        let (_, detail) = admin
+            .get(&format!(
+                "{W}/workflow-runs/{}",
+                run["id"].as_str().expect("id")
+            ))
+            .await;
+        let steps: Vec<&str> = detail["steps"]
+            .as_array()
+            .expect("log")
+            .iter()
+            .map(|s| s["step"].as_str().expect("step"))
+            .collect();
+        assert_eq!(
+            steps,
+            ["s1", "s2", "s3", "s4", "s5", "pause", "s6", "tell"],
+            "{detail}"
+        );
     }
     // Deliveries: at least once (they go out after the run's step commits), one key per run.
     for _ in 0..300 {
@@ -151,7 +182,10 @@ async fn a_killed_process_loses_no_run(backend: Backend) {
     for _ in 0..3000 {
         let done = logs_total(&admin).await;
         if done > 0 {
-            assert!(done < total / 2, "the runs went too far before the kill: {done}");
+            assert!(
+                done < total / 2,
+                "the runs went too far before the kill: {done}"
+            );
             first.kill_hard();
             killed_at = Some(done);
             break;

@@ -691,11 +691,17 @@ async fn the_sales_crm_workflows(backend: Backend) {
     let (rep, rep_id) = join_member(&app, &admin, "rep@example.com", "member").await;
     let (mgr, mgr_id) = join_member(&app, &admin, "boss@example.com", "manager").await;
     let (status, body) = admin
-        .patch(&format!("{W}/members/{rep_id}"), json!({"manager_id": mgr_id}))
+        .patch(
+            &format!("{W}/members/{rep_id}"),
+            json!({"manager_id": mgr_id}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, customer) = rep
-        .post(&format!("{W}/entities/customer/records"), json!({"fields": {"name": "Acme", "lifecycle_stage": "intent"}}))
+        .post(
+            &format!("{W}/entities/customer/records"),
+            json!({"fields": {"name": "Acme", "lifecycle_stage": "intent"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{customer}");
     let customer_id = customer["id"].as_str().expect("id").to_owned();
@@ -706,13 +712,24 @@ async fn the_sales_crm_workflows(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     app.run_jobs_until_idle().await;
-    let (_, stamped) = rep.get(&format!("{W}/entities/customer/records/{customer_id}")).await;
-    assert!(stamped["fields"]["last_follow_up_at"].is_string(), "{stamped}");
+    let (_, stamped) = rep
+        .get(&format!("{W}/entities/customer/records/{customer_id}"))
+        .await;
+    assert!(
+        stamped["fields"]["last_follow_up_at"].is_string(),
+        "{stamped}"
+    );
     app.advance(Duration::days(14) + Duration::minutes(1));
     app.run_jobs_until_idle().await;
     let (_, inbox) = rep.get(&format!("{W}/notifications")).await;
-    assert!(inbox["notifications"].as_array().expect("n").iter()
-        .any(|n| n["title"] == "Acme has not been followed up for 14 days"), "{inbox}");
+    assert!(
+        inbox["notifications"]
+            .as_array()
+            .expect("n")
+            .iter()
+            .any(|n| n["title"] == "Acme has not been followed up for 14 days"),
+        "{inbox}"
+    );
 
     let (status, deal) = rep
         .post(&format!("{W}/entities/opportunity/records"), json!({"fields": {
@@ -721,35 +738,61 @@ async fn the_sales_crm_workflows(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{deal}");
     let deal_id = deal["id"].as_str().expect("id").to_owned();
     let (status, quote) = rep
-        .post(&format!("{W}/entities/quote/records"), json!({"fields": {
-            "name": "Acme Q1", "opportunity": deal_id, "amount": "48000", "discount": 20}}))
+        .post(
+            &format!("{W}/entities/quote/records"),
+            json!({"fields": {
+            "name": "Acme Q1", "opportunity": deal_id, "amount": "48000", "discount": 20}}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{quote}");
     app.run_jobs_until_idle().await;
     let quote_id = quote["id"].as_str().expect("id").to_owned();
     let (_, pending) = mgr.get(&format!("{W}/approvals?box=pending")).await;
-    let approval = pending.as_array().expect("approvals").iter()
-        .find(|a| a["record_id"] == quote_id.as_str()).cloned().expect("the manager is asked");
+    let approval = pending
+        .as_array()
+        .expect("approvals")
+        .iter()
+        .find(|a| a["record_id"] == quote_id.as_str())
+        .cloned()
+        .expect("the manager is asked");
     let (status, body) = mgr
-        .post(&format!("{W}/approvals/{}/actions", approval["id"].as_str().expect("id")),
-              json!({"action": "approve", "comment": "ok for Q1"}))
+        .post(
+            &format!(
+                "{W}/approvals/{}/actions",
+                approval["id"].as_str().expect("id")
+            ),
+            json!({"action": "approve", "comment": "ok for Q1"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.run_jobs_until_idle().await;
-    let (_, quote) = rep.get(&format!("{W}/entities/quote/records/{quote_id}")).await;
+    let (_, quote) = rep
+        .get(&format!("{W}/entities/quote/records/{quote_id}"))
+        .await;
     assert_eq!(quote["fields"]["status"], "approved", "{quote}");
     assert_eq!(quote["fields"]["approval_note"], "ok for Q1");
 
     let (status, body) = rep
-        .patch(&format!("{W}/entities/opportunity/records/{deal_id}"), json!({"fields": {"stage": "contract_signed"}}))
+        .patch(
+            &format!("{W}/entities/opportunity/records/{deal_id}"),
+            json!({"fields": {"stage": "contract_signed"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.run_jobs_until_idle().await;
-    let (_, signed) = rep.get(&format!("{W}/entities/customer/records/{customer_id}")).await;
+    let (_, signed) = rep
+        .get(&format!("{W}/entities/customer/records/{customer_id}"))
+        .await;
     assert_eq!(signed["fields"]["lifecycle_stage"], "signed", "{signed}");
     let (_, inbox) = mgr.get(&format!("{W}/notifications")).await;
-    assert!(inbox["notifications"].as_array().expect("n").iter()
-        .any(|n| n["title"] == "Signed: Acme rollout (50000.00 CNY)"), "{inbox}");
+    assert!(
+        inbox["notifications"]
+            .as_array()
+            .expect("n")
+            .iter()
+            .any(|n| n["title"] == "Signed: Acme rollout (50000.00 CNY)"),
+        "{inbox}"
+    );
 }
 
 /// A run keeps the version it started with; a disabled workflow starts nothing but its waiting
@@ -776,7 +819,11 @@ async fn versions_and_the_rest(backend: Backend) {
     workflow(&admin, "versioned", flow("version one", true)).await;
     let now = app.services.clock().now();
     let in_two_days = (now + Duration::days(2)).format("%Y-%m-%d").to_string();
-    let first = create_lead(&admin, json!({"name": "V1", "ends": in_two_days, "touches": 7})).await;
+    let first = create_lead(
+        &admin,
+        json!({"name": "V1", "ends": in_two_days, "touches": 7}),
+    )
+    .await;
     app.run_jobs_until_idle().await;
     // Version two, disabled: the waiting run still finishes with version one's steps.
     workflow(&admin, "versioned", flow("version two", false)).await;
@@ -787,7 +834,9 @@ async fn versions_and_the_rest(backend: Backend) {
     assert_eq!(all.len(), 1, "the disabled version starts nothing: {all:?}");
     assert_eq!(all[0]["version"], 1);
     assert_eq!(all[0]["status"], "completed", "{all:?}");
-    let (_, record) = admin.get(&format!("{LEADS}/{}", first["id"].as_str().expect("id"))).await;
+    let (_, record) = admin
+        .get(&format!("{LEADS}/{}", first["id"].as_str().expect("id")))
+        .await;
     assert_eq!(record["fields"]["note"], "version one");
     assert_eq!(record["owner"], admin_id.as_str());
     let _ = second;
@@ -801,7 +850,9 @@ async fn versions_and_the_rest(backend: Backend) {
     )
     .await;
     let doomed = create_lead(&admin, json!({"name": "Doomed"})).await;
-    let (status, _) = admin.delete(&format!("{LEADS}/{}", doomed["id"].as_str().expect("id"))).await;
+    let (status, _) = admin
+        .delete(&format!("{LEADS}/{}", doomed["id"].as_str().expect("id")))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     app.run_jobs_until_idle().await;
     let gone = runs(&admin, "gone").await;
@@ -817,11 +868,18 @@ async fn versions_and_the_rest(backend: Backend) {
     )
     .await;
     let (status, body) = admin
-        .post(&format!("{W}/workflows/spin/runs"), json!({"records": [first["id"]]}))
+        .post(
+            &format!("{W}/workflows/spin/runs"),
+            json!({"records": [first["id"]]}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     app.run_jobs_until_idle().await;
     let spun = run(&admin, &body["runs"][0]["run"]).await;
     assert_eq!(spun["status"], "failed", "{}", spun["error"]);
-    assert!(spun["error"].as_str().expect("error").contains("loops"), "{}", spun["error"]);
+    assert!(
+        spun["error"].as_str().expect("error").contains("loops"),
+        "{}",
+        spun["error"]
+    );
 }

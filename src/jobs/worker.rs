@@ -13,8 +13,8 @@ use super::{NewJob, enqueue, retry_delay};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::store::Db;
-use crate::store::write::{Outcome, Sharing};
 use crate::store::jobs::{self as rows, JobRow, Lease};
+use crate::store::write::{Outcome, Sharing};
 
 /// Why a handler did not complete its job.
 #[derive(Debug)]
@@ -257,8 +257,13 @@ impl Worker {
             if claimed_any && running.len() < self.settings.concurrency as usize {
                 continue;
             }
+            let pause = if claimed_any {
+                self.settings.poll
+            } else {
+                self.until_next_due().await
+            };
             tokio::select! {
-                () = tokio::time::sleep(self.settings.poll) => {}
+                () = tokio::time::sleep(pause) => {}
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     if let Ok((id, ())) = done { leases.remove(&id); }
                 }
@@ -284,6 +289,24 @@ impl Worker {
                     }
                     break;
                 }
+            }
+        }
+    }
+
+    /// How long an idle worker may sleep: until the next queued job of its kinds is due (a
+    /// timer fires on time, not up to a poll later), at most the poll interval (jobs other
+    /// processes enqueue are seen within it), at least 5 ms.
+    async fn until_next_due(&self) -> StdDuration {
+        let floor = StdDuration::from_millis(5);
+        match rows::next_due(self.db.conn(), &self.kinds()).await {
+            Ok(Some(at)) => (at - self.clock.now())
+                .to_std()
+                .unwrap_or(floor)
+                .clamp(floor, self.settings.poll.max(floor)),
+            Ok(None) => self.settings.poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for the next due job failed");
+                self.settings.poll
             }
         }
     }

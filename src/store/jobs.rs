@@ -258,6 +258,24 @@ pub async fn complete(conn: &impl Conn, lease: &Lease, now: DateTime<Utc>) -> Re
     finish_fenced(conn, update, lease, "succeeded", None, now).await
 }
 
+/// When the next queued job of these kinds is due (none queued: `None`).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn next_due(conn: &impl Conn, kinds: &[&str]) -> Result<Option<DateTime<Utc>>> {
+    let next = job::Entity::find()
+        .select_only()
+        .column(job::Column::RunAt)
+        .filter(job::Column::Status.eq(status::QUEUED))
+        .filter(job::Column::Kind.is_in(kinds.iter().copied()))
+        .order_by_asc(job::Column::RunAt)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?;
+    Ok(next)
+}
+
 /// Puts a leased job back in the queue, due at `run_at` with a new payload, as its successful
 /// end (a timer whose date moved while it fired); the attempt is logged as succeeded and the
 /// attempt count starts again. False when the lease was lost.

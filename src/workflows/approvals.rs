@@ -231,13 +231,16 @@ impl Change {
     }
 
     fn set(&mut self, id: Uuid, status: &str, by_comment: Option<(Option<String>, DateTime<Utc>)>) {
-        for t in self.tasks.iter_mut().chain(self.new_tasks.iter_mut()) {
-            if t.id == id {
-                t.status = status.to_owned();
-                if let Some((comment, at)) = &by_comment {
-                    t.comment = comment.clone();
-                    t.acted_at = Some(*at);
-                }
+        if let Some(t) = self
+            .tasks
+            .iter_mut()
+            .chain(self.new_tasks.iter_mut())
+            .find(|t| t.id == id)
+        {
+            t.status = status.to_owned();
+            if let Some((comment, at)) = by_comment {
+                t.comment = comment;
+                t.acted_at = Some(at);
             }
         }
     }

@@ -472,7 +472,9 @@ impl Runtime {
         let started = Instant::now();
         let pointer = format!("/steps/{position}");
         let outcome = self
-            .execute(db, clock, &scene, session, position, step, seq, &pointer, started)
+            .execute(
+                db, clock, &scene, session, position, step, seq, &pointer, started,
+            )
             .await;
         match outcome {
             Ok(Some(advance)) => {
