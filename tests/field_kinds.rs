@@ -51,12 +51,12 @@ fn quote() -> Value {
     })
 }
 
-const QUOTES: &str = "/api/v1/w/demo/entities/quote/records";
+const QUOTES: &str = "/api/v1/w/demo/entities/offer/records";
 
 async fn sub_tables_validate_rows_and_keep_exact_totals(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
-    publish(&admin, "quote", quote()).await;
+    publish(&admin, "offer", quote()).await;
     let (status, created) = admin
         .post(
             QUOTES,
@@ -139,7 +139,7 @@ async fn upload(
     let mut request = client
         .http
         .post(format!(
-            "{}/api/v1/w/demo/entities/quote/attachments?field=contract&name={name}",
+            "{}/api/v1/w/demo/entities/offer/attachments?field=contract&name={name}",
             client.base
         ))
         .header("content-type", content_type)
@@ -156,7 +156,7 @@ async fn upload(
 async fn attachments_are_checked_linked_once_and_downloadable(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
-    publish(&admin, "quote", quote()).await;
+    publish(&admin, "offer", quote()).await;
     let pdf = b"%PDF-1.7\n% quote\n".to_vec();
     let (status, file) = upload(
         &admin,
