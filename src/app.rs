@@ -50,7 +50,9 @@ impl Services {
             Arc::new(jobs::SessionsPurge {
                 policy: session_policy,
             }),
-            Arc::new(jobs::WebhookDelivery::new()),
+            Arc::new(jobs::WebhookDelivery::new(
+                config.webhook_allow_private || config.test_mode_enabled(),
+            )),
             Arc::new(records::schema::BuildIndex),
             Arc::new(records::sharing::PoolReclaim {
                 registry: registry.clone(),

@@ -222,6 +222,15 @@ pub struct ServeConfig {
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
+    /// Let webhooks reach loopback, private and link-local addresses (off: a workflow's URL,
+    /// which templates may fill from record data, cannot probe the server's own network).
+    #[arg(
+        long,
+        env = "FORMWORK_WEBHOOK_ALLOW_PRIVATE",
+        value_name = "FORMWORK_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false
+    )]
+    pub webhook_allow_private: bool,
     /// Test support (debug builds only; release builds ignore it): enables test job kinds.
     #[arg(
         long,
@@ -281,6 +290,7 @@ impl ServeConfig {
             mail_from: "Formwork <formwork@localhost>".to_owned(),
             public_url: "http://127.0.0.1:8080".to_owned(),
             test_mode: false,
+            webhook_allow_private: false,
             test_clock_file: None,
         }
     }

@@ -481,6 +481,7 @@ both_databases!(
     deadlines_escalate,
     sequential_and_all,
     deadlines_approve_or_return,
+    cancels_deletes_and_people_who_left,
 );
 
 /// Deadlines that approve or return by themselves; an approver role that does not exist is
@@ -540,4 +541,106 @@ async fn deadlines_approve_or_return(backend: Backend) {
         pointers.contains(&"/document/steps/0/levels/0/approvers/0".to_owned()),
         "{body}"
     );
+}
+
+/// Cancelling a run cancels its approval and frees the record; deleting the record does too; a
+/// workflow manager hands the task of an approver who left to someone active; a run whose
+/// condition failed cannot be "retried" past its condition.
+async fn cancels_deletes_and_people_who_left(backend: Backend) {
+    let app = spawn(backend).await;
+    let p = setup(&app).await;
+    // Cancel.
+    let (id, _) = quote(&app, &p.rep, "Cancelled", 20).await;
+    let approval = pending_for(&p.mgr, &id).await.expect("manager");
+    let (_, runs) = p
+        .admin
+        .get(&format!(
+            "{W}/workflow-runs?workflow=discount&entity=wquote&record={id}"
+        ))
+        .await;
+    let run_id = runs[0]["id"].as_str().expect("run").to_owned();
+    let (status, body) = p
+        .admin
+        .post(&format!("{W}/workflow-runs/{run_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    let (status, body) = act(&p.mgr, &approval, json!({"action": "approve"})).await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    let (status, body) = p
+        .rep
+        .patch(
+            &format!("{QUOTES}/{id}"),
+            json!({"fields": {"discount": 5}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "unlocked: {body}");
+    // The lock holds against deletes too (an admin cancels the run first).
+    let (id, _) = quote(&app, &p.rep, "Deleted", 20).await;
+    let (status, body) = p.admin.delete(&format!("{QUOTES}/{id}")).await;
+    let _ = assert_problem(status, &body, StatusCode::CONFLICT);
+    assert_eq!(body["errors"][0]["code"], "locked", "{body}");
+    // The approver leaves: a workflow manager hands the task on.
+    let (id, _) = quote(&app, &p.rep, "Orphan", 20).await;
+    let approval = pending_for(&p.mgr, &id).await.expect("manager");
+    let (status, body) = p
+        .admin
+        .post(
+            &format!("{W}/members/{}/deactivate", p.mgr_id),
+            json!({"hand_over_to": p.mgr2_id}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, body) = act(
+        &p.helper,
+        &approval,
+        json!({"action": "transfer", "to": p.mgr2_id}),
+    )
+    .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = act(
+        &p.admin,
+        &approval,
+        json!({"action": "transfer", "to": p.mgr2_id, "comment": "mgr left"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let approval = pending_for(&p.mgr2, &id).await.expect("handed on");
+    let (status, body) = act(&p.mgr2, &approval, json!({"action": "approve"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+
+    // A condition that fails records a failed run, which a retry does not push past it.
+    let (status, body) = publish_definition(
+        &p.admin,
+        "workflow",
+        "discount",
+        json!({"label": {"en": "Broken condition"}, "entity": "wquote", "trigger": {"type": "record_created"},
+               "condition": "record.discount / 0 > 1",
+               "steps": [{"id": "a", "type": "set_fields", "fields": {"state": "should not happen"}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (id, _) = quote(&app, &p.rep, "Broken", 20).await;
+    let (_, runs) = p
+        .admin
+        .get(&format!(
+            "{W}/workflow-runs?workflow=discount&entity=wquote&record={id}"
+        ))
+        .await;
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    assert_eq!(runs[0]["failed_step"], "condition");
+    let (status, body) = p
+        .admin
+        .post(
+            &format!(
+                "{W}/workflow-runs/{}/retry",
+                runs[0]["id"].as_str().expect("id")
+            ),
+            json!({}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
+    app.run_jobs_until_idle().await;
+    assert_eq!(state(&p.admin, &id).await, Value::Null);
 }

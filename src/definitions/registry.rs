@@ -45,8 +45,6 @@ pub struct Snapshot {
     workflows: HashMap<String, Arc<Workflow>>,
     /// Enabled workflows that record writes start, by entity.
     watchers: HashMap<String, Vec<Arc<Workflow>>>,
-    /// Entities whose records approvals may lock (so writes look for a pending one).
-    lockable: std::collections::HashSet<String>,
 }
 
 /// A reference field of one entity pointing at another.
@@ -100,13 +98,8 @@ impl Snapshot {
         self.watchers.get(entity).map_or(&[], Vec::as_slice)
     }
 
-    /// Whether approvals of some published workflow may lock records of `entity`.
-    pub fn is_lockable(&self, entity: &str) -> bool {
-        self.lockable.contains(entity)
-    }
-
     /// Whether any published workflow carries records of `entity` (a delete then cancels their
-    /// waiting runs).
+    /// waiting runs; writes look for a pending approval's lock).
     pub fn has_workflows_on(&self, entity: &str) -> bool {
         self.workflows
             .values()
@@ -305,11 +298,6 @@ impl Registry {
                     .push(workflow.clone());
             }
         }
-        let lockable = workflows
-            .values()
-            .filter(|w| w.locks_records())
-            .filter_map(|w| w.entity.clone())
-            .collect();
         for list in watchers.values_mut() {
             list.sort_by(|a, b| a.key.cmp(&b.key));
         }
@@ -322,7 +310,6 @@ impl Registry {
             looked_up,
             workflows,
             watchers,
-            lockable,
         });
         let Ok(mut map) = self.snapshots.write() else {
             return Ok(fresh);

@@ -38,23 +38,80 @@ impl Handler for SessionsPurge {
 pub struct WebhookDelivery {
     /// The HTTP client (rustls, timeouts set).
     pub client: reqwest::Client,
+    /// Whether loopback, private and link-local addresses may be reached.
+    pub allow_private: bool,
 }
 
 impl WebhookDelivery {
     /// A delivery handler with a 10-second timeout per attempt.
-    pub fn new() -> Self {
+    pub fn new(allow_private: bool) -> Self {
         let client = reqwest::Client::builder()
             .timeout(StdDuration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { client }
+        Self {
+            client,
+            allow_private,
+        }
+    }
+
+    /// Refuses a URL whose host is, or resolves to, an address inside the server's networks.
+    async fn check_target(&self, url: &str) -> Result<(), JobFailure> {
+        if self.allow_private {
+            return Ok(());
+        }
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| JobFailure::Fatal(format!("not a URL: {e}")))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| JobFailure::Fatal("the URL has no host".to_owned()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addresses: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| JobFailure::Retry(format!("cannot resolve {host}: {e}")))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        if let Some(ip) = addresses.into_iter().find(|ip| is_internal(*ip)) {
+            return Err(JobFailure::Fatal(format!(
+                "refusing to deliver to {host} ({ip}): an internal address (FORMWORK_WEBHOOK_ALLOW_PRIVATE allows it)"
+            )));
+        }
+        Ok(())
     }
 }
 
-impl Default for WebhookDelivery {
-    fn default() -> Self {
-        Self::new()
+/// Whether an address is loopback, private, link-local, shared (CGNAT), unspecified or
+/// multicast: not somewhere a webhook should go from inside the server's network.
+pub(super) fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(std::net::IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -74,6 +131,7 @@ impl Handler for WebhookDelivery {
     async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let payload: WebhookPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed webhook payload: {e}")))?;
+        self.check_target(&payload.url).await?;
         let key = job.dedupe_key.clone().unwrap_or_else(|| job.id.to_string());
         // The stored key is scoped by workspace; the receiver sees it whole, stable per effect.
         let response = self
@@ -163,6 +221,33 @@ impl Handler for TestFail {
             )))
         } else {
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_internal;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().expect("ip")), "{internal}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(!is_internal(public.parse().expect("ip")), "{public}");
         }
     }
 }

@@ -1148,7 +1148,6 @@ impl Records<'_> {
                 .ok_or_else(|| record_not_found(&id.to_string()))
         };
         let mut row = live(rows::find(self.db.conn(), &model.table(), id).await?)?;
-        self.check_unlocked(ctx, &snapshot, &model, id).await?;
         let mut sharing = Sharing::Group;
         // Without a version from the client, a concurrent change is retried a few times.
         for _ in 0..5 {
@@ -1251,6 +1250,10 @@ impl Records<'_> {
                 row = live(fresh)?;
                 continue;
             }
+            // Checked after the row is written (and so locked): an approval starting meanwhile
+            // locks the row first, and is seen here once it commits.
+            self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
+                .await?;
             let changed: HashSet<String> = changes.keys().cloned().collect();
             // Parents first, as in create: locked for update before the reference check.
             if snapshot.is_rolled_up(&model.key) {
@@ -1322,33 +1325,35 @@ impl Records<'_> {
         ))
     }
 
-    /// Refuses a person's change to a record a pending approval locks (workflow steps may
-    /// still write it).
-    async fn check_unlocked(
+    /// Refuses a person's change to records a pending approval locks (workflow steps may still
+    /// write them). Asked only for entities some published workflow carries (an approval
+    /// started under an older version of it still locks).
+    pub(crate) async fn check_unlocked(
         &self,
+        conn: &impl crate::store::Conn,
         ctx: &Context,
         snapshot: &crate::definitions::Snapshot,
         model: &EntityModel,
-        id: Uuid,
+        ids: &[Uuid],
     ) -> Result<()> {
-        if ctx.origin.is_some() || !snapshot.is_lockable(&model.key) {
+        if ctx.origin.is_some() || !snapshot.has_workflows_on(&model.key) {
             return Ok(());
         }
-        match crate::workflows::approvals::lock_on(
-            self.db.conn(),
-            ctx.scope.workspace_id,
-            &model.key,
-            id,
-        )
-        .await?
-        {
-            Some((approval, title)) => Err(Error::conflict(
-                "",
-                "locked",
-                format!("the record is locked while approval {title:?} ({approval}) is pending"),
-            )),
-            None => Ok(()),
+        for id in ids {
+            if let Some((approval, title)) =
+                crate::workflows::approvals::lock_on(conn, ctx.scope.workspace_id, &model.key, *id)
+                    .await?
+            {
+                return Err(Error::conflict(
+                    "",
+                    "locked",
+                    format!(
+                        "the record {id} is locked while approval {title:?} ({approval}) is pending"
+                    ),
+                ));
+            }
         }
+        Ok(())
     }
 
     /// Soft-deletes a record: references to it are handled per field (`restrict` refuses while
@@ -1370,7 +1375,6 @@ impl Records<'_> {
             self.check_record(ctx, &lens, &model, &row, Operation::Delete)
                 .await?;
         }
-        self.check_unlocked(ctx, &snapshot, &model, id).await?;
         let now = self.clock.now();
         let stamp = Stamp {
             at: now,
@@ -1381,6 +1385,8 @@ impl Records<'_> {
         if !rows::soft_delete(&tx, &model.table(), id, deletion, stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
+            .await?;
         let mut history =
             vec![self.history_row(ctx, &model, id, now, "delete", serde_json::json!({}))];
         // Breadth-first over what the delete reaches, each record once.
@@ -1463,6 +1469,41 @@ impl Records<'_> {
         }
         self.recompute_lookups(&tx, ctx, &snapshot, &deleted)
             .await?;
+        // Every record the delete reached (the cascade too) is a deletion to workflows; the
+        // progress of a workflow step making the delete commits once, with the first.
+        for (i, (deleted_model, deleted_id)) in deleted.iter().enumerate() {
+            if (ctx.origin.is_some() || snapshot.has_workflows_on(&deleted_model.key))
+                && let Some(gone) = rows::find(&tx, &deleted_model.table(), *deleted_id).await?
+            {
+                let change = [crate::workflows::Change {
+                    id: *deleted_id,
+                    owner: gone.owner,
+                    before: Some(&gone.doc),
+                    after: None,
+                }];
+                if i == 0 {
+                    crate::workflows::on_write(
+                        &tx,
+                        self.clock,
+                        ctx,
+                        &snapshot,
+                        deleted_model,
+                        &change,
+                    )
+                    .await?;
+                } else {
+                    crate::workflows::react(
+                        &tx,
+                        self.clock,
+                        ctx,
+                        &snapshot,
+                        deleted_model,
+                        &change,
+                    )
+                    .await?;
+                }
+            }
+        }
         let world = scripting::ScriptWorld::of(ctx, now);
         for (child, changes) in self
             .deleted_changes(&tx, &snapshot, &world, deleted, cleared)
@@ -1470,26 +1511,6 @@ impl Records<'_> {
         {
             self.roll_up(&tx, &snapshot, &world, &child, changes)
                 .await?;
-        }
-        if (ctx.origin.is_some() || snapshot.has_workflows_on(&model.key))
-            && let Some(gone) = rows::find(&tx, &model.table(), id).await?
-        {
-            {
-                crate::workflows::on_write(
-                    &tx,
-                    self.clock,
-                    ctx,
-                    &snapshot,
-                    &model,
-                    &[crate::workflows::Change {
-                        id,
-                        owner: gone.owner,
-                        before: Some(&gone.doc),
-                        after: None,
-                    }],
-                )
-                .await?;
-            }
         }
         rows::insert_history(&tx, &history).await?;
         committed(tx.commit().await?)?;

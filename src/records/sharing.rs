@@ -153,7 +153,7 @@ impl Records<'_> {
         ids: &[String],
         owner: Uuid,
     ) -> Result<usize> {
-        let (_, model) = self.model(ctx.scope, entity).await?;
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         if ids.is_empty() || ids.len() > MAX_TRANSFER {
             return Err(Error::invalid(
@@ -198,6 +198,12 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let tx = self.db.write(Sharing::Alone).await?;
+        let ids: Vec<Uuid> = by_owner
+            .iter()
+            .flat_map(|(_, list)| list.iter().copied())
+            .collect();
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &ids)
+            .await?;
         let mut history = Vec::new();
         for (previous, list) in &by_owner {
             // Moved only if still with the owner checked above (a concurrent transfer wins).
@@ -241,7 +247,7 @@ impl Records<'_> {
     /// `Error::NotFound` (no such pool record visible), `Error::Forbidden` (no pool right, or
     /// the limit is reached), `Error::Conflict` (claimed by someone else meanwhile).
     pub async fn claim(&self, ctx: &Context, entity: &str, id: &str) -> Result<RecordView> {
-        let (_, model) = self.model(ctx.scope, entity).await?;
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
         let Some(settings) = model.pool.clone() else {
@@ -270,6 +276,8 @@ impl Records<'_> {
         let now = self.clock.now();
         let tx = self.db.begin().await?;
         store::workspaces::lock(&tx, ctx.scope.workspace_id, now).await?;
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
+            .await?;
         let held = rows::count_owned(&tx, &model.table(), me).await?;
         if held >= i64::from(settings.claim_limit) {
             drop(tx);
@@ -315,7 +323,7 @@ impl Records<'_> {
     /// # Errors
     /// `Error::NotFound`, `Error::Forbidden`.
     pub async fn release(&self, ctx: &Context, entity: &str, id: &str) -> Result<()> {
-        let (_, model) = self.model(ctx.scope, entity).await?;
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         let id = parse_id(id)?;
         if model.pool.is_none() {
@@ -344,6 +352,8 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let tx = self.db.write(Sharing::Alone).await?;
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
+            .await?;
         let moved =
             rows::reassign_owner(&tx, &model.table(), row.owner, None, Some(&[id]), stamp).await?;
         if moved.is_empty() {

@@ -48,6 +48,9 @@ pub struct Spec {
     pub on_reject: Option<String>,
     /// When withdrawn.
     pub on_withdraw: Option<String>,
+    /// The record's user fields (for `field:` approvers named later in the approval).
+    #[serde(default)]
+    pub user_fields: Vec<String>,
 }
 
 /// What starting an approval needs to know.
@@ -63,6 +66,9 @@ pub struct Request {
     pub entity: String,
     /// Its id.
     pub record_id: Uuid,
+    /// Its table (locked while the approval starts, so a concurrent write either lands first
+    /// or sees the lock).
+    pub table: String,
     /// Its owner.
     pub owner: Option<Uuid>,
     /// Its user fields (stored values), for `field:` approvers.
@@ -431,6 +437,7 @@ impl Change {
 /// `Error::Db`.
 pub async fn start(tx: &Write, clock: &SharedClock, request: Request) -> Result<(Uuid, Value)> {
     let now = clock.now();
+    store::records::find_for_update(tx, &request.table, request.record_id).await?;
     let world = World::load(tx, request.workspace_id).await?;
     let approval = ApprovalRow {
         id: new_id(),
@@ -585,14 +592,18 @@ async fn resume_run(
     comment: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let Some(run) = runs::find_run(tx, approval.run_id).await? else {
-        return Ok(());
+    let run = runs::find_run(tx, approval.run_id).await?.filter(|run| {
+        run.status == runs::status::WAITING
+            && run.cursor.as_deref() == Some(approval.step_id.as_str())
+    });
+    let Some(run) = run else {
+        // The run was cancelled (its approvals with it) or moved on: nothing may be decided.
+        return Err(Error::conflict(
+            "/status",
+            "approval_state",
+            "the workflow run behind this approval is no longer waiting for it",
+        ));
     };
-    if run.status != runs::status::WAITING
-        || run.cursor.as_deref() != Some(approval.step_id.as_str())
-    {
-        return Ok(());
-    }
     let spec = spec_of(approval)?;
     let target = match outcome {
         status::APPROVED => spec.on_approve.clone(),
@@ -740,6 +751,16 @@ impl Act {
     }
 }
 
+/// Who acts on an approval.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor {
+    /// The person.
+    pub id: Uuid,
+    /// Whether they manage workflows (they may then hand the task of someone who left to an
+    /// active member).
+    pub manager: bool,
+}
+
 /// Longest comment kept.
 const MAX_COMMENT: usize = 2_000;
 
@@ -754,7 +775,7 @@ pub async fn act(
     db: &Db,
     clock: &SharedClock,
     workspace_id: Uuid,
-    actor: Uuid,
+    actor: Actor,
     id: Uuid,
     act: Act,
 ) -> Result<ApprovalView> {
@@ -771,7 +792,7 @@ pub async fn act(
     let mut tries = 0;
     loop {
         tries += 1;
-        match act_once(db, clock, workspace_id, actor, id, &act).await {
+        match act_once(db, clock, workspace_id, &actor, id, &act).await {
             Err(Error::Conflict { errors, .. })
                 if tries < 4
                     && errors
@@ -790,10 +811,11 @@ async fn act_once(
     db: &Db,
     clock: &SharedClock,
     workspace_id: Uuid,
-    actor: Uuid,
+    who: &Actor,
     id: Uuid,
     act: &Act,
 ) -> Result<()> {
+    let actor = who.id;
     let approval = rows::find(db.conn(), id)
         .await?
         .filter(|a| a.workspace_id == workspace_id)
@@ -817,6 +839,16 @@ async fn act_once(
         .cloned();
     let tx = db.write(Sharing::Alone).await?;
     let world = World::load(&tx, workspace_id).await?;
+    // A workflow manager may hand on the task of an approver who left (it would wait forever).
+    let mine = match (mine, act) {
+        (None, Act::Transfer { .. }) if who.manager => tasks
+            .iter()
+            .find(|t| {
+                t.round == approval.round && t.status == task::PENDING && !world.active(t.approver)
+            })
+            .cloned(),
+        (mine, _) => mine,
+    };
     let record = audience_of(&tx, &approval).await?;
     let revision = approval.revision;
     let mut change = Change {
@@ -924,7 +956,7 @@ async fn act_once(
                 }
                 Act::Transfer { to, .. } => {
                     allowed(spec.allow.transfer, "transferring")?;
-                    if !world.active(*to) || *to == actor {
+                    if !world.active(*to) || *to == mine.approver {
                         return Err(Error::invalid(
                             "/to",
                             "member",
@@ -1035,14 +1067,14 @@ async fn audience_of(conn: &impl store::Conn, approval: &ApprovalRow) -> Result<
     Ok(Audience {
         owner: row.as_ref().and_then(|r| r.owner),
         triggered_by: approval.submitter,
-        user_fields: row
-            .map(|r| {
-                r.doc
-                    .into_iter()
-                    .filter(|(_, v)| v.is_string() || v.is_array())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        user_fields: match (row, spec_of(approval)) {
+            (Some(row), Ok(spec)) => row
+                .doc
+                .into_iter()
+                .filter(|(key, _)| spec.user_fields.contains(key))
+                .collect(),
+            _ => HashMap::new(),
+        },
     })
 }
 
@@ -1395,7 +1427,7 @@ pub async fn lock_on(
 ///
 /// # Errors
 /// `Error::Db`.
-pub async fn cancel_for_run(tx: &Write, run_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+pub async fn cancel_for_run(tx: &impl store::Conn, run_id: Uuid, now: DateTime<Utc>) -> Result<()> {
     for mut approval in rows::of_run(tx, run_id).await? {
         if approval.status != status::PENDING && approval.status != status::RETURNED {
             continue;

@@ -661,20 +661,6 @@ impl Workflow {
         self.steps.get(position + 1).map(|s| s.id.as_str())
     }
 
-    /// Whether an approval step of this workflow locks its record while pending. (A disabled
-    /// workflow's pending approvals still lock.)
-    pub fn locks_records(&self) -> bool {
-        self.steps.iter().any(|s| {
-            matches!(
-                s.action,
-                Action::Approval {
-                    lock_record: None | Some(true),
-                    ..
-                }
-            )
-        })
-    }
-
     /// The first step's id.
     pub fn first(&self) -> Option<&str> {
         self.steps.first().map(|s| s.id.as_str())

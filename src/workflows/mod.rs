@@ -22,7 +22,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use definition::{Action, Step, Trigger, Workflow};
-pub use triggers::{Change, on_write, start_run};
+pub use triggers::{Change, on_write, react, start_run};
 
 use crate::store::workflows::Advance;
 
@@ -44,10 +44,8 @@ pub struct StepOrigin {
     pub step_id: String,
     /// The run's depth (0 for a run started by a person or a schedule).
     pub depth: i32,
-    /// The run's progress to commit with the write; `None` once there is nothing to commit.
+    /// The run's progress to commit with the write.
     pub advance: Mutex<Option<Advance>>,
-    /// Set when the write committed the progress (a write that changed nothing does not).
-    pub committed: std::sync::atomic::AtomicBool,
     /// A round-robin turn to take with the write: the rotation's key and where it stood.
     pub rotation: Option<(String, i64)>,
 }

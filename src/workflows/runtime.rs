@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,6 +34,9 @@ use crate::store::{self, Db};
 
 /// Steps one job runs before it hands the run to a fresh job (fairness between runs).
 const STEPS_PER_JOB: usize = 50;
+/// The pseudo step a run failed at when its condition failed.
+pub const CONDITION: &str = "condition";
+
 /// Steps one run may run in all: a loop through branches ends here, clearly.
 pub const MAX_STEPS_PER_RUN: i32 = 1_000;
 
@@ -176,6 +178,12 @@ impl Handler for Runtime {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(StepError::Moved) => session.run = None,
+                Err(StepError::Transient(why)) if job.attempts >= job.max_attempts => {
+                    // Out of attempts: the run fails where it stands, visible and retryable,
+                    // instead of staying "running" with no job to advance it.
+                    self.give_up(&ctx.db, &ctx.clock, payload.run, &why).await?;
+                    return Ok(());
+                }
                 Err(StepError::Transient(why)) => return Err(JobFailure::Retry(why)),
                 Err(StepError::Failed(why)) => return Err(JobFailure::Fatal(why)),
             }
@@ -432,9 +440,11 @@ impl Runtime {
         };
         let workflow = match version_of(db, &snapshot, &run).await {
             Ok(w) => w,
+            Err(e @ (Error::Db(_) | Error::Unavailable(_))) => return Err(e.into()),
             Err(e) => {
                 let why = describe(&e);
-                self.finish(db, &run, now, Some(why), None).await?;
+                let at = run.cursor.clone();
+                self.finish(db, &run, now, Some(why), at).await?;
                 return Ok(false);
             }
         };
@@ -514,6 +524,25 @@ impl Runtime {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Fails a run at its cursor after its job ran out of attempts.
+    async fn give_up(&self, db: &Db, clock: &SharedClock, run_id: Uuid, why: &str) -> Result<()> {
+        let Some(run) = rows::find_run(db.conn(), run_id).await? else {
+            return Ok(());
+        };
+        if run.status != status::RUNNING && run.status != status::WAITING {
+            return Ok(());
+        }
+        let at = run.cursor.clone();
+        self.finish(
+            db,
+            &run,
+            clock.now(),
+            Some(format!("gave up after repeated failures: {why}")),
+            at,
+        )
+        .await
     }
 
     /// Ends a run: completed, or failed with `error` (at `failed_step`).
@@ -1002,6 +1031,7 @@ impl Runtime {
                     step_id: step.id.clone(),
                     entity: model.key.clone(),
                     record_id: row.id,
+                    table: model.table(),
                     owner: row.owner,
                     user_fields: model
                         .fields
@@ -1018,6 +1048,12 @@ impl Runtime {
                         on_approve: next.clone(),
                         on_reject: on_reject.clone(),
                         on_withdraw: on_withdraw.clone(),
+                        user_fields: model
+                            .fields
+                            .iter()
+                            .filter(|f| matches!(f.kind, FieldKind::User))
+                            .map(|f| f.key.clone())
+                            .collect(),
                     },
                     lock_record: lock_record.unwrap_or(true),
                 };
@@ -1112,7 +1148,6 @@ impl Runtime {
             step_id: step.id.clone(),
             depth: scene.run.depth,
             advance: Mutex::new(Some(advance.clone())),
-            committed: std::sync::atomic::AtomicBool::new(false),
             rotation,
         });
         let ctx = Context {
@@ -1120,14 +1155,13 @@ impl Runtime {
             ..scene.ctx.clone()
         };
         write(ctx).await?;
-        if origin.committed.load(Ordering::SeqCst) {
-            // As the write committed it (a create's output filled in).
-            let committed = origin
-                .advance
-                .lock()
-                .map_err(|_| StepError::Transient("step progress poisoned".to_owned()))?
-                .clone();
-            return Ok(committed);
+        // The write committed the progress with the record, unless it changed nothing (then it
+        // wrote nothing at all): the run's revision tells.
+        let moved = rows::find_run(db.conn(), scene.run.id)
+            .await?
+            .is_some_and(|run| run.revision > scene.run.revision);
+        if moved {
+            return Ok(None);
         }
         let tx = db.write(Sharing::Alone).await?;
         if let Some((key, expected)) = &origin.rotation {
@@ -1292,7 +1326,7 @@ fn parse_instant(text: &str, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
 /// # Errors
 /// `Error::Conflict` when the run is not failed (or changed meanwhile); `Error::Db`.
 pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
-    if run.status != status::FAILED || run.cursor.is_none() {
+    if run.status != status::FAILED {
         return Err(Error::conflict(
             "/status",
             "not_failed",
@@ -1300,6 +1334,23 @@ pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
                 "only a failed run can be retried; this one is {}",
                 run.status
             ),
+        ));
+    }
+    // Retrying would skip the condition, or loop into the same budget again.
+    let refusal = if run.failed_step.as_deref() == Some(CONDITION) {
+        Some("its condition failed, so it never started; fix the condition and start it again")
+    } else if run.steps_run >= MAX_STEPS_PER_RUN {
+        Some("it ran out of its step budget; a retry would loop into it again")
+    } else if run.cursor.is_none() {
+        Some("it failed before it reached a step")
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        return Err(Error::conflict(
+            "/status",
+            "not_retryable",
+            format!("this run cannot be retried: {why}"),
         ));
     }
     let now = clock.now();
@@ -1382,8 +1433,8 @@ pub async fn cancel(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
             "the run changed meanwhile; reload it",
         ));
     }
-    tx.commit().await?;
-    Ok(())
+    super::approvals::cancel_for_run(&tx, run.id, clock.now()).await?;
+    held(tx.commit().await?)
 }
 
 fn held(outcome: store::write::Outcome) -> Result<()> {

@@ -149,8 +149,11 @@ pub async fn start_manual(
         .registry
         .snapshot(records.db, ctx.scope.workspace_id, ctx.scope.generation)
         .await?;
+    // Only manual workflows exist for people who do not manage workflows.
+    let manager = access.policy.may(Right::Workflows);
     let workflow = snapshot
         .workflow(key)
+        .filter(|w| manager || matches!(w.trigger, Trigger::Manual { .. }))
         .ok_or_else(|| Error::not_found(format!("workflow {key:?}")))?;
     let Trigger::Manual { roles, .. } = &workflow.trigger else {
         return Err(Error::invalid(
@@ -191,7 +194,7 @@ pub async fn start_manual(
         ));
     }
     // Readable by the caller: a record they cannot see is a 404, as everywhere.
-    let mut targets = Vec::new();
+    let mut targets: Vec<Uuid> = Vec::new();
     if let Some(model) = &model {
         for (i, raw) in record_ids.iter().enumerate() {
             let view = records
@@ -205,7 +208,10 @@ pub async fn start_manual(
                     ),
                     other => other,
                 })?;
-            targets.push(view.id);
+            // The same record twice starts one run.
+            if !targets.contains(&view.id) {
+                targets.push(view.id);
+            }
         }
     }
     let tx = records.db.write(Sharing::Alone).await?;

@@ -112,7 +112,8 @@ pub async fn plan_date(
     let before = change
         .before
         .and_then(|doc| due_of(workflow, model, doc, zone, calendar));
-    if change.before.is_some() && due == before {
+    // Unchanged, or a new record without the date: nothing was planned, nothing to plan.
+    if (change.before.is_some() && due == before) || (change.before.is_none() && due.is_none()) {
         return Ok(());
     }
     let Some(due) = due.filter(|d| *d > now) else {
@@ -175,7 +176,9 @@ impl Handler for DateTimer {
             ctx.complete_in(&tx).await?;
             return committed(tx).await;
         };
-        let row = store::records::find(&tx, &model.table(), payload.record)
+        // Locked: a write moving the date meanwhile lands before this reads it (and the timer
+        // re-plans), or after this fires (and plans the next).
+        let row = store::records::find_for_update(&tx, &model.table(), payload.record)
             .await?
             .filter(|row| row.deleted_at.is_none());
         let Some(row) = row else {

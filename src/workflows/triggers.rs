@@ -6,7 +6,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -80,16 +79,34 @@ pub async fn on_write(
                     "the workflow run moved on meanwhile",
                 ));
             }
-            origin.committed.store(true, Ordering::SeqCst);
-            // What was committed, for the runtime to go on from without reading it again.
-            if let Ok(mut kept) = origin.advance.lock() {
-                *kept = Some(advance);
-            }
         }
     }
+    react(conn, clock, ctx, snapshot, model, changes).await
+}
+
+/// What a write means for workflows besides the progress of the step that made it: the runs it
+/// starts, the date timers it plans, the waiting runs of deleted records it cancels. (A delete
+/// that cascades reacts once per record it reached.)
+///
+/// # Errors
+/// As [`on_write`].
+pub async fn react(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    ctx: &Context,
+    snapshot: &Snapshot,
+    model: &EntityModel,
+    changes: &[Change<'_>],
+) -> Result<()> {
     let now = clock.now();
     for change in changes.iter().filter(|c| c.after.is_none()) {
-        // A deleted record's waiting runs stop (a reminder about it would act on nothing).
+        // A deleted record's waiting runs stop (a reminder about it would act on nothing), and
+        // their pending approvals with them.
+        for run in rows::open_runs_of(conn, ctx.scope.workspace_id, &model.key, change.id).await? {
+            if run.status == rows::status::WAITING {
+                super::approvals::cancel_for_run(conn, run.id, now).await?;
+            }
+        }
         rows::cancel_waiting(conn, ctx.scope.workspace_id, &model.key, change.id, now).await?;
     }
     let watchers = snapshot.watchers(&model.key);
@@ -333,7 +350,7 @@ pub(crate) async fn insert(
     if let Verdict::Failed(why) = verdict {
         run.status = status::FAILED.to_owned();
         run.error = Some(why);
-        run.failed_step = Some("condition".to_owned());
+        run.failed_step = Some(super::runtime::CONDITION.to_owned());
         run.finished_at = Some(run.created_at);
         return rows::insert_run(conn, run).await;
     }

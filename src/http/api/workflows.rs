@@ -248,7 +248,10 @@ async fn approval_action(
             services.db(),
             services.clock(),
             ws.access.workspace.id,
-            ws.access.account_id,
+            approvals::Actor {
+                id: ws.access.account_id,
+                manager: ws.access.policy.may(crate::access::Right::Workflows),
+            },
             id,
             act,
         )
