@@ -239,6 +239,121 @@ fn advanced(run: RunRow, advance: &Advance) -> RunRow {
     }
 }
 
+/// One step being run: where it runs, what it sees, and its place in the log.
+struct Turn<'a> {
+    db: &'a Db,
+    clock: &'a SharedClock,
+    scene: &'a Scene,
+    step: &'a Step,
+    seq: i32,
+    started: Instant,
+}
+
+impl Turn<'_> {
+    /// The run's progress after the step did `done`.
+    fn progress(&self, done: Done, now: DateTime<Utc>) -> Advance {
+        let (scene, step) = (self.scene, self.step);
+        let mut vars = scene.run.vars.clone();
+        if let Some(map) = vars.as_object_mut() {
+            map.insert(step.id.clone(), done.output.clone());
+        }
+        // An approval holds the run at its step until it is decided (no wake time).
+        let held = matches!(step.action, Action::Approval { .. })
+            && done.next.as_deref() == Some(step.id.as_str());
+        let waiting = held || done.wake_at.is_some_and(|at| at > now);
+        let status = match (&done.next, waiting) {
+            (_, true) => status::WAITING,
+            (None, false) => status::COMPLETED,
+            (Some(_), false) => status::RUNNING,
+        };
+        Advance {
+            run_id: scene.run.id,
+            revision: scene.run.revision,
+            status,
+            cursor: done.next.clone(),
+            vars,
+            wake_at: done.wake_at.filter(|_| waiting),
+            error: None,
+            failed_step: None,
+            steps_run: scene.run.steps_run + 1,
+            now,
+            log: Some(StepRow {
+                run_id: scene.run.id,
+                seq: self.seq,
+                step_id: step.id.clone(),
+                step_type: step.action.name().to_owned(),
+                status: if waiting { "waiting" } else { "succeeded" }.to_owned(),
+                input: done.input,
+                output: Some(done.output),
+                error: None,
+                started_at: now,
+                finished_at: now,
+                duration_us: elapsed_us(self.started),
+            }),
+        }
+    }
+
+    /// Commits the step's progress in `tx`, after the effects the caller wrote there.
+    async fn commit(
+        &self,
+        tx: store::write::Write,
+        done: Done,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Advance>, StepError> {
+        commit_progress(tx, self.progress(done, now)).await
+    }
+
+    /// Commits a step with no effect of its own.
+    async fn plain(&self, done: Done) -> Result<Option<Advance>, StepError> {
+        let now = self.clock.now();
+        let tx = self.db.write(Sharing::Alone).await?;
+        self.commit(tx, done, now).await
+    }
+
+    /// Runs a record write with the step's progress riding along; a write that changed nothing
+    /// (so committed nothing) has its progress committed on its own.
+    async fn write<F, Fut>(
+        &self,
+        done: Done,
+        rotation: Option<(String, i64)>,
+        write: F,
+    ) -> Result<Option<Advance>, StepError>
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let (db, scene) = (self.db, self.scene);
+        let now = self.clock.now();
+        let advance = self.progress(done, now);
+        let origin = Arc::new(StepOrigin {
+            run_id: scene.run.id,
+            workflow_key: scene.run.workflow_key.clone(),
+            step_id: self.step.id.clone(),
+            depth: scene.run.depth,
+            advance: Mutex::new(Some(advance.clone())),
+            rotation,
+        });
+        let ctx = Context {
+            origin: Some(origin.clone()),
+            ..scene.ctx.clone()
+        };
+        write(ctx).await?;
+        // The write committed the progress with the record, unless it changed nothing (then it
+        // wrote nothing at all): the run's revision tells.
+        let moved = rows::find_run(db.conn(), scene.run.id)
+            .await?
+            .is_some_and(|run| run.revision > scene.run.revision);
+        if moved {
+            return Ok(None);
+        }
+        let tx = db.write(Sharing::Alone).await?;
+        if let Some((key, expected)) = &origin.rotation {
+            rows::move_rotation(&tx, scene.run.workspace_id, key, *expected, now).await?;
+        }
+        commit_progress(tx, advance).await
+    }
+}
+
 /// What a step did: its output, and where the run goes.
 struct Done {
     input: Option<Value>,
@@ -579,55 +694,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// The run's progress after a step that did `done`.
-    fn progress(
-        scene: &Scene,
-        step: &Step,
-        seq: i32,
-        done: Done,
-        now: DateTime<Utc>,
-        started: Instant,
-    ) -> Advance {
-        let mut vars = scene.run.vars.clone();
-        if let Some(map) = vars.as_object_mut() {
-            map.insert(step.id.clone(), done.output.clone());
-        }
-        // An approval holds the run at its step until it is decided (no wake time).
-        let held = matches!(step.action, Action::Approval { .. })
-            && done.next.as_deref() == Some(step.id.as_str());
-        let waiting = held || done.wake_at.is_some_and(|at| at > now);
-        let status = match (&done.next, waiting) {
-            (_, true) => status::WAITING,
-            (None, false) => status::COMPLETED,
-            (Some(_), false) => status::RUNNING,
-        };
-        Advance {
-            run_id: scene.run.id,
-            revision: scene.run.revision,
-            status,
-            cursor: done.next.clone(),
-            vars,
-            wake_at: done.wake_at.filter(|_| waiting),
-            error: None,
-            failed_step: None,
-            steps_run: scene.run.steps_run + 1,
-            now,
-            log: Some(StepRow {
-                run_id: scene.run.id,
-                seq,
-                step_id: step.id.clone(),
-                step_type: step.action.name().to_owned(),
-                status: if waiting { "waiting" } else { "succeeded" }.to_owned(),
-                input: done.input,
-                output: Some(done.output),
-                error: None,
-                started_at: now,
-                finished_at: now,
-                duration_us: elapsed_us(started),
-            }),
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
@@ -641,6 +707,14 @@ impl Runtime {
         pointer: &str,
         started: Instant,
     ) -> Result<Option<Advance>, StepError> {
+        let turn = Turn {
+            db,
+            clock,
+            scene,
+            step,
+            seq,
+            started,
+        };
         let next = scene.workflow.after(position).map(str::to_owned);
         let records = Records {
             db,
@@ -657,22 +731,12 @@ impl Runtime {
                     next,
                     wake_at: None,
                 };
-                self.write(
-                    db,
-                    clock,
-                    scene,
-                    step,
-                    seq,
-                    done,
-                    started,
-                    None,
-                    |ctx| async move {
-                        records
-                            .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
-                            .await
-                            .map(|_| ())
-                    },
-                )
+                turn.write(done, None, |ctx| async move {
+                    records
+                        .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
+                        .await
+                        .map(|_| ())
+                })
                 .await
             }
             Action::CreateRecord {
@@ -695,22 +759,12 @@ impl Runtime {
                     wake_at: None,
                 };
                 let entity = entity.clone();
-                self.write(
-                    db,
-                    clock,
-                    scene,
-                    step,
-                    seq,
-                    done,
-                    started,
-                    None,
-                    |ctx| async move {
-                        records
-                            .create(&ctx, &entity, NewRecord { fields, owner })
-                            .await
-                            .map(|_| ())
-                    },
-                )
+                turn.write(done, None, |ctx| async move {
+                    records
+                        .create(&ctx, &entity, NewRecord { fields, owner })
+                        .await
+                        .map(|_| ())
+                })
                 .await
             }
             Action::UpdateRecord {
@@ -728,22 +782,12 @@ impl Runtime {
                     wake_at: None,
                 };
                 let entity = entity.clone();
-                self.write(
-                    db,
-                    clock,
-                    scene,
-                    step,
-                    seq,
-                    done,
-                    started,
-                    None,
-                    |ctx| async move {
-                        records
-                            .update(&ctx, &entity, &id, &patch, None, None)
-                            .await
-                            .map(|_| ())
-                    },
-                )
+                turn.write(done, None, |ctx| async move {
+                    records
+                        .update(&ctx, &entity, &id, &patch, None, None)
+                        .await
+                        .map(|_| ())
+                })
                 .await
             }
             Action::AssignOwner { .. } => {
@@ -757,31 +801,21 @@ impl Runtime {
                     wake_at: None,
                 };
                 let Some(owner) = owner else {
-                    return self.plain(db, clock, scene, step, seq, done, started).await;
+                    return turn.plain(done).await;
                 };
-                self.write(
-                    db,
-                    clock,
-                    scene,
-                    step,
-                    seq,
-                    done,
-                    started,
-                    rotation,
-                    |ctx| async move {
-                        records
-                            .update(
-                                &ctx,
-                                &model.key,
-                                &row.id.to_string(),
-                                &Map::new(),
-                                Some(owner),
-                                None,
-                            )
-                            .await
-                            .map(|_| ())
-                    },
-                )
+                turn.write(done, rotation, |ctx| async move {
+                    records
+                        .update(
+                            &ctx,
+                            &model.key,
+                            &row.id.to_string(),
+                            &Map::new(),
+                            Some(owner),
+                            None,
+                        )
+                        .await
+                        .map(|_| ())
+                })
                 .await
             }
             Action::Notify {
@@ -864,7 +898,7 @@ impl Runtime {
                     next,
                     wake_at: None,
                 };
-                commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+                turn.commit(tx, done, now).await
             }
             Action::Webhook { url, body } => {
                 let context = scene.context();
@@ -900,7 +934,7 @@ impl Runtime {
                     next,
                     wake_at: None,
                 };
-                commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+                turn.commit(tx, done, now).await
             }
             Action::Wait {
                 duration,
@@ -953,7 +987,7 @@ impl Runtime {
                     next,
                     wake_at: Some(wake_at),
                 };
-                commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
+                turn.commit(tx, done, now).await
             }
             Action::Branch { cases, otherwise } => {
                 let mut chosen = None;
@@ -987,7 +1021,7 @@ impl Runtime {
                     next,
                     wake_at: None,
                 };
-                self.plain(db, clock, scene, step, seq, done, started).await
+                turn.plain(done).await
             }
             Action::Approval {
                 title,
@@ -1069,7 +1103,7 @@ impl Runtime {
                     next: Some(step.id.clone()),
                     wake_at: None,
                 };
-                let advance = Self::progress(scene, step, seq, done, now, started);
+                let advance = turn.progress(done, now);
                 let (approval, asked) = {
                     if !rows::advance(&tx, advance.clone()).await? {
                         return Err(StepError::Moved);
@@ -1099,75 +1133,9 @@ impl Runtime {
                     next,
                     wake_at: None,
                 };
-                self.plain(db, clock, scene, step, seq, done, started).await
+                turn.plain(done).await
             }
         }
-    }
-
-    /// Commits a step with no effect of its own.
-    #[allow(clippy::too_many_arguments)]
-    async fn plain(
-        &self,
-        db: &Db,
-        clock: &SharedClock,
-        scene: &Scene,
-        step: &Step,
-        seq: i32,
-        done: Done,
-        started: Instant,
-    ) -> Result<Option<Advance>, StepError> {
-        let now = clock.now();
-        let tx = db.write(Sharing::Alone).await?;
-        commit_progress(tx, Self::progress(scene, step, seq, done, now, started)).await
-    }
-
-    /// Runs a record write with the step's progress riding along; a write that changed nothing
-    /// (so committed nothing) has its progress committed on its own.
-    #[allow(clippy::too_many_arguments)]
-    async fn write<F, Fut>(
-        &self,
-        db: &Db,
-        clock: &SharedClock,
-        scene: &Scene,
-        step: &Step,
-        seq: i32,
-        done: Done,
-        started: Instant,
-        rotation: Option<(String, i64)>,
-        write: F,
-    ) -> Result<Option<Advance>, StepError>
-    where
-        F: FnOnce(Context) -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
-    {
-        let now = clock.now();
-        let advance = Self::progress(scene, step, seq, done, now, started);
-        let origin = Arc::new(StepOrigin {
-            run_id: scene.run.id,
-            workflow_key: scene.run.workflow_key.clone(),
-            step_id: step.id.clone(),
-            depth: scene.run.depth,
-            advance: Mutex::new(Some(advance.clone())),
-            rotation,
-        });
-        let ctx = Context {
-            origin: Some(origin.clone()),
-            ..scene.ctx.clone()
-        };
-        write(ctx).await?;
-        // The write committed the progress with the record, unless it changed nothing (then it
-        // wrote nothing at all): the run's revision tells.
-        let moved = rows::find_run(db.conn(), scene.run.id)
-            .await?
-            .is_some_and(|run| run.revision > scene.run.revision);
-        if moved {
-            return Ok(None);
-        }
-        let tx = db.write(Sharing::Alone).await?;
-        if let Some((key, expected)) = &origin.rotation {
-            rows::move_rotation(&tx, scene.run.workspace_id, key, *expected, now).await?;
-        }
-        commit_progress(tx, advance).await
     }
 
     /// The owner an `assign_owner` step picks, the rotation turn it takes, and how it chose.
