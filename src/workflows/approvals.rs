@@ -229,6 +229,20 @@ struct Change {
 }
 
 impl Change {
+    /// A change starting from an approval as read, with its tasks.
+    fn of(approval: ApprovalRow, tasks: Vec<TaskRow>) -> Self {
+        Self {
+            revision: approval.revision,
+            approval,
+            tasks,
+            new_tasks: Vec::new(),
+            notify: Vec::new(),
+            history: Vec::new(),
+            decided: None,
+            deadline: None,
+        }
+    }
+
     fn open(&self) -> impl Iterator<Item = &TaskRow> {
         self.tasks.iter().chain(&self.new_tasks).filter(|t| {
             t.round == self.approval.round
@@ -850,17 +864,7 @@ async fn act_once(
         (mine, _) => mine,
     };
     let record = audience_of(&tx, &approval).await?;
-    let revision = approval.revision;
-    let mut change = Change {
-        approval,
-        revision,
-        tasks,
-        new_tasks: Vec::new(),
-        notify: Vec::new(),
-        history: Vec::new(),
-        decided: None,
-        deadline: None,
-    };
+    let mut change = Change::of(approval, tasks);
     let detail = |extra: Value| {
         let mut entry = json!({"action": act.name(), "comment": comment});
         if let (Some(map), Value::Object(extra)) = (entry.as_object_mut(), extra) {
@@ -1123,17 +1127,7 @@ impl Handler for DeadlineTimer {
         let tasks = rows::tasks(&tx, approval.id).await?;
         let world = World::load(&tx, approval.workspace_id).await?;
         let record = audience_of(&tx, &approval).await?;
-        let revision = approval.revision;
-        let mut change = Change {
-            approval,
-            revision,
-            tasks,
-            new_tasks: Vec::new(),
-            notify: Vec::new(),
-            history: Vec::new(),
-            decided: None,
-            deadline: None,
-        };
+        let mut change = Change::of(approval, tasks);
         let pending: Vec<TaskRow> = change
             .open()
             .filter(|t| t.status == task::PENDING)

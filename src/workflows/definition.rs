@@ -810,6 +810,16 @@ pub fn entities_used(document: &Value) -> Vec<String> {
     found
 }
 
+/// The items of the array at `key` of `value` (none when absent), numbered.
+fn items<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
 fn kind_of<'a>(entity: &'a Value, field: &str) -> Option<&'a str> {
     entity
         .get("properties")?
@@ -932,13 +942,7 @@ pub fn check_references(
                         kinds,
                     ));
                 }
-                for (i, field) in trigger
-                    .get("fields")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
+                for (i, field) in items(trigger, "fields") {
                     if let Some(field) = field.as_str() {
                         problems.extend(field_problem(
                             format!("{base}/fields/{i}"),
@@ -952,13 +956,7 @@ pub fn check_references(
             }
         }
     }
-    for (i, step) in document
-        .get("steps")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, step) in items(document, "steps") {
         let at = format!("{prefix}/steps/{i}");
         let kind = step.get("type").and_then(Value::as_str).unwrap_or_default();
         let target = match kind {
@@ -1015,13 +1013,7 @@ pub fn check_references(
                 ));
             }
         }
-        for (r, recipient) in step
-            .get("to")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (r, recipient) in items(step, "to") {
             if let Some(field) = recipient.as_str().and_then(|r| r.strip_prefix("field:")) {
                 problems.extend(field_problem(
                     format!("{at}/to/{r}"),
@@ -1070,13 +1062,7 @@ fn people_named(step: &Value) -> Vec<(String, String)> {
         }
     };
     list("/to".to_owned(), step.get("to"));
-    for (l, level) in step
-        .get("levels")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (l, level) in items(step, "levels") {
         list(format!("/levels/{l}/approvers"), level.get("approvers"));
         list(
             format!("/levels/{l}/deadline/escalate_to"),
@@ -1101,13 +1087,7 @@ pub fn roles_named(document: &Value) -> Vec<(String, String)> {
             found.push((format!("/trigger/roles/{i}"), role.to_owned()));
         }
     }
-    for (s, step) in document
-        .get("steps")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (s, step) in items(document, "steps") {
         if let Some(role) = step.get("role").and_then(Value::as_str) {
             found.push((format!("/steps/{s}/role"), role.to_owned()));
         }
