@@ -859,6 +859,26 @@ async fn versions_and_the_rest(backend: Backend) {
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0]["vars"]["say"], "deleted Doomed", "{gone:?}");
 
+    // A step right after a create sees the new record's id.
+    workflow(
+        &admin,
+        "chain",
+        json!({"label": {"en": "Chain"}, "entity": "wlead", "trigger": {"type": "manual"},
+               "steps": [
+                   {"id": "made", "type": "create_record", "entity": "wtask", "fields": {"title": "t", "lead": "{{ record.id }}"}},
+                   {"id": "seen", "type": "script", "script": "steps.made.id"}]}),
+    )
+    .await;
+    let (status, body) = admin
+        .post(&format!("{W}/workflows/chain/runs"), json!({"records": [first["id"]]}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.run_jobs_until_idle().await;
+    let chained = run(&admin, &body["runs"][0]["run"]).await;
+    assert_eq!(chained["status"], "completed", "{chained}");
+    assert!(chained["vars"]["seen"].is_string(), "{chained}");
+    assert_eq!(chained["vars"]["seen"], chained["vars"]["made"]["id"], "{chained}");
+
     // A branch back to itself runs until the step budget, then fails clearly.
     workflow(
         &admin,

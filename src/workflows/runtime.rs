@@ -311,7 +311,8 @@ impl Turn<'_> {
     }
 
     /// Runs a record write with the step's progress riding along; a write that changed nothing
-    /// (so committed nothing) has its progress committed on its own.
+    /// (so committed nothing) has its progress committed on its own. The write says whether it
+    /// wrote (`None`: it cannot tell, and the run's revision is read to know).
     async fn write<F, Fut>(
         &self,
         done: Done,
@@ -320,7 +321,7 @@ impl Turn<'_> {
     ) -> Result<Option<Advance>, StepError>
     where
         F: FnOnce(Context) -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
+        Fut: std::future::Future<Output = Result<Option<bool>>>,
     {
         let (db, scene) = (self.db, self.scene);
         let now = self.clock.now();
@@ -337,14 +338,18 @@ impl Turn<'_> {
             origin: Some(origin.clone()),
             ..scene.ctx.clone()
         };
-        write(ctx).await?;
-        // The write committed the progress with the record, unless it changed nothing (then it
-        // wrote nothing at all): the run's revision tells.
-        let moved = rows::find_run(db.conn(), scene.run.id)
-            .await?
-            .is_some_and(|run| run.revision > scene.run.revision);
-        if moved {
-            return Ok(None);
+        // A write that wrote committed the progress with the record (or failed whole).
+        match write(ctx).await? {
+            Some(true) => return Ok(Some(advance)),
+            Some(false) => {}
+            None => {
+                let moved = rows::find_run(db.conn(), scene.run.id)
+                    .await?
+                    .is_some_and(|run| run.revision > scene.run.revision);
+                if moved {
+                    return Ok(None);
+                }
+            }
         }
         let tx = db.write(Sharing::Alone).await?;
         if let Some((key, expected)) = &origin.rotation {
@@ -735,7 +740,7 @@ impl Runtime {
                     records
                         .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
                         .await
-                        .map(|_| ())
+                        .map(|view| Some(view.version > row.version))
                 })
                 .await
             }
@@ -763,7 +768,8 @@ impl Runtime {
                     records
                         .create(&ctx, &entity, NewRecord { fields, owner })
                         .await
-                        .map(|_| ())
+                        // The committed progress holds the new record's id: read it back.
+                        .map(|_| None)
                 })
                 .await
             }
@@ -786,7 +792,7 @@ impl Runtime {
                     records
                         .update(&ctx, &entity, &id, &patch, None, None)
                         .await
-                        .map(|_| ())
+                        .map(|_| None)
                 })
                 .await
             }
@@ -814,7 +820,7 @@ impl Runtime {
                             None,
                         )
                         .await
-                        .map(|_| ())
+                        .map(|view| Some(view.version > row.version))
                 })
                 .await
             }
