@@ -870,14 +870,20 @@ async fn versions_and_the_rest(backend: Backend) {
     )
     .await;
     let (status, body) = admin
-        .post(&format!("{W}/workflows/chain/runs"), json!({"records": [first["id"]]}))
+        .post(
+            &format!("{W}/workflows/chain/runs"),
+            json!({"records": [first["id"]]}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     app.run_jobs_until_idle().await;
     let chained = run(&admin, &body["runs"][0]["run"]).await;
     assert_eq!(chained["status"], "completed", "{chained}");
     assert!(chained["vars"]["seen"].is_string(), "{chained}");
-    assert_eq!(chained["vars"]["seen"], chained["vars"]["made"]["id"], "{chained}");
+    assert_eq!(
+        chained["vars"]["seen"], chained["vars"]["made"]["id"],
+        "{chained}"
+    );
 
     // A branch back to itself runs until the step budget, then fails clearly.
     workflow(

@@ -56,10 +56,12 @@ impl WebhookDelivery {
         }
     }
 
-    /// Refuses a URL whose host is, or resolves to, an address inside the server's networks.
-    async fn check_target(&self, url: &str) -> Result<(), JobFailure> {
+    /// The client to deliver to `url` with: a URL whose host is, or resolves to, an address
+    /// inside the server's networks is refused; a name is pinned to the addresses checked, so
+    /// a second DNS answer cannot point the connection elsewhere.
+    async fn client_for(&self, url: &str) -> Result<reqwest::Client, JobFailure> {
         if self.allow_private {
-            return Ok(());
+            return Ok(self.client.clone());
         }
         let parsed =
             reqwest::Url::parse(url).map_err(|e| JobFailure::Fatal(format!("not a URL: {e}")))?;
@@ -70,20 +72,29 @@ impl WebhookDelivery {
             .trim_end_matches(']')
             .to_owned();
         let port = parsed.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+        let literal = host.parse::<std::net::IpAddr>().ok();
+        let addresses: Vec<std::net::SocketAddr> = match literal {
+            Some(ip) => vec![std::net::SocketAddr::new(ip, port)],
+            None => tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| JobFailure::Retry(format!("cannot resolve {host}: {e}")))?
-                .map(|a| a.ip())
                 .collect(),
         };
-        if let Some(ip) = addresses.into_iter().find(|ip| is_internal(*ip)) {
+        if let Some(address) = addresses.iter().find(|a| is_internal(a.ip())) {
             return Err(JobFailure::Fatal(format!(
-                "refusing to deliver to {host} ({ip}): an internal address (FORMWORK_WEBHOOK_ALLOW_PRIVATE allows it)"
+                "refusing to deliver to {host} ({}): an internal address (FORMWORK_WEBHOOK_ALLOW_PRIVATE allows it)",
+                address.ip()
             )));
         }
-        Ok(())
+        if literal.is_some() {
+            return Ok(self.client.clone());
+        }
+        reqwest::Client::builder()
+            .timeout(StdDuration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve_to_addrs(&host, &addresses)
+            .build()
+            .map_err(|e| JobFailure::Retry(format!("cannot build the HTTP client: {e}")))
     }
 }
 
@@ -100,12 +111,29 @@ pub(super) fn is_internal(ip: std::net::IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240
         }
         std::net::IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let segments = v6.segments();
+            // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64
+            // (64:ff9b::a.b.c.d).
+            let embedded = v6.to_ipv4_mapped().or_else(|| {
+                let [x0, x1, x2, x3, x4, x5, ..] = segments;
+                let compatible = [x0, x1, x2, x3, x4, x5] == [0; 6];
+                let nat64 = [x0, x1, x2, x3, x4, x5] == [0x64, 0xff9b, 0, 0, 0, 0];
+                (compatible || nat64).then(|| {
+                    let [.., hi, lo] = segments;
+                    std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
+                })
+            });
+            if let Some(v4) = embedded
+                && !v6.is_loopback()
+                && !v6.is_unspecified()
+            {
                 return is_internal(std::net::IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -131,11 +159,10 @@ impl Handler for WebhookDelivery {
     async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let payload: WebhookPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed webhook payload: {e}")))?;
-        self.check_target(&payload.url).await?;
+        let client = self.client_for(&payload.url).await?;
         let key = job.dedupe_key.clone().unwrap_or_else(|| job.id.to_string());
         // The stored key is scoped by workspace; the receiver sees it whole, stable per effect.
-        let response = self
-            .client
+        let response = client
             .post(&payload.url)
             .header("Idempotency-Key", key)
             .json(&payload.body)
@@ -243,6 +270,10 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert!(is_internal(internal.parse().expect("ip")), "{internal}");
         }

@@ -1226,6 +1226,10 @@ impl Records<'_> {
             if changes.is_empty() && new_owner == row.owner {
                 return Ok(lens.show(&model, view(&model, &row, lens.is_admin)));
             }
+            // Outside the write first: refusing inside a shared SQLite write rolls back the
+            // whole group. The check inside the write below is the final word.
+            self.check_unlocked(self.db.conn(), ctx, &snapshot, &model, &[id])
+                .await?;
             let now = self.clock.now();
             let tx = self.db.write(sharing).await?;
             let updated = rows::update(
@@ -1381,12 +1385,12 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let deletion = new_id();
+        self.check_unlocked(self.db.conn(), ctx, &snapshot, &model, &[id])
+            .await?;
         let tx = self.db.write(Sharing::Alone).await?;
         if !rows::soft_delete(&tx, &model.table(), id, deletion, stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
-        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
-            .await?;
         let mut history =
             vec![self.history_row(ctx, &model, id, now, "delete", serde_json::json!({}))];
         // Breadth-first over what the delete reaches, each record once.
@@ -1472,6 +1476,9 @@ impl Records<'_> {
         // Every record the delete reached (the cascade too) is a deletion to workflows; the
         // progress of a workflow step making the delete commits once, with the first.
         for (i, (deleted_model, deleted_id)) in deleted.iter().enumerate() {
+            // A record an approval locks is not deleted by cascade either.
+            self.check_unlocked(&tx, ctx, &snapshot, deleted_model, &[*deleted_id])
+                .await?;
             if (ctx.origin.is_some() || snapshot.has_workflows_on(&deleted_model.key))
                 && let Some(gone) = rows::find(&tx, &deleted_model.table(), *deleted_id).await?
             {

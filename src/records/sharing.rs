@@ -198,12 +198,6 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let tx = self.db.write(Sharing::Alone).await?;
-        let ids: Vec<Uuid> = by_owner
-            .iter()
-            .flat_map(|(_, list)| list.iter().copied())
-            .collect();
-        self.check_unlocked(&tx, ctx, &snapshot, &model, &ids)
-            .await?;
         let mut history = Vec::new();
         for (previous, list) in &by_owner {
             // Moved only if still with the owner checked above (a concurrent transfer wins).
@@ -233,6 +227,13 @@ impl Records<'_> {
                 ));
             }
         }
+        // After the rows are written (and so locked): an approval starting meanwhile is seen.
+        let ids: Vec<Uuid> = by_owner
+            .iter()
+            .flat_map(|(_, list)| list.iter().copied())
+            .collect();
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &ids)
+            .await?;
         let count = history.len();
         tx.insert_history(history).await?;
         super::committed(tx.commit().await?)?;
@@ -276,8 +277,6 @@ impl Records<'_> {
         let now = self.clock.now();
         let tx = self.db.begin().await?;
         store::workspaces::lock(&tx, ctx.scope.workspace_id, now).await?;
-        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
-            .await?;
         let held = rows::count_owned(&tx, &model.table(), me).await?;
         if held >= i64::from(settings.claim_limit) {
             drop(tx);
@@ -305,6 +304,8 @@ impl Records<'_> {
                 "someone claimed the record meanwhile",
             ));
         }
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
+            .await?;
         let history = self.history_row(
             ctx,
             &model,
@@ -352,8 +353,6 @@ impl Records<'_> {
             by: ctx.actor.account_id(),
         };
         let tx = self.db.write(Sharing::Alone).await?;
-        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
-            .await?;
         let moved =
             rows::reassign_owner(&tx, &model.table(), row.owner, None, Some(&[id]), stamp).await?;
         if moved.is_empty() {
@@ -363,6 +362,8 @@ impl Records<'_> {
                 "the record changed owner meanwhile",
             ));
         }
+        self.check_unlocked(&tx, ctx, &snapshot, &model, &[id])
+            .await?;
         tx.insert_history(vec![self.history_row(
             ctx,
             &model,

@@ -451,7 +451,16 @@ impl Change {
 /// `Error::Db`.
 pub async fn start(tx: &Write, clock: &SharedClock, request: Request) -> Result<(Uuid, Value)> {
     let now = clock.now();
-    store::records::find_for_update(tx, &request.table, request.record_id).await?;
+    let live = store::records::find_for_update(tx, &request.table, request.record_id)
+        .await?
+        .is_some_and(|row| row.deleted_at.is_none());
+    if !live {
+        return Err(Error::invalid(
+            "/record",
+            "record_gone",
+            "the run's record was deleted",
+        ));
+    }
     let world = World::load(tx, request.workspace_id).await?;
     let approval = ApprovalRow {
         id: new_id(),
@@ -959,7 +968,10 @@ async fn act_once(
                     }
                 }
                 Act::Transfer { to, .. } => {
-                    allowed(spec.allow.transfer, "transferring")?;
+                    // Handing on the task of someone who left is always allowed.
+                    if mine.approver == actor {
+                        allowed(spec.allow.transfer, "transferring")?;
+                    }
                     if !world.active(*to) || *to == mine.approver {
                         return Err(Error::invalid(
                             "/to",

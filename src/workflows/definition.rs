@@ -446,11 +446,14 @@ impl Workflow {
         }
         let mut index = HashMap::new();
         for (i, step) in parsed.steps.iter().enumerate() {
-            if step.id == END {
+            if step.id == END || step.id == super::runtime::CONDITION {
                 problems.push(FieldError::new(
                     format!("{prefix}/steps/{i}/id"),
                     "reserved",
-                    "`end` names the end of the run; choose another step id",
+                    format!(
+                        "`{}` is reserved (`end` ends a run, `condition` is where a failed condition stops one); choose another step id",
+                        step.id
+                    ),
                 ));
             }
             if index.insert(step.id.clone(), i).is_some() {

@@ -662,7 +662,12 @@ impl Runtime {
             Some(format!("gave up after repeated failures: {why}")),
             at,
         )
-        .await
+        .await?;
+        // A run that failed while an approval held it: the approval ends with it (a retry
+        // asks again).
+        let tx = db.write(Sharing::Alone).await?;
+        super::approvals::cancel_for_run(&tx, run_id, clock.now()).await?;
+        held(tx.commit().await?)
     }
 
     /// Ends a run: completed, or failed with `error` (at `failed_step`).
@@ -740,7 +745,7 @@ impl Runtime {
                     records
                         .update(&ctx, &model.key, &row.id.to_string(), &patch, None, None)
                         .await
-                        .map(|view| Some(view.version > row.version))
+                        .map(|_| None)
                 })
                 .await
             }
@@ -820,7 +825,7 @@ impl Runtime {
                             None,
                         )
                         .await
-                        .map(|view| Some(view.version > row.version))
+                        .map(|_| None)
                 })
                 .await
             }
