@@ -32,7 +32,7 @@ struct Inner {
     scripts: Arc<crate::script::ScriptEngine>,
     limiter: LoginLimiter,
     credentials: auth::CredentialCache,
-    access: workspaces::AccessCache,
+    access: Arc<workspaces::AccessCache>,
     config: ServeConfig,
     session_policy: SessionPolicy,
     worker: Worker,
@@ -46,6 +46,7 @@ impl Services {
             absolute: Duration::hours(config.session_max_hours as i64),
         };
         let registry = Arc::new(Registry::new());
+        let access = Arc::new(workspaces::AccessCache::default());
         let mut handlers: Vec<Arc<dyn Handler>> = vec![
             Arc::new(jobs::SessionsPurge {
                 policy: session_policy,
@@ -77,6 +78,7 @@ impl Services {
         handlers.push(Arc::new(crate::workflows::runtime::Runtime {
             registry: registry.clone(),
             email_enabled: mailer.is_some(),
+            access: access.clone(),
         }));
         handlers.push(Arc::new(crate::workflows::timers::DateTimer {
             registry: registry.clone(),
@@ -118,7 +120,7 @@ impl Services {
                 registry,
                 limiter: LoginLimiter::new(),
                 credentials: auth::CredentialCache::default(),
-                access: workspaces::AccessCache::default(),
+                access,
                 mail_enabled: mailer.is_some(),
                 scripts: Arc::new(crate::script::ScriptEngine::default()),
                 config,

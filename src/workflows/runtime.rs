@@ -130,6 +130,8 @@ pub struct Runtime {
     pub registry: Arc<Registry>,
     /// Whether email can be sent.
     pub email_enabled: bool,
+    /// The process's access cache (the workspace's org tree, shared with requests).
+    pub access: Arc<crate::workspaces::AccessCache>,
 }
 
 /// Why a step did not complete.
@@ -169,7 +171,10 @@ impl Handler for Runtime {
     async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let payload: AdvancePayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed payload: {e}")))?;
-        let mut session = Session::default();
+        let mut session = Session {
+            job: Some(ctx.clone()),
+            ..Session::default()
+        };
         for _ in 0..STEPS_PER_JOB {
             match self
                 .step(&ctx.db, &ctx.clock, payload.run, &mut session)
@@ -207,6 +212,8 @@ impl Handler for Runtime {
 /// run as the last step left it (so consecutive steps do not read them again).
 #[derive(Default)]
 struct Session {
+    /// The job running the run, to complete in the transaction of the step that ends its work.
+    job: Option<JobContext>,
     context: Option<(Context, Arc<Snapshot>)>,
     people: Option<Arc<People>>,
     run: Option<RunRow>,
@@ -214,7 +221,7 @@ struct Session {
 
 /// The workspace's org tree and active members' roles.
 struct People {
-    directory: crate::access::Directory,
+    directory: Arc<crate::access::Directory>,
     roles_of: HashMap<Uuid, String>,
 }
 
@@ -241,6 +248,7 @@ fn advanced(run: RunRow, advance: &Advance) -> RunRow {
 
 /// One step being run: where it runs, what it sees, and its place in the log.
 struct Turn<'a> {
+    job: Option<JobContext>,
     db: &'a Db,
     clock: &'a SharedClock,
     scene: &'a Scene,
@@ -300,7 +308,19 @@ impl Turn<'_> {
         done: Done,
         now: DateTime<Utc>,
     ) -> Result<Option<Advance>, StepError> {
-        commit_progress(tx, self.progress(done, now)).await
+        let advance = self.progress(done, now);
+        // A step that leaves the run waiting or finished ends its job's work: the job completes
+        // in the same transaction (one write fewer than completing it afterwards).
+        if advance.status != status::RUNNING
+            && let Some(job) = &self.job
+        {
+            job.complete_in(&tx)
+                .await
+                .map_err(|failure| match failure {
+                    JobFailure::Retry(why) | JobFailure::Fatal(why) => StepError::Transient(why),
+                })?;
+        }
+        commit_progress(tx, advance).await
     }
 
     /// Commits a step with no effect of its own.
@@ -718,6 +738,7 @@ impl Runtime {
         started: Instant,
     ) -> Result<Option<Advance>, StepError> {
         let turn = Turn {
+            job: session.job.clone(),
             db,
             clock,
             scene,
@@ -844,20 +865,29 @@ impl Runtime {
                 let people = match &session.people {
                     Some(people) => people.clone(),
                     None => {
+                        // Roles are read only when a recipient names one.
+                        let by_role = to.iter().any(|r| r.starts_with("role:"));
                         let loaded = Arc::new(People {
-                            directory: crate::workspaces::load_directory(
-                                db.conn(),
+                            directory: crate::workspaces::directory(
+                                db,
+                                &self.access,
                                 scene.run.workspace_id,
                             )
                             .await?,
-                            roles_of: store::people::memberships(db.conn(), scene.run.workspace_id)
-                                .await?
-                                .into_iter()
-                                .filter(|m| m.deactivated_at.is_none())
-                                .map(|m| (m.account_id, m.role))
-                                .collect(),
+                            roles_of: if by_role {
+                                store::people::memberships(db.conn(), scene.run.workspace_id)
+                                    .await?
+                                    .into_iter()
+                                    .filter(|m| m.deactivated_at.is_none())
+                                    .map(|m| (m.account_id, m.role))
+                                    .collect()
+                            } else {
+                                HashMap::new()
+                            },
                         });
-                        session.people = Some(loaded.clone());
+                        if by_role {
+                            session.people = Some(loaded.clone());
+                        }
                         loaded
                     }
                 };
