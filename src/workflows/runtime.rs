@@ -402,7 +402,10 @@ impl Scene {
     fn context(&self) -> Value {
         let record = match (&self.model, &self.row) {
             (Some(model), Some(row)) => {
-                let mut fields = codec::decode_doc(model, &row.doc);
+                let mut fields: Map<String, Value> = codec::decode_doc(model, &row.doc)
+                    .into_iter()
+                    .map(|(key, value)| (key, whole_numbers(value)))
+                    .collect();
                 fields.insert("id".to_owned(), json!(row.id));
                 fields.insert("owner".to_owned(), json!(row.owner));
                 fields.insert("created_at".to_owned(), json!(row.created_at));
@@ -1293,6 +1296,17 @@ async fn commit_progress(
     }
 }
 
+/// A number with nothing after the point as an integer, so text shows `40%`, not `40.0%`.
+fn whole_numbers(value: Value) -> Value {
+    match value.as_f64() {
+        Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            // Exact: integral and below 2^53 in magnitude.
+            Value::from(f as i64)
+        }
+        _ => value,
+    }
+}
+
 /// The log number of the step an advance from `revision` records.
 pub(crate) fn log_seq(revision: i64) -> i32 {
     i32::try_from(revision + 1).unwrap_or(i32::MAX)
@@ -1452,5 +1466,30 @@ fn held(outcome: store::write::Outcome) -> Result<()> {
         store::write::Outcome::RunAgain => Err(Error::Unavailable(
             "the change was rolled back with another one; send it again".to_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn whole_numbers_show_without_a_point() {
+        assert_eq!(whole_numbers(json!(40.0)), json!(40));
+        assert_eq!(whole_numbers(json!(12.5)), json!(12.5));
+        assert_eq!(whole_numbers(json!(7)), json!(7));
+        assert_eq!(whole_numbers(json!("40.00")), json!("40.00"));
+        assert_eq!(whole_numbers(json!(1e300)), json!(1e300));
+    }
+
+    #[test]
+    fn instants_are_dates_or_date_times() {
+        let zone = chrono_tz::Asia::Shanghai;
+        let midnight = parse_instant("2026-12-31", zone).expect("a date");
+        assert_eq!(midnight.to_rfc3339(), "2026-12-30T16:00:00+00:00");
+        assert!(parse_instant("2026-12-31T09:00:00+08:00", zone).is_some());
+        assert!(parse_instant("next tuesday", zone).is_none());
     }
 }
