@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
@@ -151,49 +150,10 @@ async fn progress_is_recorded(backend: Backend) {
     assert_eq!(job["progress_total"], 4);
 }
 
-/// Idempotency key and body of one delivery.
-type Delivery = (Option<String>, Value);
-
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Delivery>>>);
-
-async fn receiver(fail_first: usize) -> (String, Received) {
-    use axum::{Json, Router, http::HeaderMap, routing::post};
-    let received = Received::default();
-    let log = received.clone();
-    let counter = Arc::new(Mutex::new(0usize));
-    let app = Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap, Json(body): Json<Value>| {
-            let log = log.clone();
-            let counter = counter.clone();
-            async move {
-                let key = headers
-                    .get("idempotency-key")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                log.0.lock().expect("lock").push((key, body));
-                let mut n = counter.lock().expect("lock");
-                *n += 1;
-                if *n <= fail_first {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
-
 async fn the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key(backend: Backend) {
     let app = settled(backend).await;
-    let (url, received) = receiver(1).await;
+    let sink = common::WebhookSink::start(vec![500]).await;
+    let url = sink.url.clone();
     let workspace = demo_id(&app).await;
     let make = || {
         let mut job = NewJob::new(
@@ -222,13 +182,10 @@ async fn the_outbox_delivers_webhooks_at_least_once_with_an_idempotency_key(back
     app.run_jobs_until_idle().await;
     app.advance(Duration::seconds(11));
     app.run_jobs_until_idle().await;
-    let calls = received.0.lock().expect("lock").clone();
+    let calls = sink.received();
     assert_eq!(calls.len(), 2, "one failure, one success: {calls:?}");
     for (key, body) in &calls {
-        assert_eq!(
-            key.as_deref(),
-            Some(format!("{workspace}:lead.created:42").as_str())
-        );
+        assert_eq!(key, &format!("{workspace}:lead.created:42"));
         assert_eq!(body["event"], "lead.created");
     }
     let admin = app.admin().await;

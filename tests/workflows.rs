@@ -680,6 +680,7 @@ both_databases!(
     bad_definitions_are_refused,
     the_sales_crm_workflows,
     versions_and_the_rest,
+    failing_deliveries_block_nothing,
 );
 
 /// The Sales CRM's own workflows: a follow-up stamps its customer and moves the customer's
@@ -908,4 +909,61 @@ async fn versions_and_the_rest(backend: Backend) {
         "{}",
         spun["error"]
     );
+}
+
+/// Deliveries that cannot go out — a webhook receiver that refuses the connection, an SMTP
+/// server that is down — are retried with backoff and logged on their jobs, and never hold up
+/// the runs: each run completes at once, and the next one too.
+async fn failing_deliveries_block_nothing(backend: Backend) {
+    let closed = common::free_port();
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            smtp_url: Some(format!("smtp://127.0.0.1:{closed}")),
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    entities(&admin).await;
+    workflow(
+        &admin,
+        "noisy",
+        json!({
+            "label": {"en": "Noisy"}, "entity": "wlead", "trigger": {"type": "record_created"},
+            "steps": [
+                {"id": "hook", "type": "webhook", "url": format!("http://127.0.0.1:{closed}/hook")},
+                {"id": "mail", "type": "notify", "to": ["owner"], "channels": ["in_app", "email"], "title": "New {{ record.name }}"},
+                {"id": "done", "type": "set_fields", "fields": {"note": "done"}}
+            ]
+        }),
+    )
+    .await;
+    let one = create_lead(&admin, json!({"name": "One"})).await;
+    let two = create_lead(&admin, json!({"name": "Two"})).await;
+    app.run_jobs_until_idle().await;
+    for lead in [&one, &two] {
+        let (_, record) = admin
+            .get(&format!("{LEADS}/{}", lead["id"].as_str().expect("id")))
+            .await;
+        assert_eq!(record["fields"]["note"], "done", "{record}");
+    }
+    let all = runs(&admin, "noisy").await;
+    assert!(all.iter().all(|r| r["status"] == "completed"), "{all:?}");
+    let (_, jobs) = admin.get(&format!("{W}/jobs?limit=100")).await;
+    let deliveries: Vec<&Value> = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["kind"] == "outbox.webhook" || j["kind"] == "outbox.email")
+        .collect();
+    assert_eq!(deliveries.len(), 4, "{jobs}");
+    for job in deliveries {
+        assert_eq!(job["status"], "queued", "waiting to be retried: {job}");
+        assert_eq!(job["attempts"], 1, "{job}");
+        assert!(
+            job["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{job}"
+        );
+    }
 }
