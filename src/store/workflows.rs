@@ -44,20 +44,6 @@ pub async fn insert_run(conn: &impl Conn, row: RunRow) -> Result<()> {
     Ok(())
 }
 
-/// Inserts many new runs (a scheduled or manual start over a selection).
-///
-/// # Errors
-/// `Error::Db`.
-pub async fn insert_runs(conn: &impl Conn, rows: Vec<RunRow>) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    workflow_run::Entity::insert_many(rows.into_iter().map(workflow_run::ActiveModel::from))
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
-}
-
 /// One run.
 ///
 /// # Errors
@@ -91,6 +77,26 @@ pub struct Advance {
     pub now: DateTime<Utc>,
     /// The step's log row, if a step ran.
     pub log: Option<StepRow>,
+}
+
+impl Advance {
+    /// A change of `run`'s status alone: same position, variables and step count, no log row,
+    /// no wake time, no error.
+    pub fn status_of(run: &RunRow, status: &'static str, now: DateTime<Utc>) -> Self {
+        Self {
+            run_id: run.id,
+            revision: run.revision,
+            status,
+            cursor: run.cursor.clone(),
+            vars: run.vars.clone(),
+            wake_at: None,
+            error: None,
+            failed_step: None,
+            steps_run: run.steps_run,
+            now,
+            log: None,
+        }
+    }
 }
 
 /// Applies `advance` if the run is still at its revision; true when it did.

@@ -706,21 +706,15 @@ impl Runtime {
         rows::advance(
             db.conn(),
             Advance {
-                run_id: run.id,
-                revision: run.revision,
                 status: if failed {
                     status::FAILED
                 } else {
                     status::COMPLETED
                 },
                 cursor: if failed { failed_step.clone() } else { None },
-                vars: run.vars.clone(),
-                wake_at: None,
                 error,
                 failed_step,
-                steps_run: run.steps_run,
-                now,
-                log: None,
+                ..Advance::status_of(run, status::COMPLETED, now)
             },
         )
         .await?;
@@ -1378,23 +1372,7 @@ pub async fn retry(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
     }
     let now = clock.now();
     let tx = db.write(Sharing::Alone).await?;
-    let moved = rows::advance(
-        &tx,
-        Advance {
-            run_id: run.id,
-            revision: run.revision,
-            status: status::RUNNING,
-            cursor: run.cursor.clone(),
-            vars: run.vars.clone(),
-            wake_at: None,
-            error: None,
-            failed_step: None,
-            steps_run: run.steps_run,
-            now,
-            log: None,
-        },
-    )
-    .await?;
+    let moved = rows::advance(&tx, Advance::status_of(run, status::RUNNING, now)).await?;
     if !moved {
         return Err(Error::conflict(
             "/status",
@@ -1435,17 +1413,9 @@ pub async fn cancel(db: &Db, clock: &SharedClock, run: &RunRow) -> Result<()> {
     let moved = rows::advance(
         &tx,
         Advance {
-            run_id: run.id,
-            revision: run.revision,
-            status: status::CANCELLED,
-            cursor: run.cursor.clone(),
-            vars: run.vars.clone(),
-            wake_at: None,
             error: run.error.clone(),
             failed_step: run.failed_step.clone(),
-            steps_run: run.steps_run,
-            now: clock.now(),
-            log: None,
+            ..Advance::status_of(run, status::CANCELLED, clock.now())
         },
     )
     .await?;

@@ -246,22 +246,7 @@ pub async fn publish_entity(
     key: &str,
     document: serde_json::Value,
 ) -> (StatusCode, serde_json::Value) {
-    let path = format!("/api/v1/w/demo/definitions/entity/{key}");
-    let (status, current) = client.get(&path).await;
-    let mut draft = serde_json::json!({"document": document});
-    if status == StatusCode::OK {
-        draft["revision"] = current["revision"].clone();
-    }
-    let (status, body) = client.put(&format!("{path}/draft"), draft).await;
-    if status != StatusCode::OK {
-        return (status, body);
-    }
-    client
-        .post(
-            &format!("{path}/versions"),
-            serde_json::json!({"revision": body["revision"]}),
-        )
-        .await
+    publish_definition(client, "entity", key, document).await
 }
 
 /// An HTTP client with a cookie jar and the session's CSRF token or a bearer token.
