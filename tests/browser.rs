@@ -1,14 +1,25 @@
-//! The pages in a real browser: headless Chromium (Debian's `chromium`) loads them from a real
-//! server. `.ci/test` installs Chromium when it is missing; without it these tests fail.
+//! The UI in a real browser: headless Chromium (Debian's `chromium`) driven over WebDriver
+//! (Debian's `chromium-driver`) against a real server. `.ci/test` installs both and starts one
+//! ChromeDriver; without them these tests fail. Screenshots of the main pages are written to
+//! `target/screenshots/` (listed in docs/ui.md).
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Backend, TestApp};
+use common::browser::Browser;
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, TestApp};
+use serde_json::json;
 
 fn chromium() -> String {
     std::env::var("FORMWORK_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(format!("{name}.png"))
 }
 
 /// The DOM Chromium ends up with after loading `url` (following redirects, running scripts).
@@ -63,4 +74,161 @@ async fn a_browser_is_sent_to_sign_in_and_sees_the_form() {
         "the redirect keeps the target: {dom}"
     );
     assert!(dom.contains("/static/app.css"));
+}
+
+async fn sign_in(browser: &Browser, app: &TestApp, next: &str) {
+    browser.goto(&app.url(next)).await;
+    browser.fill("#email", ADMIN_EMAIL).await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    browser
+        .wait_until("the signed-in page", "!document.querySelector('#password')")
+        .await;
+}
+
+/// The whole path of a sales rep's first lead: sign in, fill the lead form with a mistake,
+/// fix it, find the lead on the board, drag it to "contacted", see it in its history, and
+/// read the UI in Chinese.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_goes_from_the_form_across_the_board_into_its_history() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let browser = Browser::open("en").await;
+    sign_in(&browser, &app, "/w/demo/").await;
+    assert!(browser.html().await.contains("Hello,"));
+    browser.screenshot(&screenshot_path("home")).await;
+
+    // The form: an invalid email and no name are refused at the fields, nothing saved.
+    browser.goto(&app.url("/w/demo/e/lead/new")).await;
+    browser.screenshot(&screenshot_path("lead-form")).await;
+    browser
+        .fill("#f-company", "<script>alert(1)</script>{{ 7*7 }}")
+        .await;
+    browser.fill("#f-email", "not-an-email").await;
+    browser
+        .run(
+            "document.querySelector('#f-source').value = 'referral';",
+            json!([]),
+        )
+        .await;
+    browser.click("form.record-form button[type=submit]").await;
+    browser.find("[data-testid=form-errors]").await;
+    let name_error = browser.text("[data-field=name] .field-error").await;
+    assert!(!name_error.is_empty(), "the missing name is named");
+    assert!(browser.has("[data-field=email] .field-error").await);
+    assert_eq!(
+        browser
+            .run(
+                "return document.querySelector('#f-company').value;",
+                json!([])
+            )
+            .await,
+        json!("<script>alert(1)</script>{{ 7*7 }}"),
+        "the input is kept"
+    );
+    browser
+        .screenshot(&screenshot_path("lead-form-errors"))
+        .await;
+    let admin = app.admin().await;
+    let (_, before) = admin
+        .get("/api/v1/w/demo/entities/lead/records?total=exact&limit=1")
+        .await;
+
+    // Fixed, it saves once and shows the record page.
+    browser.fill("#f-name", "王小明").await;
+    browser.fill("#f-email", "wang@example.cn").await;
+    browser.click("form.record-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the record page",
+            "!!document.querySelector('[data-testid=timeline]')",
+        )
+        .await;
+    let record_url = browser.url().await;
+    let id = record_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let page = browser.html().await;
+    assert!(page.contains("王小明"));
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;{{ 7*7 }}"),
+        "values show as text, never as markup or template"
+    );
+    let (_, after) = admin
+        .get("/api/v1/w/demo/entities/lead/records?total=exact&limit=1")
+        .await;
+    assert_eq!(
+        after["total"].as_i64(),
+        before["total"].as_i64().map(|n| n + 1),
+        "one record"
+    );
+
+    // The board by status: drag the card from "new" to "contacted".
+    browser
+        .goto(&app.url("/w/demo/e/lead?layout=kanban&group_by=status"))
+        .await;
+    let card = format!(".card-item[data-id='{id}']");
+    browser.find(&card).await;
+    assert!(
+        browser
+            .has(&format!(".lane[data-value='new'] {card}"))
+            .await
+    );
+    browser.screenshot(&screenshot_path("lead-board")).await;
+    browser
+        .run(
+            "const card = document.querySelector(arguments[0]);\
+             const lane = document.querySelector(\".lane[data-value='contacted'] .cards\");\
+             const data = new DataTransfer();\
+             card.dispatchEvent(new DragEvent('dragstart', {bubbles: true, dataTransfer: data}));\
+             lane.dispatchEvent(new DragEvent('dragover', {bubbles: true, cancelable: true, dataTransfer: data}));\
+             lane.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: data}));\
+             card.dispatchEvent(new DragEvent('dragend', {bubbles: true, dataTransfer: data}));",
+            json!([card]),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the move to be saved",
+            &format!("document.querySelector(\"{card}\").dataset.version === '2'"),
+        )
+        .await;
+    let (_, lead) = admin
+        .get(&format!("/api/v1/w/demo/entities/lead/records/{id}"))
+        .await;
+    assert_eq!(lead["fields"]["status"], json!("contacted"));
+
+    // The record page tells the story: created, then the status changed on the board.
+    browser.goto(&record_url).await;
+    let timeline = browser.text("[data-testid=timeline]").await;
+    assert!(timeline.contains("Created"), "{timeline}");
+    assert!(timeline.contains("Changed"), "{timeline}");
+    assert!(timeline.contains("Contacted"), "{timeline}");
+    browser.screenshot(&screenshot_path("lead-page")).await;
+
+    // 中文: the switcher changes every UI text and the labels of the definitions.
+    browser
+        .run(
+            "const s = document.querySelector('#lang-select'); s.value = 'zh-CN'; s.form.submit();",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the Chinese page",
+            "document.documentElement.lang === 'zh-CN'",
+        )
+        .await;
+    let chinese = browser.html().await;
+    assert!(chinese.contains("动态"), "timeline title in Chinese");
+    assert!(chinese.contains("线索"), "entity label in Chinese");
+    browser.screenshot(&screenshot_path("lead-page-zh")).await;
+    browser.goto(&app.url("/w/demo/e/lead")).await;
+    assert!(browser.html().await.contains("全部线索"));
+    browser.screenshot(&screenshot_path("lead-list-zh")).await;
+    browser.resize(390, 844).await;
+    browser.goto(&app.url("/w/demo/e/lead")).await;
+    browser
+        .screenshot(&screenshot_path("lead-list-phone"))
+        .await;
+    browser.close().await;
 }

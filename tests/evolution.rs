@@ -391,6 +391,7 @@ async fn a_write_racing_a_kind_change_is_refused(backend: Backend) {
             formwork::records::NewRecord {
                 fields,
                 owner: None,
+                id: None,
             },
         )
         .await;

@@ -17,6 +17,7 @@ mod m20261125_000007_attachments;
 mod m20261125_000008_people_access;
 mod m20261205_000009_workflows;
 mod m20261205_000010_approvals;
+mod m20261205_000011_ui;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_people_access::Migration),
             Box::new(m20261205_000009_workflows::Migration),
             Box::new(m20261205_000010_approvals::Migration),
+            Box::new(m20261205_000011_ui::Migration),
         ]
     }
 }

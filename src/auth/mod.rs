@@ -137,6 +137,7 @@ pub async fn create_account(
             totp_enabled_at: None,
             totp_last_step: None,
             totp_recovery: None,
+            locale: None,
         },
     )
     .await

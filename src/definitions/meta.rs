@@ -57,8 +57,17 @@ pub fn problems(validator: &Validator, instance: &Value, pointer_prefix: &str) -
                 .filter(|k| !k.is_empty())
                 .unwrap_or("schema")
                 .to_owned();
+            // A missing property is named in the pointer (`/fields/name`), so clients and the
+            // UI can put the problem at the field rather than on the whole object.
+            let missing = match e.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => property
+                    .as_str()
+                    .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             FieldError::new(
-                format!("{pointer_prefix}{}", e.instance_path().as_str()),
+                format!("{pointer_prefix}{}{missing}", e.instance_path().as_str()),
                 &keyword,
                 e.to_string(),
             )

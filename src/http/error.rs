@@ -38,6 +38,11 @@ fn status_and_slug(error: &Error) -> (StatusCode, &'static str) {
     }
 }
 
+/// The HTTP status an error is answered with (pages show it in HTML).
+pub fn status_of(error: &Error) -> StatusCode {
+    status_and_slug(error).0
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, slug) = status_and_slug(&self);

@@ -136,6 +136,9 @@ pub struct NewRecord {
     pub fields: Map<String, Value>,
     /// Owner (the actor when absent).
     pub owner: Option<Uuid>,
+    /// The id to give it (a form's idempotency token: sending the same form twice finds the
+    /// id taken); a new UUIDv7 when absent.
+    pub id: Option<Uuid>,
 }
 
 /// A page of records.
@@ -168,6 +171,35 @@ pub struct HistoryView {
     pub operation: String,
     /// `{field: {old, new}}` and notes.
     pub changes: Value,
+}
+
+/// What a caller may see and do with one entity, for drawing it (forms, lists, buttons).
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// The definitions the entity was read from.
+    pub snapshot: Arc<Snapshot>,
+    /// The entity.
+    pub model: Arc<EntityModel>,
+    /// Each field's rule for this caller (fields absent here are visible and writable).
+    pub rules: HashMap<String, crate::access::FieldRule>,
+    /// Whether the caller may create records.
+    pub can_create: bool,
+    /// Whether the caller may change some records.
+    pub can_update: bool,
+    /// Whether the caller may delete some records.
+    pub can_delete: bool,
+    /// Whether the caller administers the workspace.
+    pub is_admin: bool,
+}
+
+impl Shape {
+    /// The rule for a field.
+    pub fn rule(&self, key: &str) -> crate::access::FieldRule {
+        self.rules
+            .get(key)
+            .copied()
+            .unwrap_or(crate::access::FieldRule::Visible)
+    }
 }
 
 /// The records service over the database, clock and live registry.
@@ -344,6 +376,33 @@ impl Records<'_> {
             .entity(entity)
             .ok_or_else(|| entity_not_found(entity))?;
         Ok((snapshot, model))
+    }
+
+    /// The entity as `ctx` may see it (403 when the caller may not read its records at all).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity), `Error::Forbidden`.
+    pub async fn shape(&self, ctx: &Context, entity: &str) -> Result<Shape> {
+        let (snapshot, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        self.check_entity(ctx, &lens, &model, Operation::Read)
+            .await?;
+        let rules = model
+            .fields
+            .iter()
+            .map(|f| (f.key.clone(), lens.field(&model, &f.key)))
+            .filter(|(_, rule)| *rule != crate::access::FieldRule::Visible)
+            .collect();
+        let none = crate::access::Reach::None;
+        Ok(Shape {
+            can_create: lens.reach(Operation::Create) != none,
+            can_update: lens.reach(Operation::Update) != none,
+            can_delete: lens.reach(Operation::Delete) != none,
+            is_admin: lens.is_admin,
+            rules,
+            snapshot,
+            model,
+        })
     }
 
     /// Refuses a delete whose cascade (or set-null) would reach records beyond the caller's
@@ -925,7 +984,7 @@ impl Records<'_> {
             .await?;
             Self::validate(&model, &doc, None, &prefix, &mut problems);
             new_rows.push(RecordRow {
-                id: new_id(),
+                id: input.id.unwrap_or_else(new_id),
                 owner,
                 created_at: now,
                 created_by: ctx.actor.account_id(),

@@ -29,6 +29,7 @@ pub async fn insert(conn: &impl Conn, row: AccountRow) -> Result<AccountRow> {
         totp_enabled_at: Set(row.totp_enabled_at),
         totp_last_step: Set(row.totp_last_step),
         totp_recovery: Set(row.totp_recovery),
+        locale: Set(row.locale),
     };
     model.insert(conn).await.map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -85,6 +86,26 @@ pub async fn set_password(
     };
     model.update(conn).await?;
     super::access_changed();
+    Ok(())
+}
+
+/// Sets (or clears) the language an account chose for the UI.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_locale(
+    conn: &impl Conn,
+    id: Uuid,
+    locale: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let model = account::ActiveModel {
+        id: Set(id),
+        locale: Set(locale),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    model.update(conn).await?;
     Ok(())
 }
 

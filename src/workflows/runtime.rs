@@ -789,7 +789,15 @@ impl Runtime {
                 let entity = entity.clone();
                 turn.write(done, None, |ctx| async move {
                     records
-                        .create(&ctx, &entity, NewRecord { fields, owner })
+                        .create(
+                            &ctx,
+                            &entity,
+                            NewRecord {
+                                fields,
+                                owner,
+                                id: None,
+                            },
+                        )
                         .await
                         // The committed progress holds the new record's id: read it back.
                         .map(|_| None)

@@ -3,6 +3,8 @@
 //! spawning the real binary for process-level tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

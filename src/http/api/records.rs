@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::app::Services;
 use crate::auth::Credential;
-use crate::domain::Actor;
 use crate::error::{Error, Result};
 use crate::http::extract::{AppJson, Authenticated, Workspace};
 use crate::records::sharing::CollaboratorView;
@@ -80,19 +79,8 @@ where
             Credential::Session { .. } => Channel::Ui,
             Credential::Token { .. } => Channel::Api,
         };
-        let time_zone = crate::workspaces::zone_of(&ws.access.workspace);
         Ok(Self {
-            ctx: Context {
-                scope: ws.scope(),
-                actor: Actor::Account {
-                    id: ws.access.account_id,
-                },
-                channel,
-                time_zone,
-                policy: Some(ws.access.policy.clone()),
-                calendar: ws.access.calendar.clone(),
-                origin: None,
-            },
+            ctx: crate::http::extract::member_context(&ws.access, channel),
         })
     }
 }
@@ -127,6 +115,7 @@ async fn create(
             NewRecord {
                 fields: body.fields,
                 owner: body.owner,
+                id: None,
             },
         )
         .await?;
@@ -159,6 +148,7 @@ async fn create_batch(
         .map(|r| NewRecord {
             fields: r.fields,
             owner: r.owner,
+            id: None,
         })
         .collect();
     let views = services

@@ -1,5 +1,9 @@
-//! HTML pages: sign-in, workspace chooser and workspace home, rendered with minijinja.
-//! (The full UI — lists, forms, kanban — is the web-UI issue.)
+//! HTML pages rendered with minijinja: sign-in, the workspace chooser, and (in the submodules)
+//! everything inside a workspace. Handlers are thin: they read the request, call the owning
+//! module, and draw the result; failures become an HTML error page in the reader's language.
+
+mod member;
+mod records;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -10,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Services;
 use crate::auth::{self, AccountView, Credential, Principal};
-use crate::definitions::Kind;
 use crate::error::{Error, Result};
 use crate::http::extract::{SESSION_COOKIE, cookie_in, session_cookie};
+use crate::render::i18n::{LOCALES, Locale};
 use crate::render::{Pages, static_asset};
 use crate::store::accounts;
 use crate::workspaces::{self, WorkspaceView};
@@ -24,8 +28,10 @@ pub(super) fn router() -> Router<Services> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/workspaces", get(workspace_list))
-        .route("/w/{workspace}/", get(workspace_home))
+        .route("/w/{workspace}/", get(member::home))
+        .route("/account/language", post(set_language))
         .route("/static/{*path}", get(asset))
+        .merge(records::router())
 }
 
 /// The signed-in browser session of a page request, if any.
@@ -34,6 +40,56 @@ struct PageSession {
     account: AccountView,
     id_hash: String,
     csrf_token: String,
+    /// The language the account chose, if it chose one.
+    locale: Option<Locale>,
+}
+
+/// The cookie remembering the language chosen before signing in (or on this browser).
+const LANGUAGE_COOKIE: &str = "fw_lang";
+
+/// The page's language: the account's choice, else this browser's, else `Accept-Language`.
+fn locale_for(headers: &HeaderMap, chosen: Option<Locale>) -> Locale {
+    chosen
+        .or_else(|| cookie_in(headers, LANGUAGE_COOKIE).and_then(Locale::from_tag))
+        .unwrap_or_else(|| {
+            Locale::negotiate(
+                headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        })
+}
+
+/// The languages for the switcher, with the current one marked.
+fn languages(current: Locale) -> serde_json::Value {
+    LOCALES
+        .iter()
+        .map(|l| serde_json::json!({"tag": l.tag(), "name": l.native_name(), "current": *l == current}))
+        .collect()
+}
+
+/// An error as an HTML page in the reader's language (4xx details are the reader's to see;
+/// 5xx causes stay in the log).
+fn error_page(error: Error, locale: Locale) -> Response {
+    let status = crate::http::error::status_of(&error);
+    if status == StatusCode::UNAUTHORIZED {
+        return Redirect::to("/login").into_response();
+    }
+    let detail = if status.is_server_error() {
+        tracing::error!(error = %error, "page failed");
+        locale.text("error.internal")
+    } else {
+        error.to_string()
+    };
+    let context = serde_json::json!({
+        "lang": locale.tag(),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    match page("error.html", context, status) {
+        Ok(response) => response,
+        Err(_) => error.into_response(),
+    }
 }
 
 async fn page_session(services: &Services, headers: &HeaderMap) -> Result<Option<PageSession>> {
@@ -63,6 +119,7 @@ async fn page_session(services: &Services, headers: &HeaderMap) -> Result<Option
     };
     Ok(Some(PageSession {
         principal,
+        locale: account.locale.as_deref().and_then(Locale::from_tag),
         account: AccountView::from(&account),
         id_hash,
         csrf_token,
@@ -72,9 +129,23 @@ async fn page_session(services: &Services, headers: &HeaderMap) -> Result<Option
 fn page(name: &str, context: impl Serialize, status: StatusCode) -> Result<Response> {
     let html = Pages::shared()?.render(name, context)?;
     let mut response = (status, Html(html)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Scripts only from our own files: a value that slipped through escaping still cannot run.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     Ok(response)
 }
 
@@ -143,6 +214,57 @@ async fn login_page(
     )
 }
 
+#[derive(Debug, Deserialize)]
+struct LanguageForm {
+    lang: String,
+    next: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// Switches the UI language: for the account when signed in (kept across browsers), and for
+/// this browser in a cookie (the sign-in page and public forms).
+async fn set_language(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Form(form): Form<LanguageForm>,
+) -> Result<Response> {
+    if !same_origin(&headers) {
+        return Err(Error::forbidden("cross-site request refused"));
+    }
+    let locale = Locale::from_tag(&form.lang)
+        .ok_or_else(|| Error::invalid("/lang", "enum", "lang is en or zh-CN"))?;
+    if let Some(session) = page_session(&services, &headers).await? {
+        if !form
+            .csrf_token
+            .as_deref()
+            .is_some_and(|t| auth::same_secret(t, &session.csrf_token))
+        {
+            return Err(Error::forbidden("wrong CSRF token"));
+        }
+        accounts::set_locale(
+            services.db().conn(),
+            session.principal.account_id,
+            Some(locale.tag().to_owned()),
+            services.clock().now(),
+        )
+        .await?;
+    }
+    let mut response = Redirect::to(&safe_next(form.next.as_deref())).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let secure = if services.config().secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = HeaderValue::from_str(&format!(
+        "{LANGUAGE_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31536000{secure}",
+        locale.tag()
+    ))
+    .map_err(Error::internal)?;
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
 /// The cookie holding the sign-in form's CSRF token (double submit: the form carries the same
 /// value; a cross-site page can make a browser send the cookie but cannot read it).
 const LOGIN_CSRF_COOKIE: &str = "fw_login_csrf";
@@ -159,6 +281,9 @@ fn login_form(
         .filter(|t| t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()))
         .map_or_else(auth::random_secret, str::to_owned);
     context["csrf_token"] = serde_json::Value::String(token.clone());
+    let locale = locale_for(headers, None);
+    context["lang"] = serde_json::Value::from(locale.tag());
+    context["languages"] = languages(locale);
     let mut response = page("login.html", context, status)?;
     let secure = if services.config().secure_cookies {
         "; Secure"
@@ -232,20 +357,14 @@ async fn login(
                 &services,
                 &headers,
                 serde_json::json!({ "next": next, "email": form.email, "totp": true,
-                    "error": "Enter the 6-digit code from your authenticator app. 请输入身份验证器中的 6 位验证码。" }),
+                    "error": "login.totp_needed" }),
                 StatusCode::UNAUTHORIZED,
             );
         }
         Err(error @ (Error::Unauthenticated | Error::RateLimited { .. })) => {
             let (message, status) = match error {
-                Error::RateLimited { .. } => (
-                    "Too many attempts; try again later. 尝试次数过多，请稍后再试。",
-                    StatusCode::TOO_MANY_REQUESTS,
-                ),
-                _ => (
-                    "Wrong email or password. 邮箱或密码错误。",
-                    StatusCode::UNAUTHORIZED,
-                ),
+                Error::RateLimited { .. } => ("login.too_many", StatusCode::TOO_MANY_REQUESTS),
+                _ => ("login.wrong", StatusCode::UNAUTHORIZED),
             };
             return login_form(
                 &services,
@@ -296,86 +415,16 @@ async fn workspace_list(State(services): State<Services>, headers: HeaderMap) ->
     };
     let list: Vec<WorkspaceView> =
         workspaces::list_for(services.db(), session.principal.account_id).await?;
+    let locale = locale_for(&headers, session.locale);
     page(
         "workspaces.html",
         serde_json::json!({
             "account": session.account,
             "csrf_token": session.csrf_token,
             "workspaces": list,
-        }),
-        StatusCode::OK,
-    )
-}
-
-#[derive(Debug, Serialize)]
-struct EntityTile {
-    key: String,
-    label_en: String,
-    label_zh: Option<String>,
-    version: i32,
-    fields: usize,
-}
-
-async fn workspace_home(
-    State(services): State<Services>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Response> {
-    let Some(session) = page_session(&services, &headers).await? else {
-        return Ok(to_login(&format!("/w/{slug}/")));
-    };
-    let access = workspaces::access(
-        services.db(),
-        services.clock(),
-        services.access_cache(),
-        &session.principal,
-        &slug,
-    )
-    .await?;
-    let snapshot = services
-        .registry()
-        .snapshot(
-            services.db(),
-            access.workspace.id,
-            access.workspace.definitions_generation,
-        )
-        .await?;
-    let entities: Vec<EntityTile> = snapshot
-        .of_kind(Kind::Entity)
-        .into_iter()
-        .map(|(key, published)| {
-            let doc = &published.document;
-            EntityTile {
-                key: key.to_owned(),
-                label_en: doc
-                    .pointer("/x-label/en")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or(key)
-                    .to_owned(),
-                label_zh: doc
-                    .pointer("/x-label/zh-CN")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                version: published.version,
-                fields: doc
-                    .get("properties")
-                    .and_then(|p| p.as_object())
-                    .map_or(0, |p| p.len()),
-            }
-        })
-        .collect();
-    let settings = workspaces::settings_of(&access.workspace)?;
-    let zone = workspaces::check_time_zone(&settings.time_zone)?;
-    let today = services.clock().now().with_timezone(&zone).date_naive();
-    page(
-        "workspace_home.html",
-        serde_json::json!({
-            "account": session.account,
-            "csrf_token": session.csrf_token,
-            "workspace": WorkspaceView::new(&access.workspace, &access.role),
-            "entities": entities,
-            "today": today,
-            "working_day": settings.calendar.is_working_day(today),
+            "lang": locale.tag(),
+            "languages": languages(locale),
+            "here": "/workspaces",
         }),
         StatusCode::OK,
     )

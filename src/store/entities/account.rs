@@ -21,6 +21,7 @@ pub struct Model {
     pub totp_enabled_at: Option<DateTimeUtc>,
     pub totp_last_step: Option<i64>,
     pub totp_recovery: Option<String>,
+    pub locale: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

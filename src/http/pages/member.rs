@@ -1,0 +1,217 @@
+//! A member inside a workspace: who they are, what they may do, in which language they read,
+//! and the frame every workspace page shares (navigation, counts, language switcher). Also the
+//! workspace home.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{PageSession, error_page, languages, locale_for, page, page_session, to_login};
+use crate::app::Services;
+use crate::auth;
+use crate::definitions::{Kind, Snapshot};
+use crate::error::{Error, Result};
+use crate::http::extract::member_context;
+use crate::records::{Channel, Context};
+use crate::render::i18n::Locale;
+use crate::workspaces::{self, Access, WorkspaceView};
+
+/// A signed-in member on a workspace page.
+pub(super) struct Member {
+    /// The browser session.
+    pub(super) session: PageSession,
+    /// Their access to the workspace.
+    pub(super) access: Access,
+    /// Their records context (channel `ui`).
+    pub(super) ctx: Context,
+    /// The page's language.
+    pub(super) locale: Locale,
+}
+
+impl Member {
+    /// The workspace's address segment.
+    pub(super) fn slug(&self) -> &str {
+        &self.access.workspace.slug
+    }
+
+    /// Refuses a form whose CSRF token is not the session's.
+    pub(super) fn check_csrf(&self, sent: Option<&str>) -> Result<()> {
+        if sent.is_some_and(|t| auth::same_secret(t, &self.session.csrf_token)) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "the form expired or was not sent from this site; reload the page",
+            ))
+        }
+    }
+}
+
+/// The member behind a page request, or the response sending the browser to sign in first
+/// (then back to `here`).
+pub(super) async fn enter(
+    services: &Services,
+    headers: &HeaderMap,
+    slug: &str,
+    here: &str,
+) -> std::result::Result<Member, Response> {
+    let fallback = locale_for(headers, None);
+    let session = match page_session(services, headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Err(to_login(here)),
+        Err(error) => return Err(error_page(error, fallback)),
+    };
+    let locale = locale_for(headers, session.locale);
+    let access = workspaces::access(
+        services.db(),
+        services.clock(),
+        services.access_cache(),
+        &session.principal,
+        slug,
+    )
+    .await
+    .map_err(|e| error_page(e, locale))?;
+    let ctx = member_context(&access, Channel::Ui);
+    Ok(Member {
+        session,
+        access,
+        ctx,
+        locale,
+    })
+}
+
+/// The definitions the member's workspace runs on.
+pub(super) async fn snapshot(services: &Services, member: &Member) -> Result<Arc<Snapshot>> {
+    services
+        .registry()
+        .snapshot(
+            services.db(),
+            member.access.workspace.id,
+            member.access.workspace.definitions_generation,
+        )
+        .await
+}
+
+/// The entities the member may read, for navigation: key, label, plural label.
+pub(super) fn readable_entities(snapshot: &Snapshot, member: &Member) -> Vec<Value> {
+    snapshot
+        .of_kind(Kind::Entity)
+        .into_iter()
+        .filter(|(key, _)| member.access.policy.grant(key).read != crate::access::Reach::None)
+        .map(|(key, published)| {
+            let doc = &published.document;
+            json!({
+                "key": key,
+                "label": member.locale.label(doc.get("x-label"), key),
+                "plural": member.locale.label(
+                    doc.get("x-label-plural").or_else(|| doc.get("x-label")),
+                    key,
+                ),
+            })
+        })
+        .collect()
+}
+
+/// What every workspace page's frame shows: the account, language, workspace, navigation and
+/// the member's counts.
+pub(super) async fn frame(
+    services: &Services,
+    member: &Member,
+    snapshot: &Snapshot,
+    here: &str,
+) -> Result<Value> {
+    let unread =
+        crate::workflows::service::inbox(&services.records(), &member.access, true, None, Some(1))
+            .await?
+            .unread;
+    let pending = crate::workflows::approvals::inbox(
+        services.db(),
+        member.access.workspace.id,
+        member.access.account_id,
+        false,
+        "pending",
+        100,
+    )
+    .await?
+    .len();
+    Ok(json!({
+        "account": member.session.account,
+        "csrf_token": member.session.csrf_token,
+        "lang": member.locale.tag(),
+        "languages": languages(member.locale),
+        "here": here,
+        "time_zone": member.access.workspace.time_zone,
+        "workspace": WorkspaceView::new(&member.access.workspace, &member.access.role),
+        "nav": readable_entities(snapshot, member),
+        "unread": unread,
+        "pending_approvals": pending,
+        "is_admin": member.access.is_admin(),
+    }))
+}
+
+/// Merges `extra` into the frame.
+pub(super) fn with(mut frame: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(more)) = (frame.as_object_mut(), extra) {
+        base.extend(more);
+    }
+    frame
+}
+
+/// The workspace home: its entities, the member's pending approvals and notifications.
+pub(super) async fn home(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Response {
+    let here = format!("/w/{slug}/");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    match draw_home(&services, &member, &here).await {
+        Ok(response) => response,
+        Err(error) => error_page(error, locale),
+    }
+}
+
+async fn draw_home(services: &Services, member: &Member, here: &str) -> Result<Response> {
+    let snapshot = snapshot(services, member).await?;
+    let frame = frame(services, member, &snapshot, here).await?;
+    let approvals = crate::workflows::approvals::inbox(
+        services.db(),
+        member.access.workspace.id,
+        member.access.account_id,
+        false,
+        "pending",
+        10,
+    )
+    .await?;
+    let inbox = crate::workflows::service::inbox(
+        &services.records(),
+        &member.access,
+        false,
+        None,
+        Some(10),
+    )
+    .await?;
+    let settings = workspaces::settings_of(&member.access.workspace)?;
+    let zone = workspaces::check_time_zone(&settings.time_zone)?;
+    let today = services.clock().now().with_timezone(&zone).date_naive();
+    page(
+        "workspace_home.html",
+        with(
+            frame,
+            json!({
+                "today": member.locale.date(today),
+                "working_day": settings.calendar.is_working_day(today),
+                "approvals": approvals,
+                "notifications": inbox.notifications,
+            }),
+        ),
+        StatusCode::OK,
+    )
+    .map(IntoResponse::into_response)
+}

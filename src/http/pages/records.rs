@@ -1,0 +1,1419 @@
+//! Record pages under `/w/{workspace}/e/{entity}`: the list (table or kanban, with filters,
+//! sort, pages and bulk actions), the record page (its form, related records and timeline),
+//! and the create and edit forms. Every read and write goes through `records`, so the same
+//! validation, access rules and workflows apply as in the API.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Router;
+use axum::extract::{Form, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::member::{Member, enter, frame, with};
+use super::{error_page, page};
+use crate::app::Services;
+use crate::definitions::{EntityModel, FieldKind, Kind, Snapshot};
+use crate::error::{Error, FieldError, Result};
+use crate::records::{NewRecord, RecordView, Shape};
+use crate::render::forms::{self, Names, Section};
+use crate::render::i18n::Locale;
+
+/// The record pages.
+pub(super) fn router() -> Router<Services> {
+    let base = "/w/{workspace}/e/{entity}";
+    Router::new()
+        .route(base, get(list))
+        .route(&format!("{base}/new"), get(new_form).post(create))
+        .route(&format!("{base}/bulk"), post(bulk))
+        .route(&format!("{base}/{{id}}"), get(show))
+        .route(&format!("{base}/{{id}}/edit"), get(edit_form).post(update))
+        .route(&format!("{base}/{{id}}/set"), post(set_field))
+        .route(&format!("{base}/{{id}}/delete"), post(delete))
+}
+
+/// Largest number of cards a kanban shows per request.
+const KANBAN_LIMIT: u64 = 500;
+/// Largest number of records a reference picker offers without searching.
+const OFFERED_LIMIT: u64 = 200;
+
+type Pairs = Vec<(String, String)>;
+
+fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn query_pairs(raw: Option<&str>) -> Pairs {
+    raw.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn see_other(to: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+}
+
+/// The member behind a request, or the response that sends them to sign in.
+macro_rules! member_or_return {
+    ($services:expr, $headers:expr, $slug:expr, $here:expr) => {
+        match enter($services, $headers, $slug, $here).await {
+            Ok(member) => member,
+            Err(response) => return response,
+        }
+    };
+}
+
+/// A page's result, failures drawn as an error page in the reader's language.
+fn finish(result: Result<Response>, locale: Locale) -> Response {
+    result.unwrap_or_else(|error| error_page(error, locale))
+}
+
+/// The form layout for an entity: its form definition named `<entity>_form`, else the first
+/// one for the entity.
+fn form_for<'s>(snapshot: &'s Snapshot, entity: &str) -> Option<&'s Value> {
+    let forms = snapshot.of_kind(Kind::Form);
+    let of_entity: Vec<&'s Value> = forms
+        .iter()
+        .filter(|(_, p)| p.document.get("entity").and_then(Value::as_str) == Some(entity))
+        .map(|(_, p)| &*p.document)
+        .collect();
+    let preferred = format!("{entity}_form");
+    forms
+        .iter()
+        .find(|(key, p)| *key == preferred && of_entity.contains(&&*p.document))
+        .map(|(_, p)| &*p.document)
+        .or_else(|| of_entity.first().copied())
+}
+
+/// The views of an entity: (key, document).
+fn views_for<'s>(snapshot: &'s Snapshot, entity: &str) -> Vec<(&'s str, &'s Value)> {
+    snapshot
+        .of_kind(Kind::View)
+        .into_iter()
+        .filter(|(_, p)| p.document.get("entity").and_then(Value::as_str) == Some(entity))
+        .map(|(key, p)| (key, &*p.document))
+        .collect()
+}
+
+/// A record's title: its title field, else the start of its id.
+fn title_of(model: &EntityModel, fields: &Map<String, Value>, id: Uuid) -> String {
+    model
+        .title_field
+        .as_deref()
+        .and_then(|key| fields.get(key))
+        .and_then(|v| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| id.to_string().chars().take(8).collect())
+}
+
+/// Names of the records and people that `records` refer to in `keys` (references the caller
+/// cannot read stay unnamed).
+async fn names_for(
+    services: &Services,
+    member: &Member,
+    model: &EntityModel,
+    records: &[&Map<String, Value>],
+    keys: &[String],
+    with_people: bool,
+) -> Result<Names> {
+    let mut names = Names::default();
+    let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
+    for key in keys {
+        if let Some(FieldKind::Reference { entity, .. }) = model.field(key).map(|f| &f.kind) {
+            let ids = wanted.entry(entity.clone()).or_default();
+            for fields in records {
+                if let Some(Value::String(id)) = fields.get(key) {
+                    ids.insert(id.clone());
+                }
+            }
+        }
+    }
+    for (entity, ids) in wanted {
+        if ids.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = ids.into_iter().collect();
+        let query = json!({"filter": {"field": "id", "op": "in", "value": ids}, "limit": 1000});
+        let Ok(page) = services.records().list(&member.ctx, &entity, &query).await else {
+            continue;
+        };
+        let Some(target) = entity_model(services, &member.ctx, &entity).await else {
+            continue;
+        };
+        for record in page.records {
+            names.records.insert(
+                record.id.to_string(),
+                title_of(&target, &record.fields, record.id),
+            );
+        }
+    }
+    if with_people {
+        for person in crate::workspaces::members(services.db(), &member.access).await? {
+            let id = person.account_id.to_string();
+            names.people.insert(id.clone(), person.name.clone());
+            if person.active {
+                names.members.push((id, person.name));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The record titles a reference picker offers (up to [`OFFERED_LIMIT`], by title).
+async fn offer_references(
+    services: &Services,
+    member: &Member,
+    sections: &[Section],
+    names: &mut Names,
+) {
+    for widget in sections.iter().flat_map(|s| s.fields.iter()) {
+        let Some(target) = widget.target.as_deref() else {
+            continue;
+        };
+        if widget.readonly {
+            continue;
+        }
+        let Some(model) = entity_model(services, &member.ctx, target).await else {
+            continue;
+        };
+        let mut query = json!({"limit": OFFERED_LIMIT});
+        if let Some(title) = &model.title_field {
+            query["sort"] = json!([title]);
+        }
+        let Ok(page) = services.records().list(&member.ctx, target, &query).await else {
+            continue;
+        };
+        let offered = page
+            .records
+            .iter()
+            .map(|r| (r.id.to_string(), title_of(&model, &r.fields, r.id)))
+            .collect::<Vec<_>>();
+        for (id, title) in &offered {
+            names.records.insert(id.clone(), title.clone());
+        }
+        names.offered.insert(widget.key.clone(), offered);
+    }
+}
+
+/// What the list page was asked for.
+struct ListRequest {
+    view: Option<String>,
+    layout: String,
+    group_by: Option<String>,
+    q: String,
+    sort: Option<String>,
+    cursor: Option<String>,
+    filters: Vec<(String, String)>,
+    deleted: bool,
+}
+
+fn list_request(pairs: &[(String, String)]) -> ListRequest {
+    ListRequest {
+        view: first(pairs, "view").map(str::to_owned),
+        layout: first(pairs, "layout").unwrap_or("").to_owned(),
+        group_by: first(pairs, "group_by").map(str::to_owned),
+        q: first(pairs, "q").unwrap_or("").trim().to_owned(),
+        sort: first(pairs, "sort")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        cursor: first(pairs, "cursor")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        filters: pairs
+            .iter()
+            .filter(|(k, v)| k.starts_with("f.") && !v.is_empty())
+            .cloned()
+            .collect(),
+        deleted: first(pairs, "deleted") == Some("1"),
+    }
+}
+
+/// The filter of the list page: the view's own, the quick search over text fields, and one
+/// condition per filter input (`f.<field>`, `f.<field>.from`, `f.<field>.to`).
+fn list_filter(
+    model: &EntityModel,
+    shape: &Shape,
+    view: Option<&Value>,
+    request: &ListRequest,
+) -> Option<Value> {
+    let mut all = Vec::new();
+    if let Some(filter) = view.and_then(|v| v.get("filter")) {
+        all.push(filter.clone());
+    }
+    if !request.q.is_empty() {
+        let any: Vec<Value> = model
+            .fields
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    FieldKind::Text | FieldKind::Email | FieldKind::Phone | FieldKind::LongText
+                ) && shape.rule(&f.key) == crate::access::FieldRule::Visible
+                    && !f.hidden
+                    && f.computed.is_none()
+            })
+            .map(|f| json!({"field": f.key, "op": "contains", "value": request.q}))
+            .collect();
+        if !any.is_empty() {
+            all.push(json!({"or": any}));
+        }
+    }
+    for (name, value) in &request.filters {
+        let Some(rest) = name.strip_prefix("f.") else {
+            continue;
+        };
+        let (key, bound) = match rest.rsplit_once('.') {
+            Some((key, "from")) => (key, Some("gte")),
+            Some((key, "to")) => (key, Some("lte")),
+            _ => (rest, None),
+        };
+        let op = match (bound, model.field(key).map(|f| &f.kind)) {
+            (Some(op), _) => op,
+            (None, Some(FieldKind::MultiSelect { .. })) => "contains",
+            (
+                None,
+                Some(
+                    FieldKind::Text
+                    | FieldKind::LongText
+                    | FieldKind::Email
+                    | FieldKind::Phone
+                    | FieldKind::Url,
+                ),
+            ) => "contains",
+            _ => "eq",
+        };
+        let typed = match model.field(key).map(|f| &f.kind) {
+            Some(FieldKind::Integer) => value
+                .parse::<i64>()
+                .map_or_else(|_| json!(value), |n| json!(n)),
+            Some(FieldKind::Number | FieldKind::Percent) => value
+                .parse::<f64>()
+                .map_or_else(|_| json!(value), |n| json!(n)),
+            Some(FieldKind::Boolean) => json!(value == "true"),
+            _ => json!(value),
+        };
+        let field = if key == "owner" { "owner" } else { key };
+        all.push(json!({"field": field, "op": op, "value": typed}));
+    }
+    match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(json!({"and": all})),
+    }
+}
+
+/// The inputs of the filter bar, built from the field kinds of the shown columns.
+fn filter_inputs(
+    model: &EntityModel,
+    columns: &[String],
+    request: &ListRequest,
+    names: &Names,
+    locale: Locale,
+) -> Vec<Value> {
+    let current = |name: &str| {
+        request
+            .filters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+            .to_owned()
+    };
+    let properties = model.document.get("properties");
+    columns
+        .iter()
+        .filter_map(|key| {
+            let field = model.field(key)?;
+            let spec = properties.and_then(|p| p.get(key));
+            let label = locale.label(spec.and_then(|s| s.get("x-label")), key);
+            let name = format!("f.{key}");
+            let input = match &field.kind {
+                FieldKind::SingleSelect { .. } | FieldKind::MultiSelect { .. } => {
+                    let chosen = current(&name);
+                    let options: Vec<Value> = forms::options(spec, locale)
+                        .into_iter()
+                        .map(|c| json!({"value": c.value, "label": c.label, "selected": c.value == chosen}))
+                        .collect();
+                    json!({"type": "select", "options": options})
+                }
+                FieldKind::User => {
+                    let chosen = current(&name);
+                    let options: Vec<Value> = names
+                        .members
+                        .iter()
+                        .map(|(id, n)| json!({"value": id, "label": n, "selected": *id == chosen}))
+                        .collect();
+                    json!({"type": "select", "options": options})
+                }
+                FieldKind::Boolean => {
+                    let chosen = current(&name);
+                    json!({"type": "select", "options": [
+                        {"value": "true", "label": locale.text("value.yes"), "selected": chosen == "true"},
+                        {"value": "false", "label": locale.text("value.no"), "selected": chosen == "false"}]})
+                }
+                FieldKind::Date | FieldKind::DateTime => json!({"type": "date_range",
+                    "from": current(&format!("{name}.from")), "to": current(&format!("{name}.to"))}),
+                FieldKind::Integer | FieldKind::Number | FieldKind::Money { .. } | FieldKind::Percent => {
+                    json!({"type": "number_range",
+                        "from": current(&format!("{name}.from")), "to": current(&format!("{name}.to"))})
+                }
+                FieldKind::Text | FieldKind::Email | FieldKind::Phone | FieldKind::Url => {
+                    json!({"type": "text", "value": current(&name)})
+                }
+                _ => return None,
+            };
+            let mut input = input;
+            input["name"] = json!(name);
+            input["label"] = json!(label);
+            Some(input)
+        })
+        .collect()
+}
+
+async fn list(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let here = match &raw {
+        Some(q) => format!("/w/{slug}/e/{entity}?{q}"),
+        None => format!("/w/{slug}/e/{entity}"),
+    };
+    let pairs = query_pairs(raw.as_deref());
+    let member = member_or_return!(&services, &headers, &slug, &here.clone());
+    finish(
+        draw_list(&services, &member, &entity, &pairs, &here).await,
+        member.locale,
+    )
+}
+
+async fn draw_list(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    pairs: &[(String, String)],
+    here: &str,
+) -> Result<Response> {
+    let locale = member.locale;
+    let shape = services.records().shape(&member.ctx, entity).await?;
+    let model = shape.model.clone();
+    let request = list_request(pairs);
+    let views = views_for(&shape.snapshot, entity);
+    let view = request
+        .view
+        .as_deref()
+        .and_then(|key| views.iter().find(|(k, _)| *k == key))
+        .or_else(|| {
+            views
+                .iter()
+                .find(|(_, v)| v.get("layout").and_then(Value::as_str) == Some("table"))
+        })
+        .copied();
+    let view_doc = view.map(|(_, v)| v);
+    let view_layout = view_doc
+        .and_then(|v| v.get("layout"))
+        .and_then(Value::as_str)
+        .unwrap_or("table");
+    let layout = match request.layout.as_str() {
+        "kanban" | "table" => request.layout.clone(),
+        _ if view_layout == "kanban" => "kanban".to_owned(),
+        _ => "table".to_owned(),
+    };
+    let visible = |key: &str| {
+        model
+            .field(key)
+            .is_some_and(|f| !f.hidden && shape.rule(key) != crate::access::FieldRule::Hidden)
+    };
+    let columns: Vec<String> = view_doc
+        .and_then(|v| v.get("columns"))
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(Value::as_str)
+                .filter(|k| visible(k))
+                .map(str::to_owned)
+                .collect()
+        })
+        .filter(|c: &Vec<String>| !c.is_empty())
+        .unwrap_or_else(|| {
+            model
+                .fields
+                .iter()
+                .filter(|f| {
+                    visible(&f.key)
+                        && !matches!(f.kind, FieldKind::SubTable { .. } | FieldKind::LongText)
+                })
+                .take(6)
+                .map(|f| f.key.clone())
+                .collect()
+        });
+    let selects: Vec<(String, String)> = model
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::SingleSelect { .. }) && visible(&f.key))
+        .map(|f| {
+            let spec = model
+                .document
+                .pointer(&format!("/properties/{}/x-label", f.key));
+            (f.key.clone(), locale.label(spec, &f.key).to_owned())
+        })
+        .collect();
+    let group_by = request
+        .group_by
+        .clone()
+        .filter(|g| selects.iter().any(|(k, _)| k == g))
+        .or_else(|| {
+            view_doc
+                .and_then(|v| v.get("group_by"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .or_else(|| selects.first().map(|(k, _)| k.clone()));
+    let layout = if layout == "kanban" && group_by.is_none() {
+        "table".to_owned()
+    } else {
+        layout
+    };
+    let sort: Vec<Value> = match &request.sort {
+        Some(text) => text
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| json!(s))
+            .collect(),
+        None => view_doc
+            .and_then(|v| v.get("sort"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let page_size = view_doc
+        .and_then(|v| v.get("page_size"))
+        .and_then(Value::as_u64)
+        .unwrap_or(50);
+    let mut query = json!({
+        "sort": sort,
+        "limit": if layout == "kanban" { KANBAN_LIMIT } else { page_size },
+        "total": "exact",
+    });
+    if let Some(filter) = list_filter(&model, &shape, view_doc, &request) {
+        query["filter"] = filter;
+    }
+    if request.deleted {
+        query["deleted"] = json!(true);
+    }
+    if let Some(cursor) = &request.cursor
+        && layout == "table"
+    {
+        query["cursor"] = json!(cursor);
+    }
+    let snapshot = shape.snapshot.clone();
+    let frame = frame(services, member, &snapshot, here).await?;
+    let (listed, problem) = match services.records().list(&member.ctx, entity, &query).await {
+        Ok(listed) => (Some(listed), None),
+        Err(
+            error @ (Error::Invalid { .. } | Error::Forbidden { .. } | Error::BadRequest { .. }),
+        ) => (None, Some(problem_text(&error, locale))),
+        Err(other) => return Err(other),
+    };
+    let records = listed
+        .as_ref()
+        .map(|p| p.records.as_slice())
+        .unwrap_or_default();
+    let mut keys = columns.clone();
+    keys.extend(group_by.clone());
+    let field_maps: Vec<&Map<String, Value>> = records.iter().map(|r| &r.fields).collect();
+    let names = names_for(services, member, &model, &field_maps, &keys, true).await?;
+    let properties = model.document.get("properties");
+    let choices_of = |key: &str| forms::options(properties.and_then(|p| p.get(key)), locale);
+    let zone = member.ctx.time_zone;
+    let cells = |record: &RecordView| -> Vec<Value> {
+        columns
+            .iter()
+            .filter_map(|key| {
+                let field = model.field(key)?;
+                let value = record.fields.get(key).cloned().unwrap_or(Value::Null);
+                let choices = choices_of(key);
+                let color = match &value {
+                    Value::String(v) => choices
+                        .iter()
+                        .find(|c| c.value == *v)
+                        .and_then(|c| c.color.clone()),
+                    _ => None,
+                };
+                Some(json!({
+                    "key": key,
+                    "text": forms::display(field, &choices, &value, &names, zone, locale),
+                    "color": color,
+                    "kind": field.kind.name(),
+                }))
+            })
+            .collect()
+    };
+    let rows: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "version": r.version,
+                "title": title_of(&model, &r.fields, r.id),
+                "cells": cells(r),
+                "owner": r.owner.map(|o| names.people.get(&o.to_string()).cloned().unwrap_or_default()),
+                "group": group_by.as_ref().and_then(|g| r.fields.get(g)).cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let headers: Vec<Value> = columns
+        .iter()
+        .map(|key| {
+            let label = locale.label(
+                properties.and_then(|p| p.pointer(&format!("/{key}/x-label"))),
+                key,
+            );
+            let sorted = sort.first().and_then(Value::as_str);
+            let (next, state) = match sorted {
+                Some(s) if s == key => (format!("-{key}"), "asc"),
+                Some(s) if s.strip_prefix('-') == Some(key.as_str()) => (key.clone(), "desc"),
+                _ => (key.clone(), "none"),
+            };
+            json!({"key": key, "label": label, "sort_to": next, "sorted": state,
+                   "sortable": model.field(key).is_some_and(|f| f.kind.is_indexable() || f.computed.is_some())})
+        })
+        .collect();
+    let lanes: Vec<Value> = if layout == "kanban" {
+        let group = group_by.clone().unwrap_or_default();
+        let mut lanes: Vec<Value> = choices_of(&group)
+            .into_iter()
+            .map(|c| {
+                let cards: Vec<&Value> = rows
+                    .iter()
+                    .filter(|r| r["group"].as_str() == Some(c.value.as_str()))
+                    .collect();
+                json!({"value": c.value, "label": c.label, "color": c.color, "cards": cards, "count": cards.len()})
+            })
+            .collect();
+        let empty: Vec<&Value> = rows.iter().filter(|r| r["group"].is_null()).collect();
+        if !empty.is_empty() {
+            lanes.insert(
+                0,
+                json!({"value": "", "label": locale.text("kanban.no_value"), "color": null, "cards": empty, "count": empty.len()}),
+            );
+        }
+        lanes
+    } else {
+        Vec::new()
+    };
+    let base = format!("/w/{}/e/{entity}", member.slug());
+    let keep = |drop: &[&str]| -> String {
+        let kept: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(k, _)| !drop.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(kept)
+            .finish()
+    };
+    let doc = &model.document;
+    let context = json!({
+        "entity": entity,
+        "entity_label": locale.label(doc.get("x-label"), entity),
+        "entity_plural": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity),
+        "base": base,
+        "layout": layout,
+        "group_by": group_by,
+        "selects": selects.iter().map(|(k, l)| json!({"key": k, "label": l, "selected": Some(k) == group_by.as_ref()})).collect::<Vec<_>>(),
+        "views": views.iter().map(|(k, v)| json!({"key": k, "label": locale.label(v.get("label"), k),
+            "layout": v.get("layout"), "current": view.is_some_and(|(c, _)| c == *k)})).collect::<Vec<_>>(),
+        "view": view.map(|(k, _)| k),
+        "headers": headers,
+        "rows": rows,
+        "lanes": lanes,
+        "total": listed.as_ref().and_then(|p| p.total),
+        "next_cursor": listed.as_ref().and_then(|p| p.next_cursor.clone()),
+        "keep_without_cursor": keep(&["cursor"]),
+        "keep_without_sort": keep(&["sort", "cursor"]),
+        "keep_without_layout": keep(&["layout", "group_by", "cursor"]),
+        "q": request.q,
+        "filters": filter_inputs(&model, &columns, &request, &names, locale),
+        "filtering": !request.filters.is_empty() || !request.q.is_empty(),
+        "deleted": request.deleted,
+        "problem": problem,
+        "can_create": shape.can_create,
+        "can_update": shape.can_update,
+        "can_delete": shape.can_delete,
+        "is_admin": shape.is_admin,
+        "members": names.members.iter().map(|(id, n)| json!({"id": id, "name": n})).collect::<Vec<_>>(),
+    });
+    page("record_list.html", with(frame, context), StatusCode::OK)
+}
+
+/// An error's message for the top of a page, in the reader's language.
+fn problem_text(error: &Error, locale: Locale) -> String {
+    let located = match error {
+        Error::Invalid { errors, .. }
+        | Error::Conflict { errors, .. }
+        | Error::Forbidden { errors, .. }
+        | Error::BadRequest { errors, .. } => errors.first(),
+        _ => None,
+    };
+    located.map_or_else(
+        || error.to_string(),
+        |e| format!("{} ({})", forms::message_of(e, locale), e.pointer),
+    )
+}
+
+/// The signed idempotency token of a new-record form: the id the record will get, and a MAC
+/// over it keyed by the session's CSRF token, so only this server issued it to this session.
+fn issue_token(csrf_token: &str) -> String {
+    let id = crate::domain::new_id();
+    format!("{id}.{}", token_mac(csrf_token, id))
+}
+
+fn token_mac(csrf_token: &str, id: Uuid) -> String {
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(csrf_token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(id.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// The record id a form token carries, if this session issued it.
+fn redeem_token(csrf_token: &str, token: &str) -> Option<Uuid> {
+    let (id, mac) = token.split_once('.')?;
+    let id = Uuid::parse_str(id).ok()?;
+    crate::auth::same_secret(&token_mac(csrf_token, id), mac).then_some(id)
+}
+
+/// The form page (new or edit), with values, problems and what others saved meanwhile.
+struct FormPage<'a> {
+    shape: &'a Shape,
+    record: Option<&'a RecordView>,
+    values: Map<String, Value>,
+    posted: Option<&'a [(String, String)]>,
+    errors: Vec<FieldError>,
+    stale: Option<&'a RecordView>,
+    token: Option<String>,
+    version: Option<i64>,
+}
+
+async fn draw_form(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    form: FormPage<'_>,
+    status: StatusCode,
+) -> Result<Response> {
+    let locale = member.locale;
+    let shape = form.shape;
+    let model = &shape.model;
+    let rules = |key: &str| shape.rule(key);
+    let mut sections = forms::layout(model, form_for(&shape.snapshot, entity), &rules, locale);
+    let keys: Vec<String> = model.fields.iter().map(|f| f.key.clone()).collect();
+    let mut names = names_for(services, member, model, &[&form.values], &keys, true).await?;
+    offer_references(services, member, &sections, &mut names).await;
+    let zone = member.ctx.time_zone;
+    forms::fill(&mut sections, model, &form.values, &names, zone, locale);
+    if let Some(posted) = form.posted {
+        // Show what the person typed, exactly, not its parsed form.
+        for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
+            if matches!(
+                widget.widget,
+                "text" | "textarea" | "number" | "money" | "percent" | "date" | "datetime"
+            ) && let Some(text) = first(posted, &widget.key)
+            {
+                widget.value = text.to_owned();
+            }
+        }
+    }
+    if let Some(theirs) = form.stale {
+        for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
+            let Some(field) = model.field(&widget.key) else {
+                continue;
+            };
+            let saved = theirs
+                .fields
+                .get(&widget.key)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mine = form.values.get(&widget.key).cloned().unwrap_or(Value::Null);
+            if !widget.readonly && saved != mine {
+                let shown = forms::display(field, &widget.choices, &saved, &names, zone, locale);
+                widget.theirs = Some(if shown.is_empty() {
+                    locale.text("value.empty")
+                } else {
+                    shown
+                });
+            }
+        }
+    }
+    let general = forms::attach_errors(&mut sections, &form.errors, locale);
+    let snapshot = shape.snapshot.clone();
+    let base = format!("/w/{}/e/{entity}", member.slug());
+    let (action, here) = match form.record {
+        Some(record) => (
+            format!("{base}/{}/edit", record.id),
+            format!("{base}/{}/edit", record.id),
+        ),
+        None => (format!("{base}/new"), format!("{base}/new")),
+    };
+    let frame = frame(services, member, &snapshot, &here).await?;
+    let doc = &model.document;
+    let context = json!({
+        "entity": entity,
+        "entity_label": locale.label(doc.get("x-label"), entity),
+        "entity_plural": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity),
+        "base": base,
+        "action": action,
+        "sections": sections,
+        "record": form.record.map(|r| json!({"id": r.id, "title": title_of(model, &r.fields, r.id)})),
+        "version": form.version,
+        "token": form.token,
+        "general_errors": general,
+        "has_errors": !form.errors.is_empty(),
+        "stale": form.stale.is_some(),
+    });
+    page("record_form.html", with(frame, context), status)
+}
+
+async fn new_form(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/new");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        let shape = services.records().shape(&member.ctx, &entity).await?;
+        if !shape.can_create {
+            return Err(Error::forbidden(format!(
+                "your role may not create {entity} records"
+            )));
+        }
+        let defaults: Map<String, Value> = shape
+            .model
+            .fields
+            .iter()
+            .filter_map(|f| f.default.clone().map(|d| (f.key.clone(), d)))
+            .collect();
+        let form = FormPage {
+            shape: &shape,
+            record: None,
+            values: defaults,
+            posted: None,
+            errors: Vec::new(),
+            stale: None,
+            token: Some(issue_token(&member.session.csrf_token)),
+            version: None,
+        };
+        draw_form(&services, &member, &entity, form, StatusCode::OK).await
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn create(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/new");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = save_new(&services, &member, &entity, &posted).await;
+    finish(result, member.locale)
+}
+
+async fn save_new(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    posted: &[(String, String)],
+) -> Result<Response> {
+    member.check_csrf(first(posted, "csrf_token"))?;
+    let id = first(posted, "_token")
+        .and_then(|t| redeem_token(&member.session.csrf_token, t))
+        .ok_or_else(|| {
+            Error::bad_request(
+                "the form's token is missing or was not issued to you; reload the page",
+            )
+        })?;
+    let record_page = format!("/w/{}/e/{entity}/{id}", member.slug());
+    // The same form sent twice: the first made the record; show it.
+    if exists(services, member, entity, id).await {
+        return Ok(see_other(&record_page));
+    }
+    let shape = services.records().shape(&member.ctx, entity).await?;
+    let rules = |key: &str| shape.rule(key);
+    let sections = forms::layout(
+        &shape.model,
+        form_for(&shape.snapshot, entity),
+        &rules,
+        member.locale,
+    );
+    let mut local = Vec::new();
+    let fields = forms::read_input(
+        &sections,
+        &shape.model,
+        posted,
+        member.ctx.time_zone,
+        &mut local,
+    );
+    let to_create: Map<String, Value> = fields
+        .iter()
+        .filter(|(_, v)| !v.is_null() && *v != &Value::Array(Vec::new()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let attempt = services
+        .records()
+        .create(
+            &member.ctx,
+            entity,
+            NewRecord {
+                fields: to_create,
+                owner: None,
+                id: Some(id),
+            },
+        )
+        .await;
+    match attempt {
+        Ok(_) => Ok(see_other(&record_page)),
+        Err(error) if exists(services, member, entity, id).await => {
+            tracing::debug!(%error, "a repeated form found its record made");
+            Ok(see_other(&record_page))
+        }
+        Err(
+            Error::Invalid { errors, .. }
+            | Error::Conflict { errors, .. }
+            | Error::Forbidden { errors, .. },
+        ) if !errors.is_empty() => {
+            local.extend(errors);
+            let form = FormPage {
+                shape: &shape,
+                record: None,
+                values: fields,
+                posted: Some(posted),
+                errors: local,
+                stale: None,
+                token: first(posted, "_token").map(str::to_owned),
+                version: None,
+            };
+            draw_form(
+                services,
+                member,
+                entity,
+                form,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn exists(services: &Services, member: &Member, entity: &str, id: Uuid) -> bool {
+    services
+        .records()
+        .get(&member.ctx, entity, &id.to_string(), false)
+        .await
+        .is_ok()
+}
+
+async fn edit_form(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}/edit");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        let shape = services.records().shape(&member.ctx, &entity).await?;
+        let record = services
+            .records()
+            .get(&member.ctx, &entity, &id, false)
+            .await?;
+        let form = FormPage {
+            shape: &shape,
+            record: Some(&record),
+            values: record.fields.clone(),
+            posted: None,
+            errors: Vec::new(),
+            stale: None,
+            token: None,
+            version: Some(record.version),
+        };
+        draw_form(&services, &member, &entity, form, StatusCode::OK).await
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn update(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}/edit");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = save_edit(&services, &member, &entity, &id, &posted).await;
+    finish(result, member.locale)
+}
+
+async fn save_edit(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    id: &str,
+    posted: &[(String, String)],
+) -> Result<Response> {
+    member.check_csrf(first(posted, "csrf_token"))?;
+    let version = first(posted, "_version")
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| {
+            Error::bad_request("the form lacks the record's version; reload the page")
+        })?;
+    let shape = services.records().shape(&member.ctx, entity).await?;
+    let current = services
+        .records()
+        .get(&member.ctx, entity, id, false)
+        .await?;
+    let rules = |key: &str| shape.rule(key);
+    let sections = forms::layout(
+        &shape.model,
+        form_for(&shape.snapshot, entity),
+        &rules,
+        member.locale,
+    );
+    let mut local = Vec::new();
+    let typed = forms::read_input(
+        &sections,
+        &shape.model,
+        posted,
+        member.ctx.time_zone,
+        &mut local,
+    );
+    // Only what the person changed is sent: fields they may not write stay out of the request.
+    let changed: Map<String, Value> = typed
+        .iter()
+        .filter(|(k, v)| !same_value(current.fields.get(*k), v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let record_page = format!("/w/{}/e/{entity}/{id}", member.slug());
+    if changed.is_empty() && local.is_empty() && version == current.version {
+        return Ok(see_other(&record_page));
+    }
+    let mut values = current.fields.clone();
+    values.extend(typed.clone());
+    let attempt = services
+        .records()
+        .update(&member.ctx, entity, id, &changed, None, Some(version))
+        .await;
+    let refused = |errors: Vec<FieldError>, version: i64| FormPage {
+        shape: &shape,
+        record: Some(&current),
+        values: values.clone(),
+        posted: Some(posted),
+        errors,
+        stale: None,
+        token: None,
+        version: Some(version),
+    };
+    match attempt {
+        Ok(_) => Ok(see_other(&record_page)),
+        Err(Error::Conflict { errors, .. }) if errors.iter().any(|e| e.code == "stale_version") => {
+            // Someone saved first: keep the person's input, show what changed, and let the
+            // next save go over the current version on purpose.
+            let mut form = refused(Vec::new(), current.version);
+            form.stale = Some(&current);
+            draw_form(services, member, entity, form, StatusCode::CONFLICT).await
+        }
+        Err(
+            Error::Invalid { errors, .. }
+            | Error::Conflict { errors, .. }
+            | Error::Forbidden { errors, .. },
+        ) if !errors.is_empty() => {
+            local.extend(errors);
+            let form = refused(local, version);
+            draw_form(
+                services,
+                member,
+                entity,
+                form,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Whether a stored value and a typed one mean the same (money `12500` is `12500.00`).
+fn same_value(stored: Option<&Value>, typed: &Value) -> bool {
+    match (stored.unwrap_or(&Value::Null), typed) {
+        (Value::String(a), Value::String(b)) => {
+            a == b
+                || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y && a.contains('.') != b.contains('e'))
+        }
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    }
+}
+
+/// Sets one field (a kanban card dropped on another lane, or its keyboard "move to" form).
+/// Scripts (`X-Requested-With: fetch`) get JSON; a plain form post returns to the list.
+async fn set_field(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let from_script = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes() == b"fetch");
+    let member = match enter(&services, &headers, &slug, &format!("/w/{slug}/e/{entity}")).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let field = first(&posted, "field").unwrap_or_default();
+        let value = first(&posted, "value").unwrap_or_default();
+        let version = first(&posted, "version").and_then(|v| v.parse::<i64>().ok());
+        let shape = services.records().shape(&member.ctx, &entity).await?;
+        let kind = shape.model.field(field).map(|f| &f.kind);
+        if !matches!(
+            kind,
+            Some(FieldKind::SingleSelect { .. } | FieldKind::User | FieldKind::Date)
+        ) {
+            return Err(Error::invalid(
+                "/field",
+                "unknown_field",
+                format!("{field:?} cannot be set from a board"),
+            ));
+        }
+        let mut fields = Map::new();
+        fields.insert(
+            field.to_owned(),
+            if value.is_empty() {
+                Value::Null
+            } else {
+                Value::String(value.to_owned())
+            },
+        );
+        services
+            .records()
+            .update(&member.ctx, &entity, &id, &fields, None, version)
+            .await
+    }
+    .await;
+    let back = format!(
+        "/w/{slug}/e/{entity}?layout=kanban&group_by={}",
+        first(&posted, "field").unwrap_or_default()
+    );
+    match (result, from_script) {
+        (Ok(view), true) => {
+            axum::Json(json!({"id": view.id, "version": view.version})).into_response()
+        }
+        (Ok(_), false) => see_other(&back),
+        (Err(error), true) => {
+            let status = crate::http::error::status_of(&error);
+            let message = problem_text(&error, member.locale);
+            (status, axum::Json(json!({"message": message}))).into_response()
+        }
+        (Err(error), false) => error_page(error, member.locale),
+    }
+}
+
+async fn delete(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        services.records().delete(&member.ctx, &entity, &id).await?;
+        Ok(see_other(&format!("/w/{}/e/{entity}", member.slug())))
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+/// Bulk actions on the selected rows of a list: delete, restore, or assign an owner.
+async fn bulk(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let ids: Vec<String> = posted
+            .iter()
+            .filter(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone())
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                "/id",
+                "required",
+                "select at least one record",
+            ));
+        }
+        let records = services.records();
+        match first(&posted, "action") {
+            Some("delete") => {
+                for id in &ids {
+                    records.delete(&member.ctx, &entity, id).await?;
+                }
+            }
+            Some("restore") => {
+                for id in &ids {
+                    records.restore(&member.ctx, &entity, id).await?;
+                }
+            }
+            Some("assign") => {
+                let owner = first(&posted, "owner")
+                    .and_then(|o| Uuid::parse_str(o).ok())
+                    .ok_or_else(|| Error::invalid("/owner", "required", "choose the new owner"))?;
+                records.transfer(&member.ctx, &entity, &ids, owner).await?;
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "/action",
+                    "enum",
+                    "action is delete, restore or assign",
+                ));
+            }
+        }
+        let back = first(&posted, "back")
+            .filter(|b| b.starts_with(&format!("/w/{}/e/{entity}", member.slug())))
+            .map_or_else(|| format!("/w/{}/e/{entity}", member.slug()), str::to_owned);
+        Ok(see_other(&back))
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn show(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}");
+    let member = member_or_return!(&services, &headers, &slug, &here.clone());
+    let result = draw_record(&services, &member, &entity, &id, &here).await;
+    finish(result, member.locale)
+}
+
+async fn draw_record(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    id: &str,
+    here: &str,
+) -> Result<Response> {
+    let locale = member.locale;
+    let zone = member.ctx.time_zone;
+    let shape = services.records().shape(&member.ctx, entity).await?;
+    let model = shape.model.clone();
+    let record = services
+        .records()
+        .get(&member.ctx, entity, id, true)
+        .await?;
+    let rules = |key: &str| shape.rule(key);
+    let mut sections = forms::layout(&model, form_for(&shape.snapshot, entity), &rules, locale);
+    let keys: Vec<String> = model.fields.iter().map(|f| f.key.clone()).collect();
+    let history = services.records().history(&member.ctx, entity, id).await?;
+    // Names for the record's own references and for those in its history.
+    let mut mentioned: Vec<Map<String, Value>> = vec![record.fields.clone()];
+    for entry in &history {
+        if let Some(changes) = entry.changes.get("fields").and_then(Value::as_object) {
+            for side in ["old", "new"] {
+                mentioned.push(
+                    changes
+                        .iter()
+                        .filter_map(|(k, c)| c.get(side).map(|v| (k.clone(), v.clone())))
+                        .collect(),
+                );
+            }
+        }
+    }
+    let refs: Vec<&Map<String, Value>> = mentioned.iter().collect();
+    let names = names_for(services, member, &model, &refs, &keys, true).await?;
+    forms::fill(&mut sections, &model, &record.fields, &names, zone, locale);
+    let properties = model.document.get("properties");
+    let label_of = |key: &str| {
+        locale
+            .label(
+                properties.and_then(|p| p.pointer(&format!("/{key}/x-label"))),
+                key,
+            )
+            .to_owned()
+    };
+    let person = |id: Option<Uuid>| {
+        id.map(|i| {
+            names
+                .people
+                .get(&i.to_string())
+                .cloned()
+                .unwrap_or_else(|| i.to_string().chars().take(8).collect())
+        })
+    };
+    let timeline: Vec<Value> = history
+        .iter()
+        .rev()
+        .map(|entry| {
+            let changes: Vec<Value> = entry
+                .changes
+                .get("fields")
+                .and_then(Value::as_object)
+                .map(|changes| {
+                    changes
+                        .iter()
+                        .filter_map(|(key, change)| {
+                            let field = model.field(key)?;
+                            if shape.rule(key) == crate::access::FieldRule::Hidden || field.hidden {
+                                return None;
+                            }
+                            let choices =
+                                forms::options(properties.and_then(|p| p.get(key)), locale);
+                            let show = |v: Option<&Value>| {
+                                forms::display(
+                                    field,
+                                    &choices,
+                                    v.unwrap_or(&Value::Null),
+                                    &names,
+                                    zone,
+                                    locale,
+                                )
+                            };
+                            Some(json!({
+                                "label": label_of(key),
+                                "old": show(change.get("old")),
+                                "new": show(change.get("new")),
+                            }))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "at": entry.at,
+                "who": person(entry.actor).unwrap_or_else(|| locale.text("timeline.system")),
+                "channel": entry.channel,
+                "operation": entry.operation,
+                "changes": changes,
+            })
+        })
+        .collect();
+    let related = related_records(services, member, &shape.snapshot, entity, &record).await;
+    let approval = crate::workflows::approvals::lock_on(
+        services.db().conn(),
+        member.access.workspace.id,
+        entity,
+        record.id,
+    )
+    .await
+    .ok()
+    .flatten();
+    let snapshot = shape.snapshot.clone();
+    let frame = frame(services, member, &snapshot, here).await?;
+    let doc = &model.document;
+    let context = json!({
+        "entity": entity,
+        "entity_label": locale.label(doc.get("x-label"), entity),
+        "entity_plural": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity),
+        "base": format!("/w/{}/e/{entity}", member.slug()),
+        "record": {
+            "id": record.id,
+            "version": record.version,
+            "title": title_of(&model, &record.fields, record.id),
+            "owner": person(record.owner),
+            "created_at": record.created_at,
+            "created_by": person(record.created_by),
+            "updated_at": record.updated_at,
+            "updated_by": person(record.updated_by),
+            "deleted": record.deleted_at.is_some(),
+        },
+        "sections": sections,
+        "timeline": timeline,
+        "related": related,
+        "approval": approval,
+        "can_update": shape.can_update,
+        "can_delete": shape.can_delete,
+    });
+    page("record_page.html", with(frame, context), StatusCode::OK)
+}
+
+/// Records of other entities that refer to this one (first few of each), for the record page.
+async fn related_records(
+    services: &Services,
+    member: &Member,
+    snapshot: &Snapshot,
+    entity: &str,
+    record: &RecordView,
+) -> Vec<Value> {
+    let locale = member.locale;
+    let mut out = Vec::new();
+    for referrer in snapshot.referrers(entity) {
+        let model = &referrer.entity;
+        if member.access.policy.grant(&model.key).read == crate::access::Reach::None {
+            continue;
+        }
+        let query = json!({
+            "filter": {"field": referrer.field, "op": "eq", "value": record.id.to_string()},
+            "limit": 10, "total": "exact", "sort": ["-updated_at"],
+        });
+        let Ok(page) = services
+            .records()
+            .list(&member.ctx, &model.key, &query)
+            .await
+        else {
+            continue;
+        };
+        let doc = &model.document;
+        out.push(json!({
+            "entity": model.key,
+            "label": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), &model.key),
+            "via": referrer.field,
+            "total": page.total,
+            "records": page.records.iter().map(|r| json!({
+                "id": r.id, "title": title_of(model, &r.fields, r.id), "updated_at": r.updated_at,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    out
+}
+
+/// The published model of `entity` in the caller's workspace, if there is one.
+async fn entity_model(
+    services: &Services,
+    ctx: &crate::records::Context,
+    entity: &str,
+) -> Option<std::sync::Arc<EntityModel>> {
+    services
+        .registry()
+        .snapshot(services.db(), ctx.scope.workspace_id, ctx.scope.generation)
+        .await
+        .ok()?
+        .entity(entity)
+}
