@@ -7,7 +7,13 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 
 fn browser() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT_LANGUAGE,
+        reqwest::header::HeaderValue::from_static("zh-CN,zh;q=0.9,en;q=0.5"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -80,7 +86,7 @@ async fn sign_in_shows_the_workspace_and_sign_out_ends_it(backend: Backend) {
     let home = browser.get(app.url("/w/demo/")).send().await.expect("get");
     assert_eq!(home.status(), StatusCode::OK);
     let html = home.text().await.expect("html");
-    for label in ["线索", "客户", "联系人", "商机", "跟进记录", "Opportunity"] {
+    for label in ["线索", "客户", "联系人", "商机", "跟进记录", "您好"] {
         assert!(html.contains(label), "home lists {label}");
     }
     let csrf = html

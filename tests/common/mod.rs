@@ -654,3 +654,111 @@ pub async fn process_admin(address: &str) -> Client {
     client.csrf = body["csrf_token"].as_str().map(str::to_owned);
     client
 }
+
+/// A browser-like client for the HTML pages: a cookie jar, no automatic redirects, a chosen
+/// `Accept-Language`, and the session's CSRF token read from the pages.
+pub struct PageClient {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub csrf: String,
+}
+
+/// The value of the first `name="…" value="…"` input in `html`.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    html.split(marker.as_str())
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|v| {
+            v.replace("&amp;", "&")
+                .replace("&quot;", "\"")
+                .replace("&#x2f;", "/")
+        })
+}
+
+impl PageClient {
+    /// Signs in through the sign-in form as `email` with `password`, reading pages in `lang`.
+    pub async fn sign_in(app: &TestApp, email: &str, password: &str, lang: &str) -> PageClient {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT_LANGUAGE,
+            reqwest::header::HeaderValue::from_str(lang).expect("language header"),
+        );
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("client");
+        let login = http
+            .get(format!("{}/login", app.address))
+            .send()
+            .await
+            .expect("login page")
+            .text()
+            .await
+            .expect("html");
+        let token = input_value(&login, "csrf_token").expect("sign-in form token");
+        let response = http
+            .post(format!("{}/login", app.address))
+            .form(&[
+                ("email", email),
+                ("password", password),
+                ("next", "/"),
+                ("csrf_token", token.as_str()),
+            ])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "signed in");
+        let mut client = PageClient {
+            http,
+            base: app.address.clone(),
+            csrf: String::new(),
+        };
+        let (_, home) = client.get("/workspaces").await;
+        client.csrf = input_value(&home, "csrf_token").expect("session CSRF token");
+        client
+    }
+
+    /// GETs a page: status and HTML.
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("get page");
+        let status = response.status();
+        (status, response.text().await.expect("html"))
+    }
+
+    /// POSTs a form (the session's CSRF token added): status, `Location` and body.
+    pub async fn post(&self, path: &str, pairs: &[(&str, &str)]) -> (StatusCode, String, String) {
+        self.post_with(path, pairs, &[]).await
+    }
+
+    /// POSTs a form with extra headers.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let mut form: Vec<(&str, &str)> = vec![("csrf_token", self.csrf.as_str())];
+        form.extend_from_slice(pairs);
+        let mut request = self.http.post(format!("{}{path}", self.base)).form(&form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("post form");
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, location, response.text().await.expect("body"))
+    }
+}

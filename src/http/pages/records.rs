@@ -651,6 +651,8 @@ async fn draw_list(
         "q": request.q,
         "filters": filter_inputs(&model, &columns, &request, &names, locale),
         "filtering": !request.filters.is_empty() || !request.q.is_empty(),
+        "active_filters": request.filters.len(),
+        "title_field": model.title_field,
         "deleted": request.deleted,
         "problem": problem,
         "can_create": shape.can_create,
