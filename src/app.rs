@@ -31,6 +31,7 @@ struct Inner {
     mail_enabled: bool,
     scripts: Arc<crate::script::ScriptEngine>,
     limiter: LoginLimiter,
+    form_limiter: crate::forms::SubmissionLimiter,
     credentials: auth::CredentialCache,
     access: Arc<workspaces::AccessCache>,
     config: ServeConfig,
@@ -119,6 +120,7 @@ impl Services {
                 clock,
                 registry,
                 limiter: LoginLimiter::new(),
+                form_limiter: crate::forms::SubmissionLimiter::default(),
                 credentials: auth::CredentialCache::default(),
                 access,
                 mail_enabled: mailer.is_some(),
@@ -148,6 +150,11 @@ impl Services {
     /// The login rate limiter.
     pub fn limiter(&self) -> &LoginLimiter {
         &self.inner.limiter
+    }
+
+    /// The limiter of public form submissions.
+    pub fn form_limiter(&self) -> &crate::forms::SubmissionLimiter {
+        &self.inner.form_limiter
     }
 
     /// Recently resolved credentials.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod definitions;
 pub mod domain;
 pub mod error;
+pub mod forms;
 pub mod http;
 pub mod jobs;
 pub mod mail;

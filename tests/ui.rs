@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, PageClient, TestApp, input_value};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, PageClient, TestApp, input_value, join_member};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -404,7 +404,191 @@ async fn pages_speak_the_readers_language(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// An anonymous visitor's client (no cookies kept between requests matter here).
+fn visitor(lang: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT_LANGUAGE,
+        reqwest::header::HeaderValue::from_str(lang).expect("header"),
+    );
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+async fn post_public(
+    client: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let response = client.post(url).form(form).send().await.expect("post");
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, location, response.text().await.expect("body"))
+}
+
+async fn a_public_form_takes_leads_from_strangers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let links = "/api/v1/w/demo/forms/lead_form/links";
+    let (member, member_id) = join_member(&app, &admin, "rep@example.com", "member").await;
+    let (status, _) = member.post(links, json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only those who manage definitions publish forms"
+    );
+    let (status, _) = admin
+        .post("/api/v1/w/demo/forms/ghost_form/links", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = admin
+        .post(links, json!({"thank_you": {"fr": "Merci"}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, link) = admin
+        .post(links, json!({"owner": member_id, "thank_you": {"en": "Thanks, we will call you.", "zh-CN": "感谢，我们会尽快联系您。"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let path = link["path"].as_str().expect("path").to_owned();
+    let (_, listed) = admin.get(links).await;
+    assert!(listed[0].get("path").is_none(), "the secret is shown once");
+
+    let before = lead_count(&app).await;
+    let stranger = visitor("zh-CN");
+    let url = app.url(&path);
+    let form = stranger
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        form.contains("联系人姓名"),
+        "labels in the visitor's language"
+    );
+    assert!(
+        !form.contains("csrf-token") && !form.contains("sidenav"),
+        "nothing of the workspace shows"
+    );
+    let token = input_value(&form, "_token").expect("token");
+
+    let (status, _, html) = post_public(
+        &stranger,
+        &url,
+        &[
+            ("_token", &token),
+            ("company", "<b>Shop</b>"),
+            ("source", "web_form"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"f-name-error\""), "{html}");
+    assert!(html.contains("&lt;b&gt;Shop"), "kept and escaped");
+    let fields = [
+        ("_token", token.as_str()),
+        ("name", "赵敏"),
+        ("company", "<b>Shop</b>"),
+        ("phone", "13800000000"),
+        ("source", "web_form"),
+        ("status", "new"),
+    ];
+    let (status, location, _) = post_public(&stranger, &url, &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, format!("{path}/thanks"));
+    let (status, _, _) = post_public(&stranger, &url, &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "sent twice");
+    assert_eq!(lead_count(&app).await, before + 1, "one lead for one form");
+    let thanks = stranger
+        .get(app.url(&location))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(thanks.contains("感谢，我们会尽快联系您。"));
+
+    let (_, found) = admin.get(&format!("{LEADS}?filter[name]=赵敏")).await;
+    let lead = &found["records"][0];
+    assert_eq!(lead["owner"], json!(member_id), "owned by the link's owner");
+    let id = lead["id"].as_str().expect("id");
+    let (_, history) = admin.get(&format!("{LEADS}/{id}/history")).await;
+    assert_eq!(history[0]["channel"], json!("form"));
+    let (_, runs) = admin
+        .get(&format!(
+            "/api/v1/w/demo/workflow-runs?entity=lead&record={id}"
+        ))
+        .await;
+    assert!(
+        runs.as_array().is_some_and(|r| r
+            .iter()
+            .any(|run| run["workflow"] == json!("lead_follow_up"))),
+        "the same workflows start: {runs}"
+    );
+
+    // A bot fills the invisible field: thanked, nothing kept.
+    let bot_form = stranger
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    let bot_token = input_value(&bot_form, "_token").expect("token");
+    let (status, _, _) = post_public(
+        &stranger,
+        &url,
+        &[
+            ("_token", &bot_token),
+            ("name", "Bot"),
+            ("source", "web_form"),
+            ("website", "http://spam.example"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(lead_count(&app).await, before + 1);
+
+    // A visitor who keeps sending is slowed down.
+    let mut limited = false;
+    for _ in 0..12 {
+        let (status, _, _) =
+            post_public(&stranger, &url, &[("_token", "x"), ("name", "Flood")]).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the flood is limited");
+
+    // Revoked, the link is gone.
+    let link_id = link["id"].as_str().expect("id");
+    let (status, _) = admin.delete(&format!("{links}/{link_id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let gone = stranger.get(&url).send().await.expect("get");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let wrong = stranger
+        .get(app.url("/f/not-a-secret"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+}
+
 both_databases!(
+    a_public_form_takes_leads_from_strangers,
     forms_check_like_the_api_keep_the_input_and_save_once,
     a_stale_edit_keeps_the_input_and_says_what_changed,
     values_show_as_text_in_every_page,

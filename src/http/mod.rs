@@ -52,10 +52,14 @@ pub async fn serve(
     services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(services))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::internal)
+    // The peer address keys per-visitor limits (public forms).
+    axum::serve(
+        listener,
+        router(services).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(Error::internal)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -49,6 +49,8 @@ pub enum Channel {
     Import,
     /// A workflow.
     Workflow,
+    /// A public share-link form, sent by someone without an account.
+    Form,
     /// Formwork itself (conversions, cascades it performs).
     System,
 }
@@ -61,6 +63,7 @@ impl Channel {
             Self::Api => "api",
             Self::Import => "import",
             Self::Workflow => "workflow",
+            Self::Form => "form",
             Self::System => "system",
         }
     }

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod definitions;
 pub mod entities;
 pub mod facts;
+pub mod form_links;
 pub mod jobs;
 pub mod people;
 pub mod records;

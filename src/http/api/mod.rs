@@ -3,6 +3,7 @@
 mod account;
 mod apps;
 mod definitions;
+mod forms;
 mod jobs;
 mod people;
 mod records;
@@ -22,6 +23,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(workspace::router())
         .merge(tokens::router())
         .merge(definitions::router())
+        .merge(forms::router())
         .merge(jobs::router())
         .merge(records::router())
         .merge(people::router())

@@ -3,6 +3,7 @@
 //! module, and draw the result; failures become an HTML error page in the reader's language.
 
 mod member;
+mod public;
 mod records;
 
 use axum::Router;
@@ -32,6 +33,7 @@ pub(super) fn router() -> Router<Services> {
         .route("/account/language", post(set_language))
         .route("/static/{*path}", get(asset))
         .merge(records::router())
+        .merge(public::router())
 }
 
 /// The signed-in browser session of a page request, if any.

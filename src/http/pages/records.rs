@@ -41,9 +41,9 @@ const KANBAN_LIMIT: u64 = 500;
 /// Largest number of records a reference picker offers without searching.
 const OFFERED_LIMIT: u64 = 200;
 
-type Pairs = Vec<(String, String)>;
+pub(super) type Pairs = Vec<(String, String)>;
 
-fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(super) fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == key)
@@ -59,7 +59,7 @@ fn query_pairs(raw: Option<&str>) -> Pairs {
     .unwrap_or_default()
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     response
@@ -82,7 +82,7 @@ fn finish(result: Result<Response>, locale: Locale) -> Response {
 
 /// The form layout for an entity: its form definition named `<entity>_form`, else the first
 /// one for the entity.
-fn form_for<'s>(snapshot: &'s Snapshot, entity: &str) -> Option<&'s Value> {
+pub(super) fn form_for<'s>(snapshot: &'s Snapshot, entity: &str) -> Option<&'s Value> {
     let forms = snapshot.of_kind(Kind::Form);
     let of_entity: Vec<&'s Value> = forms
         .iter()
@@ -680,25 +680,26 @@ fn problem_text(error: &Error, locale: Locale) -> String {
 }
 
 /// The signed idempotency token of a new-record form: the id the record will get, and a MAC
-/// over it keyed by the session's CSRF token, so only this server issued it to this session.
-fn issue_token(csrf_token: &str) -> String {
+/// over it keyed by a secret only the server and this form's audience share (the session's
+/// CSRF token; a public link's secret hash), so only this server issued it to them.
+pub(super) fn issue_token(key: &str) -> String {
     let id = crate::domain::new_id();
-    format!("{id}.{}", token_mac(csrf_token, id))
+    format!("{id}.{}", token_mac(key, id))
 }
 
-fn token_mac(csrf_token: &str, id: Uuid) -> String {
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(csrf_token.as_bytes()) else {
+fn token_mac(key: &str, id: Uuid) -> String {
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()) else {
         return String::new();
     };
     mac.update(id.as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
-/// The record id a form token carries, if this session issued it.
-fn redeem_token(csrf_token: &str, token: &str) -> Option<Uuid> {
+/// The record id a form token carries, if it was issued under `key`.
+pub(super) fn redeem_token(key: &str, token: &str) -> Option<Uuid> {
     let (id, mac) = token.split_once('.')?;
     let id = Uuid::parse_str(id).ok()?;
-    crate::auth::same_secret(&token_mac(csrf_token, id), mac).then_some(id)
+    crate::auth::same_secret(&token_mac(key, id), mac).then_some(id)
 }
 
 /// The form page (new or edit), with values, problems and what others saved meanwhile.

@@ -7,6 +7,7 @@ pub mod approval_task;
 pub mod audit_event;
 pub mod definition;
 pub mod definition_version;
+pub mod form_link;
 pub mod instance_fact;
 pub mod invitation;
 pub mod job;
