@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, PageClient, TestApp, input_value, join_member};
+use common::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Backend, PageClient, TestApp, input_value, join_member,
+    publish_definition, publish_entity,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -587,7 +590,145 @@ async fn a_public_form_takes_leads_from_strangers(backend: Backend) {
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
 }
 
+async fn approvals_are_decided_from_the_inbox_and_the_record_page(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, _) = join_member(&app, &admin, "rep@example.com", "member").await;
+    let (status, body) = publish_entity(
+        &admin,
+        "deal",
+        json!({"type": "object", "x-label": {"en": "Deal", "zh-CN": "交易"}, "x-title-field": "name",
+               "properties": {
+                   "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
+                   "state": {"type": "string", "x-kind": "text", "x-label": {"en": "State"}}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = publish_definition(
+        &admin,
+        "workflow",
+        "deal_approval",
+        json!({"label": {"en": "Deal approval"}, "entity": "deal", "trigger": {"type": "record_created"},
+               "steps": [
+                   {"id": "approve", "type": "approval", "title": "Approve {{ record.name }}",
+                    "levels": [{"approvers": ["role:admin"]}], "on_reject": "rejected"},
+                   {"id": "approved", "type": "set_fields", "fields": {"state": "approved"}, "next": "end"},
+                   {"id": "rejected", "type": "set_fields", "fields": {"state": "rejected: {{ steps.approve.comment }}"}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let deals = "/api/v1/w/demo/entities/deal/records";
+    let mut ids = Vec::new();
+    for name in ["Alpha <b>", "Beta", "Gamma"] {
+        let (status, body) = rep.post(deals, json!({"fields": {"name": name}})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    app.run_jobs_until_idle().await;
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let (status, inbox) = pages.get("/w/demo/approvals").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        inbox.contains("Approve Alpha &lt;b&gt;") && inbox.contains("Approve Gamma"),
+        "{inbox}"
+    );
+    let (_, home) = pages.get("/w/demo/").await;
+    assert!(
+        home.contains("data-testid=\"pending-count\">3<"),
+        "the count shows: {home}"
+    );
+    let approval_ids: Vec<String> = inbox
+        .split("name=\"id\" value=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(approval_ids.len(), 3);
+
+    // Batch: approve two at once.
+    let (status, location, _) = pages
+        .post(
+            "/w/demo/approvals/act",
+            &[
+                ("action", "approve"),
+                ("id", &approval_ids[0]),
+                ("id", &approval_ids[1]),
+                ("comment", "ok"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    app.run_jobs_until_idle().await;
+    let (_, inbox) = pages.get("/w/demo/approvals").await;
+    assert_eq!(inbox.matches("name=\"id\" value=").count(), 1, "one left");
+    let (_, done) = pages.get("/w/demo/approvals?box=done").await;
+    assert_eq!(done.matches("data-approval=").count(), 2, "{done}");
+
+    // The last one from its record page: rejected with a reason.
+    let last = ids
+        .iter()
+        .find(|id| inbox.contains(id.as_str()))
+        .expect("the pending deal")
+        .clone();
+    let (_, record) = pages.get(&format!("/w/demo/e/deal/{last}")).await;
+    assert!(
+        record.contains("data-testid=\"approvals\"") && record.contains("data-testid=\"approve\"")
+    );
+    let approval = record
+        .split("data-approval=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("approval id")
+        .to_owned();
+    let (status, _, _) = pages
+        .post(
+            "/w/demo/approvals/act",
+            &[
+                ("action", "reject"),
+                ("id", &approval),
+                ("comment", "too cheap"),
+                ("back", &format!("/w/demo/e/deal/{last}")),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    app.run_jobs_until_idle().await;
+    let (_, body) = admin.get(&format!("{deals}/{last}")).await;
+    assert_eq!(body["fields"]["state"], json!("rejected: too cheap"));
+    // Acting again on a decided approval is refused and explained; an unknown action too.
+    let (status, _, html) = pages
+        .post(
+            "/w/demo/approvals/act",
+            &[("action", "approve"), ("id", &approval)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("role=\"alert\""));
+    let (status, _, _) = pages
+        .post(
+            "/w/demo/approvals/act",
+            &[("action", "explode"), ("id", &approval)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The rep, who is no approver, cannot decide.
+    let rep_pages = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (_, submitted) = rep_pages.get("/w/demo/approvals?box=submitted").await;
+    assert_eq!(
+        submitted.matches("data-approval=").count(),
+        3,
+        "the rep sees what they submitted"
+    );
+    assert!(
+        !submitted.contains("data-testid=\"approve\""),
+        "but cannot approve it"
+    );
+    let (status, _) = rep_pages.get("/w/demo/approvals?box=all").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
 both_databases!(
+    approvals_are_decided_from_the_inbox_and_the_record_page,
     a_public_form_takes_leads_from_strangers,
     forms_check_like_the_api_keep_the_input_and_save_once,
     a_stale_edit_keeps_the_input_and_says_what_changed,

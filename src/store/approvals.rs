@@ -217,6 +217,27 @@ pub async fn listed(
     Ok(query.all(conn).await?)
 }
 
+/// The approvals of one record, newest first.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn of_record(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    entity: &str,
+    record_id: Uuid,
+    limit: u64,
+) -> Result<Vec<ApprovalRow>> {
+    Ok(approval::Entity::find()
+        .filter(approval::Column::WorkspaceId.eq(workspace_id))
+        .filter(approval::Column::Entity.eq(entity))
+        .filter(approval::Column::RecordId.eq(record_id))
+        .order_by_desc(approval::Column::CreatedAt)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
 /// The approval a run is waiting on at `step_id`, if any.
 ///
 /// # Errors

@@ -1359,6 +1359,32 @@ pub async fn get(
     }
 }
 
+/// The latest approvals of a record that `reader` takes part in (all of them for workflow
+/// managers).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn of_record(
+    db: &Db,
+    workspace_id: Uuid,
+    reader: Uuid,
+    manager: bool,
+    entity: &str,
+    record_id: Uuid,
+) -> Result<Vec<ApprovalView>> {
+    let mut views = Vec::new();
+    for approval in rows::of_record(db.conn(), workspace_id, entity, record_id, 10).await? {
+        let tasks = rows::tasks(db.conn(), approval.id).await?;
+        let view = view_of(approval, tasks);
+        let involved =
+            view.submitter == Some(reader) || view.tasks.iter().any(|t| t.approver == reader);
+        if involved || manager {
+            views.push(view);
+        }
+    }
+    Ok(views)
+}
+
 /// The approvals inbox: `pending` (waiting on the reader), `done` (the reader acted),
 /// `submitted` (by the reader), or `all` (workflow managers).
 ///

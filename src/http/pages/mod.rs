@@ -2,6 +2,7 @@
 //! everything inside a workspace. Handlers are thin: they read the request, call the owning
 //! module, and draw the result; failures become an HTML error page in the reader's language.
 
+mod approvals;
 mod member;
 mod public;
 mod records;
@@ -34,6 +35,7 @@ pub(super) fn router() -> Router<Services> {
         .route("/static/{*path}", get(asset))
         .merge(records::router())
         .merge(public::router())
+        .merge(approvals::router())
 }
 
 /// The signed-in browser session of a page request, if any.

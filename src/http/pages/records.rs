@@ -1329,15 +1329,24 @@ async fn draw_record(
         })
         .collect();
     let related = related_records(services, member, &shape.snapshot, entity, &record).await;
-    let approval = crate::workflows::approvals::lock_on(
-        services.db().conn(),
+    let manager = member.access.policy.may(crate::access::Right::Workflows);
+    let people: HashMap<Uuid, String> = names
+        .people
+        .iter()
+        .filter_map(|(id, n)| Uuid::parse_str(id).ok().map(|u| (u, n.clone())))
+        .collect();
+    let approvals: Vec<Value> = crate::workflows::approvals::of_record(
+        services.db(),
         member.access.workspace.id,
+        member.access.account_id,
+        manager,
         entity,
         record.id,
     )
-    .await
-    .ok()
-    .flatten();
+    .await?
+    .iter()
+    .map(|a| super::approvals::present(a, member.access.account_id, &people))
+    .collect();
     let snapshot = shape.snapshot.clone();
     let frame = frame(services, member, &snapshot, here).await?;
     let doc = &model.document;
@@ -1360,7 +1369,8 @@ async fn draw_record(
         "sections": sections,
         "timeline": timeline,
         "related": related,
-        "approval": approval,
+        "approvals": approvals,
+        "members": names.members.iter().map(|(id, n)| json!({"id": id, "name": n})).collect::<Vec<_>>(),
         "can_update": shape.can_update,
         "can_delete": shape.can_delete,
     });

@@ -1,0 +1,318 @@
+//! The approvals inbox at `/w/{workspace}/approvals` (waiting for me, done by me, submitted by
+//! me, all for workflow managers), with batch approve and reject, and the actions a record page
+//! offers on its pending approval: approve, reject, return, transfer, add an approver,
+//! withdraw and resubmit — every one through `workflows::approvals::act`, as in the API.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Form, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::member::{Member, enter, frame, snapshot, with};
+use super::records::{Pairs, first, see_other};
+use super::{error_page, page};
+use crate::app::Services;
+use crate::error::{Error, Result};
+use crate::workflows::approvals::{self, Act, ApprovalView};
+
+/// The approval pages.
+pub(super) fn router() -> Router<Services> {
+    Router::new()
+        .route("/w/{workspace}/approvals", get(inbox))
+        .route("/w/{workspace}/approvals/act", post(act))
+}
+
+const BOXES: [&str; 4] = ["pending", "done", "submitted", "all"];
+
+fn manager(member: &Member) -> bool {
+    member.access.policy.may(crate::access::Right::Workflows)
+}
+
+/// Names of the workspace's members by id.
+async fn people(services: &Services, member: &Member) -> Result<HashMap<Uuid, String>> {
+    Ok(crate::workspaces::members(services.db(), &member.access)
+        .await?
+        .into_iter()
+        .map(|m| (m.account_id, m.name))
+        .collect())
+}
+
+/// An approval as pages show it: names instead of ids, the reader's own part, and what the
+/// reader may do with it.
+pub(super) fn present(
+    approval: &ApprovalView,
+    reader: Uuid,
+    names: &HashMap<Uuid, String>,
+) -> Value {
+    let name = |id: Option<Uuid>| {
+        id.map(|i| {
+            names
+                .get(&i)
+                .cloned()
+                .unwrap_or_else(|| i.to_string().chars().take(8).collect())
+        })
+    };
+    let my_task = approval
+        .tasks
+        .iter()
+        .any(|t| t.approver == reader && t.status == "pending");
+    let mine = approval.submitter == Some(reader);
+    let trail: Vec<Value> = approval
+        .trail
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    let by = e
+                        .get("by")
+                        .and_then(Value::as_str)
+                        .and_then(|s| Uuid::parse_str(s).ok());
+                    json!({
+                        "at": e.get("at"),
+                        "by": name(by),
+                        "action": e.get("action"),
+                        "comment": e.get("comment"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": approval.id,
+        "title": approval.title,
+        "status": approval.status,
+        "entity": approval.entity,
+        "record_id": approval.record_id,
+        "submitter": name(approval.submitter),
+        "level": approval.level + 1,
+        "levels": approval.levels.as_array().map_or(0, Vec::len),
+        "due_at": approval.due_at,
+        "created_at": approval.created_at,
+        "tasks": approval.tasks.iter().map(|t| json!({
+            "approver": name(Some(t.approver)),
+            "level": t.level + 1,
+            "status": t.status,
+            "comment": t.comment,
+            "acted_at": t.acted_at,
+        })).collect::<Vec<_>>(),
+        "trail": trail,
+        "can_decide": my_task && approval.status == "pending",
+        "can_withdraw": mine && matches!(approval.status.as_str(), "pending" | "returned"),
+        "can_resubmit": mine && approval.status == "returned",
+    })
+}
+
+async fn inbox(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let here = match &raw {
+        Some(q) => format!("/w/{slug}/approvals?{q}"),
+        None => format!("/w/{slug}/approvals"),
+    };
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let pairs: Pairs = raw
+        .as_deref()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let which = first(&pairs, "box").unwrap_or("pending").to_owned();
+    draw_inbox(
+        &services,
+        &member,
+        &which,
+        &here,
+        Vec::new(),
+        StatusCode::OK,
+    )
+    .await
+    .unwrap_or_else(|error| error_page(error, member.locale))
+}
+
+async fn draw_inbox(
+    services: &Services,
+    member: &Member,
+    which: &str,
+    here: &str,
+    problems: Vec<String>,
+    status: StatusCode,
+) -> Result<Response> {
+    if !BOXES.contains(&which) {
+        return Err(Error::invalid(
+            "/box",
+            "enum",
+            "box is pending, done, submitted or all",
+        ));
+    }
+    let listed = approvals::inbox(
+        services.db(),
+        member.access.workspace.id,
+        member.access.account_id,
+        manager(member),
+        which,
+        200,
+    )
+    .await?;
+    let names = people(services, member).await?;
+    let items: Vec<Value> = listed
+        .iter()
+        .map(|a| present(a, member.access.account_id, &names))
+        .collect();
+    let snapshot = snapshot(services, member).await?;
+    let frame = frame(services, member, &snapshot, here).await?;
+    let boxes: Vec<Value> = BOXES
+        .iter()
+        .filter(|b| **b != "all" || manager(member))
+        .map(|b| json!({"key": b, "current": *b == which}))
+        .collect();
+    page(
+        "approvals.html",
+        with(
+            frame,
+            json!({
+                "box": which,
+                "boxes": boxes,
+                "items": items,
+                "problems": problems,
+                "section": "approvals",
+            }),
+        ),
+        status,
+    )
+}
+
+/// Reads the action a form asks for.
+fn act_of(posted: &[(String, String)]) -> Result<Act> {
+    let comment = first(posted, "comment")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    let person = |key: &str| {
+        first(posted, key)
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .ok_or_else(|| Error::invalid(format!("/{key}"), "required", "choose a member"))
+    };
+    Ok(match first(posted, "action").unwrap_or_default() {
+        "approve" => Act::Approve { comment },
+        "reject" => Act::Reject { comment },
+        "return" => Act::Return {
+            to_level: first(posted, "to_level")
+                .filter(|v| !v.is_empty())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map(|l| l - 1),
+            comment,
+        },
+        "transfer" => Act::Transfer {
+            to: person("to")?,
+            comment,
+        },
+        "add_approver" => Act::AddApprover {
+            approver: person("approver")?,
+            position: first(posted, "position").unwrap_or("before").to_owned(),
+            comment,
+        },
+        "withdraw" => Act::Withdraw { comment },
+        "resubmit" => Act::Resubmit { comment },
+        other => {
+            return Err(Error::invalid(
+                "/action",
+                "enum",
+                format!("unknown approval action {other:?}"),
+            ));
+        }
+    })
+}
+
+/// Acts on one or several approvals (batch approve from the inbox, any action from a record
+/// page); what could not be done is listed, what could is done.
+async fn act(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/approvals");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let act = act_of(&posted)?;
+        let ids: Vec<Uuid> = posted
+            .iter()
+            .filter(|(k, _)| k == "id")
+            .filter_map(|(_, v)| Uuid::parse_str(v).ok())
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                "/id",
+                "required",
+                "select at least one approval",
+            ));
+        }
+        let mut problems = Vec::new();
+        for id in ids {
+            let done = async {
+                approvals::get(
+                    services.db(),
+                    member.access.workspace.id,
+                    member.access.account_id,
+                    manager(&member),
+                    id,
+                )
+                .await?;
+                approvals::act(
+                    services.db(),
+                    services.clock(),
+                    member.access.workspace.id,
+                    approvals::Actor {
+                        id: member.access.account_id,
+                        manager: manager(&member),
+                    },
+                    id,
+                    act.clone(),
+                )
+                .await
+            }
+            .await;
+            if let Err(error) = done {
+                problems.push(format!("{id}: {error}"));
+            }
+        }
+        let back = first(&posted, "back")
+            .filter(|b| b.starts_with(&format!("/w/{}/", member.slug())))
+            .map_or_else(|| here.clone(), str::to_owned);
+        if problems.is_empty() {
+            Ok(see_other(&back))
+        } else {
+            let which = first(&posted, "box").unwrap_or("pending").to_owned();
+            draw_inbox(
+                &services,
+                &member,
+                &which,
+                &here,
+                problems,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}
