@@ -205,7 +205,33 @@ async fn a_lead_goes_from_the_form_across_the_board_into_its_history() {
     assert!(timeline.contains("Contacted"), "{timeline}");
     browser.screenshot(&screenshot_path("lead-page")).await;
 
+    // A form rule reflected as the person types: the lost reason appears once the stage is lost.
+    browser.goto(&app.url("/w/demo/e/opportunity/new")).await;
+    assert_eq!(
+        browser
+            .run(
+                "return document.querySelector('[data-field=lost_reason]').hidden;",
+                json!([])
+            )
+            .await,
+        json!(true)
+    );
+    browser
+        .run(
+            "const s = document.querySelector('#f-stage'); s.value = 'lost';\
+             s.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the lost reason to appear",
+            "!document.querySelector('[data-field=lost_reason]').hidden",
+        )
+        .await;
+
     // 中文: the switcher changes every UI text and the labels of the definitions.
+    browser.goto(&record_url).await;
     browser
         .run(
             "const s = document.querySelector('#lang-select'); s.value = 'zh-CN'; s.form.submit();",

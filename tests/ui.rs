@@ -727,7 +727,144 @@ async fn approvals_are_decided_from_the_inbox_and_the_record_page(backend: Backe
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(
+        &admin,
+        "ticket",
+        json!({"type": "object", "x-label": {"en": "Ticket"}, "x-title-field": "subject", "required": ["subject"],
+               "properties": {
+                   "subject": {"type": "string", "x-kind": "text", "x-label": {"en": "Subject"}},
+                   "kind": {"type": "string", "enum": ["bug", "question"], "x-kind": "single_select", "x-label": {"en": "Kind"},
+                            "x-options": [{"value": "bug", "label": {"en": "Bug"}}, {"value": "question", "label": {"en": "Question"}}]},
+                   "severity": {"type": "string", "enum": ["low", "high"], "x-kind": "single_select", "x-label": {"en": "Severity"},
+                                "x-options": [{"value": "low", "label": {"en": "Low"}}, {"value": "high", "label": {"en": "High"}}]},
+                   "answer": {"type": "string", "x-kind": "text", "x-label": {"en": "Answer"}}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let form = |severity_rule: &str| {
+        json!({"entity": "ticket", "label": {"en": "Ticket"}, "sections": [{"fields": [
+            {"field": "subject"}, {"field": "kind"},
+            {"field": "severity", "visible_when": severity_rule},
+            {"field": "answer", "readonly_when": "record.kind == \"bug\""}]}]})
+    };
+    let (status, body) =
+        publish_definition(&admin, "form", "ticket_form", form("record.kind ==")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let problem = &body["errors"][0];
+    assert_eq!(
+        problem["pointer"],
+        json!("/document/sections/0/fields/2/visible_when"),
+        "{body}"
+    );
+    assert!(
+        problem["line"].is_number() && problem["column"].is_number(),
+        "{body}"
+    );
+    let (status, body) =
+        publish_definition(&admin, "form", "ticket_form", form("record.ghost == 1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["code"], json!("unknown_field"), "{body}");
+    let (status, body) = publish_definition(
+        &admin,
+        "form",
+        "ticket_form",
+        form("record.kind == \"bug\""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let (_, html) = pages.get("/w/demo/e/ticket/new").await;
+    assert!(
+        html.contains("data-field=\"severity\" hidden"),
+        "hidden until the kind is bug: {html}"
+    );
+    assert!(html.contains("data-rules-url=") && html.contains("form-state"));
+    let ask = |kind: &'static str| {
+        let pages = &pages;
+        async move {
+            let (status, _, body) = pages
+                .post_with(
+                    "/w/demo/e/ticket/form-state",
+                    &[("subject", "S"), ("kind", kind)],
+                    &[("x-requested-with", "fetch")],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            serde_json::from_str::<Value>(&body).expect("json")
+        }
+    };
+    assert_eq!(
+        ask("bug").await,
+        json!({"hidden": [], "readonly": ["answer"]})
+    );
+    assert_eq!(
+        ask("question").await,
+        json!({"hidden": ["severity"], "readonly": []})
+    );
+
+    // The server applies the rules to what is saved: a hidden field and a locked one are not
+    // written, whatever the browser sent.
+    let (_, form_html) = pages.get("/w/demo/e/ticket/new").await;
+    let token = input_value(&form_html, "_token").expect("token");
+    let (status, location, body) = pages
+        .post(
+            "/w/demo/e/ticket/new",
+            &[
+                ("_token", &token),
+                ("subject", "Q"),
+                ("kind", "question"),
+                ("severity", "high"),
+                ("answer", "42"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let id = location.rsplit('/').next().expect("id");
+    let (_, ticket) = admin
+        .get(&format!("/api/v1/w/demo/entities/ticket/records/{id}"))
+        .await;
+    assert_eq!(
+        ticket["fields"].get("severity"),
+        None,
+        "hidden, not written: {ticket}"
+    );
+    assert_eq!(ticket["fields"]["answer"], json!("42"));
+    let (_, form_html) = pages.get("/w/demo/e/ticket/new").await;
+    let token = input_value(&form_html, "_token").expect("token");
+    let (status, location, _) = pages
+        .post(
+            "/w/demo/e/ticket/new",
+            &[
+                ("_token", &token),
+                ("subject", "B"),
+                ("kind", "bug"),
+                ("severity", "high"),
+                ("answer", "42"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let id = location.rsplit('/').next().expect("id");
+    let (_, ticket) = admin
+        .get(&format!("/api/v1/w/demo/entities/ticket/records/{id}"))
+        .await;
+    assert_eq!(ticket["fields"]["severity"], json!("high"));
+    assert_eq!(
+        ticket["fields"].get("answer"),
+        None,
+        "locked, not written: {ticket}"
+    );
+    // The record page does not show what the rules hide.
+    let (_, page) = pages.get(&location).await;
+    assert!(page.contains("Severity"));
+}
+
 both_databases!(
+    form_rules_show_hide_and_lock_fields_on_the_server,
     approvals_are_decided_from_the_inbox_and_the_record_page,
     a_public_form_takes_leads_from_strangers,
     forms_check_like_the_api_keep_the_input_and_save_once,

@@ -329,6 +329,9 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
             crate::script::formulas::plan(&crate::script::shared(), document, prefix);
         problems.extend(script_problems);
     }
+    if kind == Kind::Form {
+        check_form_rules(document, prefix, &mut problems);
+    }
     if kind == Kind::Workflow
         && let Err(workflow_problems) = crate::workflows::Workflow::compile(
             &crate::script::shared(),
@@ -342,6 +345,27 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         problems.extend(workflow_problems);
     }
     problems
+}
+
+/// A form's `visible_when` and `readonly_when` rules must compile (line and column on error).
+fn check_form_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldError>) {
+    let engine = crate::script::shared();
+    let sections = document.get("sections").and_then(Value::as_array);
+    for (s, section) in sections.into_iter().flatten().enumerate() {
+        let fields = section.get("fields").and_then(Value::as_array);
+        for (f, item) in fields.into_iter().flatten().enumerate() {
+            for key in ["visible_when", "readonly_when"] {
+                if let Some(source) = item.get(key).and_then(Value::as_str) {
+                    let pointer = format!("{prefix}/sections/{s}/fields/{f}/{key}");
+                    if let Err(crate::error::Error::Invalid { errors, .. }) =
+                        engine.compile(source, &pointer)
+                    {
+                        problems.extend(errors);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldError>) {
@@ -702,6 +726,7 @@ pub fn check_references(
                     }
                     Some(_) => {}
                 };
+            let mut rule_problems = Vec::new();
             if kind == Kind::Form {
                 let sections = document.get("sections").and_then(Value::as_array);
                 for (s, section) in sections.into_iter().flatten().enumerate() {
@@ -713,6 +738,23 @@ pub fn check_references(
                                 field,
                                 None,
                             );
+                        }
+                        for rule in ["visible_when", "readonly_when"] {
+                            let Some(source) = item.get(rule).and_then(Value::as_str) else {
+                                continue;
+                            };
+                            for (field, at) in crate::script::analysis::analyse(source).fields {
+                                if field_kind(entity, &field).is_none() {
+                                    let mut problem = FieldError::new(
+                                        format!("{prefix}/sections/{s}/fields/{f}/{rule}"),
+                                        "unknown_field",
+                                        format!("entity {entity_key:?} has no field {field:?}"),
+                                    );
+                                    problem.line = Some(at.line);
+                                    problem.column = Some(at.column);
+                                    rule_problems.push(problem);
+                                }
+                            }
                         }
                     }
                 }
@@ -736,6 +778,7 @@ pub fn check_references(
                     check(format!("{prefix}/date_field"), field, Some(&DATE_KINDS));
                 }
             }
+            problems.extend(rule_problems);
         }
     }
     problems

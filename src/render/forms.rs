@@ -72,6 +72,19 @@ pub struct Widget {
     pub theirs: Option<String>,
     /// Sub-table columns (label per key), for sub-table widgets.
     pub columns: Vec<(String, String)>,
+    /// Hidden by the layout's `visible_when` rule for the values at hand (drawn hidden, so
+    /// that the page can show it when the rule turns; never written while hidden).
+    pub hidden: bool,
+    /// The layout's rules (rhai over `record`): shown when, read-only when.
+    #[serde(skip)]
+    pub visible_when: Option<String>,
+    /// See `visible_when`.
+    #[serde(skip)]
+    pub readonly_when: Option<String>,
+    /// Read-only for the caller or by the layout, before any rule.
+    pub fixed_readonly: bool,
+    /// Whether any rule of the layout names this field (the page then asks again as it changes).
+    pub has_rules: bool,
 }
 
 /// A titled group of fields in columns.
@@ -134,6 +147,16 @@ pub fn layout(
             .and_then(|p| p.get("span"))
             .and_then(Value::as_u64)
             .map_or(1, |s| s.clamp(1, 4) as u8);
+        let rule = |key: &str| {
+            placement
+                .and_then(|p| p.get(key))
+                .and_then(Value::as_str)
+                .filter(|r| !r.trim().is_empty())
+                .map(str::to_owned)
+        };
+        widget.visible_when = rule("visible_when");
+        widget.readonly_when = rule("readonly_when");
+        widget.fixed_readonly = widget.readonly;
         widget
     };
     let Some(sections) = form
@@ -280,7 +303,99 @@ fn widget(model: &EntityModel, field: &Field, spec: Option<&Value>, locale: Loca
         error: None,
         theirs: None,
         columns,
+        hidden: false,
+        visible_when: None,
+        readonly_when: None,
+        fixed_readonly: computed,
+        has_rules: false,
     }
+}
+
+/// Applies the layout's rules to `values` (API form): hides the fields whose `visible_when` is
+/// false and makes read-only those whose `readonly_when` is true. A rule that fails to run
+/// (a wrong type, a limit) leaves its field as it would be without it, and is logged: a rule
+/// must never lock people out of a form.
+pub fn apply_rules(
+    sections: &mut [Section],
+    model: &EntityModel,
+    values: &Map<String, Value>,
+    scripts: &crate::script::ScriptEngine,
+) {
+    let any = sections
+        .iter()
+        .flat_map(|s| s.fields.iter())
+        .any(|w| w.visible_when.is_some() || w.readonly_when.is_some());
+    if !any {
+        return;
+    }
+    let record = crate::script::values::record_from_api(model, values);
+    let holds = |source: &str, pointer: &str| -> Option<bool> {
+        let script = scripts.compile(source, pointer).ok()?;
+        match scripts.eval(&script, vec![("record", record.clone())], pointer) {
+            Ok(value) => value.as_bool().ok(),
+            Err(error) => {
+                tracing::info!(%error, rule = source, "a form rule failed; the field stays as it is");
+                None
+            }
+        }
+    };
+    let mentioned: HashSet<String> = sections
+        .iter()
+        .flat_map(|s| s.fields.iter())
+        .flat_map(|w| [w.visible_when.as_deref(), w.readonly_when.as_deref()])
+        .flatten()
+        .flat_map(|source| {
+            crate::script::analysis::analyse(source)
+                .fields
+                .into_iter()
+                .map(|(field, _)| field)
+        })
+        .collect();
+    for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
+        widget.has_rules = mentioned.contains(&widget.key);
+        if let Some(rule) = widget.visible_when.clone() {
+            widget.hidden = holds(&rule, &format!("/visible_when/{}", widget.key)) == Some(false);
+        }
+        if let Some(rule) = widget.readonly_when.clone() {
+            widget.readonly = widget.fixed_readonly
+                || holds(&rule, &format!("/readonly_when/{}", widget.key)) == Some(true);
+        }
+    }
+}
+
+/// Reads a posted form under the layout's rules: the values as typed (over `base`, the record
+/// as stored or the defaults) decide which fields are shown and writable, and only those are
+/// read. `sections` keep the rules' verdict for drawing the form again.
+pub fn read_ruled(
+    sections: &mut [Section],
+    model: &EntityModel,
+    posted: &[(String, String)],
+    base: &Map<String, Value>,
+    zone: chrono_tz::Tz,
+    scripts: &crate::script::ScriptEngine,
+    local: &mut Vec<FieldError>,
+) -> Map<String, Value> {
+    let mut scratch = Vec::new();
+    let typed = read_input(sections, model, posted, zone, &mut scratch);
+    let mut merged = base.clone();
+    merged.extend(typed);
+    apply_rules(sections, model, &merged, scripts);
+    read_input(sections, model, posted, zone, local)
+}
+
+/// The keys of the fields `apply_rules` hid and made read-only (for the page's round trip).
+pub fn rule_state(sections: &[Section]) -> (Vec<String>, Vec<String>) {
+    let widgets = || sections.iter().flat_map(|s| s.fields.iter());
+    (
+        widgets()
+            .filter(|w| w.hidden)
+            .map(|w| w.key.clone())
+            .collect(),
+        widgets()
+            .filter(|w| w.readonly && !w.fixed_readonly)
+            .map(|w| w.key.clone())
+            .collect(),
+    )
 }
 
 /// The options of a select field (`x-options`, else its `enum`), in `locale`.
@@ -550,7 +665,7 @@ pub fn read_input(
             .collect()
     };
     for widget in sections.iter().flat_map(|s| s.fields.iter()) {
-        if widget.readonly {
+        if widget.readonly || widget.hidden {
             continue;
         }
         let Some(field) = model.field(&widget.key) else {

@@ -135,9 +135,44 @@
     }
   }
 
+  // Form rules (visible_when, readonly_when) are decided on the server; as the person types,
+  // the page asks again (debounced) and shows, hides, enables and disables fields.
+  function setupRules(form) {
+    var url = form.dataset.rulesUrl;
+    var timer = null;
+    var asked = 0;
+    function ask() {
+      var body = new URLSearchParams(new FormData(form));
+      body.set("csrf_token", csrf);
+      if (form.dataset.record) body.set("_record", form.dataset.record);
+      var mine = ++asked;
+      fetch(url, {
+        method: "POST",
+        headers: { "X-Requested-With": "fetch", "Content-Type": "application/x-www-form-urlencoded" },
+        body: body,
+        credentials: "same-origin"
+      }).then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (state) {
+          if (!state || mine !== asked) return;
+          form.querySelectorAll(".field[data-field]").forEach(function (field) {
+            var key = field.dataset.field;
+            field.hidden = state.hidden.indexOf(key) >= 0;
+            var locked = state.readonly.indexOf(key) >= 0;
+            field.classList.toggle("ruled-readonly", locked);
+            field.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(function (input) {
+              input.disabled = locked;
+            });
+          });
+        }).catch(function () { /* the server decides again on save */ });
+    }
+    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(ask, 300); });
+    form.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(ask, 150); });
+  }
+
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".kanban").forEach(setupKanban);
+    document.querySelectorAll("form[data-rules-url]").forEach(setupRules);
     var label = document.querySelector("[data-selected-count]");
     if (label) label.dataset.none = label.textContent;
     updateBulk();

@@ -147,6 +147,12 @@ fn draw(
             }
         }
     }
+    forms::apply_rules(
+        &mut sections,
+        &opened.model,
+        values,
+        &crate::script::shared(),
+    );
     let general = forms::attach_errors(&mut sections, errors, locale);
     page(
         "public_form.html",
@@ -174,12 +180,7 @@ async fn show(
     let locale = locale_for(&headers, None);
     let result = async {
         let opened = open(&services, &secret).await?;
-        let defaults: Map<String, Value> = opened
-            .model
-            .fields
-            .iter()
-            .filter_map(|f| f.default.clone().map(|d| (f.key.clone(), d)))
-            .collect();
+        let defaults = super::records::defaults_of(&opened.model);
         let token = issue_token(&opened.link.secret_hash);
         let draft = Draft {
             values: &defaults,
@@ -223,13 +224,15 @@ async fn submit(
         if made(&services, &opened, id).await {
             return Ok(see_other(&thanks));
         }
-        let sections = public_sections(&opened, locale);
+        let mut sections = public_sections(&opened, locale);
         let mut local = Vec::new();
-        let fields = forms::read_input(
-            &sections,
+        let fields = forms::read_ruled(
+            &mut sections,
             &opened.model,
             &posted,
+            &super::records::defaults_of(&opened.model),
             opened.ctx.time_zone,
+            &services.scripts(),
             &mut local,
         );
         let to_create: Map<String, Value> = fields

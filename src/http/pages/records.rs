@@ -30,6 +30,7 @@ pub(super) fn router() -> Router<Services> {
         .route(base, get(list))
         .route(&format!("{base}/new"), get(new_form).post(create))
         .route(&format!("{base}/bulk"), post(bulk))
+        .route(&format!("{base}/form-state"), post(form_state))
         .route(&format!("{base}/{{id}}"), get(show))
         .route(&format!("{base}/{{id}}/edit"), get(edit_form).post(update))
         .route(&format!("{base}/{{id}}/set"), post(set_field))
@@ -208,6 +209,15 @@ async fn offer_references(
         }
         names.offered.insert(widget.key.clone(), offered);
     }
+}
+
+/// The values a new record starts with (the fields' defaults).
+pub(super) fn defaults_of(model: &EntityModel) -> Map<String, Value> {
+    model
+        .fields
+        .iter()
+        .filter_map(|f| f.default.clone().map(|d| (f.key.clone(), d)))
+        .collect()
 }
 
 /// What the list page was asked for.
@@ -731,6 +741,11 @@ async fn draw_form(
     offer_references(services, member, &sections, &mut names).await;
     let zone = member.ctx.time_zone;
     forms::fill(&mut sections, model, &form.values, &names, zone, locale);
+    forms::apply_rules(&mut sections, model, &form.values, &services.scripts());
+    let has_rules = sections
+        .iter()
+        .flat_map(|s| s.fields.iter())
+        .any(|w| w.has_rules);
     if let Some(posted) = form.posted {
         // Show what the person typed, exactly, not its parsed form.
         for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
@@ -789,6 +804,7 @@ async fn draw_form(
         "general_errors": general,
         "has_errors": !form.errors.is_empty(),
         "stale": form.stale.is_some(),
+        "rules_url": has_rules.then(|| format!("{base}/form-state")),
     });
     page("record_form.html", with(frame, context), status)
 }
@@ -862,18 +878,20 @@ async fn save_new(
     }
     let shape = services.records().shape(&member.ctx, entity).await?;
     let rules = |key: &str| shape.rule(key);
-    let sections = forms::layout(
+    let mut sections = forms::layout(
         &shape.model,
         form_for(&shape.snapshot, entity),
         &rules,
         member.locale,
     );
     let mut local = Vec::new();
-    let fields = forms::read_input(
-        &sections,
+    let fields = forms::read_ruled(
+        &mut sections,
         &shape.model,
         posted,
+        &defaults_of(&shape.model),
         member.ctx.time_zone,
+        &services.scripts(),
         &mut local,
     );
     let to_create: Map<String, Value> = fields
@@ -996,18 +1014,20 @@ async fn save_edit(
         .get(&member.ctx, entity, id, false)
         .await?;
     let rules = |key: &str| shape.rule(key);
-    let sections = forms::layout(
+    let mut sections = forms::layout(
         &shape.model,
         form_for(&shape.snapshot, entity),
         &rules,
         member.locale,
     );
     let mut local = Vec::new();
-    let typed = forms::read_input(
-        &sections,
+    let typed = forms::read_ruled(
+        &mut sections,
         &shape.model,
         posted,
+        &current.fields,
         member.ctx.time_zone,
+        &services.scripts(),
         &mut local,
     );
     // Only what the person changed is sent: fields they may not write stay out of the request.
@@ -1142,6 +1162,59 @@ async fn set_field(
     }
 }
 
+/// The form rules' verdict for the values being typed (the page asks as they change): which
+/// fields are hidden and which are read-only.
+async fn form_state(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let member = member_or_return!(&services, &headers, &slug, &format!("/w/{slug}/e/{entity}"));
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let shape = services.records().shape(&member.ctx, &entity).await?;
+        let base = match first(&posted, "_record").filter(|r| !r.is_empty()) {
+            Some(id) => {
+                services
+                    .records()
+                    .get(&member.ctx, &entity, id, false)
+                    .await?
+                    .fields
+            }
+            None => defaults_of(&shape.model),
+        };
+        let rules = |key: &str| shape.rule(key);
+        let mut sections = forms::layout(
+            &shape.model,
+            form_for(&shape.snapshot, &entity),
+            &rules,
+            member.locale,
+        );
+        let mut ignored = Vec::new();
+        forms::read_ruled(
+            &mut sections,
+            &shape.model,
+            &posted,
+            &base,
+            member.ctx.time_zone,
+            &services.scripts(),
+            &mut ignored,
+        );
+        let (hidden, readonly) = forms::rule_state(&sections);
+        Ok(axum::Json(json!({"hidden": hidden, "readonly": readonly})).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|error: Error| {
+        let status = crate::http::error::status_of(&error);
+        (
+            status,
+            axum::Json(json!({"message": problem_text(&error, member.locale)})),
+        )
+            .into_response()
+    })
+}
+
 async fn delete(
     State(services): State<Services>,
     headers: HeaderMap,
@@ -1264,6 +1337,7 @@ async fn draw_record(
     let refs: Vec<&Map<String, Value>> = mentioned.iter().collect();
     let names = names_for(services, member, &model, &refs, &keys, true).await?;
     forms::fill(&mut sections, &model, &record.fields, &names, zone, locale);
+    forms::apply_rules(&mut sections, &model, &record.fields, &services.scripts());
     let properties = model.document.get("properties");
     let label_of = |key: &str| {
         locale
