@@ -251,11 +251,11 @@ async fn invalid_definitions_list_every_problem_and_write_nothing(backend: Backe
         .await;
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        pointers.contains(&"/document/properties/budget".to_owned()),
+        pointers.contains(&"/document/properties/budget/x-currency".to_owned()),
         "{body}"
     );
     assert!(
-        pointers.contains(&"/document/properties/stage".to_owned()),
+        pointers.contains(&"/document/properties/stage/x-options".to_owned()),
         "{body}"
     );
     let (status, _) = admin.get(&format!("{BASE}/entity/supplier")).await;

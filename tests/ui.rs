@@ -863,7 +863,155 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
     assert!(page.contains("Severity"));
 }
 
+async fn the_pool_the_bin_bulk_edits_and_notifications(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, _) = join_member(&app, &admin, "rep@example.com", "member").await;
+    let mut ids = Vec::new();
+    for name in ["Pool One", "Pool Two", "Kept"] {
+        let (_, lead) = admin
+            .post(
+                LEADS,
+                json!({"fields": {"name": name, "source": "referral"}}),
+            )
+            .await;
+        ids.push(lead["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids[..2] {
+        let (status, body) = admin
+            .post(&format!("{LEADS}/{id}/release"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let _ = rep;
+    let rep_pages = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (_, pool) = rep_pages.get("/w/demo/e/lead?pool=1").await;
+    assert!(
+        pool.contains("Pool One") && pool.contains("Pool Two") && !pool.contains("Kept"),
+        "{pool}"
+    );
+    let (_, page) = rep_pages.get(&format!("/w/demo/e/lead/{}", ids[0])).await;
+    assert!(page.contains("data-testid=\"claim\""));
+    let (status, location, _) = rep_pages
+        .post(&format!("/w/demo/e/lead/{}/claim", ids[0]), &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let (status, _, _) = rep_pages
+        .post(
+            "/w/demo/e/lead/bulk",
+            &[("action", "claim"), ("id", &ids[1])],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, pool) = rep_pages.get("/w/demo/e/lead?pool=1").await;
+    assert!(
+        !pool.contains("Pool One") && !pool.contains("Pool Two"),
+        "claimed"
+    );
+    let (_, mine) = admin.get(&format!("{LEADS}/{}", ids[1])).await;
+    assert!(mine["owner"].is_string());
+    let (status, _, _) = rep_pages
+        .post(&format!("/w/demo/e/lead/{}/release", ids[1]), &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, back) = admin.get(&format!("{LEADS}/{}", ids[1])).await;
+    assert!(back["owner"].is_null(), "released: {back}");
+
+    // Bulk edit: tick a field, it changes on every selected record and nothing else does.
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let (status, _, form) = pages
+        .post(
+            "/w/demo/e/lead/bulk",
+            &[("action", "edit"), ("id", &ids[0]), ("id", &ids[2])],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains("name=\"_apply\""));
+    let (status, _, html) = pages
+        .post(
+            "/w/demo/e/lead/bulk-edit",
+            &[("id", &ids[0]), ("id", &ids[2]), ("status", "qualified")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no field ticked");
+    assert!(html.contains("data-testid=\"bulk-problems\""));
+    let (status, _, html) = pages
+        .post(
+            "/w/demo/e/lead/bulk-edit",
+            &[
+                ("id", &ids[0]),
+                ("id", &ids[2]),
+                ("_apply", "status"),
+                ("status", "qualified"),
+                ("name", "ignored"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    for id in [&ids[0], &ids[2]] {
+        let (_, lead) = admin.get(&format!("{LEADS}/{id}")).await;
+        assert_eq!(lead["fields"]["status"], json!("qualified"));
+        assert_ne!(lead["fields"]["name"], json!("ignored"));
+    }
+    let (status, _, html) = pages
+        .post(
+            "/w/demo/e/lead/bulk-edit",
+            &[("id", &ids[0]), ("_apply", "status"), ("status", "bogus")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("data-testid=\"bulk-problems\""));
+
+    // The bin: deleted, then purged for good by an admin only.
+    let (status, _, _) = pages
+        .post(
+            "/w/demo/e/lead/bulk",
+            &[("action", "delete"), ("id", &ids[2])],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = rep_pages
+        .post(&format!("/w/demo/e/lead/{}/purge", ids[2]), &[])
+        .await;
+    assert!(
+        status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+        "{status}"
+    );
+    let (status, _, _) = pages
+        .post(&format!("/w/demo/e/lead/{}/purge", ids[2]), &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = admin.get(&format!("{LEADS}/{}?deleted=true", ids[2])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "purged");
+
+    // Notifications: a workflow tells the owner; the page lists it and marks it read.
+    let (status, body) = publish_definition(
+        &admin,
+        "workflow",
+        "tell_owner",
+        json!({"label": {"en": "Tell the owner"}, "entity": "lead", "trigger": {"type": "record_created"},
+               "steps": [{"id": "tell", "type": "notify", "to": ["owner"], "title": "New lead {{ record.name }}"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    admin
+        .post(
+            LEADS,
+            json!({"fields": {"name": "Told <i>", "source": "referral"}}),
+        )
+        .await;
+    app.run_jobs_until_idle().await;
+    let (_, html) = pages.get("/w/demo/notifications").await;
+    assert!(html.contains("New lead Told &lt;i&gt;"), "{html}");
+    assert!(html.contains("class=\"unread\""));
+    let (status, _, _) = pages.post("/w/demo/notifications/read", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = pages.get("/w/demo/notifications").await;
+    assert!(!html.contains("class=\"unread\""), "all read");
+}
+
 both_databases!(
+    the_pool_the_bin_bulk_edits_and_notifications,
     form_rules_show_hide_and_lock_fields_on_the_server,
     approvals_are_decided_from_the_inbox_and_the_record_page,
     a_public_form_takes_leads_from_strangers,

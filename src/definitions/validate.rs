@@ -822,7 +822,7 @@ mod tests {
         assert!(
             problems
                 .iter()
-                .any(|p| p.pointer == "/document/properties/budget"),
+                .any(|p| p.pointer == "/document/properties/budget/x-currency"),
             "{problems:?}"
         );
         doc["properties"]["budget"]["x-currency"] = json!("CNY");

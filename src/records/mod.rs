@@ -193,6 +193,8 @@ pub struct Shape {
     pub can_delete: bool,
     /// Whether the caller administers the workspace.
     pub is_admin: bool,
+    /// Whether the entity has a public pool the caller may see and claim from.
+    pub pool: bool,
 }
 
 impl Shape {
@@ -402,6 +404,7 @@ impl Records<'_> {
             can_update: lens.reach(Operation::Update) != none,
             can_delete: lens.reach(Operation::Delete) != none,
             is_admin: lens.is_admin,
+            pool: lens.pool(),
             rules,
             snapshot,
             model,

@@ -215,3 +215,76 @@ async fn draw_home(services: &Services, member: &Member, here: &str) -> Result<R
     )
     .map(IntoResponse::into_response)
 }
+
+/// The member's notifications, newest first, with marking read.
+pub(super) async fn notifications(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Response {
+    let here = format!("/w/{slug}/notifications");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let result = async {
+        let snapshot = snapshot(&services, &member).await?;
+        let frame = frame(&services, &member, &snapshot, &here).await?;
+        let inbox = crate::workflows::service::inbox(
+            &services.records(),
+            &member.access,
+            false,
+            None,
+            Some(200),
+        )
+        .await?;
+        page(
+            "notifications.html",
+            with(
+                frame,
+                json!({"notifications": inbox.notifications, "section": "notifications"}),
+            ),
+            StatusCode::OK,
+        )
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}
+
+/// Marks one notification (`id`) or all of them read, then returns to where the person was.
+pub(super) async fn mark_read(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    axum::extract::Form(posted): axum::extract::Form<Vec<(String, String)>>,
+) -> Response {
+    let here = format!("/w/{slug}/notifications");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let value = |key: &str| {
+        posted
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let result = async {
+        member.check_csrf(value("csrf_token"))?;
+        let id = match value("id").filter(|v| !v.is_empty()) {
+            Some(text) => {
+                Some(uuid::Uuid::parse_str(text).map_err(|_| Error::not_found("notification"))?)
+            }
+            None => None,
+        };
+        crate::workflows::service::mark_read(&services.records(), &member.access, id).await?;
+        let back = value("back")
+            .filter(|b| b.starts_with(&format!("/w/{slug}/")))
+            .map_or_else(|| here.clone(), str::to_owned);
+        Ok(super::records::see_other(&back))
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}

@@ -31,6 +31,8 @@ pub(super) fn router() -> Router<Services> {
         .route("/logout", post(logout))
         .route("/workspaces", get(workspace_list))
         .route("/w/{workspace}/", get(member::home))
+        .route("/w/{workspace}/notifications", get(member::notifications))
+        .route("/w/{workspace}/notifications/read", post(member::mark_read))
         .route("/account/language", post(set_language))
         .route("/static/{*path}", get(asset))
         .merge(records::router())

@@ -30,11 +30,15 @@ pub(super) fn router() -> Router<Services> {
         .route(base, get(list))
         .route(&format!("{base}/new"), get(new_form).post(create))
         .route(&format!("{base}/bulk"), post(bulk))
+        .route(&format!("{base}/bulk-edit"), post(bulk_edit))
         .route(&format!("{base}/form-state"), post(form_state))
         .route(&format!("{base}/{{id}}"), get(show))
         .route(&format!("{base}/{{id}}/edit"), get(edit_form).post(update))
         .route(&format!("{base}/{{id}}/set"), post(set_field))
         .route(&format!("{base}/{{id}}/delete"), post(delete))
+        .route(&format!("{base}/{{id}}/claim"), post(claim))
+        .route(&format!("{base}/{{id}}/release"), post(release))
+        .route(&format!("{base}/{{id}}/purge"), post(purge))
 }
 
 /// Largest number of cards a kanban shows per request.
@@ -230,6 +234,7 @@ struct ListRequest {
     cursor: Option<String>,
     filters: Vec<(String, String)>,
     deleted: bool,
+    pool: bool,
 }
 
 fn list_request(pairs: &[(String, String)]) -> ListRequest {
@@ -250,6 +255,7 @@ fn list_request(pairs: &[(String, String)]) -> ListRequest {
             .cloned()
             .collect(),
         deleted: first(pairs, "deleted") == Some("1"),
+        pool: first(pairs, "pool") == Some("1"),
     }
 }
 
@@ -262,6 +268,9 @@ fn list_filter(
     request: &ListRequest,
 ) -> Option<Value> {
     let mut all = Vec::new();
+    if request.pool {
+        all.push(json!({"field": "owner", "op": "is_empty"}));
+    }
     if let Some(filter) = view.and_then(|v| v.get("filter")) {
         all.push(filter.clone());
     }
@@ -664,6 +673,8 @@ async fn draw_list(
         "active_filters": request.filters.len(),
         "title_field": model.title_field,
         "deleted": request.deleted,
+        "pool": request.pool,
+        "has_pool": shape.pool,
         "problem": problem,
         "can_create": shape.can_create,
         "can_update": shape.can_update,
@@ -1232,6 +1243,237 @@ async fn delete(
     finish(result, member.locale)
 }
 
+/// Claims a record from the public pool, releases one to it, or purges one from the recycle
+/// bin (admins), then shows the record (or the list).
+async fn pool_action(
+    services: &Services,
+    headers: &HeaderMap,
+    (slug, entity, id): (String, String, String),
+    posted: &[(String, String)],
+    action: &str,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}");
+    let member = member_or_return!(services, headers, &slug, &here);
+    let result = async {
+        member.check_csrf(first(posted, "csrf_token"))?;
+        let records = services.records();
+        match action {
+            "claim" => {
+                records.claim(&member.ctx, &entity, &id).await?;
+                Ok(see_other(&here))
+            }
+            "release" => {
+                records.release(&member.ctx, &entity, &id).await?;
+                Ok(see_other(&format!("/w/{slug}/e/{entity}?pool=1")))
+            }
+            _ => {
+                if !member.access.is_admin() {
+                    return Err(Error::forbidden(
+                        "only a workspace owner or admin may purge records",
+                    ));
+                }
+                records.purge(&member.ctx, &entity, &id).await?;
+                Ok(see_other(&format!("/w/{slug}/e/{entity}?deleted=1")))
+            }
+        }
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn claim(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    pool_action(&services, &headers, path, &posted, "claim").await
+}
+
+async fn release(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    pool_action(&services, &headers, path, &posted, "release").await
+}
+
+async fn purge(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(path): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    pool_action(&services, &headers, path, &posted, "purge").await
+}
+
+/// The bulk edit form: every writable field of the layout, each with a box to apply it to all
+/// the selected records.
+async fn draw_bulk_edit(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    ids: &[String],
+    problems: &[String],
+    posted: &[(String, String)],
+    status: StatusCode,
+) -> Result<Response> {
+    let locale = member.locale;
+    let shape = services.records().shape(&member.ctx, entity).await?;
+    if !shape.can_update {
+        return Err(Error::forbidden(format!(
+            "your role may not change {entity} records"
+        )));
+    }
+    let model = &shape.model;
+    let rules = |key: &str| shape.rule(key);
+    let mut sections = forms::layout(model, form_for(&shape.snapshot, entity), &rules, locale);
+    for section in &mut sections {
+        section
+            .fields
+            .retain(|w| !w.readonly && !matches!(w.widget, "subtable" | "attachment" | "computed"));
+    }
+    sections.retain(|s| !s.fields.is_empty());
+    let keys: Vec<String> = model.fields.iter().map(|f| f.key.clone()).collect();
+    let mut names = names_for(services, member, model, &[], &keys, true).await?;
+    offer_references(services, member, &sections, &mut names).await;
+    forms::fill(
+        &mut sections,
+        model,
+        &Map::new(),
+        &names,
+        member.ctx.time_zone,
+        locale,
+    );
+    for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
+        if let Some(text) = first(posted, &widget.key) {
+            widget.value = text.to_owned();
+        }
+    }
+    let applied: Vec<&str> = posted
+        .iter()
+        .filter(|(k, _)| k == "_apply")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let snapshot = shape.snapshot.clone();
+    let base = format!("/w/{}/e/{entity}", member.slug());
+    let frame = frame(services, member, &snapshot, &format!("{base}/bulk-edit")).await?;
+    let doc = &model.document;
+    page(
+        "bulk_edit.html",
+        with(
+            frame,
+            json!({
+                "entity": entity,
+                "entity_plural": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity),
+                "base": base,
+                "ids": ids,
+                "sections": sections,
+                "applied": applied,
+                "problems": problems,
+            }),
+        ),
+        status,
+    )
+}
+
+/// Applies the fields ticked in the bulk edit form to every selected record (each record
+/// on its own: those that refuse the change are listed, the others are changed).
+async fn bulk_edit(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let ids: Vec<String> = posted
+            .iter()
+            .filter(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let applied: HashSet<&str> = posted
+            .iter()
+            .filter(|(k, _)| k == "_apply")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if ids.is_empty() || applied.is_empty() {
+            let problem = member.locale.text("bulk.nothing");
+            return draw_bulk_edit(
+                &services,
+                &member,
+                &entity,
+                &ids,
+                &[problem],
+                &posted,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+        let shape = services.records().shape(&member.ctx, &entity).await?;
+        let rules = |key: &str| shape.rule(key);
+        let sections = forms::layout(
+            &shape.model,
+            form_for(&shape.snapshot, &entity),
+            &rules,
+            member.locale,
+        );
+        let mut local = Vec::new();
+        let fields: Map<String, Value> = forms::read_input(
+            &sections,
+            &shape.model,
+            &posted,
+            member.ctx.time_zone,
+            &mut local,
+        )
+        .into_iter()
+        .filter(|(k, _)| applied.contains(k.as_str()))
+        .collect();
+        if let Some(problem) = local.first() {
+            let text = forms::message_of(problem, member.locale);
+            return draw_bulk_edit(
+                &services,
+                &member,
+                &entity,
+                &ids,
+                &[text],
+                &posted,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+        let mut problems = Vec::new();
+        for id in &ids {
+            if let Err(error) = services
+                .records()
+                .update(&member.ctx, &entity, id, &fields, None, None)
+                .await
+            {
+                problems.push(format!("{id}: {}", problem_text(&error, member.locale)));
+            }
+        }
+        if problems.is_empty() {
+            Ok(see_other(&here))
+        } else {
+            draw_bulk_edit(
+                &services,
+                &member,
+                &entity,
+                &ids,
+                &problems,
+                &posted,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+    .await;
+    finish(result, member.locale)
+}
+
 /// Bulk actions on the selected rows of a list: delete, restore, or assign an owner.
 async fn bulk(
     State(services): State<Services>,
@@ -1267,6 +1509,25 @@ async fn bulk(
                     records.restore(&member.ctx, &entity, id).await?;
                 }
             }
+            Some("claim") => {
+                for id in &ids {
+                    records.claim(&member.ctx, &entity, id).await?;
+                }
+            }
+            Some("purge") => {
+                if !member.access.is_admin() {
+                    return Err(Error::forbidden(
+                        "only a workspace owner or admin may purge records",
+                    ));
+                }
+                for id in &ids {
+                    records.purge(&member.ctx, &entity, id).await?;
+                }
+            }
+            Some("edit") => {
+                return draw_bulk_edit(&services, &member, &entity, &ids, &[], &[], StatusCode::OK)
+                    .await;
+            }
             Some("assign") => {
                 let owner = first(&posted, "owner")
                     .and_then(|o| Uuid::parse_str(o).ok())
@@ -1277,7 +1538,7 @@ async fn bulk(
                 return Err(Error::invalid(
                     "/action",
                     "enum",
-                    "action is delete, restore or assign",
+                    "action is delete, restore, purge, claim or assign",
                 ));
             }
         }
@@ -1439,7 +1700,11 @@ async fn draw_record(
             "updated_at": record.updated_at,
             "updated_by": person(record.updated_by),
             "deleted": record.deleted_at.is_some(),
+            "in_pool": record.owner.is_none() && shape.pool,
+            "mine": record.owner == Some(member.access.account_id),
         },
+        "has_pool": shape.pool,
+        "is_admin": member.access.is_admin(),
         "sections": sections,
         "timeline": timeline,
         "related": related,
