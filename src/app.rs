@@ -32,6 +32,7 @@ struct Inner {
     scripts: Arc<crate::script::ScriptEngine>,
     limiter: LoginLimiter,
     form_limiter: crate::forms::SubmissionLimiter,
+    form_key: tokio::sync::OnceCell<String>,
     credentials: auth::CredentialCache,
     access: Arc<workspaces::AccessCache>,
     config: ServeConfig,
@@ -121,6 +122,7 @@ impl Services {
                 registry,
                 limiter: LoginLimiter::new(),
                 form_limiter: crate::forms::SubmissionLimiter::default(),
+                form_key: tokio::sync::OnceCell::new(),
                 credentials: auth::CredentialCache::default(),
                 access,
                 mail_enabled: mailer.is_some(),
@@ -150,6 +152,36 @@ impl Services {
     /// The login rate limiter.
     pub fn limiter(&self) -> &LoginLimiter {
         &self.inner.limiter
+    }
+
+    /// The installation's key for signing form tokens: made once, kept in the database, so
+    /// every process signs and checks alike and no client can sign one.
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn form_key(&self) -> Result<&str> {
+        const FACT: &str = "form_token_key";
+        let key = self
+            .inner
+            .form_key
+            .get_or_try_init(|| async {
+                let db = self.db();
+                store::facts::insert_if_absent(
+                    db.conn(),
+                    FACT,
+                    serde_json::json!(auth::random_secret()),
+                    self.clock().now(),
+                )
+                .await?;
+                let stored = store::facts::get(db.conn(), FACT).await?;
+                stored
+                    .as_ref()
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::internal("the form token key is missing"))
+            })
+            .await?;
+        Ok(key)
     }
 
     /// The limiter of public form submissions.

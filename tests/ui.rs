@@ -119,20 +119,22 @@ async fn a_stale_edit_keeps_the_input_and_says_what_changed(backend: Backend) {
     let id = lead["id"].as_str().expect("id").to_owned();
     let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
     let (_, form) = pages.get(&format!("/w/demo/e/lead/{id}/edit")).await;
-    let version = input_value(&form, "_version").expect("version");
-    assert_eq!(version, "1");
-    // Someone else saves first.
+    assert_eq!(input_value(&form, "_version").as_deref(), Some("1"));
+    let original = input_value(&form, "_original").expect("the values the form starts from");
+    // Someone else saves first: the company, and a job title this person does not touch.
     let (status, _) = admin
         .patch(
             &format!("{LEADS}/{id}"),
-            json!({"fields": {"company": "Their Co"}, "version": 1}),
+            json!({"fields": {"company": "Their Co", "title": "CTO"}, "version": 1}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     let mine = [
         ("_version", "1"),
+        ("_original", original.as_str()),
         ("name", "Han Meimei"),
         ("company", "My Co"),
+        ("title", ""),
         ("source", "referral"),
         ("status", "new"),
     ];
@@ -141,10 +143,19 @@ async fn a_stale_edit_keeps_the_input_and_says_what_changed(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(html.contains("data-testid=\"stale\""), "{html}");
-    assert!(html.contains("value=\"My Co\""), "my input is kept");
+    assert!(html.contains("value=\"My Co\""), "my change is kept");
     assert!(
         html.contains("Saved meanwhile: Their Co"),
         "theirs is shown"
+    );
+    assert!(
+        html.contains("value=\"CTO\""),
+        "their change to a field I did not touch is in the form now"
+    );
+    assert_eq!(
+        html.matches("data-testid=\"theirs\"").count(),
+        1,
+        "a note only where both changed"
     );
     assert_eq!(input_value(&html, "_version").as_deref(), Some("2"));
     let (_, current) = admin.get(&format!("{LEADS}/{id}")).await;
@@ -153,11 +164,14 @@ async fn a_stale_edit_keeps_the_input_and_says_what_changed(backend: Backend) {
         json!("Their Co"),
         "nothing overwritten"
     );
-    // Saving again, knowingly, applies mine.
+    // Saving again, knowingly, applies my change and keeps their title.
+    let original = input_value(&html, "_original").expect("original");
     let mine = [
         ("_version", "2"),
+        ("_original", original.as_str()),
         ("name", "Han Meimei"),
         ("company", "My Co"),
+        ("title", "CTO"),
         ("source", "referral"),
         ("status", "new"),
     ];
@@ -167,7 +181,38 @@ async fn a_stale_edit_keeps_the_input_and_says_what_changed(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
     let (_, current) = admin.get(&format!("{LEADS}/{id}")).await;
     assert_eq!(current["fields"]["company"], json!("My Co"));
+    assert_eq!(
+        current["fields"]["title"],
+        json!("CTO"),
+        "their change survives"
+    );
     assert_eq!(current["version"], json!(3));
+    // Text that looks like a number is text: "1.0" to "1" is a change.
+    let (_, form) = pages.get(&format!("/w/demo/e/lead/{id}/edit")).await;
+    let original = input_value(&form, "_original").expect("original");
+    let version = input_value(&form, "_version").expect("version");
+    for title in ["1.0", "1"] {
+        let (_, form) = pages.get(&format!("/w/demo/e/lead/{id}/edit")).await;
+        let original = input_value(&form, "_original").expect("original");
+        let version = input_value(&form, "_version").expect("version");
+        let (status, _, _) = pages
+            .post(
+                &format!("/w/demo/e/lead/{id}/edit"),
+                &[
+                    ("_version", &version),
+                    ("_original", &original),
+                    ("name", "Han Meimei"),
+                    ("title", title),
+                    ("source", "referral"),
+                    ("status", "new"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let _ = (original, version);
+    let (_, current) = admin.get(&format!("{LEADS}/{id}")).await;
+    assert_eq!(current["fields"]["title"], json!("1"));
 }
 
 async fn values_show_as_text_in_every_page(backend: Backend) {
@@ -1010,7 +1055,155 @@ async fn the_pool_the_bin_bulk_edits_and_notifications(backend: Backend) {
     assert!(!html.contains("class=\"unread\""), "all read");
 }
 
+async fn sub_tables_and_files_are_edited_in_the_form(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(
+        &admin,
+        "offer",
+        json!({"type": "object", "x-label": {"en": "Offer"}, "x-title-field": "title",
+            "properties": {
+                "title": {"type": "string", "x-kind": "text", "x-label": {"en": "Title"}},
+                "lines": {"type": "array", "x-kind": "sub_table", "x-label": {"en": "Lines"}, "maxItems": 50,
+                    "items": {"type": "object", "required": ["product", "qty"], "properties": {
+                        "product": {"type": "string", "x-kind": "text", "x-label": {"en": "Product"}},
+                        "qty": {"type": "integer", "minimum": 1, "x-kind": "integer", "x-label": {"en": "Qty"}},
+                        "price": {"type": "number", "minimum": 0, "x-kind": "money", "x-currency": "CNY", "x-label": {"en": "Price"}}}},
+                    "x-totals": {"qty": "sum", "price": "sum"}},
+                "contract": {"type": "array", "x-kind": "attachment", "x-label": {"en": "Contract"},
+                    "x-attachment": {"max_size": 100000, "accept": ["application/pdf", "image/*"], "max_files": 2}}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let (_, form) = pages.get("/w/demo/e/offer/new").await;
+    assert!(form.contains("data-subtable=\"lines\"") && form.contains("data-add-row"));
+    assert!(form.contains("data-upload="), "a file input uploads");
+    let token = input_value(&form, "_token").expect("token");
+
+    // A file uploaded the way the page does (the API, with the session's CSRF header).
+    let upload = pages
+        .http
+        .post(format!(
+            "{}/api/v1/w/demo/entities/offer/attachments?field=contract&name=scan.png",
+            pages.base
+        ))
+        .header("x-csrf-token", pages.csrf.as_str())
+        .header("content-type", "image/png")
+        .body(vec![0x89, b'P', b'N', b'G', 13, 10, 26, 10, 0, 0])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let file: Value = upload.json().await.expect("json");
+    let file_id = file["id"].as_str().expect("file id").to_owned();
+
+    // A bad row is named at its cell; the good input comes back.
+    let (status, _, html) = pages
+        .post(
+            "/w/demo/e/offer/new",
+            &[
+                ("_token", &token),
+                ("title", "Big deal"),
+                ("_present", "lines"),
+                ("lines.0.product", "License"),
+                ("lines.0.qty", "0"),
+                ("lines.0.price", "100"),
+                ("_present", "contract"),
+                ("contract", &file_id),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("id=\"f-lines-error\""), "{html}");
+    let rows = [
+        ("_token", token.as_str()),
+        ("title", "Big deal"),
+        ("_present", "lines"),
+        ("lines.0.product", "License"),
+        ("lines.0.qty", "3"),
+        ("lines.0.price", "1,000.50"),
+        ("lines.1.product", ""),
+        ("lines.1.qty", ""),
+        ("lines.1.price", ""),
+        ("lines.2.product", "Support"),
+        ("lines.2.qty", "1"),
+        ("lines.2.price", "99.5"),
+        ("_present", "contract"),
+        ("contract", file_id.as_str()),
+    ];
+    let (status, location, body) = pages.post("/w/demo/e/offer/new", &rows).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let id = location.rsplit('/').next().expect("id").to_owned();
+    let (_, offer) = admin
+        .get(&format!("/api/v1/w/demo/entities/offer/records/{id}"))
+        .await;
+    assert_eq!(
+        offer["fields"]["lines"].as_array().map(Vec::len),
+        Some(2),
+        "the empty row is dropped: {offer}"
+    );
+    assert_eq!(offer["fields"]["lines"][1]["product"], json!("Support"));
+    assert_eq!(offer["totals"]["lines"]["qty"], json!(4));
+    assert_eq!(offer["totals"]["lines"]["price"], json!("1100.00"));
+    assert_eq!(offer["fields"]["contract"][0]["name"], json!("scan.png"));
+    let (_, page) = pages.get(&location).await;
+    assert!(
+        page.contains("1,100.00") && page.contains("class=\"thumb\""),
+        "totals and a preview: {page}"
+    );
+    let inline = pages
+        .http
+        .get(format!(
+            "{}/api/v1/w/demo/attachments/{file_id}?inline=1",
+            pages.base
+        ))
+        .send()
+        .await
+        .expect("preview");
+    assert!(
+        inline.headers()["content-disposition"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("inline")
+    );
+
+    // Reordered, one removed and the file unticked: the edit keeps exactly that.
+    let (_, edit) = pages.get(&format!("/w/demo/e/offer/{id}/edit")).await;
+    let version = input_value(&edit, "_version").expect("version");
+    let (status, _, body) = pages
+        .post(
+            &format!("/w/demo/e/offer/{id}/edit"),
+            &[
+                ("_version", &version),
+                ("title", "Big deal"),
+                ("_present", "lines"),
+                ("lines.0.product", "Support"),
+                ("lines.0.qty", "2"),
+                ("lines.0.price", "99.5"),
+                ("_present", "contract"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, offer) = admin
+        .get(&format!("/api/v1/w/demo/entities/offer/records/{id}"))
+        .await;
+    assert_eq!(
+        offer["fields"]["lines"],
+        json!([{"product": "Support", "qty": 2, "price": "99.50"}])
+    );
+    assert_eq!(offer["totals"]["lines"]["price"], json!("99.50"));
+    assert!(
+        offer["fields"]
+            .get("contract")
+            .is_none_or(|c| c.as_array().is_none_or(Vec::is_empty)),
+        "{offer}"
+    );
+}
+
 both_databases!(
+    sub_tables_and_files_are_edited_in_the_form,
     the_pool_the_bin_bulk_edits_and_notifications,
     form_rules_show_hide_and_lock_fields_on_the_server,
     approvals_are_decided_from_the_inbox_and_the_record_page,

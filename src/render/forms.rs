@@ -70,8 +70,10 @@ pub struct Widget {
     pub error: Option<String>,
     /// What someone else saved meanwhile, when a save was stale and differs from the input.
     pub theirs: Option<String>,
-    /// Sub-table columns (label per key), for sub-table widgets.
-    pub columns: Vec<(String, String)>,
+    /// Sub-table columns, for sub-table widgets.
+    pub columns: Vec<SubColumn>,
+    /// Accepted media types of attachment widgets (the file input's `accept`).
+    pub accept: Option<String>,
     /// Hidden by the layout's `visible_when` rule for the values at hand (drawn hidden, so
     /// that the page can show it when the rule turns; never written while hidden).
     pub hidden: bool,
@@ -85,6 +87,25 @@ pub struct Widget {
     pub fixed_readonly: bool,
     /// Whether any rule of the layout names this field (the page then asks again as it changes).
     pub has_rules: bool,
+}
+
+/// A column of a sub-table as its inline editor draws it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubColumn {
+    /// Column key.
+    pub key: String,
+    /// Label in the caller's language.
+    pub label: String,
+    /// `text`, `number`, `money`, `date` or `select`.
+    pub widget: &'static str,
+    /// Step of number inputs.
+    pub step: &'static str,
+    /// Options of select columns.
+    pub choices: Vec<Choice>,
+    /// The total kept over this column (`sum`, `avg`, `min`, `max`, `count`), if any.
+    pub total: Option<&'static str>,
+    /// The total as last saved, formatted.
+    pub total_text: String,
 }
 
 /// A titled group of fields in columns.
@@ -121,6 +142,27 @@ pub fn layout(
     rules: &dyn Fn(&str) -> FieldRule,
     locale: Locale,
 ) -> Vec<Section> {
+    layout_with(model, form, rules, locale, true)
+}
+
+/// [`layout`] with only the form's own fields (public forms: a stranger sees exactly what the
+/// form shows, never a required field it left out).
+pub fn strict_layout(
+    model: &EntityModel,
+    form: &Value,
+    rules: &dyn Fn(&str) -> FieldRule,
+    locale: Locale,
+) -> Vec<Section> {
+    layout_with(model, Some(form), rules, locale, false)
+}
+
+fn layout_with(
+    model: &EntityModel,
+    form: Option<&Value>,
+    rules: &dyn Fn(&str) -> FieldRule,
+    locale: Locale,
+    complete: bool,
+) -> Vec<Section> {
     let properties = model.document.get("properties");
     let property = |key: &str| properties.and_then(|p| p.get(key));
     let shown = |field: &Field| !field.hidden && rules(&field.key) != FieldRule::Hidden;
@@ -134,7 +176,12 @@ pub fn layout(
         let mut widget = widget(model, field, spec, locale);
         widget.readonly = widget.readonly
             || read_only_layout
-            || matches!(rule, FieldRule::ReadOnly | FieldRule::MaskedReadOnly);
+            // A masked value is not the value: editing it in a form would overwrite the real
+            // one with the mask, so masked fields are shown, never edited, in the UI.
+            || matches!(
+                rule,
+                FieldRule::ReadOnly | FieldRule::MaskedReadOnly | FieldRule::Masked
+            );
         widget.help = placement
             .and_then(|p| p.get("help"))
             .map(|h| locale.label(Some(h), "").to_owned())
@@ -221,7 +268,7 @@ pub fn layout(
         .filter(|f| !placed.contains(&f.key))
         .map(|f| widget_of(f, None))
         .collect();
-    if !missing.is_empty() {
+    if complete && !missing.is_empty() {
         out.push(Section {
             title: Some(locale.text("form.more_fields")),
             columns: 2,
@@ -257,12 +304,33 @@ fn widget(model: &EntityModel, field: &Field, spec: Option<&Value>, locale: Loca
     };
     let computed = !field.is_writable();
     let columns = match &field.kind {
-        FieldKind::SubTable { columns, .. } => columns
+        FieldKind::SubTable { columns, totals } => columns
             .iter()
             .map(|c| {
-                let label =
-                    spec.and_then(|s| s.pointer(&format!("/items/properties/{}/x-label", c.key)));
-                (c.key.clone(), locale.label(label, &c.key).to_owned())
+                let column_spec =
+                    spec.and_then(|s| s.pointer(&format!("/items/properties/{}", c.key)));
+                let (widget, step) = match &c.kind {
+                    FieldKind::Integer => ("number", "1"),
+                    FieldKind::Number | FieldKind::Percent => ("number", "any"),
+                    FieldKind::Money { .. } => ("money", ""),
+                    FieldKind::Date => ("date", ""),
+                    FieldKind::SingleSelect { .. } => ("select", ""),
+                    _ => ("text", ""),
+                };
+                SubColumn {
+                    key: c.key.clone(),
+                    label: locale
+                        .label(column_spec.and_then(|s| s.get("x-label")), &c.key)
+                        .to_owned(),
+                    widget,
+                    step,
+                    choices: options(column_spec, locale),
+                    total: totals
+                        .iter()
+                        .find(|(k, _)| *k == c.key)
+                        .map(|(_, op)| op.name()),
+                    total_text: String::new(),
+                }
             })
             .collect(),
         _ => Vec::new(),
@@ -303,6 +371,10 @@ fn widget(model: &EntityModel, field: &Field, spec: Option<&Value>, locale: Loca
         error: None,
         theirs: None,
         columns,
+        accept: match &field.kind {
+            FieldKind::Attachment { accept, .. } if !accept.is_empty() => Some(accept.join(",")),
+            _ => None,
+        },
         hidden: false,
         visible_when: None,
         readonly_when: None,
@@ -415,7 +487,11 @@ pub fn options(spec: Option<&Value>, locale: Locale) -> Vec<Choice> {
                 Some(Choice {
                     value: value.to_owned(),
                     label: locale.label(o.get("label"), value).to_owned(),
-                    color: o.get("color").and_then(Value::as_str).map(str::to_owned),
+                    color: o
+                        .get("color")
+                        .and_then(Value::as_str)
+                        .filter(|c| is_color(c))
+                        .map(str::to_owned),
                     selected: false,
                 })
             })
@@ -437,6 +513,13 @@ pub fn options(spec: Option<&Value>, locale: Locale) -> Vec<Choice> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether `text` is a CSS hex colour (`#1677ff`): the only colours pages put in a style.
+pub fn is_color(text: &str) -> bool {
+    text.strip_prefix('#').is_some_and(|hex| {
+        matches!(hex.len(), 3 | 4 | 6 | 8) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Puts `values` (API form) into the widgets, with names for references and members.
@@ -494,6 +577,25 @@ pub fn fill(
             }
         }
         widget.raw = value;
+    }
+}
+
+/// Puts a record's sub-table totals (API form, by field and column) into the widgets.
+pub fn fill_totals(sections: &mut [Section], totals: Option<&Map<String, Value>>, locale: Locale) {
+    let Some(totals) = totals else { return };
+    for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
+        let Some(values) = totals.get(&widget.key).and_then(Value::as_object) else {
+            continue;
+        };
+        for column in &mut widget.columns {
+            if let Some(value) = values.get(&column.key) {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                column.total_text = locale.number(&text);
+            }
+        }
     }
 }
 
@@ -704,7 +806,12 @@ pub fn read_input(
                         .collect(),
                 )
             }
-            FieldKind::SubTable { .. } => continue,
+            FieldKind::SubTable { columns, .. } => {
+                if !present.contains(widget.key.as_str()) {
+                    continue;
+                }
+                Value::Array(sub_rows(&widget.key, columns, posted, zone, local))
+            }
             _ => {
                 let Some(text) = first else { continue };
                 if text.is_empty() {
@@ -717,6 +824,48 @@ pub fn read_input(
         values.insert(widget.key.clone(), value);
     }
     values
+}
+
+/// The rows of a sub-table from inputs named `<field>.<row>.<column>`, in row order (the page
+/// numbers rows as they stand); empty cells are left out and empty rows dropped.
+fn sub_rows(
+    key: &str,
+    columns: &[Field],
+    posted: &[(String, String)],
+    zone: chrono_tz::Tz,
+    local: &mut Vec<FieldError>,
+) -> Vec<Value> {
+    let prefix = format!("{key}.");
+    let mut rows: std::collections::BTreeMap<usize, Map<String, Value>> = Default::default();
+    for (name, text) in posted {
+        let Some((index, column)) = name.strip_prefix(&prefix).and_then(|r| r.split_once('.'))
+        else {
+            continue;
+        };
+        let (Ok(index), Some(field)) = (
+            index.parse::<usize>(),
+            columns.iter().find(|c| c.key == column),
+        ) else {
+            continue;
+        };
+        // Bound the rows a post can make (the entity's own limits apply after).
+        if index >= 1000 {
+            continue;
+        }
+        let row = rows.entry(index).or_default();
+        let text = text.trim();
+        if !text.is_empty() {
+            let pointer = format!("/fields/{key}/{index}/{column}");
+            row.insert(
+                column.to_owned(),
+                scalar(&field.kind, text, zone, &pointer, local),
+            );
+        }
+    }
+    rows.into_values()
+        .filter(|row| !row.is_empty())
+        .map(Value::Object)
+        .collect()
 }
 
 fn scalar(

@@ -670,9 +670,12 @@ pub fn input_value(html: &str, name: &str) -> Option<String> {
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .map(|v| {
-            v.replace("&amp;", "&")
-                .replace("&quot;", "\"")
+            v.replace("&quot;", "\"")
                 .replace("&#x2f;", "/")
+                .replace("&#x27;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
         })
 }
 

@@ -16,6 +16,7 @@
 
   document.addEventListener("change", function (event) {
     var target = event.target;
+    if (target.matches("input[type=file][data-upload]")) upload(target);
     if (target.matches("select[data-autosubmit]") && target.form) target.form.submit();
     if (target.matches("[data-select-all]")) {
       document.querySelectorAll('#bulk-form input[name="id"]').forEach(function (box) { box.checked = target.checked; });
@@ -168,6 +169,108 @@
     form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(ask, 300); });
     form.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(ask, 150); });
   }
+
+  // Attachments: each chosen file is uploaded at once (with progress) and listed, ticked, in
+  // the field; the record takes the ticked files when the form is saved.
+  function upload(input) {
+    var list = input.parentNode.querySelector('[data-files="' + input.dataset.field + '"]');
+    var bar = input.parentNode.querySelector(".upload-progress");
+    Array.prototype.forEach.call(input.files, function (file) {
+      var request = new XMLHttpRequest();
+      request.open("POST", input.dataset.upload + "&name=" + encodeURIComponent(file.name));
+      request.setRequestHeader("X-CSRF-Token", csrf);
+      request.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+      if (bar) { bar.hidden = false; bar.value = 0; }
+      request.upload.onprogress = function (event) {
+        if (bar && event.lengthComputable) bar.value = Math.round(100 * event.loaded / event.total);
+      };
+      request.onload = function () {
+        if (bar) bar.hidden = true;
+        var body = {};
+        try { body = JSON.parse(request.responseText); } catch (e) { body = {}; }
+        if (request.status === 201) {
+          var item = document.createElement("li");
+          var label = document.createElement("label");
+          label.className = "check";
+          var box = document.createElement("input");
+          box.type = "checkbox"; box.name = input.dataset.field; box.value = body.id; box.checked = true;
+          label.appendChild(box);
+          label.appendChild(document.createTextNode(" " + body.name));
+          item.appendChild(label);
+          list.appendChild(item);
+        } else {
+          var reason = (body.errors && body.errors[0] && body.errors[0].message) || body.detail || request.status;
+          toast(input.dataset.failed + ": " + file.name + " — " + reason, true);
+        }
+      };
+      request.onerror = function () { if (bar) bar.hidden = true; toast(input.dataset.failed + ": " + file.name, true); };
+      request.send(file);
+    });
+    input.value = "";
+  }
+
+  // Sub-tables: add, remove and reorder rows; totals follow what is typed (the server keeps
+  // the exact ones when the record is saved).
+  function renumber(table) {
+    var key = table.dataset.subtable;
+    table.querySelectorAll("tbody tr").forEach(function (row, index) {
+      row.querySelectorAll("[name]").forEach(function (input) {
+        var parts = input.name.split(".");
+        if (parts.length === 3 && parts[0] === key) input.name = key + "." + index + "." + parts[2];
+      });
+    });
+  }
+  function number(text) {
+    var cleaned = String(text).replace(/[,\s¥$€£]/g, "");
+    return cleaned === "" ? null : Number(cleaned);
+  }
+  function retotal(table) {
+    table.querySelectorAll("tfoot [data-total]").forEach(function (cell) {
+      var op = cell.dataset.op;
+      if (!op) return;
+      var values = [];
+      table.querySelectorAll('tbody [data-col="' + cell.dataset.total + '"]').forEach(function (input) {
+        var n = number(input.value);
+        if (n !== null && !isNaN(n)) values.push(n);
+      });
+      var result = null;
+      if (op === "count") result = values.length;
+      else if (values.length) {
+        if (op === "sum" || op === "avg") {
+          result = values.reduce(function (a, b) { return a + b; }, 0);
+          if (op === "avg") result = result / values.length;
+        } else if (op === "min") result = Math.min.apply(null, values);
+        else if (op === "max") result = Math.max.apply(null, values);
+      }
+      cell.textContent = result === null ? "" : result.toLocaleString(document.documentElement.lang, { maximumFractionDigits: 2 });
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var table = event.target.closest("[data-subtable]");
+    if (!table) return;
+    var row = event.target.closest("tr");
+    if (event.target.closest("[data-add-row]")) {
+      var template = table.querySelector("template[data-row]");
+      var body = table.querySelector("tbody");
+      var holder = document.createElement("tbody");
+      holder.innerHTML = template.innerHTML.split("__i__").join(String(body.rows.length));
+      body.appendChild(holder.firstElementChild);
+    } else if (event.target.closest("[data-remove-row]") && row) {
+      row.parentNode.removeChild(row);
+    } else if (event.target.closest("[data-move]") && row) {
+      var step = Number(event.target.closest("[data-move]").dataset.move);
+      var other = step < 0 ? row.previousElementSibling : row.nextElementSibling;
+      if (other) row.parentNode.insertBefore(step < 0 ? row : other, step < 0 ? other : row);
+    } else {
+      return;
+    }
+    renumber(table);
+    retotal(table);
+  });
+  document.addEventListener("input", function (event) {
+    var table = event.target.closest("[data-subtable]");
+    if (table) retotal(table);
+  });
 
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {

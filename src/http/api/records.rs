@@ -377,26 +377,43 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// Media types a page may show in place (`?inline=1`): pictures and PDFs. Anything else is
+/// always a download.
+const PREVIEWABLE: [&str; 5] = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+];
+
 async fn download(
     State(services): State<Services>,
     caller: Caller,
     Path((_, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
+    let inline = flag(raw.as_deref(), "inline")?;
     let (file, data) = services.records().download(&caller.ctx, &id).await?;
     let encoded: String = form_urlencoded::byte_serialize(file.name.as_bytes()).collect();
+    let shown = inline && PREVIEWABLE.contains(&file.content_type.as_str());
     let disposition = format!(
-        "attachment; filename*=UTF-8''{}",
+        "{}; filename*=UTF-8''{}",
+        if shown { "inline" } else { "attachment" },
         encoded.replace('+', "%20")
     );
+    // A PDF needs the browser's viewer, which a sandbox blocks; it still may load nothing else.
+    let policy = if shown && file.content_type == "application/pdf" {
+        "default-src 'none'"
+    } else {
+        "sandbox; default-src 'none'"
+    };
     let headers = [
         (header::CONTENT_TYPE, file.content_type.clone()),
         (header::CONTENT_DISPOSITION, disposition),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "sandbox; default-src 'none'".to_owned(),
-        ),
+        (header::CONTENT_SECURITY_POLICY, policy.to_owned()),
         (header::CACHE_CONTROL, "private, no-store".to_owned()),
     ];
     Ok((headers, data).into_response())

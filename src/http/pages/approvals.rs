@@ -292,12 +292,17 @@ async fn act(
             }
             .await;
             if let Err(error) = done {
-                problems.push(format!("{id}: {error}"));
+                problems.push(format!(
+                    "{id}: {}",
+                    super::records::problem_text(&error, member.locale)
+                ));
             }
         }
-        let back = first(&posted, "back")
-            .filter(|b| b.starts_with(&format!("/w/{}/", member.slug())))
-            .map_or_else(|| here.clone(), str::to_owned);
+        let back = super::records::back_to(
+            first(&posted, "back"),
+            &format!("/w/{}/", member.slug()),
+            here.clone(),
+        );
         if problems.is_empty() {
             Ok(see_other(&back))
         } else {

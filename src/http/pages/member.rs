@@ -280,9 +280,7 @@ pub(super) async fn mark_read(
             None => None,
         };
         crate::workflows::service::mark_read(&services.records(), &member.access, id).await?;
-        let back = value("back")
-            .filter(|b| b.starts_with(&format!("/w/{slug}/")))
-            .map_or_else(|| here.clone(), str::to_owned);
+        let back = super::records::back_to(value("back"), &format!("/w/{slug}/"), here.clone());
         Ok(super::records::see_other(&back))
     }
     .await;

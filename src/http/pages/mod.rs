@@ -239,12 +239,13 @@ async fn set_language(
     }
     let locale = Locale::from_tag(&form.lang)
         .ok_or_else(|| Error::invalid("/lang", "enum", "lang is en or zh-CN"))?;
-    if let Some(session) = page_session(&services, &headers).await? {
-        if !form
-            .csrf_token
-            .as_deref()
-            .is_some_and(|t| auth::same_secret(t, &session.csrf_token))
-        {
+    // Pages without a session's token (sign-in, public forms) switch this browser only; with
+    // one, the account's choice changes too.
+    if let (Some(session), Some(sent)) = (
+        page_session(&services, &headers).await?,
+        form.csrf_token.as_deref(),
+    ) {
+        if !auth::same_secret(sent, &session.csrf_token) {
             return Err(Error::forbidden("wrong CSRF token"));
         }
         accounts::set_locale(

@@ -88,7 +88,7 @@ async fn open(services: &Services, secret: &str) -> Result<Opened> {
 /// The fields a stranger may fill: writable, shown, and not pickers over the workspace's data.
 fn public_sections(opened: &Opened, locale: Locale) -> Vec<Section> {
     let visible = |_: &str| crate::access::FieldRule::Visible;
-    let mut sections = forms::layout(&opened.model, Some(&opened.form), &visible, locale);
+    let mut sections = forms::strict_layout(&opened.model, &opened.form, &visible, locale);
     for section in &mut sections {
         section.fields.retain(|w| {
             !w.readonly
@@ -181,7 +181,11 @@ async fn show(
     let result = async {
         let opened = open(&services, &secret).await?;
         let defaults = super::records::defaults_of(&opened.model);
-        let token = issue_token(&opened.link.secret_hash);
+        let token = issue_token(
+            services.form_key().await?,
+            &format!("link:{}", opened.link.id),
+            services.clock().now(),
+        );
         let draft = Draft {
             values: &defaults,
             posted: None,
@@ -217,8 +221,11 @@ async fn submit(
             tracing::info!(link = %opened.link.id, "a public form submission filled the honeypot; dropped");
             return Ok(see_other(&thanks));
         }
+        let key = services.form_key().await?;
         let id = first(&posted, "_token")
-            .and_then(|t| redeem_token(&opened.link.secret_hash, t))
+            .and_then(|t| {
+                redeem_token(key, &format!("link:{}", opened.link.id), t, services.clock().now())
+            })
             .ok_or_else(|| Error::bad_request("the form expired; reload the page"))?;
         let records = services.records();
         if made(&services, &opened, id).await {
@@ -257,7 +264,14 @@ async fn submit(
             Err(Error::Invalid { errors, .. } | Error::Conflict { errors, .. })
                 if !errors.is_empty() =>
             {
-                local.extend(errors);
+                // "Another lead has this email" would tell a stranger what the CRM holds.
+                local.extend(errors.into_iter().map(|mut e| {
+                    if e.code == "unique" {
+                        e.code = "not_accepted".to_owned();
+                        e.message = "this value cannot be accepted".to_owned();
+                    }
+                    e
+                }));
                 let token = first(&posted, "_token").unwrap_or_default().to_owned();
                 let draft = Draft {
                     values: &fields,

@@ -64,6 +64,14 @@ fn query_pairs(raw: Option<&str>) -> Pairs {
     .unwrap_or_default()
 }
 
+/// Where to go back to after an action: `candidate` when it is a local path under `within`
+/// (visible ASCII only, as browsers read it), else `fallback`.
+pub(super) fn back_to(candidate: Option<&str>, within: &str, fallback: String) -> String {
+    candidate
+        .filter(|b| b.starts_with(within) && b.bytes().all(|c| c.is_ascii_graphic() && c != b'\\'))
+        .map_or(fallback, str::to_owned)
+}
+
 pub(super) fn see_other(to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
@@ -500,6 +508,7 @@ async fn draw_list(
             view_doc
                 .and_then(|v| v.get("group_by"))
                 .and_then(Value::as_str)
+                .filter(|g| selects.iter().any(|(k, _)| k == g))
                 .map(str::to_owned)
         })
         .or_else(|| selects.first().map(|(k, _)| k.clone()));
@@ -625,7 +634,11 @@ async fn draw_list(
                 json!({"value": c.value, "label": c.label, "color": c.color, "cards": cards, "count": cards.len()})
             })
             .collect();
-        let empty: Vec<&Value> = rows.iter().filter(|r| r["group"].is_null()).collect();
+        let known: HashSet<String> = choices_of(&group).into_iter().map(|c| c.value).collect();
+        let empty: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["group"].as_str().is_none_or(|g| !known.contains(g)))
+            .collect();
         if !empty.is_empty() {
             lanes.insert(
                 0,
@@ -686,7 +699,16 @@ async fn draw_list(
 }
 
 /// An error's message for the top of a page, in the reader's language.
-fn problem_text(error: &Error, locale: Locale) -> String {
+pub(super) fn problem_text(error: &Error, locale: Locale) -> String {
+    if crate::http::error::status_of(error).is_server_error() {
+        // The cause is for the log, not the page.
+        tracing::error!(%error, "a page action failed");
+        return locale.text(if matches!(error, Error::Unavailable(_) | Error::Db(_)) {
+            "error.title_503"
+        } else {
+            "error.internal"
+        });
+    }
     let located = match error {
         Error::Invalid { errors, .. }
         | Error::Conflict { errors, .. }
@@ -700,27 +722,50 @@ fn problem_text(error: &Error, locale: Locale) -> String {
     )
 }
 
-/// The signed idempotency token of a new-record form: the id the record will get, and a MAC
-/// over it keyed by a secret only the server and this form's audience share (the session's
-/// CSRF token; a public link's secret hash), so only this server issued it to them.
-pub(super) fn issue_token(key: &str) -> String {
+/// How long a new-record form may be sent after it was drawn.
+const TOKEN_HOURS: i64 = 24;
+
+/// The idempotency token of a new-record form: the id the record will get, when the token
+/// expires, and a MAC over both and `audience` (the session and entity, or the public link)
+/// under the installation's key — so ids are only ever chosen by this server, for this form.
+pub(super) fn issue_token(key: &str, audience: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let id = crate::domain::new_id();
-    format!("{id}.{}", token_mac(key, id))
+    let expires = (now + chrono::Duration::hours(TOKEN_HOURS)).timestamp();
+    format!("{id}.{expires}.{}", token_mac(key, audience, id, expires))
 }
 
-fn token_mac(key: &str, id: Uuid) -> String {
+fn token_mac(key: &str, audience: &str, id: Uuid, expires: i64) -> String {
     let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()) else {
         return String::new();
     };
+    mac.update(audience.as_bytes());
+    mac.update(b"\n");
     mac.update(id.as_bytes());
+    mac.update(&expires.to_be_bytes());
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
-/// The record id a form token carries, if it was issued under `key`.
-pub(super) fn redeem_token(key: &str, token: &str) -> Option<Uuid> {
-    let (id, mac) = token.split_once('.')?;
-    let id = Uuid::parse_str(id).ok()?;
-    crate::auth::same_secret(&token_mac(key, id), mac).then_some(id)
+/// The record id a form token carries, if this server issued it for `audience` and it has not
+/// expired.
+pub(super) fn redeem_token(
+    key: &str,
+    audience: &str,
+    token: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Uuid> {
+    let mut parts = token.split('.');
+    let id = Uuid::parse_str(parts.next()?).ok()?;
+    let expires: i64 = parts.next()?.parse().ok()?;
+    let mac = parts.next()?;
+    if parts.next().is_some() || now.timestamp() > expires {
+        return None;
+    }
+    crate::auth::same_secret(&token_mac(key, audience, id, expires), mac).then_some(id)
+}
+
+/// Whom a member's new-record form is for: their session and the entity.
+fn audience(member: &Member, entity: &str) -> String {
+    format!("{}/{entity}", member.session.id_hash)
 }
 
 /// The form page (new or edit), with values, problems and what others saved meanwhile.
@@ -733,6 +778,8 @@ struct FormPage<'a> {
     stale: Option<&'a RecordView>,
     token: Option<String>,
     version: Option<i64>,
+    /// The values the edit form starts from (sent back as `_original`).
+    original: Option<&'a Map<String, Value>>,
 }
 
 async fn draw_form(
@@ -752,6 +799,13 @@ async fn draw_form(
     offer_references(services, member, &sections, &mut names).await;
     let zone = member.ctx.time_zone;
     forms::fill(&mut sections, model, &form.values, &names, zone, locale);
+    if form.posted.is_none() {
+        forms::fill_totals(
+            &mut sections,
+            form.record.and_then(|r| r.totals.as_ref()),
+            locale,
+        );
+    }
     forms::apply_rules(&mut sections, model, &form.values, &services.scripts());
     let has_rules = sections
         .iter()
@@ -774,11 +828,10 @@ async fn draw_form(
             let Some(field) = model.field(&widget.key) else {
                 continue;
             };
-            let saved = theirs
-                .fields
-                .get(&widget.key)
-                .cloned()
-                .unwrap_or(Value::Null);
+            // `theirs` holds the fields both people changed, as saved by the other.
+            let Some(saved) = theirs.fields.get(&widget.key).cloned() else {
+                continue;
+            };
             let mine = form.values.get(&widget.key).cloned().unwrap_or(Value::Null);
             if !widget.readonly && saved != mine {
                 let shown = forms::display(field, &widget.choices, &saved, &names, zone, locale);
@@ -811,6 +864,7 @@ async fn draw_form(
         "sections": sections,
         "record": form.record.map(|r| json!({"id": r.id, "title": title_of(model, &r.fields, r.id)})),
         "version": form.version,
+        "original": form.original.map(|o| Value::Object(o.clone()).to_string()),
         "token": form.token,
         "general_errors": general,
         "has_errors": !form.errors.is_empty(),
@@ -847,8 +901,13 @@ async fn new_form(
             posted: None,
             errors: Vec::new(),
             stale: None,
-            token: Some(issue_token(&member.session.csrf_token)),
+            token: Some(issue_token(
+                services.form_key().await?,
+                &audience(&member, &entity),
+                services.clock().now(),
+            )),
             version: None,
+            original: None,
         };
         draw_form(&services, &member, &entity, form, StatusCode::OK).await
     }
@@ -875,8 +934,9 @@ async fn save_new(
     posted: &[(String, String)],
 ) -> Result<Response> {
     member.check_csrf(first(posted, "csrf_token"))?;
+    let key = services.form_key().await?;
     let id = first(posted, "_token")
-        .and_then(|t| redeem_token(&member.session.csrf_token, t))
+        .and_then(|t| redeem_token(key, &audience(member, entity), t, services.clock().now()))
         .ok_or_else(|| {
             Error::bad_request(
                 "the form's token is missing or was not issued to you; reload the page",
@@ -943,6 +1003,7 @@ async fn save_new(
                 stale: None,
                 token: first(posted, "_token").map(str::to_owned),
                 version: None,
+                original: None,
             };
             draw_form(
                 services,
@@ -960,7 +1021,7 @@ async fn save_new(
 async fn exists(services: &Services, member: &Member, entity: &str, id: Uuid) -> bool {
     services
         .records()
-        .get(&member.ctx, entity, &id.to_string(), false)
+        .get(&member.ctx, entity, &id.to_string(), true)
         .await
         .is_ok()
 }
@@ -987,6 +1048,7 @@ async fn edit_form(
             stale: None,
             token: None,
             version: Some(record.version),
+            original: Some(&record.fields),
         };
         draw_form(&services, &member, &entity, form, StatusCode::OK).await
     }
@@ -1041,39 +1103,60 @@ async fn save_edit(
         &services.scripts(),
         &mut local,
     );
-    // Only what the person changed is sent: fields they may not write stay out of the request.
+    // What the person changed since the form was drawn (its values ride along in `_original`):
+    // only that is sent, so fields they did not touch keep whatever others saved meanwhile,
+    // and fields they may not write stay out of the request.
+    let original: Map<String, Value> = first(posted, "_original")
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_else(|| current.fields.clone());
+    let model = &shape.model;
     let changed: Map<String, Value> = typed
         .iter()
-        .filter(|(k, v)| !same_value(current.fields.get(*k), v))
+        .filter(|(k, v)| !same_value(model.field(k).map(|f| &f.kind), original.get(*k), v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let record_page = format!("/w/{}/e/{entity}/{id}", member.slug());
-    if changed.is_empty() && local.is_empty() && version == current.version {
+    if changed.is_empty() && local.is_empty() {
         return Ok(see_other(&record_page));
     }
-    let mut values = current.fields.clone();
-    values.extend(typed.clone());
     let attempt = services
         .records()
         .update(&member.ctx, entity, id, &changed, None, Some(version))
         .await;
-    let refused = |errors: Vec<FieldError>, version: i64| FormPage {
-        shape: &shape,
-        record: Some(&current),
-        values: values.clone(),
-        posted: Some(posted),
-        errors,
-        stale: None,
-        token: None,
-        version: Some(version),
-    };
     match attempt {
         Ok(_) => Ok(see_other(&record_page)),
         Err(Error::Conflict { errors, .. }) if errors.iter().any(|e| e.code == "stale_version") => {
-            // Someone saved first: keep the person's input, show what changed, and let the
-            // next save go over the current version on purpose.
-            let mut form = refused(Vec::new(), current.version);
-            form.stale = Some(&current);
+            // Someone saved first. The form comes back with what is saved now, the person's own
+            // changes on top, a note at each field both changed, and the current version: the
+            // next save applies their changes knowingly and nothing else.
+            let fresh = services
+                .records()
+                .get(&member.ctx, entity, id, false)
+                .await?;
+            let mut values = fresh.fields.clone();
+            values.extend(changed.clone());
+            let both_changed: Map<String, Value> = fresh
+                .fields
+                .iter()
+                .filter(|(k, v)| {
+                    changed.contains_key(*k)
+                        && !same_value(model.field(k).map(|f| &f.kind), original.get(*k), v)
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut theirs = fresh.clone();
+            theirs.fields = both_changed;
+            let form = FormPage {
+                shape: &shape,
+                record: Some(&fresh),
+                values,
+                posted: None,
+                errors: Vec::new(),
+                stale: Some(&theirs),
+                token: None,
+                version: Some(fresh.version),
+                original: Some(&fresh.fields),
+            };
             draw_form(services, member, entity, form, StatusCode::CONFLICT).await
         }
         Err(
@@ -1082,7 +1165,19 @@ async fn save_edit(
             | Error::Forbidden { errors, .. },
         ) if !errors.is_empty() => {
             local.extend(errors);
-            let form = refused(local, version);
+            let mut values = current.fields.clone();
+            values.extend(typed.clone());
+            let form = FormPage {
+                shape: &shape,
+                record: Some(&current),
+                values,
+                posted: Some(posted),
+                errors: local,
+                stale: None,
+                token: None,
+                version: Some(version),
+                original: Some(&original),
+            };
             draw_form(
                 services,
                 member,
@@ -1096,12 +1191,25 @@ async fn save_edit(
     }
 }
 
-/// Whether a stored value and a typed one mean the same (money `12500` is `12500.00`).
-fn same_value(stored: Option<&Value>, typed: &Value) -> bool {
+/// Whether a stored value and a typed one mean the same (money `12500` is `12500.00`; files
+/// are their ids); text compares as text.
+fn same_value(kind: Option<&FieldKind>, stored: Option<&Value>, typed: &Value) -> bool {
+    let numeric = matches!(
+        kind,
+        Some(FieldKind::Money { .. } | FieldKind::Number | FieldKind::Percent | FieldKind::Integer)
+    );
     match (stored.unwrap_or(&Value::Null), typed) {
-        (Value::String(a), Value::String(b)) => {
+        (Value::Array(files), Value::Array(ids))
+            if files.iter().all(|f| f.get("id").is_some()) && !files.is_empty() =>
+        {
+            files.len() == ids.len() && files.iter().zip(ids).all(|(f, id)| f.get("id") == Some(id))
+        }
+        (Value::String(a), Value::String(b)) if numeric => {
             a == b
-                || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y && a.contains('.') != b.contains('e'))
+                || matches!(
+                    (a.parse::<rust_decimal::Decimal>(), b.parse::<rust_decimal::Decimal>()),
+                    (Ok(x), Ok(y)) if x == y
+                )
         }
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
@@ -1330,9 +1438,13 @@ async fn draw_bulk_edit(
     let rules = |key: &str| shape.rule(key);
     let mut sections = forms::layout(model, form_for(&shape.snapshot, entity), &rules, locale);
     for section in &mut sections {
-        section
-            .fields
-            .retain(|w| !w.readonly && !matches!(w.widget, "subtable" | "attachment" | "computed"));
+        // Fields under a form rule depend on each record's values; they are edited one by one.
+        section.fields.retain(|w| {
+            !w.readonly
+                && w.visible_when.is_none()
+                && w.readonly_when.is_none()
+                && !matches!(w.widget, "subtable" | "attachment" | "computed")
+        });
     }
     sections.retain(|s| !s.fields.is_empty());
     let keys: Vec<String> = model.fields.iter().map(|f| f.key.clone()).collect();
@@ -1422,6 +1534,12 @@ async fn bulk_edit(
             member.locale,
         );
         let mut local = Vec::new();
+        let ruled: HashSet<&str> = sections
+            .iter()
+            .flat_map(|s| s.fields.iter())
+            .filter(|w| w.visible_when.is_some() || w.readonly_when.is_some())
+            .map(|w| w.key.as_str())
+            .collect();
         let fields: Map<String, Value> = forms::read_input(
             &sections,
             &shape.model,
@@ -1430,7 +1548,7 @@ async fn bulk_edit(
             &mut local,
         )
         .into_iter()
-        .filter(|(k, _)| applied.contains(k.as_str()))
+        .filter(|(k, _)| applied.contains(k.as_str()) && !ruled.contains(k.as_str()))
         .collect();
         if let Some(problem) = local.first() {
             let text = forms::message_of(problem, member.locale);
@@ -1542,9 +1660,8 @@ async fn bulk(
                 ));
             }
         }
-        let back = first(&posted, "back")
-            .filter(|b| b.starts_with(&format!("/w/{}/e/{entity}", member.slug())))
-            .map_or_else(|| format!("/w/{}/e/{entity}", member.slug()), str::to_owned);
+        let list = format!("/w/{}/e/{entity}", member.slug());
+        let back = back_to(first(&posted, "back"), &list, list.clone());
         Ok(see_other(&back))
     }
     .await;
@@ -1598,6 +1715,7 @@ async fn draw_record(
     let refs: Vec<&Map<String, Value>> = mentioned.iter().collect();
     let names = names_for(services, member, &model, &refs, &keys, true).await?;
     forms::fill(&mut sections, &model, &record.fields, &names, zone, locale);
+    forms::fill_totals(&mut sections, record.totals.as_ref(), locale);
     forms::apply_rules(&mut sections, &model, &record.fields, &services.scripts());
     let properties = model.document.get("properties");
     let label_of = |key: &str| {
