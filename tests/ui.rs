@@ -1202,7 +1202,68 @@ async fn sub_tables_and_files_are_edited_in_the_form(backend: Backend) {
     );
 }
 
+async fn the_record_page_tells_the_whole_story(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, customer) = admin
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "Acme 公司", "lifecycle_stage": "intent"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let id = customer["id"].as_str().expect("id").to_owned();
+    let (status, body) = admin
+        .post("/api/v1/w/demo/entities/follow_up/records", json!({"fields": {
+            "subject": "Visited <the> plant", "customer": id, "way": "visit", "followed_at": "2026-12-05T02:00:00Z"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.run_jobs_until_idle().await;
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let (status, page) = pages.get(&format!("/w/demo/e/customer/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let timeline = page
+        .split("data-testid=\"timeline\"")
+        .nth(1)
+        .expect("timeline");
+    assert!(
+        timeline.contains("Follow-up added") && timeline.contains("Visited &lt;the&gt; plant"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("Created"), "its own history");
+    assert!(
+        timeline.contains("Changed"),
+        "the workflow's update of the last follow-up"
+    );
+    assert!(timeline.contains("by a workflow"), "{timeline}");
+    // The related list links the follow-up too.
+    assert!(page.contains("/e/follow_up/"));
+    // A lead's page shows the workflow that started on it (to those who manage workflows).
+    let (_, rep_id) = join_member(&app, &admin, "rep@example.com", "member").await;
+    let (_, lead) = admin
+        .post(
+            LEADS,
+            json!({"fields": {"name": "Run", "source": "referral"}, "owner": rep_id}),
+        )
+        .await;
+    app.run_jobs_until_idle().await;
+    let lead_id = lead["id"].as_str().expect("id");
+    let (_, page) = pages.get(&format!("/w/demo/e/lead/{lead_id}")).await;
+    assert!(
+        page.contains("Follow up new leads") && page.contains("workflow-event"),
+        "{page}"
+    );
+    let rep_pages = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (status, page) = rep_pages.get(&format!("/w/demo/e/lead/{lead_id}")).await;
+    assert_eq!(status, StatusCode::OK, "the rep owns it");
+    assert!(
+        !page.contains("workflow-event"),
+        "runs are for workflow managers"
+    );
+}
+
 both_databases!(
+    the_record_page_tells_the_whole_story,
     sub_tables_and_files_are_edited_in_the_form,
     the_pool_the_bin_bulk_edits_and_notifications,
     form_rules_show_hide_and_lock_fields_on_the_server,

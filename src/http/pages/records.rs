@@ -1735,7 +1735,7 @@ async fn draw_record(
                 .unwrap_or_else(|| i.to_string().chars().take(8).collect())
         })
     };
-    let timeline: Vec<Value> = history
+    let mut timeline: Vec<Value> = history
         .iter()
         .rev()
         .map(|entry| {
@@ -1773,6 +1773,7 @@ async fn draw_record(
                 })
                 .unwrap_or_default();
             json!({
+                "kind": "history",
                 "at": entry.at,
                 "who": person(entry.actor).unwrap_or_else(|| locale.text("timeline.system")),
                 "channel": entry.channel,
@@ -1781,8 +1782,68 @@ async fn draw_record(
             })
         })
         .collect();
-    let related = related_records(services, member, &shape.snapshot, entity, &record).await;
+    let related = related_records(
+        services,
+        member,
+        &shape.snapshot,
+        entity,
+        &record,
+        &names.people,
+    )
+    .await;
+    // Follow-ups, quotes and the like made for this record join its story.
+    for group in &related {
+        for item in group["records"].as_array().into_iter().flatten() {
+            timeline.push(json!({
+                "kind": "related",
+                "at": item["created_at"],
+                "who": item["created_by"],
+                "entity": group["entity"],
+                "label": group["singular"],
+                "title": item["title"],
+                "id": item["id"],
+            }));
+        }
+    }
     let manager = member.access.policy.may(crate::access::Right::Workflows);
+    // Workflow runs on the record, for those who manage workflows (others see their effects
+    // in the history and the approvals).
+    if manager {
+        let filter = crate::store::workflows::RunFilter {
+            record: Some((entity.to_owned(), record.id)),
+            ..Default::default()
+        };
+        let labels: HashMap<String, String> = shape
+            .snapshot
+            .of_kind(Kind::Workflow)
+            .into_iter()
+            .map(|(key, p)| {
+                (
+                    key.to_owned(),
+                    locale.label(p.document.get("label"), key).to_owned(),
+                )
+            })
+            .collect();
+        for run in
+            crate::workflows::service::list(&services.records(), &member.access, filter, Some(20))
+                .await
+                .unwrap_or_default()
+        {
+            timeline.push(json!({
+                "kind": "workflow",
+                "at": run.created_at,
+                "workflow": labels.get(&run.workflow).cloned().unwrap_or_else(|| run.workflow.clone()),
+                "status": run.status,
+                "error": run.error,
+            }));
+        }
+    }
+    let instant = |entry: &Value| {
+        entry["at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    timeline.sort_by_key(|entry| std::cmp::Reverse(instant(entry)));
     let people: HashMap<Uuid, String> = names
         .people
         .iter()
@@ -1841,6 +1902,7 @@ async fn related_records(
     snapshot: &Snapshot,
     entity: &str,
     record: &RecordView,
+    people: &HashMap<String, String>,
 ) -> Vec<Value> {
     let locale = member.locale;
     let mut out = Vec::new();
@@ -1864,10 +1926,13 @@ async fn related_records(
         out.push(json!({
             "entity": model.key,
             "label": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), &model.key),
+            "singular": locale.label(doc.get("x-label"), &model.key),
             "via": referrer.field,
             "total": page.total,
             "records": page.records.iter().map(|r| json!({
                 "id": r.id, "title": title_of(model, &r.fields, r.id), "updated_at": r.updated_at,
+                "created_at": r.created_at,
+                "created_by": r.created_by.and_then(|c| people.get(&c.to_string()).cloned()),
             })).collect::<Vec<_>>(),
         }));
     }
