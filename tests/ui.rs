@@ -1256,6 +1256,15 @@ async fn the_record_page_tells_the_whole_story(backend: Backend) {
     let rep_pages = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
     let (status, page) = rep_pages.get(&format!("/w/demo/e/lead/{lead_id}")).await;
     assert_eq!(status, StatusCode::OK, "the rep owns it");
+    // Reference pickers search what the person may read.
+    let (status, found) = pages.get("/w/demo/e/customer/lookup?q=Acme").await;
+    assert_eq!(status, StatusCode::OK);
+    let found: Value = serde_json::from_str(&found).expect("json");
+    assert_eq!(found[0]["title"], json!("Acme 公司"), "{found}");
+    let (_, nothing) = pages.get("/w/demo/e/customer/lookup?q=zzz-none").await;
+    assert_eq!(nothing, "[]");
+    let (_, hidden) = rep_pages.get("/w/demo/e/customer/lookup?q=Acme").await;
+    assert_eq!(hidden, "[]", "not the rep's customer");
     assert!(
         !page.contains("workflow-event"),
         "runs are for workflow managers"

@@ -272,10 +272,68 @@
     if (table) retotal(table);
   });
 
+  // Pickers: a search box above a reference or member select. References ask the server (it
+  // searches the records the person may read); members are filtered in place.
+  function setupPicker(search) {
+    var select = document.getElementById(search.dataset.for);
+    if (!select) return;
+    search.hidden = false;
+    var all = Array.prototype.map.call(select.options, function (o) { return { value: o.value, label: o.text }; });
+    var timer = null;
+    function show(list) {
+      var chosen = select.value;
+      var chosenLabel = select.options[select.selectedIndex] ? select.options[select.selectedIndex].text : "";
+      while (select.options.length) select.remove(0);
+      select.add(new Option(all.length ? all[0].label : "", ""));
+      var seen = false;
+      list.forEach(function (item) {
+        if (!item.value) return;
+        var option = new Option(item.label, item.value, false, item.value === chosen);
+        if (item.value === chosen) seen = true;
+        select.add(option);
+      });
+      if (chosen && !seen) select.add(new Option(chosenLabel, chosen, true, true));
+    }
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      var q = search.value.trim();
+      timer = setTimeout(function () {
+        if (!search.dataset.lookup) {
+          var needle = q.toLowerCase();
+          show(all.filter(function (o) { return o.label.toLowerCase().indexOf(needle) >= 0; }));
+          return;
+        }
+        fetch(search.dataset.lookup + "?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.json() : []; })
+          .then(function (found) {
+            show(found.map(function (r) { return { value: r.id, label: r.title }; }));
+          }).catch(function () { /* keep the list as it is */ });
+      }, 250);
+    });
+  }
+
+  // Select options' colours shown beside the select (an <option> cannot be coloured reliably).
+  function setupSwatch(select) {
+    var swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.setAttribute("aria-hidden", "true");
+    select.parentNode.insertBefore(swatch, select);
+    function paint() {
+      var option = select.options[select.selectedIndex];
+      var color = option && option.dataset.color;
+      swatch.style.background = color || "transparent";
+      swatch.style.borderColor = color || "var(--line-strong)";
+    }
+    select.addEventListener("change", paint);
+    paint();
+  }
+
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".kanban").forEach(setupKanban);
     document.querySelectorAll("form[data-rules-url]").forEach(setupRules);
+    document.querySelectorAll("input.picker-search[data-for]").forEach(setupPicker);
+    document.querySelectorAll("select[data-colored]").forEach(setupSwatch);
     var label = document.querySelector("[data-selected-count]");
     if (label) label.dataset.none = label.textContent;
     updateBulk();

@@ -32,6 +32,7 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/bulk"), post(bulk))
         .route(&format!("{base}/bulk-edit"), post(bulk_edit))
         .route(&format!("{base}/form-state"), post(form_state))
+        .route(&format!("{base}/lookup"), get(lookup))
         .route(&format!("{base}/{{id}}"), get(show))
         .route(&format!("{base}/{{id}}/edit"), get(edit_form).post(update))
         .route(&format!("{base}/{{id}}/set"), post(set_field))
@@ -1279,6 +1280,53 @@ async fn set_field(
         }
         (Err(error), false) => error_page(error, member.locale),
     }
+}
+
+/// Records of an entity whose title holds `q` (reference pickers search as the person types):
+/// `[{id, title}]`, at most 20, only what the member may read.
+async fn lookup(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let member = member_or_return!(&services, &headers, &slug, &format!("/w/{slug}/e/{entity}"));
+    let pairs = query_pairs(raw.as_deref());
+    let q = first(&pairs, "q").unwrap_or_default().trim().to_owned();
+    let result = async {
+        let shape = services.records().shape(&member.ctx, &entity).await?;
+        let model = &shape.model;
+        let mut query = json!({"limit": 20});
+        if let Some(title) = model
+            .title_field
+            .as_deref()
+            .filter(|t| shape.rule(t) == crate::access::FieldRule::Visible)
+        {
+            query["sort"] = json!([title]);
+            if !q.is_empty() {
+                query["filter"] = json!({"field": title, "op": "contains", "value": q});
+            }
+        }
+        let page = services
+            .records()
+            .list(&member.ctx, &entity, &query)
+            .await?;
+        let found: Vec<Value> = page
+            .records
+            .iter()
+            .map(|r| json!({"id": r.id, "title": title_of(model, &r.fields, r.id)}))
+            .collect();
+        Ok(axum::Json(found).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|error: Error| {
+        let status = crate::http::error::status_of(&error);
+        (
+            status,
+            axum::Json(json!({"message": problem_text(&error, member.locale)})),
+        )
+            .into_response()
+    })
 }
 
 /// The form rules' verdict for the values being typed (the page asks as they change): which
