@@ -21,5 +21,6 @@ pub mod render;
 pub mod script;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 pub mod workflows;
 pub mod workspaces;

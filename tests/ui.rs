@@ -1271,7 +1271,92 @@ async fn the_record_page_tells_the_whole_story(backend: Backend) {
     );
 }
 
+async fn members_save_their_own_and_shared_views(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    for (name, status) in [("New One", "new"), ("Old One", "contacted")] {
+        admin
+            .post(
+                LEADS,
+                json!({"fields": {"name": name, "source": "referral", "status": status}}),
+            )
+            .await;
+    }
+    join_member(&app, &admin, "rep@example.com", "member").await;
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let rep = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (status, location, _) = pages
+        .post(
+            "/w/demo/e/lead/saved-views",
+            &[
+                ("name", "Fresh <leads>"),
+                ("query", "f.status=new&sort=-name&cursor=abc&deleted=1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        location.starts_with("/w/demo/e/lead?f.status=new&sort=-name&saved="),
+        "{location}"
+    );
+    let (_, html) = pages.get(&location).await;
+    assert!(
+        html.contains("Fresh &lt;leads&gt;")
+            && html.contains("New One")
+            && !html.contains("Old One"),
+        "{html}"
+    );
+    let (_, theirs) = rep.get("/w/demo/e/lead").await;
+    assert!(
+        !theirs.contains("Fresh &lt;leads&gt;"),
+        "a private view stays private"
+    );
+    let (status, _, _) = rep
+        .post(
+            "/w/demo/e/lead/saved-views",
+            &[("name", "Mine"), ("query", "q=x"), ("shared", "true")],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "sharing takes the right to manage definitions"
+    );
+    let (status, _, _) = rep
+        .post(
+            "/w/demo/e/lead/saved-views",
+            &[("name", " "), ("query", "")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, location, _) = pages
+        .post(
+            "/w/demo/e/lead/saved-views",
+            &[
+                ("name", "Team view"),
+                ("query", "f.status=contacted"),
+                ("shared", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, theirs) = rep.get("/w/demo/e/lead").await;
+    assert!(theirs.contains("Team view"), "a shared view is everyone's");
+    let view_id = location.rsplit("saved=").next().expect("id").to_owned();
+    let (status, _, _) = rep
+        .post(&format!("/w/demo/e/lead/saved-views/{view_id}/delete"), &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = pages
+        .post(&format!("/w/demo/e/lead/saved-views/{view_id}/delete"), &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, theirs) = rep.get("/w/demo/e/lead").await;
+    assert!(!theirs.contains("Team view"));
+}
+
 both_databases!(
+    members_save_their_own_and_shared_views,
     the_record_page_tells_the_whole_story,
     sub_tables_and_files_are_edited_in_the_form,
     the_pool_the_bin_bulk_edits_and_notifications,

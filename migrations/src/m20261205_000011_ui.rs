@@ -1,5 +1,5 @@
-//! What the web UI keeps: each account's preferred language, and the public share links of
-//! forms (外链表单) with their hashed secrets.
+//! What the web UI keeps: each account's preferred language, the public share links of forms
+//! (外链表单) with their hashed secrets, and the list views members save.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -47,6 +47,38 @@ impl MigrationTrait for Migration {
                     .table("form_links")
                     .col("workspace_id")
                     .col("form")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("saved_views")
+                    .col(uuid("id").primary_key())
+                    .col(uuid("workspace_id"))
+                    .col(uuid("account_id"))
+                    .col(string("entity"))
+                    .col(string("name"))
+                    // The list page's query string (filters, sort, layout), checked on save.
+                    .col(string("query"))
+                    .col(boolean("shared"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from("saved_views", "workspace_id")
+                            .to("workspaces", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_saved_views_entity")
+                    .table("saved_views")
+                    .col("workspace_id")
+                    .col("entity")
                     .to_owned(),
             )
             .await

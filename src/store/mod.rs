@@ -12,6 +12,7 @@ pub mod form_links;
 pub mod jobs;
 pub mod people;
 pub mod records;
+pub mod saved_views;
 pub mod sessions;
 pub mod tokens;
 pub mod workflows;

@@ -33,6 +33,11 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/bulk-edit"), post(bulk_edit))
         .route(&format!("{base}/form-state"), post(form_state))
         .route(&format!("{base}/lookup"), get(lookup))
+        .route(&format!("{base}/saved-views"), post(save_view))
+        .route(
+            &format!("{base}/saved-views/{{id}}/delete"),
+            post(delete_view),
+        )
         .route(&format!("{base}/{{id}}"), get(show))
         .route(&format!("{base}/{{id}}/edit"), get(edit_form).post(update))
         .route(&format!("{base}/{{id}}/set"), post(set_field))
@@ -552,6 +557,7 @@ async fn draw_list(
     }
     let snapshot = shape.snapshot.clone();
     let frame = frame(services, member, &snapshot, here).await?;
+    let saved = crate::views::list(services.db(), &member.access, entity).await?;
     let (listed, problem) = match services.records().list(&member.ctx, entity, &query).await {
         Ok(listed) => (Some(listed), None),
         Err(
@@ -695,6 +701,9 @@ async fn draw_list(
         "can_delete": shape.can_delete,
         "is_admin": shape.is_admin,
         "members": names.members.iter().map(|(id, n)| json!({"id": id, "name": n})).collect::<Vec<_>>(),
+        "saved_views": saved,
+        "saved_current": first(pairs, "saved"),
+        "can_share": member.access.policy.may(crate::access::Right::Definitions),
     });
     page("record_list.html", with(frame, context), StatusCode::OK)
 }
@@ -1280,6 +1289,57 @@ async fn set_field(
         }
         (Err(error), false) => error_page(error, member.locale),
     }
+}
+
+/// Saves the list as it is filtered and sorted now under a name (`name`, `query`, `shared`).
+async fn save_view(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let list = format!("/w/{slug}/e/{entity}");
+    let member = member_or_return!(&services, &headers, &slug, &list);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        services.records().shape(&member.ctx, &entity).await?;
+        let query = query_pairs(first(&posted, "query"));
+        let view = crate::views::save(
+            services.db(),
+            services.clock().now(),
+            &member.access,
+            &entity,
+            first(&posted, "name").unwrap_or_default(),
+            &query,
+            first(&posted, "shared") == Some("true"),
+        )
+        .await?;
+        let joiner = if view.query.is_empty() { "" } else { "&" };
+        Ok(see_other(&format!(
+            "{list}?{}{joiner}saved={}",
+            view.query, view.id
+        )))
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn delete_view(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let list = format!("/w/{slug}/e/{entity}");
+    let member = member_or_return!(&services, &headers, &slug, &list);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let id = Uuid::parse_str(&id).map_err(|_| Error::not_found("saved view"))?;
+        crate::views::delete(services.db(), &member.access, id).await?;
+        Ok(see_other(&list))
+    }
+    .await;
+    finish(result, member.locale)
 }
 
 /// Records of an entity whose title holds `q` (reference pickers search as the person types):

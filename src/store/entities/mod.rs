@@ -17,6 +17,7 @@ pub mod notification;
 pub mod org_unit;
 pub mod password_reset;
 pub mod role;
+pub mod saved_view;
 pub mod session;
 pub mod workflow_rotation;
 pub mod workflow_run;
