@@ -1355,7 +1355,30 @@ async fn members_save_their_own_and_shared_views(backend: Backend) {
     assert!(!theirs.contains("Team view"));
 }
 
+async fn background_work_shows_its_progress(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    admin
+        .post(
+            LEADS,
+            json!({"fields": {"name": "Someone", "source": "referral"}}),
+        )
+        .await;
+    app.run_jobs_until_idle().await;
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "zh-CN").await;
+    let (status, html) = pages.get("/w/demo/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("后台任务") && html.contains("运行工作流"),
+        "{html}"
+    );
+    assert!(html.contains("已完成") || html.contains("排队中"), "{html}");
+    let (status, _, _) = pages.post("/w/demo/jobs/not-a-job/retry", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 both_databases!(
+    background_work_shows_its_progress,
     members_save_their_own_and_shared_views,
     the_record_page_tells_the_whole_story,
     sub_tables_and_files_are_edited_in_the_form,

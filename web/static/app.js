@@ -334,6 +334,22 @@
     document.querySelectorAll("form[data-rules-url]").forEach(setupRules);
     document.querySelectorAll("input.picker-search[data-for]").forEach(setupPicker);
     document.querySelectorAll("select[data-colored]").forEach(setupSwatch);
+    // A page following background work refreshes its part while something runs.
+    document.querySelectorAll("[data-live]").forEach(function (box) {
+      var every = Number(box.dataset.live) || 3000;
+      (function poll() {
+        setTimeout(function () {
+          fetch(window.location.href, { credentials: "same-origin" })
+            .then(function (response) { return response.text(); })
+            .then(function (html) {
+              var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(box.id);
+              if (!fresh) return;
+              box.innerHTML = fresh.innerHTML;
+              if (fresh.dataset.live) poll();
+            }).catch(poll);
+        }, every);
+      })();
+    });
     var label = document.querySelector("[data-selected-count]");
     if (label) label.dataset.none = label.textContent;
     updateBulk();

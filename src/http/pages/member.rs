@@ -286,3 +286,95 @@ pub(super) async fn mark_read(
     .await;
     result.unwrap_or_else(|error| error_page(error, locale))
 }
+
+/// Background work of the workspace (recomputes, index builds, imports, deliveries) with its
+/// progress; the page refreshes itself while something runs. Admins see errors and may retry
+/// work that gave up.
+pub(super) async fn jobs(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Response {
+    let here = format!("/w/{slug}/jobs");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let result = async {
+        let snapshot = snapshot(&services, &member).await?;
+        let frame = frame(&services, &member, &snapshot, &here).await?;
+        let admin = member.access.is_admin();
+        let listed =
+            crate::jobs::list(services.db(), member.access.workspace.id, None, Some(100)).await?;
+        let live = listed
+            .iter()
+            .any(|j| matches!(j.status.as_str(), "queued" | "running"));
+        let items: Vec<Value> = listed
+            .iter()
+            .map(|job| {
+                let percent = job
+                    .progress_total
+                    .filter(|t| *t > 0)
+                    .map(|t| (job.progress_done.saturating_mul(100) / t).clamp(0, 100));
+                let key = format!("jobs.kind.{}", job.kind);
+                let label = locale.text(&key);
+                json!({
+                    "id": job.id,
+                    "kind": if label == key { job.kind.clone() } else { label },
+                    "status": job.status,
+                    "done": job.progress_done,
+                    "total": job.progress_total,
+                    "percent": percent,
+                    "attempts": job.attempts,
+                    "updated_at": job.updated_at,
+                    "error": if admin { job.last_error.clone() } else { None },
+                })
+            })
+            .collect();
+        page(
+            "jobs.html",
+            with(
+                frame,
+                json!({"jobs": items, "live": live, "section": "jobs"}),
+            ),
+            StatusCode::OK,
+        )
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}
+
+/// Puts work that gave up back in the queue (admins).
+pub(super) async fn retry_job(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    axum::extract::Form(posted): axum::extract::Form<Vec<(String, String)>>,
+) -> Response {
+    let here = format!("/w/{slug}/jobs");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let result = async {
+        let token = posted
+            .iter()
+            .find(|(k, _)| k == "csrf_token")
+            .map(|(_, v)| v.as_str());
+        member.check_csrf(token)?;
+        member.access.require_admin()?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|_| Error::not_found("job"))?;
+        crate::jobs::retry_dead(
+            services.db(),
+            services.clock(),
+            member.access.workspace.id,
+            id,
+        )
+        .await?;
+        Ok(super::records::see_other(&here))
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}

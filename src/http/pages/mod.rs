@@ -33,6 +33,8 @@ pub(super) fn router() -> Router<Services> {
         .route("/w/{workspace}/", get(member::home))
         .route("/w/{workspace}/notifications", get(member::notifications))
         .route("/w/{workspace}/notifications/read", post(member::mark_read))
+        .route("/w/{workspace}/jobs", get(member::jobs))
+        .route("/w/{workspace}/jobs/{id}/retry", post(member::retry_job))
         .route("/account/language", post(set_language))
         .route("/static/{*path}", get(asset))
         .merge(records::router())
