@@ -256,5 +256,46 @@ async fn a_lead_goes_from_the_form_across_the_board_into_its_history() {
     browser
         .screenshot(&screenshot_path("lead-list-phone"))
         .await;
+    browser.resize(1280, 900).await;
+    browser.goto(&app.url("/w/demo/approvals")).await;
+    browser.screenshot(&screenshot_path("approvals-zh")).await;
     browser.close().await;
+
+    // A stranger on the company's website: the public lead form, no account.
+    let (status, link) = admin
+        .post(
+            "/api/v1/w/demo/forms/lead_form/links",
+            json!({"thank_you": {"en": "Thank you — we will call you today."}}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{link}");
+    let path = link["path"].as_str().expect("path").to_owned();
+    let stranger = Browser::open("en").await;
+    stranger.goto(&app.url(&path)).await;
+    assert!(
+        !stranger.html().await.contains("Sign out"),
+        "no account involved"
+    );
+    stranger.screenshot(&screenshot_path("public-form")).await;
+    stranger.fill("#f-name", "Ada Visitor").await;
+    stranger.fill("#f-phone", "13900000000").await;
+    stranger
+        .run(
+            "document.querySelector('#f-source').value = 'web_form';",
+            json!([]),
+        )
+        .await;
+    stranger.click("form.record-form button[type=submit]").await;
+    stranger
+        .wait_until(
+            "the thank-you page",
+            "!!document.querySelector('[data-testid=thanks]')",
+        )
+        .await;
+    assert!(stranger.html().await.contains("we will call you today"));
+    stranger.close().await;
+    let (_, found) = admin
+        .get("/api/v1/w/demo/entities/lead/records?filter[name]=Ada%20Visitor")
+        .await;
+    assert_eq!(found["records"].as_array().map(Vec::len), Some(1));
 }
