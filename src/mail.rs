@@ -151,6 +151,8 @@ impl Handler for SendEmail {
             .to(to)
             .subject(email.subject)
             .message_id(Some(format!("<{}@formwork>", job.id)))
+            // Plain text, declared as UTF-8: Chinese reads right, and no value is ever markup.
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(email.text)
             .map_err(|e| JobFailure::Fatal(format!("bad message: {e}")))?;
         self.mailer

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Backend, PageClient, TestApp, input_value, join_member,
-    publish_definition, publish_entity,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Options, PageClient, SmtpSink, TestApp, input_value,
+    join_member, publish_definition, publish_entity,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -1377,7 +1377,103 @@ async fn background_work_shows_its_progress(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+async fn values_are_text_in_emails_too(backend: Backend) {
+    let smtp = SmtpSink::start().await;
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let (status, body) = publish_definition(
+        &admin,
+        "workflow",
+        "mail_owner",
+        json!({"label": {"en": "Mail the owner"}, "entity": "lead", "trigger": {"type": "record_created"},
+               "steps": [{"id": "tell", "type": "notify", "to": ["owner"], "channels": ["email"],
+                          "title": "New lead {{ record.name }}", "body": "Company: {{ record.company }}"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let nasty = "<script>alert('x')</script>{{ 7*7 }}";
+    admin
+        .post(
+            LEADS,
+            json!({"fields": {"name": nasty, "company": nasty, "source": "referral"}}),
+        )
+        .await;
+    app.run_jobs_until_idle().await;
+    let messages = smtp.messages();
+    let mail = messages
+        .iter()
+        .find(|m| m.contains("New lead"))
+        .expect("the email");
+    let lower = mail.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: text/plain") && !lower.contains("text/html"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Company: <script>alert('x')</script>{{ 7*7 }}"),
+        "the value as text, never run: {mail}"
+    );
+    assert!(!mail.contains("49"), "no template inside a value runs");
+}
+
+async fn the_home_page_shows_my_agenda(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let day = |offset: i64| {
+        (today + chrono::Duration::days(offset))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let (_, rep_id) = join_member(&app, &admin, "rep@example.com", "member").await;
+    for (name, date, owner) in [
+        ("Overdue call", day(-2), None),
+        ("Call on Friday", day(3), None),
+        ("Far future", day(30), None),
+        ("Someone else's", day(1), Some(rep_id.clone())),
+    ] {
+        let mut body =
+            json!({"fields": {"name": name, "source": "referral", "next_follow_up_date": date}});
+        if let Some(owner) = owner {
+            body["owner"] = json!(owner);
+        }
+        let (status, created) = admin.post(LEADS, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
+    let (_, home) = pages.get("/w/demo/").await;
+    let agenda = home
+        .split("data-testid=\"agenda\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("the agenda");
+    assert!(
+        agenda.contains("Overdue call") && agenda.contains("overdue"),
+        "{agenda}"
+    );
+    assert!(agenda.contains("Call on Friday"));
+    assert!(
+        !agenda.contains("Far future") && !agenda.contains("Someone else"),
+        "{agenda}"
+    );
+    assert!(
+        agenda.find("Overdue call") < agenda.find("Call on Friday"),
+        "soonest first"
+    );
+}
+
 both_databases!(
+    the_home_page_shows_my_agenda,
+    values_are_text_in_emails_too,
     background_work_shows_its_progress,
     members_save_their_own_and_shared_views,
     the_record_page_tells_the_whole_story,

@@ -200,6 +200,7 @@ async fn draw_home(services: &Services, member: &Member, here: &str) -> Result<R
     let settings = workspaces::settings_of(&member.access.workspace)?;
     let zone = workspaces::check_time_zone(&settings.time_zone)?;
     let today = services.clock().now().with_timezone(&zone).date_naive();
+    let agenda = agenda(services, member, &snapshot, today).await;
     page(
         "workspace_home.html",
         with(
@@ -209,11 +210,81 @@ async fn draw_home(services: &Services, member: &Member, here: &str) -> Result<R
                 "working_day": settings.calendar.is_working_day(today),
                 "approvals": approvals,
                 "notifications": inbox.notifications,
+                "agenda": agenda,
             }),
         ),
         StatusCode::OK,
     )
     .map(IntoResponse::into_response)
+}
+
+/// Days ahead the agenda looks.
+const AGENDA_DAYS: i64 = 7;
+
+/// The member's agenda: records they own in calendar views marked `agenda` (leads to follow
+/// up, visits, contract ends…) dated up to a week ahead or overdue, soonest first.
+async fn agenda(
+    services: &Services,
+    member: &Member,
+    snapshot: &Snapshot,
+    today: chrono::NaiveDate,
+) -> Vec<Value> {
+    let mut items = Vec::new();
+    let horizon = today + chrono::Duration::days(AGENDA_DAYS);
+    for (_, view) in snapshot.of_kind(Kind::View) {
+        let doc = &view.document;
+        if doc.get("agenda").and_then(Value::as_bool) != Some(true) {
+            continue;
+        }
+        let (Some(entity), Some(field)) = (
+            doc.get("entity").and_then(Value::as_str),
+            doc.get("date_field").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let Some(model) = snapshot.entity(entity) else {
+            continue;
+        };
+        let until = match model.field(field).map(|f| &f.kind) {
+            Some(crate::definitions::FieldKind::DateTime) => {
+                json!(format!("{}T23:59:59Z", horizon.format("%Y-%m-%d")))
+            }
+            _ => json!(horizon.format("%Y-%m-%d").to_string()),
+        };
+        let mut conditions = vec![
+            json!({"field": "owner", "op": "eq", "value": member.access.account_id.to_string()}),
+            json!({"field": field, "op": "lte", "value": until}),
+        ];
+        if let Some(filter) = doc.get("filter") {
+            conditions.push(filter.clone());
+        }
+        let query = json!({"filter": {"and": conditions}, "sort": [field], "limit": 10});
+        let Ok(page) = services.records().list(&member.ctx, entity, &query).await else {
+            continue;
+        };
+        for record in page.records {
+            let date = record
+                .fields
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let day =
+                chrono::NaiveDate::parse_from_str(date.get(..10).unwrap_or(""), "%Y-%m-%d").ok();
+            items.push(json!({
+                "entity": entity,
+                "label": member.locale.label(model.document.get("x-label"), entity),
+                "id": record.id,
+                "title": super::records::title_of(&model, &record.fields, record.id),
+                "date": day.map(|d| member.locale.date(d)).unwrap_or(date.clone()),
+                "sort": date,
+                "overdue": day.is_some_and(|d| d < today),
+            }));
+        }
+    }
+    items.sort_by(|a, b| a["sort"].as_str().cmp(&b["sort"].as_str()));
+    items.truncate(10);
+    items
 }
 
 /// The member's notifications, newest first, with marking read.

@@ -127,7 +127,7 @@ fn views_for<'s>(snapshot: &'s Snapshot, entity: &str) -> Vec<(&'s str, &'s Valu
 }
 
 /// A record's title: its title field, else the start of its id.
-fn title_of(model: &EntityModel, fields: &Map<String, Value>, id: Uuid) -> String {
+pub(super) fn title_of(model: &EntityModel, fields: &Map<String, Value>, id: Uuid) -> String {
     model
         .title_field
         .as_deref()
