@@ -257,7 +257,34 @@ async fn a_lead_goes_from_the_form_across_the_board_into_its_history() {
         .screenshot(&screenshot_path("lead-list-phone"))
         .await;
     browser.resize(1280, 900).await;
+    // A quote with a 20% discount waits for approval (the admin, who has no manager, decides).
+    let (_, customer) = admin
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "华东制造有限公司", "lifecycle_stage": "intent"}}),
+        )
+        .await;
+    let (_, deal) = admin
+        .post(
+            "/api/v1/w/demo/entities/opportunity/records",
+            json!({"fields": {"name": "ERP 二期", "customer": customer["id"], "stage": "proposal"}}),
+        )
+        .await;
+    let (status, quote) = admin
+        .post(
+            "/api/v1/w/demo/entities/quote/records",
+            json!({"fields": {"name": "ERP 二期报价", "opportunity": deal["id"], "amount": "480000", "discount": 20}}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{quote}");
+    app.run_jobs_until_idle().await;
     browser.goto(&app.url("/w/demo/approvals")).await;
+    assert!(
+        browser
+            .html()
+            .await
+            .contains("data-testid=\"batch-approve\"")
+    );
     browser.screenshot(&screenshot_path("approvals-zh")).await;
     browser.close().await;
 

@@ -791,10 +791,19 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let form = |severity_rule: &str| {
         json!({"entity": "ticket", "label": {"en": "Ticket"}, "sections": [{"fields": [
-            {"field": "subject"}, {"field": "kind"},
+            {"field": "subject"}, {"field": "kind", "widget": "radio"},
             {"field": "severity", "visible_when": severity_rule},
             {"field": "answer", "readonly_when": "record.kind == \"bug\""}]}]})
     };
+    let mut sliding = form("record.kind == \"bug\"");
+    sliding["sections"][0]["fields"][0]["widget"] = json!("slider");
+    let (status, body) = publish_definition(&admin, "form", "ticket_form", sliding).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["errors"][0]["pointer"],
+        json!("/document/sections/0/fields/0/widget"),
+        "{body}"
+    );
     let (status, body) =
         publish_definition(&admin, "form", "ticket_form", form("record.kind ==")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -823,6 +832,10 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
 
     let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
     let (_, html) = pages.get("/w/demo/e/ticket/new").await;
+    assert!(
+        html.contains("type=\"radio\" name=\"kind\""),
+        "the layout's widget: {html}"
+    );
     assert!(
         html.contains("data-field=\"severity\" hidden"),
         "hidden until the kind is bug: {html}"

@@ -738,6 +738,26 @@ pub fn check_references(
                                 field,
                                 None,
                             );
+                            if let (Some(widget), Some(kind)) = (
+                                item.get("widget").and_then(Value::as_str),
+                                field_kind(entity, field),
+                            ) {
+                                let allowed = crate::render::forms::widgets_for(kind);
+                                if !allowed.contains(&widget) {
+                                    rule_problems.push(FieldError::new(
+                                        format!("{prefix}/sections/{s}/fields/{f}/widget"),
+                                        "widget",
+                                        format!(
+                                            "a {kind} field shows as {}, not {widget:?}",
+                                            if allowed.is_empty() {
+                                                "its own widget".to_owned()
+                                            } else {
+                                                allowed.join(" or ")
+                                            }
+                                        ),
+                                    ));
+                                }
+                            }
                         }
                         for rule in ["visible_when", "readonly_when"] {
                             let Some(source) = item.get(rule).and_then(Value::as_str) else {

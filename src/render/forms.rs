@@ -174,6 +174,15 @@ fn layout_with(
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let mut widget = widget(model, field, spec, locale);
+        // The layout may choose another widget the kind allows (checked at publish).
+        match placement
+            .and_then(|p| p.get("widget"))
+            .and_then(Value::as_str)
+        {
+            Some("textarea") if widget.widget == "text" => widget.widget = "textarea",
+            Some("radio") if widget.widget == "select" => widget.widget = "radio",
+            _ => {}
+        }
         widget.readonly = widget.readonly
             || read_only_layout
             // A masked value is not the value: editing it in a form would overwrite the real
@@ -468,6 +477,24 @@ pub fn rule_state(sections: &[Section]) -> (Vec<String>, Vec<String>) {
             .map(|w| w.key.clone())
             .collect(),
     )
+}
+
+/// The widgets a form may choose for a field kind (`widget` in a form definition); the first is
+/// the default.
+pub fn widgets_for(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "text" | "email" | "phone" | "url" => &["input", "textarea"],
+        "long_text" => &["textarea"],
+        "single_select" => &["select", "radio"],
+        "multi_select" => &["chips"],
+        "reference" | "user" => &["picker"],
+        "date" | "datetime" => &["picker"],
+        "money" | "integer" | "number" | "percent" => &["input"],
+        "boolean" => &["checkbox"],
+        "attachment" => &["upload"],
+        "sub_table" => &["table"],
+        _ => &[],
+    }
 }
 
 /// The options of a select field (`x-options`, else its `enum`), in `locale`.

@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use uuid::Uuid;
 
 use super::Conn;
@@ -157,6 +160,19 @@ pub async fn lock_on(
         .filter(approval::Column::Status.eq(status::PENDING))
         .filter(approval::Column::LockRecord.eq(true))
         .one(conn)
+        .await?)
+}
+
+/// How many tasks wait on `approver` (one per pending approval).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn pending_count(conn: &impl Conn, workspace_id: Uuid, approver: Uuid) -> Result<u64> {
+    Ok(approval_task::Entity::find()
+        .filter(approval_task::Column::WorkspaceId.eq(workspace_id))
+        .filter(approval_task::Column::Approver.eq(approver))
+        .filter(approval_task::Column::Status.eq(task::PENDING))
+        .count(conn)
         .await?)
 }
 

@@ -1385,6 +1385,14 @@ pub async fn of_record(
     Ok(views)
 }
 
+/// How many approvals wait on `reader`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn pending_count(db: &Db, workspace_id: Uuid, reader: Uuid) -> Result<u64> {
+    rows::pending_count(db.conn(), workspace_id, reader).await
+}
+
 /// The approvals inbox: `pending` (waiting on the reader), `done` (the reader acted),
 /// `submitted` (by the reader), or `all` (workflow managers).
 ///

@@ -126,16 +126,12 @@ pub(super) async fn frame(
         crate::workflows::service::inbox(&services.records(), &member.access, true, None, Some(1))
             .await?
             .unread;
-    let pending = crate::workflows::approvals::inbox(
+    let pending = crate::workflows::approvals::pending_count(
         services.db(),
         member.access.workspace.id,
         member.access.account_id,
-        false,
-        "pending",
-        100,
     )
-    .await?
-    .len();
+    .await?;
     Ok(json!({
         "account": member.session.account,
         "csrf_token": member.session.csrf_token,

@@ -141,7 +141,10 @@ fn draw(
     if let Some(posted) = posted {
         for widget in sections.iter_mut().flat_map(|s| s.fields.iter_mut()) {
             if let Some(text) = first(posted, &widget.key)
-                && !matches!(widget.widget, "select" | "multiselect" | "checkbox")
+                && !matches!(
+                    widget.widget,
+                    "select" | "radio" | "multiselect" | "checkbox"
+                )
             {
                 widget.value = text.to_owned();
             }

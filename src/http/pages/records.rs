@@ -576,13 +576,19 @@ async fn draw_list(
     let properties = model.document.get("properties");
     let choices_of = |key: &str| forms::options(properties.and_then(|p| p.get(key)), locale);
     let zone = member.ctx.time_zone;
+    // Each column's options once, not once per cell.
+    let column_choices: HashMap<&str, Vec<forms::Choice>> = columns
+        .iter()
+        .map(|key| (key.as_str(), choices_of(key)))
+        .collect();
+    let no_choices = Vec::new();
     let cells = |record: &RecordView| -> Vec<Value> {
         columns
             .iter()
             .filter_map(|key| {
                 let field = model.field(key)?;
                 let value = record.fields.get(key).cloned().unwrap_or(Value::Null);
-                let choices = choices_of(key);
+                let choices = column_choices.get(key.as_str()).unwrap_or(&no_choices);
                 let color = match &value {
                     Value::String(v) => choices
                         .iter()
@@ -592,7 +598,7 @@ async fn draw_list(
                 };
                 Some(json!({
                     "key": key,
-                    "text": forms::display(field, &choices, &value, &names, zone, locale),
+                    "text": forms::display(field, choices, &value, &names, zone, locale),
                     "color": color,
                     "kind": field.kind.name(),
                 }))
