@@ -686,7 +686,8 @@ async fn draw_list(
             "layout": v.get("layout"), "current": view.is_some_and(|(c, _)| c == *k)})).collect::<Vec<_>>(),
         "view": view.map(|(k, _)| k),
         "headers": headers,
-        "rows": rows,
+        // A board draws its lanes; the rows would only be carried twice.
+        "rows": if layout == "kanban" { Vec::new() } else { rows },
         "lanes": lanes,
         "total": listed.as_ref().and_then(|p| p.total),
         "next_cursor": listed.as_ref().and_then(|p| p.next_cursor.clone()),
