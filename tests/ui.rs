@@ -1484,7 +1484,80 @@ async fn the_home_page_shows_my_agenda(backend: Backend) {
     );
 }
 
+/// Every page of every Sales CRM entity draws, with the demo data, in both languages: the
+/// templates meet every field kind and every definition the template ships.
+async fn every_page_of_the_sales_crm_draws(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            demo_data: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    for lang in ["en", "zh-CN"] {
+        let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, lang).await;
+        for path in [
+            "/w/demo/",
+            "/w/demo/approvals",
+            "/w/demo/approvals?box=all",
+            "/w/demo/notifications",
+            "/w/demo/jobs",
+            "/workspaces",
+        ] {
+            let (status, html) = pages.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {html}");
+        }
+        for entity in [
+            "lead",
+            "customer",
+            "contact",
+            "opportunity",
+            "follow_up",
+            "quote",
+        ] {
+            let (_, page) = admin
+                .get(&format!("/api/v1/w/demo/entities/{entity}/records?limit=1"))
+                .await;
+            let mut paths = vec![
+                format!("/w/demo/e/{entity}"),
+                format!("/w/demo/e/{entity}?layout=kanban"),
+                format!("/w/demo/e/{entity}?deleted=1"),
+                format!("/w/demo/e/{entity}/new"),
+            ];
+            if let Some(id) = page["records"][0]["id"].as_str() {
+                paths.push(format!("/w/demo/e/{entity}/{id}"));
+                paths.push(format!("/w/demo/e/{entity}/{id}/edit"));
+            }
+            for path in paths {
+                let (status, html) = pages.get(&path).await;
+                assert_eq!(status, StatusCode::OK, "{lang} {path}: {html}");
+                assert!(html.contains("</html>"), "{path} drew whole");
+            }
+        }
+        let (_, views) = admin.get("/api/v1/w/demo/definitions/view").await;
+        let views = views.get("definitions").cloned().unwrap_or(views);
+        assert!(
+            views.as_array().map_or(0, Vec::len) >= 8,
+            "every view is tried: {views}"
+        );
+        for view in views.as_array().into_iter().flatten() {
+            let key = view["key"].as_str().expect("a view's key");
+            let (_, detail) = admin
+                .get(&format!("/api/v1/w/demo/definitions/view/{key}"))
+                .await;
+            let entity = detail["published"]["entity"]
+                .as_str()
+                .expect("a view's entity");
+            let (status, html) = pages.get(&format!("/w/demo/e/{entity}?view={key}")).await;
+            assert_eq!(status, StatusCode::OK, "view {key}: {html}");
+        }
+    }
+}
+
 both_databases!(
+    every_page_of_the_sales_crm_draws,
     the_home_page_shows_my_agenda,
     values_are_text_in_emails_too,
     background_work_shows_its_progress,

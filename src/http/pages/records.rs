@@ -42,9 +42,8 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/{{id}}/edit"), get(edit_form).post(update))
         .route(&format!("{base}/{{id}}/set"), post(set_field))
         .route(&format!("{base}/{{id}}/delete"), post(delete))
-        .route(&format!("{base}/{{id}}/claim"), post(claim))
-        .route(&format!("{base}/{{id}}/release"), post(release))
-        .route(&format!("{base}/{{id}}/purge"), post(purge))
+        // claim, release, purge (the other actions on a record have routes of their own).
+        .route(&format!("{base}/{{id}}/{{action}}"), post(record_action))
 }
 
 /// Largest number of cards a kanban shows per request.
@@ -1468,19 +1467,18 @@ async fn delete(
 
 /// Claims a record from the public pool, releases one to it, or purges one from the recycle
 /// bin (admins), then shows the record (or the list).
-async fn pool_action(
-    services: &Services,
-    headers: &HeaderMap,
-    (slug, entity, id): (String, String, String),
-    posted: &[(String, String)],
-    action: &str,
+async fn record_action(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id, action)): Path<(String, String, String, String)>,
+    Form(posted): Form<Pairs>,
 ) -> Response {
     let here = format!("/w/{slug}/e/{entity}/{id}");
-    let member = member_or_return!(services, headers, &slug, &here);
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let result = async {
-        member.check_csrf(first(posted, "csrf_token"))?;
+        member.check_csrf(first(&posted, "csrf_token"))?;
         let records = services.records();
-        match action {
+        match action.as_str() {
             "claim" => {
                 records.claim(&member.ctx, &entity, &id).await?;
                 Ok(see_other(&here))
@@ -1489,7 +1487,7 @@ async fn pool_action(
                 records.release(&member.ctx, &entity, &id).await?;
                 Ok(see_other(&format!("/w/{slug}/e/{entity}?pool=1")))
             }
-            _ => {
+            "purge" => {
                 if !member.access.is_admin() {
                     return Err(Error::forbidden(
                         "only a workspace owner or admin may purge records",
@@ -1498,37 +1496,11 @@ async fn pool_action(
                 records.purge(&member.ctx, &entity, &id).await?;
                 Ok(see_other(&format!("/w/{slug}/e/{entity}?deleted=1")))
             }
+            _ => Err(Error::not_found("route")),
         }
     }
     .await;
     finish(result, member.locale)
-}
-
-async fn claim(
-    State(services): State<Services>,
-    headers: HeaderMap,
-    Path(path): Path<(String, String, String)>,
-    Form(posted): Form<Pairs>,
-) -> Response {
-    pool_action(&services, &headers, path, &posted, "claim").await
-}
-
-async fn release(
-    State(services): State<Services>,
-    headers: HeaderMap,
-    Path(path): Path<(String, String, String)>,
-    Form(posted): Form<Pairs>,
-) -> Response {
-    pool_action(&services, &headers, path, &posted, "release").await
-}
-
-async fn purge(
-    State(services): State<Services>,
-    headers: HeaderMap,
-    Path(path): Path<(String, String, String)>,
-    Form(posted): Form<Pairs>,
-) -> Response {
-    pool_action(&services, &headers, path, &posted, "purge").await
 }
 
 /// The bulk edit form: every writable field of the layout, each with a box to apply it to all
