@@ -93,6 +93,19 @@ macro_rules! member_or_return {
     };
 }
 
+/// The answer to the page's script (a board move, a rule round trip, a search): the result, or
+/// the failure as `{message}` in the reader's language with its status.
+fn for_script(result: Result<Response>, locale: Locale) -> Response {
+    result.unwrap_or_else(|error| {
+        let status = crate::http::error::status_of(&error);
+        (
+            status,
+            axum::Json(json!({"message": problem_text(&error, locale)})),
+        )
+            .into_response()
+    })
+}
+
 /// A page's result, failures drawn as an error page in the reader's language.
 fn finish(result: Result<Response>, locale: Locale) -> Response {
     result.unwrap_or_else(|error| error_page(error, locale))
@@ -1288,11 +1301,7 @@ async fn set_field(
             axum::Json(json!({"id": view.id, "version": view.version})).into_response()
         }
         (Ok(_), false) => see_other(&back),
-        (Err(error), true) => {
-            let status = crate::http::error::status_of(&error);
-            let message = problem_text(&error, member.locale);
-            (status, axum::Json(json!({"message": message}))).into_response()
-        }
+        (Err(error), true) => for_script(Err(error), member.locale),
         (Err(error), false) => error_page(error, member.locale),
     }
 }
@@ -1385,14 +1394,7 @@ async fn lookup(
         Ok(axum::Json(found).into_response())
     }
     .await;
-    result.unwrap_or_else(|error: Error| {
-        let status = crate::http::error::status_of(&error);
-        (
-            status,
-            axum::Json(json!({"message": problem_text(&error, member.locale)})),
-        )
-            .into_response()
-    })
+    for_script(result, member.locale)
 }
 
 /// The form rules' verdict for the values being typed (the page asks as they change): which
@@ -1438,14 +1440,7 @@ async fn form_state(
         Ok(axum::Json(json!({"hidden": hidden, "readonly": readonly})).into_response())
     }
     .await;
-    result.unwrap_or_else(|error: Error| {
-        let status = crate::http::error::status_of(&error);
-        (
-            status,
-            axum::Json(json!({"message": problem_text(&error, member.locale)})),
-        )
-            .into_response()
-    })
+    for_script(result, member.locale)
 }
 
 async fn delete(
