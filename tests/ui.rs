@@ -919,6 +919,32 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
     // The record page does not show what the rules hide.
     let (_, page) = pages.get(&location).await;
     assert!(page.contains("Severity"));
+    // A public link to the form asks the same rules as the visitor types.
+    let (status, link) = admin
+        .post("/api/v1/w/demo/forms/ticket_form/links", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let path = link["path"].as_str().expect("path").to_owned();
+    let stranger = visitor("en");
+    let html = stranger
+        .get(app.url(&path))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("data-rules-url="), "{html}");
+    let state: Value = stranger
+        .post(app.url(&format!("{path}/state")))
+        .form(&[("subject", "S"), ("kind", "question")])
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state, json!({"hidden": ["severity"], "readonly": []}));
 }
 
 async fn the_pool_the_bin_bulk_edits_and_notifications(backend: Backend) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
@@ -33,6 +33,7 @@ pub(super) fn router() -> Router<Services> {
     Router::new()
         .route("/f/{secret}", get(show).post(submit))
         .route("/f/{secret}/thanks", get(thanks))
+        .route("/f/{secret}/state", axum::routing::post(state))
 }
 
 /// An open link with what drawing and saving its form needs.
@@ -156,6 +157,10 @@ fn draw(
         values,
         &crate::script::shared(),
     );
+    let has_rules = sections
+        .iter()
+        .flat_map(|s| s.fields.iter())
+        .any(|w| w.has_rules);
     let general = forms::attach_errors(&mut sections, errors, locale);
     page(
         "public_form.html",
@@ -170,6 +175,7 @@ fn draw(
             "has_errors": !errors.is_empty(),
             "general_errors": general,
             "honeypot": HONEYPOT,
+            "rules_url": has_rules.then(|| format!("/f/{secret}/state")),
         }),
         status,
     )
@@ -295,6 +301,35 @@ async fn submit(
     }
     .await;
     result.unwrap_or_else(|error| error_page(error, locale))
+}
+
+/// The form rules' verdict for what the visitor is typing (their page asks as it changes).
+async fn state(
+    State(services): State<Services>,
+    Path(secret): Path<String>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let result = async {
+        let opened = open(&services, &secret).await?;
+        let mut sections = public_sections(&opened, Locale::En);
+        let mut ignored = Vec::new();
+        forms::read_ruled(
+            &mut sections,
+            &opened.model,
+            &posted,
+            &super::records::defaults_of(&opened.model),
+            opened.ctx.time_zone,
+            &services.scripts(),
+            &mut ignored,
+        );
+        let (hidden, readonly) = forms::rule_state(&sections);
+        Ok::<_, Error>(json!({"hidden": hidden, "readonly": readonly}))
+    }
+    .await;
+    match result {
+        Ok(state) => axum::Json(state).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Whether the record a form token names was made already (the form was sent before).
