@@ -1241,6 +1241,16 @@ async fn sub_tables_and_files_are_edited_in_the_form(backend: Backend) {
     );
 }
 
+/// The id of the first workflow run the lead's page links to.
+async fn page_before_rep(pages: &PageClient, lead: &str) -> String {
+    let (_, page) = pages.get(&format!("/w/demo/e/lead/{lead}")).await;
+    page.split("/w/demo/runs/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a run link")
+        .to_owned()
+}
+
 async fn the_record_page_tells_the_whole_story(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
@@ -1295,6 +1305,25 @@ async fn the_record_page_tells_the_whole_story(backend: Backend) {
     let rep_pages = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
     let (status, page) = rep_pages.get(&format!("/w/demo/e/lead/{lead_id}")).await;
     assert_eq!(status, StatusCode::OK, "the rep owns it");
+    // The run's own page: its log, and cancelling it (managers only).
+    let run = page_before_rep(&pages, lead_id).await;
+    let (status, run_page) = pages.get(&format!("/w/demo/runs/{run}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        run_page.contains("wait_three_days") && run_page.contains("Cancel the run"),
+        "{run_page}"
+    );
+    let (status, _, _) = pages
+        .post(&format!("/w/demo/runs/{run}/explode"), &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = pages.post(&format!("/w/demo/runs/{run}/cancel"), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, run_page) = pages.get(&format!("/w/demo/runs/{run}")).await;
+    assert!(
+        run_page.contains("cancelled") && !run_page.contains("Cancel the run"),
+        "{run_page}"
+    );
     // Reference pickers search what the person may read.
     let (status, found) = pages.get("/w/demo/e/customer/lookup?q=Acme").await;
     assert_eq!(status, StatusCode::OK);
@@ -1302,6 +1331,12 @@ async fn the_record_page_tells_the_whole_story(backend: Backend) {
     assert_eq!(found[0]["title"], json!("Acme 公司"), "{found}");
     let (_, nothing) = pages.get("/w/demo/e/customer/lookup?q=zzz-none").await;
     assert_eq!(nothing, "[]");
+    let (status, _) = rep_pages.get(&format!("/w/demo/runs/{run}")).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "runs are for workflow managers"
+    );
     let (_, hidden) = rep_pages.get("/w/demo/e/customer/lookup?q=Acme").await;
     assert_eq!(hidden, "[]", "not the rep's customer");
     assert!(

@@ -25,6 +25,8 @@ pub(super) fn router() -> Router<Services> {
     Router::new()
         .route("/w/{workspace}/approvals", get(inbox))
         .route("/w/{workspace}/approvals/act", post(act))
+        .route("/w/{workspace}/runs/{id}", get(run_page))
+        .route("/w/{workspace}/runs/{id}/{action}", post(run_action))
 }
 
 const BOXES: [&str; 4] = ["pending", "done", "submitted", "all"];
@@ -48,6 +50,7 @@ pub(super) fn present(
     approval: &ApprovalView,
     reader: Uuid,
     names: &HashMap<Uuid, String>,
+    locale: crate::render::i18n::Locale,
 ) -> Value {
     let name = |id: Option<Uuid>| {
         id.map(|i| {
@@ -92,6 +95,12 @@ pub(super) fn present(
         "submitter": name(approval.submitter),
         "level": approval.level + 1,
         "levels": approval.levels.as_array().map_or(0, Vec::len),
+        "level_label": usize::try_from(approval.level)
+            .ok()
+            .and_then(|i| approval.levels.get(i))
+            .and_then(|level| level.get("label"))
+            .map(|label| locale.label(Some(label), "").to_owned())
+            .filter(|label| !label.is_empty()),
         "due_at": approval.due_at,
         "created_at": approval.created_at,
         "tasks": approval.tasks.iter().map(|t| json!({
@@ -170,7 +179,7 @@ async fn draw_inbox(
     let names = people(services, member).await?;
     let items: Vec<Value> = listed
         .iter()
-        .map(|a| present(a, member.access.account_id, &names))
+        .map(|a| present(a, member.access.account_id, &names, member.locale))
         .collect();
     let snapshot = snapshot(services, member).await?;
     let frame = frame(services, member, &snapshot, here).await?;
@@ -317,6 +326,70 @@ async fn act(
             )
             .await
         }
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}
+
+/// One workflow run, for those who manage workflows: where it stands, its step-by-step log,
+/// and retry (failed) or cancel (running or waiting).
+pub(super) async fn run_page(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Response {
+    let here = format!("/w/{slug}/runs/{id}");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let result = async {
+        let id = Uuid::parse_str(&id).map_err(|_| Error::not_found("workflow run"))?;
+        let run = crate::workflows::service::get(&services.records(), &member.access, id).await?;
+        let snapshot = snapshot(&services, &member).await?;
+        let label = snapshot
+            .get(crate::definitions::Kind::Workflow, &run.workflow)
+            .map(|p| {
+                locale
+                    .label(p.document.get("label"), &run.workflow)
+                    .to_owned()
+            })
+            .unwrap_or_else(|| run.workflow.clone());
+        let frame = frame(&services, &member, &snapshot, &here).await?;
+        page(
+            "run.html",
+            with(frame, json!({"run": run, "label": label})),
+            StatusCode::OK,
+        )
+    }
+    .await;
+    result.unwrap_or_else(|error| error_page(error, locale))
+}
+
+/// Retries a failed run or cancels one that has not ended, then shows it again.
+pub(super) async fn run_action(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, id, action)): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/runs/{id}");
+    let member = match enter(&services, &headers, &slug, &here).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let locale = member.locale;
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let run = Uuid::parse_str(&id).map_err(|_| Error::not_found("workflow run"))?;
+        let records = services.records();
+        match action.as_str() {
+            "retry" => crate::workflows::service::retry(&records, &member.access, run).await?,
+            "cancel" => crate::workflows::service::cancel(&records, &member.access, run).await?,
+            _ => return Err(Error::not_found("route")),
+        };
+        Ok(see_other(&here))
     }
     .await;
     result.unwrap_or_else(|error| error_page(error, locale))

@@ -1913,6 +1913,7 @@ async fn draw_record(
         {
             timeline.push(json!({
                 "kind": "workflow",
+                "id": run.id,
                 "at": run.created_at,
                 "workflow": labels.get(&run.workflow).cloned().unwrap_or_else(|| run.workflow.clone()),
                 "status": run.status,
@@ -1941,7 +1942,7 @@ async fn draw_record(
     )
     .await?
     .iter()
-    .map(|a| super::approvals::present(a, member.access.account_id, &people))
+    .map(|a| super::approvals::present(a, member.access.account_id, &people, locale))
     .collect();
     let snapshot = shape.snapshot.clone();
     let frame = frame(services, member, &snapshot, here).await?;
