@@ -279,12 +279,9 @@ async fn a_lead_goes_from_the_form_across_the_board_into_its_history() {
     assert_eq!(status.as_u16(), 201, "{quote}");
     app.run_jobs_until_idle().await;
     browser.goto(&app.url("/w/demo/approvals")).await;
-    assert!(
-        browser
-            .html()
-            .await
-            .contains("data-testid=\"batch-approve\"")
-    );
+    let inbox = browser.html().await;
+    assert!(inbox.contains("data-testid=\"batch-approve\""));
+    assert!(inbox.contains("直属上级"), "the level's own label: {inbox}");
     browser.screenshot(&screenshot_path("approvals-zh")).await;
     browser.close().await;
 
