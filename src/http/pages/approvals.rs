@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::member::{Member, enter, frame, snapshot, with};
+use super::member::{Member, frame, snapshot, with};
 use super::records::{Pairs, first, see_other};
 use super::{error_page, page};
 use crate::app::Services;
@@ -127,10 +127,7 @@ async fn inbox(
         Some(q) => format!("/w/{slug}/approvals?{q}"),
         None => format!("/w/{slug}/approvals"),
     };
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let pairs: Pairs = raw
         .as_deref()
         .map(|q| {
@@ -255,10 +252,7 @@ async fn act(
     Form(posted): Form<Pairs>,
 ) -> Response {
     let here = format!("/w/{slug}/approvals");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let result = async {
         member.check_csrf(first(&posted, "csrf_token"))?;
@@ -339,10 +333,7 @@ pub(super) async fn run_page(
     Path((slug, id)): Path<(String, String)>,
 ) -> Response {
     let here = format!("/w/{slug}/runs/{id}");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let result = async {
         let id = Uuid::parse_str(&id).map_err(|_| Error::not_found("workflow run"))?;
@@ -375,10 +366,7 @@ pub(super) async fn run_action(
     Form(posted): Form<Pairs>,
 ) -> Response {
     let here = format!("/w/{slug}/runs/{id}");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let result = async {
         member.check_csrf(first(&posted, "csrf_token"))?;

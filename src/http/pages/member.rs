@@ -162,10 +162,7 @@ pub(super) async fn home(
     Path(slug): Path<String>,
 ) -> Response {
     let here = format!("/w/{slug}/");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     match draw_home(&services, &member, &here).await {
         Ok(response) => response,
@@ -290,10 +287,7 @@ pub(super) async fn notifications(
     Path(slug): Path<String>,
 ) -> Response {
     let here = format!("/w/{slug}/notifications");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let result = async {
         let snapshot = snapshot(&services, &member).await?;
@@ -327,10 +321,7 @@ pub(super) async fn mark_read(
     axum::extract::Form(posted): axum::extract::Form<Vec<(String, String)>>,
 ) -> Response {
     let here = format!("/w/{slug}/notifications");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let value = |key: &str| {
         posted
@@ -363,10 +354,7 @@ pub(super) async fn jobs(
     Path(slug): Path<String>,
 ) -> Response {
     let here = format!("/w/{slug}/jobs");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let result = async {
         let snapshot = snapshot(&services, &member).await?;
@@ -420,10 +408,7 @@ pub(super) async fn retry_job(
     axum::extract::Form(posted): axum::extract::Form<Vec<(String, String)>>,
 ) -> Response {
     let here = format!("/w/{slug}/jobs");
-    let member = match enter(&services, &headers, &slug, &here).await {
-        Ok(member) => member,
-        Err(response) => return response,
-    };
+    let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let result = async {
         let token = posted

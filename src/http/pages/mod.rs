@@ -2,6 +2,17 @@
 //! everything inside a workspace. Handlers are thin: they read the request, call the owning
 //! module, and draw the result; failures become an HTML error page in the reader's language.
 
+/// The member behind a page request, or (returned at once) the response that sends them to
+/// sign in or explains why they may not enter.
+macro_rules! member_or_return {
+    ($services:expr, $headers:expr, $slug:expr, $here:expr) => {
+        match super::member::enter($services, $headers, $slug, $here).await {
+            Ok(member) => member,
+            Err(response) => return response,
+        }
+    };
+}
+
 mod approvals;
 mod member;
 mod public;

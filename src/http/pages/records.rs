@@ -83,16 +83,6 @@ pub(super) fn see_other(to: &str) -> Response {
     response
 }
 
-/// The member behind a request, or the response that sends them to sign in.
-macro_rules! member_or_return {
-    ($services:expr, $headers:expr, $slug:expr, $here:expr) => {
-        match enter($services, $headers, $slug, $here).await {
-            Ok(member) => member,
-            Err(response) => return response,
-        }
-    };
-}
-
 /// The answer to the page's script (a board move, a rule round trip, a search): the result, or
 /// the failure as `{message}` in the reader's language with its status.
 fn for_script(result: Result<Response>, locale: Locale) -> Response {
