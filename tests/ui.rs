@@ -1516,6 +1516,7 @@ async fn the_home_page_shows_my_agenda(backend: Backend) {
         ("Overdue call", day(-2), None),
         ("Call on Friday", day(3), None),
         ("Far future", day(30), None),
+        ("Long forgotten", day(-90), None),
         ("Someone else's", day(1), Some(rep_id.clone())),
     ] {
         let mut body =
@@ -1539,7 +1540,9 @@ async fn the_home_page_shows_my_agenda(backend: Backend) {
     );
     assert!(agenda.contains("Call on Friday"));
     assert!(
-        !agenda.contains("Far future") && !agenda.contains("Someone else"),
+        !agenda.contains("Far future")
+            && !agenda.contains("Someone else")
+            && !agenda.contains("Long forgotten"),
         "{agenda}"
     );
     assert!(

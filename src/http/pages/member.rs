@@ -213,9 +213,12 @@ async fn draw_home(services: &Services, member: &Member, here: &str) -> Result<R
 
 /// Days ahead the agenda looks.
 const AGENDA_DAYS: i64 = 7;
+/// Days back it still shows overdue items (older ones belong to a list, not to today's page).
+const OVERDUE_DAYS: i64 = 30;
 
 /// The member's agenda: records they own in calendar views marked `agenda` (leads to follow
-/// up, visits, contract ends…) dated up to a week ahead or overdue, soonest first.
+/// up, visits, contract ends…) dated up to a week ahead or overdue by at most a month, the
+/// longest overdue first.
 async fn agenda(
     services: &Services,
     member: &Member,
@@ -224,6 +227,7 @@ async fn agenda(
 ) -> Vec<Value> {
     let mut items = Vec::new();
     let horizon = today + chrono::Duration::days(AGENDA_DAYS);
+    let oldest = today - chrono::Duration::days(OVERDUE_DAYS);
     for (_, view) in snapshot.of_kind(Kind::View) {
         let doc = &view.document;
         if doc.get("agenda").and_then(Value::as_bool) != Some(true) {
@@ -238,15 +242,21 @@ async fn agenda(
         let Some(model) = snapshot.entity(entity) else {
             continue;
         };
-        let until = match model.field(field).map(|f| &f.kind) {
-            Some(crate::definitions::FieldKind::DateTime) => {
-                json!(format!("{}T23:59:59Z", horizon.format("%Y-%m-%d")))
+        let is_instant = matches!(
+            model.field(field).map(|f| &f.kind),
+            Some(crate::definitions::FieldKind::DateTime)
+        );
+        let bound = |day: chrono::NaiveDate, end: &str| {
+            if is_instant {
+                json!(format!("{}T{end}Z", day.format("%Y-%m-%d")))
+            } else {
+                json!(day.format("%Y-%m-%d").to_string())
             }
-            _ => json!(horizon.format("%Y-%m-%d").to_string()),
         };
+        let (since, until) = (bound(oldest, "00:00:00"), bound(horizon, "23:59:59"));
         let mut conditions = vec![
             json!({"field": "owner", "op": "eq", "value": member.access.account_id.to_string()}),
-            json!({"field": field, "op": "lte", "value": until}),
+            json!({"field": field, "op": "between", "value": [since, until]}),
         ];
         if let Some(filter) = doc.get("filter") {
             conditions.push(filter.clone());
