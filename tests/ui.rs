@@ -275,6 +275,10 @@ async fn the_board_moves_cards_through_the_same_rules(backend: Backend) {
         .get("/w/demo/e/lead?layout=kanban&group_by=status")
         .await;
     assert!(board.contains(&format!("data-id=\"{id}\"")));
+    assert!(
+        board.contains("name=\"value\" value=\"contacted\""),
+        "a keyboard move to the next lane: {board}"
+    );
     let script = [("x-requested-with", "fetch")];
     let path = format!("/w/demo/e/lead/{id}/set");
     let (status, _, body) = pages

@@ -109,8 +109,6 @@
         card.classList.remove("saving");
         if (result.ok) {
           card.dataset.version = result.data.version;
-          var select = card.querySelector("form.move select");
-          if (select) select.value = lane.dataset.value;
           var version = card.querySelector('form.move input[name="version"]');
           if (version) version.value = result.data.version;
           card.classList.add("moved");

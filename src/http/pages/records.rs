@@ -660,6 +660,29 @@ async fn draw_list(
                 json!({"value": "", "label": locale.text("kanban.no_value"), "color": null, "cards": empty, "count": empty.len()}),
             );
         }
+        // Each lane names its neighbours: a card's keyboard controls move it one lane left or
+        // right (cheaper to draw than a list of every lane on every card).
+        let real: Vec<(String, String)> = lanes
+            .iter()
+            .filter_map(|l| {
+                let value = l["value"].as_str().filter(|v| !v.is_empty())?;
+                Some((
+                    value.to_owned(),
+                    l["label"].as_str().unwrap_or(value).to_owned(),
+                ))
+            })
+            .collect();
+        for lane in &mut lanes {
+            let at = real
+                .iter()
+                .position(|(v, _)| Some(v.as_str()) == lane["value"].as_str());
+            let neighbour = |i: Option<usize>| {
+                i.and_then(|i| real.get(i))
+                    .map(|(value, label)| json!({"value": value, "label": label}))
+            };
+            lane["prev"] = json!(neighbour(at.and_then(|i| i.checked_sub(1))));
+            lane["next"] = json!(neighbour(at.map(|i| i + 1).or(Some(0))));
+        }
         lanes
     } else {
         Vec::new()
