@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::member::{Member, frame, snapshot, with};
-use super::records::{Pairs, first, see_other};
+use super::records::{Pairs, all_of, first, query_pairs, see_other};
 use super::{error_page, page};
 use crate::app::Services;
 use crate::error::{Error, Result};
@@ -128,14 +128,7 @@ async fn inbox(
         None => format!("/w/{slug}/approvals"),
     };
     let member = member_or_return!(&services, &headers, &slug, &here);
-    let pairs: Pairs = raw
-        .as_deref()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pairs = query_pairs(raw.as_deref());
     let which = first(&pairs, "box").unwrap_or("pending").to_owned();
     draw_inbox(
         &services,
@@ -257,10 +250,9 @@ async fn act(
     let result = async {
         member.check_csrf(first(&posted, "csrf_token"))?;
         let act = act_of(&posted)?;
-        let ids: Vec<Uuid> = posted
+        let ids: Vec<Uuid> = all_of(&posted, "id")
             .iter()
-            .filter(|(k, _)| k == "id")
-            .filter_map(|(_, v)| Uuid::parse_str(v).ok())
+            .filter_map(|v| Uuid::parse_str(v).ok())
             .collect();
         if ids.is_empty() {
             return Err(Error::invalid(

@@ -60,7 +60,16 @@ pub(super) fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a 
         .map(|(_, v)| v.as_str())
 }
 
-fn query_pairs(raw: Option<&str>) -> Pairs {
+/// Every value posted under `key` (the ids of a selection), in order.
+pub(super) fn all_of(pairs: &[(String, String)], key: &str) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+pub(super) fn query_pairs(raw: Option<&str>) -> Pairs {
     raw.map(|q| {
         form_urlencoded::parse(q.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -1597,11 +1606,7 @@ async fn bulk_edit(
     let member = member_or_return!(&services, &headers, &slug, &here);
     let result = async {
         member.check_csrf(first(&posted, "csrf_token"))?;
-        let ids: Vec<String> = posted
-            .iter()
-            .filter(|(k, _)| k == "id")
-            .map(|(_, v)| v.clone())
-            .collect();
+        let ids = all_of(&posted, "id");
         let applied: HashSet<&str> = posted
             .iter()
             .filter(|(k, _)| k == "_apply")
@@ -1698,11 +1703,7 @@ async fn bulk(
     let member = member_or_return!(&services, &headers, &slug, &here);
     let result = async {
         member.check_csrf(first(&posted, "csrf_token"))?;
-        let ids: Vec<String> = posted
-            .iter()
-            .filter(|(k, _)| k == "id")
-            .map(|(_, v)| v.clone())
-            .collect();
+        let ids = all_of(&posted, "id");
         if ids.is_empty() {
             return Err(Error::invalid(
                 "/id",
