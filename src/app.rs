@@ -224,6 +224,15 @@ impl Services {
         &self.inner.worker
     }
 
+    /// Reports and dashboards bound to these services.
+    pub fn reports(&self) -> crate::reports::Reports<'_> {
+        crate::reports::Reports {
+            db: &self.inner.db,
+            clock: &self.inner.clock,
+            registry: &self.inner.registry,
+        }
+    }
+
     /// The records service bound to these services.
     pub fn records(&self) -> records::Records<'_> {
         records::Records {

@@ -25,6 +25,14 @@ pub struct BusinessCalendar {
     /// Make-up workdays: weekend dates that are worked (调休上班).
     #[serde(default)]
     pub workdays: BTreeSet<NaiveDate>,
+    /// The month (1–12) the fiscal year starts in (default January): reports' fiscal periods
+    /// and sales targets follow it.
+    #[serde(default = "january")]
+    pub fiscal_year_start: u32,
+}
+
+fn january() -> u32 {
+    1
 }
 
 fn default_weekend() -> WeekdaySet {
@@ -66,6 +74,7 @@ impl Default for BusinessCalendar {
             weekend: default_weekend(),
             holidays: BTreeSet::new(),
             workdays: BTreeSet::new(),
+            fiscal_year_start: january(),
         }
     }
 }
@@ -108,6 +117,13 @@ impl BusinessCalendar {
                 "/workdays",
                 "too_many",
                 format!("at most {MAX_LISTED_DAYS} make-up workdays"),
+            ));
+        }
+        if !(1..=12).contains(&self.fiscal_year_start) {
+            errors.push(FieldError::new(
+                "/fiscal_year_start",
+                "range",
+                "the fiscal year starts in a month from 1 to 12",
             ));
         }
         for date in self.holidays.intersection(&self.workdays) {

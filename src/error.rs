@@ -119,6 +119,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The located problems the error carries (none for most kinds).
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            Self::BadRequest { errors, .. }
+            | Self::Forbidden { errors, .. }
+            | Self::Conflict { errors, .. }
+            | Self::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+
     /// 422 with one located problem.
     pub fn invalid(pointer: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
         let error = FieldError::new(pointer, code, message);

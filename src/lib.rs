@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mail;
 pub mod records;
 pub mod render;
+pub mod reports;
 pub mod script;
 pub mod store;
 pub mod telemetry;

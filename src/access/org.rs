@@ -191,6 +191,15 @@ impl OrgTree {
         out
     }
 
+    /// The people of `unit` and of every unit below it (a team filter on reports and targets).
+    pub fn people_under(&self, unit: Uuid) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        for unit in self.subtree(Some(unit)) {
+            out.extend(self.members.get(&unit).into_iter().flatten());
+        }
+        dedup(out)
+    }
+
     /// My team: the people of my unit and my direct reports (with me).
     pub fn team_of(&self, account_id: Uuid) -> Vec<Uuid> {
         let unit = self.people.get(&account_id).and_then(|p| p.unit);

@@ -112,6 +112,18 @@ pub fn workflow() -> &'static Validator {
     compiled(&CELL, WORKFLOW_META)
 }
 
+/// The meta-schema validator for report definitions.
+pub fn report() -> &'static Validator {
+    static CELL: OnceLock<Validator> = OnceLock::new();
+    compiled(&CELL, REPORT_META)
+}
+
+/// The meta-schema validator for dashboard definitions.
+pub fn dashboard() -> &'static Validator {
+    static CELL: OnceLock<Validator> = OnceLock::new();
+    compiled(&CELL, DASHBOARD_META)
+}
+
 /// The meta-schema validator for bundles as one document.
 pub fn template() -> &'static Validator {
     static CELL: OnceLock<Validator> = OnceLock::new();
@@ -126,6 +138,10 @@ pub const FORM_META: &str = include_str!("../../schemas/meta/form.schema.json");
 pub const VIEW_META: &str = include_str!("../../schemas/meta/view.schema.json");
 /// `schemas/meta/workflow.schema.json`.
 pub const WORKFLOW_META: &str = include_str!("../../schemas/meta/workflow.schema.json");
+/// `schemas/meta/report.schema.json`.
+pub const REPORT_META: &str = include_str!("../../schemas/meta/report.schema.json");
+/// `schemas/meta/dashboard.schema.json`.
+pub const DASHBOARD_META: &str = include_str!("../../schemas/meta/dashboard.schema.json");
 /// `schemas/meta/template.schema.json`.
 pub const TEMPLATE_META: &str = include_str!("../../schemas/meta/template.schema.json");
 
@@ -140,6 +156,8 @@ mod tests {
             FORM_META,
             VIEW_META,
             WORKFLOW_META,
+            REPORT_META,
+            DASHBOARD_META,
             TEMPLATE_META,
         ] {
             let schema: Value = serde_json::from_str(text).expect("meta-schema is JSON");

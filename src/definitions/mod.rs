@@ -35,11 +35,22 @@ pub enum Kind {
     View,
     /// A workflow: a trigger, a condition and steps.
     Workflow,
+    /// A report: an entity's records grouped and measured, and how to present them.
+    Report,
+    /// A grid of reports with shared filters.
+    Dashboard,
 }
 
 impl Kind {
     /// Every kind, in dependency order (entities before what refers to them).
-    pub const ALL: [Kind; 4] = [Kind::Entity, Kind::Form, Kind::View, Kind::Workflow];
+    pub const ALL: [Kind; 6] = [
+        Kind::Entity,
+        Kind::Form,
+        Kind::View,
+        Kind::Workflow,
+        Kind::Report,
+        Kind::Dashboard,
+    ];
 
     /// The kind's name in URLs and storage.
     pub fn as_str(self) -> &'static str {
@@ -48,6 +59,8 @@ impl Kind {
             Self::Form => "form",
             Self::View => "view",
             Self::Workflow => "workflow",
+            Self::Report => "report",
+            Self::Dashboard => "dashboard",
         }
     }
 
@@ -58,6 +71,8 @@ impl Kind {
             Self::Form => "forms",
             Self::View => "views",
             Self::Workflow => "workflows",
+            Self::Report => "reports",
+            Self::Dashboard => "dashboards",
         }
     }
 

@@ -318,6 +318,8 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         Kind::Form => meta::form(),
         Kind::View => meta::view(),
         Kind::Workflow => meta::workflow(),
+        Kind::Report => meta::report(),
+        Kind::Dashboard => meta::dashboard(),
     };
     let mut problems = meta::problems(validator, document, prefix);
     if !problems.is_empty() {
@@ -331,6 +333,9 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
     }
     if kind == Kind::Form {
         check_form_rules(document, prefix, &mut problems);
+    }
+    if kind == Kind::Report {
+        problems.extend(crate::reports::definition::check_document(document, prefix));
     }
     if kind == Kind::Workflow
         && let Err(workflow_problems) = crate::workflows::Workflow::compile(
@@ -692,6 +697,26 @@ pub fn check_references(
             problems.extend(crate::workflows::definition::check_references(
                 &lookup, document, prefix,
             ));
+        }
+        Kind::Report => {
+            let lookup = |key: &str| set.get(Kind::Entity, key).cloned();
+            problems.extend(crate::reports::definition::check_references(
+                &lookup, document, prefix,
+            ));
+        }
+        Kind::Dashboard => {
+            let items = document.get("items").and_then(Value::as_array);
+            for (i, item) in items.into_iter().flatten().enumerate() {
+                if let Some(report) = item.get("report").and_then(Value::as_str)
+                    && set.get(Kind::Report, report).is_none()
+                {
+                    problems.push(FieldError::new(
+                        format!("{prefix}/items/{i}/report"),
+                        "unknown_report",
+                        format!("report {report:?} does not exist"),
+                    ));
+                }
+            }
         }
         Kind::Form | Kind::View => {
             let Some(entity_key) = document.get("entity").and_then(Value::as_str) else {

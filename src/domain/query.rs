@@ -371,6 +371,8 @@ pub struct AggregateQuery {
     pub metrics: Vec<Metric>,
     /// The workspace time zone (datetime buckets).
     pub time_zone: chrono_tz::Tz,
+    /// Most groups returned (in group order).
+    pub limit: u64,
 }
 
 /// A record as the in-memory evaluator sees it.

@@ -19,6 +19,8 @@ use crate::error::{Error, FieldError};
 pub const DEFAULT_LIMIT: u64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: u64 = 1000;
+/// Most groups an aggregate returns (ask for fewer with `limit`).
+pub const MAX_GROUPS: u64 = 10_000;
 /// Deepest and/or nesting accepted.
 const MAX_DEPTH: usize = 16;
 /// Most conditions in one filter.
@@ -184,7 +186,57 @@ fn resolve_field<'m>(model: &'m EntityModel, name: &str) -> Option<Resolved<'m>>
     })
 }
 
+/// Whether a value names people relatively (`$me`, `$my_team`, `$my_department`).
+fn mentions_people(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.starts_with('$'),
+        Value::Array(items) => items.iter().any(mentions_people),
+        _ => false,
+    }
+}
+
 impl Resolver<'_> {
+    /// Replaces `$me`, `$my_team` and `$my_department` by the caller's account ids; an `eq` or
+    /// `ne` that now names several people becomes `in` or `not_in`.
+    fn expand_people(&self, op: &str, value: &Value) -> Result<(&'static str, Value), String> {
+        let Some(policy) = self.policy else {
+            return Err("$me and the like need a signed-in person".to_owned());
+        };
+        let me = policy.account_id;
+        let people = |token: &str| -> Result<Vec<Uuid>, String> {
+            match token {
+                "$me" => Ok(vec![me]),
+                "$my_team" => Ok(policy.org().team_of(me)),
+                "$my_department" => Ok(policy.org().department_of(me)),
+                other => Err(format!(
+                    "unknown {other:?}; use $me, $my_team or $my_department"
+                )),
+            }
+        };
+        let mut ids = Vec::new();
+        let items = match value {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        for item in &items {
+            match item.as_str() {
+                Some(token) if token.starts_with('$') => ids.extend(people(token)?),
+                _ => ids.push(
+                    item.as_str()
+                        .and_then(|s| Uuid::parse_str(s).ok())
+                        .ok_or_else(|| "a person is an account id".to_owned())?,
+                ),
+            }
+        }
+        let list = Value::Array(ids.iter().map(|id| Value::String(id.to_string())).collect());
+        let op = match op {
+            "eq" | "in" => "in",
+            "ne" | "not_in" => "not_in",
+            other => return Err(format!("{other} does not take $me and the like")),
+        };
+        Ok((op, list))
+    }
+
     /// A field or system column of `model` as this caller may query it: fields their role
     /// hides are unknown, masked ones refused.
     fn lookup<'m>(&self, model: &'m EntityModel, name: &str) -> Lookup<'m> {
@@ -586,6 +638,25 @@ impl Resolver<'_> {
             }
         };
         let value_pointer = format!("{pointer}/value");
+        let is_person = matches!(resolved.field.map(|f| &f.kind), Some(FieldKind::User))
+            || resolved
+                .system
+                .is_some_and(|s| s.name() == "owner" || s.name().ends_with("_by"));
+        let expanded;
+        let (op, value) = if is_person && mentions_people(value) {
+            match self.expand_people(op, value) {
+                Ok(found) => {
+                    expanded = found;
+                    (expanded.0, &expanded.1)
+                }
+                Err(message) => {
+                    problems.push(&value_pointer, "person", message);
+                    return None;
+                }
+            }
+        } else {
+            (op, value)
+        };
         let operand = resolved.operand.clone();
         let kind_name = resolved.field.map_or_else(
             || resolved.system.map_or("", SystemField::name).to_owned(),
@@ -908,7 +979,7 @@ impl Resolver<'_> {
             return Err(Error::invalid("", "type", "an aggregate is a JSON object"));
         };
         for key in object.keys() {
-            if !["filter", "group_by", "metrics"].contains(&key.as_str()) {
+            if !["filter", "group_by", "metrics", "limit"].contains(&key.as_str()) {
                 problems.push(
                     &format!("/{}", codec::escape(key)),
                     "unknown_parameter",
@@ -1091,6 +1162,20 @@ impl Resolver<'_> {
             };
             metrics.push(Metric { op, operand });
         }
+        let limit = match object.get("limit") {
+            None | Some(Value::Null) => MAX_GROUPS,
+            Some(value) => match value.as_u64() {
+                Some(n) if (1..=MAX_GROUPS).contains(&n) => n,
+                _ => {
+                    problems.push(
+                        "/limit",
+                        "range",
+                        format!("limit is a whole number from 1 to {MAX_GROUPS}"),
+                    );
+                    MAX_GROUPS
+                }
+            },
+        };
         if let Some(error) = problems.into_error("the aggregate is invalid") {
             return Err(error);
         }
@@ -1099,6 +1184,7 @@ impl Resolver<'_> {
             groups,
             metrics,
             time_zone: self.time_zone,
+            limit,
         })
     }
 }

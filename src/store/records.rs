@@ -1468,6 +1468,9 @@ pub async fn aggregate(
         select.add_group_by([Expr::col(Alias::new(format!("g{i}")))]);
         select.order_by(Alias::new(format!("g{i}")), Order::Asc);
     }
+    if !query.groups.is_empty() {
+        select.limit(query.limit);
+    }
     let mut statement = conn.get_database_backend().build(&select);
     if let (Backend::Sqlite, Some(index)) = (backend, covering_index) {
         // Both names are Formwork's own (`rec_…`, `cx_…`), never request text.

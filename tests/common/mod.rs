@@ -308,6 +308,15 @@ impl Client {
         (status, json)
     }
 
+    /// A GET whose answer is read as bytes (downloads, exports).
+    pub async fn get_raw(&self, path: &str) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, None).await
     }

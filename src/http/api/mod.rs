@@ -7,6 +7,7 @@ mod forms;
 mod jobs;
 mod people;
 mod records;
+mod reports;
 mod tokens;
 mod workflows;
 mod workspace;
@@ -26,6 +27,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(forms::router())
         .merge(jobs::router())
         .merge(records::router())
+        .merge(reports::router())
         .merge(people::router())
         .merge(workflows::router())
 }

@@ -1,0 +1,925 @@
+//! How a report's result is shown: numbers formatted per measure and language, a table or
+//! pivot, charts drawn as SVG on the server (bars, stacked bars, lines, pies, funnels, single
+//! numbers against the previous period), every number linked to the records behind it, and
+//! admin-written templates run in a sandbox.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{Value, json};
+
+use super::{ChartType, Format, MeasureColumn, Outcome, Row};
+use crate::error::{Error, FieldError};
+use crate::render::i18n::Locale;
+
+/// Instructions one custom report template may run.
+pub const TEMPLATE_FUEL: u64 = 200_000;
+/// Largest output of a custom report template (bytes).
+pub const TEMPLATE_MAX_OUTPUT: usize = 256 * 1024;
+/// Largest custom report template (bytes).
+pub const TEMPLATE_MAX_SOURCE: usize = 20_000;
+
+const PALETTE: [&str; 10] = [
+    "#1677ff", "#52c41a", "#faad14", "#eb2f96", "#13c2c2", "#722ed1", "#fa541c", "#2f54eb",
+    "#a0d911", "#8c8c8c",
+];
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 300.0;
+
+/// Escapes text for XML and HTML (text and attribute values).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters are not allowed in XML 1.0.
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A measure's value as its readers write it (`CN¥1,234.50`, `25.0%`, `1,204`).
+pub fn format_value(value: Option<Decimal>, column: &MeasureColumn, locale: Locale) -> String {
+    let Some(value) = value else {
+        return "—".to_owned();
+    };
+    match column.format {
+        Format::Percent => {
+            let percent = (value * Decimal::ONE_HUNDRED).round_dp(column.scale);
+            format!("{}%", locale.number(&fixed(percent, column.scale)))
+        }
+        Format::Money => {
+            let amount = fixed(value.round_dp(column.scale), column.scale);
+            match &column.currency {
+                Some(currency) => locale.money(&amount, currency),
+                None => locale.number(&amount),
+            }
+        }
+        Format::Integer => locale.number(&value.round_dp(0).normalize().to_string()),
+        Format::Number => locale.number(&fixed(value.round_dp(column.scale), column.scale)),
+    }
+}
+
+/// A decimal with exactly `scale` places.
+fn fixed(value: Decimal, scale: u32) -> String {
+    let mut value = value;
+    value.rescale(scale);
+    value.to_string()
+}
+
+/// The text of a label object in `locale`.
+pub fn label_text(label: &Value, locale: Locale) -> String {
+    match label {
+        Value::String(text) => text.clone(),
+        other => locale.label(Some(other), "").to_owned(),
+    }
+}
+
+/// The link listing the records behind `filter` (`list_url` is the entity's list page).
+pub fn drill_link(list_url: &str, filter: &Value) -> String {
+    if filter.is_null() {
+        return list_url.to_owned();
+    }
+    let encoded: String = form_urlencoded::byte_serialize(filter.to_string().as_bytes()).collect();
+    format!("{list_url}?filter={encoded}")
+}
+
+/// The result shaped for the page templates: labels and numbers as text in `locale`, links,
+/// the chart as SVG, and for pivots the grid.
+pub fn view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
+    let measures = &outcome.measures;
+    let rows: Vec<Value> = outcome
+        .rows
+        .iter()
+        .map(|row| {
+            json!({
+                "keys": row.keys.iter().map(|k| json!({
+                    "text": label_text(&k.label, locale),
+                    "color": k.color,
+                    "empty": k.value.is_null(),
+                })).collect::<Vec<_>>(),
+                "values": row.values.iter().zip(measures).map(|(v, m)| format_value(*v, m, locale)).collect::<Vec<_>>(),
+                "link": drill_link(list_url, &row.filter),
+            })
+        })
+        .collect();
+    let totals: Vec<String> = outcome
+        .totals
+        .iter()
+        .zip(measures)
+        .map(|(v, m)| format_value(*v, m, locale))
+        .collect();
+    let chart = chart_svg(outcome, locale, list_url);
+    let number =
+        (outcome.chart == ChartType::Number).then(|| number_view(outcome, locale, list_url));
+    json!({
+        "report": outcome.report,
+        "label": label_text(&outcome.label, locale),
+        "description": outcome.description.as_ref().map(|d| label_text(d, locale)),
+        "entity": outcome.entity,
+        "chart": outcome.chart,
+        "groups": outcome.groups.iter().map(|g| label_text(&g.label, locale)).collect::<Vec<_>>(),
+        "measures": measures.iter().map(|m| label_text(&m.label, locale)).collect::<Vec<_>>(),
+        "rows": rows,
+        "totals": totals,
+        "total_link": drill_link(list_url, &outcome.filter),
+        "period": outcome.period.as_ref().map(|p| json!({
+            "name": p.name,
+            "text": format!("{} – {}", locale.date(p.from), locale.date(p.to)),
+        })),
+        "svg": chart,
+        "number": number,
+        "pivot": (outcome.chart == ChartType::Pivot).then(|| pivot_view(outcome, locale, list_url)),
+        "truncated": outcome.truncated,
+    })
+}
+
+fn number_view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
+    let m = outcome.chart_measure;
+    let column = &outcome.measures[m];
+    let now = outcome.totals.get(m).copied().flatten();
+    let before = outcome
+        .previous
+        .as_ref()
+        .and_then(|p| p.get(m).copied().flatten());
+    let change = match (now, before) {
+        (Some(now), Some(before)) if !before.is_zero() => {
+            Some((now - before) / before.abs() * Decimal::ONE_HUNDRED)
+        }
+        _ => None,
+    };
+    json!({
+        "value": format_value(now, column, locale),
+        "label": label_text(&column.label, locale),
+        "link": drill_link(list_url, &outcome.filter),
+        "previous": outcome.previous.as_ref().map(|_| format_value(before, column, locale)),
+        "previous_period": outcome.previous_period.as_ref().map(|p| format!("{} – {}", locale.date(p.from), locale.date(p.to))),
+        "change": change.map(|c| format!("{}{}%", if c.is_sign_positive() && !c.is_zero() { "+" } else { "" }, fixed(c.round_dp(1), 1))),
+        "direction": change.map(|c| if c.is_zero() { "flat" } else if c.is_sign_positive() { "up" } else { "down" }),
+    })
+}
+
+/// A two-key result as a grid: first key down, second across, the chart measure in the cells.
+fn pivot_view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
+    let m = outcome.chart_measure;
+    let column = &outcome.measures[m];
+    let (downs, acrosses) = series_keys(&outcome.rows);
+    let cell = |d: &str, a: &str| {
+        outcome
+            .rows
+            .iter()
+            .find(|r| key_id(r, 0) == d && key_id(r, 1) == a)
+    };
+    json!({
+        "measure": label_text(&column.label, locale),
+        "columns": acrosses.iter().map(|(_, label)| label_text(label, locale)).collect::<Vec<_>>(),
+        "rows": downs.iter().map(|(d, label)| json!({
+            "text": label_text(label, locale),
+            "cells": acrosses.iter().map(|(a, _)| match cell(d, a) {
+                Some(row) => json!({
+                    "text": format_value(row.values.get(m).copied().flatten(), column, locale),
+                    "link": drill_link(list_url, &row.filter),
+                }),
+                None => json!({"text": "", "link": null}),
+            }).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn key_id(row: &Row, i: usize) -> String {
+    row.keys
+        .get(i)
+        .map(|k| k.value.to_string())
+        .unwrap_or_default()
+}
+
+/// The distinct first and second keys of rows, in row order, with their labels.
+type Keys = Vec<(String, Value)>;
+fn series_keys(rows: &[Row]) -> (Keys, Keys) {
+    let mut firsts: Keys = Vec::new();
+    let mut seconds: Keys = Vec::new();
+    for row in rows {
+        for (i, list) in [(0, &mut firsts), (1, &mut seconds)] {
+            if let Some(key) = row.keys.get(i) {
+                let id = key.value.to_string();
+                if !list.iter().any(|(x, _)| *x == id) {
+                    list.push((id, key.label.clone()));
+                }
+            }
+        }
+    }
+    (firsts, seconds)
+}
+
+fn number_of(value: Option<Decimal>) -> f64 {
+    value.and_then(|v| v.to_f64()).unwrap_or(0.0)
+}
+
+fn short(text: &str, most: usize) -> String {
+    if text.chars().count() <= most {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(most.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A round axis maximum at or above `max`.
+fn nice_max(max: f64) -> f64 {
+    if max <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(max.log10().floor());
+    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if step * magnitude >= max {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+/// A short axis figure (`1.2万`, `12k`).
+fn axis_figure(value: f64, locale: Locale) -> String {
+    let abs = value.abs();
+    match locale {
+        Locale::ZhCn if abs >= 1e8 => format!("{}亿", trim(value / 1e8)),
+        Locale::ZhCn if abs >= 1e4 => format!("{}万", trim(value / 1e4)),
+        Locale::En if abs >= 1e9 => format!("{}B", trim(value / 1e9)),
+        Locale::En if abs >= 1e6 => format!("{}M", trim(value / 1e6)),
+        Locale::En if abs >= 1e3 => format!("{}k", trim(value / 1e3)),
+        _ => trim(value),
+    }
+}
+
+fn trim(value: f64) -> String {
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+struct Svg {
+    out: String,
+}
+
+impl Svg {
+    fn new(title: &str) -> Self {
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" font-family="system-ui, 'Noto Sans CJK SC', sans-serif" font-size="12"><title>{}</title>"#,
+            escape(title)
+        );
+        Self { out }
+    }
+
+    fn link_start(&mut self, href: &str, title: &str) {
+        let _ = write!(
+            self.out,
+            r#"<a href="{}"><title>{}</title>"#,
+            escape(href),
+            escape(title)
+        );
+    }
+
+    fn link_end(&mut self) {
+        self.out.push_str("</a>");
+    }
+
+    fn text(&mut self, x: f64, y: f64, anchor: &str, class: &str, text: &str) {
+        let _ = write!(
+            self.out,
+            r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{anchor}" class="{class}">{}</text>"#,
+            escape(text)
+        );
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push_str("</svg>");
+        self.out
+    }
+}
+
+/// The chart of a result as an SVG document (`None` for tables, pivots and single numbers, or
+/// when there is nothing to draw).
+pub fn chart_svg(outcome: &Outcome, locale: Locale, list_url: &str) -> Option<String> {
+    if outcome.rows.is_empty() {
+        return None;
+    }
+    match outcome.chart {
+        ChartType::Bar | ChartType::StackedBar | ChartType::Line => {
+            Some(series_chart(outcome, locale, list_url))
+        }
+        ChartType::Pie => Some(pie(outcome, locale, list_url)),
+        ChartType::Funnel => Some(funnel(outcome, locale, list_url)),
+        ChartType::Table | ChartType::Pivot | ChartType::Number => None,
+    }
+}
+
+fn colour(index: usize, own: Option<&str>) -> String {
+    own.filter(|c| crate::render::forms::is_color(c))
+        .map_or_else(|| PALETTE[index % PALETTE.len()].to_owned(), str::to_owned)
+}
+
+/// Bars (side by side or stacked) and lines: the first key along the axis, the second (if
+/// any) as series.
+fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
+    let m = outcome.chart_measure;
+    let column = &outcome.measures[m];
+    let title = label_text(&outcome.label, locale);
+    let (categories, series) = series_keys(&outcome.rows);
+    let series: Keys = if series.is_empty() {
+        vec![(String::new(), column.label.clone())]
+    } else {
+        series
+    };
+    let value_at = |c: &str, s: &str| -> Option<&Row> {
+        outcome
+            .rows
+            .iter()
+            .find(|r| key_id(r, 0) == c && (s.is_empty() || key_id(r, 1) == s))
+    };
+    let stacked = outcome.chart == ChartType::StackedBar;
+    let line = outcome.chart == ChartType::Line;
+    let max = categories
+        .iter()
+        .map(|(c, _)| {
+            let values = series
+                .iter()
+                .map(|(s, _)| number_of(value_at(c, s).and_then(|r| r.values[m])));
+            if stacked {
+                values.filter(|v| *v > 0.0).sum::<f64>()
+            } else {
+                values.fold(0.0, f64::max)
+            }
+        })
+        .fold(0.0, f64::max);
+    let top = nice_max(max);
+    let legend = series.len() > 1;
+    let (left, right, upper, lower) = (56.0, 12.0, 16.0, if legend { 64.0 } else { 44.0 });
+    let plot_w = WIDTH - left - right;
+    let plot_h = HEIGHT - upper - lower;
+    let mut svg = Svg::new(&title);
+    // Grid and axis figures.
+    for i in 0..=4 {
+        let value = top * f64::from(i) / 4.0;
+        let y = upper + plot_h - plot_h * f64::from(i) / 4.0;
+        let _ = write!(
+            svg.out,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e7eb"/>"##,
+            left + plot_w
+        );
+        svg.text(
+            left - 6.0,
+            y + 4.0,
+            "end",
+            "axis",
+            &axis_figure(value, locale),
+        );
+    }
+    let band = plot_w / categories.len().max(1) as f64;
+    let label_every = (categories.len() as f64 / 12.0).ceil().max(1.0) as usize;
+    for (i, (_, label)) in categories.iter().enumerate() {
+        if i % label_every == 0 {
+            let x = left + band * (i as f64 + 0.5);
+            svg.text(
+                x,
+                upper + plot_h + 16.0,
+                "middle",
+                "axis",
+                &short(&label_text(label, locale), 12),
+            );
+        }
+    }
+    let y_of = |v: f64| upper + plot_h - plot_h * (v.max(0.0) / top);
+    if line {
+        for (s, (sid, slabel)) in series.iter().enumerate() {
+            let colour = colour(s, None);
+            let points: Vec<(f64, f64, Option<&Row>)> = categories
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| {
+                    let row = value_at(c, sid);
+                    let v = number_of(row.and_then(|r| r.values[m]));
+                    (left + band * (i as f64 + 0.5), y_of(v), row)
+                })
+                .collect();
+            let path: Vec<String> = points
+                .iter()
+                .map(|(x, y, _)| format!("{x:.1},{y:.1}"))
+                .collect();
+            let _ = write!(
+                svg.out,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
+            for (x, y, row) in points {
+                if let Some(row) = row {
+                    let tip = format!(
+                        "{} · {}: {}",
+                        label_text(&row.keys[0].label, locale),
+                        label_text(slabel, locale),
+                        format_value(row.values[m], column, locale)
+                    );
+                    svg.link_start(&drill_link(list_url, &row.filter), &tip);
+                    let _ = write!(
+                        svg.out,
+                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="{colour}"/>"#
+                    );
+                    svg.link_end();
+                }
+            }
+        }
+    } else {
+        let inner = band * 0.7;
+        let each = if stacked {
+            inner
+        } else {
+            inner / series.len() as f64
+        };
+        for (i, (c, _)) in categories.iter().enumerate() {
+            let mut base = 0.0;
+            for (s, (sid, slabel)) in series.iter().enumerate() {
+                let Some(row) = value_at(c, sid) else {
+                    continue;
+                };
+                let v = number_of(row.values[m]).max(0.0);
+                let x = left
+                    + band * i as f64
+                    + (band - inner) / 2.0
+                    + if stacked { 0.0 } else { each * s as f64 };
+                let (y, h) = if stacked {
+                    let y = y_of(base + v);
+                    let h = y_of(base) - y;
+                    base += v;
+                    (y, h)
+                } else {
+                    (y_of(v), upper + plot_h - y_of(v))
+                };
+                let own = if series.len() == 1 {
+                    row.keys[0].color.as_deref()
+                } else {
+                    row.keys.get(1).and_then(|k| k.color.as_deref())
+                };
+                let tip = format!(
+                    "{}{}: {}",
+                    label_text(&row.keys[0].label, locale),
+                    if series.len() > 1 {
+                        format!(" · {}", label_text(slabel, locale))
+                    } else {
+                        String::new()
+                    },
+                    format_value(row.values[m], column, locale)
+                );
+                svg.link_start(&drill_link(list_url, &row.filter), &tip);
+                let _ = write!(
+                    svg.out,
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
+                    (each - 1.0).max(1.0),
+                    h.max(0.0),
+                    colour(s, own)
+                );
+                svg.link_end();
+            }
+        }
+    }
+    if legend {
+        let mut x = left;
+        let y = HEIGHT - 14.0;
+        for (s, (_, label)) in series.iter().enumerate().take(8) {
+            let text = short(&label_text(label, locale), 14);
+            let _ = write!(
+                svg.out,
+                r#"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{}"/>"#,
+                y - 9.0,
+                colour(s, None)
+            );
+            svg.text(x + 14.0, y, "start", "legend", &text);
+            x += 24.0 + 7.0 * text.chars().count() as f64;
+            if x > WIDTH - 60.0 {
+                break;
+            }
+        }
+    }
+    svg.finish()
+}
+
+fn pie(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
+    let m = outcome.chart_measure;
+    let column = &outcome.measures[m];
+    let mut svg = Svg::new(&label_text(&outcome.label, locale));
+    let total: f64 = outcome
+        .rows
+        .iter()
+        .map(|r| number_of(r.values[m]).max(0.0))
+        .sum();
+    let (cx, cy, radius) = (150.0, HEIGHT / 2.0, 120.0);
+    if total <= 0.0 {
+        let _ = write!(
+            svg.out,
+            r##"<circle cx="{cx}" cy="{cy}" r="{radius}" fill="#f0f0f0"/>"##
+        );
+    }
+    let mut angle = -std::f64::consts::FRAC_PI_2;
+    for (i, row) in outcome.rows.iter().enumerate() {
+        let v = number_of(row.values[m]).max(0.0);
+        if total <= 0.0 || v <= 0.0 {
+            continue;
+        }
+        let share = v / total;
+        let tip = format!(
+            "{}: {} ({:.1}%)",
+            label_text(&row.keys[0].label, locale),
+            format_value(row.values[m], column, locale),
+            share * 100.0
+        );
+        svg.link_start(&drill_link(list_url, &row.filter), &tip);
+        let fill = colour(i, row.keys[0].color.as_deref());
+        if share >= 0.9999 {
+            let _ = write!(
+                svg.out,
+                r#"<circle cx="{cx}" cy="{cy}" r="{radius}" fill="{fill}"/>"#
+            );
+        } else {
+            let end = angle + share * std::f64::consts::TAU;
+            let (x1, y1) = (cx + radius * angle.cos(), cy + radius * angle.sin());
+            let (x2, y2) = (cx + radius * end.cos(), cy + radius * end.sin());
+            let large = i32::from(share > 0.5);
+            let _ = write!(
+                svg.out,
+                r##"<path d="M{cx},{cy} L{x1:.2},{y1:.2} A{radius},{radius} 0 {large} 1 {x2:.2},{y2:.2} Z" fill="{fill}" stroke="#fff" stroke-width="1"/>"##
+            );
+            angle = end;
+        }
+        svg.link_end();
+    }
+    for (i, row) in outcome.rows.iter().enumerate().take(12) {
+        let y = 30.0 + 20.0 * i as f64;
+        let v = number_of(row.values[m]).max(0.0);
+        let _ = write!(
+            svg.out,
+            r#"<rect x="300" y="{:.1}" width="12" height="12" fill="{}"/>"#,
+            y - 10.0,
+            colour(i, row.keys[0].color.as_deref())
+        );
+        let share = if total > 0.0 { v / total * 100.0 } else { 0.0 };
+        svg.text(
+            318.0,
+            y,
+            "start",
+            "legend",
+            &format!(
+                "{} — {} ({share:.1}%)",
+                short(&label_text(&row.keys[0].label, locale), 18),
+                format_value(row.values[m], column, locale)
+            ),
+        );
+    }
+    svg.finish()
+}
+
+/// Stages in order as centred bars, with the conversion from each stage to the next.
+fn funnel(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
+    let m = outcome.chart_measure;
+    let column = &outcome.measures[m];
+    let mut svg = Svg::new(&label_text(&outcome.label, locale));
+    let rows: Vec<&Row> = outcome.rows.iter().take(10).collect();
+    let max = rows
+        .iter()
+        .map(|r| number_of(r.values[m]))
+        .fold(0.0, f64::max);
+    let step = HEIGHT / rows.len().max(1) as f64;
+    let (centre, widest) = (380.0, 360.0);
+    for (i, row) in rows.iter().enumerate() {
+        let v = number_of(row.values[m]).max(0.0);
+        let w = if max > 0.0 {
+            (widest * v / max).max(4.0)
+        } else {
+            4.0
+        };
+        let y = step * i as f64 + 2.0;
+        let h = (step - 6.0).max(4.0);
+        let tip = format!(
+            "{}: {}",
+            label_text(&row.keys[0].label, locale),
+            format_value(row.values[m], column, locale)
+        );
+        svg.link_start(&drill_link(list_url, &row.filter), &tip);
+        let _ = write!(
+            svg.out,
+            r#"<rect x="{:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="3" fill="{}"/>"#,
+            centre - w / 2.0,
+            colour(i, row.keys[0].color.as_deref())
+        );
+        svg.link_end();
+        svg.text(
+            8.0,
+            y + h / 2.0 + 4.0,
+            "start",
+            "legend",
+            &short(&label_text(&row.keys[0].label, locale), 16),
+        );
+        svg.text(
+            centre,
+            y + h / 2.0 + 4.0,
+            "middle",
+            "value",
+            &format_value(row.values[m], column, locale),
+        );
+        if i > 0 {
+            let before = number_of(rows[i - 1].values[m]);
+            let rate = if before > 0.0 {
+                format!("{:.1}%", v / before * 100.0)
+            } else {
+                "—".to_owned()
+            };
+            svg.text(
+                WIDTH - 8.0,
+                y + h / 2.0 + 4.0,
+                "end",
+                "rate",
+                &format!("→ {rate}"),
+            );
+        }
+    }
+    svg.finish()
+}
+
+fn template_env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(32);
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env
+    })
+}
+
+fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str) -> FieldError {
+    let mut problem = FieldError::new(
+        pointer,
+        code,
+        format!(
+            "{}{}",
+            error.kind(),
+            error.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        ),
+    );
+    problem.line = error.line().and_then(|l| u32::try_from(l).ok());
+    problem.column = error.range().and_then(|range| {
+        let before = source.get(..range.start)?;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        u32::try_from(before[line_start..].chars().count() + 1).ok()
+    });
+    problem
+}
+
+/// Checks that a custom report template compiles (line and column on error).
+///
+/// # Errors
+/// One `FieldError` (`template_syntax` or `template_size`).
+pub fn check_template(source: &str, pointer: &str) -> Result<(), FieldError> {
+    if source.len() > TEMPLATE_MAX_SOURCE {
+        return Err(FieldError::new(
+            pointer,
+            "template_size",
+            format!("a report template is at most {TEMPLATE_MAX_SOURCE} bytes"),
+        ));
+    }
+    template_env()
+        .template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| located(&e, source, pointer, "template_syntax"))
+}
+
+/// Runs a custom report template over the shaped result (`view`'s output) in the sandbox:
+/// HTML-escaped values, a fuel budget, an output cap.
+///
+/// # Errors
+/// `Error::Invalid` at `/template` (`template_error`, or `template_limit` when the fuel or
+/// the output cap ran out).
+pub fn render_template(source: &str, shaped: &Value) -> Result<String, Error> {
+    let pointer = "/template";
+    check_template(source, pointer)
+        .map_err(|e| Error::invalid_all("the template is invalid", vec![e]))?;
+    let template = template_env().template_from_str(source).map_err(|e| {
+        Error::invalid_all(
+            "the template is invalid",
+            vec![located(&e, source, pointer, "template_syntax")],
+        )
+    })?;
+    let mut out = Capped {
+        text: String::new(),
+        full: false,
+    };
+    let result = template
+        .render_captured_to(
+            minijinja::Value::from(minijinja::value::Serde(shaped)),
+            &mut out,
+        )
+        .map(|_| ());
+    if out.full {
+        return Err(Error::invalid(
+            pointer,
+            "template_limit",
+            format!("the template produced more than {TEMPLATE_MAX_OUTPUT} bytes"),
+        ));
+    }
+    result.map_err(|e| {
+        let code = if e.kind() == minijinja::ErrorKind::OutOfFuel {
+            "template_limit"
+        } else {
+            "template_error"
+        };
+        Error::invalid_all(
+            "the template failed",
+            vec![located(&e, source, pointer, code)],
+        )
+    })?;
+    Ok(out.text)
+}
+
+/// Output that refuses to grow past the cap (the render stops at the first write beyond it).
+struct Capped {
+    text: String,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
+            self.full = true;
+            return Err(std::io::Error::other("output cap"));
+        }
+        self.text.push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::{GroupCell, GroupColumn};
+
+    fn outcome(chart: ChartType, rows: Vec<(&str, Option<&str>, i64)>) -> Outcome {
+        let two = rows.iter().any(|r| r.1.is_some());
+        Outcome {
+            report: "r".into(),
+            label: json!({"en": "Deals <by> stage", "zh-CN": "各阶段商机"}),
+            description: None,
+            entity: "opportunity".into(),
+            chart,
+            chart_measure: 0,
+            horizontal: false,
+            period: None,
+            groups: vec![GroupColumn {
+                field: "stage".into(),
+                bucket: None,
+                label: json!({"en": "Stage"}),
+            }],
+            measures: vec![MeasureColumn {
+                key: "amount".into(),
+                label: json!({"en": "Amount"}),
+                format: Format::Money,
+                scale: 2,
+                currency: Some("CNY".into()),
+            }],
+            rows: rows
+                .into_iter()
+                .map(|(a, b, v)| Row {
+                    keys: std::iter::once(a)
+                        .chain(b.filter(|_| two))
+                        .map(|k| GroupCell {
+                            value: json!(k),
+                            label: json!(k),
+                            color: None,
+                        })
+                        .collect(),
+                    values: vec![Some(Decimal::new(v, 2))],
+                    filter: json!({"field": "stage", "op": "eq", "value": a}),
+                })
+                .collect(),
+            totals: vec![Some(Decimal::new(100, 0))],
+            filter: Value::Null,
+            previous: None,
+            previous_period: None,
+            truncated: false,
+            template: None,
+        }
+    }
+
+    fn well_formed(svg: &str) {
+        roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}: {svg}"));
+    }
+
+    #[test]
+    fn every_chart_is_well_formed_svg() {
+        let rows = vec![
+            ("lead & co", Some("a"), 150_000),
+            ("<proposal>", Some("b"), 0),
+            ("won", Some("a"), -500),
+            ("won", Some("b"), 99_999_999),
+        ];
+        for chart in [
+            ChartType::Bar,
+            ChartType::StackedBar,
+            ChartType::Line,
+            ChartType::Pie,
+            ChartType::Funnel,
+        ] {
+            let svg = chart_svg(
+                &outcome(chart, rows.clone()),
+                Locale::ZhCn,
+                "/w/x/e/opportunity",
+            )
+            .expect("a chart");
+            well_formed(&svg);
+            assert!(svg.contains("?filter="), "{chart:?} links to records");
+        }
+        let empty = outcome(ChartType::Pie, vec![("a", None, 0)]);
+        well_formed(&chart_svg(&empty, Locale::En, "/l").expect("a chart"));
+    }
+
+    #[test]
+    fn values_format_per_measure_and_language() {
+        let money = MeasureColumn {
+            key: "m".into(),
+            label: Value::Null,
+            format: Format::Money,
+            scale: 2,
+            currency: Some("CNY".into()),
+        };
+        assert_eq!(
+            format_value(Some(Decimal::new(123456789, 2)), &money, Locale::En),
+            "CN¥1,234,567.89"
+        );
+        assert_eq!(format_value(None, &money, Locale::En), "—");
+        let percent = MeasureColumn {
+            format: Format::Percent,
+            scale: 1,
+            currency: None,
+            ..money.clone()
+        };
+        assert_eq!(
+            format_value(
+                Some(Decimal::new(1, 0) / Decimal::new(3, 0)),
+                &percent,
+                Locale::ZhCn
+            ),
+            "33.3%"
+        );
+        let integer = MeasureColumn {
+            format: Format::Integer,
+            scale: 0,
+            currency: None,
+            ..money
+        };
+        assert_eq!(
+            format_value(Some(Decimal::new(12045, 0)), &integer, Locale::En),
+            "12,045"
+        );
+    }
+
+    #[test]
+    fn templates_are_escaped_and_limited() {
+        let shaped = json!({"label": "<b>x</b>", "rows": [1, 2, 3]});
+        let html = render_template(
+            "<h1>{{ label }}</h1>{% for r in rows %}{{ r }}{% endfor %}",
+            &shaped,
+        )
+        .expect("renders");
+        assert_eq!(html, "<h1>&lt;b&gt;x&lt;&#x2f;b&gt;</h1>123");
+        let forever = render_template(
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+            &shaped,
+        )
+        .expect_err("runs out");
+        assert_eq!(forever.field_errors()[0].code, "template_limit");
+        let flood = render_template(
+            "{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}",
+            &shaped,
+        )
+        .expect_err("too much output");
+        assert_eq!(flood.field_errors()[0].code, "template_limit");
+        let broken = check_template("{% for %}", "/template").expect_err("syntax");
+        assert_eq!(broken.line, Some(1));
+    }
+}

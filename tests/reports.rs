@@ -1,0 +1,882 @@
+//! Reports and dashboards through HTTP, on SQLite and PostgreSQL: every measure compared with
+//! an independent computation over the same records (exact money, empty groups, empty
+//! values, per-measure filters and formulas, date buckets and periods, the previous period),
+//! drill-down filters that list exactly the records behind a number, exports, the viewer's
+//! scope and field rules, team filters and `$me`, dashboards shared by role, and bad
+//! definitions refused with their pointers.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use common::{
+    Backend, Client, TestApp, assert_problem, join_member, publish_definition, publish_entity,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const W: &str = "/api/v1/w/demo";
+const DEALS: &str = "/api/v1/w/demo/entities/deal/records";
+const STAGES: [&str; 4] = ["new", "won", "lost", "dormant"];
+
+both_databases!(
+    measures_match_an_independent_computation,
+    reports_respect_scope_field_rules_and_teams,
+    bad_reports_are_refused_and_nothing_leaks,
+    the_sales_crm_dashboard_runs_on_demo_data,
+);
+
+/// One deal as the test made it.
+#[derive(Debug, Clone)]
+struct Deal {
+    id: String,
+    stage: Option<&'static str>,
+    /// Fen.
+    amount: Option<i64>,
+    size: Option<i64>,
+    closed_on: Option<NaiveDate>,
+    owner: String,
+}
+
+fn deal_entity() -> Value {
+    let options: Vec<Value> = STAGES
+        .iter()
+        .map(
+            |s| json!({"value": s, "label": {"en": s.to_uppercase(), "zh-CN": format!("阶段{s}")}}),
+        )
+        .collect();
+    json!({
+        "type": "object", "x-label": {"en": "Deal"}, "x-title-field": "name",
+        "properties": {
+            "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
+            "stage": {"type": "string", "enum": STAGES, "x-kind": "single_select",
+                      "x-label": {"en": "Stage", "zh-CN": "阶段"}, "x-options": options},
+            "amount": {"type": "number", "x-kind": "money", "x-currency": "CNY", "x-label": {"en": "Amount"}},
+            "size": {"type": "integer", "x-kind": "integer", "x-label": {"en": "Size"}},
+            "closed_on": {"type": "string", "format": "date", "x-kind": "date", "x-label": {"en": "Closed on"}},
+            "secret": {"type": "number", "x-kind": "money", "x-currency": "CNY", "x-label": {"en": "Margin"}}
+        }
+    })
+}
+
+fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", fen.abs() / 100, fen.abs() % 100)
+}
+
+/// Creates `n` random deals owned round-robin by `owners`, in batches through the API.
+async fn make_deals(admin: &Client, n: usize, owners: &[String], seed: u64) -> Vec<Deal> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut deals = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let stage = (!rng.gen_bool(0.1)).then(|| STAGES[rng.gen_range(0..3)]);
+        let amount = (!rng.gen_bool(0.15)).then(|| rng.gen_range(0..10_000_000i64));
+        let size = (!rng.gen_bool(0.2)).then(|| rng.gen_range(1..50i64));
+        let closed_on = (!rng.gen_bool(0.1)).then(|| {
+            NaiveDate::from_ymd_opt(2026, 1, 1).expect("date")
+                + chrono::Duration::days(rng.gen_range(0..365))
+        });
+        let owner = owners[i % owners.len()].clone();
+        let mut fields = json!({"name": format!("deal {i}")});
+        if let Some(stage) = stage {
+            fields["stage"] = json!(stage);
+        }
+        if let Some(amount) = amount {
+            fields["amount"] = json!(yuan(amount));
+            fields["secret"] = json!(yuan(amount / 10));
+        }
+        if let Some(size) = size {
+            fields["size"] = json!(size);
+        }
+        if let Some(date) = closed_on {
+            fields["closed_on"] = json!(date.to_string());
+        }
+        batch.push(json!({"fields": fields, "owner": owner}));
+        deals.push(Deal {
+            id: String::new(),
+            stage,
+            amount,
+            size,
+            closed_on,
+            owner,
+        });
+    }
+    let mut at = 0;
+    for chunk in batch.chunks(100) {
+        let (status, body) = admin
+            .post(&format!("{DEALS}/batch"), json!({"records": chunk}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        for record in body["records"].as_array().expect("records") {
+            deals[at].id = record["id"].as_str().expect("id").to_owned();
+            at += 1;
+        }
+    }
+    deals
+}
+
+async fn publish_report(admin: &Client, key: &str, document: Value) {
+    let (status, body) = publish_definition(admin, "report", key, document).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn run(client: &Client, key: &str, query: &str) -> Value {
+    let (status, body) = client.get(&format!("{W}/reports/{key}/run{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// The expected measures of a set of deals: count, sum (fen), avg (fen, rounded), min, max,
+/// sum of sizes, count of won.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Expected {
+    count: i64,
+    sum: i64,
+    amounts: Vec<i64>,
+    sizes: i64,
+    won: i64,
+}
+
+impl Expected {
+    fn add(&mut self, deal: &Deal) {
+        self.count += 1;
+        if let Some(a) = deal.amount {
+            self.sum += a;
+            self.amounts.push(a);
+        }
+        self.sizes += deal.size.unwrap_or(0);
+        if deal.stage == Some("won") {
+            self.won += 1;
+        }
+    }
+
+    fn avg(&self) -> Option<i64> {
+        (!self.amounts.is_empty())
+            .then(|| (self.sum as f64 / self.amounts.len() as f64).round() as i64)
+    }
+}
+
+/// The measures of a result row by key.
+fn values(outcome: &Value, row: &Value) -> BTreeMap<String, Value> {
+    outcome["measures"]
+        .as_array()
+        .expect("measures")
+        .iter()
+        .zip(row["values"].as_array().expect("values"))
+        .map(|(m, v)| (m["key"].as_str().expect("key").to_owned(), v.clone()))
+        .collect()
+}
+
+fn decimal(value: &Value) -> Option<rust_decimal::Decimal> {
+    value.as_str().map(|s| s.parse().expect("a decimal"))
+}
+
+fn fen(value: &Value) -> Option<i64> {
+    decimal(value).map(|d| {
+        let scaled = d * rust_decimal::Decimal::ONE_HUNDRED;
+        assert_eq!(
+            scaled.fract(),
+            rust_decimal::Decimal::ZERO,
+            "{value} has no sub-fen"
+        );
+        i64::try_from(scaled.trunc().mantissa() / 10i128.pow(scaled.trunc().scale())).expect("fits")
+    })
+}
+
+fn check_row(outcome: &Value, row: &Value, expected: &Expected, context: &str) {
+    let got = values(outcome, row);
+    assert_eq!(
+        fen(&got["n"]).map(|f| f / 100),
+        Some(expected.count),
+        "{context} count"
+    );
+    assert_eq!(fen(&got["total"]), Some(expected.sum), "{context} sum");
+    assert_eq!(fen(&got["mean"]), expected.avg(), "{context} avg");
+    assert_eq!(
+        fen(&got["low"]),
+        expected.amounts.iter().min().copied(),
+        "{context} min"
+    );
+    assert_eq!(
+        fen(&got["high"]),
+        expected.amounts.iter().max().copied(),
+        "{context} max"
+    );
+    assert_eq!(
+        fen(&got["sizes"]).map(|f| f / 100),
+        Some(expected.sizes),
+        "{context} sizes"
+    );
+    assert_eq!(
+        fen(&got["won_n"]).map(|f| f / 100),
+        Some(expected.won),
+        "{context} won"
+    );
+    // The formula divides exactly: total / n.
+    let per = match (decimal(&got["total"]), decimal(&got["n"])) {
+        (Some(t), Some(n)) if !n.is_zero() => Some(t / n),
+        _ => None,
+    };
+    assert_eq!(decimal(&got["per_deal"]), per, "{context} formula");
+}
+
+async fn measures_match_an_independent_computation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(&admin, "deal", deal_entity()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, ann) = join_member(&app, &admin, "ann@formwork.local", "member").await;
+    let (_, bob) = join_member(&app, &admin, "bob@formwork.local", "member").await;
+    let deals = make_deals(&admin, 240, &[ann.clone(), bob.clone()], 7).await;
+
+    let measures = json!([
+        {"key": "n", "op": "count"},
+        {"key": "total", "op": "sum", "field": "amount"},
+        {"key": "mean", "op": "avg", "field": "amount"},
+        {"key": "low", "op": "min", "field": "amount"},
+        {"key": "high", "op": "max", "field": "amount"},
+        {"key": "sizes", "op": "sum", "field": "size"},
+        {"key": "won_n", "op": "count", "filter": {"field": "stage", "op": "eq", "value": "won"}},
+        {"key": "per_deal", "formula": "total / n"}
+    ]);
+    publish_report(
+        &admin,
+        "by_stage",
+        json!({
+            "label": {"en": "By stage"}, "entity": "deal", "group_by": ["stage"],
+            "measures": measures, "chart": {"type": "bar", "measure": "total"}
+        }),
+    )
+    .await;
+    let outcome = run(&admin, "by_stage", "").await;
+    let mut expected: BTreeMap<Option<&str>, Expected> = BTreeMap::new();
+    for deal in &deals {
+        expected.entry(deal.stage).or_default().add(deal);
+    }
+    let rows = outcome["rows"].as_array().expect("rows");
+    // Every option (the unused one too) and the empty stage, options in their order, empty last.
+    let order: Vec<Value> = rows.iter().map(|r| r["keys"][0]["value"].clone()).collect();
+    assert_eq!(
+        order,
+        [
+            json!("new"),
+            json!("won"),
+            json!("lost"),
+            json!("dormant"),
+            Value::Null
+        ]
+    );
+    for row in rows {
+        let stage = row["keys"][0]["value"].as_str();
+        let want = expected.get(&stage).cloned().unwrap_or_default();
+        check_row(&outcome, row, &want, &format!("stage {stage:?}"));
+    }
+    assert_eq!(
+        rows[0]["keys"][0]["label"],
+        json!({"en": "NEW", "zh-CN": "阶段new"})
+    );
+    assert_eq!(rows[4]["keys"][0]["label"]["en"], "(empty)");
+    // Totals over everything.
+    let mut all = Expected::default();
+    for deal in &deals {
+        all.add(deal);
+    }
+    let totals = json!({"values": outcome["totals"]});
+    check_row(&outcome, &totals, &all, "totals");
+
+    // Drill-down: each row's filter lists exactly its records.
+    for row in rows {
+        let (status, page) = admin
+            .post(
+                &format!("{DEALS}/query"),
+                json!({"filter": row["filter"], "total": "exact", "limit": 1000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let stage = row["keys"][0]["value"].as_str();
+        let mut want: Vec<&str> = deals
+            .iter()
+            .filter(|d| d.stage == stage)
+            .map(|d| d.id.as_str())
+            .collect();
+        let mut got: Vec<&str> = page["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id"))
+            .collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "drill-down of {stage:?}");
+    }
+
+    // Months of 2026 by close date: twelve rows (empty months filled), undated deals left out.
+    publish_report(
+        &admin,
+        "by_month",
+        json!({
+            "label": {"en": "By month"}, "entity": "deal",
+            "date_field": "closed_on", "period": {"from": "2026-01-01", "to": "2026-12-31"},
+            "group_by": [{"field": "closed_on", "bucket": "month"}],
+            "measures": measures, "chart": {"type": "line", "measure": "total"}
+        }),
+    )
+    .await;
+    let outcome = run(&admin, "by_month", "").await;
+    let rows = outcome["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 12, "{outcome}");
+    for (m, row) in rows.iter().enumerate() {
+        let label = format!("2026-{:02}", m + 1);
+        assert_eq!(row["keys"][0]["value"], json!(label));
+        let mut want = Expected::default();
+        for deal in deals
+            .iter()
+            .filter(|d| d.closed_on.is_some_and(|c| c.month0() as usize == m))
+        {
+            want.add(deal);
+        }
+        check_row(&outcome, row, &want, &label);
+        let (_, page) = admin
+            .post(
+                &format!("{DEALS}/query"),
+                json!({"filter": row["filter"], "total": "exact", "limit": 1}),
+            )
+            .await;
+        assert_eq!(page["total"], json!(want.count), "drill-down of {label}");
+    }
+    // A period from a dashboard or the URL narrows it: the first quarter only.
+    let quarter = run(&admin, "by_month", "?period=2026-01-01..2026-03-31").await;
+    assert_eq!(quarter["rows"].as_array().map(Vec::len), Some(3));
+    assert_eq!(quarter["period"]["to"], "2026-03-31");
+
+    // Two keys: stage × quarter, as a pivot.
+    publish_report(
+        &admin,
+        "pivot",
+        json!({
+            "label": {"en": "Pivot"}, "entity": "deal",
+            "group_by": ["stage", {"field": "closed_on", "bucket": "quarter"}],
+            "measures": measures, "chart": {"type": "pivot", "measure": "total"}
+        }),
+    )
+    .await;
+    let outcome = run(&admin, "pivot", "").await;
+    let mut cells: BTreeMap<(Option<String>, Option<String>), Expected> = BTreeMap::new();
+    for deal in &deals {
+        let quarter = deal
+            .closed_on
+            .map(|c| format!("{}-Q{}", c.year(), c.month0() / 3 + 1));
+        cells
+            .entry((deal.stage.map(str::to_owned), quarter))
+            .or_default()
+            .add(deal);
+    }
+    let rows = outcome["rows"].as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        cells.len(),
+        "one row per combination that has records"
+    );
+    for row in rows {
+        let key = (
+            row["keys"][0]["value"].as_str().map(str::to_owned),
+            row["keys"][1]["value"].as_str().map(str::to_owned),
+        );
+        check_row(&outcome, row, &cells[&key], &format!("{key:?}"));
+    }
+
+    // A single number against the previous period: this month and last month, by close date.
+    publish_report(
+        &admin,
+        "this_month",
+        json!({
+            "label": {"en": "This month"}, "entity": "deal", "date_field": "closed_on",
+            "period": "this_month", "measures": measures,
+            "chart": {"type": "number", "measure": "total", "compare": true}
+        }),
+    )
+    .await;
+    let outcome = run(&admin, "this_month", "").await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let month_of = |d: NaiveDate| (d.year(), d.month());
+    let previous_month = {
+        let first = today.with_day(1).expect("first");
+        month_of(first - chrono::Duration::days(1))
+    };
+    let mut now = Expected::default();
+    let mut before = Expected::default();
+    for deal in &deals {
+        match deal.closed_on.map(month_of) {
+            Some(m) if m == month_of(today) => now.add(deal),
+            Some(m) if m == previous_month => before.add(deal),
+            _ => {}
+        }
+    }
+    check_row(
+        &outcome,
+        &json!({"values": outcome["totals"]}),
+        &now,
+        "this month",
+    );
+    check_row(
+        &outcome,
+        &json!({"values": outcome["previous"]}),
+        &before,
+        "last month",
+    );
+
+    // Exports: CSV (exact decimals, a total line) and XLSX (numbers).
+    let response = admin
+        .get_raw(&format!("{W}/reports/by_stage/export.csv?lang=zh-CN"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("text");
+    let text = text.trim_start_matches('\u{feff}');
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 5 + 1, "{text}");
+    assert!(lines[0].starts_with("阶段,"), "{text}");
+    assert!(lines[1].starts_with("阶段new,"), "{text}");
+    let total_line: Vec<&str> = lines[6].split(',').collect();
+    assert_eq!(total_line[0], "合计");
+    assert_eq!(total_line[2], yuan(all.sum), "{text}");
+    let response = admin
+        .get_raw(&format!("{W}/reports/by_stage/export.xlsx"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.expect("bytes");
+    use calamine::Reader;
+    let mut workbook: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).expect("xlsx");
+    let sheet = workbook
+        .worksheet_range_at(0)
+        .expect("a sheet")
+        .expect("readable");
+    assert_eq!(
+        sheet.get_value((0, 0)).map(ToString::to_string).as_deref(),
+        Some("Stage")
+    );
+    assert_eq!(
+        sheet.get_value((1, 0)).map(ToString::to_string).as_deref(),
+        Some("NEW")
+    );
+    let new_total = expected.get(&Some("new")).map_or(0, |e| e.sum) as f64 / 100.0;
+    match sheet.get_value((1, 2)) {
+        Some(calamine::Data::Float(v)) => {
+            assert!((v - new_total).abs() < 0.001, "{v} vs {new_total}")
+        }
+        other => panic!("a number, not {other:?}"),
+    }
+}
+
+async fn set_role(admin: &Client, key: &str, rights: Value) {
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/{key}"),
+            json!({"name": key, "rights": rights}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn reports_respect_scope_field_rules_and_teams(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(&admin, "deal", deal_entity()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Reps see their own deals and not the margin; scouts see everything.
+    set_role(&admin, "rep", json!({"entities": {"*": {"create": "own", "read": "own", "update": "own", "delete": "none"},
+        "deal": {"fields": {"secret": "hidden"}}}}))
+    .await;
+    set_role(&admin, "scout", json!({"entities": {"*": {"read": "all"}}})).await;
+    let (ann_client, ann) = join_member(&app, &admin, "ann@formwork.local", "rep").await;
+    let (_, bob) = join_member(&app, &admin, "bob@formwork.local", "rep").await;
+    let (cat_client, cat) = join_member(&app, &admin, "cat@formwork.local", "scout").await;
+    // Org: ann and cat in team East, bob in team West.
+    let mut units: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, kind, parent) in [
+        ("Acme", "department", None),
+        ("East", "team", Some("Acme")),
+        ("West", "team", Some("Acme")),
+    ] {
+        let parent_id = parent.map(|p: &str| units[p].clone());
+        let (status, body) = admin
+            .post(
+                &format!("{W}/org/units"),
+                json!({"name": name, "kind": kind, "parent_id": parent_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        units.insert(name, body["id"].as_str().expect("id").to_owned());
+    }
+    for (id, unit) in [(&ann, "East"), (&cat, "East"), (&bob, "West")] {
+        let (status, body) = admin
+            .patch(
+                &format!("{W}/members/{id}"),
+                json!({"unit_id": units[unit]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let deals = make_deals(&admin, 90, &[ann.clone(), bob.clone(), cat.clone()], 11).await;
+    let count_of =
+        |owners: &[&String]| deals.iter().filter(|d| owners.contains(&&d.owner)).count() as i64;
+    let sum_of = |owners: &[&String]| -> i64 {
+        deals
+            .iter()
+            .filter(|d| owners.contains(&&d.owner))
+            .filter_map(|d| d.amount)
+            .sum()
+    };
+    publish_report(&admin, "counts", json!({
+        "label": {"en": "Counts"}, "entity": "deal", "group_by": ["owner"],
+        "measures": [{"key": "n", "op": "count"}, {"key": "total", "op": "sum", "field": "amount"}],
+        "chart": {"type": "table"}
+    }))
+    .await;
+    publish_report(&admin, "margins", json!({
+        "label": {"en": "Margins"}, "entity": "deal",
+        "measures": [{"key": "n", "op": "count"}, {"key": "margin", "op": "sum", "field": "secret"}],
+        "chart": {"type": "number", "measure": "margin"}
+    }))
+    .await;
+    publish_report(
+        &admin,
+        "mine",
+        json!({
+            "label": {"en": "Mine"}, "entity": "deal",
+            "filter": {"field": "owner", "op": "eq", "value": "$me"},
+            "measures": [{"key": "n", "op": "count"}], "chart": {"type": "number"}
+        }),
+    )
+    .await;
+    publish_report(
+        &admin,
+        "my_team",
+        json!({
+            "label": {"en": "My team"}, "entity": "deal",
+            "filter": {"field": "owner", "op": "in", "value": ["$my_team"]},
+            "measures": [{"key": "n", "op": "count"}], "chart": {"type": "number"}
+        }),
+    )
+    .await;
+
+    // A rep's numbers are their own deals only.
+    let outcome = run(&ann_client, "counts", "").await;
+    let rows = outcome["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{outcome}");
+    assert_eq!(rows[0]["keys"][0]["value"], json!(ann));
+    assert_eq!(rows[0]["keys"][0]["label"], "ann", "people show by name");
+    assert_eq!(
+        decimal(&rows[0]["values"][0]).map(|d| d.to_string()),
+        Some(count_of(&[&ann]).to_string())
+    );
+    assert_eq!(fen(&rows[0]["values"][1]), Some(sum_of(&[&ann])));
+    // The admin sees everyone; the team filter narrows to East (ann and cat).
+    let outcome = run(&admin, "counts", &format!("?team={}", units["East"])).await;
+    let owners: Vec<&str> = outcome["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["keys"][0]["value"].as_str().expect("owner"))
+        .collect();
+    assert_eq!(owners.len(), 2, "{outcome}");
+    assert!(owners.contains(&ann.as_str()) && owners.contains(&cat.as_str()));
+    assert_eq!(fen(&outcome["totals"][1]), Some(sum_of(&[&ann, &cat])));
+    let outcome = run(&admin, "counts", &format!("?owner={bob}")).await;
+    assert_eq!(fen(&outcome["totals"][1]), Some(sum_of(&[&bob])));
+    // A field the viewer's role hides cannot be measured: a clear 422 at the measure.
+    let (status, body) = ann_client.get(&format!("{W}/reports/margins/run")).await;
+    let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(pointers, ["/measures/1/field"], "{body}");
+    assert!(
+        !body.to_string().contains(&yuan(sum_of(&[&ann]) / 10)),
+        "no margin leaks"
+    );
+    let outcome = run(&cat_client, "margins", "").await;
+    assert_eq!(
+        decimal(&outcome["totals"][0]).map(|d| d.to_string()),
+        Some("90".to_owned())
+    );
+    // $me and $my_team follow the viewer: cat sees all deals, counts her own and her team's.
+    let outcome = run(&cat_client, "mine", "").await;
+    assert_eq!(
+        decimal(&outcome["totals"][0]).map(|d| d.to_string()),
+        Some(count_of(&[&cat]).to_string())
+    );
+    let outcome = run(&cat_client, "my_team", "").await;
+    assert_eq!(
+        decimal(&outcome["totals"][0]).map(|d| d.to_string()),
+        Some(count_of(&[&ann, &cat]).to_string())
+    );
+
+    // Dashboards: shared by role, filters for all their reports, a failing tile shows its error.
+    let (status, body) = publish_definition(
+        &admin,
+        "dashboard",
+        "desk",
+        json!({
+            "label": {"en": "Desk"}, "filters": ["period", "team", "owner"],
+            "items": [{"report": "counts", "width": 8}, {"report": "margins"}]
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = publish_definition(
+        &admin,
+        "dashboard",
+        "scouts_only",
+        json!({
+            "label": {"en": "Scouts"}, "roles": ["scout"], "items": [{"report": "counts"}]
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, board) = ann_client
+        .get(&format!("{W}/dashboards/desk?owner={ann}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    assert_eq!(board["tiles"][0]["width"], 8);
+    assert_eq!(
+        fen(&board["tiles"][0]["outcome"]["totals"][1]),
+        Some(sum_of(&[&ann]))
+    );
+    assert_eq!(
+        board["tiles"][1]["error"]["errors"][0]["pointer"],
+        "/measures/1/field"
+    );
+    let (status, _) = ann_client.get(&format!("{W}/dashboards/scouts_only")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = cat_client.get(&format!("{W}/dashboards/scouts_only")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, catalog) = ann_client.get(&format!("{W}/reports")).await;
+    assert_eq!(status, StatusCode::OK);
+    let boards: Vec<&str> = catalog["dashboards"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| d["key"].as_str().expect("key"))
+        .collect();
+    assert!(
+        boards.contains(&"desk") && !boards.contains(&"scouts_only"),
+        "{catalog}"
+    );
+    // Bad filters are refused by name.
+    for query in [
+        "?team=nope",
+        "?period=someday",
+        "?colour=red",
+        "?period=2026-05-01..2026-01-01",
+    ] {
+        let (status, body) = admin.get(&format!("{W}/reports/counts/run{query}")).await;
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (status, body) = admin
+        .get(&format!(
+            "{W}/reports/counts/run?team={}",
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn bad_reports_are_refused_and_nothing_leaks(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(&admin, "deal", deal_entity()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let base =
+        json!({"label": {"en": "R"}, "entity": "deal", "measures": [{"key": "n", "op": "count"}]});
+    let with = |patch: Value| {
+        let mut doc = base.clone();
+        for (k, v) in patch.as_object().expect("object") {
+            doc[k] = v.clone();
+        }
+        doc
+    };
+    let cases = [
+        (with(json!({"entity": "ghost"})), "/document/entity"),
+        (with(json!({"group_by": ["nope"]})), "/document/group_by/0"),
+        (
+            with(json!({"group_by": [{"field": "name", "bucket": "month"}]})),
+            "/document/group_by/0/bucket",
+        ),
+        (
+            with(json!({"measures": [{"key": "s", "op": "sum", "field": "name"}]})),
+            "/document/measures/0/field",
+        ),
+        (
+            with(
+                json!({"measures": [{"key": "n", "op": "count"}, {"key": "r", "formula": "n / ghost"}]}),
+            ),
+            "/document/measures/1/formula",
+        ),
+        (
+            with(
+                json!({"measures": [{"key": "n", "op": "count"}, {"key": "r", "formula": "n +"}]}),
+            ),
+            "/document/measures/1/formula",
+        ),
+        (
+            with(json!({"chart": {"type": "pie"}})),
+            "/document/chart/type",
+        ),
+        (
+            with(json!({"period": "this_month"})),
+            "/document/date_field",
+        ),
+        (
+            with(json!({"filter": {"field": "ghost", "op": "eq", "value": 1}})),
+            "/document/filter/field",
+        ),
+        (
+            with(json!({"template": "{% for x in %}"})),
+            "/document/template",
+        ),
+        (
+            with(json!({"chart": {"type": "sparkline"}})),
+            "/document/chart/type",
+        ),
+    ];
+    for (doc, pointer) in cases {
+        let (status, body) = publish_definition(&admin, "report", "bad", doc.clone()).await;
+        let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            pointers.iter().any(|p| p == pointer),
+            "{doc}: {pointers:?} lacks {pointer}: {body}"
+        );
+        if pointer.ends_with("formula") {
+            let error = body["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .find(|e| e["pointer"] == pointer)
+                .expect("the formula error");
+            assert!(
+                error["line"].is_number() && error["column"].is_number(),
+                "{error}"
+            );
+        }
+    }
+    // Nothing was published.
+    let (status, _) = admin.get(&format!("{W}/reports/bad/run")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A dashboard naming a missing report is refused.
+    let (status, body) = publish_definition(
+        &admin,
+        "dashboard",
+        "d",
+        json!({
+            "label": {"en": "D"}, "items": [{"report": "ghost"}]
+        }),
+    )
+    .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/document/items/0/report"]
+    );
+    // Removing a field a report measures is refused while the report uses it.
+    publish_report(
+        &admin,
+        "sizes",
+        with(json!({"measures": [{"key": "s", "op": "sum", "field": "size"}]})),
+    )
+    .await;
+    let mut entity = deal_entity();
+    entity["properties"]
+        .as_object_mut()
+        .expect("object")
+        .remove("size");
+    let (status, body) = publish_entity(&admin, "deal", entity).await;
+    let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        pointers
+            .iter()
+            .any(|p| p.starts_with("/dependents/report/sizes")),
+        "{body}"
+    );
+    // A report template that loops forever or floods stops at its limits in a preview.
+    for template in [
+        "{% for i in range(10000) %}{% for j in range(10000) %}{{ i }}{% endfor %}{% endfor %}",
+        "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}",
+    ] {
+        let (status, body) = admin
+            .post(
+                &format!("{W}/reports/preview"),
+                with(json!({"template": template})),
+            )
+            .await;
+        // The preview runs the numbers; the template runs where it is shown (the page), and
+        // is refused there with its limit. Here: the definition is valid.
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = admin
+        .post(
+            &format!("{W}/reports/preview"),
+            with(json!({"group_by": ["ghost"]})),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/group_by/0"]
+    );
+}
+
+async fn the_sales_crm_dashboard_runs_on_demo_data(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let (status, board) = admin.get(&format!("{W}/dashboards/sales_overview")).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    let tiles = board["tiles"].as_array().expect("tiles");
+    assert_eq!(tiles.len(), 9);
+    for tile in tiles {
+        assert!(tile["error"].is_null(), "{tile}");
+        assert!(tile["outcome"]["rows"].is_array(), "{tile}");
+    }
+    // The funnel lists the pipeline's stages in order, lost excluded.
+    let funnel = &tiles[1]["outcome"];
+    let stages: Vec<&str> = funnel["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["keys"][0]["value"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "lead",
+            "first_contact",
+            "needs_confirmed",
+            "proposal",
+            "contract_signed",
+            "delivery"
+        ]
+    );
+    // The demo has deals: the funnel's total equals the open and won deals listed.
+    let (_, page) = admin
+        .post("/api/v1/w/demo/entities/opportunity/records/query",
+              json!({"filter": {"field": "stage", "op": "ne", "value": "lost"}, "total": "exact", "limit": 1}))
+        .await;
+    assert_eq!(
+        decimal(&funnel["totals"][0]).map(|d| d.to_string()),
+        page["total"].as_i64().map(|n| n.to_string())
+    );
+    assert!(page["total"].as_i64().unwrap_or(0) > 20, "{page}");
+    // Won by month covers the last twelve months.
+    assert_eq!(
+        tiles[2]["outcome"]["rows"].as_array().map(Vec::len),
+        Some(12)
+    );
+}
