@@ -323,3 +323,98 @@ async fn a_lead_goes_from_the_form_across_the_board_into_its_history() {
         .await;
     assert_eq!(found["records"].as_array().map(Vec::len), Some(1));
 }
+
+/// A manager reads the Sales CRM dashboard on a year of demo data (English and Chinese, every
+/// chart an SVG drawn by the server), narrows it to a period, clicks a bar of the funnel and
+/// lands on exactly the records behind it, then opens one report and its table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_reads_the_dashboard_and_drills_into_a_number() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let browser = Browser::open("en").await;
+    sign_in(&browser, &app, "/w/demo/reports").await;
+    assert!(browser.html().await.contains("Sales overview"));
+    browser.click("[data-testid=dashboards] a").await;
+    browser
+        .wait_until(
+            "the dashboard",
+            "!!document.querySelector('[data-testid=board]')",
+        )
+        .await;
+    browser.resize(1400, 1800).await;
+    let html = browser.html().await;
+    assert!(!html.contains("notice error"), "every tile draws: {html}");
+    let charts = browser
+        .run(
+            "return document.querySelectorAll('svg.chart').length;",
+            json!([]),
+        )
+        .await;
+    assert!(charts.as_u64().unwrap_or(0) >= 5, "{charts}");
+    // Every chart is well-formed XML as the browser serialises it.
+    let svgs = browser
+        .run(
+            "return Array.from(document.querySelectorAll('svg.chart')).map(s => new XMLSerializer().serializeToString(s));",
+            json!([]),
+        )
+        .await;
+    for svg in svgs.as_array().expect("list") {
+        roxmltree::Document::parse(svg.as_str().expect("text")).expect("well-formed SVG");
+    }
+    browser.screenshot(&screenshot_path("dashboard")).await;
+    // The funnel's bars say how many reached each stage and how many are there now; the
+    // "now" number lists exactly those records.
+    let tip = browser
+        .run(
+            "return document.querySelector('[data-testid=tile-pipeline_funnel] svg a title').textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(tip.as_str().unwrap_or("").contains("here now"), "{tip}");
+    browser
+        .goto(&app.url("/w/demo/reports/pipeline_funnel"))
+        .await;
+    assert!(browser.has("[data-testid=funnel-table]").await);
+    assert!(browser.has("[data-testid=lost-reasons]").await);
+    browser.screenshot(&screenshot_path("funnel")).await;
+    let now = browser
+        .run(
+            "const a = document.querySelector('[data-testid=funnel-table] tbody tr:nth-child(4) a'); return [a.getAttribute('href'), a.textContent];",
+            json!([]),
+        )
+        .await;
+    let href = now[0].as_str().expect("href").to_owned();
+    let count = now[1].as_str().expect("count").to_owned();
+    browser.goto(&app.url(&href)).await;
+    assert!(browser.has("[data-testid=drill-notice]").await);
+    let html = browser.html().await;
+    assert!(
+        html.contains(&format!("data-testid=\"total\">{count}<")),
+        "the list totals {count}: {html}"
+    );
+    // One report on its own page, with its table, in Chinese.
+    browser
+        .goto(&app.url("/w/demo/reports/win_rate_by_owner"))
+        .await;
+    assert!(browser.has("[data-testid=report-table]").await);
+    assert!(browser.has("[data-testid=export-xlsx]").await);
+    browser.close().await;
+    let chinese = Browser::open("zh-CN").await;
+    sign_in(
+        &chinese,
+        &app,
+        "/w/demo/dashboards/sales_overview?period=this_year",
+    )
+    .await;
+    let html = chinese.html().await;
+    assert!(html.contains("销售漏斗") && html.contains("今年"), "{html}");
+    chinese.resize(1400, 1800).await;
+    chinese.screenshot(&screenshot_path("dashboard-zh")).await;
+    chinese.close().await;
+}

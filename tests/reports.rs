@@ -27,6 +27,7 @@ both_databases!(
     reports_respect_scope_field_rules_and_teams,
     bad_reports_are_refused_and_nothing_leaks,
     the_sales_crm_dashboard_runs_on_demo_data,
+    the_funnel_follows_each_record_through_its_history,
 );
 
 /// One deal as the test made it.
@@ -845,13 +846,14 @@ async fn the_sales_crm_dashboard_runs_on_demo_data(backend: Backend) {
         assert!(tile["error"].is_null(), "{tile}");
         assert!(tile["outcome"]["rows"].is_array(), "{tile}");
     }
-    // The funnel lists the pipeline's stages in order, lost excluded.
-    let funnel = &tiles[1]["outcome"];
-    let stages: Vec<&str> = funnel["rows"]
+    // The funnel's stages are the pipeline's, in order, lost left out; every deal is counted
+    // once: those lost plus those in a stage now.
+    let funnel = &tiles[1]["outcome"]["funnel"];
+    let stages: Vec<&str> = funnel["stages"]
         .as_array()
-        .expect("rows")
+        .expect("stages")
         .iter()
-        .map(|r| r["keys"][0]["value"].as_str().unwrap_or(""))
+        .map(|s| s["value"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(
         stages,
@@ -864,19 +866,235 @@ async fn the_sales_crm_dashboard_runs_on_demo_data(backend: Backend) {
             "delivery"
         ]
     );
-    // The demo has deals: the funnel's total equals the open and won deals listed.
     let (_, page) = admin
-        .post("/api/v1/w/demo/entities/opportunity/records/query",
-              json!({"filter": {"field": "stage", "op": "ne", "value": "lost"}, "total": "exact", "limit": 1}))
+        .post(
+            "/api/v1/w/demo/entities/opportunity/records/query",
+            json!({"total": "exact", "limit": 1}),
+        )
         .await;
+    let all = page["total"].as_u64().expect("total");
+    assert!(all > 20, "{page}");
+    assert_eq!(funnel["records"].as_u64(), Some(all));
+    let now: u64 = funnel["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["current"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(now + funnel["lost"].as_u64().unwrap_or(0), all, "{funnel}");
+    // Reaching a stage includes every later one: the counts never grow down the funnel, and
+    // the demo's history moves deals through several stages.
+    let reached: Vec<u64> = funnel["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["reached"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(reached.windows(2).all(|w| w[0] >= w[1]), "{reached:?}");
+    assert!(reached[0] > reached[5], "{reached:?}");
+    let lost_here: u64 = funnel["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["lost_here"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(
-        decimal(&funnel["totals"][0]).map(|d| d.to_string()),
-        page["total"].as_i64().map(|n| n.to_string())
+        lost_here + funnel["lost_before_first"].as_u64().unwrap_or(0),
+        funnel["lost"].as_u64().unwrap_or(0)
     );
-    assert!(page["total"].as_i64().unwrap_or(0) > 20, "{page}");
+    let reasons: u64 = funnel["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(reasons, funnel["lost"].as_u64().unwrap_or(0));
     // Won by month covers the last twelve months.
     assert_eq!(
         tiles[2]["outcome"]["rows"].as_array().map(Vec::len),
         Some(12)
     );
+}
+
+/// A hand-made pipeline: deals created and moved through stages on known days (the test moves
+/// the server's clock), some lost with a reason; the funnel's reached counts, conversions,
+/// losses per stage, reasons and days in each stage are checked against the story.
+async fn the_funnel_follows_each_record_through_its_history(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut admin = app.admin().await;
+    let option = |v: &str| json!({"value": v, "label": {"en": v}});
+    let stage_options: Vec<Value> = ["s1", "s2", "s3", "s4", "lost"].map(option).to_vec();
+    let why_options: Vec<Value> = ["price", "rival"].map(option).to_vec();
+    let entity = json!({
+        "type": "object", "x-label": {"en": "Pipe"},
+        "properties": {
+            "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
+            "stage": {"type": "string", "x-kind": "single_select", "x-label": {"en": "Stage"},
+                      "enum": ["s1", "s2", "s3", "s4", "lost"],
+                      "x-options": stage_options},
+            "why": {"type": "string", "x-kind": "single_select", "x-label": {"en": "Why"},
+                    "enum": ["price", "rival"], "x-options": why_options}
+        }
+    });
+    let (status, body) = publish_entity(&admin, "pipe", entity).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    publish_report(
+        &admin,
+        "pipe_funnel",
+        json!({
+            "label": {"en": "Pipe funnel"}, "entity": "pipe", "group_by": ["stage"],
+            "measures": [{"key": "n", "op": "count"}],
+            "chart": {"type": "funnel"}, "funnel": {"lost": ["lost"], "lost_reason": "why"}
+        }),
+    )
+    .await;
+    let pipes = "/api/v1/w/demo/entities/pipe/records";
+    // Day 0: a, b, c, d created in s1; e created lost straight away.
+    let mut ids = BTreeMap::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        let stage = if name == "e" { "lost" } else { "s1" };
+        let (status, body) = admin
+            .post(pipes, json!({"fields": {"name": name, "stage": stage}}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.insert(
+            name,
+            (
+                body["id"].as_str().expect("id").to_owned(),
+                body["version"].clone(),
+            ),
+        );
+    }
+    let day = chrono::Duration::days(1);
+    // Day 2: a, b, c → s2. Day 5: a, b → s3; c lost (price). Day 6: a → s4; b lost (rival).
+    app.advance(day * 2);
+    // Sessions expire when days pass without a request: sign in again.
+    admin = app.admin().await;
+    for name in ["a", "b", "c"] {
+        set(&admin, &mut ids, name, json!({"stage": "s2"})).await;
+    }
+    app.advance(day * 3);
+    // Sessions expire when days pass without a request: sign in again.
+    admin = app.admin().await;
+    set(&admin, &mut ids, "a", json!({"stage": "s3"})).await;
+    set(&admin, &mut ids, "b", json!({"stage": "s3"})).await;
+    set(
+        &admin,
+        &mut ids,
+        "c",
+        json!({"stage": "lost", "why": "price"}),
+    )
+    .await;
+    app.advance(day);
+    // Sessions expire when days pass without a request: sign in again.
+    admin = app.admin().await;
+    set(&admin, &mut ids, "a", json!({"stage": "s4"})).await;
+    set(
+        &admin,
+        &mut ids,
+        "b",
+        json!({"stage": "lost", "why": "rival"}),
+    )
+    .await;
+    // Day 10: look.
+    app.advance(day * 4);
+    // Sessions expire when days pass without a request: sign in again.
+    admin = app.admin().await;
+    let outcome = run(&admin, "pipe_funnel", "").await;
+    let funnel = &outcome["funnel"];
+    let column = |key: &str| -> Vec<Value> {
+        funnel["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .map(|s| s[key].clone())
+            .collect()
+    };
+    assert_eq!(
+        column("value"),
+        [json!("s1"), json!("s2"), json!("s3"), json!("s4")]
+    );
+    assert_eq!(column("current"), [json!(1), json!(0), json!(0), json!(1)]);
+    assert_eq!(column("reached"), [json!(4), json!(3), json!(2), json!(1)]);
+    assert_eq!(
+        column("lost_here"),
+        [json!(0), json!(1), json!(1), json!(0)]
+    );
+    assert_eq!(funnel["lost"], 3);
+    assert_eq!(funnel["lost_before_first"], 1);
+    let conversions: Vec<Option<String>> = column("conversion")
+        .iter()
+        .map(|v| {
+            v.as_str().map(|s| {
+                s.parse::<rust_decimal::Decimal>()
+                    .expect("decimal")
+                    .round_dp(4)
+                    .normalize()
+                    .to_string()
+            })
+        })
+        .collect();
+    assert_eq!(
+        conversions,
+        [
+            None,
+            Some("0.75".into()),
+            Some("0.6667".into()),
+            Some("0.5".into())
+        ]
+    );
+    // Days in s1: a, b, c 2 each; d still there, 10 → 4.0. In s2: a, b 3; c 3 → 3.0.
+    // In s3: a 1, b 1 → 1.0. In s4: a since day 6 → 4.0.
+    assert_eq!(
+        column("avg_days"),
+        [json!("4.0"), json!("3.0"), json!("1.0"), json!("4.0")]
+    );
+    let reasons: Vec<(Value, Value)> = funnel["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| (r["value"].clone(), r["count"].clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (json!("price"), json!(1)),
+            (json!("rival"), json!(1)),
+            (Value::Null, json!(1))
+        ]
+    );
+    // Each stage's filter lists the records in it now; each reason's, the deals it lost.
+    let (_, page) = admin
+        .post(
+            &format!("{pipes}/query"),
+            json!({"filter": funnel["stages"][3]["filter"], "total": "exact"}),
+        )
+        .await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["records"][0]["id"], json!(ids["a"].0));
+    let (_, page) = admin
+        .post(
+            &format!("{pipes}/query"),
+            json!({"filter": funnel["reasons"][0]["filter"], "total": "exact"}),
+        )
+        .await;
+    assert_eq!(page["records"][0]["id"], json!(ids["c"].0));
+}
+
+/// Changes a pipe record's fields, keeping its version current in `ids`.
+async fn set(
+    admin: &Client,
+    ids: &mut BTreeMap<&'static str, (String, Value)>,
+    name: &'static str,
+    fields: Value,
+) {
+    let (id, version) = ids[name].clone();
+    let (status, body) = admin
+        .patch(
+            &format!("/api/v1/w/demo/entities/pipe/records/{id}"),
+            json!({"fields": fields, "version": version}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    ids.insert(name, (id, body["version"].clone()));
 }

@@ -309,6 +309,18 @@ pub struct ReportDoc {
     pub chart: Option<ChartDoc>,
     /// A custom minijinja template.
     pub template: Option<String>,
+    /// Funnel analysis from history (funnel charts).
+    pub funnel: Option<FunnelDoc>,
+}
+
+/// What a funnel needs besides its stage field (the first group key).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FunnelDoc {
+    /// The stage values that mean "lost" (left out of the stages).
+    #[serde(default)]
+    pub lost: Vec<String>,
+    /// The field holding why a record was lost.
+    pub lost_reason: Option<String>,
 }
 
 /// A measure, compiled.
@@ -578,6 +590,13 @@ pub fn check_document(document: &Value, prefix: &str) -> Vec<FieldError> {
             "a period needs the date field it applies to",
         ));
     }
+    if doc.funnel.is_some() && doc.chart.as_ref().map(|c| c.kind) != Some(ChartType::Funnel) {
+        problems.push(FieldError::new(
+            format!("{prefix}/funnel"),
+            "chart",
+            "a funnel analysis needs a funnel chart",
+        ));
+    }
     if let Some(template) = &doc.template
         && let Err(problem) =
             super::present::check_template(template, &format!("{prefix}/template"))
@@ -681,6 +700,48 @@ pub fn check_references(
                 "field_kind",
                 format!("{op} does not apply to the {kind} field {name:?}"),
             ));
+        }
+    }
+    if let Some(funnel) = &doc.funnel {
+        let stage = doc
+            .group_by
+            .first()
+            .map(GroupDoc::field)
+            .unwrap_or_default();
+        if kind_of(&entity, stage) != Some("single_select") {
+            unfit.push(FieldError::new(
+                format!("{prefix}/group_by/0"),
+                "field_kind",
+                "a funnel's stages are the options of a single-select field",
+            ));
+        }
+        let options: Vec<&str> = entity
+            .pointer(&format!("/properties/{stage}/x-options"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("value").and_then(Value::as_str))
+            .collect();
+        for (i, lost) in funnel.lost.iter().enumerate() {
+            if !options.contains(&lost.as_str()) {
+                unfit.push(FieldError::new(
+                    format!("{prefix}/funnel/lost/{i}"),
+                    "unknown_option",
+                    format!("{stage:?} has no option {lost:?}"),
+                ));
+            }
+        }
+        if let Some(reason) = &funnel.lost_reason {
+            let pointer = format!("{prefix}/funnel/lost_reason");
+            if let Some(kind) = field(pointer.clone(), reason)
+                && kind != "single_select"
+            {
+                unfit.push(FieldError::new(
+                    pointer,
+                    "field_kind",
+                    "the lost reason is a single-select field",
+                ));
+            }
         }
     }
     if let Some(name) = &doc.date_field {

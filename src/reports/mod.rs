@@ -6,6 +6,7 @@
 
 pub mod definition;
 pub mod export;
+pub mod funnel;
 pub mod present;
 
 use std::collections::HashMap;
@@ -96,6 +97,9 @@ pub struct MeasureColumn {
     pub scale: u32,
     /// The currency of money measures.
     pub currency: Option<String>,
+    /// The measure's own filter (its numbers list the records it keeps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
 }
 
 /// One group value of a row.
@@ -167,6 +171,9 @@ pub struct Outcome {
     pub previous_period: Option<PeriodView>,
     /// Rows left out by the limit or the group cap.
     pub truncated: bool,
+    /// The funnel analysis from history (funnel reports that ask for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub funnel: Option<funnel::Funnel>,
     /// A custom template presents the result.
     #[serde(skip)]
     pub template: Option<String>,
@@ -526,6 +533,13 @@ impl Reports<'_> {
             _ => (None, None),
         };
 
+        let funnel = match (&doc.funnel, doc.group_by.first()) {
+            (Some(spec), Some(stage)) if chart.kind == ChartType::Funnel => Some(
+                self.run_funnel(ctx, &model, stage.field(), spec, &filter)
+                    .await?,
+            ),
+            _ => None,
+        };
         let limit = doc.limit.unwrap_or(MAX_GROUPS);
         let truncated = truncated_groups || rows.len() > limit;
         rows.truncate(limit);
@@ -569,8 +583,132 @@ impl Reports<'_> {
             previous,
             previous_period,
             truncated,
+            funnel,
             template: doc.template.clone(),
         })
+    }
+
+    /// The funnel of the records `filter` keeps, from their history of `stage`.
+    async fn run_funnel(
+        &self,
+        ctx: &Context,
+        model: &EntityModel,
+        stage: &str,
+        spec: &definition::FunnelDoc,
+        filter: &Value,
+    ) -> Result<funnel::Funnel> {
+        let options = |field: &str| -> Vec<Value> {
+            model
+                .document
+                .pointer(&format!("/properties/{field}/x-options"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let stages: Vec<funnel::StageOption> = options(stage)
+            .iter()
+            .filter_map(|o| {
+                let value = text(o, "value")?;
+                (!spec.lost.contains(&value)).then(|| funnel::StageOption {
+                    value,
+                    label: o.get("label").cloned().unwrap_or(Value::Null),
+                    color: text(o, "color"),
+                })
+            })
+            .collect();
+        let mut tracked = Vec::new();
+        let mut created = HashMap::new();
+        let mut cursor: Option<String> = None;
+        let mut truncated = false;
+        loop {
+            let mut query = json!({"limit": 1000});
+            if !filter.is_null() {
+                query["filter"] = filter.clone();
+            }
+            if let Some(cursor) = &cursor {
+                query["cursor"] = json!(cursor);
+            }
+            let page = self.records().list(ctx, &model.key, &query).await?;
+            for record in page.records {
+                let get = |key: &str| {
+                    record
+                        .fields
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                created.insert(record.id, record.created_at);
+                tracked.push(funnel::Tracked {
+                    id: record.id,
+                    current: get(stage),
+                    reason: spec.lost_reason.as_deref().and_then(get),
+                    moves: Vec::new(),
+                });
+            }
+            match page.next_cursor {
+                Some(next) if tracked.len() < funnel::MAX_RECORDS => cursor = Some(next),
+                Some(_) => {
+                    truncated = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        let ids: Vec<Uuid> = tracked.iter().map(|t| t.id).collect();
+        let mut moves: HashMap<Uuid, Vec<funnel::Move>> = HashMap::new();
+        for (id, at, value) in
+            crate::store::records::field_moves(self.db.conn(), model.definition_id, &ids, stage)
+                .await?
+        {
+            moves
+                .entry(id)
+                .or_default()
+                .push((at, value.as_str().map(str::to_owned)));
+        }
+        for record in &mut tracked {
+            record.moves = moves.remove(&record.id).unwrap_or_default();
+            // A record whose stage predates its history (imported, or set before history
+            // recorded it) has held its stage since it was created.
+            if record.moves.is_empty()
+                && let (Some(current), Some(at)) = (&record.current, created.get(&record.id))
+            {
+                record.moves.push((*at, Some(current.clone())));
+            }
+        }
+        let mut result =
+            funnel::analyse(&stages, &spec.lost, &tracked, self.clock.now(), truncated);
+        for stage_out in &mut result.stages {
+            stage_out.filter = and_of(vec![
+                filter.clone(),
+                json!({"field": stage, "op": "eq", "value": stage_out.value}),
+            ]);
+        }
+        let reason_options = spec.lost_reason.as_deref().map(options).unwrap_or_default();
+        for reason in &mut result.reasons {
+            let option = reason_options
+                .iter()
+                .find(|o| o.get("value") == Some(&reason.value));
+            reason.label = option
+                .and_then(|o| o.get("label").cloned())
+                .unwrap_or_else(|| match &reason.value {
+                    Value::Null => json!({"en": "(no reason)", "zh-CN": "（未填写原因）"}),
+                    other => other.clone(),
+                });
+            reason.color = option.and_then(|o| text(o, "color"));
+            let mut conditions = vec![
+                filter.clone(),
+                json!({"field": stage, "op": "in", "value": spec.lost}),
+            ];
+            if let Some(field) = &spec.lost_reason {
+                conditions.push(match &reason.value {
+                    Value::Null => json!({"field": field, "op": "is_empty"}),
+                    value => json!({"field": field, "op": "eq", "value": value}),
+                });
+            }
+            reason.filter = and_of(conditions);
+        }
+        Ok(result)
     }
 
     /// The aggregate measures of a report per group: one aggregate per distinct measure
@@ -793,6 +931,7 @@ impl Reports<'_> {
                     format,
                     scale,
                     currency,
+                    filter: m.filter.clone(),
                 }
             })
             .collect()

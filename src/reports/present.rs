@@ -93,6 +93,16 @@ pub fn drill_link(list_url: &str, filter: &Value) -> String {
     format!("{list_url}?filter={encoded}")
 }
 
+/// The link behind one measure of a row: the row's records, narrowed by the measure's own
+/// filter (the won deals of a win rate's "won" column).
+pub fn measure_link(list_url: &str, row_filter: &Value, measure: &MeasureColumn) -> String {
+    match &measure.filter {
+        Some(own) if row_filter.is_null() => drill_link(list_url, own),
+        Some(own) => drill_link(list_url, &json!({"and": [row_filter, own]})),
+        None => drill_link(list_url, row_filter),
+    }
+}
+
 /// The result shaped for the page templates: labels and numbers as text in `locale`, links,
 /// the chart as SVG, and for pivots the grid.
 pub fn view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
@@ -108,6 +118,7 @@ pub fn view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
                     "empty": k.value.is_null(),
                 })).collect::<Vec<_>>(),
                 "values": row.values.iter().zip(measures).map(|(v, m)| format_value(*v, m, locale)).collect::<Vec<_>>(),
+                "links": measures.iter().map(|m| measure_link(list_url, &row.filter, m)).collect::<Vec<_>>(),
                 "link": drill_link(list_url, &row.filter),
             })
         })
@@ -140,6 +151,43 @@ pub fn view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
         "number": number,
         "pivot": (outcome.chart == ChartType::Pivot).then(|| pivot_view(outcome, locale, list_url)),
         "truncated": outcome.truncated,
+        "funnel": outcome.funnel.as_ref().map(|f| funnel_view(f, locale, list_url)),
+    })
+}
+
+/// The funnel analysis as a table: each stage now, reached, converted, lost after it, days in
+/// it; and the lost reasons.
+fn funnel_view(funnel: &super::funnel::Funnel, locale: Locale, list_url: &str) -> Value {
+    let percent = |d: Option<Decimal>| {
+        d.map_or_else(
+            || "—".to_owned(),
+            |d| format!("{}%", fixed((d * Decimal::ONE_HUNDRED).round_dp(1), 1)),
+        )
+    };
+    let total_lost = funnel.lost.max(1);
+    json!({
+        "records": funnel.records,
+        "lost": funnel.lost,
+        "lost_before_first": funnel.lost_before_first,
+        "truncated": funnel.truncated,
+        "most_lost_at": funnel.most_lost_at.as_ref().and_then(|v| funnel.stages.iter().find(|s| &s.value == v)).map(|s| label_text(&s.label, locale)),
+        "stages": funnel.stages.iter().map(|s| json!({
+            "label": label_text(&s.label, locale),
+            "color": s.color,
+            "current": s.current,
+            "reached": s.reached,
+            "conversion": percent(s.conversion),
+            "lost_here": s.lost_here,
+            "avg_days": s.avg_days.map_or_else(|| "—".to_owned(), |d| locale.number(&fixed(d, 1))),
+            "link": drill_link(list_url, &s.filter),
+        })).collect::<Vec<_>>(),
+        "reasons": funnel.reasons.iter().map(|r| json!({
+            "label": label_text(&r.label, locale),
+            "color": r.color,
+            "count": r.count,
+            "share": format!("{}%", fixed((Decimal::from(r.count) * Decimal::ONE_HUNDRED / Decimal::from(total_lost)).round_dp(1), 1)),
+            "link": drill_link(list_url, &r.filter),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -187,7 +235,7 @@ fn pivot_view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
             "cells": acrosses.iter().map(|(a, _)| match cell(d, a) {
                 Some(row) => json!({
                     "text": format_value(row.values.get(m).copied().flatten(), column, locale),
-                    "link": drill_link(list_url, &row.filter),
+                    "link": measure_link(list_url, &row.filter, column),
                 }),
                 None => json!({"text": "", "link": null}),
             }).collect::<Vec<_>>(),
@@ -276,10 +324,14 @@ struct Svg {
 
 impl Svg {
     fn new(title: &str) -> Self {
+        Self::sized(title, WIDTH, HEIGHT)
+    }
+
+    fn sized(title: &str, width: f64, height: f64) -> Self {
         let mut out = String::new();
         let _ = write!(
             out,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" font-family="system-ui, 'Noto Sans CJK SC', sans-serif" font-size="12"><title>{}</title>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" font-family="system-ui, 'Noto Sans CJK SC', sans-serif" font-size="14"><title>{}</title>"#,
             escape(title)
         );
         Self { out }
@@ -333,12 +385,49 @@ fn colour(index: usize, own: Option<&str>) -> String {
         .map_or_else(|| PALETTE[index % PALETTE.len()].to_owned(), str::to_owned)
 }
 
-/// Bars (side by side or stacked) and lines: the first key along the axis, the second (if
-/// any) as series.
+/// A category's text on an axis: month and quarter buckets read as the language writes them
+/// (`Jan`, `1月`), with the year on the first one and on January.
+fn axis_label(label: &Value, bucket: Option<&str>, locale: Locale, first: bool) -> String {
+    let text = label_text(label, locale);
+    let parts = text.split_once('-');
+    match (bucket, parts) {
+        (Some("month"), Some((year, month))) => {
+            let Ok(month) = month.parse::<usize>() else {
+                return text;
+            };
+            let with_year = first || month == 1;
+            match locale {
+                Locale::ZhCn if with_year => format!("{year}年{month}月"),
+                Locale::ZhCn => format!("{month}月"),
+                Locale::En => {
+                    let name = MONTHS.get(month.wrapping_sub(1)).copied().unwrap_or("?");
+                    if with_year {
+                        format!("{name} {year}")
+                    } else {
+                        name.to_owned()
+                    }
+                }
+            }
+        }
+        (Some("quarter"), Some((year, quarter))) if first || quarter == "Q1" => {
+            format!("{quarter} {year}")
+        }
+        (Some("quarter"), Some((_, quarter))) => quarter.to_owned(),
+        _ => short(&text, 14),
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Bars (side by side or stacked, up or across) and lines: the first key along the category
+/// axis, the second (if any) as series.
 fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
     let m = outcome.chart_measure;
     let column = &outcome.measures[m];
     let title = label_text(&outcome.label, locale);
+    let bucket = outcome.groups.first().and_then(|g| g.bucket.as_deref());
     let (categories, series) = series_keys(&outcome.rows);
     let series: Keys = if series.is_empty() {
         vec![(String::new(), column.label.clone())]
@@ -353,6 +442,7 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
     };
     let stacked = outcome.chart == ChartType::StackedBar;
     let line = outcome.chart == ChartType::Line;
+    let across = outcome.horizontal && !line;
     let max = categories
         .iter()
         .map(|(c, _)| {
@@ -368,43 +458,63 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
         .fold(0.0, f64::max);
     let top = nice_max(max);
     let legend = series.len() > 1;
-    let (left, right, upper, lower) = (56.0, 12.0, 16.0, if legend { 64.0 } else { 44.0 });
+    let (left, right, upper, lower) = match (across, legend) {
+        (true, _) => (150.0, 16.0, 8.0, if legend { 56.0 } else { 30.0 }),
+        (false, true) => (64.0, 12.0, 16.0, 64.0),
+        (false, false) => (64.0, 12.0, 16.0, 40.0),
+    };
     let plot_w = WIDTH - left - right;
     let plot_h = HEIGHT - upper - lower;
+    // Distance along the value axis of a value, from the axis.
+    let extent = |v: f64| (v.max(0.0) / top) * if across { plot_w } else { plot_h };
     let mut svg = Svg::new(&title);
-    // Grid and axis figures.
     for i in 0..=4 {
         let value = top * f64::from(i) / 4.0;
-        let y = upper + plot_h - plot_h * f64::from(i) / 4.0;
-        let _ = write!(
-            svg.out,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e7eb"/>"##,
-            left + plot_w
-        );
-        svg.text(
-            left - 6.0,
-            y + 4.0,
-            "end",
-            "axis",
-            &axis_figure(value, locale),
-        );
-    }
-    let band = plot_w / categories.len().max(1) as f64;
-    let label_every = (categories.len() as f64 / 12.0).ceil().max(1.0) as usize;
-    for (i, (_, label)) in categories.iter().enumerate() {
-        if i % label_every == 0 {
-            let x = left + band * (i as f64 + 0.5);
-            svg.text(
-                x,
-                upper + plot_h + 16.0,
-                "middle",
-                "axis",
-                &short(&label_text(label, locale), 12),
+        let figure = axis_figure(value, locale);
+        if across {
+            let x = left + plot_w * f64::from(i) / 4.0;
+            let _ = write!(
+                svg.out,
+                r##"<line x1="{x:.1}" y1="{upper}" x2="{x:.1}" y2="{:.1}" stroke="#e5e7eb"/>"##,
+                upper + plot_h
             );
+            svg.text(x, upper + plot_h + 18.0, "middle", "axis", &figure);
+        } else {
+            let y = upper + plot_h - plot_h * f64::from(i) / 4.0;
+            let _ = write!(
+                svg.out,
+                r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e7eb"/>"##,
+                left + plot_w
+            );
+            svg.text(left - 6.0, y + 5.0, "end", "axis", &figure);
         }
     }
-    let y_of = |v: f64| upper + plot_h - plot_h * (v.max(0.0) / top);
+    let count = categories.len().max(1) as f64;
+    let band = if across {
+        plot_h / count
+    } else {
+        plot_w / count
+    };
+    let label_every = if across {
+        1
+    } else {
+        (categories.len() as f64 / 12.0).ceil().max(1.0) as usize
+    };
+    for (i, (_, label)) in categories.iter().enumerate() {
+        if i % label_every != 0 {
+            continue;
+        }
+        let text = axis_label(label, bucket, locale, i == 0);
+        if across {
+            let y = upper + band * (i as f64 + 0.5) + 5.0;
+            svg.text(left - 8.0, y, "end", "axis", &short(&text, 16));
+        } else {
+            let x = left + band * (i as f64 + 0.5);
+            svg.text(x, upper + plot_h + 20.0, "middle", "axis", &text);
+        }
+    }
     if line {
+        let y_of = |v: f64| upper + plot_h - extent(v);
         for (s, (sid, slabel)) in series.iter().enumerate() {
             let colour = colour(s, None);
             let points: Vec<(f64, f64, Option<&Row>)> = categories
@@ -422,7 +532,7 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
                 .collect();
             let _ = write!(
                 svg.out,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2.5" points="{}"/>"#,
                 path.join(" ")
             );
             for (x, y, row) in points {
@@ -433,10 +543,10 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
                         label_text(slabel, locale),
                         format_value(row.values[m], column, locale)
                     );
-                    svg.link_start(&drill_link(list_url, &row.filter), &tip);
+                    svg.link_start(&measure_link(list_url, &row.filter, column), &tip);
                     let _ = write!(
                         svg.out,
-                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="{colour}"/>"#
+                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="{colour}"/>"#
                     );
                     svg.link_end();
                 }
@@ -456,42 +566,50 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
                     continue;
                 };
                 let v = number_of(row.values[m]).max(0.0);
-                let x = left
-                    + band * i as f64
+                // Position across the band, then from and to along the value axis.
+                let offset = band * i as f64
                     + (band - inner) / 2.0
                     + if stacked { 0.0 } else { each * s as f64 };
-                let (y, h) = if stacked {
-                    let y = y_of(base + v);
-                    let h = y_of(base) - y;
+                let (from, to) = if stacked {
+                    let from = extent(base);
                     base += v;
-                    (y, h)
+                    (from, extent(base))
                 } else {
-                    (y_of(v), upper + plot_h - y_of(v))
+                    (0.0, extent(v))
+                };
+                let thickness = (each - 1.0).max(1.0);
+                let (x, y, w, h) = if across {
+                    (left + from, upper + offset, to - from, thickness)
+                } else {
+                    (left + offset, upper + plot_h - to, thickness, to - from)
                 };
                 let own = if series.len() == 1 {
                     row.keys[0].color.as_deref()
                 } else {
                     row.keys.get(1).and_then(|k| k.color.as_deref())
                 };
+                let shown = format_value(row.values[m], column, locale);
                 let tip = format!(
-                    "{}{}: {}",
+                    "{}{}: {shown}",
                     label_text(&row.keys[0].label, locale),
                     if series.len() > 1 {
                         format!(" · {}", label_text(slabel, locale))
                     } else {
                         String::new()
                     },
-                    format_value(row.values[m], column, locale)
                 );
-                svg.link_start(&drill_link(list_url, &row.filter), &tip);
+                svg.link_start(&measure_link(list_url, &row.filter, column), &tip);
                 let _ = write!(
                     svg.out,
                     r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
-                    (each - 1.0).max(1.0),
+                    w.max(0.0),
                     h.max(0.0),
                     colour(s, own)
                 );
                 svg.link_end();
+                if across && series.len() == 1 {
+                    svg.text(x + w + 6.0, y + h / 2.0 + 5.0, "start", "figure", &shown);
+                }
             }
         }
     }
@@ -502,12 +620,12 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
             let text = short(&label_text(label, locale), 14);
             let _ = write!(
                 svg.out,
-                r#"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{}"/>"#,
-                y - 9.0,
+                r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{}"/>"#,
+                y - 11.0,
                 colour(s, None)
             );
-            svg.text(x + 14.0, y, "start", "legend", &text);
-            x += 24.0 + 7.0 * text.chars().count() as f64;
+            svg.text(x + 16.0, y, "start", "legend", &text);
+            x += 30.0 + 8.5 * text.chars().count() as f64;
             if x > WIDTH - 60.0 {
                 break;
             }
@@ -519,13 +637,13 @@ fn series_chart(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
 fn pie(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
     let m = outcome.chart_measure;
     let column = &outcome.measures[m];
-    let mut svg = Svg::new(&label_text(&outcome.label, locale));
+    let mut svg = Svg::sized(&label_text(&outcome.label, locale), 520.0, HEIGHT);
     let total: f64 = outcome
         .rows
         .iter()
         .map(|r| number_of(r.values[m]).max(0.0))
         .sum();
-    let (cx, cy, radius) = (150.0, HEIGHT / 2.0, 120.0);
+    let (cx, cy, radius) = (130.0, HEIGHT / 2.0, 120.0);
     if total <= 0.0 {
         let _ = write!(
             svg.out,
@@ -545,7 +663,7 @@ fn pie(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
             format_value(row.values[m], column, locale),
             share * 100.0
         );
-        svg.link_start(&drill_link(list_url, &row.filter), &tip);
+        svg.link_start(&measure_link(list_url, &row.filter, column), &tip);
         let fill = colour(i, row.keys[0].color.as_deref());
         if share >= 0.9999 {
             let _ = write!(
@@ -565,93 +683,160 @@ fn pie(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
         }
         svg.link_end();
     }
-    for (i, row) in outcome.rows.iter().enumerate().take(12) {
-        let y = 30.0 + 20.0 * i as f64;
+    for (i, row) in outcome.rows.iter().enumerate().take(11) {
+        let y = 26.0 + 25.0 * i as f64;
         let v = number_of(row.values[m]).max(0.0);
         let _ = write!(
             svg.out,
-            r#"<rect x="300" y="{:.1}" width="12" height="12" fill="{}"/>"#,
-            y - 10.0,
+            r#"<rect x="266" y="{:.1}" width="14" height="14" fill="{}"/>"#,
+            y - 12.0,
             colour(i, row.keys[0].color.as_deref())
         );
         let share = if total > 0.0 { v / total * 100.0 } else { 0.0 };
         svg.text(
-            318.0,
+            286.0,
             y,
             "start",
             "legend",
             &format!(
-                "{} — {} ({share:.1}%)",
-                short(&label_text(&row.keys[0].label, locale), 18),
-                format_value(row.values[m], column, locale)
+                "{} {share:.0}%",
+                short(&label_text(&row.keys[0].label, locale), 12),
             ),
         );
     }
     svg.finish()
 }
 
-/// Stages in order as centred bars, with the conversion from each stage to the next.
-fn funnel(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
+/// One bar of a funnel.
+struct FunnelBar {
+    label: String,
+    value: f64,
+    shown: String,
+    /// The bar's tooltip, when it says more than "label: shown".
+    tip: Option<String>,
+    link: String,
+    color: Option<String>,
+    /// A note at the right end: records lost after this stage.
+    note: Option<String>,
+}
+
+/// The bars of a funnel: from the history analysis when the report has one (records that
+/// reached each stage), else from the rows, counted as "at this stage or a later one".
+fn funnel_bars(outcome: &Outcome, locale: Locale, list_url: &str) -> Vec<FunnelBar> {
+    if let Some(analysis) = &outcome.funnel {
+        return analysis
+            .stages
+            .iter()
+            .map(|s| FunnelBar {
+                label: label_text(&s.label, locale),
+                value: s.reached as f64,
+                shown: locale.number(&s.reached.to_string()),
+                // The link lists the records in the stage now; the tip says so.
+                tip: Some(
+                    locale
+                        .text("reports.funnel.bar_tip")
+                        .replace("{stage}", &label_text(&s.label, locale))
+                        .replace("{reached}", &locale.number(&s.reached.to_string()))
+                        .replace("{now}", &locale.number(&s.current.to_string())),
+                ),
+                link: drill_link(list_url, &s.filter),
+                color: s.color.clone(),
+                note: (s.lost_here > 0).then(|| {
+                    locale
+                        .text("reports.funnel.lost_here")
+                        .replace("{n}", &s.lost_here.to_string())
+                }),
+            })
+            .collect();
+    }
     let m = outcome.chart_measure;
     let column = &outcome.measures[m];
-    let mut svg = Svg::new(&label_text(&outcome.label, locale));
-    let rows: Vec<&Row> = outcome.rows.iter().take(10).collect();
-    let max = rows
+    let rows: Vec<&Row> = outcome.rows.iter().take(12).collect();
+    let mut running = Decimal::ZERO;
+    let mut cumulative: Vec<Decimal> = rows
         .iter()
-        .map(|r| number_of(r.values[m]))
-        .fold(0.0, f64::max);
-    let step = HEIGHT / rows.len().max(1) as f64;
-    let (centre, widest) = (380.0, 360.0);
-    for (i, row) in rows.iter().enumerate() {
-        let v = number_of(row.values[m]).max(0.0);
+        .rev()
+        .map(|r| {
+            running += r.values[m].unwrap_or_default().max(Decimal::ZERO);
+            running
+        })
+        .collect();
+    cumulative.reverse();
+    rows.iter()
+        .zip(cumulative)
+        .map(|(row, total)| FunnelBar {
+            label: label_text(&row.keys[0].label, locale),
+            value: number_of(Some(total)),
+            shown: format_value(Some(total), column, locale),
+            tip: None,
+            link: measure_link(list_url, &row.filter, column),
+            color: row.keys[0].color.clone(),
+            note: None,
+        })
+        .collect()
+}
+
+/// Stages in order as centred bars, each as wide as the records that reached it, with the
+/// conversion from each stage to the next.
+fn funnel(outcome: &Outcome, locale: Locale, list_url: &str) -> String {
+    let mut svg = Svg::new(&label_text(&outcome.label, locale));
+    let bars = funnel_bars(outcome, locale, list_url);
+    let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
+    let step = HEIGHT / bars.len().max(1) as f64;
+    let (centre, widest) = (330.0, 300.0);
+    for (i, bar) in bars.iter().enumerate() {
         let w = if max > 0.0 {
-            (widest * v / max).max(4.0)
+            (widest * bar.value / max).max(4.0)
         } else {
             4.0
         };
         let y = step * i as f64 + 2.0;
         let h = (step - 6.0).max(4.0);
+        let middle = y + h / 2.0 + 5.0;
+        let rate = (i > 0).then(|| {
+            let before = bars[i - 1].value;
+            if before > 0.0 {
+                format!("{:.1}%", bar.value / before * 100.0)
+            } else {
+                "—".to_owned()
+            }
+        });
         let tip = format!(
-            "{}: {}",
-            label_text(&row.keys[0].label, locale),
-            format_value(row.values[m], column, locale)
+            "{}{}",
+            bar.tip
+                .clone()
+                .unwrap_or_else(|| format!("{}: {}", bar.label, bar.shown)),
+            rate.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
         );
-        svg.link_start(&drill_link(list_url, &row.filter), &tip);
+        svg.link_start(&bar.link, &tip);
         let _ = write!(
             svg.out,
             r#"<rect x="{:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="3" fill="{}"/>"#,
             centre - w / 2.0,
-            colour(i, row.keys[0].color.as_deref())
+            colour(i, bar.color.as_deref())
         );
         svg.link_end();
+        svg.text(8.0, middle, "start", "legend", &short(&bar.label, 12));
+        let inside = w > 60.0;
         svg.text(
-            8.0,
-            y + h / 2.0 + 4.0,
-            "start",
-            "legend",
-            &short(&label_text(&row.keys[0].label, locale), 16),
-        );
-        svg.text(
-            centre,
-            y + h / 2.0 + 4.0,
-            "middle",
-            "value",
-            &format_value(row.values[m], column, locale),
-        );
-        if i > 0 {
-            let before = number_of(rows[i - 1].values[m]);
-            let rate = if before > 0.0 {
-                format!("{:.1}%", v / before * 100.0)
+            if inside {
+                centre
             } else {
-                "—".to_owned()
-            };
-            svg.text(
-                WIDTH - 8.0,
-                y + h / 2.0 + 4.0,
-                "end",
-                "rate",
-                &format!("→ {rate}"),
-            );
+                centre + w / 2.0 + 6.0
+            },
+            middle,
+            if inside { "middle" } else { "start" },
+            if inside { "value" } else { "figure" },
+            &bar.shown,
+        );
+        let right = match (&rate, &bar.note) {
+            (Some(rate), Some(note)) => format!("→ {rate} · {note}"),
+            (Some(rate), None) => format!("→ {rate}"),
+            (None, Some(note)) => note.clone(),
+            (None, None) => String::new(),
+        };
+        if !right.is_empty() {
+            svg.text(WIDTH - 8.0, middle, "end", "rate", &right);
         }
     }
     svg.finish()
@@ -801,6 +986,7 @@ mod tests {
                 format: Format::Money,
                 scale: 2,
                 currency: Some("CNY".into()),
+                filter: None,
             }],
             rows: rows
                 .into_iter()
@@ -822,6 +1008,7 @@ mod tests {
             previous: None,
             previous_period: None,
             truncated: false,
+            funnel: None,
             template: None,
         }
     }
@@ -866,6 +1053,7 @@ mod tests {
             format: Format::Money,
             scale: 2,
             currency: Some("CNY".into()),
+            filter: None,
         };
         assert_eq!(
             format_value(Some(Decimal::new(123456789, 2)), &money, Locale::En),

@@ -1616,6 +1616,46 @@ pub async fn history(
         .collect()
 }
 
+/// When each of `records` took each value of `field`, oldest first per record: the `new`
+/// value of every history row whose changed fields name it (in API form).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn field_moves(
+    conn: &impl Conn,
+    entity_id: Uuid,
+    records: &[Uuid],
+    field: &str,
+) -> Result<Vec<(Uuid, DateTime<Utc>, Value)>> {
+    let mut out = Vec::new();
+    for chunk in records.chunks(500) {
+        let mut query = Query::select();
+        query
+            .columns(["record_id", "at", "changes"].map(Alias::new))
+            .from(Alias::new("record_history"))
+            .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+            .and_where(
+                Expr::col(Alias::new("record_id")).is_in(chunk.iter().map(ToString::to_string)),
+            )
+            .order_by(Alias::new("record_id"), Order::Asc)
+            .order_by(Alias::new("at"), Order::Asc)
+            .order_by(Alias::new("id"), Order::Asc);
+        for row in conn.query_all(&query).await? {
+            let changes: Value = row.try_get("", "changes")?;
+            let Some(change) = changes.get("fields").and_then(|f| f.get(field)) else {
+                continue;
+            };
+            let record_id: String = row.try_get("", "record_id")?;
+            out.push((
+                Uuid::parse_str(&record_id).map_err(Error::internal)?,
+                row.try_get("", "at")?,
+                change.get("new").cloned().unwrap_or(Value::Null),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 // ---- auto-number counters ----
 
 /// Takes the next value of a counter (starting at 1), inside the caller's transaction: the

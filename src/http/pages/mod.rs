@@ -17,6 +17,7 @@ mod approvals;
 mod member;
 mod public;
 mod records;
+mod reports;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -51,6 +52,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(records::router())
         .merge(public::router())
         .merge(approvals::router())
+        .merge(reports::router())
 }
 
 /// The signed-in browser session of a page request, if any.

@@ -260,6 +260,8 @@ struct ListRequest {
     filters: Vec<(String, String)>,
     deleted: bool,
     pool: bool,
+    /// A query-language filter from a report's drill-down link (JSON).
+    drill: Option<String>,
 }
 
 fn list_request(pairs: &[(String, String)]) -> ListRequest {
@@ -281,6 +283,9 @@ fn list_request(pairs: &[(String, String)]) -> ListRequest {
             .collect(),
         deleted: first(pairs, "deleted") == Some("1"),
         pool: first(pairs, "pool") == Some("1"),
+        drill: first(pairs, "filter")
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned),
     }
 }
 
@@ -298,6 +303,10 @@ fn list_filter(
     }
     if let Some(filter) = view.and_then(|v| v.get("filter")) {
         all.push(filter.clone());
+    }
+    if let Some(drill) = &request.drill {
+        // Text that is not JSON goes on as a string: the query resolver refuses it by name.
+        all.push(serde_json::from_str(drill).unwrap_or_else(|_| Value::String(drill.clone())));
     }
     if !request.q.is_empty() {
         let any: Vec<Value> = model
@@ -731,6 +740,7 @@ async fn draw_list(
         "q": request.q,
         "filters": filter_inputs(&model, &columns, &request, &names, locale),
         "filtering": !request.filters.is_empty() || !request.q.is_empty(),
+        "drill": request.drill,
         "active_filters": request.filters.len(),
         "title_field": model.title_field,
         "deleted": request.deleted,
