@@ -28,6 +28,7 @@ both_databases!(
     bad_reports_are_refused_and_nothing_leaks,
     the_sales_crm_dashboard_runs_on_demo_data,
     the_funnel_follows_each_record_through_its_history,
+    targets_split_down_the_org_and_roll_up_by_period,
 );
 
 /// One deal as the test made it.
@@ -1097,4 +1098,260 @@ async fn set(
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     ids.insert(name, (id, body["version"].clone()));
+}
+
+/// The Sales CRM's targets on a hand-made org (Sales → East: ann, bob; West: cat) with a
+/// fiscal year from April: a total split down the tree with weights and uneven months, deals
+/// won on known dates, then progress per node and period checked against sums by hand; a rep
+/// sees only their own numbers; bad splits are refused by pointer.
+async fn targets_split_down_the_org_and_roll_up_by_period(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = admin
+        .patch(
+            &format!("{W}/settings"),
+            json!({"calendar": {"fiscal_year_start": 4}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    set_role(&admin, "rep", json!({"entities": {"*": {"create": "own", "read": "own", "update": "own", "delete": "none"}}})).await;
+    let (ann_client, ann) = join_member(&app, &admin, "ann@formwork.local", "rep").await;
+    let (_, bob) = join_member(&app, &admin, "bob@formwork.local", "rep").await;
+    let (_, cat) = join_member(&app, &admin, "cat@formwork.local", "rep").await;
+    let mut units: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, kind, parent) in [
+        ("Sales", "department", None),
+        ("East", "team", Some("Sales")),
+        ("West", "team", Some("Sales")),
+    ] {
+        let parent_id = parent.map(|p: &str| units[p].clone());
+        let (status, body) = admin
+            .post(
+                &format!("{W}/org/units"),
+                json!({"name": name, "kind": kind, "parent_id": parent_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        units.insert(name, body["id"].as_str().expect("id").to_owned());
+    }
+    for (id, unit) in [(&ann, "East"), (&bob, "East"), (&cat, "West")] {
+        let (status, body) = admin
+            .patch(
+                &format!("{W}/members/{id}"),
+                json!({"unit_id": units[unit]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // 1,200,000 for fiscal 2026: East twice West; East's share to ann and bob 3:1; the last
+    // fiscal quarter (Jan–Mar 2027) weighs double.
+    let months = [1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2];
+    let (status, body) = admin
+        .post(&format!("{W}/targets/split"), json!({
+            "fiscal_year": 2026, "measure": "target_won_amount", "total": "1200000",
+            "months": months,
+            "split": [
+                {"unit": units["East"], "weight": 2, "split": [{"person": ann, "weight": 3}, {"person": bob, "weight": 1}]},
+                {"unit": units["West"], "weight": 1}
+            ]
+        }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["records"].as_array().map(Vec::len), Some(3));
+    // Splitting again changes the same records (no duplicates), with history.
+    let (status, body) = admin
+        .post(&format!("{W}/targets/split"), json!({
+            "fiscal_year": 2026, "measure": "target_won_amount", "total": "1200000", "months": months,
+            "split": [
+                {"unit": units["East"], "weight": 2, "split": [{"person": ann, "weight": 3}, {"person": bob, "weight": 1}]},
+                {"unit": units["West"], "weight": 1}
+            ]
+        }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, listed) = admin
+        .post(
+            &format!("{W}/entities/sales_target/records/query"),
+            json!({"total": "exact"}),
+        )
+        .await;
+    assert_eq!(listed["total"], 3);
+    let annual: BTreeMap<String, String> = listed["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (
+                r["fields"]["assignee"].as_str().expect("who").to_owned(),
+                r["fields"]["amount"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        annual[&ann].trim_matches('"').parse::<f64>().ok(),
+        Some(600000.0)
+    );
+    assert_eq!(
+        annual[&bob].trim_matches('"').parse::<f64>().ok(),
+        Some(200000.0)
+    );
+    assert_eq!(
+        annual[&cat].trim_matches('"').parse::<f64>().ok(),
+        Some(400000.0)
+    );
+
+    // Deals won (and one lost, one outside the year) on known dates.
+    let (status, customer) = admin
+        .post(
+            &format!("{W}/entities/customer/records"),
+            json!({"fields": {"name": "Acme", "lifecycle_stage": "intent"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let deals = [
+        (&ann, "contract_signed", "100000", "2026-04-10"),
+        (&ann, "delivery", "50000", "2026-06-30"),
+        (&bob, "contract_signed", "30000", "2026-05-05"),
+        (&cat, "contract_signed", "80000", "2026-07-01"),
+        (&cat, "lost", "999999", "2026-04-20"),
+        (&bob, "contract_signed", "70000", "2027-04-01"),
+    ];
+    for (owner, stage, amount, date) in deals {
+        let (status, body) = admin
+            .post(
+                &format!("{W}/entities/opportunity/records"),
+                json!({"owner": owner, "fields": {
+                "name": format!("{stage} {amount}"), "customer": customer["id"], "stage": stage,
+                "amount": amount, "expected_close_date": date,
+                "lost_reason": if stage == "lost" { json!("price") } else { Value::Null }}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let node = |body: &Value, name: &str| -> (f64, f64) {
+        let n = body["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {body}"));
+        let f = |v: &Value| v.as_str().expect("decimal").parse::<f64>().expect("number");
+        (f(&n["target"]), f(&n["actual"]))
+    };
+    // Fiscal Q1 = Apr–Jun 2026: three of the 15 month-weights.
+    let q1 = progress(
+        &admin,
+        "fiscal_year=2026&measure=target_won_amount&period=Q1".to_owned(),
+    )
+    .await;
+    assert_eq!(q1["from"], "2026-04-01");
+    assert_eq!(q1["to"], "2026-06-30");
+    assert_eq!(node(&q1, "ann"), (120000.0, 150000.0));
+    assert_eq!(node(&q1, "bob"), (40000.0, 30000.0));
+    assert_eq!(node(&q1, "cat"), (80000.0, 0.0));
+    assert_eq!(node(&q1, "East"), (160000.0, 180000.0));
+    assert_eq!(node(&q1, "Sales"), (240000.0, 180000.0));
+    let east = q1["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "East")
+        .expect("east");
+    assert_eq!(east["progress"], "1.125");
+    // The leaderboard: ann 125%, bob 75%, cat 0%.
+    let order: Vec<&str> = q1["leaderboard"]
+        .as_array()
+        .expect("board")
+        .iter()
+        .map(|n| n["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(order, ["ann", "bob", "cat"]);
+    // Fiscal Q4 (Jan–Mar 2027) weighs double; April 2027 is the next fiscal year.
+    let q4 = progress(
+        &admin,
+        "fiscal_year=2026&measure=target_won_amount&period=Q4".to_owned(),
+    )
+    .await;
+    assert_eq!(node(&q4, "bob"), (80000.0, 0.0));
+    // A week: ISO week 15 of 2026 (Apr 6–12) is 7/30 of April's share.
+    let week = progress(
+        &admin,
+        "fiscal_year=2026&measure=target_won_amount&period=2026-W15".to_owned(),
+    )
+    .await;
+    let (target, actual) = node(&week, "ann");
+    assert!(
+        (target - 600000.0 / 15.0 * 7.0 / 30.0).abs() < 0.01,
+        "{target}"
+    );
+    assert_eq!(actual, 100000.0);
+    // One team only.
+    let west = progress(
+        &admin,
+        format!(
+            "fiscal_year=2026&measure=target_won_amount&period=M4&unit={}",
+            units["West"]
+        ),
+    )
+    .await;
+    assert_eq!(west["nodes"][0]["name"], "West");
+    assert_eq!(
+        node(&west, "cat"),
+        (26666.67, 80000.0),
+        "targets show to the cent"
+    );
+    // A rep sees their own target and deals only.
+    let mine = progress(
+        &ann_client,
+        "fiscal_year=2026&measure=target_won_amount&period=Q1".to_owned(),
+    )
+    .await;
+    assert_eq!(node(&mine, "Sales"), (120000.0, 150000.0));
+    // Bad requests are refused by name.
+    for (body, pointer) in [
+        (
+            json!({"fiscal_year": 2026, "measure": "target_won_amount", "total": "100", "split": [{"unit": uuid::Uuid::new_v4(), "weight": 1}]}),
+            "/split/0/unit",
+        ),
+        (
+            json!({"fiscal_year": 2026, "measure": "target_won_amount", "total": "100", "split": [{"person": ann, "weight": 0}]}),
+            "/split",
+        ),
+        (
+            json!({"fiscal_year": 2026, "measure": "nope", "total": "100"}),
+            "/measure",
+        ),
+        (
+            json!({"fiscal_year": 2026, "measure": "target_won_amount", "total": "100", "months": [1, 2]}),
+            "/months",
+        ),
+    ] {
+        let (status, problem) = admin.post(&format!("{W}/targets/split"), body).await;
+        let pointers = assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            pointers.iter().any(|p| p == pointer),
+            "{pointers:?} lacks {pointer}"
+        );
+    }
+    let (_, listed) = admin
+        .post(
+            &format!("{W}/entities/sales_target/records/query"),
+            json!({"total": "exact"}),
+        )
+        .await;
+    assert_eq!(listed["total"], 3, "nothing written by a refused split");
+    for query in [
+        "measure=target_won_amount",
+        "fiscal_year=2026&measure=target_won_amount&period=Q9",
+        "fiscal_year=2026&measure=ghost",
+    ] {
+        let (status, _) = admin.get(&format!("{W}/targets/progress?{query}")).await;
+        assert!(status.is_client_error(), "{query}: {status}");
+    }
+}
+
+async fn progress(client: &Client, query: String) -> Value {
+    let (status, body) = client.get(&format!("{W}/targets/progress?{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
 }

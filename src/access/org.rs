@@ -124,6 +124,16 @@ impl OrgTree {
         self.units.values()
     }
 
+    /// The units directly under `unit` (`None`: the top level).
+    pub fn children_of(&self, unit: Option<Uuid>) -> &[Uuid] {
+        self.children.get(&unit).map_or(&[], Vec::as_slice)
+    }
+
+    /// The people placed directly in `unit` (`None`: the company itself).
+    pub fn members_of(&self, unit: Option<Uuid>) -> &[Uuid] {
+        self.members.get(&unit).map_or(&[], Vec::as_slice)
+    }
+
     /// A person's place.
     pub fn person(&self, account_id: Uuid) -> Option<&Person> {
         self.people.get(&account_id)

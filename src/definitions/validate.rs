@@ -414,6 +414,54 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
             ));
         }
     }
+    if let Some(target) = document.get("x-target").and_then(Value::as_object) {
+        let kind_of = |name: &str| {
+            properties
+                .and_then(|p| p.get(name))
+                .and_then(|f| f.get("x-kind"))
+                .and_then(Value::as_str)
+        };
+        for (role, kinds) in [
+            ("fiscal_year", &["integer"][..]),
+            ("measure", &["single_select", "text"][..]),
+            ("assignee", &["user"][..]),
+            ("amount", &["number", "money", "integer"][..]),
+            ("months", &["sub_table"][..]),
+        ] {
+            let Some(name) = target.get(role).and_then(Value::as_str) else {
+                continue;
+            };
+            let pointer = format!("{prefix}/x-target/{role}");
+            match kind_of(name) {
+                None => problems.push(FieldError::new(
+                    pointer,
+                    "unknown_field",
+                    format!("the {role} field {name:?} is not among the properties"),
+                )),
+                Some(kind) if !kinds.contains(&kind) => problems.push(FieldError::new(
+                    pointer,
+                    "field_kind",
+                    format!("the {role} field is a {}, not a {kind}", kinds.join(" or ")),
+                )),
+                Some(_) => {}
+            }
+        }
+        if let Some(months) = target.get("months").and_then(Value::as_str) {
+            let columns = properties
+                .and_then(|p| p.get(months))
+                .and_then(|f| f.pointer("/items/properties"))
+                .and_then(Value::as_object);
+            for column in ["month", "weight"] {
+                if columns.is_some_and(|c| !c.contains_key(column)) {
+                    problems.push(FieldError::new(
+                        format!("{prefix}/x-target/months"),
+                        "unknown_field",
+                        format!("the months sub-table needs a {column:?} column"),
+                    ));
+                }
+            }
+        }
+    }
     if let Some(indexes) = document.get("x-indexes").and_then(Value::as_array) {
         for (i, keys) in indexes.iter().enumerate() {
             for (j, key) in keys.as_array().into_iter().flatten().enumerate() {

@@ -8,6 +8,7 @@ pub mod definition;
 pub mod export;
 pub mod funnel;
 pub mod present;
+pub mod targets;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use crate::app::Services;
 use crate::error::{Error, Result};
 use crate::http::extract::AppJson;
 use crate::render::i18n::Locale;
+use crate::reports::targets::{Progress, SplitRequest, TargetPeriod};
 use crate::reports::{Board, Filters, Outcome, export};
 
 pub(super) fn router() -> Router<Services> {
@@ -24,6 +25,92 @@ pub(super) fn router() -> Router<Services> {
         .route("/w/{workspace}/reports/{key}/export.csv", get(export_csv))
         .route("/w/{workspace}/reports/{key}/export.xlsx", get(export_xlsx))
         .route("/w/{workspace}/dashboards/{key}", get(dashboard))
+        .route("/w/{workspace}/targets/progress", get(target_progress))
+        .route("/w/{workspace}/targets/split", post(split_targets))
+}
+
+/// A progress query: `fiscal_year` and `measure` (required), `period`, `unit`, `entity`.
+struct ProgressQuery {
+    entity: Option<String>,
+    year: i32,
+    measure: String,
+    period: TargetPeriod,
+    unit: Option<uuid::Uuid>,
+}
+
+fn progress_query(raw: Option<&str>) -> Result<ProgressQuery> {
+    let mut year = None;
+    let mut measure = None;
+    let mut period = TargetPeriod::Year;
+    let mut unit = None;
+    let mut entity = None;
+    for (key, value) in pairs(raw) {
+        match key.as_str() {
+            "fiscal_year" => {
+                year = Some(value.trim().parse::<i32>().map_err(|_| {
+                    Error::invalid("/fiscal_year", "type", "fiscal_year is a year such as 2026")
+                })?);
+            }
+            "measure" => measure = Some(value),
+            "period" => period = TargetPeriod::parse(&value)?,
+            "unit" if !value.is_empty() => {
+                unit = Some(
+                    uuid::Uuid::parse_str(value.trim())
+                        .map_err(|_| Error::invalid("/unit", "uuid", "unit is an id"))?,
+                );
+            }
+            "unit" => {}
+            "entity" => entity = Some(value),
+            other => {
+                return Err(Error::invalid(
+                    format!("/{other}"),
+                    "unknown_parameter",
+                    format!("unknown parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(ProgressQuery {
+        entity,
+        year: year
+            .ok_or_else(|| Error::invalid("/fiscal_year", "required", "fiscal_year is required"))?,
+        measure: measure
+            .ok_or_else(|| Error::invalid("/measure", "required", "measure is required"))?,
+        period,
+        unit,
+    })
+}
+
+async fn target_progress(
+    State(services): State<Services>,
+    caller: Caller,
+    Path(_): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Progress>> {
+    let query = progress_query(raw.as_deref())?;
+    Ok(Json(
+        services
+            .reports()
+            .progress(
+                &caller.ctx,
+                query.entity.as_deref(),
+                query.year,
+                &query.measure,
+                query.period,
+                query.unit,
+            )
+            .await?,
+    ))
+}
+
+async fn split_targets(
+    State(services): State<Services>,
+    caller: Caller,
+    Path(_): Path<String>,
+    AppJson(request): AppJson<SplitRequest>,
+) -> Result<Json<Value>> {
+    let written = services.reports().split(&caller.ctx, &request).await?;
+    Ok(Json(json!({"records": written})))
 }
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {

@@ -25,6 +25,137 @@ pub(super) fn router() -> Router<Services> {
         .route("/w/{workspace}/reports", get(catalog))
         .route("/w/{workspace}/reports/{key}", get(report))
         .route("/w/{workspace}/dashboards/{key}", get(dashboard))
+        .route("/w/{workspace}/targets", get(targets))
+}
+
+async fn targets(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let here = here_of(format!("/w/{slug}/targets"), raw.as_deref());
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    draw_targets(&services, &member, &slug, raw.as_deref(), &here)
+        .await
+        .unwrap_or_else(|error| error_page(error, member.locale))
+}
+
+async fn draw_targets(
+    services: &Services,
+    member: &Member,
+    slug: &str,
+    raw: Option<&str>,
+    here: &str,
+) -> Result<Response> {
+    use crate::reports::targets::TargetPeriod;
+    use chrono::Datelike;
+    let pairs = query_pairs(raw);
+    let locale = member.locale;
+    let measures = services.reports().target_measures(&member.ctx).await?;
+    let today = services
+        .clock()
+        .now()
+        .with_timezone(&member.ctx.time_zone)
+        .date_naive();
+    let start = member.ctx.calendar.fiscal_year_start;
+    let this_year = if today.month() >= start {
+        today.year()
+    } else {
+        today.year() - 1
+    };
+    let year = match first(&pairs, "fiscal_year").filter(|y| !y.is_empty()) {
+        Some(text) => text.trim().parse::<i32>().map_err(|_| {
+            crate::error::Error::invalid("/fiscal_year", "type", "a year such as 2026")
+        })?,
+        None => this_year,
+    };
+    let measure = first(&pairs, "measure")
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .or_else(|| measures.first().map(|(k, _)| k.clone()))
+        .unwrap_or_default();
+    let period_text = first(&pairs, "period").unwrap_or("year").to_owned();
+    let period = TargetPeriod::parse(&period_text)?;
+    let unit = match first(&pairs, "unit").filter(|u| !u.is_empty()) {
+        Some(text) => Some(
+            uuid::Uuid::parse_str(text)
+                .map_err(|_| crate::error::Error::invalid("/unit", "uuid", "unit is an id"))?,
+        ),
+        None => None,
+    };
+    let progress = services
+        .reports()
+        .progress(&member.ctx, None, year, &measure, period, unit)
+        .await?;
+    let percent = |p: Option<rust_decimal::Decimal>| {
+        p.map(|p| {
+            let mut shown = (p * rust_decimal::Decimal::ONE_HUNDRED).round_dp(1);
+            shown.rescale(1);
+            shown.to_string()
+        })
+    };
+    let amount = |d: rust_decimal::Decimal| {
+        let mut shown = d.round_dp(2);
+        shown.rescale(if shown.fract().is_zero() { 0 } else { 2 });
+        locale.number(&shown.to_string())
+    };
+    let node = |n: &crate::reports::targets::Node| {
+        json!({
+            "kind": n.kind,
+            "depth": n.depth,
+            "name": n.name,
+            "target": amount(n.target),
+            "actual": amount(n.actual),
+            "percent": percent(n.progress),
+            "bar": n.progress.map(|p| (p * rust_decimal::Decimal::ONE_HUNDRED).round().min(rust_decimal::Decimal::ONE_HUNDRED).to_string()),
+            "met": n.progress.is_some_and(|p| p >= rust_decimal::Decimal::ONE),
+        })
+    };
+    let mut periods = vec![json!({"value": "year", "label": locale.text("targets.year")})];
+    for q in 1..=4 {
+        periods.push(json!({"value": format!("Q{q}"), "label": locale.text("targets.quarter").replace("{n}", &q.to_string())}));
+    }
+    for m in 1..=12 {
+        periods.push(json!({"value": format!("M{m}"), "label": locale.text("targets.month").replace("{n}", &m.to_string())}));
+    }
+    let week = today.iso_week();
+    let this_week = format!("{}-W{:02}", week.year(), week.week());
+    periods.push(json!({"value": this_week, "label": locale.text("targets.this_week")}));
+    for p in &mut periods {
+        p["selected"] = json!(p["value"] == json!(progress.period));
+    }
+    let snapshot = snapshot(services, member).await?;
+    let frame = frame(services, member, &snapshot, here).await?;
+    let mut teams: Vec<Value> = member
+        .access
+        .policy
+        .org()
+        .units()
+        .map(|u| json!({"value": u.id, "label": u.name, "selected": unit == Some(u.id)}))
+        .collect();
+    teams.sort_by(|a, b| a["label"].as_str().cmp(&b["label"].as_str()));
+    page(
+        "targets.html",
+        with(
+            frame,
+            json!({
+                "section": "reports",
+                "year": year,
+                "measure": measure,
+                "measure_label": present::label_text(&progress.measure_label, locale),
+                "measures": measures.iter().map(|(k, l)| json!({"value": k, "label": present::label_text(l, locale), "selected": *k == measure})).collect::<Vec<_>>(),
+                "periods": periods,
+                "teams": teams,
+                "from": locale.date(progress.from),
+                "to": locale.date(progress.to),
+                "nodes": progress.nodes.iter().map(node).collect::<Vec<_>>(),
+                "leaderboard": progress.leaderboard.iter().map(node).collect::<Vec<_>>(),
+                "action": format!("/w/{slug}/targets"),
+            }),
+        ),
+        StatusCode::OK,
+    )
 }
 
 fn here_of(path: String, raw: Option<&str>) -> String {
