@@ -81,6 +81,7 @@ impl Services {
             registry: registry.clone(),
             email_enabled: mailer.is_some(),
             access: access.clone(),
+            public_url: config.public_url.clone(),
         }));
         handlers.push(Arc::new(crate::workflows::timers::DateTimer {
             registry: registry.clone(),

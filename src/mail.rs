@@ -28,6 +28,9 @@ pub struct Email {
     pub subject: String,
     /// Plain-text body.
     pub text: String,
+    /// An HTML body sent beside the text (multipart/alternative), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
 }
 
 /// Queues an email inside the caller's transaction.
@@ -146,15 +149,22 @@ impl Handler for SendEmail {
             .to
             .parse::<Mailbox>()
             .map_err(|e| JobFailure::Fatal(format!("bad recipient: {e}")))?;
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(self.mailer.from.clone())
             .to(to)
             .subject(email.subject)
-            .message_id(Some(format!("<{}@formwork>", job.id)))
+            .message_id(Some(format!("<{}@formwork>", job.id)));
+        let message = match email.html {
+            // Rendered by Formwork with autoescaping: values never become markup.
+            Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+                email.text, html,
+            )),
             // Plain text, declared as UTF-8: Chinese reads right, and no value is ever markup.
-            .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .body(email.text)
-            .map_err(|e| JobFailure::Fatal(format!("bad message: {e}")))?;
+            None => builder
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(email.text),
+        }
+        .map_err(|e| JobFailure::Fatal(format!("bad message: {e}")))?;
         self.mailer
             .transport
             .send(message)

@@ -29,6 +29,7 @@ both_databases!(
     the_sales_crm_dashboard_runs_on_demo_data,
     the_funnel_follows_each_record_through_its_history,
     targets_split_down_the_org_and_roll_up_by_period,
+    a_schedule_emails_each_person_their_own_report,
 );
 
 /// One deal as the test made it.
@@ -765,6 +766,27 @@ async fn bad_reports_are_refused_and_nothing_leaks(backend: Backend) {
             );
         }
     }
+    // A workflow emailing a missing report, or with a period that is not one, is refused.
+    for (step, pointer) in [
+        (
+            json!({"id": "s", "type": "send_report", "report": "ghost", "to": ["owner"]}),
+            "/document/steps/0/report",
+        ),
+        (
+            json!({"id": "s", "type": "send_report", "report": "ghost", "to": ["owner"], "period": "someday"}),
+            "/document/steps/0/period",
+        ),
+    ] {
+        let (status, body) = publish_definition(&admin, "workflow", "mailer", json!({
+            "label": {"en": "Mailer"}, "trigger": {"type": "schedule", "cron": "0 8 * * 1"}, "steps": [step]
+        }))
+        .await;
+        let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            pointers.iter().any(|p| p == pointer),
+            "{pointers:?} lacks {pointer}"
+        );
+    }
     // Nothing was published.
     let (status, _) = admin.get(&format!("{W}/reports/bad/run")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -1354,4 +1376,100 @@ async fn progress(client: &Client, query: String) -> Value {
     let (status, body) = client.get(&format!("{W}/targets/progress?{query}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
+}
+
+/// A daily schedule emails a report to the reps and the admin: each gets it computed with
+/// their own access (a rep's numbers are their deals only), as HTML and text, in their
+/// language; a person the report cannot run for is skipped in the run log, not failed.
+async fn a_schedule_emails_each_person_their_own_report(backend: Backend) {
+    let smtp = common::SmtpSink::start().await;
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(&admin, "deal", deal_entity()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    set_role(&admin, "rep", json!({"entities": {"*": {"create": "own", "read": "own", "update": "own", "delete": "none"}}})).await;
+    let (ann_client, ann) = join_member(&app, &admin, "ann@formwork.local", "rep").await;
+    let (_, bob) = join_member(&app, &admin, "bob@formwork.local", "rep").await;
+    // Ann reads Formwork in Chinese (as the language switch stores it).
+    formwork::store::accounts::set_locale(
+        app.services.db().conn(),
+        uuid::Uuid::parse_str(&ann).expect("id"),
+        Some("zh-CN".to_owned()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("locale");
+    let _ = &ann_client;
+    let deals = make_deals(&admin, 30, &[ann.clone(), bob.clone()], 3).await;
+    publish_report(&admin, "by_stage", json!({
+        "label": {"en": "Deals by stage", "zh-CN": "各阶段交易"}, "entity": "deal", "group_by": ["stage"],
+        "measures": [{"key": "n", "op": "count", "label": {"en": "Deals", "zh-CN": "交易数"}},
+                     {"key": "total", "op": "sum", "field": "amount"}],
+        "chart": {"type": "bar"}
+    }))
+    .await;
+    let (status, body) = publish_definition(
+        &admin,
+        "workflow",
+        "morning_report",
+        json!({
+            "label": {"en": "Morning report"},
+            "trigger": {"type": "schedule", "cron": "0 8 * * *"},
+            "steps": [{"id": "send", "type": "send_report", "report": "by_stage",
+                       "to": ["role:rep", "role:owner"], "subject": "Deals {{ today }}"}]
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.run_jobs_until_idle().await;
+    app.advance(chrono::Duration::hours(25));
+    app.run_jobs_until_idle().await;
+    let admin = app.admin().await;
+    let (status, runs) = admin
+        .get(&format!("{W}/workflow-runs?workflow=morning_report"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs[0]["status"], "completed", "{runs}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 3, "ann, bob and the admin: {messages:?}");
+    let to = |who: &str| {
+        messages
+            .iter()
+            .find(|m| m.contains(&format!("To: {who}")))
+            .unwrap_or_else(|| panic!("a message to {who}: {messages:?}"))
+            .clone()
+    };
+    let count = |owner: &str| deals.iter().filter(|d| d.owner == owner).count();
+    let ann_mail = to("ann@formwork.local");
+    assert!(ann_mail.contains("multipart/alternative"), "{ann_mail}");
+    assert!(
+        ann_mail.contains("text/html") && ann_mail.contains("<table"),
+        "{ann_mail}"
+    );
+    assert!(ann_mail.contains("交易数"), "ann reads Chinese: {ann_mail}");
+    // Ann's total row counts her deals only; the admin's counts everyone's.
+    let total_of = |mail: &str| -> String {
+        let foot = mail.split("<tfoot>").nth(1).unwrap_or("");
+        foot.split(['<', '>'])
+            .map(str::trim)
+            .find(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(total_of(&ann_mail), count(&ann).to_string(), "{ann_mail}");
+    let admin_mail = to(common::ADMIN_EMAIL);
+    assert_eq!(total_of(&admin_mail), "30", "{admin_mail}");
+    assert!(admin_mail.contains("Subject: Deals 20"), "{admin_mail}");
+    assert!(
+        admin_mail.contains("/w/demo/reports/by_stage"),
+        "a link back: {admin_mail}"
+    );
+    assert!(!admin_mail.contains("<script"));
 }

@@ -885,6 +885,7 @@ pub async fn send_password_reset(
                  有人申请重置 Formwork 账号 {email} 的密码。如是本人操作，请在 {RESET_MINUTES} 分钟内打开上面的链接设置新密码；否则请忽略本邮件。\n",
                 email = account.email
             ),
+            html: None,
         },
     )
     .await?;

@@ -47,9 +47,9 @@ impl Kind {
         Kind::Entity,
         Kind::Form,
         Kind::View,
-        Kind::Workflow,
         Kind::Report,
         Kind::Dashboard,
+        Kind::Workflow,
     ];
 
     /// The kind's name in URLs and storage.

@@ -745,6 +745,19 @@ pub fn check_references(
             problems.extend(crate::workflows::definition::check_references(
                 &lookup, document, prefix,
             ));
+            let steps = document.get("steps").and_then(Value::as_array);
+            for (i, step) in steps.into_iter().flatten().enumerate() {
+                if let Some(report) = step.get("report").and_then(Value::as_str)
+                    && step.get("type").and_then(Value::as_str) == Some("send_report")
+                    && set.get(Kind::Report, report).is_none()
+                {
+                    problems.push(FieldError::new(
+                        format!("{prefix}/steps/{i}/report"),
+                        "unknown_report",
+                        format!("report {report:?} does not exist"),
+                    ));
+                }
+            }
         }
         Kind::Report => {
             let lookup = |key: &str| set.get(Kind::Entity, key).cloned();

@@ -336,20 +336,7 @@ pub fn member_context(
     access: &Access,
     channel: crate::records::Channel,
 ) -> crate::records::Context {
-    crate::records::Context {
-        scope: Scope {
-            workspace_id: access.workspace.id,
-            generation: access.workspace.definitions_generation,
-        },
-        actor: crate::domain::Actor::Account {
-            id: access.account_id,
-        },
-        channel,
-        time_zone: workspaces::zone_of(&access.workspace),
-        policy: Some(access.policy.clone()),
-        calendar: access.calendar.clone(),
-        origin: None,
-    }
+    crate::records::Context::for_member(access, channel)
 }
 
 /// A number from the body, else from `If-Match` (bare, quoted or weak): the revision of a

@@ -89,6 +89,24 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of a member acting through `channel`, with their access.
+    pub fn for_member(access: &crate::workspaces::Access, channel: Channel) -> Self {
+        Self {
+            scope: Scope {
+                workspace_id: access.workspace.id,
+                generation: access.workspace.definitions_generation,
+            },
+            actor: crate::domain::Actor::Account {
+                id: access.account_id,
+            },
+            channel,
+            time_zone: crate::workspaces::zone_of(&access.workspace),
+            policy: Some(access.policy.clone()),
+            calendar: access.calendar.clone(),
+            origin: None,
+        }
+    }
+
     /// Whether the actor administers the workspace (sees values of hidden fields, purges).
     pub fn is_admin(&self) -> bool {
         self.policy.as_ref().is_none_or(|p| p.is_admin)

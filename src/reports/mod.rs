@@ -786,6 +786,41 @@ impl Reports<'_> {
         Ok((merged, truncated))
     }
 
+    /// The report `key` for `ctx` as an email in `locale`: its subject (the report's label),
+    /// an HTML body (table or number, or its custom template) and a plain-text one. `app_url`
+    /// is where the report page lives, for a link.
+    ///
+    /// # Errors
+    /// As [`Reports::run`]; `Error::Internal` if the email template fails.
+    pub async fn email(
+        &self,
+        ctx: &Context,
+        key: &str,
+        filters: &Filters,
+        locale: crate::render::i18n::Locale,
+        app_url: Option<&str>,
+    ) -> Result<(String, String, String)> {
+        let outcome = self.run(ctx, key, filters).await?;
+        let list_url = app_url.map_or_else(String::new, |base| {
+            format!("{}/e/{}", base.trim_end_matches('/'), outcome.entity)
+        });
+        let mut shaped = present::view(&outcome, locale, &list_url);
+        if let Some(template) = &outcome.template {
+            // A failing template falls back to the table; the error is the page's to show.
+            if let Ok(html) = present::render_template(template, &shaped) {
+                shaped["custom"] = json!(html);
+            }
+        }
+        let subject = present::label_text(&outcome.label, locale);
+        let link = app_url.map(|base| format!("{}/reports/{key}", base.trim_end_matches('/')));
+        let html = crate::render::Pages::shared()?.render(
+            "email_report.html",
+            json!({"lang": locale.tag(), "r": shaped, "link": link}),
+        )?;
+        let text = present::plain_text(&shaped, link.as_deref());
+        Ok((subject, html, text))
+    }
+
     /// Runs every report of the dashboard `key` the caller may open; a report that fails for
     /// this viewer shows its error in its tile.
     ///

@@ -191,6 +191,50 @@ fn funnel_view(funnel: &super::funnel::Funnel, locale: Locale, list_url: &str) -
     })
 }
 
+/// A shaped result (`view`'s output) as plain text: the label, the period, then the number or
+/// one line per row.
+pub fn plain_text(shaped: &Value, link: Option<&str>) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut out = format!("{}\n", text(&shaped["label"]));
+    if let Some(period) = shaped["period"]["text"].as_str() {
+        out.push_str(period);
+        out.push('\n');
+    }
+    out.push('\n');
+    if shaped["number"].is_object() {
+        out.push_str(&format!(
+            "{}: {}\n",
+            text(&shaped["number"]["label"]),
+            text(&shaped["number"]["value"])
+        ));
+    } else {
+        let measures: Vec<String> = shaped["measures"]
+            .as_array()
+            .map(|m| m.iter().map(text).collect())
+            .unwrap_or_default();
+        for row in shaped["rows"].as_array().into_iter().flatten() {
+            let keys: Vec<String> = row["keys"]
+                .as_array()
+                .map(|k| k.iter().map(|k| text(&k["text"])).collect())
+                .unwrap_or_default();
+            let values: Vec<String> = row["values"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .zip(&measures)
+                        .map(|(v, m)| format!("{m} {}", text(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push_str(&format!("{}: {}\n", keys.join(" · "), values.join(", ")));
+        }
+    }
+    if let Some(link) = link {
+        out.push_str(&format!("\n{link}\n"));
+    }
+    out
+}
+
 fn number_view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
     let m = outcome.chart_measure;
     let column = &outcome.measures[m];

@@ -242,6 +242,17 @@ pub enum Action {
         /// Body (template).
         body: Option<String>,
     },
+    /// Email a report to people, each computed with their own access.
+    SendReport {
+        /// The report's key.
+        report: String,
+        /// Recipients.
+        to: Vec<String>,
+        /// The period (default the report's own).
+        period: Option<String>,
+        /// Subject (template; default the report's label).
+        subject: Option<String>,
+    },
     /// POST JSON to a URL (through the outbox).
     Webhook {
         /// Where.
@@ -298,6 +309,7 @@ impl Action {
             Self::UpdateRecord { .. } => "update_record",
             Self::AssignOwner { .. } => "assign_owner",
             Self::Notify { .. } => "notify",
+            Self::SendReport { .. } => "send_report",
             Self::Webhook { .. } => "webhook",
             Self::Wait { .. } => "wait",
             Self::Branch { .. } => "branch",
@@ -547,6 +559,19 @@ impl Workflow {
                     check_template(title, &format!("{at}/title"), prefix, &mut problems);
                     if let Some(body) = body {
                         check_template(body, &format!("{at}/body"), prefix, &mut problems);
+                    }
+                }
+                Action::SendReport {
+                    subject, period, ..
+                } => {
+                    if let Some(subject) = subject {
+                        check_template(subject, &format!("{at}/subject"), prefix, &mut problems);
+                    }
+                    if let Some(period) = period
+                        && let Err(crate::error::Error::Invalid { errors, .. }) =
+                            crate::reports::Period::parse(period, &format!("{prefix}{at}/period"))
+                    {
+                        problems.extend(errors);
                     }
                 }
                 Action::Webhook { url, body } => {

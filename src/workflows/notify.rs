@@ -105,6 +105,7 @@ impl Channel for Email {
                 to: row.email.clone(),
                 subject: message.title.clone(),
                 text: message.body.clone(),
+                html: None,
             };
             crate::mail::queue_once(
                 tx,

@@ -132,6 +132,8 @@ pub struct Runtime {
     pub email_enabled: bool,
     /// The process's access cache (the workspace's org tree, shared with requests).
     pub access: Arc<crate::workspaces::AccessCache>,
+    /// Where people reach Formwork (links in emailed reports).
+    pub public_url: String,
 }
 
 /// Why a step did not complete.
@@ -721,6 +723,66 @@ impl Runtime {
         Ok(())
     }
 
+    /// The accounts `to` names for this run (and the names it could not resolve).
+    async fn recipients(
+        &self,
+        db: &Db,
+        session: &mut Session,
+        scene: &Scene,
+        to: &[String],
+    ) -> Result<(Vec<Uuid>, Vec<String>), StepError> {
+        let people = match &session.people {
+            Some(people) => people.clone(),
+            None => {
+                // Roles are read only when a recipient names one.
+                let by_role = to.iter().any(|r| r.starts_with("role:"));
+                let loaded = Arc::new(People {
+                    directory: crate::workspaces::directory(
+                        db,
+                        &self.access,
+                        scene.run.workspace_id,
+                    )
+                    .await?,
+                    roles_of: if by_role {
+                        store::people::memberships(db.conn(), scene.run.workspace_id)
+                            .await?
+                            .into_iter()
+                            .filter(|m| m.deactivated_at.is_none())
+                            .map(|m| (m.account_id, m.role))
+                            .collect()
+                    } else {
+                        HashMap::new()
+                    },
+                });
+                if by_role {
+                    session.people = Some(loaded.clone());
+                }
+                loaded
+            }
+        };
+        let (directory, roles_of) = (&people.directory, &people.roles_of);
+        let audience = Audience {
+            owner: scene.row.as_ref().and_then(|r| r.owner),
+            triggered_by: scene
+                .run
+                .event
+                .get("by")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .or(scene.run.started_by),
+            user_fields: match (&scene.model, &scene.row) {
+                (Some(model), Some(row)) => model
+                    .fields
+                    .iter()
+                    .filter(|f| matches!(f.kind, FieldKind::User))
+                    .filter_map(|f| Some((f.key.clone(), row.doc.get(&f.key)?.clone())))
+                    .collect(),
+                _ => HashMap::new(),
+            },
+        };
+        Ok(notify::resolve(to, &audience, directory, roles_of))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
@@ -867,56 +929,7 @@ impl Runtime {
                     Some(body) => sandbox::render(body, &context, &format!("{pointer}/body"))?,
                     None => String::new(),
                 };
-                let people = match &session.people {
-                    Some(people) => people.clone(),
-                    None => {
-                        // Roles are read only when a recipient names one.
-                        let by_role = to.iter().any(|r| r.starts_with("role:"));
-                        let loaded = Arc::new(People {
-                            directory: crate::workspaces::directory(
-                                db,
-                                &self.access,
-                                scene.run.workspace_id,
-                            )
-                            .await?,
-                            roles_of: if by_role {
-                                store::people::memberships(db.conn(), scene.run.workspace_id)
-                                    .await?
-                                    .into_iter()
-                                    .filter(|m| m.deactivated_at.is_none())
-                                    .map(|m| (m.account_id, m.role))
-                                    .collect()
-                            } else {
-                                HashMap::new()
-                            },
-                        });
-                        if by_role {
-                            session.people = Some(loaded.clone());
-                        }
-                        loaded
-                    }
-                };
-                let (directory, roles_of) = (&people.directory, &people.roles_of);
-                let audience = Audience {
-                    owner: scene.row.as_ref().and_then(|r| r.owner),
-                    triggered_by: scene
-                        .run
-                        .event
-                        .get("by")
-                        .and_then(Value::as_str)
-                        .and_then(|s| s.parse().ok())
-                        .or(scene.run.started_by),
-                    user_fields: match (&scene.model, &scene.row) {
-                        (Some(model), Some(row)) => model
-                            .fields
-                            .iter()
-                            .filter(|f| matches!(f.kind, FieldKind::User))
-                            .filter_map(|f| Some((f.key.clone(), row.doc.get(&f.key)?.clone())))
-                            .collect(),
-                        _ => HashMap::new(),
-                    },
-                };
-                let (people, missing) = notify::resolve(to, &audience, directory, roles_of);
+                let (people, missing) = self.recipients(db, session, scene, to).await?;
                 let channel_names = channels
                     .clone()
                     .unwrap_or_else(|| vec!["in_app".to_owned()]);
@@ -941,6 +954,107 @@ impl Runtime {
                 let done = Done {
                     input: Some(json!({"to": to, "title": title, "body": body})),
                     output: json!({"recipients": people, "not_found": missing, "channels": delivered}),
+                    next,
+                    wake_at: None,
+                };
+                turn.commit(tx, done, now).await
+            }
+            Action::SendReport {
+                report,
+                to,
+                period,
+                subject,
+            } => {
+                let (people, missing) = self.recipients(db, session, scene, to).await?;
+                let mut sent = Vec::new();
+                let mut skipped = Vec::new();
+                if self.email_enabled {
+                    let filters = crate::reports::Filters {
+                        period: period
+                            .as_deref()
+                            .map(|p| crate::reports::Period::parse(p, &format!("{pointer}/period")))
+                            .transpose()?,
+                        ..crate::reports::Filters::default()
+                    };
+                    let reports = crate::reports::Reports {
+                        db,
+                        clock,
+                        registry: &self.registry,
+                    };
+                    let context = scene.context();
+                    for person in &people {
+                        let access = crate::workspaces::access_of(
+                            db,
+                            &self.access,
+                            scene.run.workspace_id,
+                            *person,
+                        )
+                        .await?;
+                        let (Some(access), Some(account)) =
+                            (access, store::accounts::find(db.conn(), *person).await?)
+                        else {
+                            skipped.push(json!({"to": person, "why": "not an active member"}));
+                            continue;
+                        };
+                        let locale = account
+                            .locale
+                            .as_deref()
+                            .and_then(crate::render::i18n::Locale::from_tag)
+                            .unwrap_or(crate::render::i18n::Locale::En);
+                        // Each person's own view: their scope and field rules, never another's.
+                        let ctx = Context::for_member(&access, Channel::Workflow);
+                        let app_url = format!(
+                            "{}/w/{}",
+                            self.public_url.trim_end_matches('/'),
+                            access.workspace.slug
+                        );
+                        match reports
+                            .email(&ctx, report, &filters, locale, Some(&app_url))
+                            .await
+                        {
+                            Ok((label, html, text)) => {
+                                let subject = match subject {
+                                    Some(template) => sandbox::render(
+                                        template,
+                                        &context,
+                                        &format!("{pointer}/subject"),
+                                    )?,
+                                    None => label,
+                                };
+                                sent.push((*person, account.email, subject, html, text));
+                            }
+                            Err(Error::Db(e)) => return Err(Error::Db(e).into()),
+                            Err(other) => {
+                                skipped.push(json!({"to": person, "why": other.to_string()}));
+                            }
+                        }
+                    }
+                } else {
+                    skipped
+                        .push(json!({"why": "no SMTP server is configured (FORMWORK_SMTP_URL)"}));
+                }
+                let now = clock.now();
+                let tx = db.write(Sharing::Alone).await?;
+                let mut emailed = Vec::new();
+                for (person, address, subject, html, text) in sent {
+                    crate::mail::queue_once(
+                        &tx,
+                        clock,
+                        &crate::mail::Email {
+                            to: address.clone(),
+                            subject,
+                            text,
+                            html: Some(html),
+                        },
+                        scene.run.workspace_id,
+                        format!("workflow:{}:{seq}:{person}", scene.run.id),
+                    )
+                    .await?;
+                    emailed.push(address);
+                }
+                let done = Done {
+                    input: Some(json!({"report": report, "to": to, "period": period})),
+                    output: json!({"emailed": emailed, "skipped": skipped, "not_found": missing}),
                     next,
                     wake_at: None,
                 };

@@ -1123,6 +1123,7 @@ pub async fn invite(
                     name = access.workspace.name,
                     url = public_url.trim_end_matches('/'),
                 ),
+                html: None,
             },
         )
         .await?;

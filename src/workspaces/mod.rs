@@ -159,6 +159,37 @@ pub async fn access(
     Ok(access)
 }
 
+/// The access `account_id` has to the workspace `workspace_id` as an active member (`None`
+/// when they are not one), for work done on a person's behalf (reports a workflow emails).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn access_of(
+    db: &Db,
+    cache: &AccessCache,
+    workspace_id: Uuid,
+    account_id: Uuid,
+) -> Result<Option<Access>> {
+    let Some(workspace) = rows::find(db.conn(), workspace_id).await? else {
+        return Ok(None);
+    };
+    let Some((workspace, role)) =
+        rows::find_with_role(db.conn(), &workspace.slug, account_id).await?
+    else {
+        return Ok(None);
+    };
+    let directory = directory(db, cache, workspace.id).await?;
+    let policy = Policy::new(&directory, account_id, &role, None);
+    let calendar = calendar_of(&workspace);
+    Ok(Some(Access {
+        workspace,
+        account_id,
+        role,
+        policy: Arc::new(policy),
+        calendar,
+    }))
+}
+
 /// The roles and org tree of a workspace (cached like access).
 ///
 /// # Errors

@@ -507,48 +507,72 @@ impl SmtpSink {
         Ok(())
     }
 
-    /// The messages received so far, bodies decoded (base64 or quoted-printable).
+    /// The messages received so far, bodies decoded (base64 or quoted-printable; each part of
+    /// a multipart message in turn).
     pub fn messages(&self) -> Vec<String> {
         self.messages
             .lock()
             .expect("lock")
             .iter()
-            .map(|raw| {
-                let (head, body) = raw.split_once("\n\n").unwrap_or((raw, ""));
-                let lower = head.to_ascii_lowercase();
-                let decoded = if lower.contains("content-transfer-encoding: base64") {
-                    use base64::Engine;
-                    let joined: String = body.split_whitespace().collect();
-                    base64::engine::general_purpose::STANDARD
-                        .decode(joined)
-                        .ok()
-                        .and_then(|bytes| String::from_utf8(bytes).ok())
-                        .unwrap_or_default()
-                } else if lower.contains("content-transfer-encoding: quoted-printable") {
-                    let soft = body.replace("=\n", "");
-                    let mut bytes = Vec::new();
-                    let raw = soft.as_bytes();
-                    let mut i = 0;
-                    while i < raw.len() {
-                        if raw[i] == b'='
-                            && let Some(hex) = soft.get(i + 1..i + 3)
-                            && let Ok(byte) = u8::from_str_radix(hex, 16)
-                        {
-                            bytes.push(byte);
-                            i += 3;
-                            continue;
-                        }
-                        bytes.push(raw[i]);
-                        i += 1;
-                    }
-                    String::from_utf8_lossy(&bytes).into_owned()
-                } else {
-                    body.to_owned()
-                };
-                format!("{head}\n\n{decoded}")
-            })
+            .map(|raw| decode_mime(raw))
             .collect()
     }
+}
+
+/// A MIME entity with its body decoded: the head, then the decoded body (or, for multipart,
+/// every part decoded the same way).
+fn decode_mime(raw: &str) -> String {
+    let (head, body) = raw.split_once("\n\n").unwrap_or((raw, ""));
+    let lower = head.to_ascii_lowercase();
+    if lower.contains("content-type: multipart/") {
+        let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
+        let boundary = unfolded
+            .split("boundary=")
+            .nth(1)
+            .map(|b| b.trim_start_matches('"'))
+            .and_then(|b| b.split(['"', ';', '\n']).next())
+            .unwrap_or_default()
+            .to_owned();
+        if !boundary.is_empty() {
+            let parts: Vec<String> = body
+                .split(&format!("--{boundary}"))
+                .map(|part| part.trim_start_matches('\n'))
+                .filter(|part| !part.trim().is_empty() && !part.starts_with("--"))
+                .map(decode_mime)
+                .collect();
+            return format!("{head}\n\n{}", parts.join("\n"));
+        }
+    }
+    let decoded = if lower.contains("content-transfer-encoding: base64") {
+        use base64::Engine;
+        let joined: String = body.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(joined)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    } else if lower.contains("content-transfer-encoding: quoted-printable") {
+        let soft = body.replace("=\n", "");
+        let mut bytes = Vec::new();
+        let raw = soft.as_bytes();
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'='
+                && let Some(hex) = soft.get(i + 1..i + 3)
+                && let Ok(byte) = u8::from_str_radix(hex, 16)
+            {
+                bytes.push(byte);
+                i += 3;
+                continue;
+            }
+            bytes.push(raw[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        body.to_owned()
+    };
+    format!("{head}\n\n{decoded}")
 }
 
 /// Saves `document` as the draft of `kind`/`key` in the demo workspace (with the revision last
