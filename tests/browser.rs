@@ -398,6 +398,19 @@ async fn a_manager_reads_the_dashboard_and_drills_into_a_number() {
         html.contains(&format!("data-testid=\"total\">{count}<")),
         "the list totals {count}: {html}"
     );
+    // Targets: the year's amount-won target for everyone, then the progress page.
+    let admin = app.admin().await;
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let (status, body) = admin
+        .post(
+            "/api/v1/w/demo/targets/split",
+            json!({"fiscal_year": year.parse::<i32>().expect("year"), "measure": "target_won_amount", "total": "10000000"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    browser.goto(&app.url("/w/demo/targets?period=year")).await;
+    assert!(browser.has("[data-testid=target-tree] .progress").await);
+    browser.screenshot(&screenshot_path("targets")).await;
     // One report on its own page, with its table, in Chinese.
     browser
         .goto(&app.url("/w/demo/reports/win_rate_by_owner"))
