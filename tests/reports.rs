@@ -30,6 +30,7 @@ both_databases!(
     the_funnel_follows_each_record_through_its_history,
     targets_split_down_the_org_and_roll_up_by_period,
     a_schedule_emails_each_person_their_own_report,
+    report_pages_draw_templates_charts_and_their_limits,
 );
 
 /// One deal as the test made it.
@@ -53,6 +54,9 @@ fn deal_entity() -> Value {
         .collect();
     json!({
         "type": "object", "x-label": {"en": "Deal"}, "x-title-field": "name",
+        // Compound indexes let aggregates read from the index alone: the measures are checked
+        // through that path as well as through the documents.
+        "x-indexes": [["stage", "amount"], ["stage", "closed_on", "amount", "size"]],
         "properties": {
             "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
             "stage": {"type": "string", "enum": STAGES, "x-kind": "single_select",
@@ -816,6 +820,7 @@ async fn bad_reports_are_refused_and_nothing_leaks(backend: Backend) {
         .as_object_mut()
         .expect("object")
         .remove("size");
+    entity["x-indexes"] = json!([["stage", "amount"]]);
     let (status, body) = publish_entity(&admin, "deal", entity).await;
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -1472,4 +1477,91 @@ async fn a_schedule_emails_each_person_their_own_report(backend: Backend) {
         "a link back: {admin_mail}"
     );
     assert!(!admin_mail.contains("<script"));
+}
+
+/// The report pages: a custom template renders with values escaped; one that loops forever or
+/// floods shows its limit in its place (the page still answers); charts come as SVG; a
+/// dashboard draws every tile; the list page refuses a drill-down filter that is not one.
+async fn report_pages_draw_templates_charts_and_their_limits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (status, body) = publish_entity(&admin, "deal", deal_entity()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin
+        .post(DEALS, json!({"fields": {"name": "<script>alert(1)</script>", "stage": "won", "amount": "10"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let base = json!({"label": {"en": "Names"}, "entity": "deal", "group_by": ["name"],
+                      "measures": [{"key": "n", "op": "count"}], "chart": {"type": "bar"}});
+    let with_template = |template: &str| {
+        let mut doc = base.clone();
+        doc["template"] = json!(template);
+        doc
+    };
+    publish_report(&admin, "briefing", with_template(
+        "<ul>{% for r in rows %}<li class=brief>{{ r['keys'][0].text }}: {{ r['values'][0] }}</li>{% endfor %}</ul>",
+    ))
+    .await;
+    publish_report(
+        &admin,
+        "forever",
+        with_template(
+            "{% for i in range(10000) %}{% for j in range(10000) %}{{ i }}{% endfor %}{% endfor %}",
+        ),
+    )
+    .await;
+    publish_report(
+        &admin,
+        "flood",
+        with_template("{% for i in range(3000) %}{{ 'x' * 1000 }}{% endfor %}"),
+    )
+    .await;
+    publish_report(&admin, "chart", base.clone()).await;
+    let pages =
+        common::PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    let (status, html) = pages.get("/w/demo/reports/briefing").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<li class=\"brief\">&lt;script&gt;alert(1)&lt;/script&gt;: 1</li>"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert(1)"), "no markup from data");
+    for key in ["forever", "flood"] {
+        let started = std::time::Instant::now();
+        let (status, html) = pages.get(&format!("/w/demo/reports/{key}")).await;
+        assert_eq!(status, StatusCode::OK, "{key}");
+        assert!(
+            html.contains("data-testid=\"template-error\""),
+            "{key}: {html}"
+        );
+        assert!(html.len() < 200_000, "{key}: the page stays small");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{key} stopped in time"
+        );
+    }
+    let (status, html) = pages.get("/w/demo/reports/chart").await;
+    assert_eq!(status, StatusCode::OK);
+    let svg_start = html.find("<svg").expect("an SVG chart");
+    let svg_end = html[svg_start..].find("</svg>").expect("its end") + svg_start + 6;
+    roxmltree::Document::parse(&html[svg_start..svg_end]).expect("well-formed SVG");
+    assert!(
+        html[svg_start..svg_end].contains("&lt;script&gt;"),
+        "labels escaped in the SVG"
+    );
+    // The list behind a number; a filter that is not one is refused, not a server error.
+    let (status, html) = pages
+        .get("/w/demo/e/deal?filter=%7B%22field%22%3A%22stage%22%2C%22op%22%3A%22eq%22%2C%22value%22%3A%22won%22%7D")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-testid=\"drill-notice\""), "{html}");
+    let (status, _) = pages.get("/w/demo/e/deal?filter=not-json").await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, _) = pages.get("/w/demo/e/deal?filter=%7B%22field%22%3A%22ghost%22%2C%22op%22%3A%22eq%22%2C%22value%22%3A1%7D").await;
+    assert!(status.is_client_error(), "{status}");
+    // Unknown reports and dashboards are 404 pages.
+    let (status, _) = pages.get("/w/demo/reports/ghost").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = pages.get("/w/demo/dashboards/ghost").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

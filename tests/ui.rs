@@ -383,8 +383,8 @@ async fn lists_filter_sort_and_act_in_bulk(backend: Backend) {
     let (status, html) = pages.get("/w/demo/e/lead?f.ghost=1").await;
     assert_eq!(
         status,
-        StatusCode::OK,
-        "a bad filter is explained on the page"
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a bad filter is refused, and explained on the page"
     );
     assert!(html.contains("role=\"alert\""));
 

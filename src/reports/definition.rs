@@ -65,13 +65,19 @@ impl Period {
     /// `Error::Invalid` at `pointer`.
     pub fn parse(text: &str, pointer: &str) -> Result<Self, Error> {
         if let Some((from, to)) = text.split_once("..") {
-            let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+            let date = |s: &str| {
+                NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .ok()
+                    .filter(|d| (MIN_YEAR..=MAX_YEAR).contains(&d.year()))
+            };
             return match (date(from), date(to)) {
                 (Some(from), Some(to)) if from <= to => Ok(Self::Range { from, to }),
                 _ => Err(Error::invalid(
                     pointer,
                     "period",
-                    "a range of dates is YYYY-MM-DD..YYYY-MM-DD, the first not after the second",
+                    format!(
+                        "a range of dates is YYYY-MM-DD..YYYY-MM-DD (years {MIN_YEAR}–{MAX_YEAR}), the first not after the second"
+                    ),
                 )),
             };
         }
@@ -97,7 +103,9 @@ impl Period {
     /// The local dates `[start, end)` it covers on `today`; `None` for all time.
     pub fn bounds(&self, today: NaiveDate, fiscal_start: u32) -> Option<(NaiveDate, NaiveDate)> {
         let name = match self {
-            Self::Range { from, to } => return Some((*from, *to + Duration::days(1))),
+            Self::Range { from, to } => {
+                return Some((*from, to.checked_add_signed(Duration::days(1))?));
+            }
             Self::Named(name) => name.as_str(),
         };
         let day = Duration::days(1);
@@ -135,15 +143,30 @@ impl Period {
     }
 }
 
-/// The period just before `[start, end)` and as long: whole months shift by months (last
-/// month before this month, last quarter before this quarter), anything else by days.
-pub fn previous(start: NaiveDate, end: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
-    if start.day() == 1 && end.day() == 1 {
+/// The first and last years a period may name.
+pub const MIN_YEAR: i32 = 1900;
+/// See [`MIN_YEAR`].
+pub const MAX_YEAR: i32 = 9999;
+
+/// The period just before `[start, end)` of `period` and as long: calendar periods (months,
+/// quarters, years, fiscal years, the last 12 months) shift by their months — last month
+/// before this month — and day counts (weeks, the last 30 days, ranges) by their days.
+pub fn previous(
+    period: &Period,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Option<(NaiveDate, NaiveDate)> {
+    let by_months = matches!(period, Period::Named(name) if name.contains("month")
+        || name.contains("quarter")
+        || name.contains("year"))
+        && start.day() == 1
+        && end.day() == 1;
+    if by_months {
         let months = (end.year() - start.year()) * 12 + end.month() as i32 - start.month() as i32;
         return Some((add_months(start, -months)?, start));
     }
     let days = end - start;
-    Some((start - days, start))
+    Some((start.checked_sub_signed(days)?, start))
 }
 
 fn first_of(year: i32, month: u32) -> Option<NaiveDate> {
@@ -405,19 +428,20 @@ pub fn evaluate(
     inputs: &[(&str, Option<Decimal>)],
     pointer: &str,
 ) -> Result<Option<Decimal>, Error> {
-    if inputs.iter().any(|(_, v)| v.is_none()) {
-        return Ok(None);
-    }
+    // An empty measure is `()`: a formula that uses it fails (and shows as empty), one that
+    // does not still computes.
     let variables = inputs
         .iter()
         .map(|(name, value)| {
             (
                 *name,
-                rhai::Dynamic::from_decimal(value.unwrap_or_default()),
+                value.map_or(rhai::Dynamic::UNIT, rhai::Dynamic::from_decimal),
             )
         })
         .collect();
+    let has_empty = inputs.iter().any(|(_, v)| v.is_none());
     match engine.eval(script, variables, pointer) {
+        Ok(result) if result.is_unit() => Ok(None),
         Ok(result) => number_of(&result).map(Some).ok_or_else(|| {
             Error::invalid(
                 pointer,
@@ -435,6 +459,8 @@ pub fn evaluate(
         {
             Ok(None)
         }
+        // Arithmetic on an empty measure.
+        Err(Error::Invalid { .. }) if has_empty => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -848,18 +874,31 @@ mod tests {
 
     #[test]
     fn the_previous_period_has_the_same_shape() {
+        let named = |n: &str| Period::Named(n.to_owned());
         assert_eq!(
-            previous(d("2026-12-01"), d("2027-01-01")),
+            previous(&named("this_month"), d("2026-12-01"), d("2027-01-01")),
             Some((d("2026-11-01"), d("2026-12-01")))
         );
         assert_eq!(
-            previous(d("2026-10-01"), d("2027-01-01")),
+            previous(&named("this_quarter"), d("2026-10-01"), d("2027-01-01")),
             Some((d("2026-07-01"), d("2026-10-01")))
         );
         assert_eq!(
-            previous(d("2026-11-30"), d("2026-12-07")),
+            previous(&named("this_week"), d("2026-11-30"), d("2026-12-07")),
             Some((d("2026-11-23"), d("2026-11-30")))
         );
+        // The last 30 days ending on Apr 30 start on Apr 1: the 30 days before, not March.
+        assert_eq!(
+            previous(&named("last_30_days"), d("2026-04-01"), d("2026-05-01")),
+            Some((d("2026-03-02"), d("2026-04-01")))
+        );
+        let range = Period::parse("2026-02-01..2026-02-28", "").expect("range");
+        assert_eq!(
+            previous(&range, d("2026-02-01"), d("2026-03-01")),
+            Some((d("2026-01-04"), d("2026-02-01")))
+        );
+        assert!(Period::parse("2026-01-01..+262143-12-31", "").is_err());
+        assert!(Period::parse("-262144-01-01..2026-01-01", "").is_err());
     }
 
     #[test]
@@ -886,6 +925,18 @@ mod tests {
         )
         .expect("runs");
         assert_eq!(zero, None);
+        // An empty measure empties only the formulas that use it.
+        let only_deals = engine.compile("deals * 2", "").expect("compiles");
+        let inputs = [("avg_size", None), ("deals", Some(Decimal::new(3, 0)))];
+        assert_eq!(
+            evaluate(&engine, &only_deals, &inputs, "").expect("runs"),
+            Some(Decimal::new(6, 0))
+        );
+        let uses_empty = engine.compile("avg_size / deals", "").expect("compiles");
+        assert_eq!(
+            evaluate(&engine, &uses_empty, &inputs, "").expect("runs"),
+            None
+        );
         let percent = engine.compile("won * 100 / deals", "").expect("compiles");
         let value = evaluate(
             &engine,

@@ -9,6 +9,16 @@ use super::{Format, Outcome};
 use crate::error::{Error, Result};
 use crate::render::i18n::Locale;
 
+/// Text as a spreadsheet cell: text that a spreadsheet would read as a formula (`=`, `+`, `-`,
+/// `@`, a tab or a carriage return first) is kept as text with a leading apostrophe.
+fn cell_text(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
 /// The header row: group labels then measure labels.
 fn header(outcome: &Outcome, locale: Locale) -> Vec<String> {
     outcome
@@ -21,6 +31,7 @@ fn header(outcome: &Outcome, locale: Locale) -> Vec<String> {
                 .iter()
                 .map(|m| label_text(&m.label, locale)),
         )
+        .map(cell_text)
         .collect()
 }
 
@@ -64,7 +75,7 @@ pub fn csv(outcome: &Outcome, locale: Locale) -> Result<Vec<u8>> {
         let mut line: Vec<String> = row
             .keys
             .iter()
-            .map(|k| label_text(&k.label, locale))
+            .map(|k| cell_text(label_text(&k.label, locale)))
             .collect();
         line.extend(measure(&row.values));
         writer.write_record(&line).map_err(Error::internal)?;
@@ -103,14 +114,15 @@ pub fn xlsx(outcome: &Outcome, locale: Locale) -> Result<Vec<u8>> {
         })
         .collect();
     let sheet = workbook.add_worksheet();
-    // Sheet names are at most 31 characters and may not hold []:*?/\.
+    // Sheet names are at most 31 characters, hold none of []:*?/\ and do not start or end
+    // with an apostrophe; a label that cannot be one keeps Excel's default name.
     let name: String = label_text(&outcome.label, locale)
         .chars()
-        .filter(|c| !"[]:*?/\\".contains(*c))
+        .filter(|c| !"[]:*?/\\'".contains(*c))
         .take(31)
         .collect();
     if !name.trim().is_empty() {
-        sheet.set_name(name.trim()).map_err(Error::internal)?;
+        let _ = sheet.set_name(name.trim());
     }
     for (c, text) in header(outcome, locale).iter().enumerate() {
         sheet

@@ -346,6 +346,17 @@ impl Reports<'_> {
         document: &Value,
         filters: &Filters,
     ) -> Result<Outcome> {
+        // Designing reports (running formulas and funnels of any shape) is for those who edit
+        // definitions; everyone else runs published reports.
+        if ctx
+            .policy
+            .as_ref()
+            .is_some_and(|p| !p.may(crate::access::Right::Definitions))
+        {
+            return Err(Error::forbidden(
+                "previewing a report needs the right to edit definitions",
+            ));
+        }
         let snapshot = self.snapshot(ctx).await?;
         let mut problems = crate::definitions::check_document(Kind::Report, document, "");
         if problems.is_empty() {
@@ -511,7 +522,10 @@ impl Reports<'_> {
 
         let chart = report.chart();
         let (previous, previous_period) = match (chart.compare, bounds) {
-            (true, Some((start, end))) => match definition::previous(start, end) {
+            (true, Some((start, end))) => match period
+                .as_ref()
+                .and_then(|p| definition::previous(p, start, end))
+            {
                 Some((from, to)) => {
                     let mut items = base.clone();
                     items.extend(period_filter(Some((from, to))));
@@ -607,6 +621,8 @@ impl Reports<'_> {
                 .unwrap_or_default()
         };
         let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        // Colours go into style attributes: only real colours pass.
+        let colour = |v: &Value| text(v, "color").filter(|c| crate::render::forms::is_color(c));
         let stages: Vec<funnel::StageOption> = options(stage)
             .iter()
             .filter_map(|o| {
@@ -614,7 +630,7 @@ impl Reports<'_> {
                 (!spec.lost.contains(&value)).then(|| funnel::StageOption {
                     value,
                     label: o.get("label").cloned().unwrap_or(Value::Null),
-                    color: text(o, "color"),
+                    color: colour(o),
                 })
             })
             .collect();
@@ -696,7 +712,7 @@ impl Reports<'_> {
                     Value::Null => json!({"en": "(no reason)", "zh-CN": "（未填写原因）"}),
                     other => other.clone(),
                 });
-            reason.color = option.and_then(|o| text(o, "color"));
+            reason.color = option.and_then(colour);
             let mut conditions = vec![
                 filter.clone(),
                 json!({"field": stage, "op": "in", "value": spec.lost}),
@@ -1088,6 +1104,7 @@ impl Labeler {
                 color: option
                     .and_then(|o| o.get("color"))
                     .and_then(Value::as_str)
+                    .filter(|c| crate::render::forms::is_color(c))
                     .map(str::to_owned),
             };
         }
@@ -1198,8 +1215,7 @@ fn complete(
     Ok(values)
 }
 
-/// An aggregate's problem re-pointed at the report: `/metrics/i` → the measure using it,
-/// `/filter/…` of a measure's own filter → that filter.
+/// An aggregate's problem re-pointed at the report: `/metrics/i` → the measure using it.
 fn at_report(error: Error, query: &Query) -> Error {
     match error {
         Error::Invalid { detail, errors } => Error::Invalid {
@@ -1434,14 +1450,20 @@ fn sort_rows(report: &Report, model: &EntityModel, rows: &mut [Row]) {
             _ => 0,
         }
     };
+    // People and records sort by the names shown, not by their ids.
+    let by_name = |g: usize| {
+        let field = doc.group_by.get(g).map(|x| x.field()).unwrap_or_default();
+        matches!(field, "owner" | "created_by" | "updated_by")
+            || matches!(
+                model.field(field).map(|f| &f.kind),
+                Some(FieldKind::User | FieldKind::Reference { .. })
+            )
+    };
     let compare_group = |g: usize, a: &Row, b: &Row| -> std::cmp::Ordering {
         let (x, y) = (&a.keys[g].value, &b.keys[g].value);
-        // Empty values last.
-        match (x.is_null(), y.is_null()) {
-            (true, true) => return std::cmp::Ordering::Equal,
-            (true, false) => return std::cmp::Ordering::Greater,
-            (false, true) => return std::cmp::Ordering::Less,
-            _ => {}
+        if by_name(g) {
+            let name = |row: &Row| row.keys[g].label.as_str().unwrap_or_default().to_owned();
+            return name(a).cmp(&name(b));
         }
         option_rank(g, x).cmp(&option_rank(g, y)).then_with(|| {
             match (decimal_of(x), decimal_of(y)) {
@@ -1456,10 +1478,19 @@ fn sort_rows(report: &Report, model: &EntityModel, rows: &mut [Row]) {
             b.values.get(m).copied().flatten(),
         ) {
             (Some(p), Some(q)) => p.cmp(&q),
-            (Some(_), None) => std::cmp::Ordering::Greater,
-            (None, Some(_)) => std::cmp::Ordering::Less,
-            (None, None) => std::cmp::Ordering::Equal,
+            _ => std::cmp::Ordering::Equal,
         }
+    };
+    // Empty values come last whichever way a key sorts.
+    let empty_last = |is_group: bool, i: usize, a: &Row, b: &Row| -> std::cmp::Ordering {
+        let empty = |row: &Row| {
+            if is_group {
+                row.keys[i].value.is_null()
+            } else {
+                row.values.get(i).copied().flatten().is_none()
+            }
+        };
+        empty(a).cmp(&empty(b))
     };
     let mut keys: Vec<(bool, usize, bool)> = Vec::new(); // (is_group, index, descending)
     for sort in &doc.sort {
@@ -1499,6 +1530,7 @@ fn sort_rows(report: &Report, model: &EntityModel, rows: &mut [Row]) {
                 compare_measure(*i, a, b)
             };
             let order = if *descending { order.reverse() } else { order };
+            let order = empty_last(*is_group, *i, a, b).then(order);
             if order != std::cmp::Ordering::Equal {
                 return order;
             }

@@ -53,10 +53,13 @@ pub fn format_value(value: Option<Decimal>, column: &MeasureColumn, locale: Loca
         return "—".to_owned();
     };
     match column.format {
-        Format::Percent => {
-            let percent = (value * Decimal::ONE_HUNDRED).round_dp(column.scale);
-            format!("{}%", locale.number(&fixed(percent, column.scale)))
-        }
+        Format::Percent => match value.checked_mul(Decimal::ONE_HUNDRED) {
+            Some(percent) => format!(
+                "{}%",
+                locale.number(&fixed(percent.round_dp(column.scale), column.scale))
+            ),
+            None => "—".to_owned(),
+        },
         Format::Money => {
             let amount = fixed(value.round_dp(column.scale), column.scale);
             match &column.currency {
@@ -244,15 +247,16 @@ fn number_view(outcome: &Outcome, locale: Locale, list_url: &str) -> Value {
         .as_ref()
         .and_then(|p| p.get(m).copied().flatten());
     let change = match (now, before) {
-        (Some(now), Some(before)) if !before.is_zero() => {
-            Some((now - before) / before.abs() * Decimal::ONE_HUNDRED)
-        }
+        (Some(now), Some(before)) if !before.is_zero() => now
+            .checked_sub(before)
+            .and_then(|d| d.checked_div(before.abs()))
+            .and_then(|r| r.checked_mul(Decimal::ONE_HUNDRED)),
         _ => None,
     };
     json!({
         "value": format_value(now, column, locale),
         "label": label_text(&column.label, locale),
-        "link": drill_link(list_url, &outcome.filter),
+        "link": measure_link(list_url, &outcome.filter, column),
         "previous": outcome.previous.as_ref().map(|_| format_value(before, column, locale)),
         "previous_period": outcome.previous_period.as_ref().map(|p| format!("{} – {}", locale.date(p.from), locale.date(p.to))),
         "change": change.map(|c| format!("{}{}%", if c.is_sign_positive() && !c.is_zero() { "+" } else { "" }, fixed(c.round_dp(1), 1))),
@@ -795,27 +799,61 @@ fn funnel_bars(outcome: &Outcome, locale: Locale, list_url: &str) -> Vec<FunnelB
     }
     let m = outcome.chart_measure;
     let column = &outcome.measures[m];
-    let rows: Vec<&Row> = outcome.rows.iter().take(12).collect();
+    // Stages are the rows with a value, in the report's order; records without one are no
+    // stage of the funnel.
+    let rows: Vec<&Row> = outcome
+        .rows
+        .iter()
+        .filter(|r| r.keys.first().is_some_and(|k| !k.value.is_null()))
+        .take(12)
+        .collect();
     let mut running = Decimal::ZERO;
     let mut cumulative: Vec<Decimal> = rows
         .iter()
         .rev()
         .map(|r| {
-            running += r.values[m].unwrap_or_default().max(Decimal::ZERO);
+            let value = r.values.get(m).copied().flatten().unwrap_or_default();
+            running = running
+                .checked_add(value.max(Decimal::ZERO))
+                .unwrap_or(running);
             running
         })
         .collect();
     cumulative.reverse();
+    let field = outcome
+        .groups
+        .first()
+        .map(|g| g.field.as_str())
+        .unwrap_or_default();
     rows.iter()
+        .enumerate()
         .zip(cumulative)
-        .map(|(row, total)| FunnelBar {
-            label: label_text(&row.keys[0].label, locale),
-            value: number_of(Some(total)),
-            shown: format_value(Some(total), column, locale),
-            tip: None,
-            link: measure_link(list_url, &row.filter, column),
-            color: row.keys[0].color.clone(),
-            note: None,
+        .map(|((i, row), total)| {
+            // The bar counts this stage and every later one; so does its link.
+            let values: Vec<Value> = rows[i..].iter().map(|r| r.keys[0].value.clone()).collect();
+            let mut filter = vec![json!({"field": field, "op": "in", "value": values})];
+            if !outcome.filter.is_null() {
+                filter.insert(0, outcome.filter.clone());
+            }
+            if let Some(own) = &column.filter {
+                filter.push(own.clone());
+            }
+            let label = label_text(&row.keys[0].label, locale);
+            let shown = format_value(Some(total), column, locale);
+            FunnelBar {
+                tip: Some(
+                    locale
+                        .text("reports.funnel.later_tip")
+                        .replace("{stage}", &label)
+                        .replace("{n}", &shown),
+                ),
+                label,
+                value: number_of(Some(total)),
+                shown,
+                link: drill_link(list_url, &json!({"and": filter})),
+                color: row.keys[0].color.clone(),
+                note: None,
+            }
         })
         .collect()
 }
@@ -979,7 +1017,17 @@ pub fn render_template(source: &str, shaped: &Value) -> Result<String, Error> {
             vec![located(&e, source, pointer, code)],
         )
     })?;
-    Ok(out.text)
+    Ok(sanitize(&out.text))
+}
+
+/// A template's HTML with everything that could run or reach out removed (scripts, event
+/// handlers, `javascript:` links, styles, frames): values are escaped as they are rendered, and
+/// this holds even where a template turns escaping off.
+fn sanitize(html: &str) -> String {
+    ammonia::Builder::default()
+        .add_generic_attributes(&["class"])
+        .clean(html)
+        .to_string()
 }
 
 /// Output that refuses to grow past the cap (the render stops at the first write beyond it).
@@ -1138,7 +1186,7 @@ mod tests {
             &shaped,
         )
         .expect("renders");
-        assert_eq!(html, "<h1>&lt;b&gt;x&lt;&#x2f;b&gt;</h1>123");
+        assert_eq!(html, "<h1>&lt;b&gt;x&lt;/b&gt;</h1>123");
         let forever = render_template(
             "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
             &shaped,
@@ -1151,6 +1199,20 @@ mod tests {
         )
         .expect_err("too much output");
         assert_eq!(flood.field_errors()[0].code, "template_limit");
+        // Turning escaping off or writing markup by hand still runs nothing.
+        let sneaky = render_template(
+            "{% autoescape false %}{{ label }}{% endautoescape %}<a href=\"javascript:alert(1)\" onclick=\"x()\">go</a><script>alert(2)</script>",
+            &json!({"label": "<img src=x onerror=alert(3)>"}),
+        )
+        .expect("renders");
+        assert!(
+            !sneaky.contains("onerror") && !sneaky.contains("javascript:"),
+            "{sneaky}"
+        );
+        assert!(
+            !sneaky.contains("<script") && !sneaky.contains("onclick"),
+            "{sneaky}"
+        );
         let broken = check_template("{% for %}", "/template").expect_err("syntax");
         assert_eq!(broken.line, Some(1));
     }

@@ -71,13 +71,22 @@ impl TargetPeriod {
             NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(bad)?;
             return Ok(Self::Week(year, week));
         }
-        let (kind, number) = text.split_at(1);
-        let number: u32 = number.parse().map_err(|_| bad())?;
-        match kind {
-            "Q" | "q" if (1..=4).contains(&number) => Ok(Self::Quarter(number)),
-            "M" | "m" if (1..=12).contains(&number) => Ok(Self::Month(number)),
-            _ => Err(bad()),
+        let upper = text.to_ascii_uppercase();
+        if let Some(q) = upper.strip_prefix('Q') {
+            let q: u32 = q.parse().map_err(|_| bad())?;
+            return (1..=4)
+                .contains(&q)
+                .then_some(Self::Quarter(q))
+                .ok_or_else(bad);
         }
+        if let Some(m) = upper.strip_prefix('M') {
+            let m: u32 = m.parse().map_err(|_| bad())?;
+            return (1..=12)
+                .contains(&m)
+                .then_some(Self::Month(m))
+                .ok_or_else(bad);
+        }
+        Err(bad())
     }
 
     /// Its name in links.
@@ -118,7 +127,7 @@ pub fn period_bounds(
         TargetPeriod::Month(m) => (months[m as usize - 1], months[m as usize]),
         TargetPeriod::Week(y, w) => {
             let monday = NaiveDate::from_isoywd_opt(y, w, chrono::Weekday::Mon)?;
-            (monday, monday + Duration::days(7))
+            (monday, monday.checked_add_signed(Duration::days(7))?)
         }
     })
 }
@@ -132,7 +141,12 @@ pub fn target_for(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Decimal {
-    let total: Decimal = weights.iter().sum();
+    let Some(total) = weights
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, w| sum.checked_add(*w))
+    else {
+        return Decimal::ZERO;
+    };
     if total.is_zero() {
         return Decimal::ZERO;
     }
@@ -144,7 +158,18 @@ pub fn target_for(
             continue;
         }
         let days = (end - start).num_days();
-        out += amount * weights[m] / total * Decimal::from(overlap) / Decimal::from(days);
+        // Exact when it fits (amount × weight × days, then divided once); for amounts too large
+        // for that, the share first.
+        let exact = amount
+            .checked_mul(weights[m])
+            .and_then(|p| p.checked_mul(Decimal::from(overlap)))
+            .and_then(|p| p.checked_div(total.checked_mul(Decimal::from(days))?));
+        let part = exact.or_else(|| {
+            amount.checked_mul(weights[m] / total * Decimal::from(overlap) / Decimal::from(days))
+        });
+        if let Some(sum) = part.and_then(|p| out.checked_add(p)) {
+            out = sum;
+        }
     }
     out
 }
@@ -340,6 +365,11 @@ impl Tally<'_> {
     }
 }
 
+/// The largest total a split divides (10^15: any share, in cents, stays far inside a decimal).
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+/// The largest weight of a part.
+pub const MAX_WEIGHT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
 /// A split of a total down the org tree: each part is a unit (with its own parts, else its
 /// people evenly) or a person, with a weight.
 #[derive(Debug, Clone, Deserialize)]
@@ -384,6 +414,13 @@ pub struct SplitRequest {
 pub fn divide(org: &OrgTree, total: Decimal, parts: &[Part]) -> Result<BTreeMap<Uuid, Decimal>> {
     let mut shares: BTreeMap<Uuid, Decimal> = BTreeMap::new();
     let mut problems = Vec::new();
+    if total.is_sign_negative() || total > MAX_AMOUNT {
+        return Err(Error::invalid(
+            "/total",
+            "range",
+            format!("the total is from 0 to {MAX_AMOUNT}"),
+        ));
+    }
     fn walk(
         org: &OrgTree,
         share: Decimal,
@@ -392,13 +429,29 @@ pub fn divide(org: &OrgTree, total: Decimal, parts: &[Part]) -> Result<BTreeMap<
         shares: &mut BTreeMap<Uuid, Decimal>,
         problems: &mut Vec<FieldError>,
     ) {
-        let sum: Decimal = parts.iter().map(|p| p.weight).sum();
-        if parts.iter().any(|p| p.weight.is_sign_negative()) || sum.is_zero() {
+        if parts
+            .iter()
+            .any(|p| p.weight.is_sign_negative() || p.weight > MAX_WEIGHT)
+        {
             problems.push(FieldError::new(
                 pointer,
                 "weights",
-                "weights are 0 or more and add up to more than 0",
+                format!("weights are from 0 to {MAX_WEIGHT}"),
             ));
+            return;
+        }
+        // At most 1,000 weights of at most 10^9 each: the sum cannot overflow.
+        let sum: Decimal = parts.iter().map(|p| p.weight).sum();
+        if sum.is_zero() {
+            problems.push(FieldError::new(
+                pointer,
+                "weights",
+                "weights add up to more than 0",
+            ));
+            return;
+        }
+        if parts.len() > 1000 {
+            problems.push(FieldError::new(pointer, "range", "at most 1,000 parts"));
             return;
         }
         for (i, part) in parts.iter().enumerate() {
@@ -587,6 +640,17 @@ impl Reports<'_> {
             .ok_or_else(|| Error::invalid("/fiscal_year", "range", "no such fiscal year"))?;
         let (from, to) = period_bounds(year, start, period)
             .ok_or_else(|| Error::invalid("/period", "period", "no such period"))?;
+        if to <= months[0] || from >= months[12] {
+            return Err(Error::invalid(
+                "/period",
+                "period",
+                format!(
+                    "the week is outside fiscal year {year} ({} to {})",
+                    months[0],
+                    months[12] - Duration::days(1)
+                ),
+            ));
+        }
 
         // Targets: every record of the year and measure the caller may read.
         let mut targets: HashMap<Uuid, Decimal> = HashMap::new();
@@ -743,7 +807,18 @@ impl Reports<'_> {
     pub async fn split(&self, ctx: &Context, request: &SplitRequest) -> Result<Vec<Value>> {
         let (model, fields) = self.target_entity(ctx, request.entity.as_deref()).await?;
         let org = match &ctx.policy {
-            Some(policy) => policy.org().clone(),
+            // A split replaces everyone's target: it needs to see every existing one.
+            Some(policy)
+                if policy.is_admin
+                    || policy.grant(&model.key).read == crate::access::Reach::All =>
+            {
+                policy.org().clone()
+            }
+            Some(_) => {
+                return Err(Error::forbidden(
+                    "splitting targets needs read access to every target",
+                ));
+            }
             None => return Err(Error::forbidden("splitting targets needs a person")),
         };
         let mut problems = Vec::new();
@@ -809,22 +884,35 @@ impl Reports<'_> {
             return Err(Error::invalid_all("the split is invalid", problems));
         }
         // The existing targets of the year and measure, by person.
-        let query = json!({
-            "filter": {"and": [
-                {"field": fields.fiscal_year, "op": "eq", "value": request.fiscal_year},
-                {"field": fields.measure, "op": "eq", "value": request.measure},
-            ]},
-            "limit": 1000,
-        });
-        let existing = self.records().list(ctx, &model.key, &query).await?;
-        let by_person: HashMap<Uuid, (Uuid, i64)> = existing
-            .records
-            .iter()
-            .filter_map(|r| {
-                let person = r.fields.get(&fields.assignee)?.as_str()?;
-                Some((Uuid::parse_str(person).ok()?, (r.id, r.version)))
-            })
-            .collect();
+        let mut by_person: HashMap<Uuid, (Uuid, i64)> = HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = json!({
+                "filter": {"and": [
+                    {"field": fields.fiscal_year, "op": "eq", "value": request.fiscal_year},
+                    {"field": fields.measure, "op": "eq", "value": request.measure},
+                ]},
+                "limit": 1000,
+            });
+            if let Some(cursor) = &cursor {
+                query["cursor"] = json!(cursor);
+            }
+            let page = self.records().list(ctx, &model.key, &query).await?;
+            for record in &page.records {
+                if let Some(person) = record
+                    .fields
+                    .get(&fields.assignee)
+                    .and_then(Value::as_str)
+                    .and_then(|p| Uuid::parse_str(p).ok())
+                {
+                    by_person.insert(person, (record.id, record.version));
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
         let names: HashMap<Uuid, String> =
             crate::store::workspaces::list_members(self.db.conn(), ctx.scope.workspace_id)
                 .await?
@@ -870,7 +958,7 @@ impl Reports<'_> {
                     )),
                 );
             }
-            let record = match by_person.get(&person) {
+            let outcome = match by_person.get(&person) {
                 Some((id, version)) => {
                     self.records()
                         .update(
@@ -881,7 +969,7 @@ impl Reports<'_> {
                             None,
                             Some(*version),
                         )
-                        .await?
+                        .await
                 }
                 None => {
                     self.records()
@@ -894,9 +982,21 @@ impl Reports<'_> {
                                 id: None,
                             },
                         )
-                        .await?
+                        .await
                 }
             };
+            // Each person's target is its own write: a failure midway (someone changed one
+            // meanwhile) leaves the earlier ones written. Running the split again converges.
+            let record = outcome.map_err(|error| match error {
+                Error::Conflict { detail, errors } => Error::Conflict {
+                    detail: format!(
+                        "{detail}; {} of the targets were written before it — run the split again",
+                        written.len()
+                    ),
+                    errors,
+                },
+                other => other,
+            })?;
             written.push(serde_json::to_value(&record).map_err(Error::internal)?);
         }
         Ok(written)
@@ -968,6 +1068,12 @@ mod tests {
             Some("2026-W10")
         );
         assert!(TargetPeriod::parse("Q5").is_err());
+        assert!(TargetPeriod::parse("中").is_err());
+        assert!(TargetPeriod::parse("é1").is_err());
+        assert_eq!(
+            TargetPeriod::parse("q2").ok(),
+            Some(TargetPeriod::Quarter(2))
+        );
         assert!(TargetPeriod::parse("2026-W60").is_err());
     }
 

@@ -981,7 +981,16 @@ impl Runtime {
                         clock,
                         registry: &self.registry,
                     };
-                    let context = scene.context();
+                    // The subject goes to every recipient: it sees the run and the date, never
+                    // the run's record, which some recipients may not be allowed to read.
+                    let full = scene.context();
+                    let context = json!({
+                        "report": report,
+                        "today": full.get("today"),
+                        "now": full.get("now"),
+                        "run": full.get("run"),
+                        "workflow": full.get("workflow"),
+                    });
                     for person in &people {
                         let access = crate::workspaces::access_of(
                             db,

@@ -756,7 +756,14 @@ async fn draw_list(
         "saved_current": first(pairs, "saved"),
         "can_share": member.access.policy.may(crate::access::Right::Definitions),
     });
-    page("record_list.html", with(frame, context), StatusCode::OK)
+    // A list the query language refuses (a bad filter in the URL) is drawn with the problem
+    // on it, and answered as what it is: 422.
+    let status = if context["problem"].is_null() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    page("record_list.html", with(frame, context), status)
 }
 
 /// An error's message for the top of a page, in the reader's language.
