@@ -56,7 +56,7 @@ fn deal_entity() -> Value {
         "type": "object", "x-label": {"en": "Deal"}, "x-title-field": "name",
         // Compound indexes let aggregates read from the index alone: the measures are checked
         // through that path as well as through the documents.
-        "x-indexes": [["stage", "amount"], ["stage", "closed_on", "amount", "size"]],
+        "x-indexes": [["stage", "amount"], ["stage", "closed_on", "amount", "size"], ["owner", "stage", "amount"]],
         "properties": {
             "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
             "stage": {"type": "string", "enum": STAGES, "x-kind": "single_select",
@@ -505,31 +505,12 @@ async fn reports_respect_scope_field_rules_and_teams(backend: Backend) {
     let (_, bob) = join_member(&app, &admin, "bob@formwork.local", "rep").await;
     let (cat_client, cat) = join_member(&app, &admin, "cat@formwork.local", "scout").await;
     // Org: ann and cat in team East, bob in team West.
-    let mut units: BTreeMap<&str, String> = BTreeMap::new();
-    for (name, kind, parent) in [
-        ("Acme", "department", None),
-        ("East", "team", Some("Acme")),
-        ("West", "team", Some("Acme")),
-    ] {
-        let parent_id = parent.map(|p: &str| units[p].clone());
-        let (status, body) = admin
-            .post(
-                &format!("{W}/org/units"),
-                json!({"name": name, "kind": kind, "parent_id": parent_id}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        units.insert(name, body["id"].as_str().expect("id").to_owned());
-    }
-    for (id, unit) in [(&ann, "East"), (&cat, "East"), (&bob, "West")] {
-        let (status, body) = admin
-            .patch(
-                &format!("{W}/members/{id}"),
-                json!({"unit_id": units[unit]}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    let units = east_and_west(
+        &admin,
+        "Acme",
+        &[(&ann, "East"), (&cat, "East"), (&bob, "West")],
+    )
+    .await;
     let deals = make_deals(&admin, 90, &[ann.clone(), bob.clone(), cat.clone()], 11).await;
     let count_of =
         |owners: &[&String]| deals.iter().filter(|d| owners.contains(&&d.owner)).count() as i64;
@@ -1145,31 +1126,12 @@ async fn targets_split_down_the_org_and_roll_up_by_period(backend: Backend) {
     let (ann_client, ann) = join_member(&app, &admin, "ann@formwork.local", "rep").await;
     let (_, bob) = join_member(&app, &admin, "bob@formwork.local", "rep").await;
     let (_, cat) = join_member(&app, &admin, "cat@formwork.local", "rep").await;
-    let mut units: BTreeMap<&str, String> = BTreeMap::new();
-    for (name, kind, parent) in [
-        ("Sales", "department", None),
-        ("East", "team", Some("Sales")),
-        ("West", "team", Some("Sales")),
-    ] {
-        let parent_id = parent.map(|p: &str| units[p].clone());
-        let (status, body) = admin
-            .post(
-                &format!("{W}/org/units"),
-                json!({"name": name, "kind": kind, "parent_id": parent_id}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        units.insert(name, body["id"].as_str().expect("id").to_owned());
-    }
-    for (id, unit) in [(&ann, "East"), (&bob, "East"), (&cat, "West")] {
-        let (status, body) = admin
-            .patch(
-                &format!("{W}/members/{id}"),
-                json!({"unit_id": units[unit]}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    let units = east_and_west(
+        &admin,
+        "Sales",
+        &[(&ann, "East"), (&bob, "East"), (&cat, "West")],
+    )
+    .await;
     // 1,200,000 for fiscal 2026: East twice West; East's share to ann and bob 3:1; the last
     // fiscal quarter (Jan–Mar 2027) weighs double.
     let months = [1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2];
@@ -1564,4 +1526,39 @@ async fn report_pages_draw_templates_charts_and_their_limits(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = pages.get("/w/demo/dashboards/ghost").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A department `top` with teams East and West below it, and people placed in them; the
+/// units' ids by name.
+async fn east_and_west(
+    admin: &Client,
+    top: &'static str,
+    people: &[(&String, &str)],
+) -> BTreeMap<&'static str, String> {
+    let mut units: BTreeMap<&'static str, String> = BTreeMap::new();
+    for (name, kind, parent) in [
+        (top, "department", None),
+        ("East", "team", Some(top)),
+        ("West", "team", Some(top)),
+    ] {
+        let parent_id = parent.map(|p: &str| units[p].clone());
+        let (status, body) = admin
+            .post(
+                &format!("{W}/org/units"),
+                json!({"name": name, "kind": kind, "parent_id": parent_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        units.insert(name, body["id"].as_str().expect("id").to_owned());
+    }
+    for (id, unit) in people {
+        let (status, body) = admin
+            .patch(
+                &format!("{W}/members/{id}"),
+                json!({"unit_id": units[unit]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    units
 }

@@ -597,12 +597,19 @@ impl EntityModel {
             .collect();
         for keys in &self.compound_indexes {
             // Validated at publish; a field gone or not indexable drops the index, not the entity.
-            let fields: Option<Vec<&Field>> = keys
+            // `owner` (when no field is called so) is the owner column: dashboards that group by
+            // owner and stage read such an index in its order.
+            let columns: Option<Vec<(String, ValueType)>> = keys
                 .iter()
-                .map(|key| self.field(key).filter(|f| f.kind.is_indexable()))
+                .map(|key| match self.field(key) {
+                    Some(f) if f.kind.is_indexable() => Some((f.key.clone(), f.kind.value_type())),
+                    Some(_) => None,
+                    None if key == "owner" => Some((OWNER_COLUMN.to_owned(), ValueType::Text)),
+                    None => None,
+                })
                 .collect();
-            if let Some(fields) = fields.filter(|f| f.len() >= 2) {
-                let spec = compound_index_spec(self.definition_id, &fields);
+            if let Some(columns) = columns.filter(|c| c.len() >= 2) {
+                let spec = compound_index_spec(self.definition_id, columns);
                 if !specs.iter().any(|s| s.name == spec.name) {
                     specs.push(spec);
                 }
@@ -611,6 +618,9 @@ impl EntityModel {
         specs
     }
 }
+
+/// How a compound index names the owner column among its fields (no field key starts with `$`).
+pub const OWNER_COLUMN: &str = "$owner";
 
 /// The record table of an entity definition.
 pub fn table_name(definition_id: Uuid) -> String {
@@ -633,12 +643,8 @@ pub fn index_spec(definition_id: Uuid, field: &Field) -> IndexSpec {
 }
 
 /// The index over several fields, in order, on the table of `definition_id`.
-pub fn compound_index_spec(definition_id: Uuid, fields: &[&Field]) -> IndexSpec {
+pub fn compound_index_spec(definition_id: Uuid, columns: Vec<(String, ValueType)>) -> IndexSpec {
     let mut hasher = Sha256::new();
-    let columns: Vec<(String, ValueType)> = fields
-        .iter()
-        .map(|f| (f.key.clone(), f.kind.value_type()))
-        .collect();
     for (key, value_type) in &columns {
         hasher.update(key.as_bytes());
         hasher.update(format!("{value_type:?}").as_bytes());

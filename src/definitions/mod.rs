@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::store::definitions::{self as rows, DefinitionChange, DefinitionRow, VersionRow};
 use crate::store::{self, Conn, Db};
 
-pub use entity::{EntityModel, Field, FieldKind, IndexSpec, OnDelete, ValueType};
+pub use entity::{EntityModel, Field, FieldKind, IndexSpec, OWNER_COLUMN, OnDelete, ValueType};
 pub use registry::{Published, Referrer, Registry, Snapshot};
 pub use validate::{DefinitionSet, check_document, check_publish, check_references};
 

@@ -2182,6 +2182,9 @@ fn covering_index(
     for group in &query.groups {
         match (&group.operand, group.bucket) {
             (Operand::Field { key, .. }, None) => groups.push(key.as_str()),
+            (Operand::System(SystemField::Owner), None) => {
+                groups.push(crate::definitions::OWNER_COLUMN);
+            }
             _ => return None,
         }
     }

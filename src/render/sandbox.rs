@@ -30,7 +30,8 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str) -> FieldError {
+/// A template error as a problem at `pointer`, with the line and column it happened at.
+pub fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str) -> FieldError {
     let mut problem = FieldError::new(
         pointer,
         code,

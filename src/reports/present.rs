@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{ChartType, Format, MeasureColumn, Outcome, Row};
 use crate::error::{Error, FieldError};
 use crate::render::i18n::Locale;
+use crate::render::sandbox::located;
 
 /// Instructions one custom report template may run.
 pub const TEMPLATE_FUEL: u64 = 200_000;
@@ -934,25 +935,6 @@ fn template_env() -> &'static Environment<'static> {
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env
     })
-}
-
-fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str) -> FieldError {
-    let mut problem = FieldError::new(
-        pointer,
-        code,
-        format!(
-            "{}{}",
-            error.kind(),
-            error.detail().map(|d| format!(": {d}")).unwrap_or_default()
-        ),
-    );
-    problem.line = error.line().and_then(|l| u32::try_from(l).ok());
-    problem.column = error.range().and_then(|range| {
-        let before = source.get(..range.start)?;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        u32::try_from(before[line_start..].chars().count() + 1).ok()
-    });
-    problem
 }
 
 /// Checks that a custom report template compiles (line and column on error).

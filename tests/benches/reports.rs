@@ -40,7 +40,7 @@ fn entity() -> Value {
     };
     json!({
         "type": "object", "x-label": {"en": "Deal"}, "x-title-field": "name",
-        "x-indexes": [["stage", "amount"], ["stage", "closed_on", "amount"]],
+        "x-indexes": [["stage", "amount"], ["stage", "closed_on", "amount"], ["owner", "stage", "amount"]],
         "properties": {
             "name": {"type": "string", "x-kind": "text", "x-label": {"en": "Name"}},
             "stage": {"type": "string", "enum": STAGES, "x-kind": "single_select", "x-label": {"en": "Stage"},

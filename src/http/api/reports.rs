@@ -189,6 +189,32 @@ fn attachment(bytes: Vec<u8>, content_type: &str, name: &str) -> Response {
         .into_response()
 }
 
+/// The report `key` as a file: its result for the caller, in the language asked for.
+async fn export_file(
+    services: &Services,
+    caller: &Caller,
+    headers: &HeaderMap,
+    key: &str,
+    raw: Option<&str>,
+    as_xlsx: bool,
+) -> Result<Response> {
+    let (locale, filters) = export_request(raw, headers)?;
+    let outcome = services.reports().run(&caller.ctx, key, &filters).await?;
+    Ok(if as_xlsx {
+        attachment(
+            export::xlsx(&outcome, locale)?,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &format!("{key}.xlsx"),
+        )
+    } else {
+        attachment(
+            export::csv(&outcome, locale)?,
+            "text/csv; charset=utf-8",
+            &format!("{key}.csv"),
+        )
+    })
+}
+
 async fn export_csv(
     State(services): State<Services>,
     caller: Caller,
@@ -196,13 +222,7 @@ async fn export_csv(
     Path((_, key)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
-    let (locale, filters) = export_request(raw.as_deref(), &headers)?;
-    let outcome = services.reports().run(&caller.ctx, &key, &filters).await?;
-    Ok(attachment(
-        export::csv(&outcome, locale)?,
-        "text/csv; charset=utf-8",
-        &format!("{key}.csv"),
-    ))
+    export_file(&services, &caller, &headers, &key, raw.as_deref(), false).await
 }
 
 async fn export_xlsx(
@@ -212,13 +232,7 @@ async fn export_xlsx(
     Path((_, key)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
-    let (locale, filters) = export_request(raw.as_deref(), &headers)?;
-    let outcome = services.reports().run(&caller.ctx, &key, &filters).await?;
-    Ok(attachment(
-        export::xlsx(&outcome, locale)?,
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &format!("{key}.xlsx"),
-    ))
+    export_file(&services, &caller, &headers, &key, raw.as_deref(), true).await
 }
 
 async fn dashboard(
