@@ -55,15 +55,28 @@ pub fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str
 /// # Errors
 /// One `FieldError` (code `template_syntax` or `template_size`).
 pub fn check(source: &str, pointer: &str) -> Result<(), FieldError> {
-    if source.len() > MAX_SOURCE {
+    check_in(environment(), MAX_SOURCE, source, pointer)
+}
+
+/// Checks that `source` compiles in `env` and is at most `max_source` bytes (line and column
+/// on error), for the sandboxes built on this one's rules.
+///
+/// # Errors
+/// One `FieldError` (code `template_syntax` or `template_size`).
+pub fn check_in(
+    env: &Environment<'_>,
+    max_source: usize,
+    source: &str,
+    pointer: &str,
+) -> Result<(), FieldError> {
+    if source.len() > max_source {
         return Err(FieldError::new(
             pointer,
             "template_size",
-            format!("a template is at most {MAX_SOURCE} bytes"),
+            format!("a template is at most {max_source} bytes"),
         ));
     }
-    environment()
-        .template_from_str(source)
+    env.template_from_str(source)
         .map(|_| ())
         .map_err(|e| located(&e, source, pointer, "template_syntax"))
 }

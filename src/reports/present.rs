@@ -942,17 +942,7 @@ fn template_env() -> &'static Environment<'static> {
 /// # Errors
 /// One `FieldError` (`template_syntax` or `template_size`).
 pub fn check_template(source: &str, pointer: &str) -> Result<(), FieldError> {
-    if source.len() > TEMPLATE_MAX_SOURCE {
-        return Err(FieldError::new(
-            pointer,
-            "template_size",
-            format!("a report template is at most {TEMPLATE_MAX_SOURCE} bytes"),
-        ));
-    }
-    template_env()
-        .template_from_str(source)
-        .map(|_| ())
-        .map_err(|e| located(&e, source, pointer, "template_syntax"))
+    crate::render::sandbox::check_in(template_env(), TEMPLATE_MAX_SOURCE, source, pointer)
 }
 
 /// Runs a custom report template over the shaped result (`view`'s output) in the sandbox:
