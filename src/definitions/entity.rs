@@ -721,4 +721,35 @@ mod tests {
         field.kind = FieldKind::Integer;
         assert_ne!(text.name, index_spec(Uuid::nil(), &field).name);
     }
+
+    #[test]
+    fn a_compound_index_may_lead_with_the_owner_column() {
+        let doc = json!({
+            "type": "object", "x-label": {"en": "Deal"},
+            "x-indexes": [["owner", "stage", "amount"]],
+            "properties": {
+                "stage": {"type": "string", "x-kind": "text", "x-label": {"en": "Stage"}},
+                "amount": {"type": "number", "x-kind": "money", "x-currency": "CNY", "x-label": {"en": "Amount"}}
+            }
+        });
+        let model =
+            EntityModel::build("deal", Uuid::nil(), 1, std::sync::Arc::new(doc)).expect("builds");
+        let compound = model
+            .indexes()
+            .into_iter()
+            .find(|i| i.columns.len() == 3)
+            .expect("the compound index");
+        assert_eq!(compound.columns[0].0, OWNER_COLUMN);
+        let sql = crate::store::records::index_sql(
+            crate::store::Backend::Sqlite,
+            "rec_x",
+            &compound,
+            false,
+        );
+        assert!(
+            sql.contains("(\"owner_id\", json_extract(\"doc\", '$.stage')"),
+            "{sql}"
+        );
+        assert_eq!(sql.matches("owner_id").count(), 1, "the owner once: {sql}");
+    }
 }
