@@ -772,6 +772,47 @@ async fn bad_reports_are_refused_and_nothing_leaks(backend: Backend) {
             "{pointers:?} lacks {pointer}"
         );
     }
+    // Aggregates cap their groups with `limit` (1–10,000), in group order.
+    for n in 0..5 {
+        let (status, body) = admin
+            .post(
+                DEALS,
+                json!({"fields": {"name": format!("d{n}"), "size": n}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = admin
+        .post(
+            &format!("{DEALS}/aggregate"),
+            json!({"group_by": ["size"], "limit": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(2), "{body}");
+    for limit in [json!(0), json!(10_001), json!("2")] {
+        let (status, body) = admin
+            .post(
+                &format!("{DEALS}/aggregate"),
+                json!({"group_by": ["size"], "limit": limit}),
+            )
+            .await;
+        assert_eq!(
+            assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+            ["/limit"]
+        );
+    }
+    // A fiscal year starts in a month from 1 to 12.
+    let (status, body) = admin
+        .patch(
+            &format!("{W}/settings"),
+            json!({"calendar": {"fiscal_year_start": 13}}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/calendar/fiscal_year_start"]
+    );
     // Nothing was published.
     let (status, _) = admin.get(&format!("{W}/reports/bad/run")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

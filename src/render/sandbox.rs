@@ -31,7 +31,7 @@ fn environment() -> &'static Environment<'static> {
 }
 
 /// A template error as a problem at `pointer`, with the line and column it happened at.
-pub fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str) -> FieldError {
+fn located(error: &minijinja::Error, source: &str, pointer: &str, code: &str) -> FieldError {
     let mut problem = FieldError::new(
         pointer,
         code,
@@ -81,6 +81,20 @@ pub fn check_in(
         .map_err(|e| located(&e, source, pointer, "template_syntax"))
 }
 
+/// A render that failed, as the problem it is: `template_limit` when the fuel ran out, else
+/// `template_error`, with the line and column.
+pub fn failed(error: &minijinja::Error, source: &str, pointer: &str) -> Error {
+    let code = if error.kind() == minijinja::ErrorKind::OutOfFuel {
+        "template_limit"
+    } else {
+        "template_error"
+    };
+    Error::invalid_all(
+        "the template failed",
+        vec![located(error, source, pointer, code)],
+    )
+}
+
 /// Whether `text` holds template syntax (plain text needs no rendering).
 pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
@@ -101,17 +115,7 @@ pub fn render(source: &str, context: &Value, pointer: &str) -> Result<String, Er
             source,
             minijinja::Value::from(minijinja::value::Serde(context)),
         )
-        .map_err(|e| {
-            let code = if e.kind() == minijinja::ErrorKind::OutOfFuel {
-                "template_limit"
-            } else {
-                "template_error"
-            };
-            Error::invalid_all(
-                "the template failed",
-                vec![located(&e, source, pointer, code)],
-            )
-        })?;
+        .map_err(|e| failed(&e, source, pointer))?;
     if rendered.len() > MAX_OUTPUT {
         return Err(Error::invalid(
             pointer,

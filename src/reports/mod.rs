@@ -449,7 +449,9 @@ impl Reports<'_> {
         let finish = |values: Vec<Option<Decimal>>| complete(&engine, report, values);
 
         let group_fields: Vec<&str> = doc.group_by.iter().map(|g| g.field()).collect();
-        let labeler = self.labeler(ctx, &model, &group_fields, &measured).await;
+        let labeler = self
+            .labeler(ctx, snapshot, &model, &group_fields, &measured)
+            .await;
         let mut rows = Vec::new();
         for found in &measured {
             let mut keys = Vec::new();
@@ -1002,6 +1004,7 @@ impl Reports<'_> {
     async fn labeler(
         &self,
         ctx: &Context,
+        snapshot: &Snapshot,
         model: &EntityModel,
         fields: &[&str],
         rows: &[Measured],
@@ -1027,13 +1030,9 @@ impl Reports<'_> {
                     if ids.is_empty() {
                         continue;
                     }
-                    let target = self
-                        .registry
-                        .snapshot(self.db, ctx.scope.workspace_id, ctx.scope.generation)
-                        .await
-                        .ok()
-                        .and_then(|s| s.entity(entity));
-                    let Some(target) = target else { continue };
+                    let Some(target) = snapshot.entity(entity) else {
+                        continue;
+                    };
                     for chunk in ids.chunks(1000) {
                         let query = json!({"filter": {"field": "id", "op": "in", "value": chunk}, "limit": 1000});
                         if let Ok(page) = self.records().list(ctx, entity, &query).await {

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::{ChartType, Format, MeasureColumn, Outcome, Row};
 use crate::error::{Error, FieldError};
 use crate::render::i18n::Locale;
-use crate::render::sandbox::located;
 
 /// Instructions one custom report template may run.
 pub const TEMPLATE_FUEL: u64 = 200_000;
@@ -953,14 +952,17 @@ pub fn check_template(source: &str, pointer: &str) -> Result<(), FieldError> {
 /// the output cap ran out).
 pub fn render_template(source: &str, shaped: &Value) -> Result<String, Error> {
     let pointer = "/template";
-    check_template(source, pointer)
-        .map_err(|e| Error::invalid_all("the template is invalid", vec![e]))?;
-    let template = template_env().template_from_str(source).map_err(|e| {
-        Error::invalid_all(
-            "the template is invalid",
-            vec![located(&e, source, pointer, "template_syntax")],
-        )
-    })?;
+    // Compiled once; a template that does not compile or is too long is explained by the
+    // same check a publish runs.
+    let template = match template_env().template_from_str(source) {
+        Ok(template) if source.len() <= TEMPLATE_MAX_SOURCE => template,
+        _ => {
+            let problem = check_template(source, pointer).err().unwrap_or_else(|| {
+                FieldError::new(pointer, "template_syntax", "the template does not compile")
+            });
+            return Err(Error::invalid_all("the template is invalid", vec![problem]));
+        }
+    };
     let mut out = Capped {
         text: String::new(),
         full: false,
@@ -978,17 +980,7 @@ pub fn render_template(source: &str, shaped: &Value) -> Result<String, Error> {
             format!("the template produced more than {TEMPLATE_MAX_OUTPUT} bytes"),
         ));
     }
-    result.map_err(|e| {
-        let code = if e.kind() == minijinja::ErrorKind::OutOfFuel {
-            "template_limit"
-        } else {
-            "template_error"
-        };
-        Error::invalid_all(
-            "the template failed",
-            vec![located(&e, source, pointer, code)],
-        )
-    })?;
+    result.map_err(|e| crate::render::sandbox::failed(&e, source, pointer))?;
     Ok(sanitize(&out.text))
 }
 
