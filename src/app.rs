@@ -329,7 +329,15 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
         let workspace =
             workspaces::create(&tx, clock, admin.id, "demo", "Demo · Sales CRM", None).await?;
         let bundle = apps::built_in(apps::SALES_CRM)?;
-        apps::install_in(&tx, clock, workspace.id, &bundle, Actor::System).await?;
+        apps::install_in(
+            &tx,
+            clock,
+            workspace.id,
+            &bundle,
+            &apps::InstallOptions::default(),
+            Actor::System,
+        )
+        .await?;
         let demo = apps::demo::sales_crm(clock.now(), 1)
             .into_iter()
             .filter(|_| config.demo_data)

@@ -40,6 +40,16 @@ pub struct DemoRecord {
     pub changes: Vec<DemoChange>,
 }
 
+/// Whether a built-in template can be cloned with generated sample records.
+pub fn has_sample_data(template: &str) -> bool {
+    template == super::SALES_CRM
+}
+
+/// The generated sample records of a built-in template (`None` when it has none).
+pub fn sample_records(template: &str, now: DateTime<Utc>) -> Option<Vec<DemoRecord>> {
+    has_sample_data(template).then(|| sales_crm(now, 1))
+}
+
 /// The demo data set, in dependency order (customers before contacts, opportunities and follow-ups that refer to them), deterministic for a given `now` and `seed`.
 pub fn sales_crm(now: DateTime<Utc>, seed: u64) -> Vec<DemoRecord> {
     let mut g = Gen::new(now, seed);

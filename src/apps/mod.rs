@@ -18,6 +18,10 @@ use crate::error::{Error, FieldError, Result};
 use crate::store::{self, Conn, Db};
 
 pub mod demo;
+pub mod merge;
+pub mod rename;
+pub mod transfer;
+pub mod upgrade;
 
 static BUILT_IN_SCHEMAS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/schemas/templates");
 static BUILT_IN_WORKFLOWS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/workflows/templates");
@@ -57,6 +61,40 @@ pub struct Manifest {
     /// Path of a preview image inside the bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_image: Option<String>,
+    /// Prefix of the app's role keys (`crm` → `crm.sales_rep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl Manifest {
+    /// The role namespace: the manifest's, or the name without dashes.
+    pub fn namespace(&self) -> String {
+        self.namespace.clone().unwrap_or_else(|| {
+            self.name
+                .replace('-', "_")
+                .chars()
+                .take(16)
+                .collect::<String>()
+                .trim_end_matches('_')
+                .to_owned()
+        })
+    }
+}
+
+/// A role a bundle brings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRole {
+    /// Key inside the bundle (installed as `<namespace>.<key>`).
+    #[serde(skip)]
+    pub key: String,
+    /// Display name.
+    pub name: Label,
+    /// Rights, as the roles API takes them.
+    pub rights: Value,
+    /// Where it came from, for messages.
+    #[serde(skip)]
+    pub source: String,
 }
 
 /// One definition of a bundle.
@@ -86,6 +124,10 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// Its definitions.
     pub definitions: Vec<BundleDefinition>,
+    /// Its roles.
+    pub roles: Vec<BundleRole>,
+    /// Records that travel with it (`schemas/meta/template.schema.json#/$defs/data`).
+    pub data: Option<Value>,
 }
 
 /// A problem found in a bundle: where (file or pointer), and what.
@@ -165,8 +207,38 @@ pub fn from_files(
         }
     };
     let mut definitions = Vec::new();
+    let mut roles = Vec::new();
+    let mut data = None;
     for file in files {
         let path = Path::new(&file.relative);
+        if path.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new("roles")) {
+            match parse_role_file(file) {
+                Ok(role) => roles.push(role),
+                Err(found) => problems.extend(found),
+            }
+            continue;
+        }
+        if file.relative == "data.json" {
+            match serde_json::from_str::<Value>(&file.text) {
+                Ok(doc) => {
+                    let found = definitions::meta::problems(part_validator("data"), &doc, "");
+                    if found.is_empty() {
+                        data = Some(doc);
+                    }
+                    problems.extend(found.into_iter().map(|error| BundleProblem {
+                        source: file.display.clone(),
+                        error,
+                    }));
+                }
+                Err(e) => problems.push(problem(
+                    &file.display,
+                    "",
+                    "json",
+                    format!("not valid JSON: {e}"),
+                )),
+            }
+            continue;
+        }
         let Some(kind) = Kind::of_file(path) else {
             problems.push(problem(
                 &file.display,
@@ -212,26 +284,86 @@ pub fn from_files(
         Some(manifest) if problems.is_empty() => Ok(Bundle {
             manifest,
             definitions,
+            roles,
+            data,
         }),
         _ => Err(problems),
     }
 }
 
 fn manifest_validator() -> &'static jsonschema::Validator {
-    static CELL: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
-    CELL.get_or_init(|| {
+    part_validator("manifest")
+}
+
+/// A validator for one `$defs` part of the template meta-schema (manifest, role, data).
+fn part_validator(part: &str) -> &'static jsonschema::Validator {
+    static CELLS: std::sync::OnceLock<
+        std::collections::HashMap<&'static str, jsonschema::Validator>,
+    > = std::sync::OnceLock::new();
+    let cells = CELLS.get_or_init(|| {
         let meta: Value =
             serde_json::from_str(definitions::meta::TEMPLATE_META).unwrap_or_default();
-        let mut manifest = meta.pointer("/$defs/manifest").cloned().unwrap_or_default();
-        if let Some(defs) = meta.get("$defs").cloned()
-            && let Some(object) = manifest.as_object_mut()
-        {
-            object.insert("$defs".to_owned(), defs);
-        }
-        definitions::meta::schema_options()
-            .build(&manifest)
-            .unwrap_or_else(|_| definitions::meta::entity().clone())
-    })
+        ["manifest", "role", "data"]
+            .into_iter()
+            .filter_map(|name| {
+                let mut schema = meta.pointer(&format!("/$defs/{name}")).cloned()?;
+                if let Some(defs) = meta.get("$defs").cloned()
+                    && let Some(object) = schema.as_object_mut()
+                {
+                    object.insert("$defs".to_owned(), defs);
+                }
+                let validator = definitions::meta::schema_options().build(&schema).ok()?;
+                Some((name, validator))
+            })
+            .collect()
+    });
+    cells
+        .get(part)
+        .unwrap_or_else(|| definitions::meta::template())
+}
+
+fn parse_role_file(file: &BundleFile) -> Result<BundleRole, Vec<BundleProblem>> {
+    let at = |error: FieldError| BundleProblem {
+        source: file.display.clone(),
+        error,
+    };
+    let stem = Path::new(&file.relative)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if !role_key_ok(stem) {
+        return Err(vec![problem(
+            &file.display,
+            "",
+            "pattern",
+            "file name: a role key is 2–41 lower-case letters, digits and _, starting with a letter",
+        )]);
+    }
+    let doc: Value = serde_json::from_str(&file.text).map_err(|e| {
+        vec![problem(
+            &file.display,
+            "",
+            "json",
+            format!("not valid JSON: {e}"),
+        )]
+    })?;
+    let found = definitions::meta::problems(part_validator("role"), &doc, "");
+    if !found.is_empty() {
+        return Err(found.into_iter().map(at).collect());
+    }
+    let mut role: BundleRole = serde_json::from_value(doc)
+        .map_err(|e| vec![problem(&file.display, "", "role", e.to_string())])?;
+    role.key = stem.to_owned();
+    role.source = file.display.clone();
+    Ok(role)
+}
+
+fn role_key_ok(key: &str) -> bool {
+    (2..=41).contains(&key.len())
+        && key.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Parses a bundle given as one JSON document (`schemas/meta/template.schema.json`).
@@ -245,6 +377,16 @@ pub fn from_document(document: &Value) -> Result<Bundle> {
     }
     let manifest: Manifest = serde_json::from_value(document["manifest"].clone())
         .map_err(|e| Error::invalid("/manifest", "manifest", e.to_string()))?;
+    let mut roles = Vec::new();
+    if let Some(by_key) = document.get("roles").and_then(Value::as_object) {
+        for (key, doc) in by_key {
+            let mut role: BundleRole = serde_json::from_value(doc.clone())
+                .map_err(|e| Error::invalid(format!("/roles/{key}"), "role", e.to_string()))?;
+            role.key = key.clone();
+            role.source = format!("/roles/{key}");
+            roles.push(role);
+        }
+    }
     let mut definitions = Vec::new();
     for kind in Kind::ALL {
         if let Some(by_key) = document["definitions"]
@@ -264,6 +406,8 @@ pub fn from_document(document: &Value) -> Result<Bundle> {
     Ok(Bundle {
         manifest,
         definitions,
+        roles,
+        data: document.get("data").cloned(),
     })
 }
 
@@ -302,6 +446,24 @@ pub fn validate(bundle: &Bundle, existing: &DefinitionSet) -> Vec<BundleProblem>
                         error,
                     }),
             );
+        }
+    }
+    let fields = |entity: &str| {
+        set.get(Kind::Entity, entity).map(|doc| {
+            doc.get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+    };
+    for role in &bundle.roles {
+        if let Err(Error::Invalid { errors, .. }) =
+            crate::access::Rights::parse(&role.rights, "/rights", &fields)
+        {
+            problems.extend(errors.into_iter().map(|error| BundleProblem {
+                source: role.source.clone(),
+                error,
+            }));
         }
     }
     problems
@@ -463,15 +625,43 @@ pub fn load_dir(dir: &Path) -> Result<Bundle, Vec<BundleProblem>> {
     from_files(&manifest, &files)
 }
 
-/// What an install created.
+/// How to install a bundle.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// A prefix for every key (`p` → `p_lead`, roles `p.sales_rep`): another copy of an app
+    /// beside one already installed.
+    pub prefix: Option<String>,
+    /// The language role names are written in (`en` or `zh-CN`).
+    pub language: Option<String>,
+    /// Import the records the bundle carries.
+    pub data: bool,
+    /// Import a built-in template's generated sample records (owned by the installer).
+    pub sample: bool,
+}
+
+/// What an install created (or, for a dry run, would create).
 #[derive(Debug, Clone, Serialize)]
 pub struct InstallReport {
+    /// The installed app's id (for upgrades).
+    pub app: uuid::Uuid,
     /// The bundle's name.
     pub template: String,
     /// Its version.
     pub version: String,
+    /// The prefix of its keys, if cloned with one.
+    pub prefix: Option<String>,
     /// Definitions created, each published at version 1.
     pub created: Vec<CreatedDefinition>,
+    /// Roles created.
+    pub roles: Vec<String>,
+    /// Records imported, and how people were matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<transfer::DataReport>,
+    /// Sample records created (a built-in template cloned with its sample data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_records: Option<usize>,
+    /// Whether nothing was written (a dry run).
+    pub dry_run: bool,
 }
 
 /// One definition an install created.
@@ -481,6 +671,129 @@ pub struct CreatedDefinition {
     pub kind: Kind,
     /// Key.
     pub key: String,
+}
+
+/// Longest clone prefix.
+pub const MAX_PREFIX: usize = 12;
+
+/// Checks a clone prefix: 1–12 lower-case letters and digits, starting with a letter.
+///
+/// # Errors
+/// `Error::Invalid` at `/prefix`.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let ok = (1..=MAX_PREFIX).contains(&prefix.len())
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "/prefix",
+            "pattern",
+            format!(
+                "a prefix is 1–{MAX_PREFIX} lower-case letters and digits, starting with a letter (e.g. east)"
+            ),
+        ))
+    }
+}
+
+impl Bundle {
+    /// The renaming an install applies: `prefix_` before every definition key, and the role
+    /// namespace (the prefix, or the manifest's) before every role key.
+    ///
+    /// # Errors
+    /// A problem for every key that would grow too long.
+    pub fn renaming(&self, prefix: Option<&str>) -> Result<rename::Renaming, Vec<BundleProblem>> {
+        let mut renaming = rename::Renaming::default();
+        let mut problems = Vec::new();
+        if let Some(prefix) = prefix {
+            for def in &self.definitions {
+                let key = format!("{prefix}_{}", def.key);
+                if key.len() > rename::MAX_KEY {
+                    problems.push(problem(
+                        &def.source,
+                        "",
+                        "too_long",
+                        format!(
+                            "with the prefix the key {key:?} is longer than {} characters",
+                            rename::MAX_KEY
+                        ),
+                    ));
+                }
+                renaming.definition(def.kind, &def.key, key);
+            }
+        }
+        let namespace = prefix.map_or_else(|| self.manifest.namespace(), str::to_owned);
+        for role in &self.roles {
+            renaming.role(&role.key, format!("{namespace}.{}", role.key));
+        }
+        if problems.is_empty() {
+            Ok(renaming)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The bundle with every key and reference renamed.
+    pub fn renamed(&self, renaming: &rename::Renaming) -> Bundle {
+        Bundle {
+            manifest: self.manifest.clone(),
+            definitions: self
+                .definitions
+                .iter()
+                .map(|def| {
+                    let mut document = def.document.clone();
+                    renaming.document(def.kind, &mut document);
+                    BundleDefinition {
+                        kind: def.kind,
+                        key: renaming.key_of(def.kind, &def.key),
+                        document,
+                        source: def.source.clone(),
+                    }
+                })
+                .collect(),
+            roles: self
+                .roles
+                .iter()
+                .map(|role| {
+                    let mut rights = role.rights.clone();
+                    renaming.rights(&mut rights);
+                    BundleRole {
+                        key: renaming.role_of(&role.key),
+                        rights,
+                        ..role.clone()
+                    }
+                })
+                .collect(),
+            data: self.data.clone(),
+        }
+    }
+
+    /// The documents as installed, by kind and key, and the roles: what upgrades merge against.
+    pub fn base(&self) -> Value {
+        let mut definitions = serde_json::Map::new();
+        for def in &self.definitions {
+            let by_key = definitions
+                .entry(def.kind.as_str())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(by_key) = by_key.as_object_mut() {
+                by_key.insert(def.key.clone(), def.document.clone());
+            }
+        }
+        let roles: serde_json::Map<String, Value> = self
+            .roles
+            .iter()
+            .map(|role| {
+                (
+                    role.key.clone(),
+                    serde_json::json!({"name": role.name, "rights": role.rights}),
+                )
+            })
+            .collect();
+        serde_json::json!({"definitions": definitions, "roles": roles})
+    }
 }
 
 /// Problems as one 422, each pointer located in the one-document form of the bundle.
@@ -493,6 +806,13 @@ fn as_invalid(bundle: &Bundle, problems: Vec<BundleProblem>) -> Error {
                 .iter()
                 .find(|d| d.source == p.source)
                 .map(BundleDefinition::pointer)
+                .or_else(|| {
+                    bundle
+                        .roles
+                        .iter()
+                        .find(|r| r.source == p.source)
+                        .map(|r| format!("/roles/{}", r.key))
+                })
                 .unwrap_or_default();
             FieldError {
                 pointer: format!("{prefix}{}", p.error.pointer),
@@ -506,8 +826,9 @@ fn as_invalid(bundle: &Bundle, problems: Vec<BundleProblem>) -> Error {
     )
 }
 
-/// Validates `bundle` against the workspace and installs it in one transaction inside `conn`
-/// (the caller's transaction). Nothing is written when any problem is found.
+/// Validates `bundle` against the workspace and installs it inside `conn` (the caller's
+/// transaction): definitions (renamed for the prefix), roles, the app's record, and with
+/// `options.data` its records. Nothing is written when any problem is found.
 ///
 /// # Errors
 /// `Error::Invalid` listing every problem; `Error::Conflict` when a key is taken.
@@ -516,32 +837,64 @@ pub async fn install_in(
     clock: &SharedClock,
     workspace_id: uuid::Uuid,
     bundle: &Bundle,
+    options: &InstallOptions,
     actor: Actor,
 ) -> Result<InstallReport> {
+    if let Some(prefix) = &options.prefix {
+        check_prefix(prefix)?;
+    }
     // Writing first serialises concurrent installs on the workspace row (PostgreSQL) and takes
     // SQLite's write lock before any read, so validation sees the state the install commits on.
     store::workspaces::bump_generation(conn, workspace_id).await?;
+    let renaming = bundle
+        .renaming(options.prefix.as_deref())
+        .map_err(|problems| as_invalid(bundle, problems))?;
+    let renamed = bundle.renamed(&renaming);
     let existing = &DefinitionSet::load(conn, workspace_id).await?;
-    let problems = validate(bundle, existing);
+    let problems = validate(&renamed, existing);
     if !problems.is_empty() {
         return Err(as_invalid(bundle, problems));
     }
-    let taken: Vec<FieldError> = bundle
+    let existing_roles: std::collections::HashSet<String> =
+        store::people::roles(conn, workspace_id)
+            .await?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+    let mut taken: Vec<FieldError> = bundle
         .definitions
         .iter()
-        .filter(|d| existing.get(d.kind, &d.key).is_some())
-        .map(|d| {
+        .zip(&renamed.definitions)
+        .filter(|(_, new)| existing.get(new.kind, &new.key).is_some())
+        .map(|(old, new)| {
             FieldError::new(
-                d.pointer(),
+                old.pointer(),
                 "exists",
                 format!(
-                    "the workspace already has a {} {:?}",
-                    d.kind.as_str(),
-                    d.key
+                    "the workspace already has a {} {:?}; clone with a prefix to keep both",
+                    new.kind.as_str(),
+                    new.key
                 ),
             )
         })
         .collect();
+    taken.extend(
+        bundle
+            .roles
+            .iter()
+            .zip(&renamed.roles)
+            .filter(|(_, new)| existing_roles.contains(&new.key))
+            .map(|(old, new)| {
+                FieldError::new(
+                    format!("/roles/{}", old.key),
+                    "exists",
+                    format!(
+                        "the workspace already has a role {:?}; clone with a prefix to keep both",
+                        new.key
+                    ),
+                )
+            }),
+    );
     if !taken.is_empty() {
         return Err(Error::Conflict {
             detail: "some keys of the template are taken in this workspace".to_owned(),
@@ -553,7 +906,31 @@ pub async fn install_in(
         "bundle:{}@{}",
         bundle.manifest.name, bundle.manifest.version
     );
-    let mut ordered: Vec<&BundleDefinition> = bundle.definitions.iter().collect();
+    // Roles first: workflows check the roles they name when they are published.
+    let zh = options.language.as_deref() == Some("zh-CN");
+    let mut roles = Vec::new();
+    for role in &renamed.roles {
+        let name = match (&role.name.zh_cn, zh) {
+            (Some(zh_name), true) => zh_name.clone(),
+            _ => role.name.en.clone(),
+        };
+        // Checked against the bundle's entities by `validate` above.
+        let rights = role.rights.clone();
+        store::people::upsert_role(
+            conn,
+            store::people::RoleRow {
+                workspace_id,
+                key: role.key.clone(),
+                name,
+                rights,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await?;
+        roles.push(role.key.clone());
+    }
+    let mut ordered: Vec<&BundleDefinition> = renamed.definitions.iter().collect();
     ordered.sort_by_key(|d| (d.kind, d.key.clone()));
     let mut created = Vec::new();
     for def in ordered {
@@ -576,27 +953,113 @@ pub async fn install_in(
             key: def.key.clone(),
         });
     }
+    let data = match (&renamed.data, options.data) {
+        (Some(data), true) => {
+            Some(transfer::import_data(conn, workspace_id, data, &renaming, actor, now).await?)
+        }
+        _ => None,
+    };
+    let sample = match (options.sample, actor.account_id()) {
+        (true, Some(owner)) => match demo::sample_records(&bundle.manifest.name, now) {
+            Some(records) => {
+                let workspace = store::workspaces::find(conn, workspace_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("workspace"))?;
+                let records = records
+                    .into_iter()
+                    .map(|r| crate::records::ImportedRecord {
+                        entity: renaming.key_of(Kind::Entity, r.entity),
+                        id: r.id,
+                        created_at: r.created_at,
+                        fields: r.fields,
+                        changes: r.changes.into_iter().map(|c| (c.at, c.fields)).collect(),
+                    })
+                    .collect();
+                Some(
+                    crate::records::import_in(
+                        conn,
+                        workspace_id,
+                        owner,
+                        records,
+                        now,
+                        crate::workspaces::zone_of(&workspace),
+                        crate::workspaces::calendar_of(&workspace),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    let app = crate::domain::new_id();
+    store::apps::insert(
+        conn,
+        store::apps::InstalledAppRow {
+            id: app,
+            workspace_id,
+            template: bundle.manifest.name.clone(),
+            version: bundle.manifest.version.clone(),
+            title: serde_json::to_value(&bundle.manifest.title).unwrap_or(Value::Null),
+            prefix: options.prefix.clone(),
+            namespace: options
+                .prefix
+                .clone()
+                .unwrap_or_else(|| bundle.manifest.namespace()),
+            base: renamed.base(),
+            installed_at: now,
+            installed_by: actor.account_id(),
+            upgraded_at: None,
+        },
+    )
+    .await?;
     Ok(InstallReport {
+        app,
         template: bundle.manifest.name.clone(),
         version: bundle.manifest.version.clone(),
+        prefix: options.prefix.clone(),
         created,
+        roles,
+        data,
+        sample_records: sample,
+        dry_run: false,
     })
 }
 
-/// Installs a bundle into a workspace in its own transaction and swaps the live registry.
+/// The apps installed in a workspace, oldest first.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn installed(
+    db: &Db,
+    workspace_id: uuid::Uuid,
+) -> Result<Vec<store::apps::InstalledAppRow>> {
+    store::apps::list(db.conn(), workspace_id).await
+}
+
+/// Installs a bundle into a workspace in its own transaction and swaps the live registry; a
+/// dry run does everything, reports, and rolls back.
 ///
 /// # Errors
 /// As [`install_in`].
+#[allow(clippy::too_many_arguments)]
 pub async fn install(
     db: &Db,
     clock: &SharedClock,
     registry: &Registry,
     workspace_id: uuid::Uuid,
     bundle: &Bundle,
+    options: &InstallOptions,
     actor: Actor,
+    dry_run: bool,
 ) -> Result<InstallReport> {
     let tx = db.begin().await?;
-    let report = install_in(&tx, clock, workspace_id, bundle, actor).await?;
+    let mut report = install_in(&tx, clock, workspace_id, bundle, options, actor).await?;
+    if dry_run {
+        tx.rollback().await?;
+        report.dry_run = true;
+        return Ok(report);
+    }
     tx.commit().await?;
     store::access_changed();
     // Committed; a failed reload only delays the swap to the next request.

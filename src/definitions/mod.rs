@@ -425,7 +425,6 @@ impl Store<'_> {
             }
         };
         let now = self.clock.now();
-        let next = row.latest_version + 1;
         let tx = self.db.begin().await?;
         // Taking the workspace row first serialises publishes in a workspace, so the references
         // checked below are the ones in force when this version commits.
@@ -441,55 +440,18 @@ impl Store<'_> {
                 problems,
             ));
         }
-        if kind == Kind::Workflow {
-            crate::workflows::published(
-                &tx,
-                self.clock,
-                scope.workspace_id,
-                (key, row.id, next),
-                &document,
-            )
-            .await?;
-        }
-        if kind == Kind::Entity {
-            follow_entity(
-                &tx,
-                self.clock,
-                actor,
-                scope.workspace_id,
-                row.id,
-                key,
-                set.get(Kind::Entity, key),
-                (next, &document),
-            )
-            .await?;
-        }
-        let change = DefinitionChange {
-            draft: clear_draft.then_some(None),
-            published_version: Some(next),
-            latest_version: Some(next),
-        };
-        if !rows::update_if_revision(
+        publish_in(
             &tx,
-            row.id,
-            expected_revision,
-            change,
-            actor.account_id(),
-            now,
-        )
-        .await?
-        {
-            return Err(stale(expected_revision, row.revision));
-        }
-        rows::insert_version(
-            &tx,
-            VersionRow {
-                definition_id: row.id,
-                version: next,
+            self.clock,
+            NextVersion {
+                row: &row,
+                expected_revision,
+                previous: set.get(kind, key),
                 document,
-                origin,
-                created_at: now,
-                created_by: actor.account_id(),
+                origin: &origin,
+                clear_draft,
+                actor,
+                now,
             },
         )
         .await?;
@@ -613,6 +575,104 @@ pub struct Seed<'a> {
     pub actor: Actor,
     /// When.
     pub now: DateTime<Utc>,
+}
+
+/// A next published version of an existing definition, for [`publish_in`].
+#[derive(Debug)]
+pub struct NextVersion<'a> {
+    /// The definition as read in the caller's transaction.
+    pub row: &'a DefinitionRow,
+    /// The revision the change is based on.
+    pub expected_revision: i64,
+    /// The published document it replaces.
+    pub previous: Option<&'a Value>,
+    /// The new document (checked by the caller).
+    pub document: Value,
+    /// Where it came from (`draft`, `rollback:3`, `upgrade:sales-crm@1.1.0`).
+    pub origin: &'a str,
+    /// Whether publishing clears the draft.
+    pub clear_draft: bool,
+    /// Who.
+    pub actor: Actor,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// Publishes the next version of an existing definition inside the caller's transaction (which
+/// has checked the document and bumped the workspace's generation): workflows re-plan, entities
+/// evolve their tables, the version is recorded.
+///
+/// # Errors
+/// `Error::Conflict` for a stale revision; evolution errors; `Error::Db`.
+pub async fn publish_in(
+    conn: &impl Conn,
+    clock: &SharedClock,
+    next: NextVersion<'_>,
+) -> Result<()> {
+    let NextVersion {
+        row,
+        expected_revision,
+        previous,
+        document,
+        origin,
+        clear_draft,
+        actor,
+        now,
+    } = next;
+    let version = row.latest_version + 1;
+    let kind = Kind::parse(&row.kind)?;
+    if kind == Kind::Workflow {
+        crate::workflows::published(
+            conn,
+            clock,
+            row.workspace_id,
+            (&row.key, row.id, version),
+            &document,
+        )
+        .await?;
+    }
+    if kind == Kind::Entity {
+        follow_entity(
+            conn,
+            clock,
+            actor,
+            row.workspace_id,
+            row.id,
+            &row.key,
+            previous,
+            (version, &document),
+        )
+        .await?;
+    }
+    let change = DefinitionChange {
+        draft: clear_draft.then_some(None),
+        published_version: Some(version),
+        latest_version: Some(version),
+    };
+    if !rows::update_if_revision(
+        conn,
+        row.id,
+        expected_revision,
+        change,
+        actor.account_id(),
+        now,
+    )
+    .await?
+    {
+        return Err(stale(expected_revision, row.revision));
+    }
+    rows::insert_version(
+        conn,
+        VersionRow {
+            definition_id: row.id,
+            version,
+            document,
+            origin: origin.to_owned(),
+            created_at: now,
+            created_by: actor.account_id(),
+        },
+    )
+    .await
 }
 
 /// Inserts a definition already published at version 1, inside the caller's transaction.

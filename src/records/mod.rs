@@ -14,6 +14,7 @@ pub mod rollups;
 pub mod schema;
 pub mod scripting;
 pub mod sharing;
+pub mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

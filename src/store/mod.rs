@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod approvals;
+pub mod apps;
 pub mod definitions;
 pub mod entities;
 pub mod facts;

@@ -1627,6 +1627,53 @@ pub async fn history(
         .collect()
 }
 
+/// Every history row of an entity, by record then oldest first (for exports).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn history_of_entity(conn: &impl Conn, entity_id: Uuid) -> Result<Vec<HistoryRow>> {
+    let mut query = Query::select();
+    query
+        .columns(
+            [
+                "id",
+                "workspace_id",
+                "entity_id",
+                "record_id",
+                "at",
+                "actor_id",
+                "actor_kind",
+                "channel",
+                "operation",
+                "changes",
+            ]
+            .map(Alias::new),
+        )
+        .from(Alias::new("record_history"))
+        .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+        .order_by(Alias::new("record_id"), Order::Asc)
+        .order_by(Alias::new("at"), Order::Asc)
+        .order_by(Alias::new("id"), Order::Asc);
+    let rows = conn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| {
+            let record_id: String = row.try_get("", "record_id")?;
+            Ok(HistoryRow {
+                id: row.try_get("", "id")?,
+                workspace_id: row.try_get("", "workspace_id")?,
+                entity_id: row.try_get("", "entity_id")?,
+                record_id: Uuid::parse_str(&record_id).map_err(Error::internal)?,
+                at: row.try_get("", "at")?,
+                actor_id: row.try_get("", "actor_id")?,
+                actor_kind: row.try_get("", "actor_kind")?,
+                channel: row.try_get("", "channel")?,
+                operation: row.try_get("", "operation")?,
+                changes: row.try_get("", "changes")?,
+            })
+        })
+        .collect()
+}
+
 /// When each of `records` took each value of `field`, oldest first per record: the `new`
 /// value of every history row whose changed fields name it (in API form).
 ///
@@ -1700,6 +1747,62 @@ pub async fn next_counter(
         .await?
         .ok_or_else(|| Error::internal("counter upsert returned nothing"))?;
     Ok(row.try_get("", "value")?)
+}
+
+/// The auto-number counters of an entity: (field, period, last value).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn counters_of(conn: &impl Conn, entity_id: Uuid) -> Result<Vec<(String, String, i64)>> {
+    let mut query = Query::select();
+    query
+        .columns(["field", "period", "value"].map(Alias::new))
+        .from(Alias::new("record_counters"))
+        .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+        .order_by(Alias::new("field"), Order::Asc)
+        .order_by(Alias::new("period"), Order::Asc);
+    let rows = conn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "field")?,
+                row.try_get("", "period")?,
+                row.try_get("", "value")?,
+            ))
+        })
+        .collect()
+}
+
+/// Sets an auto-number counter to at least `value` (imports carry the numbers on).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn raise_counter(
+    conn: &impl Conn,
+    entity_id: Uuid,
+    field: &str,
+    period: &str,
+    value: i64,
+) -> Result<()> {
+    let backend = backend_of(conn);
+    let (p1, p2, p3, p4) = (
+        placeholder(backend, 1),
+        placeholder(backend, 2),
+        placeholder(backend, 3),
+        placeholder(backend, 4),
+    );
+    let sql = format!(
+        "INSERT INTO record_counters (entity_id, field, period, value) VALUES ({p1}, {p2}, {p3}, {p4}) \
+         ON CONFLICT (entity_id, field, period) DO UPDATE SET value = \
+         CASE WHEN record_counters.value > excluded.value THEN record_counters.value ELSE excluded.value END"
+    );
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        sql,
+        [entity_id.into(), field.into(), period.into(), value.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 // ---- index states ----
@@ -2006,6 +2109,30 @@ pub async fn link_attachments(
                 .or(Expr::col(Alias::new("record_id")).eq(record_id.to_string())),
         );
     Ok(conn.execute(&update).await?.rows_affected())
+}
+
+/// Every linked attachment of an entity with its bytes (for exports).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn attachments_with_data(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    entity_id: Uuid,
+) -> Result<Vec<(AttachmentRow, Vec<u8>)>> {
+    let mut query = Query::select();
+    query
+        .columns(ATTACHMENT_COLUMNS.map(Alias::new))
+        .column(Alias::new("data"))
+        .from(Alias::new("attachments"))
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
+        .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
+        .and_where(Expr::col(Alias::new("record_id")).is_not_null())
+        .order_by(Alias::new("id"), Order::Asc);
+    let rows = conn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| Ok((decode_attachment(row)?, row.try_get("", "data")?)))
+        .collect()
 }
 
 // ---- erasure (personal data) ----

@@ -252,6 +252,7 @@ pub async fn publish_entity(
 }
 
 /// An HTTP client with a cookie jar and the session's CSRF token or a bearer token.
+#[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
@@ -609,10 +610,21 @@ pub async fn join_member(
     email: &str,
     role: &str,
 ) -> (Client, String) {
+    join_member_in(app, admin, "demo", email, role).await
+}
+
+/// As [`join_member`], into workspace `ws`.
+pub async fn join_member_in(
+    app: &TestApp,
+    admin: &Client,
+    ws: &str,
+    email: &str,
+    role: &str,
+) -> (Client, String) {
     let client = app.create_user(email).await;
     let (status, body) = admin
         .post(
-            "/api/v1/w/demo/members",
+            &format!("/api/v1/w/{ws}/members"),
             serde_json::json!({"email": email, "role": role}),
         )
         .await;
