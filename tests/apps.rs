@@ -188,7 +188,7 @@ fn desk_bundle(version: &str) -> Value {
         "manifest": {"name": "desk", "version": version, "title": {"en": "Desk", "zh-CN": "服务台"}, "namespace": "desk"},
         "definitions": {
             "entity": {
-                "ticket": {
+                "case": {
                     "type": "object",
                     "x-label": {"en": "Ticket"},
                     "x-title-field": "subject",
@@ -210,21 +210,21 @@ fn desk_bundle(version: &str) -> Value {
                 }
             },
             "form": {
-                "ticket_form": {"entity": "ticket", "label": {"en": "Ticket"},
+                "case_form": {"entity": "case", "label": {"en": "Ticket"},
                                 "sections": [{"fields": [{"field": "subject"}, {"field": "customer"}]}]}
             },
             "workflow": {
-                "ticket_reminder": {
+                "case_reminder": {
                     "label": {"en": "Remind the owner"},
-                    "entity": "ticket",
+                    "entity": "case",
                     "trigger": {"type": "record_created"},
-                    "steps": [{"id": "tell", "type": "notify", "to": ["owner", "role:agent"], "title": "New ticket {{ record.subject }}"}]
+                    "steps": [{"id": "tell", "type": "notify", "to": ["owner", "role:agent"], "title": "New case {{ record.subject }}"}]
                 }
             }
         },
         "roles": {
             "agent": {"name": {"en": "Agent", "zh-CN": "客服"},
-                      "rights": {"entities": {"ticket": {"create": "own", "read": "all", "update": "own", "delete": "none"}}}}
+                      "rights": {"entities": {"case": {"create": "own", "read": "all", "update": "own", "delete": "none"}}}}
         }
     })
 }
@@ -233,7 +233,7 @@ async fn upload(client: &Client, ws: &str, text: &str) -> Value {
     let mut request = client
         .http
         .post(format!(
-            "{}/api/v1/w/{ws}/entities/ticket/attachments?field=scan&name=scan.txt",
+            "{}/api/v1/w/{ws}/entities/case/attachments?field=scan&name=scan.txt",
             client.base
         ))
         .header("content-type", "text/plain")
@@ -274,7 +274,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
     let file = upload(&admin, "demo", "signed").await;
     let (status, first) = admin
         .post(
-            "/api/v1/w/demo/entities/ticket/records",
+            "/api/v1/w/demo/entities/case/records",
             json!({"fields": {"subject": "打印机故障", "customer": client_record["id"],
                    "assignee": ann_id, "scan": [file["id"]]}}),
         )
@@ -282,15 +282,15 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let (status, _) = ann
         .post(
-            "/api/v1/w/demo/entities/ticket/records",
-            json!({"fields": {"subject": "Ann's own ticket"}}),
+            "/api/v1/w/demo/entities/case/records",
+            json!({"fields": {"subject": "Ann own case"}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, changed) = admin
         .patch(
             &format!(
-                "/api/v1/w/demo/entities/ticket/records/{}",
+                "/api/v1/w/demo/entities/case/records/{}",
                 first["id"].as_str().unwrap_or_default()
             ),
             json!({"fields": {"subject": "打印机卡纸"}, "version": first["version"]}),
@@ -360,7 +360,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
         "opportunity",
         "follow_up",
         "client",
-        "ticket",
+        "case",
     ] {
         let before = all_records(&admin, "demo", entity).await;
         let after = all_records(&target, "moved", entity).await;
@@ -374,7 +374,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
             let new = &after[id];
             let mut expected = old["fields"].clone();
             let mut got = new["fields"].clone();
-            if entity == "ticket" {
+            if entity == "case" {
                 // People and files get this installation's ids.
                 for fields in [&mut expected, &mut got] {
                     fields.as_object_mut().map(|f| {
@@ -409,7 +409,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
             };
             let (old, new) = (summary(&old), summary(&new));
             assert!(!old.is_empty());
-            if entity != "ticket" {
+            if entity != "case" {
                 assert_eq!(old, new, "{entity} {id}");
             } else {
                 assert_eq!(old.len(), new.len());
@@ -417,7 +417,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
         }
     }
     // Ann's ticket is the importer's now; the assignee too; the file came along.
-    let tickets = all_records(&target, "moved", "ticket").await;
+    let tickets = all_records(&target, "moved", "case").await;
     let (_, me) = target.get("/api/v1/account").await;
     let first_id = first["id"].as_str().expect("id");
     assert_eq!(
@@ -437,7 +437,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
     // Numbers go on where they stopped.
     let (_, next) = target
         .post(
-            "/api/v1/w/moved/entities/ticket/records",
+            "/api/v1/w/moved/entities/case/records",
             json!({"fields": {"subject": "third"}}),
         )
         .await;
@@ -457,7 +457,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
     destination.run_jobs_until_idle().await;
     let (_, inbox) = target.get("/api/v1/w/moved/notifications").await;
     assert!(
-        inbox.to_string().contains("New ticket third"),
+        inbox.to_string().contains("New case third"),
         "the imported workflow did not run: {inbox}"
     );
     // Importing the same bundle again clashes and writes nothing.
@@ -504,31 +504,31 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{installed}");
     let app_id = installed["app"].as_str().expect("app id").to_owned();
     // The workspace customises: a label of the ticket, and the form's title.
-    publish_in(&admin, "demo", "entity", "ticket", |doc| {
+    publish_in(&admin, "demo", "entity", "case", |doc| {
         doc["properties"]["subject"]["x-label"] = json!({"en": "Our subject"});
     })
     .await;
-    publish_in(&admin, "demo", "form", "ticket_form", |doc| {
+    publish_in(&admin, "demo", "form", "case_form", |doc| {
         doc["label"] = json!({"en": "Our ticket"});
     })
     .await;
     let (_, ticket) = admin
         .post(
-            "/api/v1/w/demo/entities/ticket/records",
+            "/api/v1/w/demo/entities/case/records",
             json!({"fields": {"subject": "kept"}}),
         )
         .await;
     // Version 1.1.0 adds a field, a view and a right, and retitles the form.
     let mut next = desk_bundle("1.1.0");
-    next["definitions"]["entity"]["ticket"]["properties"]["priority"] = json!({
+    next["definitions"]["entity"]["case"]["properties"]["priority"] = json!({
         "type": "string", "enum": ["low", "high"], "x-kind": "single_select", "x-label": {"en": "Priority"},
         "x-options": [{"value": "low", "label": {"en": "Low"}}, {"value": "high", "label": {"en": "High"}}]
     });
-    next["definitions"]["form"]["ticket_form"]["label"] = json!({"en": "Support ticket"});
+    next["definitions"]["form"]["case_form"]["label"] = json!({"en": "Support ticket"});
     next["definitions"]["view"] = json!({
-        "ticket_all": {"entity": "ticket", "label": {"en": "All tickets"}, "layout": "table", "columns": ["number", "subject", "priority"]}
+        "case_all": {"entity": "case", "label": {"en": "All tickets"}, "layout": "table", "columns": ["number", "subject", "priority"]}
     });
-    next["roles"]["agent"]["rights"]["entities"]["ticket"]["delete"] = json!("own");
+    next["roles"]["agent"]["rights"]["entities"]["case"]["delete"] = json!("own");
     let url = format!("/api/v1/w/demo/apps/{app_id}/upgrade");
     let (status, plan) = admin
         .post(&url, json!({"bundle": next, "dry_run": true}))
@@ -552,10 +552,10 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
     assert_eq!(
         actions,
         BTreeMap::from([
-            ("entity/ticket".to_owned(), "update".to_owned()),
-            ("form/ticket_form".to_owned(), "conflict".to_owned()),
+            ("entity/case".to_owned(), "update".to_owned()),
+            ("form/case_form".to_owned(), "conflict".to_owned()),
             ("role/desk.agent".to_owned(), "update".to_owned()),
-            ("view/ticket_all".to_owned(), "add".to_owned()),
+            ("view/case_all".to_owned(), "add".to_owned()),
         ]),
         "{plan}"
     );
@@ -568,31 +568,29 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
     assert_eq!(conflict["conflicts"], json!(["/label/en"]));
     let (_, unchanged) = admin.get("/api/v1/w/demo/definitions/view").await;
     assert!(
-        !unchanged.to_string().contains("ticket_all"),
+        !unchanged.to_string().contains("case_all"),
         "a dry run wrote"
     );
 
     let (status, applied) = admin.post(&url, json!({"bundle": next})).await;
     assert_eq!(status, StatusCode::OK, "{applied}");
     assert_eq!(applied["applied"], true);
-    let (_, entity) = admin.get("/api/v1/w/demo/definitions/entity/ticket").await;
+    let (_, entity) = admin.get("/api/v1/w/demo/definitions/entity/case").await;
     let properties = &entity["published"]["properties"];
     assert_eq!(properties["subject"]["x-label"]["en"], "Our subject");
     assert!(properties["priority"].is_object(), "{entity}");
     let (_, versions) = admin
-        .get("/api/v1/w/demo/definitions/entity/ticket/versions")
+        .get("/api/v1/w/demo/definitions/entity/case/versions")
         .await;
     assert!(
         versions.to_string().contains("upgrade:desk@1.1.0"),
         "{versions}"
     );
-    let (_, form) = admin
-        .get("/api/v1/w/demo/definitions/form/ticket_form")
-        .await;
+    let (_, form) = admin.get("/api/v1/w/demo/definitions/form/case_form").await;
     assert_eq!(form["published"]["label"]["en"], "Our ticket");
     let (status, record) = admin
         .get(&format!(
-            "/api/v1/w/demo/entities/ticket/records/{}",
+            "/api/v1/w/demo/entities/case/records/{}",
             ticket["id"].as_str().unwrap_or_default()
         ))
         .await;
@@ -620,13 +618,11 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
     let (status, resolved) = admin
         .post(
             &url,
-            json!({"bundle": next, "resolutions": {"form/ticket_form": "theirs"}}),
+            json!({"bundle": next, "resolutions": {"form/case_form": "theirs"}}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{resolved}");
-    let (_, form) = admin
-        .get("/api/v1/w/demo/definitions/form/ticket_form")
-        .await;
+    let (_, form) = admin.get("/api/v1/w/demo/definitions/form/case_form").await;
     assert_eq!(form["published"]["label"]["en"], "Support ticket");
     let (_, done) = admin
         .post(&url, json!({"bundle": next, "dry_run": true}))
@@ -645,7 +641,7 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
     );
     let mut broken = next.clone();
     broken["manifest"]["version"] = json!("1.2.0");
-    broken["definitions"]["view"]["ticket_all"]["columns"] = json!(["number", "ghost"]);
+    broken["definitions"]["view"]["case_all"]["columns"] = json!(["number", "ghost"]);
     let (status, body) = admin.post(&url, json!({"bundle": broken})).await;
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(pointers.iter().any(|p| p.ends_with("/columns/1")), "{body}");
@@ -685,12 +681,12 @@ async fn bad_bundles_are_refused_whole(backend: Backend) {
         }
     };
     let mut bad = desk_bundle("1.0.0");
-    bad["definitions"]["workflow"]["ticket_reminder"]["condition"] = json!("record.subject ==");
+    bad["definitions"]["workflow"]["case_reminder"]["condition"] = json!("record.subject ==");
     bad["roles"]["agent"]["rights"]["entities"]["ghost"] = json!({"read": "all"});
     bad["data"] = json!({
         "people": [],
         "records": [
-            {"entity": "ticket", "id": "6f1c1c4e-7a43-4a8e-9a4c-0d8c7f1e2a01",
+            {"entity": "case", "id": "6f1c1c4e-7a43-4a8e-9a4c-0d8c7f1e2a01",
              "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "version": 1,
              "fields": {"subject": "x", "customer": "6f1c1c4e-7a43-4a8e-9a4c-0d8c7f1e2a99"}}
         ]
@@ -700,7 +696,7 @@ async fn bad_bundles_are_refused_whole(backend: Backend) {
         .await;
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        pointers.contains(&"/bundle/definitions/workflow/ticket_reminder/condition".to_owned()),
+        pointers.contains(&"/bundle/definitions/workflow/case_reminder/condition".to_owned()),
         "{body}"
     );
     assert!(
@@ -711,7 +707,7 @@ async fn bad_bundles_are_refused_whole(backend: Backend) {
         .as_array()
         .expect("errors")
         .iter()
-        .find(|e| e["pointer"] == "/bundle/definitions/workflow/ticket_reminder/condition")
+        .find(|e| e["pointer"] == "/bundle/definitions/workflow/case_reminder/condition")
         .expect("condition");
     assert!(located["line"].is_number(), "{located}");
     assert_eq!(count(&admin).await, (0, false));
@@ -731,7 +727,7 @@ async fn bad_bundles_are_refused_whole(backend: Backend) {
     assert_eq!(count(&admin).await, (0, false));
     // A malformed data section, and a bundle over the size limit.
     let mut malformed = desk_bundle("1.0.0");
-    malformed["data"] = json!({"records": [{"entity": "ticket"}]});
+    malformed["data"] = json!({"records": [{"entity": "case"}]});
     let (status, body) = admin
         .post(
             "/api/v1/w/ws/apps",
@@ -740,7 +736,7 @@ async fn bad_bundles_are_refused_whole(backend: Backend) {
         .await;
     assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     let mut huge = desk_bundle("1.0.0");
-    huge["definitions"]["entity"]["ticket"]["description"] = json!("x".repeat(65 * 1024 * 1024));
+    huge["definitions"]["entity"]["case"]["description"] = json!("x".repeat(65 * 1024 * 1024));
     let (status, body) = admin
         .post("/api/v1/w/ws/apps", json!({"bundle": huge}))
         .await;

@@ -23,7 +23,7 @@ async fn first_start_installs_the_sales_crm_into_the_demo_workspace(backend: Bac
     let (_, versions) = admin
         .get("/api/v1/w/demo/definitions/entity/opportunity/versions")
         .await;
-    assert_eq!(versions[0]["origin"], "bundle:sales-crm@1.0.0");
+    assert_eq!(versions[0]["origin"], "bundle:sales-crm@1.1.0");
     let (_, view) = admin
         .get("/api/v1/w/demo/definitions/view/opportunity_pipeline")
         .await;
@@ -53,7 +53,7 @@ async fn installing_a_template_is_all_or_nothing(backend: Backend) {
         .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{report}");
-    assert_eq!(report["created"].as_array().map(Vec::len), Some(42));
+    assert_eq!(report["created"].as_array().map(Vec::len), Some(78));
     // A second install clashes on every key and writes nothing.
     let (status, body) = admin
         .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))
@@ -77,9 +77,9 @@ fn bad_bundle() -> Value {
         "manifest": {"name": "broken", "version": "1.0.0", "title": {"en": "Broken"}},
         "definitions": {
             "entity": {
-                "ticket": {
+                "issue": {
                     "type": "object",
-                    "x-label": {"en": "Ticket"},
+                    "x-label": {"en": "Issue"},
                     "required": ["subject", "ghost"],
                     "properties": {
                         "subject": {"type": "string", "x-kind": "text", "x-label": {"en": "Subject"}},
@@ -93,7 +93,7 @@ fn bad_bundle() -> Value {
                 }
             },
             "form": {
-                "ticket_form": {"entity": "ticket", "label": {"en": "Ticket"}, "sections": [{"fields": [{"field": "subject"}]}]}
+                "issue_form": {"entity": "issue", "label": {"en": "Issue"}, "sections": [{"fields": [{"field": "subject"}]}]}
             }
         }
     })
@@ -108,19 +108,19 @@ async fn an_invalid_bundle_lists_every_problem_and_writes_nothing(backend: Backe
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         pointers,
-        ["/bundle/definitions/entity/ticket/required/1"],
+        ["/bundle/definitions/entity/issue/required/1"],
         "{body}"
     );
     // Fix the first problem: the broken reference is found next, still before any write.
     let mut bundle = bad_bundle();
-    bundle["definitions"]["entity"]["ticket"]["required"] = json!(["subject"]);
+    bundle["definitions"]["entity"]["issue"]["required"] = json!(["subject"]);
     let (status, body) = admin
         .post("/api/v1/w/demo/apps", json!({"bundle": bundle}))
         .await;
     let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         pointers,
-        ["/bundle/definitions/entity/ticket/properties/customer/x-reference/entity"]
+        ["/bundle/definitions/entity/issue/properties/customer/x-reference/entity"]
     );
     let (status, _) = admin.get("/api/v1/w/demo/definitions/entity/fine").await;
     assert_eq!(
@@ -139,14 +139,14 @@ async fn an_invalid_bundle_lists_every_problem_and_writes_nothing(backend: Backe
     assert!(pointers.iter().all(|p| p.starts_with("/bundle")), "{body}");
     assert!(pointers.len() >= 3, "every problem is listed: {body}");
     // And a valid one installs.
-    bundle["definitions"]["entity"]["ticket"]["properties"]["customer"]["x-reference"]["entity"] =
+    bundle["definitions"]["entity"]["issue"]["properties"]["customer"]["x-reference"]["entity"] =
         json!("customer");
     let (status, body) = admin
         .post("/api/v1/w/demo/apps", json!({"bundle": bundle}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, _) = admin
-        .get("/api/v1/w/demo/definitions/form/ticket_form")
+        .get("/api/v1/w/demo/definitions/form/issue_form")
         .await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -192,7 +192,7 @@ fn formwork_check_reports_every_problem_with_file_and_pointer() {
     assert!(stdout.contains("template.json: /version:"), "{stdout}");
     assert!(stdout.contains("bad.json: /: not valid JSON"), "{stdout}");
     assert!(
-        stdout.contains("bundle.json: /definitions/entity/ticket/required/1:"),
+        stdout.contains("bundle.json: /definitions/entity/issue/required/1:"),
         "{stdout}"
     );
 }

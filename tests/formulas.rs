@@ -596,9 +596,9 @@ async fn clock_formulas_are_recomputed_daily(backend: Backend) {
             "days_left": {"type": "integer", "x-kind": "formula", "x-result": "integer",
                           "x-label": {"en": "Days left"},
                           "x-formula": "days_between(today(), record.due)"}}});
-    let (status, body) = publish(&admin, "task", document).await;
+    let (status, body) = publish(&admin, "chore", document).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let tasks = format!("{W}/entities/task/records");
+    let tasks = format!("{W}/entities/chore/records");
     let today = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Shanghai)
         .date_naive();
@@ -627,6 +627,7 @@ async fn clock_formulas_are_recomputed_daily(backend: Backend) {
             all.iter()
                 .filter(|j| {
                     j["kind"] == "records.recompute"
+                        && j["payload"]["entity"] == "chore"
                         && j["payload"]["reason"]
                             .as_str()
                             .is_some_and(|r| r.starts_with("daily"))

@@ -891,7 +891,7 @@ async fn the_sales_crm_dashboard_runs_on_demo_data(backend: Backend) {
     let (status, board) = admin.get(&format!("{W}/dashboards/sales_overview")).await;
     assert_eq!(status, StatusCode::OK, "{board}");
     let tiles = board["tiles"].as_array().expect("tiles");
-    assert_eq!(tiles.len(), 9);
+    assert_eq!(tiles.len(), 16);
     for tile in tiles {
         assert!(tile["error"].is_null(), "{tile}");
         assert!(tile["outcome"]["rows"].is_array(), "{tile}");

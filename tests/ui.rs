@@ -781,8 +781,8 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
     let admin = app.admin().await;
     let (status, body) = publish_entity(
         &admin,
-        "ticket",
-        json!({"type": "object", "x-label": {"en": "Ticket"}, "x-title-field": "subject", "required": ["subject"],
+        "case",
+        json!({"type": "object", "x-label": {"en": "Case"}, "x-title-field": "subject", "required": ["subject"],
                "properties": {
                    "subject": {"type": "string", "x-kind": "text", "x-label": {"en": "Subject"}},
                    "kind": {"type": "string", "enum": ["bug", "question"], "x-kind": "single_select", "x-label": {"en": "Kind"},
@@ -794,14 +794,14 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let form = |severity_rule: &str| {
-        json!({"entity": "ticket", "label": {"en": "Ticket"}, "sections": [{"fields": [
+        json!({"entity": "case", "label": {"en": "Case"}, "sections": [{"fields": [
             {"field": "subject"}, {"field": "kind", "widget": "radio"},
             {"field": "severity", "visible_when": severity_rule},
             {"field": "answer", "readonly_when": "record.kind == \"bug\""}]}]})
     };
     let mut sliding = form("record.kind == \"bug\"");
     sliding["sections"][0]["fields"][0]["widget"] = json!("slider");
-    let (status, body) = publish_definition(&admin, "form", "ticket_form", sliding).await;
+    let (status, body) = publish_definition(&admin, "form", "case_form", sliding).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(
         body["errors"][0]["pointer"],
@@ -809,7 +809,7 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
         "{body}"
     );
     let (status, body) =
-        publish_definition(&admin, "form", "ticket_form", form("record.kind ==")).await;
+        publish_definition(&admin, "form", "case_form", form("record.kind ==")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let problem = &body["errors"][0];
     assert_eq!(
@@ -822,20 +822,15 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
         "{body}"
     );
     let (status, body) =
-        publish_definition(&admin, "form", "ticket_form", form("record.ghost == 1")).await;
+        publish_definition(&admin, "form", "case_form", form("record.ghost == 1")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["code"], json!("unknown_field"), "{body}");
-    let (status, body) = publish_definition(
-        &admin,
-        "form",
-        "ticket_form",
-        form("record.kind == \"bug\""),
-    )
-    .await;
+    let (status, body) =
+        publish_definition(&admin, "form", "case_form", form("record.kind == \"bug\"")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let pages = PageClient::sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "en").await;
-    let (_, html) = pages.get("/w/demo/e/ticket/new").await;
+    let (_, html) = pages.get("/w/demo/e/case/new").await;
     assert!(
         html.contains("type=\"radio\" name=\"kind\""),
         "the layout's widget: {html}"
@@ -850,7 +845,7 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
         async move {
             let (status, _, body) = pages
                 .post_with(
-                    "/w/demo/e/ticket/form-state",
+                    "/w/demo/e/case/form-state",
                     &[("subject", "S"), ("kind", kind)],
                     &[("x-requested-with", "fetch")],
                 )
@@ -870,11 +865,11 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
 
     // The server applies the rules to what is saved: a hidden field and a locked one are not
     // written, whatever the browser sent.
-    let (_, form_html) = pages.get("/w/demo/e/ticket/new").await;
+    let (_, form_html) = pages.get("/w/demo/e/case/new").await;
     let token = input_value(&form_html, "_token").expect("token");
     let (status, location, body) = pages
         .post(
-            "/w/demo/e/ticket/new",
+            "/w/demo/e/case/new",
             &[
                 ("_token", &token),
                 ("subject", "Q"),
@@ -886,20 +881,20 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let id = location.rsplit('/').next().expect("id");
-    let (_, ticket) = admin
-        .get(&format!("/api/v1/w/demo/entities/ticket/records/{id}"))
+    let (_, case) = admin
+        .get(&format!("/api/v1/w/demo/entities/case/records/{id}"))
         .await;
     assert_eq!(
-        ticket["fields"].get("severity"),
+        case["fields"].get("severity"),
         None,
-        "hidden, not written: {ticket}"
+        "hidden, not written: {case}"
     );
-    assert_eq!(ticket["fields"]["answer"], json!("42"));
-    let (_, form_html) = pages.get("/w/demo/e/ticket/new").await;
+    assert_eq!(case["fields"]["answer"], json!("42"));
+    let (_, form_html) = pages.get("/w/demo/e/case/new").await;
     let token = input_value(&form_html, "_token").expect("token");
     let (status, location, _) = pages
         .post(
-            "/w/demo/e/ticket/new",
+            "/w/demo/e/case/new",
             &[
                 ("_token", &token),
                 ("subject", "B"),
@@ -911,21 +906,21 @@ async fn form_rules_show_hide_and_lock_fields_on_the_server(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let id = location.rsplit('/').next().expect("id");
-    let (_, ticket) = admin
-        .get(&format!("/api/v1/w/demo/entities/ticket/records/{id}"))
+    let (_, case) = admin
+        .get(&format!("/api/v1/w/demo/entities/case/records/{id}"))
         .await;
-    assert_eq!(ticket["fields"]["severity"], json!("high"));
+    assert_eq!(case["fields"]["severity"], json!("high"));
     assert_eq!(
-        ticket["fields"].get("answer"),
+        case["fields"].get("answer"),
         None,
-        "locked, not written: {ticket}"
+        "locked, not written: {case}"
     );
     // The record page does not show what the rules hide.
     let (_, page) = pages.get(&location).await;
     assert!(page.contains("Severity"));
     // A public link to the form asks the same rules as the visitor types.
     let (status, link) = admin
-        .post("/api/v1/w/demo/forms/ticket_form/links", json!({}))
+        .post("/api/v1/w/demo/forms/case_form/links", json!({}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{link}");
     let path = link["path"].as_str().expect("path").to_owned();

@@ -728,7 +728,7 @@ async fn the_sales_crm_workflows(backend: Backend) {
             .as_array()
             .expect("n")
             .iter()
-            .any(|n| n["title"] == "Acme has not been followed up for 14 days"),
+            .any(|n| n["title"] == "Acme（C类）已14天未跟进"),
         "{inbox}"
     );
 

@@ -38,6 +38,8 @@ pub struct DemoRecord {
     pub fields: Map<String, Value>,
     /// Later changes in time order (all before `now`, after `created_at`).
     pub changes: Vec<DemoChange>,
+    /// The demo person who owns it (a key of [`super::team::PEOPLE`]).
+    pub owner: &'static str,
 }
 
 /// Whether a built-in template can be cloned with generated sample records.
@@ -76,6 +78,7 @@ pub fn sales_crm(now: DateTime<Utc>, seed: u64) -> Vec<DemoRecord> {
         group.sort_by_key(|d| d.created);
         out.extend(group.into_iter().map(Draft::finish));
     }
+    super::team::assign_owners(&mut out);
     out
 }
 
@@ -1215,6 +1218,7 @@ impl Draft {
         DemoRecord {
             entity: self.entity,
             id: self.id,
+            owner: "",
             created_at: instant(self.created),
             fields: self.fields,
             changes: merged

@@ -20,6 +20,7 @@ use crate::store::{self, Conn, Db};
 pub mod demo;
 pub mod merge;
 pub mod rename;
+pub mod team;
 pub mod transfer;
 pub mod upgrade;
 
@@ -517,10 +518,12 @@ fn built_in_files(name: &str) -> Option<(BundleFile, Vec<BundleFile>)> {
 
 /// The names of the built-in bundles.
 pub fn built_in_names() -> Vec<String> {
-    BUILT_IN_SCHEMAS
+    let mut names: Vec<String> = BUILT_IN_SCHEMAS
         .dirs()
         .filter_map(|d| d.path().file_name()?.to_str().map(str::to_owned))
-        .collect()
+        .collect();
+    names.sort();
+    names
 }
 
 /// A built-in bundle by name.
@@ -973,6 +976,7 @@ pub async fn install_in(
                         created_at: r.created_at,
                         fields: r.fields,
                         changes: r.changes.into_iter().map(|c| (c.at, c.fields)).collect(),
+                        owner: None,
                     })
                     .collect();
                 Some(

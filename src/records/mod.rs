@@ -2384,6 +2384,8 @@ pub struct ImportedRecord {
     pub fields: Map<String, Value>,
     /// Later changes, in time order: (when, fields set).
     pub changes: Vec<(DateTime<Utc>, Map<String, Value>)>,
+    /// Its owner, who also made its changes (default: the importer).
+    pub owner: Option<Uuid>,
 }
 
 /// The entities with rollups, each after every entity it rolls up (rollup graphs are acyclic:
@@ -2471,13 +2473,14 @@ pub async fn import_in(
         let mut doc = Records::new_doc(model, &record.fields, &prefix, &mut problems);
         scripting::derive_now(model, &mut doc, None, &world, &prefix, &mut problems);
         Records::validate(model, &doc, None, &prefix, &mut problems);
+        let record_owner = record.owner.unwrap_or(owner);
         let step = |at: DateTime<Utc>, operation: &str, changes: Value| HistoryRow {
             id: new_id(),
             workspace_id,
             entity_id: model.definition_id,
             record_id: record.id,
             at,
-            actor_id: Some(owner),
+            actor_id: Some(record_owner),
             actor_kind: "account".to_owned(),
             channel: Channel::Import.as_str().to_owned(),
             operation: operation.to_owned(),
@@ -2510,11 +2513,11 @@ pub async fn import_in(
             .or_default()
             .push(RecordRow {
                 id: record.id,
-                owner: Some(owner),
+                owner: Some(record_owner),
                 created_at: record.created_at,
-                created_by: Some(owner),
+                created_by: Some(record_owner),
                 updated_at,
-                updated_by: Some(owner),
+                updated_by: Some(record_owner),
                 version,
                 deleted_at: None,
                 deletion_id: None,

@@ -57,6 +57,9 @@ pub enum Trigger {
         working_days: bool,
         /// Time of day for a date field (`HH:MM`, default 09:00).
         at: Option<String>,
+        /// Every year on the date's anniversary (birthdays, contract anniversaries).
+        #[serde(default)]
+        yearly: bool,
     },
     /// Started by a person (a button or an API call).
     Manual {
@@ -226,6 +229,9 @@ pub enum Action {
         role: Option<String>,
         /// Candidates by org unit.
         unit: Option<Uuid>,
+        /// Candidates by the name of a team or department, a template (`{{ record.region }}组`):
+        /// the members of that unit and below; with `role` too, those holding the role.
+        team: Option<String>,
         /// Candidates by id.
         members: Option<Vec<Uuid>>,
         /// The rule (strategy `rule`).
@@ -526,13 +532,25 @@ impl Workflow {
                     strategy,
                     role,
                     unit,
+                    team,
                     members,
                     script,
                 } => {
-                    let pools = [role.is_some(), unit.is_some(), members.is_some()]
-                        .into_iter()
-                        .filter(|x| *x)
-                        .count();
+                    if team.is_some() && (unit.is_some() || members.is_some()) {
+                        problems.push(FieldError::new(
+                            format!("{prefix}{at}/team"),
+                            "candidates",
+                            "a team goes alone or with a role, not with unit or members",
+                        ));
+                    }
+                    let pools = [
+                        role.is_some() || team.is_some(),
+                        unit.is_some(),
+                        members.is_some(),
+                    ]
+                    .into_iter()
+                    .filter(|x| *x)
+                    .count();
                     match (strategy, script) {
                         (Strategy::Rule, Some(script)) => {
                             compile(format!("{at}/script"), script, &mut problems);

@@ -842,9 +842,12 @@ impl Runtime {
                     )?,
                     None => scene.row.as_ref().and_then(|r| r.owner),
                 };
+                // Chosen here so later steps can refer to it (`steps.<id>.id`): the record and
+                // the progress naming it commit together, or neither does.
+                let id = crate::domain::new_id();
                 let done = Done {
                     input: Some(json!({"entity": entity, "fields": fields, "owner": owner})),
-                    output: Value::Null,
+                    output: json!({"id": id}),
                     next,
                     wake_at: None,
                 };
@@ -857,11 +860,10 @@ impl Runtime {
                             NewRecord {
                                 fields,
                                 owner,
-                                id: None,
+                                id: Some(id),
                             },
                         )
                         .await
-                        // The committed progress holds the new record's id: read it back.
                         .map(|_| None)
                 })
                 .await
@@ -1320,6 +1322,7 @@ impl Runtime {
             strategy,
             role,
             unit,
+            team,
             members,
             ..
         } = &step.action
@@ -1347,7 +1350,28 @@ impl Runtime {
             }
             return Ok((Some(id), None, "rule".to_owned()));
         }
-        let mut candidates: Vec<Uuid> = if let Some(role) = role {
+        let mut team_note = String::new();
+        let mut candidates: Vec<Uuid> = if let Some(template) = team {
+            let name = sandbox::render(template, &scene.context(), &format!("{pointer}/team"))?;
+            let name = name.trim();
+            let directory =
+                crate::workspaces::load_directory(db.conn(), scene.run.workspace_id).await?;
+            let Some(found) = directory.org.units().find(|u| u.name == name).map(|u| u.id) else {
+                return Err(StepError::Failed(format!(
+                    "{pointer}/team: the workspace has no team or department named {name:?}"
+                )));
+            };
+            team_note = format!(" in {name}");
+            active
+                .iter()
+                .filter(|m| role.as_ref().is_none_or(|r| &m.role == r))
+                .filter(|m| {
+                    m.unit_id
+                        .is_some_and(|u| directory.org.ancestors_and_self(u).contains(&found))
+                })
+                .map(|m| m.account_id)
+                .collect()
+        } else if let Some(role) = role {
             active
                 .iter()
                 .filter(|m| &m.role == role)
@@ -1389,7 +1413,7 @@ impl Runtime {
                 Ok((
                     Some(pick),
                     Some((key, position)),
-                    format!("round robin, turn {}", position + 1),
+                    format!("round robin{team_note}, turn {}", position + 1),
                 ))
             }
             _ => {
@@ -1400,7 +1424,11 @@ impl Runtime {
                     .min_by_key(|id| loads.get(id).copied().unwrap_or(0))
                     .copied();
                 let load = pick.and_then(|p| loads.get(&p).copied()).unwrap_or(0);
-                Ok((pick, None, format!("least loaded ({load} records)")))
+                Ok((
+                    pick,
+                    None,
+                    format!("least loaded{team_note} ({load} records)"),
+                ))
             }
         }
     }

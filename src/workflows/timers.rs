@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -31,13 +31,15 @@ pub const CRON_JOB: &str = "workflow.cron";
 pub const PLAN_JOB: &str = "workflow.plan_dates";
 
 /// The instant a date trigger fires for a stored document (`None`: the field is empty or the
-/// instant cannot be computed).
+/// instant cannot be computed). A yearly trigger fires on the first anniversary whose instant is
+/// after `not_before`.
 pub fn due_of(
     workflow: &Workflow,
     model: &EntityModel,
     doc: &serde_json::Map<String, Value>,
     zone: chrono_tz::Tz,
     calendar: &BusinessCalendar,
+    not_before: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let Trigger::Date {
         field,
@@ -45,33 +47,61 @@ pub fn due_of(
         after,
         working_days,
         at,
+        yearly,
     } = &workflow.trigger
     else {
         return None;
     };
     let spec = model.field(field)?;
     let text = doc.get(field)?.as_str()?;
-    let base = match spec.kind {
+    let instant = |base: DateTime<Utc>| -> Option<DateTime<Utc>> {
+        let (span, is_before) = match (before, after) {
+            (Some(b), _) => (Span::parse(b)?, true),
+            (None, Some(a)) => (Span::parse(a)?, false),
+            (None, None) => return Some(base),
+        };
+        span.apply(base, is_before, working_days.then_some((calendar, zone)))
+    };
+    let (date, time) = match spec.kind {
         FieldKind::Date => {
             let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
             let time = at
                 .as_deref()
                 .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
                 .unwrap_or(NaiveTime::from_hms_opt(9, 0, 0)?);
-            date.and_time(time)
-                .and_local_timezone(zone)
-                .earliest()?
-                .with_timezone(&Utc)
+            (date, time)
         }
-        FieldKind::DateTime => DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc),
+        FieldKind::DateTime => {
+            let local = DateTime::parse_from_rfc3339(text)
+                .ok()?
+                .with_timezone(&zone);
+            if !yearly {
+                return instant(local.with_timezone(&Utc));
+            }
+            (local.date_naive(), local.time())
+        }
         _ => return None,
     };
-    let (span, is_before) = match (before, after) {
-        (Some(b), _) => (Span::parse(b)?, true),
-        (None, Some(a)) => (Span::parse(a)?, false),
-        (None, None) => return Some(base),
+    let at_local = |date: NaiveDate| {
+        date.and_time(time)
+            .and_local_timezone(zone)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
     };
-    span.apply(base, is_before, working_days.then_some((calendar, zone)))
+    if !yearly {
+        return instant(at_local(date)?);
+    }
+    let first = not_before.with_timezone(&zone).year() - 1;
+    (first.max(date.year())..=first + 2)
+        .filter_map(|year| anniversary(date, year))
+        .filter_map(|day| instant(at_local(day)?))
+        .find(|due| *due > not_before)
+}
+
+/// `date` in `year`; 29 February falls on the 28th in other years.
+fn anniversary(date: NaiveDate, year: i32) -> Option<NaiveDate> {
+    date.with_year(year)
+        .or_else(|| NaiveDate::from_ymd_opt(year, date.month(), 28))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,10 +138,10 @@ pub async fn plan_date(
     let key = jobs::scoped_key(Some(workspace_id), &date_key(workflow, change.id));
     let due = change
         .after
-        .and_then(|doc| due_of(workflow, model, doc, zone, calendar));
+        .and_then(|doc| due_of(workflow, model, doc, zone, calendar, now));
     let before = change
         .before
-        .and_then(|doc| due_of(workflow, model, doc, zone, calendar));
+        .and_then(|doc| due_of(workflow, model, doc, zone, calendar, now));
     // Unchanged, or a new record without the date: nothing was planned, nothing to plan.
     if (change.before.is_some() && due == before) || (change.before.is_none() && due.is_none()) {
         return Ok(());
@@ -185,12 +215,14 @@ impl Handler for DateTimer {
             ctx.complete_in(&tx).await?;
             return committed(tx).await;
         };
+        // Just before the planned instant: a yearly timer firing now finds this year's date.
         let due = due_of(
             &workflow,
             &model,
             &row.doc,
             records_ctx.time_zone,
             &records_ctx.calendar,
+            payload.due - chrono::TimeDelta::seconds(2),
         );
         match due {
             Some(due) if (due - payload.due).num_seconds().abs() <= 1 => {
@@ -209,7 +241,29 @@ impl Handler for DateTimer {
                     event,
                 )
                 .await?;
-                ctx.complete_in(&tx).await?;
+                let next = matches!(workflow.trigger, Trigger::Date { yearly: true, .. })
+                    .then(|| {
+                        due_of(
+                            &workflow,
+                            &model,
+                            &row.doc,
+                            records_ctx.time_zone,
+                            &records_ctx.calendar,
+                            due.max(now),
+                        )
+                    })
+                    .flatten();
+                match next {
+                    Some(next) => {
+                        let payload = serde_json::to_value(DatePayload {
+                            due: next,
+                            ..payload
+                        })
+                        .map_err(Error::internal)?;
+                        ctx.reschedule_in(&tx, next, payload).await?;
+                    }
+                    None => ctx.complete_in(&tx).await?,
+                }
             }
             Some(due) if due > now => {
                 let moved = DatePayload { due, ..payload };
