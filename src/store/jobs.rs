@@ -277,8 +277,8 @@ pub async fn next_due(conn: &impl Conn, kinds: &[&str]) -> Result<Option<DateTim
 }
 
 /// Puts a leased job back in the queue, due at `run_at` with a new payload, as its successful
-/// end (a timer whose date moved while it fired); the attempt is logged as succeeded and the
-/// attempt count starts again. False when the lease was lost.
+/// end (a timer whose date moved while it fired, or a yearly timer's next year); the attempt
+/// count starts again with a fresh attempt log. False when the lease was lost.
 ///
 /// # Errors
 /// `Error::Db`.
@@ -294,7 +294,16 @@ pub async fn reschedule(
         .col_expr(job::Column::RunAt, Expr::value(run_at))
         .col_expr(job::Column::Payload, Expr::value(payload))
         .col_expr(job::Column::Attempts, Expr::value(0));
-    finish_fenced(conn, update, lease, "succeeded", None, now).await
+    let moved = finish_fenced(conn, update, lease, "succeeded", None, now).await?;
+    if moved {
+        // The next occurrence starts counting attempts again from 1; the finished cycle's
+        // attempt rows would collide with its numbers (a yearly timer reschedules every year).
+        job_attempt::Entity::delete_many()
+            .filter(job_attempt::Column::JobId.eq(lease.job_id))
+            .exec(conn)
+            .await?;
+    }
+    Ok(moved)
 }
 
 /// Moves the queued job with this (scoped) dedupe key to `run_at` with a new payload; false
