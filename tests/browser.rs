@@ -429,5 +429,48 @@ async fn a_manager_reads_the_dashboard_and_drills_into_a_number() {
     assert!(html.contains("销售漏斗") && html.contains("今年"), "{html}");
     chinese.resize(1400, 1800).await;
     chinese.screenshot(&screenshot_path("dashboard-zh")).await;
+    // The template gallery: the demo's Sales CRM is installed; the service desk is cloned
+    // beside it with a prefix, from the page.
+    chinese.resize(1280, 900).await;
+    chinese.goto(&app.url("/w/demo/apps")).await;
+    let html = chinese.html().await;
+    assert!(html.contains("模板库") && html.contains("服务台"), "{html}");
+    chinese
+        .fill("[data-template=service-desk] input[name=prefix]", "sd")
+        .await;
+    chinese.click("[data-testid=clone-service-desk]").await;
+    chinese
+        .wait_until(
+            "the clone",
+            "!!document.querySelector('[data-testid=apps-notice]')",
+        )
+        .await;
+    let rows = chinese
+        .run(
+            "return document.querySelectorAll('[data-testid=installed-apps] tbody tr').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(rows.as_u64(), Some(2), "{}", chinese.html().await);
+    chinese.screenshot(&screenshot_path("apps-zh")).await;
+    // Cloning it again under the same prefix is refused, naming what clashes.
+    chinese
+        .fill("[data-template=service-desk] input[name=prefix]", "sd")
+        .await;
+    chinese.click("[data-testid=clone-service-desk]").await;
+    chinese
+        .wait_until(
+            "the refusal",
+            "!!document.querySelector('[data-testid=apps-problems]')",
+        )
+        .await;
+    assert!(chinese.html().await.contains("sd_ticket"));
     chinese.close().await;
+    let (_, ticket) = admin
+        .get("/api/v1/w/demo/definitions/entity/sd_ticket")
+        .await;
+    assert_eq!(
+        ticket["published"]["properties"]["requester"]["x-reference"]["entity"],
+        "sd_requester"
+    );
 }

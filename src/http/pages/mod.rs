@@ -14,6 +14,7 @@ macro_rules! member_or_return {
 }
 
 mod approvals;
+mod apps;
 mod member;
 mod public;
 mod records;
@@ -52,6 +53,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(records::router())
         .merge(public::router())
         .merge(approvals::router())
+        .merge(apps::router())
         .merge(reports::router())
 }
 
