@@ -78,6 +78,7 @@ pub fn sales_crm(now: DateTime<Utc>, seed: u64) -> Vec<DemoRecord> {
         group.sort_by_key(|d| d.created);
         out.extend(group.into_iter().map(Draft::finish));
     }
+    super::demo_after::extend(&mut out, now, seed);
     super::team::assign_owners(&mut out);
     out
 }
@@ -2604,7 +2605,7 @@ mod tests {
 
     use super::*;
 
-    const SCHEMAS: [(&str, &str); 5] = [
+    const SCHEMAS: [(&str, &str); 11] = [
         (
             "lead",
             include_str!("../../schemas/templates/sales-crm/entities/lead.json"),
@@ -2624,6 +2625,30 @@ mod tests {
         (
             "follow_up",
             include_str!("../../schemas/templates/sales-crm/entities/follow_up.json"),
+        ),
+        (
+            "task",
+            include_str!("../../schemas/templates/sales-crm/entities/task.json"),
+        ),
+        (
+            "contract",
+            include_str!("../../schemas/templates/sales-crm/entities/contract.json"),
+        ),
+        (
+            "payment_plan",
+            include_str!("../../schemas/templates/sales-crm/entities/payment_plan.json"),
+        ),
+        (
+            "payment_received",
+            include_str!("../../schemas/templates/sales-crm/entities/payment_received.json"),
+        ),
+        (
+            "ticket",
+            include_str!("../../schemas/templates/sales-crm/entities/ticket.json"),
+        ),
+        (
+            "survey",
+            include_str!("../../schemas/templates/sales-crm/entities/survey.json"),
         ),
     ];
 

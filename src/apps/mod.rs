@@ -18,6 +18,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::store::{self, Conn, Db};
 
 pub mod demo;
+pub mod demo_after;
 pub mod merge;
 pub mod rename;
 pub mod team;

@@ -166,7 +166,7 @@ fn text<'a>(record: &'a DemoRecord, key: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-/// Gives every demo record an owner: leads to the new-business team of their region, signed
+/// Gives every demo record an owner: leads to the new-business team of their region, repeat
 /// customers to account care and the others by region, each in turn; contacts, opportunities
 /// and follow-ups to their customer's owner.
 pub fn assign_owners(records: &mut [DemoRecord]) {
@@ -188,13 +188,16 @@ pub fn assign_owners(records: &mut [DemoRecord]) {
             }
             "customer" => {
                 let owner = match text(record, "lifecycle_stage") {
-                    Some("signed" | "after_sales" | "repeat") => turn(&["sun", "zhao"], &mut care),
+                    // Accounts that buy again are account care's; the rest stay with the
+                    // rep of their region who won them.
+                    Some("repeat") => turn(&["sun", "zhao"], &mut care),
                     _ if region_north => turn(&["zhang", "li"], &mut north),
                     _ => turn(&["liu", "chen"], &mut south),
                 };
                 by_customer.insert(record.id.to_string(), owner);
                 owner
             }
+            "ticket" | "survey" => "huang",
             _ => text(record, "customer")
                 .and_then(|c| by_customer.get(c).copied())
                 .unwrap_or("zhou"),

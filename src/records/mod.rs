@@ -2471,6 +2471,7 @@ pub async fn import_in(
             continue;
         };
         let mut doc = Records::new_doc(model, &record.fields, &prefix, &mut problems);
+        Records::assign_numbers(conn, model, &mut doc, record.created_at, time_zone).await?;
         scripting::derive_now(model, &mut doc, None, &world, &prefix, &mut problems);
         Records::validate(model, &doc, None, &prefix, &mut problems);
         let record_owner = record.owner.unwrap_or(owner);
