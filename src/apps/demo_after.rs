@@ -165,9 +165,13 @@ const METHODS: &[&str] = &[
     "cheque",
 ];
 
+/// What the after-signature records need of a deal: id, name, customer, amount in fen, when it
+/// was signed, and its stage now.
+type Deal = (Uuid, String, String, i64, Option<DateTime<Utc>>, String);
+
 /// Appends the after-signature records for the deals in `records`.
 pub fn extend(records: &mut Vec<DemoRecord>, now: DateTime<Utc>, seed: u64) {
-    let deals: Vec<(Uuid, String, String, i64, Option<DateTime<Utc>>, String)> = records
+    let deals: Vec<Deal> = records
         .iter()
         .filter(|r| r.entity == "opportunity")
         .map(|r| {
@@ -193,26 +197,26 @@ pub fn extend(records: &mut Vec<DemoRecord>, now: DateTime<Utc>, seed: u64) {
             (Some(signed), "contract_signed" | "delivery") if amount > 0 => {
                 contract(&mut out, today, (deal, &name, &customer, amount, signed));
             }
-            (None, "lead" | "first_contact" | "needs_confirmed" | "proposal") => {
-                if out.rng.gen_bool(0.6) {
-                    let title = format!("{}：{name}", out.pick(TASKS));
-                    let deadline = today + Duration::days(out.rng.gen_range(-3..14));
-                    let done = deadline < today && out.rng.gen_bool(0.7);
-                    let created = now - Duration::days(out.rng.gen_range(3..20));
-                    let priority = out.pick(&["high", "medium", "medium", "low"]);
-                    let completed = morning(deadline);
-                    out.push(
-                        "task",
-                        created,
-                        json!({"title": title, "customer": customer, "opportunity": deal,
-                               "priority": priority, "deadline": deadline.to_string(), "status": "open"}),
-                        if done {
-                            vec![(completed, json!({"status": "done", "completed_at": stamp(completed)}))]
-                        } else {
-                            Vec::new()
-                        },
-                    );
-                }
+            (None, "lead" | "first_contact" | "needs_confirmed" | "proposal")
+                if out.rng.gen_bool(0.6) =>
+            {
+                let title = format!("{}：{name}", out.pick(TASKS));
+                let deadline = today + Duration::days(out.rng.gen_range(-3..14));
+                let done = deadline < today && out.rng.gen_bool(0.7);
+                let created = now - Duration::days(out.rng.gen_range(3..20));
+                let priority = out.pick(&["high", "medium", "medium", "low"]);
+                let completed = morning(deadline);
+                out.push(
+                    "task",
+                    created,
+                    json!({"title": title, "customer": customer, "opportunity": deal,
+                           "priority": priority, "deadline": deadline.to_string(), "status": "open"}),
+                    if done {
+                        vec![(completed, json!({"status": "done", "completed_at": stamp(completed)}))]
+                    } else {
+                        Vec::new()
+                    },
+                );
             }
             _ => {}
         }
