@@ -446,9 +446,100 @@ async fn demo_people_see_what_their_roles_allow(backend: Backend) {
     assert_eq!(members.as_array().map(Vec::len), Some(10), "{members}");
 }
 
+async fn duplicate_leads_show_who_owns_them(backend: Backend) {
+    let app = demo(backend).await;
+    let zhang = person(&app, "zhang.wei").await;
+    let liu = person(&app, "liu.yang").await;
+    let first = create(
+        &zhang,
+        "lead",
+        json!({"name": "周强", "company": "青岛海川机械", "phone": "13905320001", "source": "event"}),
+    )
+    .await;
+    // Before saving, 刘洋 asks whether the phone is known: it is, and 张伟 owns it.
+    let (status, check) = liu
+        .post(
+            &format!("{W}/entities/lead/duplicates"),
+            json!({"fields": {"phone": "13905320001", "name": "周先生"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    let hits = check["duplicates"].as_array().expect("duplicates");
+    assert_eq!(hits.len(), 1, "{check}");
+    assert_eq!(hits[0]["id"], first["id"]);
+    assert_eq!(hits[0]["owner_name"], "张伟");
+    assert_eq!(hits[0]["readable"], false, "刘洋 may not open 张伟's lead");
+    assert_eq!(hits[0]["matched"], json!(["phone"]));
+    // He saves his anyway (撞单 is shown, not refused); his lead shows the clash, and so does
+    // the first one for its owner.
+    let second = create(
+        &liu,
+        "lead",
+        json!({"name": "周先生", "company": "青岛海川机械", "phone": "13905320001", "source": "cold_call"}),
+    )
+    .await;
+    let (_, dups) = liu
+        .get(&format!(
+            "{W}/entities/lead/records/{}/duplicates",
+            second["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    let hit = &dups["duplicates"][0];
+    assert_eq!(hit["title"], "周强", "{dups}");
+    assert_eq!(hit["matched"], json!(["phone", "company"]), "{dups}");
+    let (_, theirs) = zhang
+        .get(&format!(
+            "{W}/entities/lead/records/{}/duplicates",
+            first["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(theirs["duplicates"][0]["owner_name"], "刘洋", "{theirs}");
+    // Reading the other's lead itself stays refused.
+    let (status, _) = liu
+        .get(&format!(
+            "{W}/entities/lead/records/{}",
+            first["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let pages = common::PageClient::sign_in(
+        &app,
+        "liu.yang@demo.formwork.local",
+        common::ADMIN_PASSWORD,
+        "zh-CN",
+    )
+    .await;
+    let (_, html) = pages
+        .get(&format!(
+            "/w/demo/e/lead/{}",
+            second["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert!(
+        html.contains("data-testid=\"duplicates\"") && html.contains("张伟"),
+        "{html}"
+    );
+    // A rule naming a field the entity lacks is refused at its pointer.
+    let admin = app.admin().await;
+    let (_, lead) = admin.get(&format!("{W}/definitions/entity/lead")).await;
+    let mut document = lead["published"].clone();
+    document["x-duplicates"] = json!([["phone"], ["wechat", "name"]]);
+    let (status, body) = admin
+        .put(
+            &format!("{W}/definitions/entity/lead/draft"),
+            json!({"document": document, "revision": lead["revision"]}),
+        )
+        .await;
+    assert_eq!(
+        common::assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/document/x-duplicates/1/0"]
+    );
+}
+
 both_databases!(
     leads_are_assigned_by_region_and_converted,
     reminders_escalate_and_approvals_take_two_levels,
     contracts_payments_birthdays_and_complaints,
     demo_people_see_what_their_roles_allow,
+    duplicate_leads_show_who_owns_them,
 );

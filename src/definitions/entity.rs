@@ -265,6 +265,8 @@ pub struct EntityModel {
     pub compound_indexes: Vec<Vec<String>>,
     /// The public pool, if the entity has one (`x-pool`).
     pub pool: Option<PoolSettings>,
+    /// Duplicate rules (`x-duplicates`): each, the fields that must all be equal.
+    pub duplicate_rules: Vec<Vec<String>>,
     /// The entity's own JSON Schema, compiled (validates the API form of the fields).
     pub validator: Validator,
     /// Its formulas (in dependency order) and validation rules, compiled.
@@ -554,6 +556,23 @@ impl EntityModel {
                             .map(str::to_owned),
                     }
                 }),
+            duplicate_rules: document
+                .get("x-duplicates")
+                .and_then(Value::as_array)
+                .map(|rules| {
+                    rules
+                        .iter()
+                        .filter_map(Value::as_array)
+                        .map(|keys| {
+                            keys.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect::<Vec<_>>()
+                        })
+                        .filter(|keys| !keys.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             compound_indexes: document
                 .get("x-indexes")
                 .and_then(Value::as_array)

@@ -373,6 +373,17 @@ fn check_form_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldErro
     }
 }
 
+/// Field kinds a duplicate rule may compare.
+const DUPLICATE_KINDS: [&str; 7] = [
+    "text",
+    "email",
+    "phone",
+    "url",
+    "date",
+    "single_select",
+    "reference",
+];
+
 fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldError>) {
     let properties = document.get("properties").and_then(Value::as_object);
     let has_field = |name: &str| properties.is_some_and(|p| p.contains_key(name));
@@ -458,6 +469,35 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
                         "unknown_field",
                         format!("the months sub-table needs a {column:?} column"),
                     ));
+                }
+            }
+        }
+    }
+    if let Some(rules) = document.get("x-duplicates").and_then(Value::as_array) {
+        for (i, rule) in rules.iter().enumerate() {
+            for (j, key) in rule.as_array().into_iter().flatten().enumerate() {
+                let Some(key) = key.as_str() else { continue };
+                let kind = properties
+                    .and_then(|p| p.get(key))
+                    .map(|f| f.get("x-kind").and_then(Value::as_str).unwrap_or(""));
+                let pointer = format!("{prefix}/x-duplicates/{i}/{j}");
+                match kind {
+                    None => problems.push(FieldError::new(
+                        pointer,
+                        "unknown_field",
+                        format!("duplicate rule field {key:?} is not among the properties"),
+                    )),
+                    Some(kind) if !DUPLICATE_KINDS.contains(&kind) => {
+                        problems.push(FieldError::new(
+                            pointer,
+                            "field_kind",
+                            format!(
+                                "a {kind} field ({key:?}) cannot tell duplicates; use {}",
+                                DUPLICATE_KINDS.join(", ")
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
         }

@@ -1197,6 +1197,109 @@ impl Records<'_> {
         Ok(lens.show(&model, view(&model, &row, lens.is_admin)))
     }
 
+    /// The live records that duplicate `fields` (API form) by the entity's `x-duplicates` rules,
+    /// other than record `except`: for each, its title, owner and which fields matched — shown
+    /// even when the caller may not open it (撞单: the second rep learns the lead exists and who
+    /// owns it, nothing more). The caller must be able to create or read records of the entity.
+    ///
+    /// # Errors
+    /// `Error::NotFound` (unknown entity), `Error::Forbidden`.
+    pub async fn duplicates(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        fields: &Map<String, Value>,
+        except: Option<Uuid>,
+    ) -> Result<Vec<Duplicate>> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        if lens.reach(Operation::Create) == crate::access::Reach::None
+            && lens.reach(Operation::Read) == crate::access::Reach::None
+        {
+            return Err(Error::forbidden(format!(
+                "you may not create or read {entity} records"
+            )));
+        }
+        let mut found: Vec<Duplicate> = Vec::new();
+        for rule in &model.duplicate_rules {
+            let values: Option<Vec<(&str, String)>> = rule
+                .iter()
+                .map(|key| {
+                    let value = fields.get(key)?;
+                    let text = match value {
+                        Value::String(s) => s.trim().to_owned(),
+                        Value::Null => return None,
+                        other => other.to_string(),
+                    };
+                    (!text.is_empty()).then_some((key.as_str(), text))
+                })
+                .collect();
+            let Some(values) = values else { continue };
+            let equal: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            for row in rows::matching(self.db.conn(), &model.table(), &equal, except, 20).await? {
+                if let Some(hit) = found.iter_mut().find(|d| d.id == row.id) {
+                    hit.matched.extend(rule.iter().cloned());
+                    hit.matched.dedup();
+                    continue;
+                }
+                let readable = match lens.account() {
+                    None => true,
+                    Some(_) => self
+                        .check_record(ctx, &lens, &model, &row, Operation::Read)
+                        .await
+                        .is_ok(),
+                };
+                let owner_name = match row.owner {
+                    Some(owner) => store::accounts::find(self.db.conn(), owner)
+                        .await?
+                        .map(|a| a.name),
+                    None => None,
+                };
+                found.push(Duplicate {
+                    id: row.id,
+                    title: model
+                        .title_field
+                        .as_ref()
+                        .and_then(|t| row.doc.get(t))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    owner: row.owner,
+                    owner_name,
+                    created_at: row.created_at,
+                    matched: rule.clone(),
+                    readable,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// The duplicates of a stored record the caller may read (its stored values, unmasked,
+    /// are compared).
+    ///
+    /// # Errors
+    /// `Error::NotFound`, `Error::Forbidden`.
+    pub async fn duplicates_of(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        id: &str,
+    ) -> Result<Vec<Duplicate>> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        if model.duplicate_rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lens = Lens::new(ctx, &model);
+        let id = parse_id(id)?;
+        let row = rows::find(self.db.conn(), &model.table(), id)
+            .await?
+            .filter(|row| row.deleted_at.is_none())
+            .ok_or_else(|| record_not_found(&id.to_string()))?;
+        self.check_record(ctx, &lens, &model, &row, Operation::Read)
+            .await?;
+        self.duplicates(ctx, entity, &row.doc, Some(row.id)).await
+    }
+
     /// Changes fields of a record (`null` clears one). With `expected_version`, a record changed
     /// since is a 409; without, the change applies to the latest version.
     ///
@@ -2386,6 +2489,25 @@ pub struct ImportedRecord {
     pub changes: Vec<(DateTime<Utc>, Map<String, Value>)>,
     /// Its owner, who also made its changes (default: the importer).
     pub owner: Option<Uuid>,
+}
+
+/// A live record that duplicates another by the entity's rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct Duplicate {
+    /// Its id.
+    pub id: Uuid,
+    /// Its title field's value.
+    pub title: Option<String>,
+    /// Its owner.
+    pub owner: Option<Uuid>,
+    /// The owner's name.
+    pub owner_name: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// The fields that matched.
+    pub matched: Vec<String>,
+    /// Whether the caller may open it.
+    pub readable: bool,
 }
 
 /// The entities with rollups, each after every entity it rolls up (rollup graphs are acyclic:

@@ -953,6 +953,35 @@ pub async fn owner_loads(
     Ok(loads)
 }
 
+/// Live records whose text fields equal the given values (all of them), other than `except`,
+/// oldest first, at most `limit`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn matching(
+    conn: &impl Conn,
+    table: &str,
+    equal: &[(&str, &str)],
+    except: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<RecordRow>> {
+    let backend = backend_of(conn);
+    let mut query = Query::select();
+    select_columns(&mut query, table);
+    for (key, value) in equal {
+        query.and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(*value));
+    }
+    if let Some(except) = except {
+        query.and_where(Expr::col(Alias::new("id")).ne(uuid_value(backend, except)));
+    }
+    query
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null())
+        .order_by(Alias::new("created_at"), Order::Asc)
+        .limit(limit);
+    let rows = conn.query_all(&query).await?;
+    rows.iter().map(|row| decode_row(row, backend)).collect()
+}
+
 /// Every record of a table (live and deleted), in id order, `limit` at a time after `after`.
 ///
 /// # Errors

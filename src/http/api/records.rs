@@ -32,6 +32,11 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/records/{{id}}/restore"), post(restore))
         .route(&format!("{base}/records/{{id}}/history"), get(history))
         .route(
+            &format!("{base}/records/{{id}}/duplicates"),
+            get(record_duplicates),
+        )
+        .route(&format!("{base}/duplicates"), post(check_duplicates))
+        .route(
             &format!("{base}/records/{{id}}/collaborators"),
             get(collaborators),
         )
@@ -305,6 +310,46 @@ async fn history(
             .history(&caller.ctx, &entity, &id)
             .await?,
     ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DuplicateCheck {
+    fields: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Duplicates {
+    duplicates: Vec<records::Duplicate>,
+}
+
+/// Before creating: the records the fields would duplicate (查重).
+async fn check_duplicates(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity)): Path<(String, String)>,
+    AppJson(body): AppJson<DuplicateCheck>,
+) -> Result<Json<Duplicates>> {
+    Ok(Json(Duplicates {
+        duplicates: services
+            .records()
+            .duplicates(&caller.ctx, &entity, &body.fields, None)
+            .await?,
+    }))
+}
+
+/// A record's duplicates by the entity's rules (撞单).
+async fn record_duplicates(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+) -> Result<Json<Duplicates>> {
+    Ok(Json(Duplicates {
+        duplicates: services
+            .records()
+            .duplicates_of(&caller.ctx, &entity, &id)
+            .await?,
+    }))
 }
 
 async fn indexes(

@@ -1975,10 +1975,31 @@ async fn draw_record(
     .iter()
     .map(|a| super::approvals::present(a, member.access.account_id, &people, locale))
     .collect();
+    let duplicates: Vec<Value> = if record.deleted_at.is_none() {
+        services
+            .records()
+            .duplicates_of(&member.ctx, entity, &record.id.to_string())
+            .await?
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "title": d.title.unwrap_or_else(|| d.id.to_string()),
+                    "owner": d.owner_name.unwrap_or_else(|| locale.text("duplicates.no_owner")),
+                    "created_at": d.created_at,
+                    "matched": d.matched.iter().map(|k| model.field(k).map_or(k.clone(), |f| locale.label(model.document.pointer(&format!("/properties/{k}/x-label")), &f.key).to_owned())).collect::<Vec<_>>().join(" + "),
+                    "readable": d.readable,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let snapshot = shape.snapshot.clone();
     let frame = frame(services, member, &snapshot, here).await?;
     let doc = &model.document;
     let context = json!({
+        "duplicates": duplicates,
         "entity": entity,
         "entity_label": locale.label(doc.get("x-label"), entity),
         "entity_plural": locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity),
