@@ -270,6 +270,8 @@ pub struct Bootstrapped {
     pub generated_password: Option<String>,
     /// The demo workspace's slug, if one was created.
     pub demo_workspace: Option<String>,
+    /// Whether the demo team was created (with the demo records).
+    pub demo_team: bool,
 }
 
 const BOOTSTRAP_FACT: &str = "bootstrapped_at";
@@ -380,6 +382,7 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
     Ok(Some(Bootstrapped {
         admin_email: admin.email,
         generated_password: generated,
+        demo_team: demo_workspace.is_some() && config.demo_data,
         demo_workspace,
     }))
 }
@@ -413,6 +416,16 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         }
         if let Some(slug) = &done.demo_workspace {
             println!("Demo workspace with the Sales CRM: /w/{slug}/");
+            if done.demo_team {
+                println!(
+                    "Demo team (same password as the admin): {}",
+                    apps::team::PEOPLE
+                        .iter()
+                        .map(|p| format!("{} {} ({})", p.name, p.email, p.role))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
     }
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
