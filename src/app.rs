@@ -349,6 +349,8 @@ pub async fn bootstrap(services: &Services) -> Result<Option<Bootstrapped>> {
                 workspace.id,
                 &bundle.manifest.namespace(),
                 &password,
+                // A generated password is changed at first sign-in, by each of them too.
+                generated.is_some(),
             )
             .await?
         } else {

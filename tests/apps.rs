@@ -287,6 +287,17 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let (_, binned) = admin
+        .post(
+            "/api/v1/w/demo/entities/case/records",
+            json!({"fields": {"subject": "作废工单"}}),
+        )
+        .await;
+    let binned_id = binned["id"].as_str().expect("id").to_owned();
+    let (status, _) = admin
+        .delete(&format!("/api/v1/w/demo/entities/case/records/{binned_id}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, changed) = admin
         .patch(
             &format!(
@@ -365,9 +376,11 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
         let before = all_records(&admin, "demo", entity).await;
         let after = all_records(&target, "moved", entity).await;
         assert_eq!(before.len(), after.len(), "{entity}");
+        // The report counts the records in the bin too (one case).
+        let binned = u64::from(entity == "case");
         assert_eq!(
             report["data"]["records"][entity].as_u64(),
-            Some(before.len() as u64),
+            Some(before.len() as u64 + binned),
             "{entity}"
         );
         for (id, old) in &before {
@@ -434,6 +447,20 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
         .await;
     assert_eq!(download.status(), StatusCode::OK);
     assert_eq!(download.text().await.unwrap_or_default(), "signed");
+    // Ann's own case is the importer's; the binned one came along in the bin and restores.
+    let ann_case = tickets
+        .values()
+        .find(|t| t["fields"]["subject"] == "Ann own case")
+        .expect("ann's case");
+    assert_eq!(ann_case["owner"], me["account"]["id"]);
+    let (status, restored) = target
+        .post(
+            &format!("/api/v1/w/moved/entities/case/records/{binned_id}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["fields"]["subject"], "作废工单");
     // Numbers go on where they stopped.
     let (_, next) = target
         .post(
@@ -441,7 +468,7 @@ async fn an_app_with_its_records_moves_to_another_installation(backend: Backend)
             json!({"fields": {"subject": "third"}}),
         )
         .await;
-    assert_eq!(next["fields"]["number"], "T-0003", "{next}");
+    assert_eq!(next["fields"]["number"], "T-0004", "{next}");
     // Workflows came along and run; the role exists with its namespace.
     let (_, workflows) = target.get("/api/v1/w/moved/definitions/workflow").await;
     assert!(workflows.as_array().map_or(0, Vec::len) >= 6, "{workflows}");
@@ -559,6 +586,39 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
         ]),
         "{plan}"
     );
+    // An exported copy of the customised app carries the template's base: upgrading the copy
+    // plans exactly the same (its customisations stay customisations).
+    let (status, exported) = admin
+        .get(&format!("/api/v1/w/demo/apps/export?app={app_id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{exported}");
+    assert_eq!(
+        exported["base"]["definitions"]["entity"]["case"]["properties"]["subject"]["x-label"]["en"],
+        "Subject"
+    );
+    workspace(&admin, "copy").await;
+    let (status, copied) = admin
+        .post("/api/v1/w/copy/apps", json!({"bundle": exported}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{copied}");
+    let (_, copy_plan) = admin
+        .post(
+            &format!(
+                "/api/v1/w/copy/apps/{}/upgrade",
+                copied["app"].as_str().unwrap_or_default()
+            ),
+            json!({"bundle": next, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(
+        copy_plan["changes"].as_array().map(Vec::len),
+        Some(4),
+        "{copy_plan}"
+    );
+    assert!(
+        copy_plan.to_string().contains("\"action\":\"conflict\""),
+        "{copy_plan}"
+    );
     let conflict = plan["changes"]
         .as_array()
         .expect("changes")
@@ -638,6 +698,17 @@ async fn an_upgrade_applies_what_does_not_conflict(backend: Backend) {
     assert_eq!(
         assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
         ["/bundle/manifest/name"]
+    );
+    let mut foreign = next.clone();
+    foreign["manifest"]["version"] = json!("1.2.0");
+    foreign["roles"]["agent"]["rights"]["entities"]["ghost"] = json!({"read": "all"});
+    let (status, body) = admin.post(&url, json!({"bundle": foreign})).await;
+    let pointers = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        pointers
+            .iter()
+            .any(|p| p.ends_with("/document/entities/ghost")),
+        "{body}"
     );
     let mut broken = next.clone();
     broken["manifest"]["version"] = json!("1.2.0");
@@ -761,6 +832,26 @@ async fn bad_bundles_are_refused_whole(backend: Backend) {
         .post("/api/v1/w/ws/apps", json!({"bundle": desk_bundle("1.0.0")}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(count(&admin).await, (4, true));
+    // Another bundle's records may not land in this app's entities.
+    let intruder = json!({
+        "manifest": {"name": "intruder", "version": "1.0.0", "title": {"en": "Intruder"}},
+        "definitions": {"entity": {"note": {"type": "object", "x-label": {"en": "Note"},
+            "properties": {"text": {"type": "string", "x-kind": "text", "x-label": {"en": "Text"}}}}}},
+        "data": {"records": [{"entity": "case", "id": "6f1c1c4e-7a43-4a8e-9a4c-0d8c7f1e2a05",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "version": 1,
+            "fields": {"subject": "smuggled"}}]}
+    });
+    let (status, body) = admin
+        .post(
+            "/api/v1/w/ws/apps",
+            json!({"bundle": intruder, "data": true}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/bundle/data/records/0/entity"]
+    );
     assert_eq!(count(&admin).await, (4, true));
 }
 

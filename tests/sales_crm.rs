@@ -294,7 +294,8 @@ async fn contracts_payments_birthdays_and_complaints(backend: Backend) {
         &zhang,
         "contact",
         json!({"name": "高建国", "customer": customer["id"], "role": "decision_maker",
-               "birthday": format!("1975-{}", (start + Duration::days(5)).format("%m-%d"))}),
+               // A leap year, so that any day (29 February too) is a birthday.
+               "birthday": format!("1976-{}", (start + Duration::days(5)).format("%m-%d"))}),
     )
     .await;
     let huang = person(&app, "huang.li").await;

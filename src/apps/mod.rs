@@ -130,6 +130,9 @@ pub struct Bundle {
     pub roles: Vec<BundleRole>,
     /// Records that travel with it (`schemas/meta/template.schema.json#/$defs/data`).
     pub data: Option<Value>,
+    /// For an exported app: the documents as its template shipped them (what upgrades merge
+    /// against), `{"definitions": {kind: {key: doc}}, "roles": {key: role}}`.
+    pub base: Option<Value>,
 }
 
 /// A problem found in a bundle: where (file or pointer), and what.
@@ -288,6 +291,7 @@ pub fn from_files(
             definitions,
             roles,
             data,
+            base: None,
         }),
         _ => Err(problems),
     }
@@ -410,6 +414,7 @@ pub fn from_document(document: &Value) -> Result<Bundle> {
         definitions,
         roles,
         data: document.get("data").cloned(),
+        base: document.get("base").cloned(),
     })
 }
 
@@ -515,6 +520,16 @@ fn built_in_files(name: &str) -> Option<(BundleFile, Vec<BundleFile>)> {
     }
     files.sort_by(|a, b| a.relative.cmp(&b.relative));
     Some((manifest, files))
+}
+
+/// Whether version `offered` is newer than `installed` (`major.minor.patch`, compared as
+/// numbers; anything unreadable is not newer).
+pub fn is_newer(offered: &str, installed: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    };
+    matches!((parse(offered), parse(installed)), (Some(a), Some(b)) if a > b)
 }
 
 /// The names of the built-in bundles.
@@ -772,6 +787,7 @@ impl Bundle {
                 })
                 .collect(),
             data: self.data.clone(),
+            base: self.base.clone(),
         }
     }
 
@@ -798,6 +814,43 @@ impl Bundle {
             .collect();
         serde_json::json!({"definitions": definitions, "roles": roles})
     }
+}
+
+/// A base (`{"definitions": {kind: {key: doc}}, "roles": {key: {name, rights}}}`) with every key
+/// and reference renamed.
+pub fn rename_base(base: &Value, renaming: &rename::Renaming) -> Value {
+    let mut definitions = serde_json::Map::new();
+    for kind in Kind::ALL {
+        let Some(by_key) = base
+            .pointer(&format!("/definitions/{}", kind.as_str()))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let renamed: serde_json::Map<String, Value> = by_key
+            .iter()
+            .map(|(key, doc)| {
+                let mut doc = doc.clone();
+                renaming.document(kind, &mut doc);
+                (renaming.key_of(kind, key), doc)
+            })
+            .collect();
+        definitions.insert(kind.as_str().to_owned(), Value::Object(renamed));
+    }
+    let roles: serde_json::Map<String, Value> = base
+        .get("roles")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, role)| {
+            let mut role = role.clone();
+            if let Some(rights) = role.get_mut("rights") {
+                renaming.rights(rights);
+            }
+            (renaming.role_of(key), role)
+        })
+        .collect();
+    serde_json::json!({"definitions": definitions, "roles": roles})
 }
 
 /// Problems as one 422, each pointer located in the one-document form of the bundle.
@@ -959,7 +1012,16 @@ pub async fn install_in(
     }
     let data = match (&renamed.data, options.data) {
         (Some(data), true) => {
-            Some(transfer::import_data(conn, workspace_id, data, &renaming, actor, now).await?)
+            let entities = renamed
+                .definitions
+                .iter()
+                .filter(|d| d.kind == Kind::Entity)
+                .map(|d| d.key.clone())
+                .collect();
+            Some(
+                transfer::import_data(conn, workspace_id, data, &renaming, &entities, actor, now)
+                    .await?,
+            )
         }
         _ => None,
     };
@@ -1011,7 +1073,12 @@ pub async fn install_in(
                 .prefix
                 .clone()
                 .unwrap_or_else(|| bundle.manifest.namespace()),
-            base: renamed.base(),
+            // An exported app brings the template's own documents as its base, so that its
+            // customisations stay customisations at the next upgrade.
+            base: bundle
+                .base
+                .as_ref()
+                .map_or_else(|| renamed.base(), |base| rename_base(base, &renaming)),
             installed_at: now,
             installed_by: actor.account_id(),
             upgraded_at: None,
@@ -1094,6 +1161,15 @@ mod tests {
             let problems = validate(&bundle, &DefinitionSet::new());
             assert!(problems.is_empty(), "{name}: {problems:#?}");
         }
+    }
+
+    #[test]
+    fn versions_compare_as_numbers() {
+        assert!(is_newer("1.10.0", "1.9.3"));
+        assert!(is_newer("2.0.0", "1.99.99"));
+        assert!(!is_newer("1.1.0", "2.0.0"));
+        assert!(!is_newer("1.1.0", "1.1.0"));
+        assert!(!is_newer("x", "1.0.0"));
     }
 
     #[test]

@@ -119,6 +119,15 @@ impl Renaming {
         for (name, field) in properties.iter_mut() {
             self.rename_in(Kind::Entity, field.pointer_mut("/x-reference/entity"));
             self.rename_in(Kind::Entity, field.pointer_mut("/x-rollup/entity"));
+            // Sub-table columns may refer to records too.
+            for column in field
+                .pointer_mut("/items/properties")
+                .and_then(Value::as_object_mut)
+                .into_iter()
+                .flat_map(|columns| columns.values_mut())
+            {
+                self.rename_in(Kind::Entity, column.pointer_mut("/x-reference/entity"));
+            }
             if measure.as_deref() == Some(name.as_str()) {
                 for value in field
                     .get_mut("enum")
@@ -310,6 +319,7 @@ mod tests {
             "x-target": {"measure": "measure"},
             "properties": {
                 "customer": {"x-reference": {"entity": "customer"}},
+                "items": {"items": {"properties": {"lead": {"x-reference": {"entity": "lead"}}}}},
                 "other": {"x-reference": {"entity": "invoice"}},
                 "leads": {"x-rollup": {"entity": "lead", "via": "customer", "op": "count"}},
                 "measure": {"enum": ["won", "kept"], "x-options": [{"value": "won"}, {"value": "kept"}]},
@@ -326,6 +336,10 @@ mod tests {
             "invoice"
         );
         assert_eq!(doc["properties"]["leads"]["x-rollup"]["entity"], "p_lead");
+        assert_eq!(
+            doc["properties"]["items"]["items"]["properties"]["lead"]["x-reference"]["entity"],
+            "p_lead"
+        );
         assert_eq!(
             doc["properties"]["measure"]["enum"],
             json!(["p_won", "kept"])

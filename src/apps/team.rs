@@ -217,6 +217,7 @@ pub async fn seed(
     workspace_id: Uuid,
     namespace: &str,
     password: &str,
+    must_change_password: bool,
 ) -> Result<HashMap<&'static str, Uuid>> {
     let now = clock.now();
     let mut units: HashMap<&str, Uuid> = HashMap::new();
@@ -238,9 +239,15 @@ pub async fn seed(
     }
     let mut people = HashMap::new();
     for person in PEOPLE {
-        let account =
-            crate::auth::create_account(conn, clock, person.email, person.name, password, false)
-                .await?;
+        let account = crate::auth::create_account(
+            conn,
+            clock,
+            person.email,
+            person.name,
+            password,
+            must_change_password,
+        )
+        .await?;
         people.insert(person.key, account.id);
     }
     for person in PEOPLE {

@@ -188,6 +188,7 @@ pub async fn import_data(
     workspace_id: Uuid,
     data: &Value,
     renaming: &Renaming,
+    entities: &std::collections::HashSet<String>,
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<DataReport> {
@@ -320,8 +321,10 @@ pub async fn import_data(
             .collect(),
         attachments,
     };
-    let restored =
-        moving::restore_in(conn, workspace_id, moved, &|i| format!("/data/records/{i}")).await?;
+    let restored = moving::restore_in(conn, workspace_id, moved, entities, &|i| {
+        format!("/data/records/{i}")
+    })
+    .await?;
     Ok(DataReport {
         records: restored.records,
         history: restored.history,
@@ -484,6 +487,11 @@ pub async fn export(db: &Db, workspace_id: Uuid, options: &ExportOptions) -> Res
         "definitions": document_definitions,
         "roles": document_roles,
     });
+    if let Some(app) = &app {
+        // What the template shipped, in the bundle's own keys: the next upgrade of the imported
+        // app merges against it, keeping this workspace's customisations.
+        document["base"] = super::rename_base(&app.base, &back);
+    }
     if options.data {
         let moved = moving::dump(conn, workspace_id, &entity_keys).await?;
         document["data"] = data_document(conn, workspace_id, moved, &back).await?;

@@ -181,7 +181,7 @@ async fn plan_in(
             changes.push(change);
         }
     }
-    let problems = check_plan(&existing, &changes);
+    let problems = check_plan(&existing, &changes, &app.namespace);
     Ok((
         Plan {
             app: app.id,
@@ -251,7 +251,7 @@ fn plan_one(
 }
 
 /// Every problem of the definitions as they would be after the upgrade.
-fn check_plan(existing: &DefinitionSet, changes: &[Change]) -> Vec<FieldError> {
+fn check_plan(existing: &DefinitionSet, changes: &[Change], namespace: &str) -> Vec<FieldError> {
     let mut after = existing.clone();
     let mut touched = Vec::new();
     for (i, change) in changes.iter().enumerate() {
@@ -280,6 +280,37 @@ fn check_plan(existing: &DefinitionSet, changes: &[Change]) -> Vec<FieldError> {
             problems.extend(found.into_iter().map(at));
         }
     }
+    // Roles: only the app's own (its namespace), and rights that parse against the entities as
+    // they will be.
+    let fields = |entity: &str| {
+        after.get(Kind::Entity, entity).map(|doc| {
+            doc.get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+    };
+    for (i, change) in changes.iter().enumerate() {
+        if change.kind != "role" {
+            continue;
+        }
+        if !change.key.starts_with(&format!("{namespace}.")) {
+            problems.push(FieldError::new(
+                format!("/changes/{i}"),
+                "foreign_role",
+                format!(
+                    "role {:?} is not this app's (its roles are {namespace}.*)",
+                    change.key
+                ),
+            ));
+        }
+        if let Some(document) = &change.document
+            && let Err(Error::Invalid { errors, .. }) =
+                crate::access::Rights::parse(document, &format!("/changes/{i}/document"), &fields)
+        {
+            problems.extend(errors);
+        }
+    }
     problems
 }
 
@@ -302,11 +333,12 @@ pub async fn plan(
 }
 
 /// Applies an upgrade in one transaction: every add and update (conflicts stay as they are
-/// until resolved), roles, and the app's new base and version.
+/// until resolved), roles, and the app's new base and version. Changing roles' rights needs
+/// `may_change_roles` (an admin): people hold those roles.
 ///
 /// # Errors
-/// `Error::Invalid` when the merged definitions do not check (nothing is written); as
-/// [`plan`].
+/// `Error::Forbidden` for role changes without `may_change_roles`; `Error::Invalid` when the
+/// merged definitions or rights do not check (nothing is written); as [`plan`].
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     db: &Db,
@@ -317,10 +349,20 @@ pub async fn apply(
     bundle: &Bundle,
     resolutions: &HashMap<String, Resolution>,
     actor: Actor,
+    may_change_roles: bool,
 ) -> Result<Plan> {
     let tx = db.begin().await?;
     store::workspaces::bump_generation(&tx, workspace_id).await?;
     let (mut plan, app, new) = plan_in(&tx, workspace_id, app_id, bundle, resolutions).await?;
+    let changes_roles = plan
+        .changes
+        .iter()
+        .any(|c| c.kind == "role" && c.document.is_some());
+    if changes_roles && !may_change_roles {
+        return Err(Error::forbidden(
+            "this upgrade changes the rights of roles: an admin applies it",
+        ));
+    }
     if !plan.problems.is_empty() {
         return Err(Error::invalid_all(
             "after the upgrade some definitions would not check; nothing was changed",
@@ -358,7 +400,9 @@ pub async fn apply(
                     workspace_id,
                     key: change.key.clone(),
                     name,
-                    rights: document.clone(),
+                    // Parsed by `check_plan`; stored as the roles API stores rights.
+                    rights: crate::access::Rights::parse(document, "", &|_| Some(Vec::new()))
+                        .map_or_else(|_| document.clone(), |r| r.to_json()),
                     created_at: now,
                     updated_at: now,
                 },

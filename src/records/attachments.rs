@@ -97,6 +97,79 @@ fn contradicts(media: &str, data: &[u8]) -> bool {
     }
 }
 
+/// Checks a file for an attachment field as an upload does (a file name, not empty, within the
+/// field's size, a media type the field accepts and the bytes do not contradict); answers the
+/// cleaned name and media type. Problems are located under `pointer`.
+///
+/// # Errors
+/// `Error::Invalid`.
+pub(super) fn vet(
+    field: &crate::definitions::Field,
+    name: &str,
+    content_type: &str,
+    data: &[u8],
+    pointer: &str,
+) -> Result<(String, String)> {
+    let FieldKind::Attachment {
+        max_size, accept, ..
+    } = &field.kind
+    else {
+        return Err(Error::invalid(
+            format!("{pointer}/field"),
+            "field_kind",
+            format!("{:?} is not an attachment field", field.key),
+        ));
+    };
+    let file_name = clean_name(name).ok_or_else(|| {
+        Error::invalid(
+            format!("{pointer}/name"),
+            "file_name",
+            "give the file's name (?name=contract.pdf)",
+        )
+    })?;
+    let media = media_type(content_type);
+    if data.is_empty() {
+        return Err(Error::invalid(pointer, "empty", "the file is empty"));
+    }
+    if data.len() as u64 > *max_size {
+        return Err(Error::invalid(
+            pointer,
+            "max_size",
+            format!(
+                "the file has {} bytes; {:?} takes at most {max_size}",
+                data.len(),
+                field.key
+            ),
+        ));
+    }
+    let well_formed = media.contains('/')
+        && media
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/+-.".contains(c));
+    if !well_formed {
+        return Err(Error::invalid(
+            format!("{pointer}/content_type"),
+            "content_type",
+            "send the file's media type as Content-Type",
+        ));
+    }
+    if !accepted(accept, &media) {
+        return Err(Error::invalid(
+            format!("{pointer}/content_type"),
+            "content_type",
+            format!("{:?} accepts {}, not {media}", field.key, accept.join(", ")),
+        ));
+    }
+    if contradicts(&media, data) {
+        return Err(Error::invalid(
+            format!("{pointer}/content_type"),
+            "content_type",
+            format!("the bytes are not a {media} file"),
+        ));
+    }
+    Ok((file_name, media))
+}
+
 impl Records<'_> {
     /// Stores a file for an attachment field (not yet attached to any record).
     ///
@@ -136,59 +209,13 @@ impl Records<'_> {
                     format!("{entity:?} has no field {:?}", upload.field),
                 )
             })?;
-        let FieldKind::Attachment {
-            max_size, accept, ..
-        } = &field.kind
-        else {
-            return Err(Error::invalid(
-                "/field",
-                "field_kind",
-                format!("{:?} is not an attachment field", field.key),
-            ));
-        };
-        let file_name = clean_name(&upload.file_name).ok_or_else(|| {
-            Error::invalid(
-                "/name",
-                "file_name",
-                "give the file's name (?name=contract.pdf)",
-            )
-        })?;
-        let media = media_type(&upload.content_type);
-        if upload.data.is_empty() {
-            return Err(Error::invalid("", "empty", "the file is empty"));
-        }
-        if upload.data.len() as u64 > *max_size {
-            return Err(Error::invalid(
-                "",
-                "max_size",
-                format!(
-                    "the file has {} bytes; {:?} takes at most {max_size}",
-                    upload.data.len(),
-                    field.key
-                ),
-            ));
-        }
-        if media.is_empty() || !media.contains('/') {
-            return Err(Error::invalid(
-                "/content_type",
-                "content_type",
-                "send the file's media type as Content-Type",
-            ));
-        }
-        if !accepted(accept, &media) {
-            return Err(Error::invalid(
-                "/content_type",
-                "content_type",
-                format!("{:?} accepts {}, not {media}", field.key, accept.join(", ")),
-            ));
-        }
-        if contradicts(&media, &upload.data) {
-            return Err(Error::invalid(
-                "/content_type",
-                "content_type",
-                format!("the bytes are not a {media} file"),
-            ));
-        }
+        let (file_name, media) = vet(
+            field,
+            &upload.file_name,
+            &upload.content_type,
+            &upload.data,
+            "",
+        )?;
         let row = AttachmentRow {
             id: new_id(),
             workspace_id: ctx.scope.workspace_id,

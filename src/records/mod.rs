@@ -1220,8 +1220,18 @@ impl Records<'_> {
                 "you may not create or read {entity} records"
             )));
         }
+        let unseen = |key: &str| {
+            let rule = lens.field(&model, key);
+            rule == crate::access::FieldRule::Hidden || rule.masks()
+        };
+        let title_shown = model.title_field.as_deref().is_some_and(|t| !unseen(t));
         let mut found: Vec<Duplicate> = Vec::new();
-        for rule in &model.duplicate_rules {
+        // A rule over a field the caller may not see would confirm its values: skipped.
+        for rule in model
+            .duplicate_rules
+            .iter()
+            .filter(|rule| !rule.iter().any(|k| unseen(k)))
+        {
             let values: Option<Vec<(&str, String)>> = rule
                 .iter()
                 .map(|key| {
@@ -1260,6 +1270,7 @@ impl Records<'_> {
                     title: model
                         .title_field
                         .as_ref()
+                        .filter(|_| title_shown)
                         .and_then(|t| row.doc.get(t))
                         .and_then(Value::as_str)
                         .map(str::to_owned),

@@ -168,8 +168,9 @@ pub struct Restored {
 
 /// Writes moved records into a workspace inside the caller's transaction, after checking them
 /// all: the entity exists, ids are unique, live records satisfy their entity, unique fields
-/// stay unique, every reference names a record of the restore. `pointer_of(i)` locates record
-/// `i` in the caller's document for messages. Nothing is written when anything is wrong.
+/// stay unique, every reference names a record of the restore, attachments pass the checks of an
+/// upload. Only `entities` (the app's) take records. `pointer_of(i)` locates record `i` in the
+/// caller's document for messages. Nothing is written when anything is wrong.
 ///
 /// # Errors
 /// `Error::Invalid` listing every problem; `Error::Db`.
@@ -177,9 +178,12 @@ pub async fn restore_in(
     conn: &impl Conn,
     workspace_id: Uuid,
     moved: Moved,
+    entities: &HashSet<String>,
     pointer_of: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<Restored> {
-    let models = published_models(conn, workspace_id).await?;
+    let mut models = published_models(conn, workspace_id).await?;
+    // Only the app's own entities: records never land in another app's tables.
+    models.retain(|key, _| entities.contains(key));
     let mut problems = Vec::new();
     let mut ids: HashMap<&str, HashSet<Uuid>> = HashMap::new();
     for (i, record) in moved.records.iter().enumerate() {
@@ -258,6 +262,30 @@ pub async fn restore_in(
         }
     }
     for (i, attachment) in moved.attachments.iter().enumerate() {
+        let pointer = format!("/data/attachments/{i}");
+        if let Some(field) = models
+            .get(&attachment.entity)
+            .and_then(|m| m.field(&attachment.row.field))
+        {
+            if let Err(Error::Invalid { errors, .. }) = super::attachments::vet(
+                field,
+                &attachment.row.file_name,
+                &attachment.row.content_type,
+                &attachment.data,
+                &pointer,
+            ) {
+                problems.extend(errors);
+            }
+        } else {
+            problems.push(FieldError::new(
+                format!("{pointer}/field"),
+                "unknown_field",
+                format!(
+                    "{:?} has no attachment field {:?}",
+                    attachment.entity, attachment.row.field
+                ),
+            ));
+        }
         let known = models.contains_key(&attachment.entity)
             && attachment.row.record_id.is_some_and(|r| {
                 ids.get(attachment.entity.as_str())

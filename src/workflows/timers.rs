@@ -91,8 +91,8 @@ pub fn due_of(
     if !yearly {
         return instant(at_local(date)?);
     }
-    let first = not_before.with_timezone(&zone).year() - 1;
-    (first.max(date.year())..=first + 2)
+    let first = (not_before.with_timezone(&zone).year() - 1).max(date.year());
+    (first..=first + 3)
         .filter_map(|year| anniversary(date, year))
         .filter_map(|day| instant(at_local(day)?))
         .find(|due| *due > not_before)

@@ -131,7 +131,7 @@ async fn installed(State(services): State<Services>, ws: Workspace) -> Result<Js
                 available: apps::built_in(&row.template)
                     .ok()
                     .map(|b| b.manifest.version)
-                    .filter(|v| *v != row.version),
+                    .filter(|v| apps::is_newer(v, &row.version)),
                 id: row.id,
                 template: row.template,
                 version: row.version,
@@ -195,6 +195,9 @@ async fn install(
     if body.data {
         // Records arrive as they were: owners, history and all, past every access rule.
         ws.access.require_admin()?;
+    }
+    if let Some(prefix) = &body.prefix {
+        apps::check_prefix(prefix)?;
     }
     let from_document = body.bundle.is_some();
     let bundle = match (body.template, body.bundle) {
@@ -371,6 +374,7 @@ async fn upgrade_apply(
             Actor::Account {
                 id: ws.access.account_id,
             },
+            ws.access.is_admin(),
         )
         .await?
     };

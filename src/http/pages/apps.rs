@@ -86,7 +86,7 @@ async fn draw_gallery(
             let available = apps::built_in(&row.template)
                 .ok()
                 .map(|b| b.manifest.version)
-                .filter(|v| *v != row.version);
+                .filter(|v| apps::is_newer(v, &row.version));
             json!({
                 "id": row.id,
                 "template": row.template,
@@ -335,6 +335,7 @@ async fn upgrade_apply(
             Actor::Account {
                 id: member.access.account_id,
             },
+            member.access.is_admin(),
         )
         .await;
         match applied {
