@@ -210,6 +210,39 @@ async fn reminders_escalate_and_approvals_take_two_levels(backend: Backend) {
         titles(&li).await
     );
 
+    // A tier B customer (a small business that signed) is reminded after 7 days.
+    let zhang = person(&app, "zhang.wei").await;
+    let smb = create(
+        &zhang,
+        "customer",
+        json!({"name": "烟台鲁信包装", "size": "smb", "lifecycle_stage": "signed"}),
+    )
+    .await;
+    assert_eq!(smb["fields"]["tier"], "b", "{smb}");
+    create(
+        &zhang,
+        "follow_up",
+        json!({"subject": "签约回访", "customer": smb["id"], "way": "call",
+               "followed_at": app.services.clock().now().to_rfc3339()}),
+    )
+    .await;
+    app.run_jobs_until_idle().await;
+    advance(&app, Duration::days(6)).await;
+    let zhang = person(&app, "zhang.wei").await;
+    assert!(
+        !titles(&zhang)
+            .await
+            .iter()
+            .any(|t| t.contains("烟台鲁信包装"))
+    );
+    advance(&app, Duration::days(1) + Duration::minutes(5)).await;
+    let zhang = person(&app, "zhang.wei").await;
+    assert!(
+        titles(&zhang)
+            .await
+            .contains(&"烟台鲁信包装（B类）已7天未跟进".to_owned())
+    );
+
     // A 35% discount: the rep's team lead, then the director.
     let zhang = person(&app, "zhang.wei").await;
     let deal = create(
