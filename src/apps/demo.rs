@@ -42,6 +42,22 @@ pub struct DemoRecord {
     pub owner: &'static str,
 }
 
+impl DemoRecord {
+    /// A field's last value: the latest change naming it, else the value at creation.
+    pub fn last(&self, key: &str) -> Option<&Value> {
+        self.changes
+            .iter()
+            .rev()
+            .find_map(|c| c.fields.get(key))
+            .or_else(|| self.fields.get(key))
+    }
+
+    /// A text field's last value.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.last(key).and_then(Value::as_str)
+    }
+}
+
 /// Whether a built-in template can be cloned with generated sample records.
 pub fn has_sample_data(template: &str) -> bool {
     template == super::SALES_CRM

@@ -35,20 +35,6 @@ fn yuan(fen: i64) -> Value {
     }
 }
 
-/// A field's last value: the latest change naming it, else the value at creation.
-fn last<'a>(record: &'a DemoRecord, key: &str) -> Option<&'a Value> {
-    record
-        .changes
-        .iter()
-        .rev()
-        .find_map(|c| c.fields.get(key))
-        .or_else(|| record.fields.get(key))
-}
-
-fn text<'a>(record: &'a DemoRecord, key: &str) -> Option<&'a str> {
-    last(record, key).and_then(Value::as_str)
-}
-
 fn fen_of(value: Option<&Value>) -> i64 {
     match value {
         Some(Value::Number(n)) => n
@@ -177,11 +163,11 @@ pub fn extend(records: &mut Vec<DemoRecord>, now: DateTime<Utc>, seed: u64) {
         .map(|r| {
             (
                 r.id,
-                text(r, "name").unwrap_or("商机").to_owned(),
-                text(r, "customer").unwrap_or_default().to_owned(),
-                fen_of(last(r, "amount")),
+                r.text("name").unwrap_or("商机").to_owned(),
+                r.text("customer").unwrap_or_default().to_owned(),
+                fen_of(r.last("amount")),
                 reached(r, "contract_signed"),
-                text(r, "stage").unwrap_or_default().to_owned(),
+                r.text("stage").unwrap_or_default().to_owned(),
             )
         })
         .collect();

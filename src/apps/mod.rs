@@ -1098,6 +1098,28 @@ pub async fn install_in(
     })
 }
 
+/// After an app's change committed: access caches drop, and the workspace's registry reloads (a
+/// failed reload only delays the swap to the next request).
+async fn after_commit(
+    db: &Db,
+    clock: &SharedClock,
+    registry: &Registry,
+    workspace_id: uuid::Uuid,
+    what: &str,
+) {
+    store::access_changed();
+    if let Err(e) = (definitions::Store {
+        db,
+        clock,
+        registry,
+    })
+    .refresh(workspace_id)
+    .await
+    {
+        tracing::warn!(error = %e, "reloading the registry after {what} failed");
+    }
+}
+
 /// The apps installed in a workspace, oldest first.
 ///
 /// # Errors
@@ -1133,18 +1155,7 @@ pub async fn install(
         return Ok(report);
     }
     tx.commit().await?;
-    store::access_changed();
-    // Committed; a failed reload only delays the swap to the next request.
-    if let Err(e) = (definitions::Store {
-        db,
-        clock,
-        registry,
-    })
-    .refresh(workspace_id)
-    .await
-    {
-        tracing::warn!(error = %e, "reloading the registry after an install failed");
-    }
+    after_commit(db, clock, registry, workspace_id, "an install").await;
     Ok(report)
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::demo::DemoRecord;
@@ -156,16 +155,6 @@ pub const PEOPLE: [DemoPerson; 9] = [
 /// Regions the northern team serves (the lead assignment workflow says the same).
 const NORTH: [&str; 3] = ["华北", "东北", "西北"];
 
-fn text<'a>(record: &'a DemoRecord, key: &str) -> Option<&'a str> {
-    record
-        .changes
-        .iter()
-        .rev()
-        .find_map(|c| c.fields.get(key))
-        .or_else(|| record.fields.get(key))
-        .and_then(Value::as_str)
-}
-
 /// Gives every demo record an owner: leads to the new-business team of their region, repeat
 /// customers to account care and the others by region, each in turn; contacts, opportunities
 /// and follow-ups to their customer's owner.
@@ -177,7 +166,7 @@ pub fn assign_owners(records: &mut [DemoRecord]) {
     let (mut north, mut south, mut care) = (0, 0, 0);
     let mut by_customer: HashMap<String, &'static str> = HashMap::new();
     for record in records.iter_mut() {
-        let region_north = text(record, "region").is_some_and(|r| NORTH.contains(&r));
+        let region_north = record.text("region").is_some_and(|r| NORTH.contains(&r));
         let owner = match record.entity {
             "lead" => {
                 if region_north {
@@ -187,7 +176,7 @@ pub fn assign_owners(records: &mut [DemoRecord]) {
                 }
             }
             "customer" => {
-                let owner = match text(record, "lifecycle_stage") {
+                let owner = match record.text("lifecycle_stage") {
                     // Accounts that buy again are account care's; the rest stay with the
                     // rep of their region who won them.
                     Some("repeat") => turn(&["sun", "zhao"], &mut care),
@@ -198,7 +187,8 @@ pub fn assign_owners(records: &mut [DemoRecord]) {
                 owner
             }
             "ticket" | "survey" => "huang",
-            _ => text(record, "customer")
+            _ => record
+                .text("customer")
                 .and_then(|c| by_customer.get(c).copied())
                 .unwrap_or("zhou"),
         };

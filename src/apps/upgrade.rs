@@ -454,17 +454,7 @@ pub async fn apply(
     let base = next_base(&app.base, &new, &plan.changes);
     store::apps::upgrade(&tx, app.id, &bundle.manifest.version, base, now).await?;
     tx.commit().await?;
-    store::access_changed();
-    if let Err(e) = (definitions::Store {
-        db,
-        clock,
-        registry,
-    })
-    .refresh(workspace_id)
-    .await
-    {
-        tracing::warn!(error = %e, "reloading the registry after an upgrade failed");
-    }
+    super::after_commit(db, clock, registry, workspace_id, "an upgrade").await;
     plan.applied = true;
     Ok(plan)
 }

@@ -289,6 +289,24 @@ pub struct PoolSettings {
 /// The claim limit when `x-pool` names none.
 pub const DEFAULT_CLAIM_LIMIT: u32 = 50;
 
+/// A keyword holding lists of field keys (`x-indexes`, `x-duplicates`), empty lists left out.
+fn key_lists(document: &Value, keyword: &str) -> Vec<Vec<String>> {
+    document
+        .get(keyword)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|keys| !keys.is_empty())
+        .collect()
+}
+
 /// Digits after the decimal point of an ISO 4217 currency.
 pub fn currency_scale(code: &str) -> u32 {
     match code {
@@ -556,39 +574,8 @@ impl EntityModel {
                             .map(str::to_owned),
                     }
                 }),
-            duplicate_rules: document
-                .get("x-duplicates")
-                .and_then(Value::as_array)
-                .map(|rules| {
-                    rules
-                        .iter()
-                        .filter_map(Value::as_array)
-                        .map(|keys| {
-                            keys.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect::<Vec<_>>()
-                        })
-                        .filter(|keys| !keys.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            compound_indexes: document
-                .get("x-indexes")
-                .and_then(Value::as_array)
-                .map(|indexes| {
-                    indexes
-                        .iter()
-                        .filter_map(Value::as_array)
-                        .map(|keys| {
-                            keys.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            duplicate_rules: key_lists(&document, "x-duplicates"),
+            compound_indexes: key_lists(&document, "x-indexes"),
             validator,
             scripts: Arc::new(scripts),
             document,

@@ -2578,16 +2578,7 @@ pub async fn import_in(
     time_zone: chrono_tz::Tz,
     calendar: Arc<crate::calendar::BusinessCalendar>,
 ) -> Result<usize> {
-    let mut models: HashMap<String, Arc<EntityModel>> = HashMap::new();
-    for row in store::definitions::published(conn, workspace_id).await? {
-        if row.kind == "entity" {
-            let model = EntityModel::build(&row.key, row.id, row.version, Arc::new(row.document))
-                .map_err(|e| {
-                Error::invalid_all("a published entity does not compile", vec![e])
-            })?;
-            models.insert(row.key, Arc::new(model));
-        }
-    }
+    let models = transfer::published_models(conn, workspace_id).await?;
     let mut by_entity: BTreeMap<String, Vec<RecordRow>> = BTreeMap::new();
     let mut history = Vec::new();
     let world = scripting::ScriptWorld::system(workspace_id, now, time_zone, calendar);

@@ -1569,21 +1569,9 @@ pub struct HistoryRow {
 pub async fn insert_history(conn: &impl Conn, rows: &[HistoryRow]) -> Result<()> {
     for chunk in rows.chunks(500) {
         let mut insert = Query::insert();
-        insert.into_table(Alias::new("record_history")).columns(
-            [
-                "id",
-                "workspace_id",
-                "entity_id",
-                "record_id",
-                "at",
-                "actor_id",
-                "actor_kind",
-                "channel",
-                "operation",
-                "changes",
-            ]
-            .map(Alias::new),
-        );
+        insert
+            .into_table(Alias::new("record_history"))
+            .columns(HISTORY_COLUMNS.map(Alias::new));
         for row in chunk {
             insert
                 .values([
@@ -1605,6 +1593,35 @@ pub async fn insert_history(conn: &impl Conn, rows: &[HistoryRow]) -> Result<()>
     Ok(())
 }
 
+const HISTORY_COLUMNS: [&str; 10] = [
+    "id",
+    "workspace_id",
+    "entity_id",
+    "record_id",
+    "at",
+    "actor_id",
+    "actor_kind",
+    "channel",
+    "operation",
+    "changes",
+];
+
+fn decode_history(row: &QueryResult) -> Result<HistoryRow> {
+    let record_id: String = row.try_get("", "record_id")?;
+    Ok(HistoryRow {
+        id: row.try_get("", "id")?,
+        workspace_id: row.try_get("", "workspace_id")?,
+        entity_id: row.try_get("", "entity_id")?,
+        record_id: Uuid::parse_str(&record_id).map_err(Error::internal)?,
+        at: row.try_get("", "at")?,
+        actor_id: row.try_get("", "actor_id")?,
+        actor_kind: row.try_get("", "actor_kind")?,
+        channel: row.try_get("", "channel")?,
+        operation: row.try_get("", "operation")?,
+        changes: row.try_get("", "changes")?,
+    })
+}
+
 /// The history of one record, oldest first.
 ///
 /// # Errors
@@ -1616,44 +1633,14 @@ pub async fn history(
 ) -> Result<Vec<HistoryRow>> {
     let mut query = Query::select();
     query
-        .columns(
-            [
-                "id",
-                "workspace_id",
-                "entity_id",
-                "record_id",
-                "at",
-                "actor_id",
-                "actor_kind",
-                "channel",
-                "operation",
-                "changes",
-            ]
-            .map(Alias::new),
-        )
+        .columns(HISTORY_COLUMNS.map(Alias::new))
         .from(Alias::new("record_history"))
         .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
         .and_where(Expr::col(Alias::new("record_id")).eq(record_id.to_string()))
         .order_by(Alias::new("at"), Order::Asc)
         .order_by(Alias::new("id"), Order::Asc);
     let rows = conn.query_all(&query).await?;
-    rows.iter()
-        .map(|row| {
-            let record_id: String = row.try_get("", "record_id")?;
-            Ok(HistoryRow {
-                id: row.try_get("", "id")?,
-                workspace_id: row.try_get("", "workspace_id")?,
-                entity_id: row.try_get("", "entity_id")?,
-                record_id: Uuid::parse_str(&record_id).map_err(Error::internal)?,
-                at: row.try_get("", "at")?,
-                actor_id: row.try_get("", "actor_id")?,
-                actor_kind: row.try_get("", "actor_kind")?,
-                channel: row.try_get("", "channel")?,
-                operation: row.try_get("", "operation")?,
-                changes: row.try_get("", "changes")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_history).collect()
 }
 
 /// Every history row of an entity, by record then oldest first (for exports).
@@ -1663,44 +1650,14 @@ pub async fn history(
 pub async fn history_of_entity(conn: &impl Conn, entity_id: Uuid) -> Result<Vec<HistoryRow>> {
     let mut query = Query::select();
     query
-        .columns(
-            [
-                "id",
-                "workspace_id",
-                "entity_id",
-                "record_id",
-                "at",
-                "actor_id",
-                "actor_kind",
-                "channel",
-                "operation",
-                "changes",
-            ]
-            .map(Alias::new),
-        )
+        .columns(HISTORY_COLUMNS.map(Alias::new))
         .from(Alias::new("record_history"))
         .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
         .order_by(Alias::new("record_id"), Order::Asc)
         .order_by(Alias::new("at"), Order::Asc)
         .order_by(Alias::new("id"), Order::Asc);
     let rows = conn.query_all(&query).await?;
-    rows.iter()
-        .map(|row| {
-            let record_id: String = row.try_get("", "record_id")?;
-            Ok(HistoryRow {
-                id: row.try_get("", "id")?,
-                workspace_id: row.try_get("", "workspace_id")?,
-                entity_id: row.try_get("", "entity_id")?,
-                record_id: Uuid::parse_str(&record_id).map_err(Error::internal)?,
-                at: row.try_get("", "at")?,
-                actor_id: row.try_get("", "actor_id")?,
-                actor_kind: row.try_get("", "actor_kind")?,
-                channel: row.try_get("", "channel")?,
-                operation: row.try_get("", "operation")?,
-                changes: row.try_get("", "changes")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_history).collect()
 }
 
 /// When each of `records` took each value of `field`, oldest first per record: the `new`

@@ -102,6 +102,17 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -109,8 +120,11 @@ impl Browser {
         let response = request.send().await.expect("webdriver request");
         let status = response.status();
         let body: Value = response.json().await.expect("webdriver json");
-        assert!(status.is_success(), "webdriver {path}: {status} {body}");
-        body["value"].clone()
+        if status.is_success() {
+            Ok(body["value"].clone())
+        } else {
+            Err(format!("webdriver {path}: {status} {body}"))
+        }
     }
 
     /// Loads `url` and waits for the page.
@@ -213,7 +227,15 @@ impl Browser {
     /// Runs `script` in the page (`arguments` are `args`) and returns its result; a returned
     /// Promise is awaited.
     pub async fn run(&self, script: &str, args: Value) -> Value {
-        self.call(
+        self.try_run(script, args)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// As [`Browser::run`], answering WebDriver's refusal (a page unloading under the script
+    /// ends it with "script timeout") instead of failing.
+    async fn try_run(&self, script: &str, args: Value) -> Result<Value, String> {
+        self.try_call(
             reqwest::Method::POST,
             "/execute/async",
             Some(json!({
@@ -232,7 +254,11 @@ impl Browser {
     pub async fn wait_until(&self, what: &str, script: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.run(&format!("return !!({script});"), json!([])).await == json!(true) {
+            // A navigation in progress may end the check itself: it is simply asked again.
+            let seen = self
+                .try_run(&format!("return !!({script});"), json!([]))
+                .await;
+            if seen == Ok(json!(true)) {
                 return;
             }
             assert!(
