@@ -209,6 +209,37 @@ pub fn extend(records: &mut Vec<DemoRecord>, now: DateTime<Utc>, seed: u64) {
     }
     // Oldest first, so auto-numbers follow the dates.
     out.records[first_new..].sort_by_key(|r| r.created_at);
+    keep_open_leads_warm(&mut out, today);
+}
+
+/// Open leads a rep is still working were touched lately: each gets its next follow-up planned
+/// in the last three weeks (so the pool's 30-day reclaim takes the stale and finished ones,
+/// not the live pipeline). About one in five is left to go cold.
+fn keep_open_leads_warm(out: &mut Out<'_>, today: NaiveDate) {
+    let now = out.now;
+    for i in 0..out.records.len() {
+        let record = &out.records[i];
+        let open = record.entity == "lead"
+            && matches!(
+                record.text("status"),
+                Some("new" | "contacted" | "qualified")
+            );
+        if !open || out.rng.gen_bool(0.2) {
+            continue;
+        }
+        let at = now - Duration::hours(out.rng.gen_range(6..21 * 24));
+        let next = today + Duration::days(out.rng.gen_range(1..15));
+        let record = &mut out.records[i];
+        let after_everything = record.changes.last().map_or(record.created_at, |c| c.at);
+        if at > after_everything {
+            let mut fields = Map::new();
+            fields.insert(
+                "next_follow_up_date".to_owned(),
+                Value::String(next.to_string()),
+            );
+            record.changes.push(DemoChange { at, fields });
+        }
+    }
 }
 
 fn contract(
