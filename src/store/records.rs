@@ -2056,17 +2056,27 @@ pub async fn attachment_data(
     workspace_id: Uuid,
     id: Uuid,
 ) -> Result<Option<(AttachmentRow, Vec<u8>)>> {
+    let mut query = with_bytes(workspace_id);
+    query.and_where(Expr::col(Alias::new("id")).eq(id));
+    conn.query_one(&query)
+        .await?
+        .map(|row| decode_with_bytes(&row))
+        .transpose()
+}
+
+/// The workspace's attachments with their bytes (the caller narrows it).
+fn with_bytes(workspace_id: Uuid) -> SelectStatement {
     let mut query = Query::select();
     query
         .columns(ATTACHMENT_COLUMNS.map(Alias::new))
         .column(Alias::new("data"))
         .from(Alias::new("attachments"))
-        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
-        .and_where(Expr::col(Alias::new("id")).eq(id));
-    match conn.query_one(&query).await? {
-        Some(row) => Ok(Some((decode_attachment(&row)?, row.try_get("", "data")?))),
-        None => Ok(None),
-    }
+        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id));
+    query
+}
+
+fn decode_with_bytes(row: &QueryResult) -> Result<(AttachmentRow, Vec<u8>)> {
+    Ok((decode_attachment(row)?, row.try_get("", "data")?))
 }
 
 /// Links attachments to a record; returns how many were linked (each must be unlinked or
@@ -2106,19 +2116,13 @@ pub async fn attachments_with_data(
     workspace_id: Uuid,
     entity_id: Uuid,
 ) -> Result<Vec<(AttachmentRow, Vec<u8>)>> {
-    let mut query = Query::select();
+    let mut query = with_bytes(workspace_id);
     query
-        .columns(ATTACHMENT_COLUMNS.map(Alias::new))
-        .column(Alias::new("data"))
-        .from(Alias::new("attachments"))
-        .and_where(Expr::col(Alias::new("workspace_id")).eq(workspace_id))
         .and_where(Expr::col(Alias::new("entity_id")).eq(entity_id))
         .and_where(Expr::col(Alias::new("record_id")).is_not_null())
         .order_by(Alias::new("id"), Order::Asc);
     let rows = conn.query_all(&query).await?;
-    rows.iter()
-        .map(|row| Ok((decode_attachment(row)?, row.try_get("", "data")?)))
-        .collect()
+    rows.iter().map(decode_with_bytes).collect()
 }
 
 // ---- erasure (personal data) ----
