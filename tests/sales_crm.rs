@@ -570,10 +570,209 @@ async fn duplicate_leads_show_who_owns_them(backend: Backend) {
     );
 }
 
+/// POST a merge of `duplicate` into `survivor` as `client`.
+async fn merge(client: &Client, survivor: &Value, body: Value) -> (StatusCode, Value) {
+    client
+        .post(
+            &format!(
+                "{W}/entities/customer/records/{}/merge",
+                survivor.as_str().unwrap_or_default()
+            ),
+            body,
+        )
+        .await
+}
+
+async fn duplicate_customers_merge_into_one(backend: Backend) {
+    let app = demo(backend).await;
+    let admin = app.admin().await;
+    let li = person(&app, "li.qiang").await;
+    let liu = account_id(&person(&app, "liu.yang").await).await;
+    let survivor = create(
+        &li,
+        "customer",
+        json!({"name": "青岛海川", "phone": "0532-8888 0001", "lifecycle_stage": "intent"}),
+    )
+    .await;
+    let duplicate = create(
+        &li,
+        "customer",
+        json!({"name": "青岛海川机械有限公司", "phone": "0532-8888 0001", "lifecycle_stage": "first_contact",
+               "industry": "manufacturing", "website": "https://haichuan.example.cn"}),
+    )
+    .await;
+    let (a, b) = (&survivor["id"], &duplicate["id"]);
+    let contact = create(&li, "contact", json!({"name": "周强", "customer": b})).await;
+    let deal = create(
+        &li,
+        "opportunity",
+        json!({"name": "海川 产线改造", "customer": b, "stage": "proposal", "amount": "1200000.00"}),
+    )
+    .await;
+    let before = get(&li, "customer", b).await;
+    assert_eq!(
+        before["fields"]["pipeline_amount"], "1200000.00",
+        "{before}"
+    );
+    // Bad requests change nothing, each refused at its pointer.
+    let (status, body) = merge(&li, a, json!({"duplicate": a})).await;
+    assert_eq!(
+        common::assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/duplicate"]
+    );
+    let (status, body) = merge(
+        &li,
+        a,
+        json!({"duplicate": b, "take": ["name", "shoe_size", "tier"]}),
+    )
+    .await;
+    assert_eq!(
+        common::assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/take/1", "/take/2"]
+    );
+    // A rep may not delete customers, so may not merge them.
+    let zhang = person(&app, "zhang.wei").await;
+    let mine = create(
+        &zhang,
+        "customer",
+        json!({"name": "烟台海川", "lifecycle_stage": "intent"}),
+    )
+    .await;
+    let other = create(
+        &zhang,
+        "customer",
+        json!({"name": "烟台海川贸易", "lifecycle_stage": "intent"}),
+    )
+    .await;
+    let (status, _) = merge(&zhang, &mine["id"], json!({"duplicate": other["id"]})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A deal of another team refers to the duplicate: the team lead may not move it.
+    let (status, theirs) = admin
+        .post(
+            &format!("{W}/entities/opportunity/records"),
+            json!({"fields": {"name": "海川 备件", "customer": b, "stage": "lead", "amount": "50000.00"}, "owner": liu}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    let (status, body) = merge(&li, a, json!({"duplicate": b})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = admin
+        .delete(&format!(
+            "{W}/entities/opportunity/records/{}",
+            theirs["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // A dry run shows what would happen and writes nothing.
+    let before = get(&li, "customer", b).await;
+    let (status, dry) = merge(
+        &li,
+        a,
+        json!({"duplicate": b, "take": ["name"], "dry_run": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        dry["filled"],
+        json!(["industry", "name", "website"]),
+        "{dry}"
+    );
+    assert_eq!(
+        dry["record"]["fields"]["lifecycle_stage"], "intent",
+        "the survivor keeps its own"
+    );
+    let moved: Vec<(String, u64)> = dry["moved"]
+        .as_array()
+        .expect("moved")
+        .iter()
+        .map(|m| {
+            (
+                format!(
+                    "{}.{}",
+                    m["entity"].as_str().unwrap_or(""),
+                    m["field"].as_str().unwrap_or("")
+                ),
+                m["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(moved.contains(&("contact.customer".to_owned(), 1)), "{dry}");
+    assert!(
+        moved.contains(&("opportunity.customer".to_owned(), 1)),
+        "{dry}"
+    );
+    assert_eq!(get(&li, "customer", b).await["version"], before["version"]);
+    // The merge: the survivor takes the name it was asked to and fills its gaps, the contact
+    // and the deal follow, rollups and the tier formula move with them.
+    let (status, merged) = merge(&li, a, json!({"duplicate": b, "take": ["name"]})).await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    let fields = &merged["record"]["fields"];
+    assert_eq!(fields["name"], "青岛海川机械有限公司", "{merged}");
+    assert_eq!(fields["industry"], "manufacturing");
+    assert_eq!(fields["lifecycle_stage"], "intent");
+    assert_eq!(fields["opportunity_count"], 1, "{merged}");
+    assert_eq!(fields["pipeline_amount"], "1200000.00", "{merged}");
+    assert_eq!(
+        get(&li, "contact", &contact["id"]).await["fields"]["customer"],
+        *a
+    );
+    assert_eq!(
+        get(&li, "opportunity", &deal["id"]).await["fields"]["customer"],
+        *a
+    );
+    let (status, _) = li
+        .get(&format!(
+            "{W}/entities/customer/records/{}",
+            b.as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the duplicate is in the recycle bin"
+    );
+    // Every record touched says so in its history.
+    let history = |entity: &'static str, id: Value| {
+        let admin = admin.clone();
+        async move {
+            let (_, h) = admin
+                .get(&format!(
+                    "{W}/entities/{entity}/records/{}/history",
+                    id.as_str().unwrap_or_default()
+                ))
+                .await;
+            h
+        }
+    };
+    let survivor_history = history("customer", a.clone()).await;
+    let last = survivor_history
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["changes"].get("merged_from").is_some()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        last["changes"]["merged_from"]["id"], *b,
+        "{survivor_history}"
+    );
+    assert_eq!(last["changes"]["fields"]["name"]["old"], "青岛海川");
+    let gone = history("customer", b.clone()).await;
+    assert!(gone.to_string().contains("merged_into"), "{gone}");
+    let moved_history = history("contact", contact["id"].clone()).await;
+    assert!(
+        moved_history.to_string().contains("\"merged\""),
+        "{moved_history}"
+    );
+    // Merging it again finds no live duplicate.
+    let (status, _) = merge(&li, a, json!({"duplicate": b})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 both_databases!(
     leads_are_assigned_by_region_and_converted,
     reminders_escalate_and_approvals_take_two_levels,
     contracts_payments_birthdays_and_complaints,
     demo_people_see_what_their_roles_allow,
     duplicate_leads_show_who_owns_them,
+    duplicate_customers_merge_into_one,
 );

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod erasure;
 pub mod evolve;
 pub mod guard;
+pub mod merge;
 pub mod query;
 pub mod recompute;
 pub mod rollups;

@@ -36,6 +36,7 @@ pub(super) fn router() -> Router<Services> {
             get(record_duplicates),
         )
         .route(&format!("{base}/duplicates"), post(check_duplicates))
+        .route(&format!("{base}/records/{{id}}/merge"), post(merge))
         .route(
             &format!("{base}/records/{{id}}/collaborators"),
             get(collaborators),
@@ -350,6 +351,36 @@ async fn record_duplicates(
             .duplicates_of(&caller.ctx, &entity, &id)
             .await?,
     }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    duplicate: String,
+    #[serde(default)]
+    take: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Merges a duplicate into the record (撞单): gaps filled, references moved, duplicate deleted.
+async fn merge(
+    State(services): State<Services>,
+    caller: Caller,
+    Path((_, entity, id)): Path<(String, String, String)>,
+    AppJson(body): AppJson<MergeBody>,
+) -> Result<Json<records::merge::MergeOutcome>> {
+    let request = records::merge::MergeRequest {
+        duplicate: body.duplicate,
+        take: body.take,
+        dry_run: body.dry_run,
+    };
+    Ok(Json(
+        services
+            .records()
+            .merge(&caller.ctx, &entity, &id, &request)
+            .await?,
+    ))
 }
 
 async fn indexes(
