@@ -766,6 +766,56 @@ async fn duplicate_customers_merge_into_one(backend: Backend) {
     // Merging it again finds no live duplicate.
     let (status, _) = merge(&li, a, json!({"duplicate": b})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // On the pages: the record page links the duplicate to its merge page, which shows the
+    // values that differ; ticking one takes it.
+    let first = create(&li, "customer", json!({"name": "威海远航", "phone": "0631-555 0101", "lifecycle_stage": "intent", "region": "北区"})).await;
+    let second = create(&li, "customer", json!({"name": "威海远航船舶", "phone": "0631-555 0101", "lifecycle_stage": "signed", "address": "威海市环翠区"})).await;
+    let (one, two) = (
+        first["id"].as_str().unwrap_or_default(),
+        second["id"].as_str().unwrap_or_default(),
+    );
+    let pages = common::PageClient::sign_in(
+        &app,
+        "li.qiang@demo.formwork.local",
+        common::ADMIN_PASSWORD,
+        "zh-CN",
+    )
+    .await;
+    let (_, html) = pages.get(&format!("/w/demo/e/customer/{one}")).await;
+    assert!(
+        html.contains(&format!("{one}/merge/{two}\" data-testid=\"merge-link\"")),
+        "{html}"
+    );
+    let (status, html) = pages
+        .get(&format!("/w/demo/e/customer/{one}/merge/{two}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("data-field=\"lifecycle_stage\"") && html.contains("data-field=\"address\""),
+        "{html}"
+    );
+    assert!(
+        !html.contains("data-field=\"phone\""),
+        "equal values are not offered"
+    );
+    let (status, location, body) = pages
+        .post(
+            &format!("/w/demo/e/customer/{one}/merge/{two}"),
+            &[("take", "lifecycle_stage")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, format!("/w/demo/e/customer/{one}"));
+    let kept = get(&li, "customer", &first["id"]).await;
+    assert_eq!(kept["fields"]["lifecycle_stage"], "signed", "{kept}");
+    assert_eq!(kept["fields"]["address"], "威海市环翠区");
+    assert_eq!(kept["fields"]["name"], "威海远航", "not ticked: kept");
+    // A refused merge (the other one is gone now) is a page, not a crash.
+    let (status, _, _) = pages
+        .post(&format!("/w/demo/e/customer/{one}/merge/{two}"), &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 both_databases!(

@@ -16,6 +16,7 @@ macro_rules! member_or_return {
 mod approvals;
 mod apps;
 mod member;
+mod merge;
 mod public;
 mod records;
 mod reports;
@@ -51,6 +52,7 @@ pub(super) fn router() -> Router<Services> {
         .route("/account/language", post(set_language))
         .route("/static/{*path}", get(asset))
         .merge(records::router())
+        .merge(merge::router())
         .merge(public::router())
         .merge(approvals::router())
         .merge(apps::router())

@@ -106,7 +106,7 @@ fn for_script(result: Result<Response>, locale: Locale) -> Response {
 }
 
 /// A page's result, failures drawn as an error page in the reader's language.
-fn finish(result: Result<Response>, locale: Locale) -> Response {
+pub(super) fn finish(result: Result<Response>, locale: Locale) -> Response {
     result.unwrap_or_else(|error| error_page(error, locale))
 }
 
@@ -153,7 +153,7 @@ pub(super) fn title_of(model: &EntityModel, fields: &Map<String, Value>, id: Uui
 
 /// Names of the records and people that `records` refer to in `keys` (references the caller
 /// cannot read stay unnamed).
-async fn names_for(
+pub(super) async fn names_for(
     services: &Services,
     member: &Member,
     model: &EntityModel,
