@@ -465,7 +465,91 @@ async fn a_manager_reads_the_dashboard_and_drills_into_a_number() {
         )
         .await;
     assert!(chinese.html().await.contains("sd_ticket"));
+    // The cloned desk, exported, comes back in from its file: checked first (its `ticket`
+    // clashes with the Sales CRM's), then imported under another prefix.
+    let (_, installed) = admin.get("/api/v1/w/demo/apps").await;
+    let desk = installed
+        .as_array()
+        .and_then(|apps| apps.iter().find(|a| a["prefix"] == "sd"))
+        .map(|a| a["id"].as_str().unwrap_or_default().to_owned())
+        .expect("the cloned desk");
+    let (status, exported) = admin
+        .get(&format!("/api/v1/w/demo/apps/export?app={desk}"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{exported}");
+    let folder = tempfile::tempdir().expect("temp dir");
+    let file = folder.path().join("service-desk.json");
+    std::fs::write(&file, exported.to_string()).expect("write the export");
+    let form = "[data-testid=import-form]";
+    chinese
+        .upload(&format!("{form} input[name=bundle]"), &file)
+        .await;
+    chinese.click("[data-testid=import-check]").await;
+    chinese
+        .wait_until(
+            "the refused import",
+            "!!document.querySelector('[data-testid=apps-problems]')",
+        )
+        .await;
+    let html = chinese.html().await;
+    assert!(
+        html.contains("/definitions/entity/ticket") || html.contains("ticket"),
+        "{html}"
+    );
+    chinese
+        .upload(&format!("{form} input[name=bundle]"), &file)
+        .await;
+    chinese
+        .fill(&format!("{form} input[name=prefix]"), "desk2")
+        .await;
+    chinese.click("[data-testid=import-check]").await;
+    chinese
+        .wait_until(
+            "the checked import",
+            "!!document.querySelector('[data-testid=import-report]')",
+        )
+        .await;
+    assert!(
+        chinese
+            .text("[data-testid=import-report]")
+            .await
+            .contains("已检查")
+    );
+    let (_, none_yet) = admin.get("/api/v1/w/demo/apps").await;
+    assert_eq!(
+        none_yet.as_array().map(Vec::len),
+        Some(2),
+        "a check writes nothing"
+    );
+    chinese
+        .upload(&format!("{form} input[name=bundle]"), &file)
+        .await;
+    chinese
+        .fill(&format!("{form} input[name=prefix]"), "desk2")
+        .await;
+    chinese.click("[data-testid=import-apply]").await;
+    chinese
+        .wait_until(
+            "the import",
+            "(document.querySelector('[data-testid=import-report]') || {}).textContent?.includes('已导入')",
+        )
+        .await;
+    chinese
+        .run(
+            "document.getElementById('import').scrollIntoView(); return true;",
+            json!([]),
+        )
+        .await;
+    chinese.screenshot(&screenshot_path("apps-import-zh")).await;
     chinese.close().await;
+    let (_, imported) = admin
+        .get("/api/v1/w/demo/definitions/entity/desk2_ticket")
+        .await;
+    assert_eq!(
+        imported["published"]["properties"]["requester"]["x-reference"]["entity"],
+        "desk2_requester",
+        "{imported}"
+    );
     let (_, ticket) = admin
         .get("/api/v1/w/demo/definitions/entity/sd_ticket")
         .await;

@@ -609,6 +609,16 @@ async fn bad_definitions_are_refused(backend: Backend) {
         ),
         (
             base(
+                json!([{"id": "a", "type": "notify", "to": ["owner"], "title": {"en": "Hi", "zh-CN": "{{ record.name "}}]),
+            ),
+            "/document/steps/0/title/zh-CN",
+        ),
+        (
+            base(json!([{"id": "a", "type": "notify", "to": ["owner"], "title": {"fr": "Salut"}}])),
+            "/document/steps/0/title",
+        ),
+        (
+            base(
                 json!([{"id": "a", "type": "branch", "cases": [{"when": "true", "goto": "nowhere"}]}]),
             ),
             "/document/steps/0/cases/0/goto",
@@ -681,7 +691,84 @@ both_databases!(
     the_sales_crm_workflows,
     versions_and_the_rest,
     failing_deliveries_block_nothing,
+    texts_follow_each_recipients_language,
 );
+
+/// A notification written in two languages reaches each person in theirs, in the app and by
+/// email; a person with no language set gets English.
+async fn texts_follow_each_recipients_language(backend: Backend) {
+    let smtp = SmtpSink::start().await;
+    let app = spawn(backend, Some(&smtp)).await;
+    let admin = app.admin().await;
+    entities(&admin).await;
+    let (english, ann) = join_member(&app, &admin, "ann@example.com", "member").await;
+    let (chinese, li) = join_member(&app, &admin, "li@example.com", "member").await;
+    let pages =
+        common::PageClient::sign_in(&app, "li@example.com", "user-password-123", "zh-CN").await;
+    let (status, _, body) = pages
+        .post("/account/language", &[("lang", "zh-CN"), ("next", "/")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    workflow(
+        &admin,
+        "welcome",
+        json!({
+            "label": {"en": "Welcome", "zh-CN": "欢迎"},
+            "entity": "wlead",
+            "trigger": {"type": "record_created"},
+            "steps": [
+                {"id": "tell", "type": "notify", "to": [format!("user:{ann}"), format!("user:{li}")],
+                 "channels": ["in_app", "email"],
+                 "title": {"en": "New lead {{ record.name }}", "zh-CN": "新线索 {{ record.name }}"},
+                 "body": {"en": "Call {{ record.name }} today.", "zh-CN": "请今天联系 {{ record.name }}。"}}
+            ]
+        }),
+    )
+    .await;
+    create_lead(&admin, json!({"name": "Acme", "stage": "new"})).await;
+    app.run_jobs_until_idle().await;
+    let title_of = |client: Client| async move {
+        let (_, inbox) = client.get(&format!("{W}/notifications")).await;
+        (
+            inbox["notifications"][0]["title"].clone(),
+            inbox["notifications"][0]["body"].clone(),
+        )
+    };
+    assert_eq!(
+        title_of(english).await,
+        (json!("New lead Acme"), json!("Call Acme today."))
+    );
+    assert_eq!(
+        title_of(chinese).await,
+        (json!("新线索 Acme"), json!("请今天联系 Acme。"))
+    );
+    let mail = smtp.messages().join("\n----\n");
+    // Each address gets its own language (the Chinese subject is MIME-encoded, the body is not).
+    let to_li = smtp
+        .messages()
+        .into_iter()
+        .find(|m| m.contains("To: li@example.com"))
+        .unwrap_or_default();
+    assert!(to_li.contains("请今天联系 Acme。"), "{mail}");
+    let to_ann = smtp
+        .messages()
+        .into_iter()
+        .find(|m| m.contains("To: ann@example.com"))
+        .unwrap_or_default();
+    assert!(
+        to_ann.contains("Subject: New lead Acme") && to_ann.contains("Call Acme today."),
+        "{mail}"
+    );
+    let started = runs(&admin, "welcome").await;
+    let done = run(&admin, &started[0]["id"]).await;
+    let input = &done["steps"][0]["input"];
+    assert_eq!(input["title"]["zh-CN"], "新线索 Acme", "{done}");
+    assert_eq!(input["title"]["en"], "New lead Acme", "{done}");
+    assert_eq!(
+        done["steps"][0]["output"]["channels"]["in_app"]["notified"], 2,
+        "{done}"
+    );
+}
 
 /// The Sales CRM's own workflows: a follow-up stamps its customer and moves the customer's
 /// 14-day reminder; a signed deal marks the customer signed and tells the manager; a quote with

@@ -17,6 +17,9 @@ use crate::domain::{Actor, DefinitionKey};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{self, Conn, Db};
 
+/// Largest bundle document an install or import takes (an app with its records).
+pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+
 pub mod demo;
 pub mod demo_after;
 pub mod merge;

@@ -238,6 +238,8 @@ pub async fn seed(
             must_change_password,
         )
         .await?;
+        // A Chinese sales department: their notifications and pages are in Chinese.
+        store::accounts::set_locale(conn, account.id, Some("zh-CN".to_owned()), now).await?;
         people.insert(person.key, account.id);
     }
     for person in PEOPLE {

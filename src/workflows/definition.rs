@@ -14,6 +14,47 @@ use crate::error::FieldError;
 use crate::render::sandbox;
 use crate::script::{Script, ScriptEngine};
 
+/// A message text: one template for everyone, or one per language (`{"en": …, "zh-CN": …}`),
+/// each recipient getting their own language's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Text {
+    /// One template.
+    One(String),
+    /// A template per language tag.
+    ByLanguage(std::collections::BTreeMap<String, String>),
+}
+
+impl Text {
+    /// The template for language `tag`: its own, else English, else the first given.
+    pub fn for_language(&self, tag: &str) -> &str {
+        match self {
+            Self::One(text) => text,
+            Self::ByLanguage(texts) => texts
+                .get(tag)
+                .or_else(|| texts.get("en"))
+                .or_else(|| texts.values().next())
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// Whether the text differs by language.
+    pub fn is_localized(&self) -> bool {
+        matches!(self, Self::ByLanguage(_))
+    }
+
+    /// Each template with the pointer suffix it sits at (`""`, `"/zh-CN"`).
+    pub fn templates(&self) -> Vec<(String, &str)> {
+        match self {
+            Self::One(text) => vec![(String::new(), text.as_str())],
+            Self::ByLanguage(texts) => texts
+                .iter()
+                .map(|(tag, text)| (format!("/{}", escape(tag)), text.as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// What starts a run.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -243,10 +284,10 @@ pub enum Action {
         to: Vec<String>,
         /// Channels (default in-app).
         channels: Option<Vec<String>>,
-        /// Title (template).
-        title: String,
-        /// Body (template).
-        body: Option<String>,
+        /// Title (template, or one per language).
+        title: Text,
+        /// Body (template, or one per language).
+        body: Option<Text>,
     },
     /// Email a report to people, each computed with their own access.
     SendReport {
@@ -574,9 +615,17 @@ impl Workflow {
                     }
                 }
                 Action::Notify { title, body, .. } => {
-                    check_template(title, &format!("{at}/title"), prefix, &mut problems);
-                    if let Some(body) = body {
-                        check_template(body, &format!("{at}/body"), prefix, &mut problems);
+                    for (name, text) in
+                        std::iter::once(("title", title)).chain(body.iter().map(|b| ("body", b)))
+                    {
+                        for (suffix, template) in text.templates() {
+                            check_template(
+                                template,
+                                &format!("{at}/{name}{suffix}"),
+                                prefix,
+                                &mut problems,
+                            );
+                        }
                     }
                 }
                 Action::SendReport {

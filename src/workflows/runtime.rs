@@ -5,7 +5,7 @@
 //! records pass their progress to the write path ([`super::StepOrigin`]), which commits it with
 //! the record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -926,33 +926,90 @@ impl Runtime {
                 body,
             } => {
                 let context = scene.context();
-                let title = sandbox::render(title, &context, &format!("{pointer}/title"))?;
-                let body = match body {
-                    Some(body) => sandbox::render(body, &context, &format!("{pointer}/body"))?,
-                    None => String::new(),
-                };
                 let (people, missing) = self.recipients(db, session, scene, to).await?;
+                // Texts written per language go to each person in theirs (their account's
+                // language, else English); one text goes to everyone as it is.
+                let mut by_language: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+                let localized =
+                    title.is_localized() || body.as_ref().is_some_and(|b| b.is_localized());
+                for person in &people {
+                    let tag = if localized {
+                        store::accounts::find(db.conn(), *person)
+                            .await?
+                            .and_then(|a| a.locale)
+                            .as_deref()
+                            .and_then(crate::render::i18n::Locale::from_tag)
+                            .unwrap_or(crate::render::i18n::Locale::En)
+                            .tag()
+                    } else {
+                        "en"
+                    };
+                    by_language.entry(tag).or_default().push(*person);
+                }
+                if by_language.is_empty() {
+                    // Nobody to tell: the texts are still rendered, so a broken one fails the step.
+                    by_language.insert("en", Vec::new());
+                }
+                let mut messages = Vec::new();
+                let mut texts = Map::new();
+                for (tag, group) in by_language {
+                    let title = sandbox::render(
+                        title.for_language(tag),
+                        &context,
+                        &format!("{pointer}/title"),
+                    )?;
+                    let body = match body {
+                        Some(body) => sandbox::render(
+                            body.for_language(tag),
+                            &context,
+                            &format!("{pointer}/body"),
+                        )?,
+                        None => String::new(),
+                    };
+                    texts.insert(tag.to_owned(), json!({"title": title, "body": body}));
+                    messages.push(Message {
+                        workspace_id: scene.run.workspace_id,
+                        to: group,
+                        title,
+                        body,
+                        record: scene.run.entity.clone().zip(scene.run.record_id),
+                        run_id: scene.run.id,
+                        key: format!("workflow:{}:{seq}", scene.run.id),
+                        at: scene.now,
+                    });
+                }
                 let channel_names = channels
                     .clone()
                     .unwrap_or_else(|| vec!["in_app".to_owned()]);
-                let message = Message {
-                    workspace_id: scene.run.workspace_id,
-                    to: people.clone(),
-                    title: title.clone(),
-                    body: body.clone(),
-                    record: scene.run.entity.clone().zip(scene.run.record_id),
-                    run_id: scene.run.id,
-                    key: format!("workflow:{}:{seq}", scene.run.id),
-                    at: scene.now,
-                };
                 let now = clock.now();
                 let tx = db.write(Sharing::Alone).await?;
                 let mut delivered = Map::new();
                 for name in &channel_names {
                     let channel = notify::channel(name, self.email_enabled)?;
-                    let result = channel.deliver(&tx, clock, &message).await?;
-                    delivered.insert(channel.name().to_owned(), result);
+                    let mut results = Vec::new();
+                    for message in &messages {
+                        results.push(channel.deliver(&tx, clock, message).await?);
+                    }
+                    delivered.insert(channel.name().to_owned(), merge_results(results));
                 }
+                // The log keeps the single text as before; texts per language by tag.
+                let (title, body) = match (localized, texts.values().next()) {
+                    (false, Some(one)) => (one["title"].clone(), one["body"].clone()),
+                    _ => (
+                        Value::Object(
+                            texts
+                                .iter()
+                                .map(|(t, v)| (t.clone(), v["title"].clone()))
+                                .collect(),
+                        ),
+                        Value::Object(
+                            texts
+                                .iter()
+                                .map(|(t, v)| (t.clone(), v["body"].clone()))
+                                .collect(),
+                        ),
+                    ),
+                };
                 let done = Done {
                     input: Some(json!({"to": to, "title": title, "body": body})),
                     output: json!({"recipients": people, "not_found": missing, "channels": delivered}),
@@ -1596,6 +1653,34 @@ fn held(outcome: store::write::Outcome) -> Result<()> {
             "the change was rolled back with another one; send it again".to_owned(),
         )),
     }
+}
+
+/// The delivery results of one channel over several messages (one per language), as one:
+/// counts added, lists joined.
+fn merge_results(results: Vec<Value>) -> Value {
+    let mut merged = Map::new();
+    for result in results {
+        let Value::Object(fields) = result else {
+            continue;
+        };
+        for (key, value) in fields {
+            match (merged.get_mut(&key), value) {
+                (Some(Value::Number(a)), Value::Number(b)) => {
+                    *a = (a.as_u64().unwrap_or(0) + b.as_u64().unwrap_or(0)).into();
+                }
+                (Some(Value::Array(a)), Value::Array(b)) => a.extend(b),
+                (Some(_), _) => {}
+                (None, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+    }
+    if merged.is_empty() {
+        // Nobody to tell: what the channel would have said for no one.
+        return json!({"notified": 0});
+    }
+    Value::Object(merged)
 }
 
 #[cfg(test)]

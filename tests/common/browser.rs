@@ -214,6 +214,17 @@ impl Browser {
         .await;
     }
 
+    /// Chooses the local file `path` in the file input `css` selects.
+    pub async fn upload(&self, css: &str, path: &std::path::Path) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": path.to_string_lossy()})),
+        )
+        .await;
+    }
+
     /// The visible text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         let id = self.find(css).await;

@@ -18,8 +18,7 @@ use crate::domain::Actor;
 use crate::error::{Error, Result};
 use crate::http::extract::{AppQuery, Authenticated, Workspace, parse_json};
 
-/// Largest bundle document an install or import takes (an app with its records).
-const BUNDLE_BODY_LIMIT: usize = 64 * 1024 * 1024;
+use crate::apps::MAX_BUNDLE_BYTES as BUNDLE_BODY_LIMIT;
 
 pub(super) fn router() -> Router<Services> {
     Router::new()

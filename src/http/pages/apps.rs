@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -26,6 +26,12 @@ use crate::render::i18n::Locale;
 pub(super) fn router() -> Router<Services> {
     Router::new()
         .route("/w/{workspace}/apps", get(gallery).post(clone))
+        .route(
+            "/w/{workspace}/apps/import",
+            axum::routing::post(import).layer(axum::extract::DefaultBodyLimit::max(
+                apps::MAX_BUNDLE_BYTES + 64 * 1024,
+            )),
+        )
         .route(
             "/w/{workspace}/apps/{app}/upgrade",
             get(upgrade_page).post(upgrade_apply),
@@ -54,6 +60,28 @@ async fn draw_gallery(
     here: &str,
     problems: Vec<String>,
     notice: Option<String>,
+    status: StatusCode,
+) -> Result<Response> {
+    draw_gallery_with(
+        services,
+        member,
+        here,
+        problems,
+        notice,
+        Value::Null,
+        status,
+    )
+    .await
+}
+
+/// The gallery, with the report of an import checked or done (`Null`: none).
+async fn draw_gallery_with(
+    services: &Services,
+    member: &Member,
+    here: &str,
+    problems: Vec<String>,
+    notice: Option<String>,
+    imported: Value,
     status: StatusCode,
 ) -> Result<Response> {
     member.access.require(Right::Templates)?;
@@ -110,6 +138,7 @@ async fn draw_gallery(
                 "installed": installed,
                 "problems": problems,
                 "notice": notice,
+                "imported": imported,
                 "is_admin": member.access.is_admin(),
             }),
         ),
@@ -186,6 +215,147 @@ async fn clone(
                 problems,
                 None,
                 StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+            .unwrap_or_else(|error| error_page(error, locale))
+        }
+        Err(error) => error_page(error, locale),
+    }
+}
+
+/// What an import form posted.
+#[derive(Default)]
+struct ImportForm {
+    csrf: Option<String>,
+    file: Option<Vec<u8>>,
+    prefix: Option<String>,
+    data: bool,
+    check_only: bool,
+}
+
+/// Reads the import form's parts (the bundle file among them).
+async fn read_import_form(mut multipart: Multipart) -> Result<ImportForm> {
+    let unreadable = |_| Error::invalid("/bundle", "unreadable", "the upload could not be read");
+    let mut form = ImportForm::default();
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "bundle" => {
+                let bytes = field.bytes().await.map_err(unreadable)?;
+                form.file = (!bytes.is_empty()).then(|| bytes.to_vec());
+            }
+            other => {
+                let text = field.text().await.map_err(unreadable)?;
+                match other {
+                    "csrf_token" => form.csrf = Some(text),
+                    "prefix" => {
+                        form.prefix = Some(text.trim().to_owned()).filter(|p| !p.is_empty());
+                    }
+                    "data" => form.data = true,
+                    "check" => form.check_only = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(form)
+}
+
+/// Imports (or only checks) an exported app uploaded as its JSON file.
+async fn import(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    multipart: Multipart,
+) -> Response {
+    let here = format!("/w/{slug}/apps");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let locale = member.locale;
+    let done = async {
+        let form = read_import_form(multipart).await?;
+        member.check_csrf(form.csrf.as_deref())?;
+        member.access.require(Right::Templates)?;
+        if form.data {
+            // Records arrive as they were: owners, history and all, past every access rule.
+            member.access.require_admin()?;
+        }
+        if let Some(prefix) = &form.prefix {
+            apps::check_prefix(prefix)?;
+        }
+        let bytes = form
+            .file
+            .ok_or_else(|| Error::invalid("/bundle", "required", "choose the app's file"))?;
+        let document: Value = crate::http::extract::parse_json(&bytes)?;
+        let bundle = apps::from_document(&document)?;
+        let report = apps::install(
+            services.db(),
+            services.clock(),
+            services.registry(),
+            member.access.workspace.id,
+            &bundle,
+            &InstallOptions {
+                prefix: form.prefix,
+                language: Some(locale.tag().to_owned()),
+                data: form.data,
+                sample: false,
+            },
+            Actor::Account {
+                id: member.access.account_id,
+            },
+            form.check_only,
+        )
+        .await?;
+        Ok::<_, Error>((report, bundle))
+    }
+    .await;
+    match done {
+        Ok((report, bundle)) => {
+            let manifest = serde_json::to_value(&bundle.manifest).unwrap_or(Value::Null);
+            let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+            for created in &report.created {
+                *kinds.entry(created.kind.as_str().to_owned()).or_default() += 1;
+            }
+            let imported = json!({
+                "checked_only": report.dry_run,
+                "title": label(&manifest["title"], locale),
+                "version": report.version,
+                "prefix": report.prefix,
+                "definitions": report.created.len(),
+                "kinds": kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(" · "),
+                "roles": report.roles,
+                "records": report.data.as_ref().map(|d| d.records.iter().map(|(e, n)| format!("{e} {n}")).collect::<Vec<_>>().join(" · ")),
+                "history": report.data.as_ref().map(|d| d.history),
+                "attachments": report.data.as_ref().map(|d| d.attachments),
+                "people": report.data.as_ref().map(|d| d.people.iter().map(|p| json!({"email": p.email, "name": p.name, "matched": p.matched})).collect::<Vec<_>>()),
+            });
+            draw_gallery_with(
+                &services,
+                &member,
+                &here,
+                Vec::new(),
+                None,
+                imported,
+                if report.dry_run {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                },
+            )
+            .await
+            .unwrap_or_else(|error| error_page(error, locale))
+        }
+        Err(
+            error
+            @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::PayloadTooLarge { .. }),
+        ) => {
+            let status = crate::http::error::status_of(&error);
+            draw_gallery(
+                &services,
+                &member,
+                &here,
+                problem_lines(&error, locale),
+                None,
+                status,
             )
             .await
             .unwrap_or_else(|error| error_page(error, locale))
