@@ -80,6 +80,16 @@ fn check_bundle_dir(dir: &Path, report: &mut Report) {
     match apps::load_dir(dir) {
         Ok(bundle) => {
             report.definitions += bundle.definitions.len();
+            if let Some(image) = &bundle.manifest.preview_image
+                && let Err(why) = apps::check_preview(image, &dir.join(image))
+            {
+                report.problems.push(problem(
+                    &dir.join("template.json"),
+                    "/preview_image",
+                    "preview_image",
+                    why,
+                ));
+            }
             report
                 .problems
                 .extend(apps::validate(&bundle, &DefinitionSet::new()));

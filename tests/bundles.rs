@@ -31,6 +31,22 @@ async fn first_start_installs_the_sales_crm_into_the_demo_workspace(backend: Bac
     let (_, catalogue) = admin.get("/api/v1/templates").await;
     assert_eq!(catalogue[0]["name"], "sales-crm");
     assert_eq!(catalogue[0]["title"]["zh-CN"], "销售CRM");
+    // Its preview image, served so that nothing in it can run.
+    let preview = admin.get_raw("/api/v1/templates/sales-crm/preview").await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let header = |name: &str| {
+        preview
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "image/svg+xml");
+    assert!(header("content-security-policy").contains("sandbox"));
+    assert!(preview.text().await.unwrap_or_default().starts_with("<svg"));
+    let missing = admin.get_raw("/api/v1/templates/nothing/preview").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
 async fn installing_a_template_is_all_or_nothing(backend: Backend) {
@@ -177,6 +193,17 @@ fn formwork_check_reports_every_problem_with_file_and_pointer() {
         r#"{"type": "object", "properties": {}}"#,
     )
     .expect("write");
+    // A template whose preview image is missing, and one whose image is not a picture.
+    for (name, image) in [("nopreview", "missing.svg"), ("badpreview", "../x.svg")] {
+        let folder = dir.path().join("templates").join(name);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(
+            folder.join("template.json"),
+            json!({"name": name, "version": "1.0.0", "title": {"en": "P"}, "preview_image": image})
+                .to_string(),
+        )
+        .expect("write");
+    }
     let loose = dir.path().join("entities");
     std::fs::create_dir_all(&loose).expect("mkdir");
     std::fs::write(loose.join("bad.json"), "{ not json").expect("write");
@@ -191,6 +218,14 @@ fn formwork_check_reports_every_problem_with_file_and_pointer() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("template.json: /version:"), "{stdout}");
     assert!(stdout.contains("bad.json: /: not valid JSON"), "{stdout}");
+    assert!(
+        stdout.contains("nopreview/template.json: /preview_image: \"missing.svg\" is not in the template's folder"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("badpreview/template.json: /preview_image:"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("bundle.json: /definitions/entity/issue/required/1:"),
         "{stdout}"

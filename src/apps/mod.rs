@@ -564,6 +564,54 @@ pub fn built_in(name: &str) -> Result<Bundle> {
     })
 }
 
+/// The media type of a preview image by its name (SVG or PNG), if it is one.
+fn preview_type(name: &str) -> Option<&'static str> {
+    if name.ends_with(".svg") {
+        Some("image/svg+xml")
+    } else if name.ends_with(".png") {
+        Some("image/png")
+    } else {
+        None
+    }
+}
+
+/// Largest preview image of a template.
+pub const MAX_PREVIEW_BYTES: u64 = 256 * 1024;
+
+/// Checks a template folder's preview image: a plain file name, SVG or PNG, present, small.
+///
+/// # Errors
+/// Why it is refused.
+pub fn check_preview(name: &str, path: &Path) -> std::result::Result<(), String> {
+    if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+        return Err(format!("{name:?} must be a file name beside template.json"));
+    }
+    if preview_type(name).is_none() {
+        return Err(format!("{name:?} must be an .svg or .png file"));
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_PREVIEW_BYTES => Err(format!(
+            "{name:?} is larger than {} KiB",
+            MAX_PREVIEW_BYTES / 1024
+        )),
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("{name:?} is not in the template's folder")),
+    }
+}
+
+/// A built-in template's preview image: its bytes and media type.
+pub fn built_in_preview(name: &str) -> Option<(&'static [u8], &'static str)> {
+    let (manifest, _) = built_in_files(name)?;
+    let manifest: Manifest = serde_json::from_str(&manifest.text).ok()?;
+    let image = manifest.preview_image?;
+    let media_type = preview_type(&image)?;
+    if image.contains('/') {
+        return None;
+    }
+    let file = BUILT_IN_SCHEMAS.get_file(format!("{name}/{image}"))?;
+    Some((file.contents(), media_type))
+}
+
 fn read_dir_files(
     root: &Path,
     display_root: &Path,

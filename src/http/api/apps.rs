@@ -24,6 +24,7 @@ pub(super) fn router() -> Router<Services> {
     Router::new()
         .route("/templates", get(catalogue))
         .route("/templates/{name}", get(template))
+        .route("/templates/{name}/preview", get(template_preview))
         .route(
             "/w/{workspace}/apps",
             get(installed)
@@ -82,6 +83,25 @@ struct TemplateDetail {
     summary: TemplateView,
     /// Every definition: kind, key and label.
     contents: Vec<Value>,
+}
+
+/// A built-in template's preview image. SVG is served so that nothing in it runs.
+async fn template_preview(_caller: Authenticated, Path(name): Path<String>) -> Result<Response> {
+    let (bytes, media_type) = apps::built_in_preview(&name)
+        .ok_or_else(|| Error::not_found(format!("a preview of template {name:?}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn template(

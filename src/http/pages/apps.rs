@@ -105,6 +105,7 @@ async fn draw_gallery_with(
             "reports": kinds.get("report").copied().unwrap_or(0) + kinds.get("dashboard").copied().unwrap_or(0),
             "roles": bundle.roles.len(),
             "sample_data": apps::demo::has_sample_data(&name),
+            "preview": bundle.manifest.preview_image.is_some(),
         }));
     }
     let installed: Vec<Value> = apps::installed(services.db(), member.access.workspace.id)
