@@ -3,6 +3,7 @@
 //! immutable version, rolled back by publishing an older version again, and served live from the
 //! per-workspace [`Registry`].
 
+pub mod designer;
 pub mod entity;
 pub mod meta;
 mod registry;

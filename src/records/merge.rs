@@ -92,7 +92,14 @@ impl Records<'_> {
         id: &str,
         request: &MergeRequest,
     ) -> Result<MergeOutcome> {
-        super::retry_transient(|| self.merge_once(ctx, entity, id, request)).await
+        // A record changing meanwhile (a rollup from a new child, an edit) runs it again.
+        let mut tries = 0;
+        loop {
+            match super::retry_transient(|| self.merge_once(ctx, entity, id, request)).await {
+                Err(error) if tries < 3 && is_busy(&error) => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// One attempt of [`Records::merge`].
@@ -135,6 +142,7 @@ impl Records<'_> {
         let mut filled = Vec::new();
         for field in &model.fields {
             let writable = field.is_writable()
+                && !field.hidden
                 && !matches!(field.kind, FieldKind::Attachment { .. })
                 && matches!(
                     lens.field(&model, &field.key),
@@ -144,11 +152,9 @@ impl Records<'_> {
                 continue;
             }
             let theirs = duplicate.doc.get(&field.key);
-            let wanted = if taken.contains(field.key.as_str()) {
-                true
-            } else {
-                is_empty(doc.get(&field.key)) && !is_empty(theirs)
-            };
+            // Taking an empty value would only erase the survivor's.
+            let wanted = !is_empty(theirs)
+                && (taken.contains(field.key.as_str()) || is_empty(doc.get(&field.key)));
             if wanted && doc.get(&field.key) != theirs {
                 match theirs {
                     Some(value) => doc.insert(field.key.clone(), value.clone()),
@@ -165,7 +171,8 @@ impl Records<'_> {
             .filter(|r| r.entity.key == model.key)
             .map(|r| r.field.clone())
             .filter(|field| {
-                doc.get(field).and_then(Value::as_str) == Some(&duplicate_id.to_string())
+                let value = doc.get(field).and_then(Value::as_str);
+                value == Some(&duplicate_id.to_string()) || value == Some(&survivor_id.to_string())
             })
             .collect();
         for field in &self_references {
@@ -192,42 +199,17 @@ impl Records<'_> {
             ));
         }
 
-        // The records that refer to the duplicate, each reference field apart.
-        let mut moving: Vec<(crate::definitions::Referrer, Vec<Uuid>)> = Vec::new();
-        let mut moved_total = 0;
-        for referrer in snapshot.referrers(&model.key) {
-            self.check_reach_of_moved(ctx, &referrer, duplicate_id)
-                .await?;
-            let ids: Vec<Uuid> = rows::referring_ids(
+        let moving = self
+            .referring(
                 self.db.conn(),
-                &referrer.entity.table(),
-                &referrer.field,
+                ctx,
+                &snapshot,
+                &model,
+                survivor_id,
                 duplicate_id,
             )
-            .await?
-            .into_iter()
-            .filter(|child| *child != survivor_id && *child != duplicate_id)
-            .collect();
-            moved_total += ids.len();
-            if moved_total >= MAX_MOVED {
-                return Err(Error::conflict(
-                    "/duplicate",
-                    "too_many_references",
-                    format!("more than {MAX_MOVED} records refer to the duplicate; merge refused"),
-                ));
-            }
-            if !ids.is_empty() {
-                moving.push((referrer, ids));
-            }
-        }
-        let moved: Vec<Moved> = moving
-            .iter()
-            .map(|(referrer, ids)| Moved {
-                entity: referrer.entity.key.clone(),
-                field: referrer.field.clone(),
-                count: ids.len(),
-            })
-            .collect();
+            .await?;
+        let moved: Vec<Moved> = moved_of(&moving);
         let changes = diff(&model, &survivor.doc, &doc);
         if request.dry_run {
             let row = rows::RecordRow { doc, ..survivor };
@@ -256,6 +238,25 @@ impl Records<'_> {
         let cause =
             json!({"merged": {"entity": model.key, "from": duplicate_id, "into": survivor_id}});
         let tx = self.db.write(Sharing::Alone).await?;
+        // Both records as they are now, locked: a change since they were read runs it again.
+        for (id, seen) in [
+            (duplicate_id, duplicate.version),
+            (survivor_id, survivor.version),
+        ] {
+            let now_row = rows::find_for_update(&tx, &model.table(), id)
+                .await?
+                .filter(|row| row.deleted_at.is_none())
+                .ok_or_else(|| record_not_found(&id.to_string()))?;
+            if now_row.version != seen {
+                return Err(busy());
+            }
+        }
+        // Read again inside the write: a record made meanwhile that refers to the duplicate
+        // moves too.
+        let moving = self
+            .referring(&tx, ctx, &snapshot, &model, survivor_id, duplicate_id)
+            .await?;
+        let moved: Vec<Moved> = moved_of(&moving);
         // The duplicate goes first, so unique values it held are free for the survivor.
         if !rows::soft_delete(&tx, &model.table(), duplicate_id, new_id(), stamp).await? {
             return Err(record_not_found(&duplicate_id.to_string()));
@@ -298,6 +299,8 @@ impl Records<'_> {
                     &mut ignored,
                 )
                 .await?;
+                self.check_unlocked(&tx, ctx, &snapshot, child_model, &[*child])
+                    .await?;
                 let updated = rows::update(
                     &tx,
                     &child_model.table(),
@@ -310,7 +313,8 @@ impl Records<'_> {
                         by: ctx.actor.account_id(),
                     },
                 )
-                .await?;
+                .await
+                .map_err(|e| Self::unique_violation(child_model, e))?;
                 if !updated {
                     return Err(busy());
                 }
@@ -535,9 +539,54 @@ impl Records<'_> {
         Ok(take.iter().map(String::as_str).collect())
     }
 
-    /// Refuses a merge that would move records the caller may not change.
+    /// The live records referring to the duplicate, per reference field (the survivor and the
+    /// duplicate left out), after checking the caller may change them all.
+    async fn referring(
+        &self,
+        conn: &impl crate::store::Conn,
+        ctx: &Context,
+        snapshot: &crate::definitions::Snapshot,
+        model: &EntityModel,
+        survivor_id: Uuid,
+        duplicate_id: Uuid,
+    ) -> Result<Vec<(crate::definitions::Referrer, Vec<Uuid>)>> {
+        let mut moving = Vec::new();
+        let mut total = 0;
+        for referrer in snapshot.referrers(&model.key) {
+            self.check_reach_of_moved(conn, ctx, &referrer, duplicate_id)
+                .await?;
+            let found = rows::referring_ids(
+                conn,
+                &referrer.entity.table(),
+                &referrer.field,
+                duplicate_id,
+            )
+            .await?;
+            let complete = found.len() < rows::REFERRING_LIMIT;
+            let ids: Vec<Uuid> = found
+                .into_iter()
+                .filter(|child| *child != survivor_id && *child != duplicate_id)
+                .collect();
+            total += ids.len();
+            if total > MAX_MOVED || !complete {
+                return Err(Error::conflict(
+                    "/duplicate",
+                    "too_many_references",
+                    format!("more than {MAX_MOVED} records refer to the duplicate; merge refused"),
+                ));
+            }
+            if !ids.is_empty() {
+                moving.push((referrer, ids));
+            }
+        }
+        Ok(moving)
+    }
+
+    /// Refuses a merge that would move records the caller may not change: beyond their update
+    /// reach, or through a reference field they may not write.
     async fn check_reach_of_moved(
         &self,
+        conn: &impl crate::store::Conn,
         ctx: &Context,
         referrer: &crate::definitions::Referrer,
         duplicate: Uuid,
@@ -545,6 +594,19 @@ impl Records<'_> {
         let Some(policy) = ctx.policy.as_deref() else {
             return Ok(());
         };
+        let child_lens = Lens::new(ctx, &referrer.entity);
+        if !matches!(
+            child_lens.field(&referrer.entity, &referrer.field),
+            FieldRule::Visible | FieldRule::Masked
+        ) && rows::count_referring(conn, &referrer.entity.table(), &referrer.field, duplicate)
+            .await?
+            > 0
+        {
+            return Err(Error::forbidden(format!(
+                "merging would change {}.{} of records, which your role may not change",
+                referrer.entity.key, referrer.field
+            )));
+        }
         let grant = policy.grant(&referrer.entity.key);
         let Some(scope) = policy.condition(
             grant.update,
@@ -568,7 +630,7 @@ impl Records<'_> {
             crate::domain::query::Condition::Not(Box::new(scope)),
         ]);
         let n = rows::count(
-            self.db.conn(),
+            conn,
             &referrer.entity.table(),
             Some(&beyond),
             crate::domain::query::Deleted::Exclude,
@@ -583,6 +645,23 @@ impl Records<'_> {
         }
         Ok(())
     }
+}
+
+/// What moves, per reference field.
+fn moved_of(moving: &[(crate::definitions::Referrer, Vec<Uuid>)]) -> Vec<Moved> {
+    moving
+        .iter()
+        .map(|(referrer, ids)| Moved {
+            entity: referrer.entity.key.clone(),
+            field: referrer.field.clone(),
+            count: ids.len(),
+        })
+        .collect()
+}
+
+/// Whether `error` is [`busy`].
+fn is_busy(error: &Error) -> bool {
+    matches!(error, Error::Conflict { errors, .. } if errors.iter().any(|e| e.code == "busy"))
 }
 
 /// A record changed while the merge ran.

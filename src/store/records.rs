@@ -831,7 +831,11 @@ pub async fn count_referring(
     })
 }
 
-/// The live records whose reference field `key` points at `target` (at most 10,000).
+/// Most ids [`referring_ids`] answers (a caller seeing this many may be missing some).
+pub const REFERRING_LIMIT: usize = 10_001;
+
+/// The live records whose reference field `key` points at `target` (at most
+/// [`REFERRING_LIMIT`]).
 ///
 /// # Errors
 /// `Error::Db`.
@@ -848,7 +852,7 @@ pub async fn referring_ids(
         .from(Alias::new(table))
         .and_where(Expr::cust(field_sql(backend, key, ValueType::Text)).eq(target.to_string()))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null())
-        .limit(10_000);
+        .limit(REFERRING_LIMIT as u64);
     conn.query_all(&query)
         .await?
         .iter()

@@ -26,15 +26,18 @@ pub enum Text {
 }
 
 impl Text {
-    /// The template for language `tag`: its own, else English, else the first given.
-    pub fn for_language(&self, tag: &str) -> &str {
+    /// The template for language `tag` (its own, else English, else the first given), with
+    /// the pointer suffix it sits at (`""`, `"/zh-CN"`).
+    pub fn for_language(&self, tag: &str) -> (&str, String) {
         match self {
-            Self::One(text) => text,
+            Self::One(text) => (text, String::new()),
             Self::ByLanguage(texts) => texts
-                .get(tag)
-                .or_else(|| texts.get("en"))
-                .or_else(|| texts.values().next())
-                .map_or("", String::as_str),
+                .get_key_value(tag)
+                .or_else(|| texts.get_key_value("en"))
+                .or_else(|| texts.iter().next())
+                .map_or(("", String::new()), |(key, text)| {
+                    (text.as_str(), format!("/{}", escape(key)))
+                }),
         }
     }
 

@@ -953,17 +953,14 @@ impl Runtime {
                 let mut messages = Vec::new();
                 let mut texts = Map::new();
                 for (tag, group) in by_language {
-                    let title = sandbox::render(
-                        title.for_language(tag),
-                        &context,
-                        &format!("{pointer}/title"),
-                    )?;
+                    let (template, at) = title.for_language(tag);
+                    let title =
+                        sandbox::render(template, &context, &format!("{pointer}/title{at}"))?;
                     let body = match body {
-                        Some(body) => sandbox::render(
-                            body.for_language(tag),
-                            &context,
-                            &format!("{pointer}/body"),
-                        )?,
+                        Some(body) => {
+                            let (template, at) = body.for_language(tag);
+                            sandbox::render(template, &context, &format!("{pointer}/body{at}"))?
+                        }
                         None => String::new(),
                     };
                     texts.insert(tag.to_owned(), json!({"title": title, "body": body}));

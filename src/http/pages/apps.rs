@@ -234,14 +234,24 @@ struct ImportForm {
     check_only: bool,
 }
 
-/// Reads the import form's parts (the bundle file among them).
-async fn read_import_form(mut multipart: Multipart) -> Result<ImportForm> {
-    let unreadable = |_| Error::invalid("/bundle", "unreadable", "the upload could not be read");
+/// Reads the import form's parts (the bundle file among them). The CSRF token must come before
+/// the file (the page's form sends it first): nothing is buffered for a forged request.
+async fn read_import_form(member: &Member, mut multipart: Multipart) -> Result<ImportForm> {
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge {
+                limit: apps::MAX_BUNDLE_BYTES,
+            }
+        } else {
+            Error::invalid("/bundle", "unreadable", "the upload could not be read")
+        }
+    };
     let mut form = ImportForm::default();
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "bundle" => {
+                member.check_csrf(form.csrf.as_deref())?;
                 let bytes = field.bytes().await.map_err(unreadable)?;
                 form.file = (!bytes.is_empty()).then(|| bytes.to_vec());
             }
@@ -273,9 +283,9 @@ async fn import(
     let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
     let done = async {
-        let form = read_import_form(multipart).await?;
-        member.check_csrf(form.csrf.as_deref())?;
         member.access.require(Right::Templates)?;
+        let form = read_import_form(&member, multipart).await?;
+        member.check_csrf(form.csrf.as_deref())?;
         if form.data {
             // Records arrive as they were: owners, history and all, past every access rule.
             member.access.require_admin()?;

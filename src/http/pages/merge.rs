@@ -113,14 +113,15 @@ async fn draw(
                 locale,
             )
         };
+        let editable = matches!(rule, FieldRule::Visible | FieldRule::Masked);
         rows.push(json!({
             "key": field.key,
             "label": locale.label(properties.and_then(|p| p.pointer(&format!("/{}/x-label", field.key))), &field.key),
             "ours": show(ours),
             "theirs": show(theirs),
             // An empty value is filled anyway; offering to keep it would only lose data.
-            "fills": empty(ours),
-            "editable": matches!(rule, FieldRule::Visible | FieldRule::Masked),
+            "fills": empty(ours) && editable,
+            "editable": editable,
         }));
     }
     let base = format!("/w/{}/e/{entity}", member.slug());

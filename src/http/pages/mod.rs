@@ -401,6 +401,17 @@ async fn login(
         }
         Err(other) => return Err(other),
     };
+    // Someone who never chose a language keeps the one they sign in with: notifications and
+    // emails sent to them later (with no browser to ask) are in it.
+    if session.account.locale.is_none() {
+        accounts::set_locale(
+            services.db().conn(),
+            session.account.id,
+            Some(locale_for(&headers, None).tag().to_owned()),
+            services.clock().now(),
+        )
+        .await?;
+    }
     let max_age = (session.expires_at - services.clock().now()).num_seconds();
     let mut response = Redirect::to(&next).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
