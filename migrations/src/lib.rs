@@ -19,6 +19,7 @@ mod m20261205_000009_workflows;
 mod m20261205_000010_approvals;
 mod m20261205_000011_ui;
 mod m20261206_000012_apps;
+mod m20261206_000013_seen_locale;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000010_approvals::Migration),
             Box::new(m20261205_000011_ui::Migration),
             Box::new(m20261206_000012_apps::Migration),
+            Box::new(m20261206_000013_seen_locale::Migration),
         ]
     }
 }

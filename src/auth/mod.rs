@@ -138,6 +138,7 @@ pub async fn create_account(
             totp_last_step: None,
             totp_recovery: None,
             locale: None,
+            seen_locale: None,
         },
     )
     .await

@@ -229,10 +229,7 @@ pub fn field_spec(doc: &Value, key: &str) -> Option<FieldSpec> {
 
 /// The keys of `doc`'s fields, in order.
 pub fn field_keys(doc: &Value) -> Vec<String> {
-    doc.get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+    super::entity::field_order(doc)
 }
 
 /// Whether `key` is a valid field key.
@@ -669,8 +666,14 @@ pub fn apply(doc: &mut Value, edit: &Edit) -> Result<(), Vec<FieldError>> {
                 if next.get("properties").is_none() {
                     next["properties"] = json!({});
                 }
+                let order = field_keys(&next);
                 if let Some(properties) = properties_mut(&mut next) {
                     properties.insert(key.to_owned(), Value::Object(property));
+                }
+                if next.get(super::entity::FIELD_ORDER).is_some() {
+                    let mut order = order;
+                    order.push(key.to_owned());
+                    reorder(&mut next, &order);
                 }
                 set_required(&mut next, key, spec.required);
             }
@@ -809,11 +812,29 @@ fn unknown(key: &str) -> FieldError {
 }
 
 fn reorder(doc: &mut Value, order: &[String]) {
+    // The list first: it is what keeps the order on every database.
+    let mut keys: Vec<String> = order
+        .iter()
+        .filter(|k| doc.pointer(&format!("/properties/{k}")).is_some())
+        .cloned()
+        .collect();
+    for key in field_keys(doc) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if let Some(object) = doc.as_object_mut() {
+        object.insert(
+            super::entity::FIELD_ORDER.to_owned(),
+            Value::Array(keys.iter().cloned().map(Value::String).collect()),
+        );
+    }
+    let order = keys;
     let Some(properties) = properties_mut(doc) else {
         return;
     };
     let mut old = std::mem::take(properties);
-    for key in order {
+    for key in &order {
         if let Some(value) = old.shift_remove(key) {
             properties.insert(key.clone(), value);
         }
@@ -952,7 +973,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
         doc.as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, _)| *k != "properties")
+                    .filter(|(k, _)| *k != "properties" && *k != super::entity::FIELD_ORDER)
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -991,12 +1012,13 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
             details: Vec::new(),
         });
     }
-    let old_order: Vec<&String> = old_props
-        .keys()
+    let (old_keys, new_keys) = (field_keys(old), field_keys(new));
+    let old_order: Vec<&String> = old_keys
+        .iter()
         .filter(|k| new_props.contains_key(*k))
         .collect();
-    let new_order: Vec<&String> = new_props
-        .keys()
+    let new_order: Vec<&String> = new_keys
+        .iter()
         .filter(|k| old_props.contains_key(*k))
         .collect();
     if old_order != new_order {

@@ -526,8 +526,10 @@ impl EntityModel {
         }
         let mut fields = Vec::new();
         if let Some(properties) = document.get("properties").and_then(Value::as_object) {
-            for (name, field) in properties {
-                fields.push(field_of(name, field));
+            for name in field_order(&document) {
+                if let Some(field) = properties.get(&name) {
+                    fields.push(field_of(&name, field));
+                }
             }
         }
         let by_key = fields
@@ -661,6 +663,56 @@ pub fn compound_index_spec(definition_id: Uuid, columns: Vec<(String, ValueType)
         name: format!("cx_{}_{}", definition_id.simple(), &digest[..10]),
         columns,
         unique: false,
+    }
+}
+
+/// The keyword holding the order of an entity's fields. JSON object order does not survive
+/// every store (PostgreSQL normalises it), so the order people give is kept as a list.
+pub const FIELD_ORDER: &str = "x-field-order";
+
+/// An entity's field keys in order: those of `x-field-order` that exist, then the others in
+/// document order.
+pub fn field_order(document: &Value) -> Vec<String> {
+    let Some(properties) = document.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut order: Vec<String> = document
+        .get(FIELD_ORDER)
+        .and_then(Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .filter_map(Value::as_str)
+                .filter(|k| properties.contains_key(*k))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    order.dedup();
+    for key in properties.keys() {
+        if !order.contains(key) {
+            order.push(key.clone());
+        }
+    }
+    order
+}
+
+/// Writes an entity's field order into it (`x-field-order`), from the list if it has one, else
+/// from the order of its properties as given: saved and installed entities keep the order
+/// their authors gave on every database.
+pub fn pin_field_order(document: &mut Value) {
+    if document
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_none()
+    {
+        return;
+    }
+    let order = field_order(document);
+    if let Some(object) = document.as_object_mut() {
+        object.insert(
+            FIELD_ORDER.to_owned(),
+            Value::Array(order.into_iter().map(Value::String).collect()),
+        );
     }
 }
 

@@ -270,6 +270,10 @@ impl Store<'_> {
         actor: Actor,
     ) -> Result<DefinitionView> {
         let key = DefinitionKey::parse_at(key, "/key")?;
+        let mut document = document;
+        if kind == Kind::Entity {
+            entity::pin_field_order(&mut document);
+        }
         let problems = check_document(kind, &document, "/document");
         if !problems.is_empty() {
             return Err(Error::invalid_all(
@@ -614,7 +618,7 @@ pub async fn publish_in(
         row,
         expected_revision,
         previous,
-        document,
+        mut document,
         origin,
         clear_draft,
         actor,
@@ -622,6 +626,9 @@ pub async fn publish_in(
     } = next;
     let version = row.latest_version + 1;
     let kind = Kind::parse(&row.kind)?;
+    if kind == Kind::Entity {
+        entity::pin_field_order(&mut document);
+    }
     if kind == Kind::Workflow {
         crate::workflows::published(
             conn,
@@ -690,11 +697,14 @@ pub async fn insert_published(
     let Seed {
         kind,
         key,
-        document,
+        mut document,
         origin,
         actor,
         now,
     } = seed;
+    if kind == Kind::Entity {
+        entity::pin_field_order(&mut document);
+    }
     let pointer = format!("/definitions/{}/{key}", kind.as_str());
     if rows::find(conn, workspace_id, kind.as_str(), key)
         .await?

@@ -473,6 +473,51 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
             }
         }
     }
+    // Conditional requirements (`allOf` of if/then, as the designer writes them) name fields
+    // of the entity.
+    if let Some(rules) = document.get("allOf").and_then(Value::as_array) {
+        for (i, rule) in rules.iter().enumerate() {
+            let named = [
+                (
+                    "if/properties",
+                    rule.pointer("/if/properties")
+                        .and_then(Value::as_object)
+                        .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+                ),
+                (
+                    "if/required",
+                    rule.pointer("/if/required")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|k| k.as_str().map(str::to_owned))
+                                .collect()
+                        }),
+                ),
+                (
+                    "then/required",
+                    rule.pointer("/then/required")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|k| k.as_str().map(str::to_owned))
+                                .collect()
+                        }),
+                ),
+            ];
+            for (at, keys) in named {
+                for key in keys.into_iter().flatten() {
+                    if properties.is_none_or(|p| p.get(&key).is_none()) {
+                        problems.push(FieldError::new(
+                            format!("{prefix}/allOf/{i}/{at}"),
+                            "unknown_field",
+                            format!("the rule names {key:?}, which is not among the properties"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
     if let Some(rules) = document.get("x-duplicates").and_then(Value::as_array) {
         for (i, rule) in rules.iter().enumerate() {
             for (j, key) in rule.as_array().into_iter().flatten().enumerate() {

@@ -30,6 +30,7 @@ pub async fn insert(conn: &impl Conn, row: AccountRow) -> Result<AccountRow> {
         totp_last_step: Set(row.totp_last_step),
         totp_recovery: Set(row.totp_recovery),
         locale: Set(row.locale),
+        seen_locale: Set(row.seen_locale),
     };
     model.insert(conn).await.map_err(|e| {
         if super::is_unique_violation(&e) {
@@ -107,6 +108,29 @@ pub async fn set_locale(
     };
     model.update(conn).await?;
     Ok(())
+}
+
+/// Records the language someone signed in with (not a choice: their fallback language).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_seen_locale(conn: &impl Conn, id: Uuid, locale: &str) -> Result<()> {
+    account::Entity::update_many()
+        .col_expr(account::Column::SeenLocale, Expr::value(locale.to_owned()))
+        .filter(account::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// The language to write to an account in: the one it chose, else the one it last signed in
+/// with, else English.
+pub fn language_of(row: &AccountRow) -> crate::render::i18n::Locale {
+    row.locale
+        .as_deref()
+        .or(row.seen_locale.as_deref())
+        .and_then(crate::render::i18n::Locale::from_tag)
+        .unwrap_or(crate::render::i18n::Locale::En)
 }
 
 /// Sets (or clears) an account's two-factor secret, whether it is on, and its last used step.

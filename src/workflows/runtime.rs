@@ -936,10 +936,9 @@ impl Runtime {
                     let tag = if localized {
                         store::accounts::find(db.conn(), *person)
                             .await?
-                            .and_then(|a| a.locale)
-                            .as_deref()
-                            .and_then(crate::render::i18n::Locale::from_tag)
-                            .unwrap_or(crate::render::i18n::Locale::En)
+                            .map_or(crate::render::i18n::Locale::En, |a| {
+                                store::accounts::language_of(&a)
+                            })
                             .tag()
                     } else {
                         "en"
@@ -1061,11 +1060,7 @@ impl Runtime {
                             skipped.push(json!({"to": person, "why": "not an active member"}));
                             continue;
                         };
-                        let locale = account
-                            .locale
-                            .as_deref()
-                            .and_then(crate::render::i18n::Locale::from_tag)
-                            .unwrap_or(crate::render::i18n::Locale::En);
+                        let locale = store::accounts::language_of(&account);
                         // Each person's own view: their scope and field rules, never another's.
                         let ctx = Context::for_member(&access, Channel::Workflow);
                         let app_url = format!(

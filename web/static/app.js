@@ -326,12 +326,61 @@
     paint();
   }
 
+  // The entity designer: drag fields into a new order (posted as one reorder, with the page's
+  // revision, so a concurrent change is refused rather than lost).
+  function setupFieldList(list) {
+    var dragged = null;
+    list.addEventListener("dragstart", function (event) {
+      dragged = event.target.closest("li[data-key]");
+      if (dragged) { dragged.classList.add("dragging"); event.dataTransfer.effectAllowed = "move"; }
+    });
+    list.addEventListener("dragover", function (event) {
+      if (!dragged) return;
+      event.preventDefault();
+      var over = event.target.closest("li[data-key]");
+      if (!over || over === dragged) return;
+      var box = over.getBoundingClientRect();
+      list.insertBefore(dragged, event.clientY < box.top + box.height / 2 ? over : over.nextSibling);
+    });
+    list.addEventListener("dragend", function () {
+      if (!dragged) return;
+      dragged.classList.remove("dragging");
+      dragged = null;
+      var order = Array.prototype.map.call(list.querySelectorAll("li[data-key]"), function (li) { return li.dataset.key; });
+      var form = document.createElement("form");
+      form.method = "post";
+      form.action = list.dataset.reorder;
+      [["csrf_token", csrf], ["revision", list.dataset.revision], ["op", "reorder"], ["order", order.join(",")]].forEach(function (pair) {
+        var input = document.createElement("input");
+        input.type = "hidden"; input.name = pair[0]; input.value = pair[1];
+        form.appendChild(input);
+      });
+      document.body.appendChild(form);
+      form.submit();
+    });
+  }
+
+  // The field editor shows the settings of the chosen kind only (all of them without script).
+  function setupFieldEditor(form) {
+    var select = form.querySelector("[data-kind-select]");
+    function show() {
+      var kind = select ? select.value : form.dataset.kind;
+      form.querySelectorAll("[data-for-kinds]").forEach(function (part) {
+        part.hidden = part.dataset.forKinds.split(" ").indexOf(kind) < 0;
+      });
+    }
+    if (select) select.addEventListener("change", show);
+    show();
+  }
+
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".kanban").forEach(setupKanban);
     document.querySelectorAll("form[data-rules-url]").forEach(setupRules);
     document.querySelectorAll("input.picker-search[data-for]").forEach(setupPicker);
     document.querySelectorAll("select[data-colored]").forEach(setupSwatch);
+    document.querySelectorAll("ol[data-reorder]").forEach(setupFieldList);
+    document.querySelectorAll("form.field-editor").forEach(setupFieldEditor);
     // A page following background work refreshes its part while something runs.
     document.querySelectorAll("[data-live]").forEach(function (box) {
       var every = Number(box.dataset.live) || 3000;

@@ -15,6 +15,7 @@ macro_rules! member_or_return {
 
 mod approvals;
 mod apps;
+mod builder;
 mod member;
 mod merge;
 mod public;
@@ -56,6 +57,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(public::router())
         .merge(approvals::router())
         .merge(apps::router())
+        .merge(builder::router())
         .merge(reports::router())
 }
 
@@ -401,16 +403,11 @@ async fn login(
         }
         Err(other) => return Err(other),
     };
-    // Someone who never chose a language keeps the one they sign in with: notifications and
-    // emails sent to them later (with no browser to ask) are in it.
-    if session.account.locale.is_none() {
-        accounts::set_locale(
-            services.db().conn(),
-            session.account.id,
-            Some(locale_for(&headers, None).tag().to_owned()),
-            services.clock().now(),
-        )
-        .await?;
+    // The language they sign in with is what notifications and emails sent to them later
+    // (with no browser to ask) fall back to, until they choose one.
+    let seen = locale_for(&headers, None).tag();
+    if session.account.seen_locale.as_deref() != Some(seen) {
+        accounts::set_seen_locale(services.db().conn(), session.account.id, seen).await?;
     }
     let max_age = (session.expires_at - services.clock().now()).num_seconds();
     let mut response = Redirect::to(&next).into_response();

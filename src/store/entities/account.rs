@@ -22,6 +22,7 @@ pub struct Model {
     pub totp_last_step: Option<i64>,
     pub totp_recovery: Option<String>,
     pub locale: Option<String>,
+    pub seen_locale: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,376 @@
+//! The no-code builders through their pages: the entity designer on the Sales CRM's leads and
+//! opportunities (add a field, refuse bad ones and stale pages, reorder, hide and restore, a
+//! conditional requirement, the dry run of a kind change, publish, roll back, JSON).
+
+mod common;
+
+use common::{Backend, PageClient, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const W: &str = "/api/v1/w/demo";
+
+/// Whether a refused designer page names the problem at `pointer` (escaped as pages escape).
+fn names_problem(html: &str, pointer: &str) -> bool {
+    html.contains(&format!(
+        "data-pointer=\"{}\"",
+        pointer.replace('/', "&#x2f;")
+    ))
+}
+
+/// The revision a designer page was drawn at.
+fn revision_of(html: &str) -> String {
+    let at = html
+        .find("name=\"revision\" value=\"")
+        .unwrap_or_else(|| panic!("no revision in {html}"));
+    html[at + 23..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+async fn designer(pages: &PageClient, entity: &str) -> String {
+    let (status, html) = pages.get(&format!("/w/demo/build/entities/{entity}")).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    html
+}
+
+/// Posts a designer form at the page's current revision.
+async fn post(
+    pages: &PageClient,
+    entity: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let revision = revision_of(&designer(pages, entity).await);
+    let mut form: Vec<(&str, &str)> = vec![("revision", revision.as_str())];
+    form.extend_from_slice(fields);
+    pages
+        .post(&format!("/w/demo/build/entities/{entity}"), &form)
+        .await
+}
+
+async fn published(app: &TestApp, entity: &str) -> Value {
+    let (_, body) = app
+        .admin()
+        .await
+        .get(&format!("{W}/definitions/entity/{entity}"))
+        .await;
+    body
+}
+
+async fn the_entity_designer_changes_leads_without_code(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    let (status, home) = pages.get("/w/demo/build").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("data-testid=\"design-lead\""), "{home}");
+    let page = designer(&pages, "lead").await;
+    assert!(page.contains("id=\"f-phone\""), "{page}");
+    // The template's own field order, kept on this database.
+    let order = published(&app, "lead").await["published"]["x-field-order"].clone();
+    assert_eq!(
+        order.as_array().map(|o| o[..4].to_vec()),
+        Some(vec![
+            json!("name"),
+            json!("company"),
+            json!("title"),
+            json!("phone")
+        ]),
+        "{order}"
+    );
+
+    // Add a WeChat ID: saved to the draft, listed as a change, not yet in force.
+    let (status, location, body) = post(
+        &pages,
+        "lead",
+        &[
+            ("op", "add_field"),
+            ("field_key", "wechat"),
+            ("kind", "text"),
+            ("label_en", "WeChat ID"),
+            ("label_zh", "微信号"),
+            ("max_length", "50"),
+            ("indexed", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(
+        location.ends_with("?field=wechat#field-editor"),
+        "{location}"
+    );
+    let page = designer(&pages, "lead").await;
+    assert!(page.contains("data-testid=\"changes\"") && page.contains("<code>wechat</code>"));
+    assert!(
+        published(&app, "lead").await["published"]["properties"]
+            .get("wechat")
+            .is_none()
+    );
+
+    // Refused edits save nothing and say why, at the field.
+    let before = published(&app, "lead").await;
+    let (status, _, body) = post(
+        &pages,
+        "lead",
+        &[
+            ("op", "add_field"),
+            ("field_key", "phone"),
+            ("kind", "single_select"),
+            ("label_en", "Again"),
+            ("option_value", "a"),
+            ("option_value", "a"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(names_problem(&body, "/field/key"), "{body}");
+    assert!(names_problem(&body, "/field/options/1/value"), "{body}");
+    // The refused spec is shown again for correction.
+    assert!(body.contains("value=\"Again\""), "{body}");
+    // A page drawn before someone else's change is refused as stale.
+    let stale = revision_of(&designer(&pages, "lead").await);
+    let (_, _, _) = post(
+        &pages,
+        "lead",
+        &[("op", "move_up"), ("field_key", "wechat")],
+    )
+    .await;
+    let (status, _, body) = pages
+        .post(
+            "/w/demo/build/entities/lead",
+            &[
+                ("revision", stale.as_str()),
+                ("op", "hide"),
+                ("field_key", "notes"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("someone changed this entity"), "{body}");
+    let after = published(&app, "lead").await;
+    assert_eq!(
+        after["draft"]["properties"]["notes"].get("x-hidden"),
+        None,
+        "nothing hidden"
+    );
+    assert_eq!(after["published"], before["published"]);
+
+    // Reorder: WeChat right after the phone. Publish; the order holds on this database.
+    let order = "name,company,title,phone,wechat,email,source,status,budget,company_size,region,industry,next_follow_up_date,notes,score";
+    let (status, _, body) = post(&pages, "lead", &[("op", "reorder"), ("order", order)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (status, _, body) = post(&pages, "lead", &[("op", "publish")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let lead = published(&app, "lead").await;
+    let keys: Vec<&str> = lead["published"]["x-field-order"]
+        .as_array()
+        .expect("the field order")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(keys[3..5], ["phone", "wechat"], "{keys:?}");
+    assert_eq!(
+        lead["published"]["properties"]["wechat"]["x-label"]["zh-CN"],
+        "微信号"
+    );
+    let admin = app.admin().await;
+    let (status, created) = admin
+        .post(
+            &format!("{W}/entities/lead/records"),
+            json!({"fields": {"name": "王芳", "source": "event", "status": "new", "wechat": "wangfang_88"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, refused) = admin
+        .post(
+            &format!("{W}/entities/lead/records"),
+            json!({"fields": {"name": "李雷", "source": "event", "status": "new", "wechat": "x".repeat(51)}}),
+        )
+        .await;
+    assert_eq!(
+        common::assert_problem(status, &refused, StatusCode::UNPROCESSABLE_ENTITY),
+        ["/fields/wechat"]
+    );
+
+    // Hide and restore: the values stay.
+    let (status, _, _) = post(&pages, "lead", &[("op", "hide"), ("field_key", "wechat")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    post(&pages, "lead", &[("op", "publish")]).await;
+    let (_, shown) = admin
+        .get(&format!(
+            "{W}/entities/lead/records/{}",
+            created["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert!(shown["fields"].get("wechat").is_none(), "hidden: {shown}");
+    post(
+        &pages,
+        "lead",
+        &[("op", "restore"), ("field_key", "wechat")],
+    )
+    .await;
+    post(&pages, "lead", &[("op", "publish")]).await;
+    let (_, shown) = admin
+        .get(&format!(
+            "{W}/entities/lead/records/{}",
+            created["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(shown["fields"]["wechat"], "wangfang_88", "{shown}");
+
+    // The dry run of a kind change: regions are text; as whole numbers they would not convert.
+    let (status, _, body) = post(
+        &pages,
+        "lead",
+        &[
+            ("op", "update_field"),
+            ("field_key", "region"),
+            ("kind", "integer"),
+            ("label_en", "Region"),
+            ("label_zh", "地区"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let page = designer(&pages, "lead").await;
+    let impact = page
+        .split("data-testid=\"impact\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default()
+        .to_owned();
+    let unconvertible: u64 = impact
+        .split("; ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(unconvertible > 100, "{impact}");
+    let (status, _, _) = post(&pages, "lead", &[("op", "discard")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        published(&app, "lead").await["draft"],
+        Value::Null,
+        "the draft is gone; nothing converted"
+    );
+
+    // Roll back to the template's version: the WeChat field leaves the definition, and its
+    // stored values stay in the records.
+    let (status, _, body) = post(&pages, "lead", &[("op", "rollback"), ("version", "1")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let lead = published(&app, "lead").await;
+    assert!(lead["published"]["properties"].get("wechat").is_none());
+    let (_, versions) = admin
+        .get(&format!("{W}/definitions/entity/lead/versions"))
+        .await;
+    assert!(versions.to_string().contains("rollback:1"), "{versions}");
+
+    // JSON: a syntax error is located and saves nothing; valid JSON becomes the draft.
+    let (status, _, body) = post(
+        &pages,
+        "lead",
+        &[
+            ("op", "json"),
+            ("document", "{\n  \"type\": \"object\",\n  oops\n}"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("(3:3)"), "{body}");
+    let mut document = lead["published"].clone();
+    document["x-label"]["zh-CN"] = json!("销售线索");
+    let (status, _, body) = post(
+        &pages,
+        "lead",
+        &[("op", "json"), ("document", &document.to_string())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(
+        published(&app, "lead").await["draft"]["x-label"]["zh-CN"],
+        "销售线索"
+    );
+}
+
+/// "Lost reason is required only when the stage is lost": an if/then in the entity, written
+/// by the designer and enforced on every write.
+async fn a_field_is_required_only_under_a_condition(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pages =
+        PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "zh-CN").await;
+    let (status, _, body) = post(
+        &pages,
+        "opportunity",
+        &[
+            ("op", "require_when"),
+            ("rule_field", "lost_reason"),
+            ("rule_when", "stage"),
+            ("rule_equals", "lost"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let page = designer(&pages, "opportunity").await;
+    assert!(page.contains("条件必填 stage = lost"), "{page}");
+    let (status, _, body) = post(&pages, "opportunity", &[("op", "publish")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let admin = app.admin().await;
+    let (_, customer) = admin
+        .post(
+            &format!("{W}/entities/customer/records"),
+            json!({"fields": {"name": "杭州云帆", "lifecycle_stage": "intent"}}),
+        )
+        .await;
+    let deal = |stage: &str, reason: Option<&str>| {
+        let mut fields = json!({"name": "云帆 二期", "customer": customer["id"], "stage": stage});
+        if let Some(reason) = reason {
+            fields["lost_reason"] = json!(reason);
+        }
+        json!({"fields": fields})
+    };
+    let url = format!("{W}/entities/opportunity/records");
+    let (status, _) = admin.post(&url, deal("proposal", None)).await;
+    assert_eq!(status, StatusCode::CREATED, "not lost: no reason needed");
+    let (status, body) = admin.post(&url, deal("lost", None)).await;
+    let pointers = common::assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(pointers.iter().any(|p| p.contains("lost_reason")), "{body}");
+    let (status, body) = admin.post(&url, deal("lost", Some("price"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A rule naming a field that does not exist is refused at its pointer.
+    let (_, opportunity) = admin
+        .get(&format!("{W}/definitions/entity/opportunity"))
+        .await;
+    let mut document = opportunity["published"].clone();
+    document["allOf"] = json!([{"if": {"properties": {"ghost": {"const": "x"}}, "required": ["ghost"]},
+                                "then": {"required": ["lost_reason"]}}]);
+    let (status, body) = admin
+        .put(
+            &format!("{W}/definitions/entity/opportunity/draft"),
+            json!({"document": document, "revision": opportunity["revision"]}),
+        )
+        .await;
+    let pointers = common::assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        pointers
+            .iter()
+            .any(|p| p == "/document/allOf/0/if/properties"),
+        "{body}"
+    );
+    // Someone without the right to change definitions does not reach the builder.
+    let (_, _) = common::join_member(&app, &admin, "rep@example.com", "member").await;
+    let rep = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (status, _) = rep.get("/w/demo/build").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+both_databases!(
+    the_entity_designer_changes_leads_without_code,
+    a_field_is_required_only_under_a_condition,
+);
