@@ -370,7 +370,163 @@ async fn a_field_is_required_only_under_a_condition(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+async fn form_post(
+    pages: &PageClient,
+    key: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let (status, html) = pages.get(&format!("/w/demo/build/forms/{key}")).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let revision = revision_of(&html);
+    let mut form: Vec<(&str, &str)> = vec![("revision", revision.as_str())];
+    form.extend_from_slice(fields);
+    pages
+        .post(&format!("/w/demo/build/forms/{key}"), &form)
+        .await
+}
+
+/// The WeChat ID goes onto the lead form, in the contact section, shown only for qualified
+/// leads; bad rules and stale pages save nothing.
+async fn the_form_builder_places_a_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    for fields in [
+        &[
+            ("op", "add_field"),
+            ("field_key", "wechat"),
+            ("kind", "text"),
+            ("label_en", "WeChat ID"),
+            ("label_zh", "微信号"),
+        ][..],
+        &[("op", "publish")][..],
+    ] {
+        let (status, _, body) = post(&pages, "lead", fields).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    }
+    let page = designer(&pages, "lead").await;
+    assert!(
+        page.contains("data-testid=\"design-form-lead_form\""),
+        "{page}"
+    );
+    let (_, html) = pages.get("/w/demo/build/forms/lead_form").await;
+    let palette = html
+        .split("data-testid=\"palette\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        palette
+            .split("</ul>")
+            .next()
+            .unwrap_or_default()
+            .contains("data-key=\"wechat\""),
+        "{html}"
+    );
+
+    // Place it in the second section (contact details), then set how it shows.
+    let (status, location, body) = form_post(
+        &pages,
+        "lead_form",
+        &[("op", "place"), ("field", "wechat"), ("section", "1")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(location.ends_with("?field=wechat#placement"), "{location}");
+    let (status, _, body) = form_post(
+        &pages,
+        "lead_form",
+        &[
+            ("op", "settings"),
+            ("field", "wechat"),
+            ("help_zh", "客户的微信号"),
+            ("help_en", "The contact's WeChat ID"),
+            ("visible_field", "status"),
+            ("visible_op", "is"),
+            ("visible_value", "qualified"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    // A rule in rhai that does not compile is refused with its place; nothing is saved.
+    let (status, _, body) = form_post(
+        &pages,
+        "lead_form",
+        &[
+            ("op", "settings"),
+            ("field", "wechat"),
+            ("visible_script", "record.status =="),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("visible_when") && body.contains("(1:"),
+        "{body}"
+    );
+    // A stale page is refused.
+    let (_, html) = pages.get("/w/demo/build/forms/lead_form").await;
+    let stale = revision_of(&html);
+    form_post(&pages, "lead_form", &[("op", "up"), ("field", "wechat")]).await;
+    let (status, _, _) = pages
+        .post(
+            "/w/demo/build/forms/lead_form",
+            &[
+                ("revision", stale.as_str()),
+                ("op", "remove"),
+                ("field", "wechat"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // A layout naming a field twice is refused at its place.
+    let (status, _, body) = form_post(
+        &pages,
+        "lead_form",
+        &[("op", "arrange"), ("layout", r#"[["name","name"]]"#)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(names_problem(&body, "/layout/0/1"), "{body}");
+    let (status, _, body) = form_post(&pages, "lead_form", &[("op", "publish")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+
+    let admin = app.admin().await;
+    let (_, form) = admin.get(&format!("{W}/definitions/form/lead_form")).await;
+    let contact = &form["published"]["sections"][1]["fields"];
+    let wechat = contact
+        .as_array()
+        .and_then(|f| f.iter().find(|p| p["field"] == "wechat"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        wechat["visible_when"], "record.status == \"qualified\"",
+        "{form}"
+    );
+    assert_eq!(wechat["help"]["zh-CN"], "客户的微信号");
+    // The new-lead form shows it in its section, with its help.
+    let (_, new_form) = pages.get("/w/demo/e/lead/new").await;
+    assert!(
+        new_form.contains("name=\"wechat\"") && new_form.contains("The contact&#x27;s WeChat ID"),
+        "{new_form}"
+    );
+    // Taking it off the form keeps the field in the entity.
+    form_post(
+        &pages,
+        "lead_form",
+        &[("op", "remove"), ("field", "wechat")],
+    )
+    .await;
+    form_post(&pages, "lead_form", &[("op", "publish")]).await;
+    assert!(
+        published(&app, "lead").await["published"]["properties"]
+            .get("wechat")
+            .is_some()
+    );
+    let (_, form) = admin.get(&format!("{W}/definitions/form/lead_form")).await;
+    assert!(!form["published"].to_string().contains("wechat"), "{form}");
+}
+
 both_databases!(
     the_entity_designer_changes_leads_without_code,
     a_field_is_required_only_under_a_condition,
+    the_form_builder_places_a_field,
 );

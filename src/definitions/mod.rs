@@ -5,6 +5,7 @@
 
 pub mod designer;
 pub mod entity;
+pub mod form_designer;
 pub mod meta;
 mod registry;
 mod validate;

@@ -360,6 +360,51 @@
     });
   }
 
+  function postForm(action, pairs) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = action;
+    pairs.forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden"; input.name = pair[0]; input.value = pair[1];
+      form.appendChild(input);
+    });
+    document.body.appendChild(form);
+    form.submit();
+  }
+
+  // The form builder: drag fields from the palette into sections, between sections and within
+  // one; the resulting layout is posted whole (fields dragged back to the palette leave the form).
+  function setupFormBuilder(box) {
+    var dragged = null;
+    box.addEventListener("dragstart", function (event) {
+      dragged = event.target.closest("li[data-key]");
+      if (dragged) { dragged.classList.add("dragging"); event.dataTransfer.effectAllowed = "move"; }
+    });
+    box.addEventListener("dragover", function (event) {
+      if (!dragged) return;
+      var list = event.target.closest("[data-section]");
+      if (!list) return;
+      event.preventDefault();
+      var over = event.target.closest("li[data-key]");
+      if (over && over !== dragged && over.parentNode === list) {
+        var rect = over.getBoundingClientRect();
+        list.insertBefore(dragged, event.clientY < rect.top + rect.height / 2 ? over : over.nextSibling);
+      } else if (!over) {
+        list.appendChild(dragged);
+      }
+    });
+    box.addEventListener("dragend", function () {
+      if (!dragged) return;
+      dragged.classList.remove("dragging");
+      dragged = null;
+      var layout = Array.prototype.map.call(box.querySelectorAll("[data-section]:not([data-section=palette])"), function (list) {
+        return Array.prototype.map.call(list.querySelectorAll("li[data-key]"), function (li) { return li.dataset.key; });
+      });
+      postForm(box.dataset.arrange, [["csrf_token", csrf], ["revision", box.dataset.revision], ["op", "arrange"], ["layout", JSON.stringify(layout)]]);
+    });
+  }
+
   // The field editor shows the settings of the chosen kind only (all of them without script).
   function setupFieldEditor(form) {
     var select = form.querySelector("[data-kind-select]");
@@ -381,6 +426,7 @@
     document.querySelectorAll("select[data-colored]").forEach(setupSwatch);
     document.querySelectorAll("ol[data-reorder]").forEach(setupFieldList);
     document.querySelectorAll("form.field-editor").forEach(setupFieldEditor);
+    document.querySelectorAll(".form-builder[data-arrange]").forEach(setupFormBuilder);
     // A page following background work refreshes its part while something runs.
     document.querySelectorAll("[data-live]").forEach(function (box) {
       var every = Number(box.dataset.live) || 3000;

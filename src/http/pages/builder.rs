@@ -34,7 +34,8 @@ pub(super) fn router() -> Router<Services> {
         )
 }
 
-fn actor(member: &Member) -> Actor {
+/// The person acting on a builder page.
+pub(super) fn actor(member: &Member) -> Actor {
     Actor::Account {
         id: member.access.account_id,
     }
@@ -167,7 +168,7 @@ async fn create_entity(
 }
 
 /// An error's located problems for a page: `{pointer, message}`.
-fn problems_of(error: &Error, locale: Locale) -> Vec<Value> {
+pub(super) fn problems_of(error: &Error, locale: Locale) -> Vec<Value> {
     let located = error.field_errors();
     if located.is_empty() {
         return vec![json!({"pointer": "", "message": problem_text(error, locale)})];
@@ -325,6 +326,17 @@ async fn draw_designer(
         Value::Null
     };
     let versions = store.versions(member.ctx.scope, Kind::Entity, key).await?;
+    let forms: Vec<Value> = store
+        .list(member.ctx.scope, Some(Kind::Form))
+        .await?
+        .into_iter()
+        .filter_map(|d| {
+            let doc = d.draft.as_ref().or(d.published.as_ref())?;
+            (doc.get("entity").and_then(Value::as_str) == Some(key)).then(|| {
+                json!({"key": d.key, "label": label_of(doc.get("label"), locale, &d.key), "draft": d.draft.is_some()})
+            })
+        })
+        .collect();
     let entity_spec = json!({
         "label_en": working.pointer("/x-label/en"),
         "label_zh": working.pointer("/x-label/zh-CN"),
@@ -360,6 +372,7 @@ async fn draw_designer(
                 "changes": changes,
                 "impact": impact,
                 "versions": versions,
+                "forms": forms,
                 "json": json_text,
                 "problems": draw.problems,
                 "notice": draw.notice,

@@ -16,6 +16,7 @@ macro_rules! member_or_return {
 mod approvals;
 mod apps;
 mod builder;
+mod form_builder;
 mod member;
 mod merge;
 mod public;
@@ -58,6 +59,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(approvals::router())
         .merge(apps::router())
         .merge(builder::router())
+        .merge(form_builder::router())
         .merge(reports::router())
 }
 
