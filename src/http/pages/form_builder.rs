@@ -277,7 +277,7 @@ async fn draw(
             json!({
                 "section": "build",
                 "key": key,
-                "entity": entity,
+                "form_entity": entity,
                 "entity_label": locale.label(entity_doc.get("x-label"), &entity),
                 "label": locale.label(working.get("label"), key),
                 "revision": definition.revision,
