@@ -696,6 +696,33 @@ async fn an_admin_adds_a_field_and_places_it_on_the_form_without_code() {
         html.contains("name=\"wechat\"") && html.contains("客户的微信号，用于日常沟通"),
         "{html}"
     );
+    // The score formula: a mistake is shown while typing, with its line and column; a good one
+    // is tried on a lead.
+    browser
+        .goto(&app.url("/w/demo/build/entities/lead?field=score#field-editor"))
+        .await;
+    browser.fill("[data-testid=formula]", "let x = ;\n1").await;
+    browser
+        .wait_until(
+            "the syntax error",
+            "document.querySelector('[data-testid=formula-status]').textContent.startsWith('1:')",
+        )
+        .await;
+    browser
+        .fill(
+            "[data-testid=formula]",
+            "if record.status == \"new\" { 10 } else { 20 }",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the formula's value",
+            "document.querySelector('[data-testid=formula-status]').textContent.includes('结果')",
+        )
+        .await;
+    browser
+        .screenshot(&screenshot_path("builder-formula-zh"))
+        .await;
     // Lost reason: required only when the stage is lost.
     browser
         .goto(&app.url("/w/demo/build/entities/opportunity"))

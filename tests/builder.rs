@@ -525,8 +525,105 @@ async fn the_form_builder_places_a_field(backend: Backend) {
     assert!(!form["published"].to_string().contains("wechat"), "{form}");
 }
 
+/// The lead score formula changed in the formula editor: checked while typing (line:column),
+/// tried on a lead, published, and every lead recomputed by the background job.
+async fn a_formula_is_checked_tried_and_recomputed(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    let page = pages.get("/w/demo/build/entities/lead?field=score").await.1;
+    assert!(
+        page.contains("data-testid=\"formula\"") && page.contains("days_between(from, to)"),
+        "{page}"
+    );
+    let check = "/w/demo/build/entities/lead/check-formula";
+    // A syntax error, with its place; a field that does not exist; then a good one, tried.
+    let (status, answer) = pages
+        .post_json(
+            check,
+            json!({"field": "score", "formula": "let x = ;\n1", "result": "integer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["problems"][0]["line"], 1, "{answer}");
+    let (_, answer) = pages
+        .post_json(
+            check,
+            json!({"field": "score", "formula": "record.shoe_size", "result": "integer"}),
+        )
+        .await;
+    assert!(
+        answer["problems"].to_string().contains("shoe_size"),
+        "{answer}"
+    );
+    let admin = app.admin().await;
+    let (_, leads) = admin
+        .post(
+            &format!("{W}/entities/lead/records/query"),
+            json!({"limit": 1, "total": "exact"}),
+        )
+        .await;
+    let total = leads["total"].as_u64().unwrap_or(0);
+    let lead = leads["records"][0].clone();
+    let formula = "if record.status == \"new\" { 10 } else { 20 }";
+    let (_, answer) = pages
+        .post_json(check, json!({"field": "score", "formula": formula, "result": "integer", "record_id": lead["id"]}))
+        .await;
+    let expected = if lead["fields"]["status"] == "new" {
+        10
+    } else {
+        20
+    };
+    assert_eq!(answer["value"]["result"], expected, "{answer}");
+    // Nothing was saved by checking.
+    assert!(published(&app, "lead").await["draft"].is_null());
+    // Save and publish; the recompute job brings every lead in line.
+    let (status, _, body) = post(
+        &pages,
+        "lead",
+        &[
+            ("op", "update_field"),
+            ("field_key", "score"),
+            ("kind", "formula"),
+            ("label_en", "Lead score"),
+            ("label_zh", "线索评分"),
+            ("formula", formula),
+            ("result", "integer"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (status, _, body) = post(&pages, "lead", &[("op", "publish")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let page = designer(&pages, "lead").await;
+    assert!(page.contains("data-testid=\"recompute\""), "{page}");
+    app.run_jobs_until_idle().await;
+    let page = designer(&pages, "lead").await;
+    assert!(
+        page.contains(&format!("Recomputed {total} records")),
+        "{page}"
+    );
+    for (status_value, score) in [("new", 10), ("contacted", 20)] {
+        let (_, wrong) = admin
+            .post(
+                &format!("{W}/entities/lead/records/query"),
+                json!({"filter": {"and": [{"field": "status", "op": "eq", "value": status_value},
+                                          {"field": "score", "op": "ne", "value": score}]}, "total": "exact", "limit": 1}),
+            )
+            .await;
+        assert_eq!(wrong["total"], 0, "{status_value}: {wrong}");
+    }
+}
+
 both_databases!(
     the_entity_designer_changes_leads_without_code,
     a_field_is_required_only_under_a_condition,
     the_form_builder_places_a_field,
+    a_formula_is_checked_tried_and_recomputed,
 );

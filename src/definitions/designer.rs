@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::error::FieldError;
 
 /// The kinds the designer offers (computed kinds, sub-tables and rollups are edited as JSON).
-pub const DESIGNER_KINDS: [&str; 18] = [
+pub const DESIGNER_KINDS: [&str; 19] = [
     "text",
     "long_text",
     "integer",
@@ -28,6 +28,20 @@ pub const DESIGNER_KINDS: [&str; 18] = [
     "user",
     "attachment",
     "auto_number",
+    "formula",
+];
+
+/// The kinds a formula's value may have (`x-result`).
+pub const RESULT_KINDS: [&str; 9] = [
+    "text",
+    "integer",
+    "number",
+    "money",
+    "percent",
+    "boolean",
+    "date",
+    "datetime",
+    "single_select",
 ];
 
 /// One option of a select field as the designer edits it.
@@ -88,6 +102,10 @@ pub struct FieldSpec {
     pub default: String,
     /// Pattern of an auto-number.
     pub number_pattern: String,
+    /// A formula's script (`x-formula`).
+    pub formula: String,
+    /// The kind of a formula's value (`x-result`).
+    pub result: String,
     /// Whether the kind is computed or structured (formula, rollup, sub-table): only its
     /// labels, help and flags are edited here.
     pub locked_kind: bool,
@@ -224,6 +242,8 @@ pub fn field_spec(doc: &Value, key: &str) -> Option<FieldSpec> {
             other => text_of(other),
         },
         number_pattern: text_of(property.pointer("/x-auto-number/pattern")),
+        formula: text_of(property.get("x-formula")),
+        result: text_of(property.get("x-result")),
     })
 }
 
@@ -319,7 +339,7 @@ fn default_value(spec: &FieldSpec, problems: &mut Vec<FieldError>) -> Option<Val
 }
 
 /// The keywords the designer manages (the rest of a property is kept as it was).
-const MANAGED: [&str; 21] = [
+const MANAGED: [&str; 23] = [
     "type",
     "format",
     "enum",
@@ -341,6 +361,8 @@ const MANAGED: [&str; 21] = [
     "x-unique",
     "x-indexed",
     "x-default",
+    "x-formula",
+    "x-result",
 ];
 
 fn label_value(en: &str, zh: &str) -> Option<Value> {
@@ -407,6 +429,10 @@ fn property_of(
         return property;
     }
     property.insert("x-kind".to_owned(), json!(kind));
+    if kind == "formula" {
+        formula_property(spec, &mut property, problems);
+        return property;
+    }
     let text_like = matches!(kind, "text" | "long_text" | "email" | "phone" | "url");
     let (json_type, format) = match kind {
         "integer" => ("integer", None),
@@ -550,6 +576,79 @@ fn property_of(
         property.insert("x-default".to_owned(), default);
     }
     property
+}
+
+/// The keywords of a formula field: its script, the kind of its value and that kind's schema.
+fn formula_property(
+    spec: &FieldSpec,
+    property: &mut Map<String, Value>,
+    problems: &mut Vec<FieldError>,
+) {
+    let script = spec.formula.trim();
+    if script.is_empty() {
+        problems.push(FieldError::new(
+            "/field/formula",
+            "required",
+            "write the formula",
+        ));
+    }
+    property.insert("x-formula".to_owned(), json!(script));
+    let result = match spec.result.trim() {
+        "" => "number",
+        other => other,
+    };
+    if !RESULT_KINDS.contains(&result) {
+        problems.push(FieldError::new(
+            "/field/result",
+            "enum",
+            format!("a formula gives one of: {}", RESULT_KINDS.join(", ")),
+        ));
+        return;
+    }
+    property.insert("x-result".to_owned(), json!(result));
+    let json_type = match result {
+        "integer" => "integer",
+        "number" | "money" | "percent" => "number",
+        "boolean" => "boolean",
+        _ => "string",
+    };
+    property.insert("type".to_owned(), json!(json_type));
+    if json_type == "integer" || json_type == "number" {
+        let min = parse_number(&spec.minimum, "/field/minimum", problems);
+        let max = parse_number(&spec.maximum, "/field/maximum", problems);
+        if let Some(min) = min {
+            property.insert("minimum".to_owned(), min);
+        }
+        if let Some(max) = max {
+            property.insert("maximum".to_owned(), max);
+        }
+    }
+    match result {
+        "date" => {
+            property.insert("format".to_owned(), json!("date"));
+        }
+        "datetime" => {
+            property.insert("format".to_owned(), json!("date-time"));
+        }
+        "money" => {
+            let currency = spec.currency.trim().to_uppercase();
+            property.insert(
+                "x-currency".to_owned(),
+                json!(if currency.is_empty() {
+                    "CNY".to_owned()
+                } else {
+                    currency
+                }),
+            );
+        }
+        "single_select" => {
+            let options = options_of(spec, problems);
+            let values: Vec<Value> = options.iter().map(|o| o["value"].clone()).collect();
+            property.insert("enum".to_owned(), Value::Array(values));
+            property.insert("x-options".to_owned(), Value::Array(options));
+        }
+        _ => {}
+    }
 }
 
 /// Whether a pattern compiles as a regular expression (the validator's dialect).
@@ -1146,13 +1245,34 @@ mod tests {
             "{stage}"
         );
         assert_eq!(stage["x-kind"], "text");
-        // A formula keeps its script: only its label and flags are the designer's.
+        // A formula keeps its script when relabelled, and takes a new one with its kind.
         let mut score = field_spec(&doc, "score").expect("score");
-        assert!(score.locked_kind);
+        assert!(!score.locked_kind);
+        assert_eq!(
+            (score.formula.as_str(), score.result.as_str()),
+            ("1", "integer")
+        );
         score.label_zh = "评分".to_owned();
-        apply(&mut doc, &Edit::UpdateField(score)).expect("relabelled");
+        apply(&mut doc, &Edit::UpdateField(score.clone())).expect("relabelled");
         assert_eq!(doc["properties"]["score"]["x-formula"], "1");
         assert_eq!(doc["properties"]["score"]["x-label"]["zh-CN"], "评分");
+        score.formula = "record.amount * decimal(\"0.13\")".to_owned();
+        score.result = "money".to_owned();
+        apply(&mut doc, &Edit::UpdateField(score.clone())).expect("new formula");
+        let property = &doc["properties"]["score"];
+        assert_eq!(
+            (
+                &property["type"],
+                &property["x-result"],
+                &property["x-currency"]
+            ),
+            (&json!("number"), &json!("money"), &json!("CNY"))
+        );
+        score.formula = " ".to_owned();
+        score.result = "array".to_owned();
+        let problems = apply(&mut doc, &Edit::UpdateField(score)).expect_err("refused");
+        let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/field/formula", "/field/result"]);
     }
 
     #[test]

@@ -462,6 +462,172 @@ fn lookup(entity: ImmutableString, id: Dynamic) -> Outcome {
     })
 }
 
+/// One function of the script library as the formula editor's reference shows it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct FunctionDoc {
+    /// How it is called.
+    pub call: &'static str,
+    /// What it does, in English.
+    pub en: &'static str,
+    /// What it does, in Chinese.
+    pub zh: &'static str,
+    /// An example call (checked by a test to give `result`; empty when it needs records).
+    pub example: &'static str,
+    /// What the example gives.
+    pub result: &'static str,
+}
+
+/// The library's functions, for the formula editor (`docs/scripting.md` has the details).
+pub const REFERENCE: &[FunctionDoc] = &[
+    FunctionDoc {
+        call: "today()",
+        en: "today's date in the workspace time zone",
+        zh: "工作区时区的今天日期",
+        example: "today()",
+        result: "2026-10-01",
+    },
+    FunctionDoc {
+        call: "now()",
+        en: "the current instant (UTC)",
+        zh: "当前时间（UTC）",
+        example: "now()",
+        result: "2026-09-30T17:00:00Z",
+    },
+    FunctionDoc {
+        call: "date(y, m, d)",
+        en: "a date",
+        zh: "构造日期",
+        example: "date(2026, 2, 28)",
+        result: "2026-02-28",
+    },
+    FunctionDoc {
+        call: "days_between(from, to)",
+        en: "calendar days from one date to another",
+        zh: "两个日期相差的天数",
+        example: "days_between(\"2026-01-31\", \"2026-03-01\")",
+        result: "29",
+    },
+    FunctionDoc {
+        call: "add_days(date, n)",
+        en: "a date n days later (n may be negative)",
+        zh: "日期加 n 天",
+        example: "add_days(date(2026, 12, 31), 1)",
+        result: "2027-01-01",
+    },
+    FunctionDoc {
+        call: "add_months(date, n)",
+        en: "a date n months later, clamped to the month's end",
+        zh: "日期加 n 个月（月底对齐）",
+        example: "add_months(\"2026-01-31\", 1)",
+        result: "2026-02-28",
+    },
+    FunctionDoc {
+        call: "add_working_days(date, n)",
+        en: "n working days later by the business calendar",
+        zh: "按工作日历加 n 个工作日",
+        example: "add_working_days(\"2026-09-30\", 1)",
+        result: "2026-10-02",
+    },
+    FunctionDoc {
+        call: "working_days_between(from, to)",
+        en: "working days between two dates",
+        zh: "两个日期之间的工作日数",
+        example: "working_days_between(\"2026-09-28\", \"2026-10-05\")",
+        result: "4",
+    },
+    FunctionDoc {
+        call: "is_working_day(date)",
+        en: "whether a date is a working day",
+        zh: "是否为工作日",
+        example: "is_working_day(\"2026-10-01\")",
+        result: "false",
+    },
+    FunctionDoc {
+        call: "year(d), month(d), day(d)",
+        en: "parts of a date",
+        zh: "日期的年、月、日",
+        example: "month(\"2026-08-15\")",
+        result: "8",
+    },
+    FunctionDoc {
+        call: "quarter(d)",
+        en: "the quarter, 1 to 4",
+        zh: "季度（1–4）",
+        example: "quarter(\"2026-08-15\")",
+        result: "3",
+    },
+    FunctionDoc {
+        call: "weekday(d)",
+        en: "day of the week, Monday 1 to Sunday 7",
+        zh: "星期几（周一为 1）",
+        example: "weekday(\"2026-12-05\")",
+        result: "6",
+    },
+    FunctionDoc {
+        call: "decimal(x)",
+        en: "an exact decimal number (write rates this way)",
+        zh: "精确小数（税率等请这样写）",
+        example: "decimal(\"0.13\")",
+        result: "0.13",
+    },
+    FunctionDoc {
+        call: "round_to(x, digits)",
+        en: "rounded half away from zero (四舍五入)",
+        zh: "四舍五入到指定小数位",
+        example: "round_to(decimal(\"-2.345\"), 2)",
+        result: "-2.35",
+    },
+    FunctionDoc {
+        call: "empty(x)",
+        en: "whether a value is missing or blank",
+        zh: "是否为空",
+        example: "empty(\"  \")",
+        result: "true",
+    },
+    FunctionDoc {
+        call: "coalesce(x, fallback)",
+        en: "x, or the fallback when x is empty",
+        zh: "为空时取备选值",
+        example: "coalesce((), 7)",
+        result: "7",
+    },
+    FunctionDoc {
+        call: "sum(list), sum(rows, \"column\")",
+        en: "the sum of numbers, or of a line-item column",
+        zh: "求和（或明细表某列求和）",
+        example: "sum([1, 2, 3])",
+        result: "6",
+    },
+    FunctionDoc {
+        call: "avg(list), avg(rows, \"column\")",
+        en: "the average",
+        zh: "平均值",
+        example: "avg([decimal(\"1\"), decimal(\"2\")])",
+        result: "1.5",
+    },
+    FunctionDoc {
+        call: "min_of(list), max_of(list)",
+        en: "the smallest or largest item",
+        zh: "最小值 / 最大值",
+        example: "max_of([3, 9, (), 4])",
+        result: "9",
+    },
+    FunctionDoc {
+        call: "pluck(rows, \"column\")",
+        en: "one column of line items",
+        zh: "取明细表的一列",
+        example: "pluck([#{a: 1}, #{a: 2}], \"a\")",
+        result: "[1, 2]",
+    },
+    FunctionDoc {
+        call: "lookup(\"entity\", record.ref)",
+        en: "a related record (by a reference field)",
+        zh: "读取关联记录",
+        example: "",
+        result: "",
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use std::rc::Rc;
@@ -497,6 +663,13 @@ mod tests {
 
     fn text(value: Dynamic) -> String {
         value.to_string()
+    }
+
+    #[test]
+    fn the_reference_examples_give_what_they_say() {
+        for doc in REFERENCE.iter().filter(|d| !d.example.is_empty()) {
+            assert_eq!(text(run(doc.example)), doc.result, "{}", doc.call);
+        }
     }
 
     #[test]

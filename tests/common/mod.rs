@@ -781,6 +781,27 @@ impl PageClient {
         (status, response.text().await.expect("html"))
     }
 
+    /// POSTs JSON as a page's script does (the session's CSRF token in `X-CSRF-Token`).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", self.csrf.as_str())
+            .json(&body)
+            .send()
+            .await
+            .expect("post json");
+        let status = response.status();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// POSTs a form (the session's CSRF token added): status, `Location` and body.
     pub async fn post(&self, path: &str, pairs: &[(&str, &str)]) -> (StatusCode, String, String) {
         self.post_with(path, pairs, &[]).await

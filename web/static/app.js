@@ -405,6 +405,49 @@
     });
   }
 
+  // The formula editor: fields and functions insert at the cursor; the formula is checked while
+  // typing (line:column of any problem) and tried on a chosen record.
+  function setupFormulaEditor(box) {
+    var area = box.querySelector("textarea[name=formula]");
+    var status = box.querySelector("[data-testid=formula-status]");
+    var result = box.closest("form").querySelector("select[name=result]");
+    var record = box.querySelector("select[name=test_record]");
+    var timer = null;
+    function check() {
+      var body = { field: box.dataset.field || "", formula: area.value, result: result ? result.value : "", record_id: record ? record.value : "" };
+      fetch(box.dataset.check, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body)
+      }).then(function (response) { return response.json(); }).then(function (answer) {
+        if (answer.problems && answer.problems.length) {
+          status.className = "small error";
+          status.textContent = answer.problems.map(function (p) {
+            return (p.line ? p.line + ":" + p.column + " " : "") + p.message;
+          }).join(" · ");
+        } else {
+          status.className = "small ok";
+          var run = answer.value || {};
+          status.textContent = status.dataset.ok + " " + status.dataset.gives + " " + JSON.stringify(run.result) + (run.type ? " (" + run.type + ")" : "");
+        }
+      }).catch(function () { status.textContent = ""; });
+    }
+    area.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(check, 400); });
+    if (result) result.addEventListener("change", check);
+    box.querySelectorAll("[data-insert]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var text = button.dataset.insert;
+        var start = area.selectionStart, end = area.selectionEnd;
+        area.value = area.value.slice(0, start) + text + area.value.slice(end);
+        area.focus();
+        area.selectionStart = area.selectionEnd = start + text.length;
+        clearTimeout(timer); timer = setTimeout(check, 200);
+      });
+    });
+    var tryButton = box.querySelector("[data-test-formula]");
+    if (tryButton) tryButton.addEventListener("click", check);
+  }
+
   // The field editor shows the settings of the chosen kind only (all of them without script).
   function setupFieldEditor(form) {
     var select = form.querySelector("[data-kind-select]");
@@ -427,6 +470,7 @@
     document.querySelectorAll("ol[data-reorder]").forEach(setupFieldList);
     document.querySelectorAll("form.field-editor").forEach(setupFieldEditor);
     document.querySelectorAll(".form-builder[data-arrange]").forEach(setupFormBuilder);
+    document.querySelectorAll("fieldset.formula-editor[data-check]").forEach(setupFormulaEditor);
     // A page following background work refreshes its part while something runs.
     document.querySelectorAll("[data-live]").forEach(function (box) {
       var every = Number(box.dataset.live) || 3000;

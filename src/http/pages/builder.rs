@@ -32,6 +32,10 @@ pub(super) fn router() -> Router<Services> {
             "/w/{workspace}/build/entities/{key}",
             get(designer_page).post(edit),
         )
+        .route(
+            "/w/{workspace}/build/entities/{key}/check-formula",
+            axum::routing::post(check_formula),
+        )
 }
 
 /// The person acting on a builder page.
@@ -344,6 +348,40 @@ async fn draw_designer(
         "plural_zh": working.pointer("/x-label-plural/zh-CN"),
         "title_field": working.get("x-title-field"),
     });
+    // Records to try a formula on, and the recompute after a publish.
+    let sample_records: Vec<Value> = if definition.published.is_some() {
+        match services
+            .records()
+            .list(&member.ctx, key, &json!({"limit": 20}))
+            .await
+        {
+            Ok(page) => {
+                let model = services.records().shape(&member.ctx, key).await?.model;
+                page.records
+                    .iter()
+                    .map(|r| json!({"id": r.id, "title": super::records::title_of(&model, &r.fields, r.id)}))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let recompute = crate::jobs::list(services.db(), member.access.workspace.id, None, Some(500))
+        .await?
+        .into_iter()
+        .find(|job| {
+            job.kind == crate::records::recompute::RECOMPUTE_JOB
+                && job.payload.get("entity").and_then(Value::as_str) == Some(key)
+        })
+        .map(|job| {
+            json!({
+                "status": job.status,
+                "done": job.progress_done,
+                "total": job.progress_total,
+                "running": matches!(job.status.as_str(), "queued" | "running"),
+            })
+        });
     let json_text = draw
         .json
         .clone()
@@ -373,6 +411,10 @@ async fn draw_designer(
                 "impact": impact,
                 "versions": versions,
                 "forms": forms,
+                "result_kinds": designer::RESULT_KINDS,
+                "functions": crate::script::library::REFERENCE,
+                "sample_records": sample_records,
+                "recompute": recompute,
                 "json": json_text,
                 "problems": draw.problems,
                 "notice": draw.notice,
@@ -414,7 +456,11 @@ fn posted_spec(posted: &Pairs) -> FieldSpec {
         options,
         reference: text("reference"),
         on_delete: text("on_delete"),
-        currency: text("currency"),
+        currency: if text("kind") == "formula" {
+            text("result_currency")
+        } else {
+            text("currency")
+        },
         minimum: text("minimum"),
         maximum: text("maximum"),
         min_length: text("min_length"),
@@ -422,6 +468,8 @@ fn posted_spec(posted: &Pairs) -> FieldSpec {
         pattern: text("pattern"),
         default: text("default"),
         number_pattern: text("number_pattern"),
+        formula: text("formula"),
+        result: text("result"),
         locked_kind: false,
     }
 }
@@ -632,6 +680,107 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
                 )
                 .await?;
             Ok(format!("{base}?published=1"))
+        }
+    }
+}
+
+/// What the formula editor sends while someone types.
+#[derive(Debug, serde::Deserialize)]
+struct FormulaCheck {
+    field: String,
+    formula: String,
+    #[serde(default)]
+    result: String,
+    #[serde(default)]
+    record_id: Option<String>,
+}
+
+/// Checks a formula as the designer would save it (syntax, fields, form, cycles: the entity's
+/// own checks, with line and column) and, when it passes, runs it on a record: `{problems}` or
+/// `{value}`. Nothing is saved.
+async fn check_formula(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, key)): Path<(String, String)>,
+    axum::Json(body): axum::Json<FormulaCheck>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let here = format!("/w/{slug}/build/entities/{key}");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let locale = member.locale;
+    let sent = headers
+        .get(crate::http::extract::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let done = async {
+        member.check_csrf(sent)?;
+        member.access.require(Right::Definitions)?;
+        let current = services
+            .definitions()
+            .get(member.ctx.scope, Kind::Entity, &key)
+            .await?;
+        let mut document = current
+            .draft
+            .or(current.published)
+            .unwrap_or_else(|| json!({}));
+        let field = body.field.trim();
+        let mut spec = designer::field_spec(&document, field).unwrap_or_else(|| FieldSpec {
+            key: if field.is_empty() {
+                "new_formula".to_owned()
+            } else {
+                field.to_owned()
+            },
+            label_en: "Formula".to_owned(),
+            ..FieldSpec::default()
+        });
+        spec.kind = "formula".to_owned();
+        spec.formula = body.formula.clone();
+        spec.result = body.result.clone();
+        let edit = if document
+            .pointer(&format!("/properties/{}", spec.key))
+            .is_some()
+        {
+            Edit::UpdateField(spec.clone())
+        } else {
+            Edit::AddField(spec.clone())
+        };
+        if let Err(problems) = designer::apply(&mut document, &edit) {
+            return Ok(json!({"problems": problems}));
+        }
+        let prefix = format!("/properties/{}", spec.key);
+        let problems: Vec<FieldError> =
+            crate::definitions::check_document(Kind::Entity, &document, "")
+                .into_iter()
+                .filter(|p| p.pointer.starts_with(&prefix) || p.pointer.is_empty())
+                .collect();
+        if !problems.is_empty() {
+            return Ok(json!({"problems": problems}));
+        }
+        let value = services
+            .records()
+            .test_script(
+                &member.ctx,
+                services.scripts(),
+                &key,
+                &body.formula,
+                body.record_id.as_deref().filter(|r| !r.is_empty()),
+                None,
+            )
+            .await;
+        Ok::<_, Error>(match value {
+            Ok(outcome) => json!({"value": outcome}),
+            Err(error) => json!({"problems": problems_of(&error, locale)}),
+        })
+    }
+    .await;
+    match done {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => {
+            let status = crate::http::error::status_of(&error);
+            (
+                status,
+                axum::Json(json!({"problems": problems_of(&error, locale)})),
+            )
+                .into_response()
         }
     }
 }
