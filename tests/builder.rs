@@ -621,9 +621,116 @@ async fn a_formula_is_checked_tried_and_recomputed(backend: Backend) {
     }
 }
 
+/// "Won amount by month", built in the report builder on the demo deals: checked, previewed,
+/// published, equal to the template's own report, and added to the sales dashboard.
+async fn a_report_is_built_and_put_on_a_dashboard(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    let (status, _) = pages.get("/w/demo/build").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = pages.get("/w/demo/build/reports/won_monthly").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let base = "/w/demo/build/reports/won_monthly";
+    let form = |measure_field: &'static str| {
+        vec![
+            ("revision", "0"),
+            ("op", "save"),
+            ("label_en", "Won amount by month"),
+            ("label_zh", "每月赢单金额"),
+            ("entity", "opportunity"),
+            ("chart", "bar"),
+            ("cond_field", "stage"),
+            ("cond_op", "in"),
+            ("cond_value", "contract_signed, delivery"),
+            ("date_field", "expected_close_date"),
+            ("period", "last_12_months"),
+            ("group_field", "expected_close_date"),
+            ("group_bucket", "month"),
+            ("measure_op", "sum"),
+            ("measure_field", measure_field),
+            ("measure_en", "Won"),
+            ("measure_zh", "赢单金额"),
+        ]
+    };
+    // A sum over a text field is refused at its place; nothing is saved.
+    let (status, _, body) = pages.post(base, &form("name")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(names_problem(&body, "/spec/measures/0/field"), "{body}");
+    let admin = app.admin().await;
+    let (status, _) = admin
+        .get(&format!("{W}/definitions/report/won_monthly"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = pages.post(base, &form("amount")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, page) = pages.get(base).await;
+    assert!(
+        page.contains("report-result") && page.contains("data-testid=\"publish-report\""),
+        "{page}"
+    );
+    let revision = revision_of(&page);
+    let (status, _, body) = pages
+        .post(base, &[("revision", revision.as_str()), ("op", "publish")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    // The same numbers as the template's own "won by month".
+    let (status, built) = admin.get(&format!("{W}/reports/won_monthly/run")).await;
+    assert_eq!(status, StatusCode::OK, "{built}");
+    let (_, template) = admin.get(&format!("{W}/reports/won_by_month/run")).await;
+    let won: Vec<Value> = template["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["values"][0].clone())
+        .collect();
+    let ours: Vec<Value> = built["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["values"][0].clone())
+        .collect();
+    assert_eq!(ours, won, "{built}");
+    assert!(ours.iter().any(|v| v.as_str().is_some_and(|s| s != "0.00") || v.as_f64().is_some_and(|n| n > 0.0)), "{built}");
+    // Onto the sales dashboard.
+    let (_, page) = pages.get(base).await;
+    let revision = revision_of(&page);
+    let (status, location, body) = pages
+        .post(
+            base,
+            &[
+                ("revision", revision.as_str()),
+                ("op", "add_to_dashboard"),
+                ("dashboard", "sales_overview"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, "/w/demo/dashboards/sales_overview");
+    let (_, board) = admin
+        .get(&format!("{W}/definitions/dashboard/sales_overview"))
+        .await;
+    assert!(
+        board["published"]["items"]
+            .to_string()
+            .contains("won_monthly"),
+        "{board}"
+    );
+    let (status, html) = pages.get("/w/demo/dashboards/sales_overview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-report=\"won_monthly\""), "{html}");
+}
+
 both_databases!(
     the_entity_designer_changes_leads_without_code,
     a_field_is_required_only_under_a_condition,
     the_form_builder_places_a_field,
     a_formula_is_checked_tried_and_recomputed,
+    a_report_is_built_and_put_on_a_dashboard,
 );

@@ -8,6 +8,7 @@ pub mod entity;
 pub mod form_designer;
 pub mod meta;
 mod registry;
+pub mod report_designer;
 mod validate;
 
 use chrono::{DateTime, Utc};

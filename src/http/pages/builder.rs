@@ -89,13 +89,23 @@ async fn draw_home(
             })
         })
         .collect();
+    let reports: Vec<Value> = services
+        .definitions()
+        .list(member.ctx.scope, Some(Kind::Report))
+        .await?
+        .into_iter()
+        .map(|d| {
+            let doc = d.draft.as_ref().or(d.published.as_ref());
+            json!({"key": d.key, "label": label_of(doc.and_then(|doc| doc.get("label")), locale, &d.key)})
+        })
+        .collect();
     let snapshot = snapshot(services, member).await?;
     let frame = frame(services, member, &snapshot, here).await?;
     page(
         "builder_home.html",
         with(
             frame,
-            json!({"section": "build", "entities": entities, "problems": problems}),
+            json!({"section": "build", "entities": entities, "reports": reports, "problems": problems}),
         ),
         status,
     )

@@ -21,6 +21,7 @@ mod member;
 mod merge;
 mod public;
 mod records;
+mod report_builder;
 mod reports;
 
 use axum::Router;
@@ -60,6 +61,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(apps::router())
         .merge(builder::router())
         .merge(form_builder::router())
+        .merge(report_builder::router())
         .merge(reports::router())
 }
 

@@ -278,7 +278,7 @@ async fn filter_form(
 
 /// A result shaped for the page, its custom template run (an error shows in its place), and
 /// its export links.
-fn shaped(outcome: &Outcome, member: &Member, slug: &str, export_query: &str) -> Value {
+pub(super) fn shaped(outcome: &Outcome, member: &Member, slug: &str, export_query: &str) -> Value {
     let locale = member.locale;
     let list_url = format!("/w/{slug}/e/{}", outcome.entity);
     let mut view = present::view(outcome, locale, &list_url);
