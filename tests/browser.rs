@@ -770,3 +770,85 @@ async fn an_admin_adds_a_field_and_places_it_on_the_form_without_code() {
         .await;
     assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+/// Issue 10's report story in the browser: a manager's "won amount by month", built in the
+/// report builder on the demo deals, previewed, published and added to the sales dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_is_built_and_added_to_the_dashboard_in_the_browser() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let browser = Browser::open("zh-CN").await;
+    sign_in(&browser, &app, "/w/demo/build/reports/won_monthly").await;
+    browser
+        .run(
+            "const f = document.querySelector('[data-testid=report-form]');\
+             f.querySelector('[name=entity]').value = 'opportunity'; return true;",
+            json!([]),
+        )
+        .await;
+    browser
+        .fill(
+            "[data-testid=report-form] input[name=label_zh]",
+            "每月赢单金额",
+        )
+        .await;
+    browser
+        .fill(
+            "[data-testid=report-form] input[name=label_en]",
+            "Won amount by month",
+        )
+        .await;
+    // The entity's fields come with the first save.
+    press(&browser, "[data-testid=save-report]").await;
+    browser
+        .run(
+            "const f = document.querySelector('[data-testid=report-form]');\
+             const set = (name, i, v) => { f.querySelectorAll('[name=' + name + ']')[i].value = v; };\
+             set('chart', 0, 'bar');\
+             set('cond_field', 0, 'stage'); set('cond_op', 0, 'in'); set('cond_value', 0, 'contract_signed, delivery');\
+             set('date_field', 0, 'expected_close_date'); set('period', 0, 'last_12_months');\
+             set('group_field', 0, 'expected_close_date'); set('group_bucket', 0, 'month');\
+             set('measure_op', 0, 'sum'); set('measure_field', 0, 'amount'); set('measure_zh', 0, '赢单金额');\
+             return true;",
+            json!([]),
+        )
+        .await;
+    press(&browser, "[data-testid=save-report]").await;
+    browser
+        .wait_until(
+            "the preview",
+            "!!document.querySelector('[data-testid=report-preview] .report-result')",
+        )
+        .await;
+    browser.resize(1280, 1500).await;
+    browser
+        .screenshot(&screenshot_path("builder-report-zh"))
+        .await;
+    press(&browser, "[data-testid=publish-report]").await;
+    browser
+        .run(
+            "document.querySelector('[data-testid=add-to-dashboard] select').value = 'sales_overview'; return true;",
+            json!([]),
+        )
+        .await;
+    press(&browser, "[data-testid=add-to-dashboard] button").await;
+    browser
+        .wait_until(
+            "the dashboard with the new tile",
+            "!!document.querySelector('[data-report=won_monthly]')",
+        )
+        .await;
+    assert!(
+        browser
+            .url()
+            .await
+            .ends_with("/w/demo/dashboards/sales_overview")
+    );
+    browser.close().await;
+}
