@@ -365,7 +365,9 @@ const MANAGED: [&str; 23] = [
     "x-result",
 ];
 
-fn label_value(en: &str, zh: &str) -> Option<Value> {
+/// A label `{"en", "zh-CN"}` from its two texts (none when both are empty; a Chinese-only
+/// label stands in for the English one every definition needs).
+pub(crate) fn label_value(en: &str, zh: &str) -> Option<Value> {
     let (en, zh) = (en.trim(), zh.trim());
     if en.is_empty() && zh.is_empty() {
         return None;

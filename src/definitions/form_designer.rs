@@ -296,19 +296,6 @@ fn take(form: &mut Value, field: &str) -> Option<Value> {
         .map(|f| f.remove(i))
 }
 
-fn label_of(en: &str, zh: &str) -> Option<Value> {
-    let (en, zh) = (en.trim(), zh.trim());
-    if en.is_empty() && zh.is_empty() {
-        return None;
-    }
-    let mut label = Map::new();
-    label.insert("en".to_owned(), json!(if en.is_empty() { zh } else { en }));
-    if !zh.is_empty() {
-        label.insert("zh-CN".to_owned(), json!(zh));
-    }
-    Some(Value::Object(label))
-}
-
 /// Applies `edit` to form `form` of an entity whose fields are `fields` (key, kind, widgets the
 /// kind allows); on problems nothing changes.
 ///
@@ -399,7 +386,7 @@ pub fn apply(
                 ));
             }
             if let Some(object) = section.as_object_mut() {
-                match label_of(title_en, title_zh) {
+                match super::designer::label_value(title_en, title_zh) {
                     Some(title) => object.insert("title".to_owned(), title),
                     None => object.remove("title"),
                 };
@@ -420,7 +407,7 @@ pub fn apply(
                 }
             }
         }
-        FormEdit::Label { en, zh } => match label_of(en, zh) {
+        FormEdit::Label { en, zh } => match super::designer::label_value(en, zh) {
             Some(label) => next["label"] = label,
             None => problems.push(FieldError::new(
                 "/label/en",
@@ -547,7 +534,7 @@ fn settings(
             ));
         }
     }
-    if let Some(help) = label_of(&placement.help_en, &placement.help_zh) {
+    if let Some(help) = super::designer::label_value(&placement.help_en, &placement.help_zh) {
         out.insert("help".to_owned(), help);
     }
     let span = placement.span.trim();
@@ -596,7 +583,7 @@ fn settings(
 pub fn new_form(entity: &str, label_en: &str, label_zh: &str, first: &str) -> Value {
     json!({
         "entity": entity,
-        "label": label_of(label_en, label_zh).unwrap_or_else(|| json!({"en": entity})),
+        "label": super::designer::label_value(label_en, label_zh).unwrap_or_else(|| json!({"en": entity})),
         "sections": [{"columns": 2, "fields": [{"field": first}]}]
     })
 }

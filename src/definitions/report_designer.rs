@@ -80,35 +80,8 @@ pub const CHARTS: [&str; 7] = [
     "pivot",
 ];
 
-/// Periods.
-pub const PERIODS: [&str; 13] = [
-    "all",
-    "this_month",
-    "last_month",
-    "this_quarter",
-    "last_quarter",
-    "this_year",
-    "last_year",
-    "last_7_days",
-    "last_30_days",
-    "last_90_days",
-    "last_12_months",
-    "this_fiscal_year",
-    "last_fiscal_year",
-];
-
-fn label(en: &str, zh: &str) -> Option<Value> {
-    let (en, zh) = (en.trim(), zh.trim());
-    if en.is_empty() && zh.is_empty() {
-        return None;
-    }
-    let mut out = Map::new();
-    out.insert("en".to_owned(), json!(if en.is_empty() { zh } else { en }));
-    if !zh.is_empty() {
-        out.insert("zh-CN".to_owned(), json!(zh));
-    }
-    Some(Value::Object(out))
-}
+/// Periods (the reports' own list).
+pub use crate::reports::definition::PERIODS;
 
 /// The kind of each field of the entity, to type filter values: `(key, kind)`.
 pub type Kinds = [(String, String)];
@@ -143,7 +116,7 @@ pub fn document(spec: &ReportSpec, kinds: &Kinds) -> Result<Value, Vec<FieldErro
             .map(|(_, kind)| kind.as_str())
     };
     let mut doc = Map::new();
-    match label(&spec.label_en, &spec.label_zh) {
+    match super::designer::label_value(&spec.label_en, &spec.label_zh) {
         Some(l) => {
             doc.insert("label".to_owned(), l);
         }
@@ -271,7 +244,7 @@ pub fn document(spec: &ReportSpec, kinds: &Kinds) -> Result<Value, Vec<FieldErro
                 }
             }
         }
-        if let Some(l) = label(&m.label_en, &m.label_zh) {
+        if let Some(l) = super::designer::label_value(&m.label_en, &m.label_zh) {
             measure["label"] = l;
         }
         measures.push(measure);

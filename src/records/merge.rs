@@ -617,27 +617,8 @@ impl Records<'_> {
         ) else {
             return Ok(());
         };
-        let beyond = crate::domain::query::Condition::All(vec![
-            crate::domain::query::Condition::Test {
-                operand: crate::domain::query::Operand::Field {
-                    key: referrer.field.clone(),
-                    value_type: crate::domain::query::ValueType::Text,
-                },
-                predicate: crate::domain::query::Predicate::Eq(crate::domain::query::Scalar::Text(
-                    duplicate.to_string(),
-                )),
-            },
-            crate::domain::query::Condition::Not(Box::new(scope)),
-        ]);
-        let n = rows::count(
-            conn,
-            &referrer.entity.table(),
-            Some(&beyond),
-            crate::domain::query::Deleted::Exclude,
-            Some(1),
-        )
-        .await?;
-        if n > 0 {
+        let n = super::refers_beyond(conn, referrer, duplicate, scope).await?;
+        if n {
             return Err(Error::forbidden(format!(
                 "merging would move {} records your role may not change",
                 referrer.entity.key

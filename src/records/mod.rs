@@ -331,6 +331,35 @@ where
 }
 
 /// The result of a write committed alone, which no other writer can roll back.
+/// Whether a live record of `referrer`'s entity refers to `parent` through it outside `scope`
+/// (the records a caller's role reaches): what a delete or merge would touch beyond the caller.
+pub(crate) async fn refers_beyond(
+    conn: &impl Conn,
+    referrer: &crate::definitions::Referrer,
+    parent: Uuid,
+    scope: Condition,
+) -> Result<bool> {
+    let beyond = Condition::All(vec![
+        Condition::Test {
+            operand: crate::domain::query::Operand::Field {
+                key: referrer.field.clone(),
+                value_type: crate::domain::query::ValueType::Text,
+            },
+            predicate: crate::domain::query::Predicate::Eq(Scalar::Text(parent.to_string())),
+        },
+        Condition::Not(Box::new(scope)),
+    ]);
+    let n = rows::count(
+        conn,
+        &referrer.entity.table(),
+        Some(&beyond),
+        crate::domain::query::Deleted::Exclude,
+        Some(1),
+    )
+    .await?;
+    Ok(n > 0)
+}
+
 fn committed(outcome: Outcome) -> Result<()> {
     match outcome {
         Outcome::Committed => Ok(()),
@@ -453,25 +482,8 @@ impl Records<'_> {
         else {
             return Ok(());
         };
-        let beyond = Condition::All(vec![
-            Condition::Test {
-                operand: crate::domain::query::Operand::Field {
-                    key: referrer.field.clone(),
-                    value_type: crate::domain::query::ValueType::Text,
-                },
-                predicate: crate::domain::query::Predicate::Eq(Scalar::Text(parent_id.to_string())),
-            },
-            Condition::Not(Box::new(scope)),
-        ]);
-        let n = rows::count(
-            conn,
-            &referrer.entity.table(),
-            Some(&beyond),
-            crate::domain::query::Deleted::Exclude,
-            Some(1),
-        )
-        .await?;
-        if n > 0 {
+        let n = refers_beyond(conn, referrer, parent_id, scope).await?;
+        if n {
             return Err(Error::forbidden(format!(
                 "deleting this record would also {verb} {} records your role does not reach",
                 referrer.entity.key

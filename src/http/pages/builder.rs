@@ -595,26 +595,12 @@ async fn edit(
 async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) -> Result<String> {
     member.check_csrf(first(posted, "csrf_token"))?;
     member.access.require(Right::Definitions)?;
-    let revision: i64 = first(posted, "revision")
-        .and_then(|r| r.parse().ok())
-        .ok_or_else(|| {
-            Error::invalid(
-                "/revision",
-                "required",
-                "the page's revision is missing; reload it",
-            )
-        })?;
+    let revision = posted_revision(posted)?;
     let store = services.definitions();
     let scope = member.ctx.scope;
     let base = format!("/w/{}/build/entities/{key}", member.slug());
     let current = store.get(scope, Kind::Entity, key).await?;
-    if current.revision != revision {
-        return Err(Error::conflict(
-            "/revision",
-            "stale_revision",
-            "someone changed this entity since you opened the page; your change was not saved. The page now shows their version: apply your change again.",
-        ));
-    }
+    check_revision(current.revision, revision, "entity")?;
     match action_of(posted)? {
         Action::Edit(edit) => {
             let mut document = current
@@ -646,14 +632,7 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
             Ok(format!("{base}{focus}"))
         }
         Action::Json(text) => {
-            let document: Value = serde_json::from_str(&text).map_err(|e| Error::Invalid {
-                detail: "the JSON is not valid".to_owned(),
-                errors: vec![FieldError {
-                    line: u32::try_from(e.line()).ok(),
-                    column: u32::try_from(e.column()).ok(),
-                    ..FieldError::new("/document", "json", e.to_string())
-                }],
-            })?;
+            let document = json_document(&text)?;
             store
                 .save_draft(
                     scope,
@@ -793,4 +772,43 @@ async fn check_formula(
                 .into_response()
         }
     }
+}
+
+/// The revision a builder page was drawn at, as its form posted it.
+pub(super) fn posted_revision(posted: &Pairs) -> Result<i64> {
+    first(posted, "revision")
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| {
+            Error::invalid(
+                "/revision",
+                "required",
+                "the page's revision is missing; reload it",
+            )
+        })
+}
+
+/// Refuses a change made on a page drawn before someone else's change to the same `what`.
+pub(super) fn check_revision(current: i64, posted: i64, what: &str) -> Result<()> {
+    if current == posted {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "/revision",
+        "stale_revision",
+        format!(
+            "someone changed this {what} since you opened the page; your change was not saved. The page now shows their version: apply your change again."
+        ),
+    ))
+}
+
+/// A document typed in a builder's JSON panel (a syntax error located by line and column).
+pub(super) fn json_document(text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::Invalid {
+        detail: "the JSON is not valid".to_owned(),
+        errors: vec![FieldError {
+            line: u32::try_from(e.line()).ok(),
+            column: u32::try_from(e.column()).ok(),
+            ..FieldError::new("/document", "json", e.to_string())
+        }],
+    })
 }

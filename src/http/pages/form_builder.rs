@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::builder::{actor, problems_of};
+use super::builder::{actor, check_revision, json_document, posted_revision, problems_of};
 use super::member::{Member, frame, snapshot, with};
 use super::page;
 use super::records::{Pairs, finish, first, query_pairs, see_other};
@@ -20,7 +20,7 @@ use crate::access::{FieldRule, Right};
 use crate::app::Services;
 use crate::definitions::form_designer::{self, FormEdit, Placement, Rule};
 use crate::definitions::{Kind, designer};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
 use crate::render::forms;
 
 /// The form builder's routes.
@@ -401,26 +401,12 @@ async fn edit_form(
 async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) -> Result<String> {
     member.check_csrf(first(posted, "csrf_token"))?;
     member.access.require(Right::Definitions)?;
-    let revision: i64 = first(posted, "revision")
-        .and_then(|r| r.parse().ok())
-        .ok_or_else(|| {
-            Error::invalid(
-                "/revision",
-                "required",
-                "the page's revision is missing; reload it",
-            )
-        })?;
+    let revision = posted_revision(posted)?;
     let store = services.definitions();
     let scope = member.ctx.scope;
     let base = format!("/w/{}/build/forms/{key}", member.slug());
     let current = store.get(scope, Kind::Form, key).await?;
-    if current.revision != revision {
-        return Err(Error::conflict(
-            "/revision",
-            "stale_revision",
-            "someone changed this form since you opened the page; your change was not saved. The page now shows their version: apply your change again.",
-        ));
-    }
+    check_revision(current.revision, revision, "form")?;
     let op = first(posted, "op").unwrap_or_default();
     match op {
         "publish" => {
@@ -437,14 +423,7 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
         }
         "json" => {
             let text = first(posted, "document").unwrap_or_default();
-            let document: Value = serde_json::from_str(text).map_err(|e| Error::Invalid {
-                detail: "the JSON is not valid".to_owned(),
-                errors: vec![FieldError {
-                    line: u32::try_from(e.line()).ok(),
-                    column: u32::try_from(e.column()).ok(),
-                    ..FieldError::new("/document", "json", e.to_string())
-                }],
-            })?;
+            let document = json_document(text)?;
             store
                 .save_draft(
                     scope,

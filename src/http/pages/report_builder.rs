@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::builder::{actor, problems_of};
+use super::builder::{actor, check_revision, problems_of};
 use super::member::{Member, frame, snapshot, with};
 use super::page;
 use super::records::{Pairs, all_of, finish, first, see_other};
@@ -333,13 +333,11 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
     let scope = member.ctx.scope;
     let base = format!("/w/{}/build/reports/{key}", member.slug());
     let current = store.get(scope, Kind::Report, key).await.ok();
-    if current.as_ref().map_or(0, |d| d.revision) != revision {
-        return Err(Error::conflict(
-            "/revision",
-            "stale_revision",
-            "someone changed this report since you opened the page; your change was not saved. The page now shows their version: apply your change again.",
-        ));
-    }
+    check_revision(
+        current.as_ref().map_or(0, |d| d.revision),
+        revision,
+        "report",
+    )?;
     let expected = current.as_ref().map(|d| d.revision);
     match first(posted, "op").unwrap_or_default() {
         "save" => {
