@@ -29,6 +29,18 @@ fn revision_of(html: &str) -> String {
         .collect()
 }
 
+/// A server whose demo workspace holds a year of demo records.
+async fn with_demo_data(backend: Backend) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 async fn designer(pages: &PageClient, entity: &str) -> String {
     let (status, html) = pages.get(&format!("/w/demo/build/entities/{entity}")).await;
     assert_eq!(status, StatusCode::OK, "{html}");
@@ -59,14 +71,7 @@ async fn published(app: &TestApp, entity: &str) -> Value {
 }
 
 async fn the_entity_designer_changes_leads_without_code(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        common::Options {
-            demo_data: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = with_demo_data(backend).await;
     let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
     let (status, home) = pages.get("/w/demo/build").await;
     assert_eq!(status, StatusCode::OK);
@@ -528,14 +533,7 @@ async fn the_form_builder_places_a_field(backend: Backend) {
 /// The lead score formula changed in the formula editor: checked while typing (line:column),
 /// tried on a lead, published, and every lead recomputed by the background job.
 async fn a_formula_is_checked_tried_and_recomputed(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        common::Options {
-            demo_data: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = with_demo_data(backend).await;
     let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
     let page = pages.get("/w/demo/build/entities/lead?field=score").await.1;
     assert!(
@@ -624,14 +622,7 @@ async fn a_formula_is_checked_tried_and_recomputed(backend: Backend) {
 /// "Won amount by month", built in the report builder on the demo deals: checked, previewed,
 /// published, equal to the template's own report, and added to the sales dashboard.
 async fn a_report_is_built_and_put_on_a_dashboard(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        common::Options {
-            demo_data: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = with_demo_data(backend).await;
     let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
     let (status, _) = pages.get("/w/demo/build").await;
     assert_eq!(status, StatusCode::OK);

@@ -1023,6 +1023,61 @@ fn require_when(
     }
 }
 
+/// Keywords of a field that change only how it shows, never which stored values are valid.
+const PRESENTATION: [&str; 6] = [
+    "x-label",
+    "x-help",
+    "x-indexed",
+    "x-hidden",
+    "x-default",
+    "x-field-order",
+];
+
+/// Whether publishing `new` over `old` can make stored values fail or change: a field's kind or
+/// validation changed, a field became required or unique, or the conditional rules changed
+/// (relabelling, reordering, hiding and new optional fields cannot).
+pub fn affects_records(old: &Value, new: &Value) -> bool {
+    let empty = Map::new();
+    let props = |doc: &Value| {
+        doc.get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (old_props, new_props) = (props(old), props(new));
+    let required = |doc: &Value| -> Vec<String> {
+        doc.get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (old_required, new_required) = (required(old), required(new));
+    if new_required.iter().any(|k| !old_required.contains(k))
+        || old.get("allOf") != new.get("allOf")
+    {
+        return true;
+    }
+    new_props.iter().any(|(key, property)| {
+        let Some(before) = old_props.get(key) else {
+            return false;
+        };
+        let (before, after) = (
+            before.as_object().unwrap_or(&empty),
+            property.as_object().unwrap_or(&empty),
+        );
+        before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| !PRESENTATION.contains(&k.as_str()))
+            .any(|k| before.get(k) != after.get(k))
+    })
+}
+
 /// One difference between two versions of an entity, for the "changes" panel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
@@ -1357,6 +1412,45 @@ mod tests {
         )
         .expect("removed");
         assert!(doc.get("allOf").is_none());
+    }
+
+    #[test]
+    fn only_changes_to_what_values_must_satisfy_affect_records() {
+        let old = lead();
+        let mut new = old.clone();
+        apply(&mut new, &Edit::AddField(text_field("wechat"))).expect("added");
+        apply(
+            &mut new,
+            &Edit::MoveField {
+                key: "stage".into(),
+                by: -1,
+            },
+        )
+        .expect("moved");
+        apply(
+            &mut new,
+            &Edit::SetHidden {
+                key: "lost_reason".into(),
+                hidden: true,
+            },
+        )
+        .expect("hid");
+        assert!(!affects_records(&old, &new));
+        let mut required = new.clone();
+        apply(
+            &mut required,
+            &Edit::UpdateField(FieldSpec {
+                required: true,
+                ..text_field("wechat")
+            }),
+        )
+        .expect("req");
+        assert!(affects_records(&old, &required));
+        let mut kind = old.clone();
+        let mut stage = field_spec(&kind, "stage").expect("stage");
+        stage.kind = "text".to_owned();
+        apply(&mut kind, &Edit::UpdateField(stage)).expect("kind");
+        assert!(affects_records(&old, &kind));
     }
 
     #[test]

@@ -133,6 +133,13 @@ pub struct DefinitionView {
     pub updated_by: Option<Uuid>,
 }
 
+impl DefinitionView {
+    /// The document being worked on: the draft, else the published one.
+    pub fn working(&self) -> Option<&Value> {
+        self.draft.as_ref().or(self.published.as_ref())
+    }
+}
+
 /// A version as the API lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionView {

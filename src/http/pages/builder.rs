@@ -267,11 +267,7 @@ async fn draw_designer(
     let locale = member.locale;
     let store = services.definitions();
     let definition: DefinitionView = store.get(member.ctx.scope, Kind::Entity, key).await?;
-    let working = definition
-        .draft
-        .clone()
-        .or_else(|| definition.published.clone())
-        .unwrap_or_else(|| json!({}));
+    let working = definition.working().cloned().unwrap_or_else(|| json!({}));
     let required_when = designer::conditional_requirements(&working);
     let fields: Vec<Value> = designer::field_keys(&working)
         .iter()
@@ -324,14 +320,12 @@ async fn draw_designer(
         _ => Vec::new(),
     };
     // The dry run of a draft changing kinds: what would not convert.
-    let kinds_changed = match (&definition.published, &definition.draft) {
-        (Some(published), Some(draft)) => designer::field_keys(draft).iter().any(|k| {
-            let kind = |doc: &Value| doc.pointer(&format!("/properties/{k}/x-kind")).cloned();
-            kind(published).is_some() && kind(published) != kind(draft)
-        }),
-        _ => false,
-    };
-    let impact = if kinds_changed || definition.draft.is_some() && definition.published.is_some() {
+    // Scanning every record is for drafts that change what stored values must satisfy.
+    let affects_records = matches!(
+        (&definition.published, &definition.draft),
+        (Some(published), Some(draft)) if designer::affects_records(published, draft)
+    );
+    let impact = if affects_records {
         match services.records().impact(&member.ctx, key).await {
             Ok(impact) => serde_json::to_value(&impact).unwrap_or(Value::Null),
             Err(error) => json!({"error": problem_text(&error, locale)}),
@@ -603,11 +597,7 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
     check_revision(current.revision, revision, "entity")?;
     match action_of(posted)? {
         Action::Edit(edit) => {
-            let mut document = current
-                .draft
-                .clone()
-                .or_else(|| current.published.clone())
-                .unwrap_or_else(|| json!({}));
+            let mut document = current.working().cloned().unwrap_or_else(|| json!({}));
             designer::apply(&mut document, &edit)
                 .map_err(|problems| Error::invalid_all("the change was not saved", problems))?;
             store
@@ -707,10 +697,7 @@ async fn check_formula(
             .definitions()
             .get(member.ctx.scope, Kind::Entity, &key)
             .await?;
-        let mut document = current
-            .draft
-            .or(current.published)
-            .unwrap_or_else(|| json!({}));
+        let mut document = current.working().cloned().unwrap_or_else(|| json!({}));
         let field = body.field.trim();
         let mut spec = designer::field_spec(&document, field).unwrap_or_else(|| FieldSpec {
             key: if field.is_empty() {

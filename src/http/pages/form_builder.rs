@@ -161,11 +161,7 @@ async fn draw(
     let locale = member.locale;
     let store = services.definitions();
     let definition = store.get(member.ctx.scope, Kind::Form, key).await?;
-    let working = definition
-        .draft
-        .clone()
-        .or_else(|| definition.published.clone())
-        .unwrap_or_else(|| json!({}));
+    let working = definition.working().cloned().unwrap_or_else(|| json!({}));
     let entity = working
         .get("entity")
         .and_then(Value::as_str)
@@ -445,11 +441,7 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
             format!("the form builder does not know {op:?}"),
         )
     })?;
-    let mut document = current
-        .draft
-        .clone()
-        .or_else(|| current.published.clone())
-        .unwrap_or_else(|| json!({}));
+    let mut document = current.working().cloned().unwrap_or_else(|| json!({}));
     let entity = document
         .get("entity")
         .and_then(Value::as_str)

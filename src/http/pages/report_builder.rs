@@ -179,9 +179,7 @@ async fn draw(
     let locale = member.locale;
     let store = services.definitions();
     let existing = store.get(member.ctx.scope, Kind::Report, key).await.ok();
-    let working = existing
-        .as_ref()
-        .and_then(|d| d.draft.clone().or_else(|| d.published.clone()));
+    let working = existing.as_ref().and_then(|d| d.working().cloned());
     let spec = posted.unwrap_or_else(|| {
         working
             .as_ref()
@@ -353,10 +351,7 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
             let mut document = report_designer::document(&spec, &kinds)
                 .map_err(|problems| Error::invalid_all("the report was not saved", problems))?;
             // What the builder does not edit (description, sort, formulas, template) stays.
-            if let Some(old) = current
-                .as_ref()
-                .and_then(|d| d.draft.clone().or_else(|| d.published.clone()))
-            {
+            if let Some(old) = current.as_ref().and_then(|d| d.working().cloned()) {
                 for keep in ["description", "sort", "limit", "funnel", "template"] {
                     if let Some(value) = old.get(keep) {
                         document[keep] = value.clone();
@@ -378,9 +373,8 @@ async fn apply(services: &Services, member: &Member, key: &str, posted: &Pairs) 
             let board_key = first(posted, "dashboard").unwrap_or_default();
             let board = store.get(scope, Kind::Dashboard, board_key).await?;
             let mut document = board
-                .draft
-                .clone()
-                .or_else(|| board.published.clone())
+                .working()
+                .cloned()
                 .ok_or_else(|| Error::not_found(format!("dashboard {board_key:?}")))?;
             report_designer::add_to_dashboard(&mut document, key, 6);
             store
