@@ -1,6 +1,8 @@
 //! The no-code builders through their pages: the entity designer on the Sales CRM's leads and
 //! opportunities (add a field, refuse bad ones and stale pages, reorder, hide and restore, a
-//! conditional requirement, the dry run of a kind change, publish, roll back, JSON).
+//! conditional requirement, the dry run of a kind change, publish, roll back, JSON), the form,
+//! formula and report builders, and the workflow designer (a two-level discount approval on
+//! quotes, designed, refused when half built, published, run, retried and approved).
 
 mod common;
 
@@ -718,7 +720,435 @@ async fn a_report_is_built_and_put_on_a_dashboard(backend: Backend) {
     assert!(html.contains("data-report=\"won_monthly\""), "{html}");
 }
 
+/// Posts a workflow designer form at the page's current revision.
+async fn flow_post(
+    pages: &PageClient,
+    key: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let path = format!("/w/demo/build/workflows/{key}");
+    let (status, page) = pages.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let revision = revision_of(&page);
+    let mut form: Vec<(&str, &str)> = vec![("revision", revision.as_str())];
+    form.extend_from_slice(fields);
+    pages.post(&path, &form).await
+}
+
+async fn workflow_definition(admin: &common::Client, key: &str) -> Value {
+    let (status, body) = admin.get(&format!("{W}/definitions/workflow/{key}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// The approval step the designer's editor posts: the owner's manager, then the director over
+/// 30%; `director` names the director's role.
+fn approval_form<'a>(director: &'a str, index: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("op", "step"),
+        ("index", index),
+        ("at", "0"),
+        ("step_type", "approval"),
+        ("step_id", "approve"),
+        ("title", "{{ record.name }}: {{ record.discount }}% off"),
+        ("level0_label_en", "Manager"),
+        ("level0_label_zh", "直属上级"),
+        ("level0_approver", "owner_manager"),
+        ("level0_deadline_days", "2"),
+        ("level0_remind", "on"),
+        ("level0_then", "escalate"),
+        ("level0_escalate", "role:crm.sales_manager"),
+        ("level1_label_en", "Director"),
+        ("level1_approver", director),
+        ("level1_when_field", "discount"),
+        ("level1_when_op", "gt"),
+        ("level1_when_value", "30"),
+        ("lock_record", "on"),
+    ]
+}
+
+async fn a_discount_approval_is_designed_run_and_approved(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = common::join_member(&app, &admin, "rep@example.com", "crm.sales_rep").await;
+    let (mgr, mgr_id) =
+        common::join_member(&app, &admin, "mgr@example.com", "crm.sales_manager").await;
+    let (director, _) =
+        common::join_member(&app, &admin, "director@example.com", "crm.director").await;
+    let (status, body) = admin
+        .patch(
+            &format!("{W}/members/{rep_id}"),
+            json!({"manager_id": mgr_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    // A rep may not open the designer.
+    let rep_pages = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (status, _) = rep_pages
+        .get("/w/demo/build/workflows/quote_discount_approval")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The shipped approval is turned off from the designer: live at once, no draft left.
+    let (_, home) = pages.get("/w/demo/build").await;
+    assert!(
+        home.contains("design-workflow-quote_discount_approval"),
+        "{home}"
+    );
+    let (status, _, body) =
+        flow_post(&pages, "quote_discount_approval", &[("op", "disable")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let shipped = workflow_definition(&admin, "quote_discount_approval").await;
+    assert_eq!(shipped["published"]["enabled"], false, "{shipped}");
+    assert!(shipped["draft"].is_null(), "{shipped}");
+
+    // A new workflow on quotes.
+    let create = [
+        ("key", "big_discount"),
+        ("label_en", "Big discount approval"),
+        ("label_zh", "大额折扣审批"),
+        ("entity", "quote"),
+    ];
+    let (status, location, body) = pages.post("/w/demo/build/workflows", &create).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, "/w/demo/build/workflows/big_discount");
+    let (status, _, body) = pages.post("/w/demo/build/workflows", &create).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a second one with the key: {body}"
+    );
+
+    // The condition: raw rhai that does not compile is refused with its line and column.
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[("op", "condition"), ("cond_script", "record.discount >")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(names_problem(&body, "/condition"), "{body}");
+    assert!(body.contains("1:"), "line and column: {body}");
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[
+            ("op", "condition"),
+            ("cond_field", "discount"),
+            ("cond_op", "gt"),
+            ("cond_value", "20"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+
+    // A half-built approval is explained and saves nothing; the page keeps what was typed.
+    let before = workflow_definition(&admin, "big_discount").await;
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[
+            ("op", "step"),
+            ("index", "new"),
+            ("at", "0"),
+            ("step_type", "approval"),
+            ("step_id", "approve"),
+            ("level0_label_en", "Manager"),
+            ("level0_deadline_days", "0"),
+            ("lock_record", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        names_problem(&body, "/steps/0/levels/0/approvers"),
+        "{body}"
+    );
+    assert!(
+        names_problem(&body, "/steps/0/levels/0/deadline/working_days"),
+        "{body}"
+    );
+    assert!(body.contains("value=\"Manager\""), "kept as typed: {body}");
+    // A role the workspace does not have.
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &approval_form("role:director", "new"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        names_problem(&body, "/steps/0/levels/1/approvers/0"),
+        "{body}"
+    );
+    assert_eq!(
+        workflow_definition(&admin, "big_discount").await["revision"],
+        before["revision"],
+        "nothing saved"
+    );
+
+    // The real thing, then the steps around it.
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &approval_form("role:crm.director", "new"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    // A check edited as JSON, first: a quote needs a validity date.
+    let check = json!({"id": "check_validity", "type": "script",
+        "script": "if record.valid_until == () { throw \"the quote has no validity date\" } true"})
+    .to_string();
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[
+            ("op", "step_json"),
+            ("index", "new"),
+            ("at", "0"),
+            ("step_json", &check),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    for (at, id, status_value, next) in [
+        ("2", "mark_approved", "approved", "end"),
+        ("3", "mark_rejected", "rejected", ""),
+    ] {
+        let (status, _, body) = flow_post(
+            &pages,
+            "big_discount",
+            &[
+                ("op", "step"),
+                ("index", "new"),
+                ("at", at),
+                ("step_type", "set_fields"),
+                ("step_id", id),
+                ("set_field", "status"),
+                ("set_value", status_value),
+                ("set_field", "approval_note"),
+                ("set_value", "{{ steps.approve.comment }}"),
+                ("step_next", next),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    }
+    // Rejections go to mark_rejected: the approval is saved again with its target.
+    let mut again = approval_form("role:crm.director", "1");
+    again.push(("on_reject", "mark_rejected"));
+    let (status, _, body) = flow_post(&pages, "big_discount", &again).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    // A step others lead to cannot be removed; the starter step can.
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[("op", "step_remove"), ("index", "3")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(names_problem(&body, "/steps/1/on_reject"), "{body}");
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[("op", "step_remove"), ("index", "4")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    // A page drawn before someone else's change gets a conflict.
+    let (_, stale_page) = pages.get("/w/demo/build/workflows/big_discount").await;
+    let stale = revision_of(&stale_page);
+    flow_post(
+        &pages,
+        "big_discount",
+        &[
+            ("op", "settings"),
+            ("label_en", "Big discount approval"),
+            ("label_zh", "大额折扣审批"),
+            ("entity", "quote"),
+            ("description", "Over 20% off"),
+        ],
+    )
+    .await;
+    let (status, _, body) = pages
+        .post(
+            "/w/demo/build/workflows/big_discount",
+            &[
+                ("revision", stale.as_str()),
+                ("op", "step_remove"),
+                ("index", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let draft = workflow_definition(&admin, "big_discount").await["draft"].clone();
+    let ids: Vec<&str> = draft["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "check_validity",
+            "approve",
+            "mark_approved",
+            "mark_rejected"
+        ]
+    );
+    assert_eq!(
+        draft["condition"],
+        "record.discount != () && record.discount > 20"
+    );
+    assert_eq!(
+        draft["steps"][1]["levels"][1]["when"],
+        "record.discount != () && record.discount > 30"
+    );
+    assert_eq!(draft["steps"][1]["on_reject"], "mark_rejected");
+
+    // A rep's quote: customer, deal, a 35% discount and no validity date.
+    let (_, customer) = rep
+        .post(
+            &format!("{W}/entities/customer/records"),
+            json!({"fields": {"name": "华东制造有限公司", "lifecycle_stage": "intent"}}),
+        )
+        .await;
+    let (_, deal) = rep
+        .post(
+            &format!("{W}/entities/opportunity/records"),
+            json!({"fields": {"name": "ERP 二期", "customer": customer["id"], "stage": "proposal"}}),
+        )
+        .await;
+    let (status, quote) = rep
+        .post(
+            &format!("{W}/entities/quote/records"),
+            json!({"fields": {"name": "ERP 二期报价", "opportunity": deal["id"], "amount": "480000", "discount": 35}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{quote}");
+    let quote_id = quote["id"].as_str().expect("id").to_owned();
+
+    // The message preview renders with that quote; a broken template names its line.
+    let (status, preview) = pages
+        .post_json(
+            "/w/demo/build/workflows/big_discount/preview",
+            json!({"texts": {"title": "{{ record.name }}: {{ record.discount }}% off"}, "record_id": quote_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(
+        preview["rendered"]["title"], "ERP 二期报价: 35% off",
+        "{preview}"
+    );
+    let (_, preview) = pages
+        .post_json(
+            "/w/demo/build/workflows/big_discount/preview",
+            json!({"texts": {"body_en": "Hello {{ record.name "}, "record_id": quote_id}),
+        )
+        .await;
+    assert!(
+        preview["problems"][0]["line"].as_u64() == Some(1),
+        "{preview}"
+    );
+
+    // Published: a quote now starts it. The first run fails at the check and shows in the
+    // designer's run log with a retry.
+    let (status, _, body) = flow_post(&pages, "big_discount", &[("op", "publish")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (status, quote) = rep
+        .post(
+            &format!("{W}/entities/quote/records"),
+            json!({"fields": {"name": "ERP 三期报价", "opportunity": deal["id"], "amount": "900000", "discount": 35}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{quote}");
+    let quote_id = quote["id"].as_str().expect("id").to_owned();
+    app.run_jobs_until_idle().await;
+    let (_, page) = pages.get("/w/demo/build/workflows/big_discount").await;
+    assert!(page.contains("data-testid=\"workflow-runs\""), "{page}");
+    assert!(page.contains("the quote has no validity date"), "{page}");
+    assert!(page.contains("data-testid=\"retry-run\""), "{page}");
+    let (_, runs) = admin
+        .get(&format!("{W}/workflow-runs?workflow=big_discount"))
+        .await;
+    let run_id = runs[0]["id"].as_str().expect("run").to_owned();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    let (status, _) = rep
+        .patch(
+            &format!("{W}/entities/quote/records/{quote_id}"),
+            json!({"fields": {"valid_until": "2027-01-31"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = pages
+        .post(&format!("/w/demo/runs/{run_id}/retry"), &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    app.run_jobs_until_idle().await;
+    let (_, page) = pages.get("/w/demo/build/workflows/big_discount").await;
+    assert!(page.contains("1 runs waiting here"), "{page}");
+
+    // The manager approves the first level; over 30%, the director decides the second.
+    let pending = |who: &common::Client| {
+        let who = who.clone();
+        let quote_id = quote_id.clone();
+        async move {
+            let (_, inbox) = who.get(&format!("{W}/approvals?box=pending")).await;
+            inbox
+                .as_array()
+                .expect("approvals")
+                .iter()
+                .find(|a| a["record_id"] == quote_id.as_str())
+                .cloned()
+        }
+    };
+    assert!(
+        pending(&director).await.is_none(),
+        "not yet the director's turn"
+    );
+    let task = pending(&mgr).await.expect("the manager's task");
+    let (status, body) = mgr
+        .post(
+            &format!("{W}/approvals/{}/actions", task["id"].as_str().expect("id")),
+            json!({"action": "approve", "comment": "ok from the manager"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.run_jobs_until_idle().await;
+    let task = pending(&director).await.expect("the director's task");
+    let (status, body) = director
+        .post(
+            &format!("{W}/approvals/{}/actions", task["id"].as_str().expect("id")),
+            json!({"action": "approve", "comment": "agreed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.run_jobs_until_idle().await;
+    let (_, quote) = rep
+        .get(&format!("{W}/entities/quote/records/{quote_id}"))
+        .await;
+    assert_eq!(quote["fields"]["status"], "approved", "{quote}");
+    assert_eq!(quote["fields"]["approval_note"], "agreed", "{quote}");
+    let (_, run) = admin.get(&format!("{W}/workflow-runs/{run_id}")).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    // The shipped approval, turned off, started nothing.
+    let (_, shipped_runs) = admin
+        .get(&format!(
+            "{W}/workflow-runs?workflow=quote_discount_approval"
+        ))
+        .await;
+    assert_eq!(
+        shipped_runs.as_array().map(Vec::len),
+        Some(0),
+        "{shipped_runs}"
+    );
+}
+
 both_databases!(
+    a_discount_approval_is_designed_run_and_approved,
     the_entity_designer_changes_leads_without_code,
     a_field_is_required_only_under_a_condition,
     the_form_builder_places_a_field,

@@ -91,12 +91,37 @@ pub struct Placement {
 pub struct Rule {
     /// The field tested (simple rules).
     pub field: String,
-    /// `is`, `is_not`, `empty`, `not_empty`, `includes` (simple rules).
+    /// One of [`RULE_OPS`] (simple rules).
     pub op: String,
     /// The value compared with.
     pub value: String,
     /// Raw rhai (when given, it wins).
     pub script: String,
+}
+
+/// The tests the rule editor offers: the first five for every field, the comparisons for
+/// numbers.
+pub const RULE_OPS: [&str; 9] = [
+    "is",
+    "is_not",
+    "empty",
+    "not_empty",
+    "includes",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+];
+
+/// The rhai operator of a comparison test.
+fn comparison(op: &str) -> Option<&'static str> {
+    match op {
+        "gt" => Some(">"),
+        "ge" => Some(">="),
+        "lt" => Some("<"),
+        "le" => Some("<="),
+        _ => None,
+    }
 }
 
 /// A rhai string literal of `text`.
@@ -140,7 +165,16 @@ pub fn rule_script(
     };
     let numeric = matches!(kind.as_str(), "integer" | "number" | "money" | "percent");
     let value = rule.value.trim();
-    let operand = if numeric {
+    if comparison(&rule.op).is_some() && !numeric {
+        return Err(FieldError::new(
+            format!("{pointer}/op"),
+            "enum",
+            "only numbers, money and percentages compare as greater or less",
+        ));
+    }
+    let operand = if matches!(rule.op.as_str(), "empty" | "not_empty") {
+        String::new()
+    } else if numeric {
         if value.parse::<f64>().is_err() {
             return Err(FieldError::new(
                 format!("{pointer}/value"),
@@ -148,7 +182,12 @@ pub fn rule_script(
                 format!("{value:?} is not a number"),
             ));
         }
-        value.to_owned()
+        // Money is exact: rhai compares decimals with whole numbers but not with floats.
+        if kind == "money" && value.parse::<i64>().is_err() {
+            format!("decimal({})", literal(value))
+        } else {
+            value.to_owned()
+        }
     } else if kind == "boolean" {
         match value {
             "true" | "false" => value.to_owned(),
@@ -170,6 +209,11 @@ pub fn rule_script(
         "empty" => format!("{target} == ()"),
         "not_empty" => format!("{target} != ()"),
         "includes" => format!("{target} != () && {target}.contains({operand})"),
+        // An empty field compares as nothing (the rule is false), not as a script error.
+        op @ ("gt" | "ge" | "lt" | "le") => {
+            let symbol = comparison(op).unwrap_or(">");
+            format!("{target} != () && {target} {symbol} {operand}")
+        }
         other => {
             return Err(FieldError::new(
                 format!("{pointer}/op"),
@@ -193,6 +237,11 @@ pub fn parse_rule(script: Option<&str>) -> Rule {
     };
     let unquote = |v: &str| -> Option<String> {
         let v = v.trim();
+        let v = v
+            .strip_prefix("decimal(\"")
+            .and_then(|rest| rest.strip_suffix("\")"))
+            .filter(|number| number.parse::<f64>().is_ok())
+            .unwrap_or(v);
         if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
             let inner = &v[1..v.len() - 1];
             (!inner.contains('"') && !inner.contains('\\')).then(|| inner.to_owned())
@@ -208,6 +257,30 @@ pub fn parse_rule(script: Option<&str>) -> Rule {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             .then(|| name.to_owned())
     };
+    // `record.f != () && …`: a guarded test (includes, comparisons).
+    if let Some((guard, test)) = script.split_once(" && ")
+        && let Some(field) = guard.strip_suffix(" != ()").and_then(field_of)
+        && !test.contains("&&")
+        && !test.contains("||")
+    {
+        let target = format!("record.{field}");
+        if let Some(inner) = test
+            .strip_prefix(&format!("{target}.contains("))
+            .and_then(|rest| rest.strip_suffix(')'))
+            && let Some(value) = unquote(inner)
+        {
+            return simple(&field, "includes", &value);
+        }
+        for op in ["ge", "le", "gt", "lt"] {
+            let symbol = comparison(op).unwrap_or(">");
+            if let Some(number) = test.strip_prefix(&format!("{target} {symbol} "))
+                && let Some(number) = unquote(number)
+                && number.parse::<f64>().is_ok()
+            {
+                return simple(&field, op, &number);
+            }
+        }
+    }
     for (op, token) in [("is_not", "!="), ("is", "==")] {
         if let Some((lhs, rhs)) = script.split_once(token)
             && !rhs.contains("&&")
@@ -752,6 +825,88 @@ mod tests {
                 .expect_err("unknown")
                 .pointer,
             "/p/field"
+        );
+    }
+
+    #[test]
+    fn comparisons_and_includes_read_back_and_hold_for_money_numbers_and_empty_values() {
+        let kinds: Vec<(String, String)> = [
+            ("amount", "money"),
+            ("discount", "percent"),
+            ("seats", "integer"),
+            ("tags", "multi_select"),
+            ("name", "text"),
+        ]
+        .into_iter()
+        .map(|(k, kind)| (k.to_owned(), kind.to_owned()))
+        .collect();
+        let rule = |field: &str, op: &str, value: &str| Rule {
+            field: field.into(),
+            op: op.into(),
+            value: value.into(),
+            script: String::new(),
+        };
+        let engine = crate::script::shared();
+        let record = |amount: rhai::Dynamic, discount: rhai::Dynamic| {
+            let mut map = rhai::Map::new();
+            map.insert("amount".into(), amount);
+            map.insert("discount".into(), discount);
+            map.insert("seats".into(), rhai::Dynamic::from_int(12));
+            map.insert(
+                "tags".into(),
+                rhai::Dynamic::from_array(vec![rhai::Dynamic::from("vip")]),
+            );
+            map.insert("name".into(), rhai::Dynamic::UNIT);
+            rhai::Dynamic::from_map(map)
+        };
+        let holds = |script: &str, record: rhai::Dynamic| -> bool {
+            let compiled = engine.compile(script, "/p").expect("compiles");
+            engine
+                .eval(&compiled, vec![("record", record)], "/p")
+                .expect("runs")
+                .as_bool()
+                .expect("a yes or no")
+        };
+        let full = || {
+            record(
+                rhai::Dynamic::from_decimal(rust_decimal::Decimal::new(2_000_050, 2)),
+                rhai::Dynamic::from_float(18.5),
+            )
+        };
+        for (field, op, value, expected) in [
+            ("amount", "gt", "20000", true),
+            ("amount", "ge", "20000.5", true),
+            ("amount", "lt", "20000.5", false),
+            ("discount", "gt", "15", true),
+            ("discount", "le", "18.5", true),
+            ("seats", "lt", "10", false),
+            ("tags", "includes", "vip", true),
+            ("name", "empty", "", true),
+            ("amount", "is_not", "0", true),
+        ] {
+            let script = rule_script(&rule(field, op, value), &kinds, "/p")
+                .expect("written")
+                .expect("a rule");
+            assert_eq!(
+                parse_rule(Some(&script)),
+                rule(field, op, value),
+                "{script}"
+            );
+            assert_eq!(holds(&script, full()), expected, "{script}");
+        }
+        // An empty number makes a comparison false rather than failing the script.
+        let script = rule_script(&rule("amount", "gt", "0"), &kinds, "/p")
+            .expect("written")
+            .expect("a rule");
+        assert!(!holds(
+            &script,
+            record(rhai::Dynamic::UNIT, rhai::Dynamic::UNIT)
+        ));
+        assert_eq!(
+            rule_script(&rule("name", "gt", "1"), &kinds, "/p")
+                .expect_err("text does not compare")
+                .pointer,
+            "/p/op"
         );
     }
 

@@ -9,6 +9,7 @@
 
 pub mod approvals;
 pub mod definition;
+pub mod designer;
 pub mod duration;
 pub mod notify;
 pub mod runtime;

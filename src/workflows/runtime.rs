@@ -1499,7 +1499,7 @@ async fn commit_progress(
 }
 
 /// A number with nothing after the point as an integer, so text shows `40%`, not `40.0%`.
-fn whole_numbers(value: Value) -> Value {
+pub(crate) fn whole_numbers(value: Value) -> Value {
     match value.as_f64() {
         Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
             // Exact: integral and below 2^53 in magnitude.

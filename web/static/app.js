@@ -461,6 +461,43 @@
     show();
   }
 
+  // The workflow designer's message preview: the typed texts rendered with a chosen record.
+  function setupMessagePreview(box) {
+    var form = box.closest("form");
+    var out = box.querySelector("[data-testid=message-preview]");
+    var record = box.querySelector("select[name=preview_record]");
+    box.querySelector("[data-preview-button]").addEventListener("click", function () {
+      var texts = {};
+      form.querySelectorAll("[data-preview-text]").forEach(function (input) {
+        texts[input.dataset.previewText] = input.value;
+      });
+      fetch(box.dataset.messagePreview, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ texts: texts, record_id: record ? record.value : "" })
+      }).then(function (response) { return response.json(); }).then(function (answer) {
+        out.textContent = "";
+        (answer.problems || []).forEach(function (p) {
+          var line = document.createElement("p");
+          line.className = "error-text";
+          line.textContent = (p.pointer || "") + " " + (p.line ? p.line + ":" + p.column + " " : "") + p.message;
+          out.appendChild(line);
+        });
+        Object.keys(answer.rendered || {}).forEach(function (name) {
+          var message = document.createElement("div");
+          message.className = "message";
+          message.dataset.name = name;
+          var label = document.createElement("span");
+          label.className = "muted small";
+          label.textContent = name + ": ";
+          message.appendChild(label);
+          message.appendChild(document.createTextNode(answer.rendered[name]));
+          out.appendChild(message);
+        });
+      }).catch(function () { out.textContent = ""; });
+    });
+  }
+
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".kanban").forEach(setupKanban);
@@ -469,6 +506,7 @@
     document.querySelectorAll("select[data-colored]").forEach(setupSwatch);
     document.querySelectorAll("ol[data-reorder]").forEach(setupFieldList);
     document.querySelectorAll("form.field-editor").forEach(setupFieldEditor);
+    document.querySelectorAll("[data-message-preview]").forEach(setupMessagePreview);
     document.querySelectorAll(".form-builder[data-arrange]").forEach(setupFormBuilder);
     document.querySelectorAll("fieldset.formula-editor[data-check]").forEach(setupFormulaEditor);
     // A page following background work refreshes its part while something runs.

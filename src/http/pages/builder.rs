@@ -64,7 +64,8 @@ async fn home(
     )
 }
 
-async fn draw_home(
+/// The builder's home, with the problems of a refused creation.
+pub(super) async fn draw_home(
     services: &Services,
     member: &Member,
     here: &str,
@@ -99,13 +100,14 @@ async fn draw_home(
             json!({"key": d.key, "label": label_of(doc.and_then(|doc| doc.get("label")), locale, &d.key)})
         })
         .collect();
+    let workflows = super::workflow_builder::listed(services, member).await?;
     let snapshot = snapshot(services, member).await?;
     let frame = frame(services, member, &snapshot, here).await?;
     page(
         "builder_home.html",
         with(
             frame,
-            json!({"section": "build", "entities": entities, "reports": reports, "problems": problems}),
+            json!({"section": "build", "entities": entities, "reports": reports, "workflows": workflows, "problems": problems}),
         ),
         status,
     )

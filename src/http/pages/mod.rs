@@ -23,6 +23,7 @@ mod public;
 mod records;
 mod report_builder;
 mod reports;
+mod workflow_builder;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -62,6 +63,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(builder::router())
         .merge(form_builder::router())
         .merge(report_builder::router())
+        .merge(workflow_builder::router())
         .merge(reports::router())
 }
 
