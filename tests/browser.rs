@@ -852,3 +852,265 @@ async fn a_report_is_built_and_added_to_the_dashboard_in_the_browser() {
     );
     browser.close().await;
 }
+
+/// Issue 10's workflow story in the browser, in Chinese: a sales manager's flow built in the
+/// workflow designer without JSON — the shipped discount approval turned off, a new one on
+/// quotes over 20% (the owner's manager, then the director over 30%, with a deadline and an
+/// escalation), its message written in two languages and previewed, published — then a rep's
+/// quote is approved by the rep's manager on the quote's page. Screenshots for docs/ui.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_builds_a_two_level_discount_approval_and_approves_a_quote() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin().await;
+    let (rep, rep_id) = common::join_member(&app, &admin, "rep@example.com", "crm.sales_rep").await;
+    let (_, mgr_id) =
+        common::join_member(&app, &admin, "mgr@example.com", "crm.sales_manager").await;
+    let (status, body) = admin
+        .patch(
+            &format!("/api/v1/w/demo/members/{rep_id}"),
+            json!({"manager_id": mgr_id}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let (_, customer) = rep
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "华东制造有限公司", "lifecycle_stage": "intent"}}),
+        )
+        .await;
+    let (_, deal) = rep
+        .post(
+            "/api/v1/w/demo/entities/opportunity/records",
+            json!({"fields": {"name": "ERP 二期", "customer": customer["id"], "stage": "proposal"}}),
+        )
+        .await;
+    let quote = |name: &'static str, discount: i64| {
+        let rep = rep.clone();
+        let deal = deal["id"].clone();
+        async move {
+            let (status, quote) = rep
+                .post(
+                    "/api/v1/w/demo/entities/quote/records",
+                    json!({"fields": {"name": name, "opportunity": deal, "amount": "480000", "discount": discount, "valid_until": "2027-01-31"}}),
+                )
+                .await;
+            assert_eq!(status.as_u16(), 201, "{quote}");
+            quote["id"].as_str().expect("id").to_owned()
+        }
+    };
+    // A quote from before, to preview messages with.
+    quote("ERP 一期报价", 10).await;
+
+    let browser = Browser::open("zh-CN").await;
+    sign_in(&browser, &app, "/w/demo/build").await;
+    // The shipped approval is turned off.
+    press(
+        &browser,
+        "[data-testid=design-workflow-quote_discount_approval]",
+    )
+    .await;
+    press(&browser, "[data-testid=disable-workflow]").await;
+    assert!(browser.has("[data-testid=enable-workflow]").await);
+    // A new workflow on quotes.
+    browser.goto(&app.url("/w/demo/build")).await;
+    browser
+        .fill("[data-testid=new-workflow] input[name=key]", "big_discount")
+        .await;
+    browser
+        .fill(
+            "[data-testid=new-workflow] input[name=label_zh]",
+            "大额折扣审批",
+        )
+        .await;
+    browser
+        .run(
+            "document.querySelector('[data-testid=new-workflow] select[name=entity]').value = 'quote'; return true;",
+            json!([]),
+        )
+        .await;
+    press(&browser, "[data-testid=new-workflow] button[type=submit]").await;
+    browser
+        .wait_until(
+            "the designer",
+            "!!document.querySelector('[data-testid=flow]')",
+        )
+        .await;
+    // Only quotes over 20% off.
+    browser
+        .run(
+            "const f = document.querySelector('[data-testid=condition-editor]');\
+             f.closest('details').open = true;\
+             f.querySelector('[name=cond_field]').value = 'discount';\
+             f.querySelector('[name=cond_op]').value = 'gt'; return true;",
+            json!([]),
+        )
+        .await;
+    browser
+        .fill(
+            "[data-testid=condition-editor] input[name=cond_value]",
+            "20",
+        )
+        .await;
+    press(&browser, "[data-testid=save-condition]").await;
+    assert!(
+        browser
+            .text("[data-testid=condition-summary]")
+            .await
+            .contains("20"),
+        "the condition reads as written"
+    );
+    // An approval step before the starter notification.
+    browser
+        .run(
+            "document.querySelector('[data-testid=add-step-0] select[name=new]').value = 'approval'; return true;",
+            json!([]),
+        )
+        .await;
+    press(&browser, "[data-testid=add-step-0] button[type=submit]").await;
+    let editor = "[data-testid=new-step] [data-testid=step-editor-approval]";
+    browser
+        .fill(&format!("{editor} input[name=step_id]"), "approve")
+        .await;
+    browser
+        .fill(&format!("{editor} input[name=step_label_zh]"), "折扣审批")
+        .await;
+    browser
+        .fill(
+            &format!("{editor} input[name=title]"),
+            "{{ record.name }}：折扣 {{ record.discount }}%",
+        )
+        .await;
+    browser
+        .fill(&format!("{editor} input[name=level0_label_zh]"), "直属上级")
+        .await;
+    browser
+        .fill(&format!("{editor} input[name=level0_deadline_days]"), "2")
+        .await;
+    browser
+        .fill(&format!("{editor} input[name=level1_label_zh]"), "总监")
+        .await;
+    browser
+        .fill(&format!("{editor} input[name=level1_when_value]"), "30")
+        .await;
+    browser
+        .run(
+            "const f = document.querySelector(arguments[0]);\
+             f.querySelector('[name=level0_approver][value=owner_manager]').checked = true;\
+             f.querySelector('[name=level0_then]').value = 'escalate';\
+             f.querySelector('[name=level0_escalate][value=\"role:crm.sales_manager\"]').checked = true;\
+             f.querySelector('[name=level1_approver][value=\"role:crm.director\"]').checked = true;\
+             f.querySelector('[name=level1_when_field]').value = 'discount';\
+             f.querySelector('[name=level1_when_op]').value = 'gt'; return true;",
+            json!([editor]),
+        )
+        .await;
+    // The approvers' title previewed with a quote.
+    browser
+        .click(&format!("{editor} [data-preview-button]"))
+        .await;
+    browser
+        .wait_until(
+            "the preview",
+            "document.querySelector('[data-testid=new-step] [data-testid=message-preview]').textContent.includes('ERP 一期报价：折扣 10%')",
+        )
+        .await;
+    press(&browser, &format!("{editor} [data-testid=save-step]")).await;
+    assert!(
+        !browser.has("[data-testid=workflow-problems]").await,
+        "saved: {}",
+        browser.text("[data-testid=workflow-problems]").await
+    );
+    assert!(browser.has("[data-testid=step-approve]").await, "saved");
+    // The starter notification becomes a bilingual "approved" message to the owner.
+    browser.click("[data-testid=edit-step-tell_owner]").await;
+    let notify = "[data-testid=step-tell_owner] [data-testid=step-editor-notify]";
+    browser
+        .fill(
+            &format!("{notify} input[name=title_en]"),
+            "Quote {{ record.name }} approved",
+        )
+        .await;
+    browser
+        .fill(
+            &format!("{notify} input[name=title_zh]"),
+            "报价 {{ record.name }} 已批准",
+        )
+        .await;
+    press(&browser, &format!("{notify} [data-testid=save-step]")).await;
+    browser.resize(1280, 1500).await;
+    browser
+        .run(
+            "document.querySelector('[data-testid=flow]').scrollIntoView(); return true;",
+            json!([]),
+        )
+        .await;
+    browser
+        .screenshot(&screenshot_path("builder-workflow-zh"))
+        .await;
+    press(&browser, "[data-testid=publish-workflow]").await;
+    assert!(
+        !browser.has("[data-testid=publish-workflow]").await,
+        "published"
+    );
+    browser.close().await;
+    let (_, definition) = admin
+        .get("/api/v1/w/demo/definitions/workflow/big_discount")
+        .await;
+    let published = &definition["published"];
+    assert_eq!(
+        published["steps"][0]["levels"][0]["approvers"],
+        json!(["owner_manager"]),
+        "{definition}"
+    );
+    assert_eq!(
+        published["steps"][0]["levels"][0]["deadline"],
+        json!({"working_days": 2, "then": "escalate", "escalate_to": ["role:crm.sales_manager"]})
+    );
+    assert_eq!(
+        published["steps"][0]["levels"][1]["when"],
+        "record.discount != () && record.discount > 30"
+    );
+
+    // A rep's 25% quote waits for the rep's manager, who approves it on the quote's page.
+    let id = quote("ERP 二期报价", 25).await;
+    app.run_jobs_until_idle().await;
+    let manager = Browser::open("zh-CN").await;
+    manager
+        .goto(&app.url(&format!("/w/demo/e/quote/{id}")))
+        .await;
+    manager.fill("#email", "mgr@example.com").await;
+    manager.fill("#password", "user-password-123").await;
+    manager
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    manager
+        .wait_until(
+            "the quote's approval",
+            "!!document.querySelector('[data-testid=approve]')",
+        )
+        .await;
+    assert!(manager.html().await.contains("直属上级"));
+    manager
+        .fill("textarea[name=comment]", "同意，本季度重点客户")
+        .await;
+    manager.resize(1280, 1000).await;
+    manager
+        .screenshot(&screenshot_path("workflow-approve-zh"))
+        .await;
+    press(&manager, "[data-testid=approve]").await;
+    manager.close().await;
+    app.run_jobs_until_idle().await;
+    let (_, record) = rep
+        .get(&format!("/api/v1/w/demo/entities/quote/records/{id}"))
+        .await;
+    let (_, runs) = admin
+        .get("/api/v1/w/demo/workflow-runs?workflow=big_discount")
+        .await;
+    assert_eq!(runs[0]["status"], "completed", "{runs}");
+    let (_, inbox) = rep.get("/api/v1/w/demo/notifications").await;
+    assert!(
+        inbox.to_string().contains("Quote ERP 二期报价 approved")
+            || inbox.to_string().contains("报价 ERP 二期报价 已批准"),
+        "the owner is told: {inbox} {record}"
+    );
+}

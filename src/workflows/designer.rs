@@ -847,10 +847,12 @@ fn approval(
         );
         let days = posted.text(&name("deadline_days"));
         let when_rule = posted.rule(&name("when"));
+        // An unused slot still posts its selects' first options and ticked defaults.
         let blank = approvers.is_empty()
             && label.is_none()
             && days.is_empty()
-            && when_rule == Rule::default();
+            && when_rule.field.is_empty()
+            && when_rule.script.is_empty();
         if blank {
             continue;
         }
@@ -1193,6 +1195,11 @@ mod tests {
             ("level1_when_value", "30"),
             ("lock_record", "on"),
             ("on_reject", "rejected"),
+            // An unused slot, as a browser posts it.
+            ("level2_mode", "any"),
+            ("level2_when_op", "is"),
+            ("level2_remind", "on"),
+            ("level2_then", "none"),
         ]);
         let old = workflow()["steps"][1].clone();
         let (step, problems) = step_of("approval", &Posted(&posted), &fields(), Some(&old));
