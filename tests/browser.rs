@@ -723,6 +723,43 @@ async fn an_admin_adds_a_field_and_places_it_on_the_form_without_code() {
     browser
         .screenshot(&screenshot_path("builder-formula-zh"))
         .await;
+    // Saved and published, the new score is recomputed on every lead; the designer says so.
+    let admin = app.admin().await;
+    for (name, status) in [("甲", "new"), ("乙", "contacted"), ("丙", "new")] {
+        let (created, body) = admin
+            .post(
+                "/api/v1/w/demo/entities/lead/records",
+                json!({"fields": {"name": name, "source": "web_form", "status": status}}),
+            )
+            .await;
+        assert_eq!(created.as_u16(), 201, "{body}");
+    }
+    press(&browser, "[data-testid=save-field]").await;
+    press(&browser, "[data-testid=publish]").await;
+    app.run_jobs_until_idle().await;
+    browser.goto(&app.url("/w/demo/build/entities/lead")).await;
+    browser
+        .wait_until(
+            "the recompute's end",
+            "(document.querySelector('[data-testid=recompute]') || {textContent: ''}).textContent.includes('已重新计算')",
+        )
+        .await;
+    let (_, leads) = admin
+        .post(
+            "/api/v1/w/demo/entities/lead/records/query",
+            json!({"limit": 500}),
+        )
+        .await;
+    let leads = leads["records"].as_array().expect("leads").clone();
+    assert!(leads.len() >= 3, "{leads:?}");
+    for lead in &leads {
+        let expected = if lead["fields"]["status"] == "new" {
+            10
+        } else {
+            20
+        };
+        assert_eq!(lead["fields"]["score"], json!(expected), "{lead}");
+    }
     // Lost reason: required only when the stage is lost.
     browser
         .goto(&app.url("/w/demo/build/entities/opportunity"))
@@ -755,7 +792,6 @@ async fn an_admin_adds_a_field_and_places_it_on_the_form_without_code() {
         )
         .await;
     browser.close().await;
-    let admin = app.admin().await;
     let (_, customer) = admin
         .post(
             "/api/v1/w/demo/entities/customer/records",

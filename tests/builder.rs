@@ -397,6 +397,18 @@ async fn form_post(
 async fn the_form_builder_places_a_field(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let pages = PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    // The preview as a role: a sales rep sees the quote's approval note read-only.
+    let (status, full) = pages.get("/w/demo/build/forms/quote_form").await;
+    assert_eq!(status, StatusCode::OK, "{full}");
+    assert!(!full.contains("data-access="), "full rights: {full}");
+    let (_, as_rep) = pages
+        .get("/w/demo/build/forms/quote_form?as_role=crm.sales_rep")
+        .await;
+    assert!(
+        as_rep.contains("data-access=\"read_only\"")
+            && as_rep.contains("<option value=\"crm.sales_rep\" selected>"),
+        "{as_rep}"
+    );
     for fields in [
         &[
             ("op", "add_field"),

@@ -672,7 +672,7 @@ pub fn step_of(
     }
     match kind {
         "approval" => approval(posted, fields, &mut step, &mut problems),
-        "notify" => notify(posted, &mut step, &mut problems),
+        "notify" => notify(posted, old, &mut step, &mut problems),
         "set_fields" => {
             let names = posted.0.iter().filter(|(k, _)| k == "set_field");
             let values = posted.0.iter().filter(|(k, _)| k == "set_value");
@@ -931,7 +931,12 @@ fn approval(
     }
 }
 
-fn notify(posted: &Posted<'_>, step: &mut Map<String, Value>, problems: &mut Vec<FieldError>) {
+fn notify(
+    posted: &Posted<'_>,
+    old: Option<&Value>,
+    step: &mut Map<String, Value>,
+    problems: &mut Vec<FieldError>,
+) {
     let to = posted.all("to");
     if to.is_empty() {
         problems.push(FieldError::new("/to", "required", "pick who is told"));
@@ -950,7 +955,10 @@ fn notify(posted: &Posted<'_>, step: &mut Map<String, Value>, problems: &mut Vec
     }
     match text_of(posted.text("title_en"), posted.text("title_zh")) {
         Some(title) => {
-            step.insert("title".to_owned(), title);
+            step.insert(
+                "title".to_owned(),
+                with_other_languages(title, old.and_then(|o| o.get("title"))),
+            );
         }
         None => {
             step.insert("title".to_owned(), json!(""));
@@ -962,8 +970,34 @@ fn notify(posted: &Posted<'_>, step: &mut Map<String, Value>, problems: &mut Vec
         }
     }
     if let Some(body) = text_of(posted.text("body_en"), posted.text("body_zh")) {
-        step.insert("body".to_owned(), body);
+        step.insert(
+            "body".to_owned(),
+            with_other_languages(body, old.and_then(|o| o.get("body"))),
+        );
     }
+}
+
+/// A text from the editor's English and Chinese boxes, keeping the other languages the step
+/// had (written in JSON: `ja`, `zh-TW`), which the editor does not show.
+fn with_other_languages(text: Value, old: Option<&Value>) -> Value {
+    let Some(Value::Object(old)) = old else {
+        return text;
+    };
+    let others: Map<String, Value> = old
+        .iter()
+        .filter(|(tag, _)| !matches!(tag.as_str(), "en" | "zh-CN"))
+        .map(|(tag, t)| (tag.clone(), t.clone()))
+        .collect();
+    if others.is_empty() {
+        return text;
+    }
+    let mut by_language = match text {
+        Value::Object(map) => map,
+        Value::String(one) => Map::from_iter([("en".to_owned(), Value::String(one))]),
+        other => return other,
+    };
+    by_language.extend(others);
+    Value::Object(by_language)
 }
 
 /// A message text as the editor's two boxes show it: (English or the one template, Chinese).
@@ -1279,6 +1313,11 @@ mod tests {
         let view = step_view(&step);
         assert_eq!(view["title_zh"], "已批准：{{ record.name }}");
         assert_eq!(view["body_en"], "Go ahead.");
+        // Languages the editor does not show are kept.
+        let old = json!({"title": {"en": "x", "ja": "承認されました"}});
+        let (step, _) = step_of("notify", &Posted(&posted), &fields(), Some(&old));
+        assert_eq!(step["title"]["ja"], "承認されました");
+        assert_eq!(step["title"]["zh-CN"], "已批准：{{ record.name }}");
     }
 
     #[test]

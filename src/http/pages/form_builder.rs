@@ -125,6 +125,9 @@ async fn form_page(
     let locale = member.locale;
     let pairs = query_pairs(raw.as_deref());
     let field = first(&pairs, "field").map(str::to_owned);
+    let as_role = first(&pairs, "as_role")
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
     finish(
         draw(
             &services,
@@ -133,6 +136,7 @@ async fn form_page(
             &here,
             Draw {
                 field,
+                as_role,
                 ..Draw::default()
             },
             StatusCode::OK,
@@ -145,6 +149,8 @@ async fn form_page(
 #[derive(Default)]
 struct Draw {
     field: Option<String>,
+    /// The role the preview shows the form as (none: full rights).
+    as_role: Option<String>,
     problems: Vec<Value>,
     json: Option<String>,
 }
@@ -240,9 +246,31 @@ async fn draw(
             "readonly_when": form_designer::parse_rule(p.get("readonly_when").and_then(Value::as_str)),
         }))
     });
-    // The preview: the draft laid out as the form draws it.
-    let visible = |_: &str| FieldRule::Visible;
-    let preview: Vec<Value> = forms::strict_layout(&shape.model, &working, &visible, locale)
+    // The preview: the draft laid out as the form draws it, for full rights or as a role sees
+    // it (its hidden fields left out, read-only and masked ones marked).
+    let directory = crate::workspaces::directory(
+        services.db(),
+        services.access_cache(),
+        member.access.workspace.id,
+    )
+    .await?;
+    let mut roles: Vec<Value> = directory
+        .roles
+        .values()
+        .map(|r| json!({"key": r.key, "name": r.name}))
+        .collect();
+    roles.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let grant = draw
+        .as_role
+        .as_deref()
+        .and_then(|role| directory.roles.get(role))
+        .map(|role| role.rights.grant(&entity));
+    let rule_for = |field: &str| {
+        grant
+            .as_ref()
+            .map_or(FieldRule::Visible, |g| g.field(field))
+    };
+    let preview: Vec<Value> = forms::strict_layout(&shape.model, &working, &rule_for, locale)
         .into_iter()
         .map(|s| {
             json!({
@@ -253,10 +281,27 @@ async fn draw(
                     "kind": kind_of(&w.key), "rule": form_designer::position_of(&working, &w.key)
                         .and_then(|(s, i)| working.pointer(&format!("/sections/{s}/fields/{i}/visible_when")))
                         .is_some(),
+                    "readonly": w.readonly,
+                    "access": match rule_for(&w.key) {
+                        FieldRule::Masked | FieldRule::MaskedReadOnly => "masked",
+                        FieldRule::ReadOnly => "read_only",
+                        _ => "",
+                    },
                 })).collect::<Vec<_>>(),
             })
         })
         .collect();
+    let role_view = grant.as_ref().map(|g| {
+        json!({
+            "key": draw.as_role,
+            "may_create": g.create != crate::access::Reach::None,
+            "may_update": g.update != crate::access::Reach::None,
+            "hidden": shape.model.fields.iter()
+                .filter(|f| !f.hidden && g.field(&f.key) == FieldRule::Hidden)
+                .map(|f| label(&f.key))
+                .collect::<Vec<_>>(),
+        })
+    });
     let all_fields: Vec<Value> = fields
         .iter()
         .map(|(k, _, _)| json!({"key": k, "label": label(k)}))
@@ -284,6 +329,8 @@ async fn draw(
                 "placement": placement,
                 "all_fields": all_fields,
                 "preview": preview,
+                "roles": roles,
+                "as_role": role_view,
                 "json": json_text,
                 "problems": draw.problems,
             }),
@@ -384,6 +431,7 @@ async fn edit_form(
                 problems: problems_of(&error, locale),
                 json: (op == "json")
                     .then(|| first(&posted, "document").unwrap_or_default().to_owned()),
+                as_role: None,
             };
             finish(
                 draw(&services, &member, &key, &here, draw_state, status).await,
