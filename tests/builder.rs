@@ -882,6 +882,34 @@ async fn a_discount_approval_is_designed_run_and_approved(backend: Backend) {
         "{body}"
     );
     assert!(body.contains("value=\"Manager\""), "kept as typed: {body}");
+    // Sent again from that page, it is still a new step (it replaces nothing), and the saved
+    // step drawn after it keeps its own place.
+    assert!(
+        body.contains(
+            "name=\"index\" value=\"new\"><input type=\"hidden\" name=\"at\" value=\"0\">"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "name=\"op\" value=\"step_remove\"><input type=\"hidden\" name=\"index\" value=\"0\">"
+        ),
+        "the starter step is still step 0 of the saved workflow: {body}"
+    );
+    // A step that is not an object is refused, not a server error.
+    let (status, _, body) = flow_post(
+        &pages,
+        "big_discount",
+        &[
+            ("op", "step_json"),
+            ("index", "new"),
+            ("at", "0"),
+            ("step_json", "[]"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(names_problem(&body, "/steps/0"), "{body}");
     // A role the workspace does not have.
     let (status, _, body) = flow_post(
         &pages,

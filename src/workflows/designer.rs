@@ -66,11 +66,17 @@ pub const ON_DEADLINE: [&str; 5] = ["none", "escalate", "approve", "return", "re
 /// Units of a wait or of a date trigger's offset.
 pub const UNITS: [&str; 3] = ["days", "hours", "minutes"];
 
-/// Level slots the approval editor shows (levels beyond are kept as they are).
+/// Level slots the approval editor shows at least (every existing level has its own).
 pub const LEVEL_SLOTS: usize = 4;
 
-/// Case slots the branch editor shows.
+/// Case slots the branch editor shows at least (every existing case has its own).
 pub const CASE_SLOTS: usize = 4;
+
+/// Most levels of an approval (the meta-schema's limit).
+const MAX_LEVELS: usize = 10;
+
+/// Most cases of a branch (the meta-schema's limit).
+const MAX_CASES: usize = 20;
 
 /// A change the designer makes to a workflow document.
 #[derive(Debug, Clone)]
@@ -260,6 +266,23 @@ pub fn apply(doc: &mut Value, edit: WorkflowEdit) -> Result<(), Vec<FieldError>>
                             format!("/steps/{i}/id"),
                             "taken",
                             format!("another step is called {new_id:?}"),
+                        );
+                    }
+                    // Templates and scripts name steps as `steps.<id>`; they would read nothing.
+                    let used = format!("steps.{old_id}");
+                    if old_id != new_id
+                        && !old_id.is_empty()
+                        && steps
+                            .iter()
+                            .chain(std::iter::once(&step))
+                            .any(|s| s.to_string().contains(&used))
+                    {
+                        return problem(
+                            format!("/steps/{i}/id"),
+                            "in_use",
+                            format!(
+                                "templates or scripts read {used}: change them before renaming the step"
+                            ),
                         );
                     }
                     steps[i] = step;
@@ -470,6 +493,12 @@ fn typed_value(kind: &str, text: &str) -> Value {
     if text.is_empty() {
         return Value::Null;
     }
+    // `{"script": "…"}` and lists (multi-select values) are JSON; a template (`{{ … }}`) is not.
+    if (text.starts_with('{') || text.starts_with('['))
+        && let Ok(value @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str(text)
+    {
+        return value;
+    }
     match kind {
         "integer" => text
             .parse::<i64>()
@@ -498,15 +527,19 @@ fn text_of(en: &str, zh: &str) -> Option<Value> {
 }
 
 /// The trigger a designer form posted (`trigger_type` and its settings), over the entity's
-/// `fields` (key, kind).
+/// `fields` (key, kind) and the trigger it replaces (`old`: what the editor does not show —
+/// `on_create`, values it cannot write as text, an offset it cannot read — is kept).
 ///
 /// # Errors
 /// Each problem at its pointer under `/trigger`.
 pub fn trigger_of(
     posted: &Posted<'_>,
     fields: &[(String, String)],
+    old: Option<&Value>,
 ) -> Result<Value, Vec<FieldError>> {
     let kind = posted.text("trigger_type");
+    let old = old.filter(|o| o.get("type").and_then(Value::as_str) == Some(kind));
+    let old_view = old.map(trigger_view);
     let mut problems = Vec::new();
     let mut field_named = |name: &str, wanted: &[&str]| -> String {
         let field = posted.text(name).to_owned();
@@ -541,7 +574,22 @@ pub fn trigger_of(
                 .find(|(k, _)| *k == field)
                 .map_or("text", |(_, kind)| kind.as_str());
             let mut trigger = json!({"type": kind, "field": field});
+            if let Some(on_create) = old.and_then(|o| o.get("on_create")) {
+                trigger["on_create"] = on_create.clone();
+            }
             for (name, key) in [("trigger_from", "from"), ("trigger_to", "to")] {
+                // Unchanged text keeps the values as they were (nulls, commas inside values).
+                let unchanged = old_view
+                    .as_ref()
+                    .and_then(|v| v.get(format!("{key}_text")))
+                    .and_then(Value::as_str)
+                    == Some(posted.text(name));
+                if unchanged && old.is_some_and(|o| o.get(key).is_some()) {
+                    if let Some(values) = old.and_then(|o| o.get(key)) {
+                        trigger[key] = values.clone();
+                    }
+                    continue;
+                }
                 let values: Vec<Value> = posted
                     .text(name)
                     .split([',', '，'])
@@ -559,17 +607,28 @@ pub fn trigger_of(
             let field = field_named("trigger_field", &["date", "datetime"]);
             let mut trigger = json!({"type": kind, "field": field});
             let amount = posted.text("trigger_amount");
+            let direction = if posted.text("trigger_direction") == "after" {
+                "after"
+            } else {
+                "before"
+            };
             if !amount.is_empty() && amount != "0" {
-                match duration_of(amount, posted.text("trigger_unit"), "/trigger/before") {
-                    Ok(span) => {
-                        let direction = if posted.text("trigger_direction") == "after" {
-                            "after"
-                        } else {
-                            "before"
-                        };
-                        trigger[direction] = json!(span);
-                    }
+                match duration_of(
+                    amount,
+                    posted.text("trigger_unit"),
+                    &format!("/trigger/{direction}"),
+                ) {
+                    Ok(span) => trigger[direction] = json!(span),
                     Err(problem) => problems.push(problem),
+                }
+            } else if let Some(view) = &old_view
+                && view.get("offset_raw").is_some()
+            {
+                // An offset the editor cannot show (`P1W`) stays as written.
+                for key in ["before", "after"] {
+                    if let Some(span) = old.and_then(|o| o.get(key)) {
+                        trigger[key] = span.clone();
+                    }
                 }
             }
             if posted.ticked("trigger_working_days") {
@@ -617,16 +676,21 @@ pub fn trigger_of(
 /// The trigger as the designer's form shows it: the document's trigger plus the offset of a
 /// date trigger as `direction`, `amount`, `unit`.
 pub fn trigger_view(trigger: &Value) -> Value {
+    if !trigger.is_object() {
+        return json!({});
+    }
     let mut view = trigger.clone();
     for direction in ["before", "after"] {
-        if let Some((amount, unit)) = trigger
-            .get(direction)
-            .and_then(Value::as_str)
-            .and_then(parse_duration)
-        {
-            view["direction"] = json!(direction);
-            view["amount"] = json!(amount);
-            view["unit"] = json!(unit);
+        let Some(span) = trigger.get(direction) else {
+            continue;
+        };
+        view["direction"] = json!(direction);
+        match span.as_str().and_then(parse_duration) {
+            Some((amount, unit)) => {
+                view["amount"] = json!(amount);
+                view["unit"] = json!(unit);
+            }
+            None => view["offset_raw"] = span.clone(),
         }
     }
     for key in ["from", "to"] {
@@ -672,12 +736,12 @@ pub fn step_of(
     }
     match kind {
         "approval" => approval(posted, fields, &mut step, &mut problems),
-        "notify" => notify(posted, old, &mut step, &mut problems),
+        "notify" => notify(posted, &mut step, &mut problems),
         "set_fields" => {
             let names = posted.0.iter().filter(|(k, _)| k == "set_field");
             let values = posted.0.iter().filter(|(k, _)| k == "set_value");
             let mut set = Map::new();
-            for (i, ((_, name), (_, value))) in names.zip(values).enumerate() {
+            for ((_, name), (_, value)) in names.zip(values) {
                 let name = name.trim();
                 if name.is_empty() {
                     continue;
@@ -687,7 +751,7 @@ pub fn step_of(
                         set.insert(name.to_owned(), typed_value(kind, value.trim()));
                     }
                     None => problems.push(FieldError::new(
-                        format!("/fields/{i}"),
+                        format!("/fields/{}", crate::records::codec::escape(name)),
                         "unknown_field",
                         format!("the entity has no field {name:?}"),
                     )),
@@ -703,7 +767,16 @@ pub fn step_of(
             step.insert("fields".to_owned(), Value::Object(set));
         }
         "wait" => {
-            if posted.text("wait_mode") == "until" {
+            let old_until = old
+                .and_then(|o| o.get("until"))
+                .filter(|until| until_field(until).is_none());
+            if posted.text("wait_mode") == "until"
+                && posted.text("wait_until_field").is_empty()
+                && let Some(until) = old_until
+            {
+                // A date the editor cannot show (a script, a fixed date) stays as written.
+                step.insert("until".to_owned(), until.clone());
+            } else if posted.text("wait_mode") == "until" {
                 let field = posted.text("wait_until_field");
                 if fields
                     .iter()
@@ -738,7 +811,7 @@ pub fn step_of(
         }
         "branch" => {
             let mut cases = Vec::new();
-            for n in 0..CASE_SLOTS {
+            for n in 0..MAX_CASES {
                 let prefix = format!("case{n}");
                 let goto = posted.text(&format!("{prefix}_goto"));
                 let pointer = format!("/cases/{}", cases.len());
@@ -838,7 +911,7 @@ fn approval(
         step.insert("title".to_owned(), json!(title));
     }
     let mut levels = Vec::new();
-    for n in 0..LEVEL_SLOTS {
+    for n in 0..MAX_LEVELS {
         let name = |part: &str| format!("level{n}_{part}");
         let approvers = posted.all(&name("approver"));
         let label = label_value(
@@ -931,12 +1004,7 @@ fn approval(
     }
 }
 
-fn notify(
-    posted: &Posted<'_>,
-    old: Option<&Value>,
-    step: &mut Map<String, Value>,
-    problems: &mut Vec<FieldError>,
-) {
+fn notify(posted: &Posted<'_>, step: &mut Map<String, Value>, problems: &mut Vec<FieldError>) {
     let to = posted.all("to");
     if to.is_empty() {
         problems.push(FieldError::new("/to", "required", "pick who is told"));
@@ -955,10 +1023,7 @@ fn notify(
     }
     match text_of(posted.text("title_en"), posted.text("title_zh")) {
         Some(title) => {
-            step.insert(
-                "title".to_owned(),
-                with_other_languages(title, old.and_then(|o| o.get("title"))),
-            );
+            step.insert("title".to_owned(), title);
         }
         None => {
             step.insert("title".to_owned(), json!(""));
@@ -970,34 +1035,8 @@ fn notify(
         }
     }
     if let Some(body) = text_of(posted.text("body_en"), posted.text("body_zh")) {
-        step.insert(
-            "body".to_owned(),
-            with_other_languages(body, old.and_then(|o| o.get("body"))),
-        );
+        step.insert("body".to_owned(), body);
     }
-}
-
-/// A text from the editor's English and Chinese boxes, keeping the other languages the step
-/// had (written in JSON: `ja`, `zh-TW`), which the editor does not show.
-fn with_other_languages(text: Value, old: Option<&Value>) -> Value {
-    let Some(Value::Object(old)) = old else {
-        return text;
-    };
-    let others: Map<String, Value> = old
-        .iter()
-        .filter(|(tag, _)| !matches!(tag.as_str(), "en" | "zh-CN"))
-        .map(|(tag, t)| (tag.clone(), t.clone()))
-        .collect();
-    if others.is_empty() {
-        return text;
-    }
-    let mut by_language = match text {
-        Value::Object(map) => map,
-        Value::String(one) => Map::from_iter([("en".to_owned(), Value::String(one))]),
-        other => return other,
-    };
-    by_language.extend(others);
-    Value::Object(by_language)
 }
 
 /// A message text as the editor's two boxes show it: (English or the one template, Chinese).
@@ -1015,6 +1054,13 @@ fn text_boxes(text: Option<&Value>) -> (String, String) {
 /// A step as the designer's card and editor show it: the step itself plus the rules read back
 /// (`condition` of levels, `when` of cases), message texts per language and a wait's span.
 pub fn step_view(step: &Value) -> Value {
+    if !step.is_object() {
+        // Not a step at all (typed in the JSON panel): shown as its JSON, to be corrected.
+        return json!({
+            "id": "", "type": "", "designed": false,
+            "json": serde_json::to_string_pretty(step).unwrap_or_default(),
+        });
+    }
     let mut view = step.clone();
     let kind = step.get("type").and_then(Value::as_str).unwrap_or_default();
     view["designed"] = json!(DESIGNED_STEPS.contains(&kind));
@@ -1075,6 +1121,7 @@ pub fn step_view(step: &Value) -> Value {
                 .into_iter()
                 .flatten()
                 .map(|(field, value)| {
+                    // Scripts and lists show as their JSON, which the editor reads back.
                     let text = match value {
                         Value::Null => String::new(),
                         Value::String(s) => s.clone(),
@@ -1095,13 +1142,11 @@ pub fn step_view(step: &Value) -> Value {
                 view["amount"] = json!(amount);
                 view["unit"] = json!(unit);
             }
-            if let Some(until) = step.get("until").and_then(Value::as_str) {
-                let field = until
-                    .trim()
-                    .strip_prefix("{{ record.")
-                    .and_then(|rest| rest.strip_suffix(" }}"))
-                    .unwrap_or_default();
-                view["until_field"] = json!(field);
+            if let Some(until) = step.get("until") {
+                match until_field(until) {
+                    Some(field) => view["until_field"] = json!(field),
+                    None => view["until_raw"] = json!(until.to_string()),
+                }
             }
         }
         "branch" => {
@@ -1125,6 +1170,15 @@ pub fn step_view(step: &Value) -> Value {
         _ => {}
     }
     view
+}
+
+/// The field a wait's `until` names, when it is the designer's `{{ record.<field> }}`.
+fn until_field(until: &Value) -> Option<&str> {
+    until
+        .as_str()?
+        .trim()
+        .strip_prefix("{{ record.")?
+        .strip_suffix(" }}")
 }
 
 /// Where a step goes after it, for the flow drawing: its `next`, else the following step
@@ -1313,11 +1367,6 @@ mod tests {
         let view = step_view(&step);
         assert_eq!(view["title_zh"], "已批准：{{ record.name }}");
         assert_eq!(view["body_en"], "Go ahead.");
-        // Languages the editor does not show are kept.
-        let old = json!({"title": {"en": "x", "ja": "承認されました"}});
-        let (step, _) = step_of("notify", &Posted(&posted), &fields(), Some(&old));
-        assert_eq!(step["title"]["ja"], "承認されました");
-        assert_eq!(step["title"]["zh-CN"], "已批准：{{ record.name }}");
     }
 
     #[test]
@@ -1356,6 +1405,7 @@ mod tests {
                 ("trigger_unit", "hours"),
             ])),
             &fields(),
+            None,
         )
         .expect("a trigger");
         assert_eq!(
@@ -1369,6 +1419,7 @@ mod tests {
                 ("trigger_field", "name"),
             ])),
             &fields(),
+            None,
         )
         .expect_err("not a date");
         assert_eq!(refused[0].pointer, "/trigger/field");
@@ -1418,6 +1469,84 @@ mod tests {
         assert_eq!(follows(&doc, 2), None);
         assert_eq!(follows(&doc, 0).as_deref(), Some("mark"));
         assert_eq!(fresh_id(&doc, "notify"), "notify_1");
+    }
+
+    #[test]
+    fn what_the_editor_cannot_show_survives_a_save() {
+        // A fifth level is drawn and posted like the others.
+        let mut posted = vec![("step_id", "approve"), ("lock_record", "on")];
+        let names: Vec<String> = (0..5).map(|n| format!("level{n}_approver")).collect();
+        for name in &names {
+            posted.push((name.as_str(), "owner_manager"));
+        }
+        let (step, problems) = step_of("approval", &Posted(&pairs(&posted)), &fields(), None);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(step["levels"].as_array().map(Vec::len), Some(5));
+        // A script value reads back as a script, a list as a list.
+        let old = json!({"id": "s", "type": "set_fields",
+            "fields": {"discount": {"script": "record.discount * 2"}, "status": ["a", "b"]}});
+        let view = step_view(&old);
+        let rows = view["rows"].as_array().expect("rows");
+        let posted: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| r["field"] != "")
+            .flat_map(|r| {
+                [
+                    (
+                        "set_field".to_owned(),
+                        r["field"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                    (
+                        "set_value".to_owned(),
+                        r["value"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                ]
+            })
+            .chain([("step_id".to_owned(), "s".to_owned())])
+            .collect();
+        let (step, _) = step_of("set_fields", &Posted(&posted), &fields(), Some(&old));
+        assert_eq!(step["fields"], old["fields"]);
+        // A trigger's on_create, null values and an offset the editor cannot read are kept.
+        let old = json!({"type": "field_changed", "field": "status", "to": [null, "a, b"], "on_create": false});
+        let view = trigger_view(&old);
+        let posted = pairs(&[
+            ("trigger_type", "field_changed"),
+            ("trigger_field", "status"),
+            ("trigger_to", view["to_text"].as_str().unwrap_or_default()),
+        ]);
+        assert_eq!(
+            trigger_of(&Posted(&posted), &fields(), Some(&old)).expect("kept"),
+            old
+        );
+        let old = json!({"type": "date", "field": "valid_until", "before": "P1W"});
+        let posted = pairs(&[("trigger_type", "date"), ("trigger_field", "valid_until")]);
+        assert_eq!(
+            trigger_of(&Posted(&posted), &fields(), Some(&old)).expect("kept"),
+            old
+        );
+        // A wait until a script's date.
+        let old = json!({"id": "w", "type": "wait", "until": {"script": "today() + 3"}});
+        let posted = pairs(&[("step_id", "w"), ("wait_mode", "until")]);
+        let (step, problems) = step_of("wait", &Posted(&posted), &fields(), Some(&old));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(step["until"], old["until"]);
+        // Something that is not a step is shown, not trusted.
+        assert_eq!(step_view(&json!(5))["designed"], false);
+        // A step that templates read by id keeps its id.
+        let mut doc = workflow();
+        doc["steps"][2]["fields"]["note"] = json!("{{ steps.approve.comment }}");
+        let mut renamed = doc["steps"][1].clone();
+        renamed["id"] = json!("approval");
+        let refused = apply(
+            &mut doc,
+            WorkflowEdit::PutStep {
+                index: Some(1),
+                at: 0,
+                step: renamed,
+            },
+        )
+        .expect_err("in use");
+        assert_eq!(refused[0].pointer, "/steps/1/id");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod apps;
 mod definitions;
 mod forms;
 mod jobs;
+mod openapi;
 mod people;
 mod records;
 mod reports;
@@ -26,6 +27,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(definitions::router())
         .merge(forms::router())
         .merge(jobs::router())
+        .merge(openapi::router())
         .merge(records::router())
         .merge(reports::router())
         .merge(people::router())

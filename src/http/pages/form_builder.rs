@@ -295,7 +295,6 @@ async fn draw(
         json!({
             "key": draw.as_role,
             "may_create": g.create != crate::access::Reach::None,
-            "may_update": g.update != crate::access::Reach::None,
             "hidden": shape.model.fields.iter()
                 .filter(|f| !f.hidden && g.field(&f.key) == FieldRule::Hidden)
                 .map(|f| label(&f.key))

@@ -4,7 +4,7 @@
 //! recipients and bilingual messages with a preview), enable and disable, publish, the document
 //! as JSON, and the workflow's runs with retry. Every change is one of
 //! `workflows::designer`'s, checked against the workspace and saved as the draft at the revision
-//! the page was drawn at; a change that would not save is shown with what was typed, unsaved.
+//! the page was drawn at; a step that would not save is shown as typed, unsaved.
 
 use axum::Router;
 use axum::extract::{Form, Path, RawQuery, State};
@@ -150,6 +150,9 @@ struct Unsaved {
     document: Value,
     /// The step whose editor stays open (its index in `document`).
     open: Option<usize>,
+    /// Whether that step is a new one (not in the saved document: the steps after it are one
+    /// place further down there).
+    new: bool,
 }
 
 /// The entity's fields for the editors: (key, kind) and their labels.
@@ -241,9 +244,13 @@ async fn draw(
     let scope = member.ctx.scope;
     let current = store.get(scope, Kind::Workflow, key).await?;
     let saved = current.working().cloned().unwrap_or_else(|| json!({}));
-    let (document, open) = match unsaved {
-        Some(Unsaved { document, open }) => (document, open),
-        None => (saved, None),
+    let (document, open, new_at) = match unsaved {
+        Some(Unsaved {
+            document,
+            open,
+            new,
+        }) => (document, open, open.filter(|_| new)),
+        None => (saved, None, None),
     };
     let entity = document
         .get("entity")
@@ -306,6 +313,12 @@ async fn draw(
                 })
                 .collect();
             view["index"] = json!(i);
+            // What the step's forms post: its place in the saved document, or "new".
+            view["saved_index"] = match new_at {
+                Some(at) if at == i => json!("new"),
+                Some(at) if i > at => json!(i - 1),
+                _ => json!(i),
+            };
             view["waiting"] = json!(
                 step.get("id")
                     .and_then(Value::as_str)
@@ -535,6 +548,7 @@ async fn apply(
     let form = Posted(posted);
     let op = first(posted, "op").unwrap_or_default();
     let mut open = None;
+    let mut new_step = false;
     let mut anchor = String::new();
     let edit: Option<WorkflowEdit> = match op {
         "settings" => Some(WorkflowEdit::Settings {
@@ -546,12 +560,14 @@ async fn apply(
         "trigger" => {
             anchor = "#trigger".to_owned();
             Some(WorkflowEdit::Trigger(
-                designer::trigger_of(&form, &fields).map_err(|problems| {
-                    (
-                        Error::invalid_all("the trigger was not saved", problems),
-                        None,
-                    )
-                })?,
+                designer::trigger_of(&form, &fields, document.get("trigger")).map_err(
+                    |problems| {
+                        (
+                            Error::invalid_all("the trigger was not saved", problems),
+                            None,
+                        )
+                    },
+                )?,
             ))
         }
         "condition" => {
@@ -583,7 +599,14 @@ async fn apply(
             let position = index.unwrap_or_else(|| at.min(designer::step_ids(&document).len()));
             let (mut step, mut problems) = if op == "step_json" {
                 match json_document(form.text("step_json")) {
-                    Ok(step) => (step, Vec::new()),
+                    Ok(step) if step.is_object() => (step, Vec::new()),
+                    Ok(_) => {
+                        return Err(plain(Error::invalid(
+                            format!("/steps/{position}"),
+                            "type",
+                            "a step is a JSON object with an id and a type",
+                        )));
+                    }
                     Err(error) => return Err(plain(error)),
                 }
             } else {
@@ -623,6 +646,7 @@ async fn apply(
                 }
             }
             open = Some(position);
+            new_step = index.is_none();
             anchor = format!("#step-{position}");
             if !problems.is_empty() {
                 let problems = problems
@@ -637,6 +661,7 @@ async fn apply(
                     Some(Unsaved {
                         document: candidate,
                         open,
+                        new: index.is_none(),
                     }),
                 ));
             }
@@ -690,8 +715,12 @@ async fn apply(
         })?;
     }
     // Fields, entities and roles are checked now, not only at publish: the designer saves
-    // nothing that could not go live.
-    let references = {
+    // nothing that could not go live. Turning a workflow off or on changes nothing it refers to
+    // (and a workflow whose references went stale must still be switched off).
+    let switching = matches!(op, "enable" | "disable");
+    let references = if switching {
+        Vec::new()
+    } else {
         let snapshot = snapshot(services, member).await.map_err(plain)?;
         let lookup = |entity: &str| {
             snapshot
@@ -723,7 +752,11 @@ async fn apply(
     if !references.is_empty() {
         return Err((
             Error::invalid_all("the workflow was not saved", references),
-            Some(Unsaved { document, open }),
+            Some(Unsaved {
+                document,
+                open,
+                new: new_step,
+            }),
         ));
     }
     let saved = store
@@ -739,7 +772,14 @@ async fn apply(
     let saved = match saved {
         Ok(saved) => saved,
         Err(error @ Error::Invalid { .. }) => {
-            return Err((error, Some(Unsaved { document, open })));
+            return Err((
+                error,
+                Some(Unsaved {
+                    document,
+                    open,
+                    new: new_step,
+                }),
+            ));
         }
         Err(error) => return Err(plain(error)),
     };
