@@ -31,6 +31,8 @@ pub(crate) struct EntityApi {
     pub label: String,
     /// Fields in order.
     pub fields: Vec<Field>,
+    /// The entity's JSON Schema properties (their validation keywords carry over).
+    pub properties: Map<String, Value>,
     /// Required field keys.
     pub required: Vec<String>,
     /// The caller's rule per field (absent: visible and writable).
@@ -60,6 +62,12 @@ async fn spec(State(services): State<Services>, ws: Workspace) -> Result<axum::J
                 .unwrap_or(&model.key)
                 .to_owned(),
             fields: model.fields.clone(),
+            properties: model
+                .document
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
             required: model.required.clone(),
             rules: shape.rules.clone(),
             can_create: shape.can_create,
@@ -84,15 +92,49 @@ fn nullable(kind: &str) -> Value {
 }
 
 /// The schema of one field's value as the API returns it.
-pub(crate) fn output_schema(field: &Field) -> Value {
+pub(crate) fn output_schema(field: &Field, property: Option<&Value>) -> Value {
     let mut schema = value_schema(field, false);
-    if let Some(map) = schema.as_object_mut() {
-        map.insert("title".to_owned(), json!(field.label));
-        if !field.is_writable() {
-            map.insert("readOnly".to_owned(), json!(true));
-        }
+    described(&mut schema, field, property);
+    if !field.is_writable()
+        && let Some(map) = schema.as_object_mut()
+    {
+        map.insert("readOnly".to_owned(), json!(true));
     }
     schema
+}
+
+/// Validation keywords of an entity property that mean the same for the API's values.
+const CARRIED: [&str; 9] = [
+    "maxLength",
+    "minLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "maxItems",
+];
+
+/// Adds the field's label as its description and the property's validation keywords that apply
+/// to its API form (not to money, whose API form is a decimal string).
+fn described(schema: &mut Value, field: &Field, property: Option<&Value>) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    // Labels are descriptions, not titles: generators name types after titles, and "Status"
+    // is a field of many entities.
+    map.insert("description".to_owned(), json!(field.label));
+    if matches!(field.kind, FieldKind::Money { .. }) || field.computed.is_some() {
+        return;
+    }
+    if let Some(property) = property.and_then(Value::as_object) {
+        for keyword in CARRIED {
+            if let Some(value) = property.get(keyword) {
+                map.insert(keyword.to_owned(), value.clone());
+            }
+        }
+    }
 }
 
 /// The schema of one field's value: as returned, or as sent (`input`: money also as a number).
@@ -152,6 +194,20 @@ fn value_schema(field: &Field, input: bool) -> Value {
     }
 }
 
+/// Takes null out of a schema's types and values.
+fn without_null(schema: &mut Value) {
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            schema["type"] = only;
+        }
+    }
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
+}
+
 /// Whether the caller sees `field` at all.
 fn seen(entity: &EntityApi, field: &Field) -> bool {
     !field.hidden && entity.rules.get(&field.key) != Some(&FieldRule::Hidden)
@@ -198,9 +254,9 @@ fn entity_schemas(entity: &EntityApi, schemas: &mut Map<String, Value>) {
             );
             // A masked value is shown as text whatever the field's kind (138****0000).
             let schema = if masked {
-                json!({"type": nullable("string"), "title": f.label, "readOnly": true})
+                json!({"type": nullable("string"), "description": f.label, "readOnly": true})
             } else {
-                output_schema(f)
+                output_schema(f, entity.properties.get(&f.key))
             };
             (f.key.clone(), schema)
         })
@@ -211,7 +267,7 @@ fn entity_schemas(entity: &EntityApi, schemas: &mut Map<String, Value>) {
         .filter(|f| writable(entity, f))
         .map(|f| {
             let mut schema = value_schema(f, true);
-            schema["title"] = json!(f.label);
+            described(&mut schema, f, entity.properties.get(&f.key));
             (f.key.clone(), schema)
         })
         .collect();
@@ -220,23 +276,30 @@ fn entity_schemas(entity: &EntityApi, schemas: &mut Map<String, Value>) {
         .iter()
         .filter(|k| fields_in.contains_key(*k))
         .collect();
+    // A new record's required fields cannot be null (generators then give plain types).
+    let mut new_in = fields_in.clone();
+    for key in &required {
+        if let Some(schema) = new_in.get_mut(*key) {
+            without_null(schema);
+        }
+    }
     let fields = type_name(&entity.key, "Fields");
     let input = type_name(&entity.key, "Input");
     let changes = type_name(&entity.key, "Changes");
     let record = type_name(&entity.key, "Record");
     schemas.insert(
         fields.clone(),
-        json!({"type": "object", "title": format!("{} fields", entity.label),
+        json!({"type": "object", "description": format!("The fields of a {} record.", entity.label),
                "properties": fields_out, "additionalProperties": false}),
     );
     schemas.insert(
         input.clone(),
-        json!({"type": "object", "title": format!("New {}", entity.label),
-               "properties": fields_in, "required": required, "additionalProperties": false}),
+        json!({"type": "object", "description": format!("The fields of a new {} record.", entity.label),
+               "properties": new_in, "required": required, "additionalProperties": false}),
     );
     schemas.insert(
         changes.clone(),
-        json!({"type": "object", "title": format!("Changes to a {}", entity.label),
+        json!({"type": "object", "description": format!("Changes to a {} record: the fields sent are set, null clears one.", entity.label),
                "properties": fields_in, "additionalProperties": false}),
     );
     schemas.insert(
@@ -293,6 +356,23 @@ fn responses(code: &str, description: &str, schema: Option<Value>) -> Value {
     Value::Object(out)
 }
 
+/// The responses of a create, with links to the operations on the created record (so a
+/// client or a stateful test can follow them).
+fn created_responses(key: &str, record: Value) -> Value {
+    let mut created = responses("201", "The created record.", Some(record));
+    let links: Map<String, Value> = ["get", "update", "delete", "history", "restore"]
+        .iter()
+        .map(|op| {
+            (
+                format!("{op}_it"),
+                json!({"operationId": format!("{op}_{key}"), "parameters": {"id": "$response.body#/id"}}),
+            )
+        })
+        .collect();
+    created["201"]["links"] = Value::Object(links);
+    created
+}
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -338,7 +418,7 @@ fn entity_paths(slug: &str, entity: &EntityApi, paths: &mut Map<String, Value>) 
                 },
                 "additionalProperties": false,
             })),
-            "responses": responses("201", "The created record.", Some(record.clone())),
+            "responses": created_responses(key, record.clone()),
         });
     }
     paths.insert(base.clone(), collection);
@@ -429,10 +509,6 @@ fn platform_paths(slug: &str, paths: &mut Map<String, Value>) {
         }})
     };
     paths.insert(
-        "/account".to_owned(),
-        simple("account", "The signed-in account.", &any_object),
-    );
-    paths.insert(
         format!("/w/{slug}"),
         simple("workspace", "The workspace.", &any_object),
     );
@@ -446,11 +522,21 @@ fn platform_paths(slug: &str, paths: &mut Map<String, Value>) {
     );
     paths.insert(
         format!("/w/{slug}/reports"),
-        simple("reports", "The reports the caller may run.", &any_list),
+        simple(
+            "reports",
+            "The reports and dashboards the caller may open.",
+            &json!({"type": "object", "required": ["reports", "dashboards"], "properties": {
+                "reports": any_list, "dashboards": any_list}}),
+        ),
     );
     paths.insert(
         format!("/w/{slug}/notifications"),
-        simple("notifications", "The caller's notifications.", &any_list),
+        simple(
+            "notifications",
+            "The caller's notifications, newest first, and how many are unread.",
+            &json!({"type": "object", "required": ["notifications", "unread"], "properties": {
+                "notifications": any_list, "unread": {"type": "integer", "minimum": 0}}}),
+        ),
     );
     paths.insert(
         format!("/w/{slug}/approvals"),
@@ -566,6 +652,7 @@ mod tests {
             key: "sales_lead".to_owned(),
             label: "Lead".to_owned(),
             fields,
+            properties: doc["properties"].as_object().cloned().unwrap_or_default(),
             required: vec!["name".to_owned()],
             rules: HashMap::from([("phone".to_owned(), FieldRule::Masked)]),
             can_create: true,
@@ -579,6 +666,10 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let input = &schemas["SalesLeadInput"];
         assert_eq!(input["required"], json!(["name"]));
+        assert_eq!(
+            input["properties"]["name"]["type"], "string",
+            "required: not null"
+        );
         assert!(input["properties"]["score"].is_null(), "computed: not sent");
         assert!(
             input["properties"]["phone"].is_null(),
