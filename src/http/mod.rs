@@ -2,6 +2,7 @@
 
 mod api;
 pub mod error;
+mod export;
 pub mod extract;
 mod pages;
 

@@ -7,6 +7,7 @@ pub mod attachments;
 pub mod codec;
 pub mod erasure;
 pub mod evolve;
+pub mod export;
 pub mod guard;
 pub mod merge;
 pub mod query;
@@ -2427,6 +2428,24 @@ pub fn render_number(pattern: &str, n: i64, local: DateTime<chrono_tz::Tz>) -> S
     }
     out.push_str(rest);
     out
+}
+
+/// A record's title as lists and links show it: its title field, else the start of its id.
+pub fn title_of(
+    model: &crate::definitions::entity::EntityModel,
+    fields: &Map<String, Value>,
+    id: Uuid,
+) -> String {
+    model
+        .title_field
+        .as_deref()
+        .and_then(|key| fields.get(key))
+        .and_then(|v| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| id.to_string().chars().take(8).collect())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::app::Services;
 use crate::auth::Credential;
 use crate::error::{Error, Result};
+use crate::http::export::Sheet;
 use crate::http::extract::{AppJson, Authenticated, Workspace};
 use crate::records::sharing::CollaboratorView;
 use crate::records::{self, Channel, Context, HistoryView, NewRecord, Page, RecordView};
@@ -23,6 +24,8 @@ pub(super) fn router() -> Router<Services> {
     Router::new()
         .route(&format!("{base}/records"), get(list_url).post(create))
         .route(&format!("{base}/records/batch"), post(create_batch))
+        .route(&format!("{base}/records/export.csv"), get(export_csv))
+        .route(&format!("{base}/records/export.xlsx"), get(export_xlsx))
         .route(&format!("{base}/records/query"), post(list_json))
         .route(&format!("{base}/records/aggregate"), post(aggregate))
         .route(
@@ -186,6 +189,69 @@ async fn list_url(
     Ok(Json(
         services.records().list(&caller.ctx, &entity, &body).await?,
     ))
+}
+
+async fn export_csv(
+    State(services): State<Services>,
+    caller: Caller,
+    ws: Workspace,
+    headers: HeaderMap,
+    Path((_, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::response::Response> {
+    export(
+        &services,
+        caller,
+        &ws,
+        &headers,
+        &entity,
+        raw.as_deref(),
+        Sheet::Csv,
+    )
+    .await
+}
+
+async fn export_xlsx(
+    State(services): State<Services>,
+    caller: Caller,
+    ws: Workspace,
+    headers: HeaderMap,
+    Path((_, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::response::Response> {
+    export(
+        &services,
+        caller,
+        &ws,
+        &headers,
+        &entity,
+        raw.as_deref(),
+        Sheet::Xlsx,
+    )
+    .await
+}
+
+/// Every record the list query in `raw` finds, as a spreadsheet in the language the request
+/// accepts.
+async fn export(
+    services: &Services,
+    caller: Caller,
+    ws: &Workspace,
+    headers: &HeaderMap,
+    entity: &str,
+    raw: Option<&str>,
+    sheet: Sheet,
+) -> Result<axum::response::Response> {
+    let body = records::query::from_url(&query_pairs(raw))?;
+    let locale = crate::render::i18n::Locale::negotiate(
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    crate::http::export::respond(
+        services, caller.ctx, &ws.access, entity, body, sheet, locale,
+    )
+    .await
 }
 
 async fn list_json(

@@ -19,6 +19,7 @@ use super::{error_page, page};
 use crate::app::Services;
 use crate::definitions::{EntityModel, FieldKind, Kind, Snapshot};
 use crate::error::{Error, FieldError, Result};
+use crate::http::export::Sheet;
 use crate::records::{NewRecord, RecordView, Shape};
 use crate::render::forms::{self, Names, Section};
 use crate::render::i18n::Locale;
@@ -33,6 +34,8 @@ pub(super) fn router() -> Router<Services> {
         .route(&format!("{base}/bulk-edit"), post(bulk_edit))
         .route(&format!("{base}/form-state"), post(form_state))
         .route(&format!("{base}/lookup"), get(lookup))
+        .route(&format!("{base}/export.csv"), get(export_csv))
+        .route(&format!("{base}/export.xlsx"), get(export_xlsx))
         .route(&format!("{base}/saved-views"), post(save_view))
         .route(
             &format!("{base}/saved-views/{{id}}/delete"),
@@ -139,16 +142,7 @@ fn views_for<'s>(snapshot: &'s Snapshot, entity: &str) -> Vec<(&'s str, &'s Valu
 
 /// A record's title: its title field, else the start of its id.
 pub(super) fn title_of(model: &EntityModel, fields: &Map<String, Value>, id: Uuid) -> String {
-    model
-        .title_field
-        .as_deref()
-        .and_then(|key| fields.get(key))
-        .and_then(|v| match v {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .unwrap_or_else(|| id.to_string().chars().take(8).collect())
+    crate::records::title_of(model, fields, id)
 }
 
 /// Names of the records and people that `records` refer to in `keys` (references the caller
@@ -453,6 +447,105 @@ async fn list(
         draw_list(&services, &member, &entity, &pairs, &here).await,
         member.locale,
     )
+}
+
+async fn export_csv(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    export_list(
+        &services,
+        &headers,
+        &slug,
+        &entity,
+        raw.as_deref(),
+        Sheet::Csv,
+    )
+    .await
+}
+
+async fn export_xlsx(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    export_list(
+        &services,
+        &headers,
+        &slug,
+        &entity,
+        raw.as_deref(),
+        Sheet::Xlsx,
+    )
+    .await
+}
+
+/// The list page's records (its view, quick search, filters and sort; the recycle bin or the
+/// pool when shown) as a spreadsheet of every visible field.
+async fn export_list(
+    services: &Services,
+    headers: &HeaderMap,
+    slug: &str,
+    entity: &str,
+    raw: Option<&str>,
+    sheet: Sheet,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}");
+    let member = member_or_return!(services, headers, slug, &here);
+    let locale = member.locale;
+    let done = async {
+        let shape = services.records().shape(&member.ctx, entity).await?;
+        let pairs = query_pairs(raw);
+        let request = list_request(&pairs);
+        let views = views_for(&shape.snapshot, entity);
+        let view = request
+            .view
+            .as_deref()
+            .and_then(|key| views.iter().find(|(k, _)| *k == key))
+            .or_else(|| {
+                views
+                    .iter()
+                    .find(|(_, v)| v.get("layout").and_then(Value::as_str) == Some("table"))
+            })
+            .map(|(_, v)| *v);
+        let mut query = json!({});
+        if let Some(filter) = list_filter(&shape.model, &shape, view, &request) {
+            query["filter"] = filter;
+        }
+        let sort: Vec<Value> = match &request.sort {
+            Some(text) => text
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| json!(s))
+                .collect(),
+            None => view
+                .and_then(|v| v.get("sort"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        if !sort.is_empty() {
+            query["sort"] = json!(sort);
+        }
+        if request.deleted {
+            query["deleted"] = json!(true);
+        }
+        crate::http::export::respond(
+            services,
+            member.ctx.clone(),
+            &member.access,
+            entity,
+            query,
+            sheet,
+            locale,
+        )
+        .await
+    }
+    .await;
+    finish(done, locale)
 }
 
 async fn draw_list(
