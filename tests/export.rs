@@ -131,7 +131,10 @@ async fn lists_export_as_their_reader_sees_them(backend: Backend) {
         "{rows:?}"
     );
     assert_eq!(
-        rows[1][rows[0].iter().position(|h| h == "商机名称").expect("商机名称")],
+        rows[1][rows[0]
+            .iter()
+            .position(|h| h == "商机名称")
+            .expect("商机名称")],
         "CRM 升级"
     );
 
