@@ -27,6 +27,32 @@ pub enum Command {
     Migrate(DatabaseConfig),
     /// Validate definition files and bundles; prints every problem, exits 1 on any.
     Check(CheckArgs),
+    /// Write a backup of the database to a new file (SQLite: online, while the server runs;
+    /// PostgreSQL: pg_dump).
+    Backup(BackupArgs),
+    /// Replace the database with a backup (SQLite: with the server stopped; PostgreSQL:
+    /// pg_restore).
+    Restore(RestoreArgs),
+}
+
+/// Arguments of `formwork backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The backup file to write (must not exist).
+    pub file: PathBuf,
+}
+
+/// Arguments of `formwork restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The database to replace.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The backup file to restore.
+    pub file: PathBuf,
 }
 
 /// Arguments of `formwork check`.

@@ -22,6 +22,32 @@ async fn main() -> ExitCode {
             Ok(db) => db.migrate().await.map(|()| println!("migrations applied")),
             Err(e) => Err(e),
         },
+        Some(Command::Backup(args)) => {
+            formwork::store::backup::backup(&args.database.database_url, &args.file)
+                .await
+                .map(|report| {
+                    println!(
+                        "backup written to {} ({} bytes)",
+                        report.file.display(),
+                        report.bytes
+                    );
+                })
+        }
+        Some(Command::Restore(args)) => {
+            formwork::store::backup::restore(&args.database.database_url, &args.file)
+                .await
+                .map(|report| {
+                    println!(
+                        "restored {} ({} bytes){}",
+                        report.file.display(),
+                        report.bytes,
+                        report
+                            .previous
+                            .map(|p| format!("; the database before is kept as {}", p.display()))
+                            .unwrap_or_default()
+                    );
+                })
+        }
         Some(Command::Check(args)) => {
             let report = formwork::check::run(&args.paths);
             for problem in &report.problems {

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod approvals;
 pub mod apps;
+pub mod backup;
 pub mod definitions;
 pub mod entities;
 pub mod facts;
