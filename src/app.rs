@@ -34,6 +34,7 @@ struct Inner {
     form_limiter: crate::forms::SubmissionLimiter,
     form_key: tokio::sync::OnceCell<String>,
     credentials: auth::CredentialCache,
+    metrics: crate::metrics::Metrics,
     access: Arc<workspaces::AccessCache>,
     config: ServeConfig,
     session_policy: SessionPolicy,
@@ -125,6 +126,7 @@ impl Services {
                 form_limiter: crate::forms::SubmissionLimiter::default(),
                 form_key: tokio::sync::OnceCell::new(),
                 credentials: auth::CredentialCache::default(),
+                metrics: crate::metrics::Metrics::default(),
                 access,
                 mail_enabled: mailer.is_some(),
                 scripts: Arc::new(crate::script::ScriptEngine::default()),
@@ -208,6 +210,12 @@ impl Services {
     /// Whether an SMTP server is configured (emails are queued and sent).
     pub fn mail_enabled(&self) -> bool {
         self.inner.mail_enabled
+    }
+
+    /// The configuration.
+    /// The process's request metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The configuration.

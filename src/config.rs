@@ -257,6 +257,14 @@ pub struct ServeConfig {
         default_value_t = false
     )]
     pub webhook_allow_private: bool,
+    /// A secret that `GET /metrics` requires as a bearer token (unset: /metrics answers anyone
+    /// who reaches it; keep it off the public network then).
+    #[arg(
+        long,
+        env = "FORMWORK_METRICS_TOKEN",
+        value_name = "FORMWORK_METRICS_TOKEN"
+    )]
+    pub metrics_token: Option<String>,
     /// Test support (debug builds only; release builds ignore it): enables test job kinds.
     #[arg(
         long,
@@ -317,6 +325,7 @@ impl ServeConfig {
             public_url: "http://127.0.0.1:8080".to_owned(),
             test_mode: false,
             webhook_allow_private: false,
+            metrics_token: None,
             test_clock_file: None,
         }
     }

@@ -16,6 +16,7 @@ pub mod forms;
 pub mod http;
 pub mod jobs;
 pub mod mail;
+pub mod metrics;
 pub mod records;
 pub mod render;
 pub mod reports;

@@ -31,11 +31,16 @@ pub fn router(services: Services) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .nest("/api/v1", api::router())
         .merge(pages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            measured,
+        ))
         .layer(axum::middleware::from_fn(timed_out))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -70,6 +75,56 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(services): State<Services>) -> Result<impl IntoResponse> {
     services.db().ping().await?;
     Ok(axum::Json(serde_json::json!({ "status": "ready" })))
+}
+
+/// Counts the request by its route template (`/api/v1/w/{workspace}/…`: the raw path would
+/// make a series per record) and how long it took.
+async fn measured(
+    State(services): State<Services>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    services.metrics().observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /metrics`: the Prometheus text format (`docs/operations.md`).
+async fn metrics(
+    State(services): State<Services>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response> {
+    if let Some(secret) = &services.config().metrics_token {
+        let sent = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !sent.is_some_and(|t| crate::auth::same_secret(t, secret)) {
+            return Err(Error::Unauthenticated);
+        }
+    }
+    let now = services.clock().now();
+    let gauges = crate::store::jobs::gauges(services.db().conn(), now).await?;
+    let text = services.metrics().render(&gauges, now);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn not_found() -> Error {

@@ -498,3 +498,42 @@ pub async fn requeue_dead(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// The queue as monitoring sees it: jobs per kind and state (queued, running, dead), and how
+/// long the oldest due job has waited.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    /// (kind, status, count) for queued, running and dead jobs.
+    pub counts: Vec<(String, String, i64)>,
+    /// When the oldest queued job became due (none: nothing is waiting).
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
+/// The queue's gauges at `now`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn gauges(conn: &impl Conn, now: DateTime<Utc>) -> Result<QueueGauges> {
+    let counts = job::Entity::find()
+        .select_only()
+        .column(job::Column::Kind)
+        .column(job::Column::Status)
+        .column_as(Expr::col(job::Column::Id).count(), "count")
+        .filter(job::Column::Status.is_in([status::QUEUED, status::RUNNING, status::DEAD]))
+        .group_by(job::Column::Kind)
+        .group_by(job::Column::Status)
+        .into_tuple::<(String, String, i64)>()
+        .all(conn)
+        .await?;
+    let oldest_due = job::Entity::find()
+        .select_only()
+        .column(job::Column::RunAt)
+        .filter(job::Column::Status.eq(status::QUEUED))
+        .filter(job::Column::RunAt.lte(now))
+        .order_by_asc(job::Column::RunAt)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?;
+    Ok(QueueGauges { counts, oldest_due })
+}
