@@ -85,15 +85,16 @@ async fn measured(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
+    // MatchedPath is an Arc inside: cloning it copies no text.
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .cloned();
     let response = next.run(request).await;
     services.metrics().observe(
-        &method,
-        &route,
+        method.as_str(),
+        route.as_ref().map_or("unmatched", |r| r.as_str()),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
