@@ -1193,6 +1193,24 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
     changes
 }
 
+/// Each field of an entity document with the kind its values have, in order: a formula or a
+/// rollup counts as the kind of its result (a rollup without one as an integer).
+pub fn value_kinds(doc: &Value) -> Vec<(String, String)> {
+    field_keys(doc)
+        .into_iter()
+        .filter_map(|k| {
+            let property = doc.pointer(&format!("/properties/{k}"))?;
+            let kind = property.get("x-kind")?.as_str()?;
+            let kind = match (kind, property.get("x-result")) {
+                ("formula" | "rollup", Some(Value::String(result))) => result.clone(),
+                ("rollup", None) => "integer".to_owned(),
+                _ => kind.to_owned(),
+            };
+            Some((k, kind))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

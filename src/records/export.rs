@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Context, Page, Records};
 use crate::access::FieldRule;
@@ -145,23 +145,7 @@ impl Exporter {
         }
         let mut titles = HashMap::new();
         for (entity, ids) in wanted {
-            if ids.is_empty() {
-                continue;
-            }
-            let ids: Vec<String> = ids.into_iter().collect();
-            let query = json!({"filter": {"field": "id", "op": "in", "value": ids}, "limit": 1000});
-            let (Ok(found), Ok(shape)) = (
-                records.list(ctx, entity, &query).await,
-                records.shape(ctx, entity).await,
-            ) else {
-                continue;
-            };
-            for record in found.records {
-                titles.insert(
-                    record.id.to_string(),
-                    super::title_of(&shape.model, &record.fields, record.id),
-                );
-            }
+            titles.extend(records.titles(ctx, entity, ids.into_iter().collect()).await);
         }
         titles
     }

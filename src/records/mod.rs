@@ -433,6 +433,32 @@ impl Records<'_> {
         Ok((snapshot, model))
     }
 
+    /// The titles of the records of `entity` with these ids that the caller may read, by id (at
+    /// most 1,000; others, and an entity the caller may not read, give none).
+    pub async fn titles(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        ids: Vec<String>,
+    ) -> std::collections::HashMap<String, String> {
+        if ids.is_empty() {
+            return std::collections::HashMap::new();
+        }
+        let query =
+            serde_json::json!({"filter": {"field": "id", "op": "in", "value": ids}, "limit": 1000});
+        let (Ok(found), Ok(shape)) = (
+            self.list(ctx, entity, &query).await,
+            self.shape(ctx, entity).await,
+        ) else {
+            return std::collections::HashMap::new();
+        };
+        found
+            .records
+            .iter()
+            .map(|r| (r.id.to_string(), title_of(&shape.model, &r.fields, r.id)))
+            .collect()
+    }
+
     /// The entity as `ctx` may see it (403 when the caller may not read its records at all).
     ///
     /// # Errors

@@ -685,16 +685,11 @@ async fn check_formula(
     Path((slug, key)): Path<(String, String)>,
     axum::Json(body): axum::Json<FormulaCheck>,
 ) -> Response {
-    use axum::response::IntoResponse;
     let here = format!("/w/{slug}/build/entities/{key}");
     let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
-    let sent = headers
-        .get(crate::http::extract::CSRF_HEADER)
-        .and_then(|v| v.to_str().ok());
     let done = async {
-        member.check_csrf(sent)?;
-        member.access.require(Right::Definitions)?;
+        json_call_allowed(&member, &headers)?;
         let current = services
             .definitions()
             .get(member.ctx.scope, Kind::Entity, &key)
@@ -750,16 +745,29 @@ async fn check_formula(
         })
     }
     .await;
+    json_answer(done, locale)
+}
+
+/// Refuses a builder's JSON call (sent by its page's script) without the session's CSRF token
+/// in the header or without the definitions right.
+pub(super) fn json_call_allowed(member: &Member, headers: &HeaderMap) -> Result<()> {
+    let sent = headers
+        .get(crate::http::extract::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok());
+    member.check_csrf(sent)?;
+    member.access.require(Right::Definitions)
+}
+
+/// A builder's JSON answer: the value, or `{problems}` with the error's status.
+pub(super) fn json_answer(done: Result<Value>, locale: Locale) -> Response {
+    use axum::response::IntoResponse;
     match done {
         Ok(answer) => axum::Json(answer).into_response(),
-        Err(error) => {
-            let status = crate::http::error::status_of(&error);
-            (
-                status,
-                axum::Json(json!({"problems": problems_of(&error, locale)})),
-            )
-                .into_response()
-        }
+        Err(error) => (
+            crate::http::error::status_of(&error),
+            axum::Json(json!({"problems": problems_of(&error, locale)})),
+        )
+            .into_response(),
     }
 }
 

@@ -168,23 +168,12 @@ pub(super) async fn names_for(
         }
     }
     for (entity, ids) in wanted {
-        if ids.is_empty() {
-            continue;
-        }
-        let ids: Vec<String> = ids.into_iter().collect();
-        let query = json!({"filter": {"field": "id", "op": "in", "value": ids}, "limit": 1000});
-        let Ok(page) = services.records().list(&member.ctx, &entity, &query).await else {
-            continue;
-        };
-        let Some(target) = entity_model(services, &member.ctx, &entity).await else {
-            continue;
-        };
-        for record in page.records {
-            names.records.insert(
-                record.id.to_string(),
-                title_of(&target, &record.fields, record.id),
-            );
-        }
+        names.records.extend(
+            services
+                .records()
+                .titles(&member.ctx, &entity, ids.into_iter().collect())
+                .await,
+        );
     }
     if with_people {
         for person in crate::workspaces::members(services.db(), &member.access).await? {

@@ -123,24 +123,7 @@ async fn kinds_of(services: &Services, member: &Member, entity: &str) -> Vec<(St
     let Some(doc) = def.published else {
         return Vec::new();
     };
-    designer::field_keys(&doc)
-        .into_iter()
-        .filter_map(|k| {
-            let kind = doc
-                .pointer(&format!("/properties/{k}/x-kind"))?
-                .as_str()?
-                .to_owned();
-            let kind = match (
-                kind.as_str(),
-                doc.pointer(&format!("/properties/{k}/x-result")),
-            ) {
-                ("formula" | "rollup", Some(Value::String(result))) => result.clone(),
-                ("rollup", None) => "integer".to_owned(),
-                _ => kind,
-            };
-            Some((k, kind))
-        })
-        .collect()
+    designer::value_kinds(&doc)
 }
 
 async fn report_page(

@@ -12,7 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::builder::{actor, check_revision, json_document, posted_revision, problems_of};
+use super::builder::{
+    actor, check_revision, json_answer, json_call_allowed, json_document, posted_revision,
+    problems_of,
+};
 use super::member::{Member, frame, snapshot, with};
 use super::page;
 use super::records::{Pairs, finish, first, query_pairs, see_other};
@@ -174,32 +177,24 @@ async fn entity_fields(services: &Services, member: &Member, entity: &str) -> En
             views: Vec::new(),
         };
     };
-    let mut kinds = Vec::new();
-    let mut views = Vec::new();
-    for key in entity_designer::field_keys(&doc) {
-        let property = doc.pointer(&format!("/properties/{key}"));
-        let kind = property
-            .and_then(|p| p.get("x-kind"))
-            .and_then(Value::as_str)
-            .unwrap_or("text");
-        let kind = match (kind, property.and_then(|p| p.get("x-result"))) {
-            ("formula" | "rollup", Some(Value::String(result))) => result.as_str(),
-            ("rollup", None) => "integer",
-            _ => kind,
-        };
-        let computed = property
-            .and_then(|p| p.get("x-kind"))
-            .and_then(Value::as_str)
-            .is_some_and(|k| matches!(k, "formula" | "rollup" | "auto_number"));
-        views.push(json!({
-            "key": key,
-            "kind": kind,
-            "computed": computed,
-            "label": member.locale.label(property.and_then(|p| p.get("x-label")), &key),
-            "options": property.and_then(|p| p.get("x-options")).cloned(),
-        }));
-        kinds.push((key, kind.to_owned()));
-    }
+    let kinds = entity_designer::value_kinds(&doc);
+    let views = kinds
+        .iter()
+        .map(|(key, kind)| {
+            let property = doc.pointer(&format!("/properties/{key}"));
+            let computed = property
+                .and_then(|p| p.get("x-kind"))
+                .and_then(Value::as_str)
+                .is_some_and(|k| matches!(k, "formula" | "rollup" | "auto_number"));
+            json!({
+                "key": key,
+                "kind": kind,
+                "computed": computed,
+                "label": member.locale.label(property.and_then(|p| p.get("x-label")), key),
+                "options": property.and_then(|p| p.get("x-options")).cloned(),
+            })
+        })
+        .collect();
     EntityFields { kinds, views }
 }
 
@@ -817,16 +812,11 @@ async fn preview_message(
     Path((slug, key)): Path<(String, String)>,
     axum::Json(body): axum::Json<PreviewRequest>,
 ) -> Response {
-    use axum::response::IntoResponse;
     let here = format!("/w/{slug}/build/workflows/{key}");
     let member = member_or_return!(&services, &headers, &slug, &here);
     let locale = member.locale;
-    let sent = headers
-        .get(crate::http::extract::CSRF_HEADER)
-        .and_then(|v| v.to_str().ok());
     let done = async {
-        member.check_csrf(sent)?;
-        member.access.require(Right::Definitions)?;
+        json_call_allowed(&member, &headers)?;
         let current = services
             .definitions()
             .get(member.ctx.scope, Kind::Workflow, &key)
@@ -875,15 +865,5 @@ async fn preview_message(
         Ok::<_, Error>(json!({"rendered": rendered, "problems": problems}))
     }
     .await;
-    match done {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(error) => {
-            let status = crate::http::error::status_of(&error);
-            (
-                status,
-                axum::Json(json!({"problems": problems_of(&error, locale)})),
-            )
-                .into_response()
-        }
-    }
+    json_answer(done, locale)
 }
