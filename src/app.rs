@@ -84,6 +84,10 @@ impl Services {
             access: access.clone(),
             public_url: config.public_url.clone(),
         }));
+        handlers.push(Arc::new(crate::imports::ImportJob {
+            registry: registry.clone(),
+            access: access.clone(),
+        }));
         handlers.push(Arc::new(crate::workflows::timers::DateTimer {
             registry: registry.clone(),
         }));
@@ -245,6 +249,15 @@ impl Services {
     /// The records service bound to these services.
     pub fn records(&self) -> records::Records<'_> {
         records::Records {
+            db: &self.inner.db,
+            clock: &self.inner.clock,
+            registry: &self.inner.registry,
+        }
+    }
+
+    /// Spreadsheet imports bound to these services.
+    pub fn imports(&self) -> crate::imports::Imports<'_> {
+        crate::imports::Imports {
             db: &self.inner.db,
             clock: &self.inner.clock,
             registry: &self.inner.registry,

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod forms;
 pub mod http;
+pub mod imports;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;

@@ -20,6 +20,7 @@ mod m20261205_000010_approvals;
 mod m20261205_000011_ui;
 mod m20261206_000012_apps;
 mod m20261206_000013_seen_locale;
+mod m20261206_000014_imports;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_ui::Migration),
             Box::new(m20261206_000012_apps::Migration),
             Box::new(m20261206_000013_seen_locale::Migration),
+            Box::new(m20261206_000014_imports::Migration),
         ]
     }
 }

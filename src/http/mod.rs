@@ -5,6 +5,7 @@ pub mod error;
 mod export;
 pub mod extract;
 mod pages;
+pub(crate) mod spool;
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use crate::app::Services;
 
 /// Longest a request may take before it is answered 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a spreadsheet upload may take (a 100 MB file over a slow line).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 use crate::error::{Error, Result};
 
 /// The whole application's router over `services`.
@@ -145,7 +149,15 @@ async fn timed_out(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+    let path = request.uri().path();
+    let limit = if request.method() == axum::http::Method::POST
+        && (path.ends_with("/imports") || path.ends_with("/import"))
+    {
+        UPLOAD_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Error::Unavailable("the request took too long".to_owned()).into_response(),
     }

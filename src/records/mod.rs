@@ -4,6 +4,7 @@
 //! rows, and only if the entity version it was validated against is still the published one.
 
 pub mod attachments;
+pub mod bulk;
 pub mod codec;
 pub mod erasure;
 pub mod evolve;

@@ -127,6 +127,11 @@ pub(crate) struct ScriptWorld {
 }
 
 impl ScriptWorld {
+    /// The instant the write happens at.
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.now
+    }
+
     /// The world of `ctx` at `now`.
     pub(crate) fn of(ctx: &Context, now: chrono::DateTime<chrono::Utc>) -> Self {
         Self {

@@ -11,6 +11,7 @@ pub mod definitions;
 pub mod entities;
 pub mod facts;
 pub mod form_links;
+pub mod imports;
 pub mod jobs;
 pub mod people;
 pub mod records;

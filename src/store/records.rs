@@ -392,6 +392,26 @@ pub async fn find(conn: &impl Conn, table: &str, id: Uuid) -> Result<Option<Reco
     }
 }
 
+/// The records among `ids` (deleted ones included; the caller decides), in no particular order.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn find_many(conn: &impl Conn, table: &str, ids: &[Uuid]) -> Result<Vec<RecordRow>> {
+    let backend = backend_of(conn);
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let mut query = Query::select();
+        select_columns(&mut query, table);
+        query.and_where(
+            Expr::col(Alias::new("id")).is_in(chunk.iter().map(|id| uuid_value(backend, *id))),
+        );
+        for row in conn.query_all(&query).await? {
+            found.push(decode_row(&row, backend)?);
+        }
+    }
+    Ok(found)
+}
+
 /// One record by id, locked until the caller's transaction ends (PostgreSQL `FOR UPDATE`; on
 /// SQLite the write transaction holds the database's write lock already).
 ///

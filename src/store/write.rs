@@ -55,6 +55,20 @@ pub enum Outcome {
     RunAgain,
 }
 
+/// A commit's outcome as a result: rolled back with a failing group is `Error::Unavailable`
+/// (a write made [`Sharing::Alone`] is never rolled back for others).
+///
+/// # Errors
+/// `Error::Unavailable` for [`Outcome::RunAgain`].
+pub fn committed(outcome: Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Committed => Ok(()),
+        Outcome::RunAgain => Err(Error::Unavailable(
+            "the write was rolled back with a concurrent failure; try again".to_owned(),
+        )),
+    }
+}
+
 /// The SQLite write gate: the open group transaction and who is queuing for it.
 #[derive(Debug, Default, Clone)]
 pub(super) struct GroupCommit {

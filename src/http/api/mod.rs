@@ -4,6 +4,7 @@ mod account;
 mod apps;
 mod definitions;
 mod forms;
+mod imports;
 mod jobs;
 mod openapi;
 mod people;
@@ -26,6 +27,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(tokens::router())
         .merge(definitions::router())
         .merge(forms::router())
+        .merge(imports::router())
         .merge(jobs::router())
         .merge(openapi::router())
         .merge(records::router())

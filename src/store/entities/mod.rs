@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod definition;
 pub mod definition_version;
 pub mod form_link;
+pub mod import;
 pub mod installed_app;
 pub mod instance_fact;
 pub mod invitation;
