@@ -58,9 +58,10 @@ impl Lookup {
     ) -> HashMap<String, HashMap<String, String>> {
         let mut all = HashMap::new();
         for field in &model.fields {
-            let values = match &field.kind {
-                FieldKind::SingleSelect { options } | FieldKind::MultiSelect { options } => options,
-                _ => continue,
+            let (FieldKind::SingleSelect { options: values }
+            | FieldKind::MultiSelect { options: values }) = &field.kind
+            else {
+                continue;
             };
             let mut map: HashMap<String, String> =
                 values.iter().map(|v| (fold(v), v.clone())).collect();
@@ -537,6 +538,7 @@ mod tests {
         Cell::Text(t.to_owned())
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     fn ok(kind: FieldKind, cell: Cell) -> Value {
         convert(&field(kind), &cell, &lookup(false))
             .expect("converts")

@@ -705,7 +705,7 @@ struct Converter {
 }
 
 impl Converter {
-    fn prepare(&self, row: SourceRow) -> Prepared {
+    fn prepare(&self, row: &SourceRow) -> Prepared {
         let mut prepared = Prepared {
             line: row.line,
             fields: Map::new(),
@@ -1036,7 +1036,7 @@ impl Run<'_> {
                         header = false;
                         return Ok(true);
                     }
-                    batch.push(converter.prepare(row));
+                    batch.push(converter.prepare(&row));
                     if batch.len() >= batch_size {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                         return Ok(sender.blocking_send(Ok(full)).is_ok());

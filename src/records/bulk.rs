@@ -274,7 +274,7 @@ impl Records<'_> {
                             format!("record {} changed while the batch was written", before.id),
                         ));
                     }
-                    let owner_change = (*owner != before.owner).then(|| (before.owner, *owner));
+                    let owner_change = (*owner != before.owner).then_some((before.owner, *owner));
                     history.push(self.bulk_history(
                         ctx,
                         &model,
@@ -650,7 +650,10 @@ impl Records<'_> {
         owner_change: Option<(Option<Uuid>, Option<Uuid>)>,
         note: Option<Value>,
     ) -> HistoryRow {
-        let mut changes = serde_json::json!({ "fields": fields });
+        let mut changes = Value::Object(Map::from_iter([(
+            "fields".to_owned(),
+            Value::Object(fields),
+        )]));
         if let Some((old, new)) = owner_change {
             changes["owner"] = serde_json::json!({"old": old, "new": new});
         }
@@ -664,11 +667,11 @@ impl Records<'_> {
 /// The rows of a refused batch and their problems: pointers `/rows/{i}…` grouped by `i`
 /// (problems without a row index, such as a changed definition, are `None`).
 pub fn problems_by_row(error: &Error) -> Option<Vec<(Option<usize>, FieldError)>> {
-    let errors = match error {
-        Error::Invalid { errors, .. }
-        | Error::Conflict { errors, .. }
-        | Error::Forbidden { errors, .. } => errors,
-        _ => return None,
+    let (Error::Invalid { errors, .. }
+    | Error::Conflict { errors, .. }
+    | Error::Forbidden { errors, .. }) = error
+    else {
+        return None;
     };
     if errors.is_empty() {
         return None;

@@ -96,6 +96,7 @@ pub async fn latest(
 ///
 /// # Errors
 /// `Error::Db`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     conn: &impl Conn,
     id: Uuid,
