@@ -402,6 +402,12 @@ async fn strict_cancelled_and_refused_imports(backend: Backend) {
         "the two clean batches stay: {done}"
     );
     assert_eq!(count(&admin, "lead", "").await, 20);
+    // Running it again from the top would write the first batches twice.
+    let (status, body) = admin
+        .post(&format!("{W}/imports/{id}/run"), json!({"mapping": ["name", "source", "status"]}))
+        .await;
+    let pointers = assert_problem(status, &body, StatusCode::CONFLICT);
+    assert_eq!(pointers, vec!["/status"], "{body}");
 
     // Cancelled before a worker took it: nothing is written, the file is dropped.
     let (_, upload) = send_file(&admin, "entity=lead&file_name=cancel.csv", csv.into_bytes()).await;
@@ -510,7 +516,183 @@ async fn strict_cancelled_and_refused_imports(backend: Backend) {
     );
 }
 
+/// A multipart form as a browser sends it: the fields in order, then the file.
+fn multipart(fields: &[(&str, &str)], file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----formwork-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The pages: upload, the mapping with suggestions and samples, check, import, the report;
+/// in Chinese.
+async fn the_import_pages_walk_a_person_through(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = common::PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "zh-CN").await;
+    let (status, html) = page.get("/w/demo/e/lead/import").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("data-testid=\"import-upload\""), "{html}");
+    assert!(html.contains("导入"), "in Chinese");
+
+    // A forged upload (no token) stores nothing.
+    let (kind, body) = multipart(&[], "线索.csv", &gbk(LEADS));
+    let response = page
+        .http
+        .post(format!("{}/w/demo/e/lead/import", page.base))
+        .header("content-type", kind)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    let (kind, body) = multipart(&[("csrf_token", page.csrf.as_str()), ("encoding", "")], "线索.csv", &gbk(LEADS));
+    let response = page
+        .http
+        .post(format!("{}/w/demo/e/lead/import", page.base))
+        .header("content-type", kind)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_owned();
+    assert!(location.starts_with("/w/demo/imports/"), "{location}");
+    let (status, html) = page.get(&location).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("data-status=\"uploaded\""), "{html}");
+    assert!(html.contains("gb18030"), "{html}");
+    assert!(html.contains("张伟"), "samples shown: {html}");
+    assert!(html.contains("<option value=\"email\" selected>"), "suggestions preselected: {html}");
+
+    let mut form: Vec<(String, String)> = ["name", "company", "phone", "email", "source", "status", "owner", ""]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("map_{i}"), (*t).to_owned()))
+        .collect();
+    form.push(("mode".to_owned(), "insert".to_owned()));
+    form.push(("skip_invalid".to_owned(), "1".to_owned()));
+    let mut check = form.clone();
+    check.push(("action".to_owned(), "check".to_owned()));
+    let pairs: Vec<(&str, &str)> = check.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, to, _) = page.post(&location, &pairs).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(to, location);
+    let (_, html) = page.get(&location).await;
+    assert!(html.contains("data-live"), "progress follows the run: {html}");
+    app.run_jobs_until_idle().await;
+    let (_, html) = page.get(&location).await;
+    assert!(html.contains("data-status=\"checked\""), "{html}");
+    assert!(html.contains("data-testid=\"import-problems\""), "{html}");
+    assert!(html.contains("线索来源"), "problems name the column: {html}");
+
+    // A bad mapping is drawn again with the problem, nothing started.
+    let mut bad: Vec<(&str, &str)> = pairs.clone();
+    bad.retain(|(k, _)| *k != "map_1");
+    bad.push(("map_1", "name"));
+    let (status, _, html) = page.post(&location, &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("/mapping/1"), "{html}");
+
+    let mut run = form.clone();
+    run.push(("action".to_owned(), "run".to_owned()));
+    let pairs: Vec<(&str, &str)> = run.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, _, _) = page.post(&location, &pairs).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    app.run_jobs_until_idle().await;
+    let (_, html) = page.get(&location).await;
+    assert!(html.contains("data-status=\"done\""), "{html}");
+    assert!(!html.contains("data-testid=\"import-mapping\""), "a finished import offers no second run");
+    let (_, html) = page.get("/w/demo/e/lead/import").await;
+    assert!(html.contains("data-testid=\"import-recent\""), "{html}");
+    let (_, list) = page.get("/w/demo/e/lead").await;
+    assert!(list.contains("/w/demo/e/lead/import"), "the list links the import page");
+}
+
+/// SIGKILL in the middle of an import; the next process resumes after the last batch written:
+/// every row is imported exactly once, and the server answers while an import runs.
+async fn a_killed_import_resumes_exactly_once(backend: Backend) {
+    const ROWS: usize = 6000;
+    let (database_url, _dir) = common::fresh_database(backend).await;
+    let env = [
+        ("FORMWORK_JOB_LEASE_SECS", "1"),
+        ("FORMWORK_JOB_POLL_MS", "20"),
+        ("FORMWORK_DEMO_DATA", "false"),
+    ];
+    let mut first = common::Process::spawn(&database_url, &env).await;
+    let admin = common::process_admin(&first.address).await;
+    let mut csv = String::from("Contact name,Email,Source,Status\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("Lead {i},l{i}@example.com,Web form,New\n"));
+    }
+    let (status, upload) = send_file(&admin, "entity=lead&file_name=big.csv", csv.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{upload}");
+    let id = upload["id"].as_str().expect("id").to_owned();
+    let (status, body) = admin
+        .post(
+            &format!("{W}/imports/{id}/run"),
+            json!({"mapping": upload["suggested_mapping"], "batch_size": 100}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let mut killed_at = None;
+    for _ in 0..6000 {
+        let (_, view) = admin.get(&format!("{W}/imports/{id}")).await;
+        let read = view["counters"]["read"].as_u64().unwrap_or_default();
+        if read > 0 {
+            assert!(read < ROWS as u64 / 2, "the import went too far before the kill: {read}");
+            // Meanwhile the server answers a person's list promptly.
+            let started = std::time::Instant::now();
+            let (status, _) = admin.get(&format!("{W}/entities/lead/records?limit=20")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(started.elapsed() < std::time::Duration::from_secs(3), "list took {:?}", started.elapsed());
+            first.kill_hard();
+            killed_at = Some(read);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(killed_at.is_some(), "the import started");
+    let second = common::Process::spawn(&database_url, &env).await;
+    let admin = common::process_admin(&second.address).await;
+    let mut view = Value::Null;
+    for _ in 0..1200 {
+        view = admin.get(&format!("{W}/imports/{id}")).await.1;
+        if view["status"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "done", "{view}");
+    assert_eq!(view["counters"]["read"], ROWS as u64, "{view}");
+    assert_eq!(view["counters"]["created"], ROWS as u64, "{view}");
+    assert_eq!(count(&admin, "lead", "").await, ROWS as i64, "no row twice, none lost");
+    for i in [0, 99, 100, 101, ROWS - 1] {
+        assert_eq!(count(&admin, "lead", &format!("&filter[email]=l{i}@example.com")).await, 1, "row {i}");
+    }
+}
+
 both_databases!(
+    a_killed_import_resumes_exactly_once,
+    the_import_pages_walk_a_person_through,
     a_chinese_csv_is_checked_imported_and_upserted,
     an_xlsx_sheet_with_dates_amounts_and_linked_records,
     strict_cancelled_and_refused_imports,

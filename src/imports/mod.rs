@@ -420,6 +420,18 @@ impl Imports<'_> {
         dry_run: bool,
     ) -> Result<ImportView> {
         let row = self.own(ctx, id).await?;
+        let written = counters_of(&row);
+        if row.status == status::FAILED && written.batches > 0 {
+            // Running it again from the top would write those rows twice.
+            return Err(Error::conflict(
+                "/status",
+                "partly_imported",
+                format!(
+                    "{} rows of this file were imported before it stopped; import the rest as a new file",
+                    written.created + written.updated
+                ),
+            ));
+        }
         let shape = self.records().shape(ctx, &row.entity).await?;
         let layout = layout_of(&row)?;
         check_settings(&settings, &layout, &shape)?;

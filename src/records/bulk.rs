@@ -235,6 +235,7 @@ impl Records<'_> {
         let mut new_rows = Vec::new();
         let mut history = Vec::new();
         let mut rolled = Vec::new();
+        let rolled_up = snapshot.is_rolled_up(&model.key);
         for (i, r) in ready.iter_mut().enumerate() {
             let note = batch.get(i).and_then(|b| b.note.clone());
             match r {
@@ -244,7 +245,9 @@ impl Records<'_> {
                     history.push(
                         self.bulk_history(ctx, &model, row.id, now, "create", fields, None, note),
                     );
-                    rolled.push((None, Some(row.doc.clone())));
+                    if rolled_up {
+                        rolled.push((None, Some(row.doc.clone())));
+                    }
                     new_rows.push(row.clone());
                 }
                 Ready::Update {
@@ -285,7 +288,9 @@ impl Records<'_> {
                         owner_change,
                         note,
                     ));
-                    rolled.push((Some(before.doc.clone()), Some(doc.clone())));
+                    if rolled_up {
+                        rolled.push((Some(before.doc.clone()), Some(doc.clone())));
+                    }
                 }
                 Ready::Unchanged(_) => {}
             }
@@ -307,7 +312,7 @@ impl Records<'_> {
             .collect();
         self.check_unlocked(&tx, ctx, &snapshot, &model, &update_ids)
             .await?;
-        if snapshot.is_rolled_up(&model.key) {
+        if rolled_up {
             self.roll_up(&tx, &snapshot, &world, &model, rolled).await?;
         }
         let created: Vec<(String, Uuid, &Map<String, Value>)> = ready

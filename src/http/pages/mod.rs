@@ -17,6 +17,7 @@ mod approvals;
 mod apps;
 mod builder;
 mod form_builder;
+mod imports;
 mod member;
 mod merge;
 mod public;
@@ -57,6 +58,7 @@ pub(super) fn router() -> Router<Services> {
         .route("/static/{*path}", get(asset))
         .merge(records::router())
         .merge(merge::router())
+        .merge(imports::router())
         .merge(public::router())
         .merge(approvals::router())
         .merge(apps::router())
