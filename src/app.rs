@@ -31,6 +31,7 @@ struct Inner {
     mail_enabled: bool,
     scripts: Arc<crate::script::ScriptEngine>,
     limiter: LoginLimiter,
+    token_limiter: auth::TokenLimiter,
     form_limiter: crate::forms::SubmissionLimiter,
     form_key: tokio::sync::OnceCell<String>,
     credentials: auth::CredentialCache,
@@ -127,6 +128,7 @@ impl Services {
                 clock,
                 registry,
                 limiter: LoginLimiter::new(),
+                token_limiter: auth::TokenLimiter::new(config.token_rate_limit),
                 form_limiter: crate::forms::SubmissionLimiter::default(),
                 form_key: tokio::sync::OnceCell::new(),
                 credentials: auth::CredentialCache::default(),
@@ -159,6 +161,11 @@ impl Services {
     /// The login rate limiter.
     pub fn limiter(&self) -> &LoginLimiter {
         &self.inner.limiter
+    }
+
+    /// The per-token request limiter.
+    pub fn token_limiter(&self) -> &auth::TokenLimiter {
+        &self.inner.token_limiter
     }
 
     /// The installation's key for signing form tokens: made once, kept in the database, so

@@ -265,6 +265,15 @@ pub struct ServeConfig {
         value_name = "FORMWORK_METRICS_TOKEN"
     )]
     pub metrics_token: Option<String>,
+    /// Requests per minute one API token may make to this process (a burst of a minute's
+    /// allowance, refilled continuously); more are answered 429 with `Retry-After`. 0: no limit.
+    #[arg(
+        long,
+        env = "FORMWORK_TOKEN_RATE_LIMIT",
+        value_name = "FORMWORK_TOKEN_RATE_LIMIT",
+        default_value_t = 1200
+    )]
+    pub token_rate_limit: u32,
     /// Test support (debug builds only; release builds ignore it): enables test job kinds.
     #[arg(
         long,
@@ -326,6 +335,7 @@ impl ServeConfig {
             test_mode: false,
             webhook_allow_private: false,
             metrics_token: None,
+            token_rate_limit: 1200,
             test_clock_file: None,
         }
     }

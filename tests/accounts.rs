@@ -396,7 +396,79 @@ async fn bad_requests_get_located_problems(backend: Backend) {
     assert_problem(status, &body, StatusCode::NOT_FOUND);
 }
 
+/// Each API token has its allowance of requests a minute: past it, a 429 problem with
+/// `Retry-After`; another token, and sessions, are not held back.
+async fn each_token_is_rate_limited_with_a_clear_429(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        common::Options {
+            configure: |config| config.token_rate_limit = 5,
+            ..common::Options::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let mut secrets = Vec::new();
+    for name in ["first", "second"] {
+        let (status, created) = admin
+            .post("/api/v1/w/demo/tokens", json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        secrets.push(created["secret"].as_str().expect("secret").to_owned());
+    }
+    let first = Client::with_token(app.address.clone(), &secrets[0]);
+    for _ in 0..5 {
+        let (status, body) = first
+            .get("/api/v1/w/demo/entities/lead/records?limit=1")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let response = first
+        .http
+        .get(format!(
+            "{}/api/v1/w/demo/entities/lead/records?limit=1",
+            app.address
+        ))
+        .bearer_auth(&secrets[0])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=12).contains(&wait), "{wait}");
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: serde_json::Value = response.json().await.expect("problem");
+    assert_eq!(body["status"], 429, "{body}");
+    let second = Client::with_token(app.address.clone(), &secrets[1]);
+    let (status, _) = second
+        .get("/api/v1/w/demo/entities/lead/records?limit=1")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another token has its own allowance"
+    );
+    for _ in 0..10 {
+        let (status, _) = admin
+            .get("/api/v1/w/demo/entities/lead/records?limit=1")
+            .await;
+        assert_eq!(status, StatusCode::OK, "sessions are not token-limited");
+    }
+}
+
 both_databases!(
+    each_token_is_rate_limited_with_a_clear_429,
     login_sets_a_safe_cookie_and_rejects_bad_passwords,
     repeated_failures_are_rate_limited,
     sessions_expire_when_idle_and_absolutely,

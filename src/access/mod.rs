@@ -108,6 +108,9 @@ pub struct Policy {
     pub is_owner: bool,
     /// Their effective rights (their role's, narrowed by their API token's role).
     pub rights: Rights,
+    /// The role their API token narrows them to, if it does (work done later on their behalf,
+    /// such as an import, keeps the narrowing).
+    pub narrowed_to: Option<String>,
     org: Arc<OrgTree>,
     team: OnceLock<Vec<Uuid>>,
     department: OnceLock<Vec<Uuid>>,
@@ -132,6 +135,7 @@ impl Policy {
             is_admin: is_admin_role(role) && token_role.is_none_or(is_admin_role),
             is_owner: role == "owner" && token_role.is_none_or(|t| t == "owner"),
             rights,
+            narrowed_to: token_role.map(str::to_owned),
             org: directory.org.clone(),
             team: OnceLock::new(),
             department: OnceLock::new(),

@@ -1,4 +1,5 @@
-//! The login rate limit: after too many failures for one email, further attempts wait.
+//! Rate limits: after too many login failures for one email, further attempts wait; each API
+//! token may make so many requests a minute.
 //!
 //! Kept in memory per process; with several processes each enforces its own window, which still
 //! bounds guessing to a small multiple (recorded in docs/decisions.md).
@@ -91,6 +92,90 @@ mod tests {
         for _ in 0..MAX_FAILURES * 2 {
             assert!(limiter.check("a@b.cn", later).is_ok());
             limiter.record_success("a@b.cn");
+        }
+    }
+}
+
+/// Shards of the token limiter's table (requests of different tokens rarely share a lock).
+const SHARDS: usize = 16;
+
+/// Requests per API token: a bucket holding a minute's allowance, refilled continuously, kept in
+/// memory per process (behind several processes the effective limit is their number times it).
+#[derive(Debug)]
+pub struct TokenLimiter {
+    per_minute: u32,
+    shards: Vec<Mutex<HashMap<uuid::Uuid, (f64, std::time::Instant)>>>,
+}
+
+impl TokenLimiter {
+    /// A limiter allowing `per_minute` requests per token (0: no limit).
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Takes one request from `token`'s allowance.
+    ///
+    /// # Errors
+    /// `Error::RateLimited` with the seconds until the next request is allowed.
+    pub fn check(&self, token: uuid::Uuid) -> Result<()> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let shard = (token.as_u128() % SHARDS as u128) as usize;
+        let Some(Ok(mut buckets)) = self.shards.get(shard).map(|m| m.lock()) else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        if buckets.len() > 100_000 {
+            // Bound memory: a full bucket is the same as none.
+            buckets.retain(|_, (left, at)| {
+                *left + now.duration_since(*at).as_secs_f64() * per_second < capacity
+            });
+        }
+        let (left, at) = buckets.entry(token).or_insert((capacity, now));
+        *left = (*left + now.duration_since(*at).as_secs_f64() * per_second).min(capacity);
+        *at = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            Ok(())
+        } else {
+            Err(Error::RateLimited {
+                retry_after_secs: ((1.0 - *left) / per_second).ceil().max(1.0) as u64,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_gets_a_minutes_allowance_then_waits() {
+        let limiter = TokenLimiter::new(3);
+        let token = uuid::Uuid::from_u128(7);
+        let other = uuid::Uuid::from_u128(8);
+        for _ in 0..3 {
+            assert!(limiter.check(token).is_ok());
+        }
+        match limiter.check(token) {
+            Err(Error::RateLimited { retry_after_secs }) => {
+                assert!((1..=20).contains(&retry_after_secs), "{retry_after_secs}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(
+            limiter.check(other).is_ok(),
+            "each token has its own allowance"
+        );
+        let open = TokenLimiter::new(0);
+        for _ in 0..10_000 {
+            assert!(open.check(token).is_ok());
         }
     }
 }

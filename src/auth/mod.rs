@@ -21,7 +21,7 @@ use crate::store::tokens::{self, TokenRow};
 use crate::store::{Conn, Db};
 
 pub use cache::{ACCESS_CACHE_TTL, EpochCache};
-pub use limiter::LoginLimiter;
+pub use limiter::{LoginLimiter, TokenLimiter};
 
 /// What a credential resolved to, with what decides whether it still holds.
 #[derive(Debug, Clone)]

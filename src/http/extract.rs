@@ -232,6 +232,9 @@ where
             None
         };
         let principal = principal.ok_or(Error::Unauthenticated)?;
+        if let Credential::Token { token_id, .. } = &principal.credential {
+            services.token_limiter().check(*token_id)?;
+        }
         if let Credential::Session { csrf_token, .. } = &principal.credential {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());

@@ -355,6 +355,7 @@ impl Imports<'_> {
             settings: row.settings.clone().map(|mut s| {
                 if let Some(o) = s.as_object_mut() {
                     o.shift_remove("dry_run");
+                    o.shift_remove("token_role");
                 }
                 s
             }),
@@ -438,6 +439,9 @@ impl Imports<'_> {
         let now = self.clock.now();
         let mut stored = serde_json::to_value(&settings).map_err(Error::internal)?;
         stored["dry_run"] = json!(dry_run);
+        if let Some(role) = ctx.policy.as_ref().and_then(|p| p.narrowed_to.clone()) {
+            stored["token_role"] = json!(role);
+        }
         let to = if dry_run {
             status::CHECKING
         } else {
@@ -972,9 +976,14 @@ impl Run<'_> {
             .get("dry_run")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let token_role = settings_value
+            .get("token_role")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut settings_value = settings_value;
         if let Some(o) = settings_value.as_object_mut() {
             o.shift_remove("dry_run");
+            o.shift_remove("token_role");
         }
         let settings: Settings = serde_json::from_value(settings_value)
             .map_err(|e| RunError::Fatal(format!("the import's settings are unreadable: {e}")))?;
@@ -984,11 +993,12 @@ impl Run<'_> {
         if import.status != status::RUNNING && import.status != status::CHECKING {
             return Ok(());
         }
-        let Some(access) = crate::workspaces::access_of(
+        let Some(access) = crate::workspaces::access_narrowed(
             self.db,
             access_cache,
             import.workspace_id,
             import.created_by,
+            token_role.as_deref(),
         )
         .await?
         else {

@@ -170,6 +170,21 @@ pub async fn access_of(
     workspace_id: Uuid,
     account_id: Uuid,
 ) -> Result<Option<Access>> {
+    access_narrowed(db, cache, workspace_id, account_id, None).await
+}
+
+/// As [`access_of`], narrowed to `token_role` as the person's API token was (an import started
+/// through such a token runs with no more rights than the token had).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn access_narrowed(
+    db: &Db,
+    cache: &AccessCache,
+    workspace_id: Uuid,
+    account_id: Uuid,
+    token_role: Option<&str>,
+) -> Result<Option<Access>> {
     let Some(workspace) = rows::find(db.conn(), workspace_id).await? else {
         return Ok(None);
     };
@@ -179,7 +194,7 @@ pub async fn access_of(
         return Ok(None);
     };
     let directory = directory(db, cache, workspace.id).await?;
-    let policy = Policy::new(&directory, account_id, &role, None);
+    let policy = Policy::new(&directory, account_id, &role, token_role);
     let calendar = calendar_of(&workspace);
     Ok(Some(Access {
         workspace,

@@ -144,6 +144,8 @@ impl TestApp {
         config.test_mode = true;
         config.workers = 2;
         config.smtp_url = options.smtp_url.clone();
+        // Tests drive tokens harder than people do; the limit has its own test.
+        config.token_rate_limit = 0;
         (options.configure)(&mut config);
         let db = Db::connect(&config.database).await.expect("connect");
         db.migrate().await.expect("migrate");

@@ -82,17 +82,22 @@ fn plural(model: &crate::definitions::EntityModel, member: &Member, entity: &str
     let doc = &model.document;
     member
         .locale
-        .label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity)
+        .label(
+            doc.get("x-label-plural").or_else(|| doc.get("x-label")),
+            entity,
+        )
         .to_owned()
 }
 
 /// A refusal as the page's message and its list of details.
 fn problem_of(error: &Error, member: &Member) -> (String, Vec<String>) {
     let details = match error {
-        Error::Invalid { errors, .. } | Error::Conflict { errors, .. } => errors
-            .iter()
-            .map(|e| format!("{}: {}", e.pointer, e.message))
-            .collect(),
+        Error::Invalid { errors, .. } | Error::Conflict { errors, .. } if errors.len() > 1 => {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.pointer, e.message))
+                .collect()
+        }
         _ => Vec::new(),
     };
     (problem_text(error, member.locale), details)
@@ -127,8 +132,7 @@ async fn upload(
                     // The token comes first in the form: nothing is stored for a forged post.
                     member.check_csrf(csrf.as_deref())?;
                     let name = field.file_name().unwrap_or("import.csv").to_owned();
-                    let spooled =
-                        crate::http::spool::spool(field, imports::MAX_FILE_BYTES).await?;
+                    let spooled = crate::http::spool::spool(field, imports::MAX_FILE_BYTES).await?;
                     file = Some((name, spooled));
                 }
                 name => {
@@ -259,7 +263,16 @@ async fn act(
             let problem = problem_of(&error, &member);
             let drawn = async {
                 let view = services.imports().get(&member.ctx, import_id(&id)?).await?;
-                draw(&services, &member, view, tried, Some(problem), &here, status).await
+                draw(
+                    &services,
+                    &member,
+                    view,
+                    tried,
+                    Some(problem),
+                    &here,
+                    status,
+                )
+                .await
             }
             .await;
             finish(drawn, locale)
@@ -337,10 +350,7 @@ async fn draw(
             })
         })
         .collect();
-    let running = matches!(
-        view.status.as_str(),
-        "running" | "checking" | "cancelling"
-    );
+    let running = matches!(view.status.as_str(), "running" | "checking" | "cancelling");
     let editable = matches!(view.status.as_str(), "uploaded" | "checked" | "failed")
         && !(view.status == "failed" && view.counters.batches > 0);
     let problems = if view.counters.problems > 0 {
@@ -351,11 +361,9 @@ async fn draw(
     } else {
         Vec::new()
     };
-    let percent = if view.layout.rows == 0 {
-        100
-    } else {
-        (view.counters.read * 100 / view.layout.rows).min(100)
-    };
+    let percent = (view.counters.read * 100)
+        .checked_div(view.layout.rows)
+        .map_or(100, |p| p.min(100));
     let entity = view.entity.clone();
     let frame = frame(services, member, &shape.snapshot, here).await?;
     let (problem, problem_list) = problem.unzip();
