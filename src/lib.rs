@@ -25,5 +25,6 @@ pub mod script;
 pub mod store;
 pub mod telemetry;
 pub mod views;
+pub mod webhooks;
 pub mod workflows;
 pub mod workspaces;

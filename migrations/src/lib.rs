@@ -21,6 +21,7 @@ mod m20261205_000011_ui;
 mod m20261206_000012_apps;
 mod m20261206_000013_seen_locale;
 mod m20261206_000014_imports;
+mod m20261206_000015_webhooks;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_apps::Migration),
             Box::new(m20261206_000013_seen_locale::Migration),
             Box::new(m20261206_000014_imports::Migration),
+            Box::new(m20261206_000015_webhooks::Migration),
         ]
     }
 }

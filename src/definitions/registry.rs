@@ -45,6 +45,8 @@ pub struct Snapshot {
     workflows: HashMap<String, Arc<Workflow>>,
     /// Enabled workflows that record writes start, by entity.
     watchers: HashMap<String, Vec<Arc<Workflow>>>,
+    /// Enabled webhook subscriptions, by entity (`*`: every entity).
+    webhooks: HashMap<String, Vec<Arc<store::webhooks::WebhookRow>>>,
 }
 
 /// A reference field of one entity pointing at another.
@@ -59,6 +61,17 @@ pub struct Referrer {
 }
 
 impl Snapshot {
+    /// The enabled webhook subscriptions a write of `entity` notifies.
+    pub fn webhooks_on(&self, entity: &str) -> Vec<&Arc<store::webhooks::WebhookRow>> {
+        let mut found: Vec<&Arc<store::webhooks::WebhookRow>> = Vec::new();
+        for key in [entity, "*"] {
+            if let Some(list) = self.webhooks.get(key) {
+                found.extend(list);
+            }
+        }
+        found
+    }
+
     /// The published definition of `kind` and `key`.
     pub fn get(&self, kind: Kind, key: &str) -> Option<&Published> {
         self.definitions.get(&(kind, key.to_owned()))
@@ -301,8 +314,18 @@ impl Registry {
         for list in watchers.values_mut() {
             list.sort_by(|a, b| a.key.cmp(&b.key));
         }
+        let mut webhooks: HashMap<String, Vec<Arc<store::webhooks::WebhookRow>>> = HashMap::new();
+        for row in store::webhooks::of_workspace(db.conn(), workspace_id).await? {
+            if row.enabled {
+                webhooks
+                    .entry(row.entity.clone())
+                    .or_default()
+                    .push(Arc::new(row));
+            }
+        }
         let fresh = Arc::new(Snapshot {
             generation,
+            webhooks,
             definitions,
             entities,
             pending_indexes,

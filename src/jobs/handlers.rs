@@ -148,6 +148,9 @@ pub(super) fn is_internal(ip: std::net::IpAddr) -> bool {
 struct WebhookPayload {
     url: String,
     body: serde_json::Value,
+    /// The subscription whose secret signs the delivery (none: a workflow's unsigned call).
+    #[serde(default)]
+    subscription: Option<uuid::Uuid>,
 }
 
 #[async_trait::async_trait]
@@ -156,16 +159,37 @@ impl Handler for WebhookDelivery {
         "outbox.webhook"
     }
 
-    async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+    async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let payload: WebhookPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("malformed webhook payload: {e}")))?;
+        let body = serde_json::to_vec(&payload.body)
+            .map_err(|e| JobFailure::Fatal(format!("unwritable webhook body: {e}")))?;
+        let mut signed = None;
+        if let Some(id) = payload.subscription {
+            // Signed with the secret current when it is sent; a subscription deleted or
+            // switched off meanwhile delivers nothing.
+            match crate::store::webhooks::find(ctx.db.conn(), id).await? {
+                Some(subscription) if subscription.enabled => {
+                    let at = ctx.clock.now().timestamp();
+                    signed = Some(crate::webhooks::signature(&subscription.secret, at, &body));
+                }
+                _ => return Ok(()),
+            }
+        }
         let client = self.client_for(&payload.url).await?;
         let key = job.dedupe_key.clone().unwrap_or_else(|| job.id.to_string());
         // The stored key is scoped by workspace; the receiver sees it whole, stable per effect.
-        let response = client
+        let mut request = client
             .post(&payload.url)
             .header("Idempotency-Key", key)
-            .json(&payload.body)
+            .header("Content-Type", "application/json");
+        if let Some(signature) = signed {
+            request = request
+                .header("Formwork-Signature", signature)
+                .header("Formwork-Delivery", job.id.to_string());
+        }
+        let response = request
+            .body(body)
             .send()
             .await
             .map_err(|e| JobFailure::Retry(format!("delivery failed: {e}")))?;

@@ -350,7 +350,7 @@ impl Records<'_> {
         let looked_up: Vec<_> = update_ids.iter().map(|id| (model.clone(), *id)).collect();
         self.recompute_lookups(&tx, ctx, &snapshot, &looked_up)
             .await?;
-        if options.workflows {
+        {
             let changes: Vec<crate::workflows::Change<'_>> = ready
                 .iter()
                 .filter_map(|r| match r {
@@ -371,7 +371,12 @@ impl Records<'_> {
                     Ready::Unchanged(_) => None,
                 })
                 .collect();
-            crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
+            if options.workflows {
+                crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes)
+                    .await?;
+            }
+            // Subscribers hear of imported records whatever the import says of workflows.
+            crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
         }
         tx.insert_history(history).await?;
         if let Some(mark) = mark {

@@ -428,34 +428,22 @@ impl Records<'_> {
         touched.push((model.clone(), duplicate_id));
         self.recompute_lookups(&tx, ctx, &snapshot, &touched)
             .await?;
-        crate::workflows::on_write(
-            &tx,
-            self.clock,
-            ctx,
-            &snapshot,
-            &model,
-            &[crate::workflows::Change {
-                id: survivor_id,
-                owner: survivor.owner,
-                before: Some(&current.doc),
-                after: Some(&doc),
-            }],
-        )
-        .await?;
-        crate::workflows::react(
-            &tx,
-            self.clock,
-            ctx,
-            &snapshot,
-            &model,
-            &[crate::workflows::Change {
-                id: duplicate_id,
-                owner: duplicate.owner,
-                before: Some(&duplicate.doc),
-                after: None,
-            }],
-        )
-        .await?;
+        let kept = [crate::workflows::Change {
+            id: survivor_id,
+            owner: survivor.owner,
+            before: Some(&current.doc),
+            after: Some(&doc),
+        }];
+        let gone = [crate::workflows::Change {
+            id: duplicate_id,
+            owner: duplicate.owner,
+            before: Some(&duplicate.doc),
+            after: None,
+        }];
+        crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &kept).await?;
+        crate::workflows::react(&tx, self.clock, ctx, &snapshot, &model, &gone).await?;
+        crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &kept).await?;
+        crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &gone).await?;
         history.push(self.history_row(
             ctx,
             &model,

@@ -1185,6 +1185,7 @@ impl Records<'_> {
                 })
                 .collect();
             crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
+            crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
             let history: Vec<HistoryRow> = new_rows
                 .iter()
                 .map(|row| {
@@ -1521,20 +1522,14 @@ impl Records<'_> {
             attachments::link(&tx, ctx.scope.workspace_id, &links).await?;
             self.recompute_lookups(&tx, ctx, &snapshot, &[(model.clone(), id)])
                 .await?;
-            crate::workflows::on_write(
-                &tx,
-                self.clock,
-                ctx,
-                &snapshot,
-                &model,
-                &[crate::workflows::Change {
-                    id,
-                    owner: new_owner,
-                    before: Some(&row.doc),
-                    after: Some(&doc),
-                }],
-            )
-            .await?;
+            let change = [crate::workflows::Change {
+                id,
+                owner: new_owner,
+                before: Some(&row.doc),
+                after: Some(&doc),
+            }];
+            crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &change).await?;
+            crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &change).await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
@@ -1718,7 +1713,9 @@ impl Records<'_> {
             // A record an approval locks is not deleted by cascade either.
             self.check_unlocked(&tx, ctx, &snapshot, deleted_model, &[*deleted_id])
                 .await?;
-            if (ctx.origin.is_some() || snapshot.has_workflows_on(&deleted_model.key))
+            if (ctx.origin.is_some()
+                || snapshot.has_workflows_on(&deleted_model.key)
+                || !snapshot.webhooks_on(&deleted_model.key).is_empty())
                 && let Some(gone) = rows::find(&tx, &deleted_model.table(), *deleted_id).await?
             {
                 let change = [crate::workflows::Change {
@@ -1748,6 +1745,8 @@ impl Records<'_> {
                     )
                     .await?;
                 }
+                crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, deleted_model, &change)
+                    .await?;
             }
         }
         let world = scripting::ScriptWorld::of(ctx, now);

@@ -18,6 +18,7 @@ pub mod records;
 pub mod saved_views;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 pub mod workflows;
 pub mod workspaces;
 pub mod write;

@@ -640,7 +640,11 @@ pub async fn join_member_in(
 pub struct WebhookSink {
     pub url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    signed: SignedLog,
 }
+
+/// Signed requests a [`WebhookSink`] received: signature header and raw body.
+type SignedLog = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
 impl WebhookSink {
     /// Starts listening; the first requests get `statuses`, in order.
@@ -648,15 +652,27 @@ impl WebhookSink {
         use axum::routing::post;
         let received: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> =
             std::sync::Arc::default();
+        let signed: SignedLog = std::sync::Arc::default();
         let script = std::sync::Arc::new(std::sync::Mutex::new(statuses.into_iter()));
         let kept = received.clone();
+        let kept_signed = signed.clone();
         let app = axum::Router::new().route(
             "/hook",
             post(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                     let kept = kept.clone();
+                    let kept_signed = kept_signed.clone();
                     let script = script.clone();
                     async move {
+                        if let Some(signature) = headers
+                            .get("formwork-signature")
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            kept_signed
+                                .lock()
+                                .expect("lock")
+                                .push((signature.to_owned(), body.to_vec()));
+                        }
                         let key = headers
                             .get("idempotency-key")
                             .and_then(|v| v.to_str().ok())
@@ -678,7 +694,16 @@ impl WebhookSink {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, received }
+        Self {
+            url,
+            received,
+            signed,
+        }
+    }
+
+    /// Every signed request so far: its `Formwork-Signature` header and raw body.
+    pub fn signed(&self) -> Vec<(String, Vec<u8>)> {
+        self.signed.lock().expect("lock").clone()
     }
 
     /// Every request so far: its idempotency key and JSON body.

@@ -11,6 +11,7 @@ mod people;
 mod records;
 mod reports;
 mod tokens;
+mod webhooks;
 mod workflows;
 mod workspace;
 
@@ -34,4 +35,5 @@ pub(super) fn router() -> Router<Services> {
         .merge(reports::router())
         .merge(people::router())
         .merge(workflows::router())
+        .merge(webhooks::router())
 }

@@ -21,6 +21,7 @@ pub mod password_reset;
 pub mod role;
 pub mod saved_view;
 pub mod session;
+pub mod webhook;
 pub mod workflow_rotation;
 pub mod workflow_run;
 pub mod workflow_step;
