@@ -1150,3 +1150,77 @@ async fn a_manager_builds_a_two_level_discount_approval_and_approves_a_quote() {
         "the owner is told: {inbox} {record}"
     );
 }
+
+/// An operations person brings leads over from a spreadsheet: Import on the list, the file, the
+/// columns already mapped from their Chinese names, a check that names the bad line, then the
+/// import, followed live, and the leads on the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_are_imported_from_a_spreadsheet_in_the_browser() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let browser = Browser::open("en").await;
+    sign_in(&browser, &app, "/w/demo/e/lead").await;
+    browser.click("[data-testid=import-link]").await;
+    browser.find("[data-testid=import-upload]").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("leads.csv");
+    std::fs::write(
+        &file,
+        "联系人姓名,公司名称,邮箱,线索来源,线索状态\n\
+         张伟,北京星辰科技,zhang@example.com,官网表单,新线索\n\
+         王芳,上海云杉,wang@example.com,传真,新线索\n\
+         赵磊,成都天府,zhao@example.com,转介绍,已联系\n",
+    )
+    .expect("csv");
+    browser
+        .upload("[data-testid=import-upload] input[name=file]", &file)
+        .await;
+    browser.click("[data-testid=import-send]").await;
+    browser.find("[data-testid=import-mapping]").await;
+    let mapped = browser
+        .run(
+            "return [0, 1, 2, 3, 4].map(i => document.querySelector('[data-testid=map-' + i + ']').value);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        mapped,
+        json!(["name", "company", "email", "source", "status"]),
+        "suggested from the Chinese headers"
+    );
+    browser.screenshot(&screenshot_path("import-mapping")).await;
+
+    browser.click("[data-testid=import-check]").await;
+    browser.find("[data-testid=import-state]").await;
+    app.run_jobs_until_idle().await;
+    browser
+        .wait_until(
+            "the check's report",
+            "document.querySelector('[data-testid=import-problems]') && document.querySelector('[data-testid=import-run]')",
+        )
+        .await;
+    let report = browser.text("[data-testid=import-problems]").await;
+    assert!(
+        report.contains('3') && report.contains("线索来源"),
+        "{report}"
+    );
+
+    browser.click("[data-testid=import-run]").await;
+    browser.find("[data-testid=import-state]").await;
+    app.run_jobs_until_idle().await;
+    browser
+        .wait_until(
+            "the import done",
+            "document.querySelector('[data-testid=import-state]').dataset.status === 'done'",
+        )
+        .await;
+    let counters = browser.text("[data-testid=import-counters]").await;
+    assert!(counters.contains("2 new"), "{counters}");
+    browser.screenshot(&screenshot_path("import-done")).await;
+    browser.goto(&app.url("/w/demo/e/lead")).await;
+    let list = browser.html().await;
+    assert!(
+        list.contains("张伟") && list.contains("赵磊") && !list.contains("王芳"),
+        "{list}"
+    );
+    browser.close().await;
+}

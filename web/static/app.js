@@ -521,6 +521,8 @@
               if (!fresh) return;
               box.innerHTML = fresh.innerHTML;
               if (fresh.dataset.live) poll();
+              // The work ended: the rest of the page (forms offered now) is drawn again.
+              else if (box.dataset.reloadWhenDone) window.location.reload();
             }).catch(poll);
         }, every);
       })();

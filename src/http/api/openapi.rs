@@ -78,6 +78,7 @@ async fn spec(State(services): State<Services>, ws: Workspace) -> Result<axum::J
         &ws.access.workspace.slug,
         &ws.access.workspace.name,
         &entities,
+        ws.access.is_admin(),
     )))
 }
 
@@ -496,7 +497,7 @@ fn entity_paths(slug: &str, entity: &EntityApi, paths: &mut Map<String, Value>) 
 
 /// The platform endpoints of the workspace (their bodies are described loosely: the entity
 /// endpoints are the typed part).
-fn platform_paths(slug: &str, paths: &mut Map<String, Value>) {
+fn platform_paths(slug: &str, admin: bool, paths: &mut Map<String, Value>) {
     let any_object = json!({"type": "object"});
     let any_list = json!({"type": "array", "items": {"type": "object"}});
     let tag = json!(["Workspace"]);
@@ -548,13 +549,54 @@ fn platform_paths(slug: &str, paths: &mut Map<String, Value>) {
             "responses": responses("200", "Approvals.", Some(any_list.clone())),
         }}),
     );
+    // Imports are uploaded and run with raw bodies and settings (docs/api.md); their state is
+    // read here.
+    paths.insert(
+        format!("/w/{slug}/imports"),
+        json!({"get": {
+            "operationId": "imports",
+            "summary": "The caller's latest spreadsheet imports (admins: everyone's).",
+            "tags": tag,
+            "parameters": [{"name": "entity", "in": "query", "schema": {"type": "string"}}],
+            "responses": responses("200", "Imports, newest first.", Some(json!({"type": "array", "items": {
+                "type": "object",
+                "required": ["id", "entity", "status", "counters", "layout"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "entity": {"type": "string"},
+                    "status": {"type": "string", "enum": ["uploaded", "checking", "checked", "running", "cancelling", "cancelled", "done", "failed"]},
+                    "counters": {"type": "object"},
+                    "layout": {"type": "object"}
+                }}}))),
+        }}),
+    );
+    if admin {
+        paths.insert(
+            format!("/w/{slug}/webhooks"),
+            json!({"get": {
+                "operationId": "webhooks",
+                "summary": "The workspace's webhook subscriptions (never their secrets).",
+                "tags": tag,
+                "responses": responses("200", "Subscriptions.", Some(json!({"type": "array", "items": {
+                    "type": "object",
+                    "required": ["id", "entity", "events", "url", "enabled"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "entity": {"type": "string"},
+                        "events": {"type": "array", "items": {"type": "string", "enum": ["created", "updated", "deleted"]}},
+                        "url": {"type": "string"},
+                        "enabled": {"type": "boolean"}
+                    }}}))),
+            }}),
+        );
+    }
 }
 
 /// The OpenAPI 3.1 document of workspace `slug` for these entities.
-pub(crate) fn document(slug: &str, name: &str, entities: &[EntityApi]) -> Value {
+pub(crate) fn document(slug: &str, name: &str, entities: &[EntityApi], admin: bool) -> Value {
     let mut schemas = Map::new();
     let mut paths = Map::new();
-    platform_paths(slug, &mut paths);
+    platform_paths(slug, admin, &mut paths);
     for entity in entities {
         entity_schemas(entity, &mut schemas);
         entity_paths(slug, entity, &mut paths);
@@ -661,7 +703,7 @@ mod tests {
 
     #[test]
     fn an_entity_becomes_typed_paths_and_schemas() {
-        let doc = document("demo", "Demo", &[lead()]);
+        let doc = document("demo", "Demo", &[lead()], true);
         assert_eq!(doc["openapi"], "3.1.0");
         let schemas = &doc["components"]["schemas"];
         let input = &schemas["SalesLeadInput"];
