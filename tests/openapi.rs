@@ -60,8 +60,14 @@ async fn the_document_follows_the_definitions_and_the_callers_rights(backend: Ba
     assert_eq!(doc["openapi"], "3.1.0");
     let leads = "/w/demo/entities/lead/records";
     assert_eq!(doc["paths"][leads]["post"]["operationId"], "create_lead");
-    assert_eq!(doc["paths"]["/w/demo/imports"]["get"]["operationId"], "imports");
-    assert_eq!(doc["paths"]["/w/demo/webhooks"]["get"]["operationId"], "webhooks");
+    assert_eq!(
+        doc["paths"]["/w/demo/imports"]["get"]["operationId"],
+        "imports"
+    );
+    assert_eq!(
+        doc["paths"]["/w/demo/webhooks"]["get"]["operationId"],
+        "webhooks"
+    );
     let fields = &doc["components"]["schemas"]["LeadFields"]["properties"];
     assert_eq!(
         fields["budget"]["type"],
@@ -98,7 +104,10 @@ async fn the_document_follows_the_definitions_and_the_callers_rights(backend: Ba
     assert_eq!(status, StatusCode::OK, "{body}");
     let narrowed = token(&admin, Some("field_rep")).await;
     let doc = spec(&app, &narrowed).await;
-    assert!(doc["paths"]["/w/demo/webhooks"].is_null(), "webhooks are for admins");
+    assert!(
+        doc["paths"]["/w/demo/webhooks"].is_null(),
+        "webhooks are for admins"
+    );
     assert!(doc["paths"]["/w/demo/imports"].is_object());
     let schemas = &doc["components"]["schemas"];
     assert!(schemas["LeadFields"]["properties"]["budget"].is_null());

@@ -196,6 +196,21 @@ pub struct Field {
 }
 
 impl Field {
+    /// A plain field of `kind` under `key`: no index, not unique, visible, no default, not
+    /// computed (the shape of fields made outside a definition, and of test fields).
+    pub fn plain(key: &str, kind: FieldKind) -> Self {
+        Self {
+            key: key.to_owned(),
+            kind,
+            label: key.to_owned(),
+            indexed: false,
+            unique: false,
+            hidden: false,
+            default: None,
+            computed: None,
+        }
+    }
+
     /// Whether clients may write the field (computed and auto-numbered ones are Formwork's).
     pub fn is_writable(&self) -> bool {
         self.computed.is_none() && self.kind.is_writable()

@@ -761,16 +761,10 @@ impl Converter {
                     if cell.is_blank() {
                         continue;
                     }
-                    let user = crate::definitions::Field {
-                        key: mapping::OWNER.to_owned(),
-                        kind: crate::definitions::FieldKind::User,
-                        label: String::new(),
-                        indexed: false,
-                        unique: false,
-                        hidden: false,
-                        default: None,
-                        computed: None,
-                    };
+                    let user = crate::definitions::Field::plain(
+                        mapping::OWNER,
+                        crate::definitions::FieldKind::User,
+                    );
                     match convert::convert(&user, cell, &self.lookup) {
                         Ok(Some(Value::String(id))) => prepared.owner = Uuid::parse_str(&id).ok(),
                         Ok(_) => {}

@@ -595,16 +595,7 @@ mod tests {
     use super::*;
 
     fn field(kind: FieldKind) -> Field {
-        Field {
-            key: "f".to_owned(),
-            kind,
-            label: "F".to_owned(),
-            indexed: false,
-            unique: false,
-            hidden: false,
-            default: None,
-            computed: None,
-        }
+        Field::plain("f", kind)
     }
 
     #[test]

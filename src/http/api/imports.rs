@@ -104,11 +104,7 @@ async fn check(
     Path((_, id)): Path<(String, String)>,
     AppJson(settings): AppJson<Settings>,
 ) -> Result<(StatusCode, Json<ImportView>)> {
-    let view = services
-        .imports()
-        .start(&caller.ctx, import_id(&id)?, settings, true)
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    start(&services, &caller, &id, settings, true).await
 }
 
 async fn run(
@@ -117,9 +113,20 @@ async fn run(
     Path((_, id)): Path<(String, String)>,
     AppJson(settings): AppJson<Settings>,
 ) -> Result<(StatusCode, Json<ImportView>)> {
+    start(&services, &caller, &id, settings, false).await
+}
+
+/// Starts a dry run or the import: 202 with the import, its job queued.
+async fn start(
+    services: &Services,
+    caller: &Caller,
+    id: &str,
+    settings: Settings,
+    dry_run: bool,
+) -> Result<(StatusCode, Json<ImportView>)> {
     let view = services
         .imports()
-        .start(&caller.ctx, import_id(&id)?, settings, false)
+        .start(&caller.ctx, import_id(id)?, settings, dry_run)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
