@@ -85,6 +85,7 @@ impl Services {
             access: access.clone(),
             public_url: config.public_url.clone(),
         }));
+        handlers.push(Arc::new(crate::imports::PurgeFiles));
         handlers.push(Arc::new(crate::imports::ImportJob {
             registry: registry.clone(),
             access: access.clone(),

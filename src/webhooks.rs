@@ -204,7 +204,7 @@ pub async fn create(
         updated_at: now,
     };
     check(&row, snapshot)?;
-    let tx = db.begin().await?;
+    let tx = db.write(crate::store::Sharing::Alone).await?;
     crate::store::workspaces::bump_generation(&tx, access.workspace.id).await?;
     rows::insert(&tx, row.clone()).await?;
     crate::audit::record_in(
@@ -218,7 +218,7 @@ pub async fn create(
         },
     )
     .await?;
-    tx.commit().await?;
+    crate::store::write::committed(tx.commit().await?)?;
     Ok(view(&row, true))
 }
 
@@ -256,10 +256,10 @@ pub async fn update(
     }
     row.updated_at = clock.now();
     check(&row, snapshot)?;
-    let tx = db.begin().await?;
+    let tx = db.write(crate::store::Sharing::Alone).await?;
     crate::store::workspaces::bump_generation(&tx, access.workspace.id).await?;
     rows::update(&tx, row.clone()).await?;
-    tx.commit().await?;
+    crate::store::write::committed(tx.commit().await?)?;
     Ok(view(&row, input.rotate_secret))
 }
 
@@ -270,10 +270,10 @@ pub async fn update(
 pub async fn delete(db: &Db, access: &Access, id: Uuid) -> Result<()> {
     access.require_admin()?;
     own(db, access, id).await?;
-    let tx = db.begin().await?;
+    let tx = db.write(crate::store::Sharing::Alone).await?;
     crate::store::workspaces::bump_generation(&tx, access.workspace.id).await?;
     rows::delete(&tx, id).await?;
-    tx.commit().await?;
+    crate::store::write::committed(tx.commit().await?)?;
     Ok(())
 }
 

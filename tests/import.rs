@@ -517,6 +517,29 @@ async fn strict_cancelled_and_refused_imports(backend: Backend) {
         20,
         "no refusal wrote anything"
     );
+
+    // A file left unused for a week is dropped (it holds personal data); its import can no
+    // longer run, and says why.
+    app.advance(chrono::Duration::days(8));
+    app.services.worker().schedule_housekeeping().await;
+    app.run_jobs_until_idle().await;
+    // A week later the session has expired too.
+    let admin = app.admin().await;
+    let (_, dropped) = admin.get(&format!("{W}/imports/{id}")).await;
+    assert_eq!(dropped["status"], "cancelled", "{dropped}");
+    assert!(
+        dropped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("7 days")),
+        "{dropped}"
+    );
+    let (status, body) = admin
+        .post(
+            &format!("{W}/imports/{id}/check"),
+            json!({"mapping": ["name"]}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT);
 }
 
 /// A multipart form as a browser sends it: the fields in order, then the file.

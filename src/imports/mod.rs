@@ -797,6 +797,34 @@ impl Converter {
     }
 }
 
+/// How long an uploaded file waits for its import before it is dropped.
+pub const FILE_KEPT_DAYS: i64 = 7;
+
+/// `imports.purge` (hourly housekeeping): drops the files of imports unused for
+/// [`FILE_KEPT_DAYS`] — uploaded files hold personal data and should not linger.
+#[derive(Debug)]
+pub struct PurgeFiles;
+
+#[async_trait::async_trait]
+impl Handler for PurgeFiles {
+    fn kind(&self) -> &'static str {
+        "imports.purge"
+    }
+
+    async fn run(&self, ctx: &JobContext, _job: &JobRow) -> Result<(), JobFailure> {
+        let before = ctx.clock.now() - chrono::Duration::days(FILE_KEPT_DAYS);
+        // Through the write gate: on SQLite every write takes its turn there.
+        let tx = ctx.db.write(Sharing::Alone).await?;
+        let dropped = rows::purge_files(&tx, before).await?;
+        ctx.complete_in(&tx).await?;
+        crate::store::write::committed(tx.commit().await?)?;
+        if dropped > 0 {
+            tracing::info!(dropped, "unused import files dropped");
+        }
+        Ok(())
+    }
+}
+
 /// The `records.import` job: runs an import or a dry run to its end (see the module).
 #[derive(Debug)]
 pub struct ImportJob {

@@ -52,6 +52,7 @@ pub struct JobContext {
 /// Job kinds every worker schedules once an hour (deduplicated across processes).
 const HOUSEKEEPING: &[&str] = &[
     "sessions.purge",
+    "imports.purge",
     "records.pool_reclaim",
     "records.recompute_volatile",
 ];

@@ -393,3 +393,46 @@ pub async fn save_mappings(
     conn.execute(&insert).await?;
     Ok(())
 }
+
+/// Drops the files of imports last changed before `before` that will not run any more or were
+/// left waiting (uploaded, checked, failed, cancelled, done): their rows and reports stay.
+/// Returns how many imports lost their file.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn purge_files(conn: &impl Conn, before: DateTime<Utc>) -> Result<u64> {
+    let idle = import::Entity::find()
+        .filter(import::Column::UpdatedAt.lt(before))
+        .filter(import::Column::Status.is_in([
+            status::UPLOADED,
+            status::CHECKED,
+            status::FAILED,
+            status::CANCELLED,
+            status::DONE,
+        ]))
+        .all(conn)
+        .await?;
+    let mut dropped = 0;
+    for row in idle {
+        let mut delete = Query::delete();
+        delete
+            .from_table(Alias::new("import_chunks"))
+            .and_where(Expr::col(Alias::new("import_id")).eq(row.id));
+        if conn.execute(&delete).await?.rows_affected() > 0 {
+            dropped += 1;
+        }
+        if row.status == status::UPLOADED || row.status == status::CHECKED {
+            // Nothing can run without the file any more.
+            import::Entity::update_many()
+                .col_expr(import::Column::Status, Expr::value(status::CANCELLED))
+                .col_expr(
+                    import::Column::Error,
+                    Expr::value(Some("the file was removed after 7 days unused".to_owned())),
+                )
+                .filter(import::Column::Id.eq(row.id))
+                .exec(conn)
+                .await?;
+        }
+    }
+    Ok(dropped)
+}
