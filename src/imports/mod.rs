@@ -312,25 +312,29 @@ impl Imports<'_> {
             seq += 1;
         }
         crate::store::write::committed(tx.commit().await?)?;
-        self.view(ctx, &shape.model, row, true).await
+        self.view(ctx, &shape, row, true).await
     }
 
     async fn view(
         &self,
         ctx: &Context,
-        model: &EntityModel,
+        shape: &crate::records::Shape,
         row: ImportRow,
         suggest: bool,
     ) -> Result<ImportView> {
         let layout = layout_of(&row)?;
         let suggested_mapping = if suggest {
-            let shape = self.records().shape(ctx, &row.entity).await?;
             let saved: HashMap<String, String> =
                 rows::mappings(self.db.conn(), ctx.scope.workspace_id, &row.entity)
                     .await?
                     .into_iter()
                     .collect();
-            mapping::suggest(&layout.headers, model, &|key| writable(&shape, key), &saved)
+            mapping::suggest(
+                &layout.headers,
+                &shape.model,
+                &|key| writable(shape, key),
+                &saved,
+            )
         } else {
             Vec::new()
         };
@@ -386,7 +390,7 @@ impl Imports<'_> {
     pub async fn get(&self, ctx: &Context, id: Uuid) -> Result<ImportView> {
         let row = self.own(ctx, id).await?;
         let shape = self.records().shape(ctx, &row.entity).await?;
-        self.view(ctx, &shape.model, row, true).await
+        self.view(ctx, &shape, row, true).await
     }
 
     /// The caller's latest imports (admins: everyone's), of one entity when given.
@@ -402,7 +406,7 @@ impl Imports<'_> {
             let Ok(shape) = self.records().shape(ctx, &row.entity).await else {
                 continue;
             };
-            out.push(self.view(ctx, &shape.model, row, false).await?);
+            out.push(self.view(ctx, &shape, row, false).await?);
         }
         Ok(out)
     }
@@ -859,6 +863,7 @@ impl Handler for ImportJob {
             return Ok(());
         }
         let mut run = Run {
+            columns: HashMap::new(),
             db: &ctx.db,
             clock: &ctx.clock,
             registry: &self.registry,
@@ -903,6 +908,8 @@ impl From<Error> for RunError {
 }
 
 struct Run<'a> {
+    /// The column header each mapped target came from (for problems raised by field).
+    columns: HashMap<String, String>,
     db: &'a Db,
     clock: &'a SharedClock,
     registry: &'a Registry,
@@ -1039,6 +1046,12 @@ impl Run<'_> {
         // Checked again: the definition or the person's rights may have changed since.
         check_settings(&settings, &layout, &shape)?;
         let model = shape.model.clone();
+        self.columns = settings
+            .mapping
+            .iter()
+            .zip(&layout.headers)
+            .filter_map(|(target, header)| Some((target.clone()?, header.clone())))
+            .collect();
         let members = crate::workspaces::members(self.db, &access).await?;
         let mut people: HashMap<String, Vec<String>> = HashMap::new();
         for member in members.iter().filter(|m| m.active) {
@@ -1213,9 +1226,11 @@ impl Run<'_> {
         self.resolve_titles(records, ctx, model, &mut batch).await?;
         let targets = self.match_keys(model, settings, &mut batch).await?;
         let read = batch.len() as u64;
-        let headers = self.import_headers(settings);
+        let headers = &self.columns;
         let mut problems: Vec<ProblemRow> = Vec::new();
-        let mut pending: Vec<(u64, BulkRow)> = Vec::new();
+        // The rows to write and the file's line of each.
+        let mut lines: Vec<u64> = Vec::new();
+        let mut bulk: Vec<BulkRow> = Vec::new();
         for (prepared, target) in batch.into_iter().zip(targets) {
             if !prepared.problems.is_empty() {
                 problems.extend(prepared.problems.into_iter().map(|mut p| {
@@ -1226,15 +1241,13 @@ impl Run<'_> {
                 }));
                 continue;
             }
-            pending.push((
-                prepared.line,
-                BulkRow {
-                    fields: prepared.fields,
-                    owner: prepared.owner,
-                    target,
-                    note: Some(json!({"id": self.import.id, "line": prepared.line})),
-                },
-            ));
+            lines.push(prepared.line);
+            bulk.push(BulkRow {
+                fields: prepared.fields,
+                owner: prepared.owner,
+                target,
+                note: Some(json!({"id": self.import.id, "line": prepared.line})),
+            });
         }
         let mut failed_lines: std::collections::HashSet<u64> =
             problems.iter().map(|p| p.line as u64).collect();
@@ -1257,10 +1270,9 @@ impl Run<'_> {
                 total,
                 write_batch: !dry_run,
             };
-            if pending.is_empty() {
+            if bulk.is_empty() {
                 return self.write_mark(&mark).await;
             }
-            let bulk: Vec<BulkRow> = pending.iter().map(|(_, r)| r.clone()).collect();
             let written = records
                 .write_rows(
                     ctx,
@@ -1286,47 +1298,25 @@ impl Run<'_> {
                     };
                     let mut refused = std::collections::BTreeSet::new();
                     for (row, e) in by_row {
-                        let Some((line, _)) = row.and_then(|i| pending.get(i)) else {
+                        let Some((i, line)) = row.and_then(|i| Some((i, *lines.get(i)?))) else {
                             continue;
                         };
-                        refused.insert(row.unwrap_or_default());
-                        problems.push(row_problem(
-                            *line,
-                            &e,
-                            model,
-                            &self.import_headers(settings),
-                        ));
+                        refused.insert(i);
+                        problems.push(row_problem(line, &e, model, headers));
                     }
                     if !settings.skip_invalid {
                         return self.stop_strict(counters, problems).await;
                     }
-                    let mut i = 0;
-                    pending.retain(|(line, _)| {
-                        let keep = !refused.contains(&i);
-                        if !keep {
-                            failed_lines.insert(*line);
-                        }
-                        i += 1;
-                        keep
-                    });
+                    for i in refused.iter().rev() {
+                        failed_lines.insert(lines.remove(*i));
+                        bulk.remove(*i);
+                    }
                 }
             }
         }
         Err(RunError::Fatal(
             "a batch kept failing after its invalid rows were left out".to_owned(),
         ))
-    }
-
-    fn import_headers(&self, settings: &Settings) -> HashMap<String, String> {
-        let headers = layout_of(&self.import)
-            .map(|l| l.headers)
-            .unwrap_or_default();
-        settings
-            .mapping
-            .iter()
-            .zip(headers)
-            .filter_map(|(target, header)| Some((target.clone()?, header)))
-            .collect()
     }
 
     async fn write_mark(&self, mark: &Mark<'_>) -> Result<Counters, RunError> {

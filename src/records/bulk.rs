@@ -232,7 +232,6 @@ impl Records<'_> {
         }
         let mut ready = ready;
         let tx = self.db.write(Sharing::Alone).await?;
-        let mut new_rows = Vec::new();
         let mut history = Vec::new();
         let mut rolled = Vec::new();
         let rolled_up = snapshot.is_rolled_up(&model.key);
@@ -248,7 +247,6 @@ impl Records<'_> {
                     if rolled_up {
                         rolled.push((None, Some(row.doc.clone())));
                     }
-                    new_rows.push(row.clone());
                 }
                 Ready::Update {
                     before,
@@ -295,6 +293,14 @@ impl Records<'_> {
                 Ready::Unchanged(_) => {}
             }
         }
+        let new_rows: Vec<&RecordRow> = ready
+            .iter()
+            .filter_map(|r| match r {
+                Ready::Create(row) => Some(row),
+                _ => None,
+            })
+            .collect();
+        let created_count = new_rows.len();
         if let Err(error) = rows::insert(&tx, &model.table(), &new_rows).await {
             let error = Self::unique_violation(&model, error);
             if matches!(error, Error::Conflict { .. }) {
@@ -394,7 +400,7 @@ impl Records<'_> {
                 ));
             }
         }
-        self.db.analyze_soon(&model.table(), new_rows.len());
+        self.db.analyze_soon(&model.table(), created_count);
         Ok(outcomes)
     }
 

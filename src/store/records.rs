@@ -354,7 +354,11 @@ fn row_values(backend: Backend, row: &RecordRow) -> Vec<SimpleExpr> {
 ///
 /// # Errors
 /// `Error::Db` (a unique violation names the index in its message).
-pub async fn insert(conn: &impl Conn, table: &str, rows: &[RecordRow]) -> Result<()> {
+pub async fn insert<R: std::borrow::Borrow<RecordRow>>(
+    conn: &impl Conn,
+    table: &str,
+    rows: &[R],
+) -> Result<()> {
     let backend = backend_of(conn);
     for chunk in rows.chunks(500) {
         let mut insert = Query::insert();
@@ -363,7 +367,7 @@ pub async fn insert(conn: &impl Conn, table: &str, rows: &[RecordRow]) -> Result
             .columns(COLUMNS.map(Alias::new));
         for row in chunk {
             insert
-                .values(row_values(backend, row))
+                .values(row_values(backend, row.borrow()))
                 .map_err(Error::internal)?;
         }
         conn.execute(&insert).await?;
