@@ -62,6 +62,9 @@ impl Services {
             Arc::new(records::sharing::PoolReclaim {
                 registry: registry.clone(),
             }),
+            Arc::new(records::search::Reindex {
+                registry: registry.clone(),
+            }),
             Arc::new(records::recompute::Recompute {
                 registry: registry.clone(),
             }),
@@ -459,6 +462,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             }
         }
     }
+    // Entities published before search existed (or before the tokeniser changed) get their
+    // terms rebuilt in the background.
+    records::search::ensure_all(services.db(), services.clock(), services.registry()).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         Error::Unavailable(format!("FORMWORK_LISTEN: cannot listen on {listen}: {e}"))
     })?;

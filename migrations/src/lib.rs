@@ -22,6 +22,7 @@ mod m20261206_000012_apps;
 mod m20261206_000013_seen_locale;
 mod m20261206_000014_imports;
 mod m20261206_000015_webhooks;
+mod m20261206_000016_search;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_seen_locale::Migration),
             Box::new(m20261206_000014_imports::Migration),
             Box::new(m20261206_000015_webhooks::Migration),
+            Box::new(m20261206_000016_search::Migration),
         ]
     }
 }

@@ -193,6 +193,9 @@ pub struct Field {
     pub default: Option<Value>,
     /// Computed by Formwork (formula or rollup); `kind` is the kind of the computed value.
     pub computed: Option<Computed>,
+    /// `x-search`: whether global search reads the field (unset: the title field, emails and
+    /// phones do).
+    pub search: Option<bool>,
 }
 
 impl Field {
@@ -208,6 +211,7 @@ impl Field {
             hidden: false,
             default: None,
             computed: None,
+            search: None,
         }
     }
 
@@ -366,6 +370,7 @@ pub fn field_of(name: &str, field: &Value) -> Field {
         hidden: flag("x-hidden"),
         default: field.get("x-default").cloned(),
         computed: computed_of(field),
+        search: field.get("x-search").and_then(Value::as_bool),
     }
 }
 
@@ -789,6 +794,7 @@ mod tests {
             hidden: false,
             default: None,
             computed: None,
+            search: None,
         };
         let text = index_spec(Uuid::nil(), &field);
         field.kind = FieldKind::Integer;

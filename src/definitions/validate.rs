@@ -409,6 +409,18 @@ fn check_entity_rules(document: &Value, prefix: &str, problems: &mut Vec<FieldEr
             format!("title field {title:?} is not among the properties"),
         ));
     }
+    for (key, field) in properties.into_iter().flatten() {
+        let kind = field.get("x-kind").and_then(Value::as_str);
+        if field.get("x-search") == Some(&Value::Bool(true))
+            && !matches!(kind, Some("text" | "long_text" | "email" | "phone" | "url"))
+        {
+            problems.push(FieldError::new(
+                format!("{prefix}/properties/{}/x-search", escape(key)),
+                "field_kind",
+                "only text, long text, email, phone and URL fields can be searched",
+            ));
+        }
+    }
     if let Some(activity) = document
         .pointer("/x-pool/activity_field")
         .and_then(Value::as_str)

@@ -383,6 +383,7 @@ impl Records<'_> {
             }
             // Subscribers hear of imported records whatever the import says of workflows.
             crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
+            super::search::on_write(&tx, &model, &changes).await?;
         }
         tx.insert_history(history).await?;
         if let Some(mark) = mark {

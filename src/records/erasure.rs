@@ -219,6 +219,8 @@ impl Records<'_> {
         if !rows::tombstone(&tx, &model.table(), id, tomb, new_id(), stamp).await? {
             return Err(record_not_found(&id.to_string()));
         }
+        // What identified the person is no longer searchable.
+        crate::store::search::delete_terms(&tx, &model.table(), &[id]).await?;
         // An erased record no longer counts in its parents' rollups.
         if let Some(current) = current.filter(|r| r.deleted_at.is_none()) {
             let snapshot = self.snapshot(ctx.scope).await?;

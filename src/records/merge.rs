@@ -443,6 +443,7 @@ impl Records<'_> {
         crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &kept).await?;
         crate::workflows::react(&tx, self.clock, ctx, &snapshot, &model, &gone).await?;
         crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &kept).await?;
+        super::search::on_write(&tx, &model, &kept).await?;
         crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &gone).await?;
         history.push(self.history_row(
             ctx,

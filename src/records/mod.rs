@@ -16,7 +16,9 @@ pub mod recompute;
 pub mod rollups;
 pub mod schema;
 pub mod scripting;
+pub mod search;
 pub mod sharing;
+pub mod terms;
 pub mod transfer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -1186,6 +1188,7 @@ impl Records<'_> {
                 .collect();
             crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
             crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &changes).await?;
+            search::on_write(&tx, &model, &changes).await?;
             let history: Vec<HistoryRow> = new_rows
                 .iter()
                 .map(|row| {
@@ -1530,6 +1533,7 @@ impl Records<'_> {
             }];
             crate::workflows::on_write(&tx, self.clock, ctx, &snapshot, &model, &change).await?;
             crate::webhooks::on_write(&tx, self.clock, ctx, &snapshot, &model, &change).await?;
+            search::on_write(&tx, &model, &change).await?;
             let mut note = serde_json::json!({"fields": changes});
             if new_owner != row.owner {
                 note["owner"] = serde_json::json!({"old": row.owner, "new": new_owner});
@@ -2024,7 +2028,9 @@ impl Records<'_> {
         let tx = self.db.write(Sharing::Alone).await?;
         let mut history = Vec::new();
         for member in Self::cascade_family(&snapshot, &model) {
-            for purged in rows::purge_deletion(&tx, &member.table(), deletion).await? {
+            let purged_ids = rows::purge_deletion(&tx, &member.table(), deletion).await?;
+            crate::store::search::delete_terms(&tx, &member.table(), &purged_ids).await?;
+            for purged in purged_ids {
                 history.push(self.history_row(
                     ctx,
                     &member,
@@ -2716,6 +2722,7 @@ pub async fn import_in(
     for (entity, rows_of_entity) in &by_entity {
         if let Some(model) = models.get(entity) {
             rows::insert(conn, &model.table(), rows_of_entity).await?;
+            search::on_insert(conn, model, rows_of_entity).await?;
         }
     }
     // Rollups once every record is in, then the formulas reading them.

@@ -53,8 +53,9 @@ pub async fn prepare(
             rows::create_index(conn, &table, spec).await?;
             rows::upsert_index_state(conn, workspace_id, &state(model, spec, "ready"), now).await?;
         }
-        return Ok(());
+        return super::search::prepare(conn, clock, workspace_id, model, true).await;
     };
+    super::search::prepare(conn, clock, workspace_id, model, false).await?;
     let had: HashSet<String> = previous.indexes().into_iter().map(|s| s.name).collect();
     let keep: HashSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
     for name in had.iter().filter(|n| !keep.contains(n.as_str())) {

@@ -327,6 +327,7 @@ pub async fn restore_in(
             continue;
         };
         rows::insert(conn, &model.table(), records).await?;
+        super::search::on_insert(conn, model, records).await?;
         rows::insert_history(conn, history).await?;
         restored.records.insert(entity.clone(), records.len());
         restored.history += history.len();

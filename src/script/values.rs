@@ -235,16 +235,7 @@ mod tests {
     use serde_json::json;
 
     fn field(key: &str, kind: FieldKind) -> Field {
-        Field {
-            key: key.to_owned(),
-            kind,
-            label: key.to_owned(),
-            indexed: false,
-            unique: false,
-            hidden: false,
-            default: None,
-            computed: None,
-        }
+        Field::plain(key, kind)
     }
 
     #[test]

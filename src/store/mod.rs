@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod people;
 pub mod records;
 pub mod saved_views;
+pub mod search;
 pub mod sessions;
 pub mod tokens;
 pub mod webhooks;

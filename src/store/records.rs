@@ -85,7 +85,7 @@ pub(crate) fn get_uuid(row: &QueryResult, backend: Backend, column: &str) -> Res
     })
 }
 
-fn decode_row(row: &QueryResult, backend: Backend) -> Result<RecordRow> {
+pub(super) fn decode_row(row: &QueryResult, backend: Backend) -> Result<RecordRow> {
     let doc: Value = row.try_get("", "doc")?;
     Ok(RecordRow {
         id: get_uuid(row, backend, "id")?.ok_or_else(|| Error::internal("record without id"))?,
@@ -104,7 +104,7 @@ fn decode_row(row: &QueryResult, backend: Backend) -> Result<RecordRow> {
     })
 }
 
-async fn exec(conn: &impl Conn, sql: String) -> Result<()> {
+pub(super) async fn exec(conn: &impl Conn, sql: String) -> Result<()> {
     conn.execute_raw(Statement::from_string(conn.get_database_backend(), sql))
         .await?;
     Ok(())
@@ -328,7 +328,7 @@ pub async fn published_version(conn: &impl Conn, definition_id: Uuid) -> Result<
     })
 }
 
-fn placeholder(backend: Backend, n: usize) -> String {
+pub(super) fn placeholder(backend: Backend, n: usize) -> String {
     match backend {
         Backend::Sqlite => "?".to_owned(),
         Backend::Postgres => format!("${n}"),
@@ -375,7 +375,7 @@ pub async fn insert<R: std::borrow::Borrow<RecordRow>>(
     Ok(())
 }
 
-fn select_columns(query: &mut SelectStatement, table: &str) {
+pub(super) fn select_columns(query: &mut SelectStatement, table: &str) {
     query
         .columns(COLUMNS.map(|c| (Alias::new(table), Alias::new(c))))
         .from(Alias::new(table));

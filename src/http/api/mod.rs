@@ -10,6 +10,7 @@ mod openapi;
 mod people;
 mod records;
 mod reports;
+mod search;
 mod tokens;
 mod webhooks;
 mod workflows;
@@ -33,6 +34,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(openapi::router())
         .merge(records::router())
         .merge(reports::router())
+        .merge(search::router())
         .merge(people::router())
         .merge(workflows::router())
         .merge(webhooks::router())
