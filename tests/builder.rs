@@ -105,6 +105,7 @@ async fn the_entity_designer_changes_leads_without_code(backend: Backend) {
             ("label_zh", "微信号"),
             ("max_length", "50"),
             ("indexed", "1"),
+            ("search", "yes"),
         ],
     )
     .await;
@@ -133,11 +134,16 @@ async fn the_entity_designer_changes_leads_without_code(backend: Backend) {
             ("label_en", "Again"),
             ("option_value", "a"),
             ("option_value", "a"),
+            ("search", "yes"),
         ],
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(names_problem(&body, "/field/key"), "{body}");
+    assert!(
+        names_problem(&body, "/field/search"),
+        "a select is not searched: {body}"
+    );
     assert!(names_problem(&body, "/field/options/1/value"), "{body}");
     // The refused spec is shown again for correction.
     assert!(body.contains("value=\"Again\""), "{body}");
@@ -195,6 +201,16 @@ async fn the_entity_designer_changes_leads_without_code(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(lead["published"]["properties"]["wechat"]["x-search"], true);
+    app.run_jobs_until_idle().await;
+    let (_, found) = admin
+        .get(&format!("{W}/search?q=wangfang_8&entity=lead"))
+        .await;
+    assert_eq!(
+        found["results"][0]["records"][0]["matched"],
+        json!(["wechat"]),
+        "{found}"
+    );
     let (status, refused) = admin
         .post(
             &format!("{W}/entities/lead/records"),

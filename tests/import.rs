@@ -173,6 +173,15 @@ async fn a_chinese_csv_is_checked_imported_and_upserted(backend: Backend) {
         "options by their Chinese label"
     );
     assert_eq!(li["fields"]["status"], "contacted");
+    // Imported rows are searchable as soon as their batch commits.
+    let (status, found) = admin
+        .get(&format!("{W}/search?q=%E6%9D%8E%E5%A8%9C&entity=lead"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found["results"][0]["records"][0]["title"], "李娜",
+        "{found}"
+    );
     assert!(
         li["fields"]["score"].is_number(),
         "formulas computed on import: {li}"

@@ -68,6 +68,10 @@ async fn the_document_follows_the_definitions_and_the_callers_rights(backend: Ba
         doc["paths"]["/w/demo/webhooks"]["get"]["operationId"],
         "webhooks"
     );
+    assert_eq!(
+        doc["paths"]["/w/demo/search"]["get"]["operationId"],
+        "search"
+    );
     let fields = &doc["components"]["schemas"]["LeadFields"]["properties"];
     assert_eq!(
         fields["budget"]["type"],

@@ -314,6 +314,41 @@ async fn members_find_only_what_they_may_read(backend: Backend) {
     assert!(titles(&screener, "13812345678").await.is_empty());
     assert!(titles(&screener, "5678").await.is_empty());
     assert!(titles(&screener, "xingchen").await.is_empty());
+    // The search page finds what the search box sends, in the member's language.
+    let page =
+        common::PageClient::sign_in(&app, "rep@example.com", "user-password-123", "zh-CN").await;
+    let (status, html) = page.get("/w/demo/search?q=%E6%98%9F%E8%BE%B0").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("data-testid=\"search-box\""),
+        "the box is in the frame"
+    );
+    assert_eq!(
+        html.matches("data-testid=\"search-hit\"").count(),
+        1,
+        "{html}"
+    );
+    assert!(html.contains("王小明") && !html.contains("王芳"));
+    assert!(html.contains("线索"), "groups are labelled in Chinese");
+    let (_, html) = page.get("/w/demo/search?q=xyzzy").await;
+    assert!(html.contains("data-testid=\"search-empty\""), "{html}");
+    let (status, html) = page.get("/w/demo/search?q=a&entity=ghost").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-testid=\"search-problem\""), "{html}");
+    let admin_page =
+        common::PageClient::sign_in(&app, common::ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    let (_, html) = admin_page.get("/w/demo/search?q=%E6%98%9F%E8%BE%B0").await;
+    assert!(
+        html.contains("data-testid=\"search-group-lead\"")
+            && html.contains("data-testid=\"search-group-customer\""),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("data-testid=\"search-hit\"").count(),
+        3,
+        "{html}"
+    );
+
     let answer = search(&screener, "王芳").await;
     assert_eq!(found(&answer), ["lead:王芳"]);
     let fields = &answer["results"][0]["records"][0]["fields"];

@@ -80,6 +80,8 @@ pub struct FieldSpec {
     pub indexed: bool,
     /// Hidden (kept, not shown).
     pub hidden: bool,
+    /// Found by global search (`x-search`; none: as by default, names, emails and phones).
+    pub search: Option<bool>,
     /// Options of a select.
     pub options: Vec<OptionSpec>,
     /// Target entity of a reference.
@@ -224,6 +226,7 @@ pub fn field_spec(doc: &Value, key: &str) -> Option<FieldSpec> {
         unique: property.get("x-unique") == Some(&Value::Bool(true)),
         indexed: property.get("x-indexed") == Some(&Value::Bool(true)),
         hidden: property.get("x-hidden") == Some(&Value::Bool(true)),
+        search: property.get("x-search").and_then(Value::as_bool),
         options,
         reference: text_of(property.pointer("/x-reference/entity")),
         on_delete: text_of(property.pointer("/x-reference/on_delete")),
@@ -339,7 +342,7 @@ fn default_value(spec: &FieldSpec, problems: &mut Vec<FieldError>) -> Option<Val
 }
 
 /// The keywords the designer manages (the rest of a property is kept as it was).
-const MANAGED: [&str; 23] = [
+const MANAGED: [&str; 24] = [
     "type",
     "format",
     "enum",
@@ -360,6 +363,7 @@ const MANAGED: [&str; 23] = [
     "pattern",
     "x-unique",
     "x-indexed",
+    "x-search",
     "x-default",
     "x-formula",
     "x-result",
@@ -422,6 +426,17 @@ fn property_of(
         return property;
     }
     let kind = spec.kind.as_str();
+    if let Some(search) = spec.search {
+        if matches!(kind, "text" | "long_text" | "email" | "phone" | "url") {
+            property.insert("x-search".to_owned(), json!(search));
+        } else if search {
+            problems.push(FieldError::new(
+                "/field/search",
+                "field_kind",
+                "only text, long text, email, phone and URL fields can be searched",
+            ));
+        }
+    }
     if !DESIGNER_KINDS.contains(&kind) {
         problems.push(FieldError::new(
             "/field/kind",
@@ -1024,10 +1039,11 @@ fn require_when(
 }
 
 /// Keywords of a field that change only how it shows, never which stored values are valid.
-const PRESENTATION: [&str; 6] = [
+const PRESENTATION: [&str; 7] = [
     "x-label",
     "x-help",
     "x-indexed",
+    "x-search",
     "x-hidden",
     "x-default",
     "x-field-order",

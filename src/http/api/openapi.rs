@@ -549,6 +549,43 @@ fn platform_paths(slug: &str, admin: bool, paths: &mut Map<String, Value>) {
             "responses": responses("200", "Approvals.", Some(any_list.clone())),
         }}),
     );
+    paths.insert(
+        format!("/w/{slug}/search"),
+        json!({"get": {
+            "operationId": "search",
+            "summary": "Search the records the caller may read: names, companies, emails, phones (any part of a word, Chinese too).",
+            "tags": tag,
+            "parameters": [
+                {"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
+                {"name": "entity", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50}}
+            ],
+            "responses": responses("200", "Records found, by entity.", Some(json!({
+                "type": "object",
+                "required": ["query", "results", "indexing"],
+                "properties": {
+                    "query": {"type": "string"},
+                    "indexing": {"type": "array", "items": {"type": "string"}},
+                    "results": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["entity", "label", "records", "more"],
+                        "properties": {
+                            "entity": {"type": "string"},
+                            "label": {"type": "object"},
+                            "more": {"type": "boolean"},
+                            "records": {"type": "array", "items": {
+                                "type": "object",
+                                "required": ["id", "title", "fields", "matched"],
+                                "properties": {
+                                    "id": {"type": "string", "format": "uuid"},
+                                    "title": {"type": "string"},
+                                    "fields": {"type": "object"},
+                                    "matched": {"type": "array", "items": {"type": "string"}}
+                                }}}
+                        }}}
+                }}))),
+        }}),
+    );
     // Imports are uploaded and run with raw bodies and settings (docs/api.md); their state is
     // read here.
     paths.insert(

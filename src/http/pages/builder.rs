@@ -459,6 +459,11 @@ fn posted_spec(posted: &Pairs) -> FieldSpec {
         unique: on("unique"),
         indexed: on("indexed"),
         hidden: on("hidden"),
+        search: match text("search").as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
         options,
         reference: text("reference"),
         on_delete: text("on_delete"),

@@ -24,6 +24,7 @@ mod public;
 mod records;
 mod report_builder;
 mod reports;
+mod search;
 mod workflow_builder;
 
 use axum::Router;
@@ -59,6 +60,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(records::router())
         .merge(merge::router())
         .merge(imports::router())
+        .merge(search::router())
         .merge(public::router())
         .merge(approvals::router())
         .merge(apps::router())
