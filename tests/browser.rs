@@ -1224,3 +1224,42 @@ async fn leads_are_imported_from_a_spreadsheet_in_the_browser() {
     );
     browser.close().await;
 }
+
+/// Someone types part of a company's name into the search box of any page (Chinese, on a year
+/// of demo data), gets the records grouped by entity, and opens one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_is_found_from_the_search_box() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        common::Options {
+            demo_data: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let browser = Browser::open("zh-CN").await;
+    sign_in(&browser, &app, "/w/demo/").await;
+    browser.fill("#global-search", "科技").await;
+    browser
+        .run(
+            "document.querySelector('[data-testid=search-box]').requestSubmit(); return true;",
+            json!([]),
+        )
+        .await;
+    browser.find("[data-testid=search-hit]").await;
+    assert!(browser.url().await.contains("/w/demo/search?q="));
+    let groups = browser.text("main").await;
+    assert!(groups.contains("客户"), "{groups}");
+    browser.screenshot(&screenshot_path("search-zh")).await;
+    browser
+        .click("[data-testid=search-group-customer] [data-testid=search-hit] a")
+        .await;
+    browser
+        .wait_until(
+            "the customer's page",
+            "location.pathname.startsWith('/w/demo/e/customer/')",
+        )
+        .await;
+    assert!(browser.html().await.contains("科技"));
+    browser.close().await;
+}

@@ -356,7 +356,7 @@ pub struct EntityHits {
 pub struct SearchResults {
     /// The query as given.
     pub query: String,
-    /// Entities with at least one record found.
+    /// Entities with at least one record found, the best match first.
     pub results: Vec<EntityHits>,
     /// Entities whose terms are being rebuilt: some of their records may be missing.
     pub indexing: Vec<String>,
@@ -389,6 +389,21 @@ fn ranges(tokens: &[Token]) -> Vec<TermRange> {
             },
         })
         .collect()
+}
+
+/// How well a title matches the query: 0 the same, 1 starting with it, 2 holding it, 3 not
+/// holding it (found through another field, or the query's words apart).
+fn title_rank(query: &str, title: &str) -> u8 {
+    let (query, title) = (terms::normalise(query.trim()), terms::normalise(title));
+    if title == query {
+        0
+    } else if title.starts_with(&query) {
+        1
+    } else if title.contains(&query) {
+        2
+    } else {
+        3
+    }
 }
 
 fn label_of(model: &EntityModel) -> Value {
@@ -466,10 +481,22 @@ impl Records<'_> {
             {
                 answer.indexing.push(model.key.clone());
             }
-            if let Some(found) = found {
+            if let Some(mut found) = found {
+                found.records.sort_by_key(|hit| title_rank(q, &hit.title));
                 answer.results.push(found);
             }
         }
+        // The entity with the best title match first; then the one where the query is most
+        // common; then the entities' own order.
+        answer.results.sort_by_key(|group| {
+            let best = group
+                .records
+                .iter()
+                .map(|hit| title_rank(q, &hit.title))
+                .min()
+                .unwrap_or(u8::MAX);
+            (best, !group.more, usize::MAX - group.records.len())
+        });
         Ok(answer)
     }
 
@@ -578,5 +605,18 @@ impl Records<'_> {
             records,
             more,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_rank;
+
+    #[test]
+    fn titles_that_are_the_query_come_first() {
+        assert_eq!(title_rank("王芳", "王芳"), 0);
+        assert_eq!(title_rank("acme", "ACME Ltd"), 1);
+        assert_eq!(title_rank("星辰", "北京星辰科技"), 2);
+        assert_eq!(title_rank("wang", "Alice"), 3);
     }
 }
