@@ -294,6 +294,29 @@ async fn members_find_only_what_they_may_read(backend: Backend) {
     assert_eq!(titles(&rep, "星辰").await, ["lead:王小明"]);
     assert!(titles(&rep, "13812345678").await.is_empty());
 
+    // A word common in the entity (more terms than the lookup reads before choosing): the rep's
+    // few records are read and checked instead, so theirs are found among thousands.
+    let many: Vec<Value> = (0..2100)
+        .map(|i| json!({"fields": lead(&format!("Lumen {i}"), json!({}))}))
+        .collect();
+    let (status, body) = admin
+        .post(
+            &format!("{W}/entities/lead/records/batch"),
+            json!({ "records": many }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    create(&rep, "lead", lead("Lumen Rep", json!({}))).await;
+    assert_eq!(titles(&rep, "lumen").await, ["lead:Lumen Rep"]);
+    assert_eq!(titles(&rep, "lumen rep").await, ["lead:Lumen Rep"]);
+    let answer = search(&admin, "lumen").await;
+    assert_eq!(
+        answer["results"][0]["records"].as_array().map(Vec::len),
+        Some(5)
+    );
+    assert_eq!(answer["results"][0]["more"], true);
+    assert_eq!(titles(&admin, "lumen 2099").await, ["lead:Lumen 2099"]);
+
     // Support reads customers but no leads; naming leads is refused.
     let (support, _) = join_member(&app, &admin, "support@example.com", "crm.support").await;
     assert_eq!(titles(&support, "星辰").await, ["customer:星辰集团"]);
@@ -399,6 +422,41 @@ async fn changing_the_searchable_fields_rebuilds_the_terms(backend: Backend) {
     );
     // New records follow the new fields at once.
     create(&admin, "lead", lead("Dee", json!({"region": "华东"}))).await;
+    assert_eq!(
+        titles(&admin, "华东").await,
+        ["lead:Ann", "lead:Cai", "lead:Dee"]
+    );
+
+    // An installation upgraded from before search (no terms, no state) gets them at start.
+    {
+        use sea_orm::{ConnectionTrait, Statement};
+        let conn = app.services.db().conn();
+        let states = conn
+            .query_all_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT entity_id FROM search_indexes",
+            ))
+            .await
+            .expect("states");
+        for state in states {
+            let entity: uuid::Uuid = state.try_get("", "entity_id").expect("entity id");
+            conn.execute_unprepared(&format!("DELETE FROM \"rec_{}_terms\"", entity.simple()))
+                .await
+                .expect("forget terms");
+        }
+        conn.execute_unprepared("DELETE FROM search_indexes")
+            .await
+            .expect("forget states");
+    }
+    assert!(titles(&admin, "华东").await.is_empty());
+    formwork::records::search::ensure_all(
+        app.services.db(),
+        app.services.clock(),
+        app.services.registry(),
+    )
+    .await
+    .expect("ensure");
+    app.run_jobs_until_idle().await;
     assert_eq!(
         titles(&admin, "华东").await,
         ["lead:Ann", "lead:Cai", "lead:Dee"]

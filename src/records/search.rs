@@ -32,10 +32,6 @@ pub const REINDEX_JOB: &str = "search.reindex";
 /// Records whose terms are rebuilt per transaction.
 const REINDEX_BATCH: u64 = 500;
 
-/// Most terms of a query's first token read per entity: a very broad first word over a narrow
-/// scope stops here instead of reading every term (type more to narrow it).
-const SCAN: u64 = 10_000;
-
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
 
@@ -536,7 +532,6 @@ impl Records<'_> {
                 fields: &keys,
                 scope: scope.as_ref(),
                 limit: limit + 1,
-                scan: SCAN,
             },
         )
         .await?;

@@ -376,9 +376,13 @@ pub async fn insert<R: std::borrow::Borrow<RecordRow>>(
 }
 
 pub(super) fn select_columns(query: &mut SelectStatement, table: &str) {
-    query
-        .columns(COLUMNS.map(|c| (Alias::new(table), Alias::new(c))))
-        .from(Alias::new(table));
+    record_columns(query, table);
+    query.from(Alias::new(table));
+}
+
+/// Selects a record table's columns (the caller names the tables).
+pub(super) fn record_columns(query: &mut SelectStatement, table: &str) {
+    query.columns(COLUMNS.map(|c| (Alias::new(table), Alias::new(c))));
 }
 
 /// One record by id (deleted ones too; the caller decides).

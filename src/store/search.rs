@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::records::{
-    RecordRow, compile_condition, decode_row, exec, placeholder, select_columns, uuid_value,
+    RecordRow, compile_condition, decode_row, exec, placeholder, record_columns, select_columns,
+    uuid_value,
 };
 use super::{Backend, Conn, backend_of};
 use crate::domain::query::Condition;
@@ -143,7 +144,7 @@ pub struct TermRange {
 /// One lookup in one entity's terms.
 #[derive(Debug, Clone)]
 pub struct Lookup<'a> {
-    /// Every range must match a term of a record (the first one drives the scan).
+    /// Every range must match a term of a record.
     pub ranges: &'a [TermRange],
     /// The fields whose terms count.
     pub fields: &'a [String],
@@ -151,9 +152,13 @@ pub struct Lookup<'a> {
     pub scope: Option<&'a Condition>,
     /// Most records to return.
     pub limit: u64,
-    /// Most terms of the first range to read.
-    pub scan: u64,
 }
+
+/// Terms of a range counted before choosing how to look up: fewer than this, and reading them
+/// all is cheap.
+const TERM_PROBE: u64 = 2_000;
+/// Records of a scope counted: fewer than this, and checking each of them is cheap.
+const SCOPE_PROBE: u64 = 10_000;
 
 fn range_of(alias: &str, range: &TermRange) -> SimpleExpr {
     let column = || Expr::col((Alias::new(alias), Alias::new("term")));
@@ -169,45 +174,124 @@ fn fields_of(alias: &str, fields: &[String]) -> SimpleExpr {
     Expr::col((Alias::new(alias), Alias::new("field"))).is_in(fields.iter().cloned())
 }
 
-/// The live records in scope with a term in every range, those whose first-range term sorts
-/// first first (exact matches before longer words), each once.
+/// How many terms fall in `range` (counted up to `cap`).
+async fn count_terms(
+    conn: &impl Conn,
+    terms: &str,
+    range: &TermRange,
+    fields: &[String],
+    cap: u64,
+) -> Result<u64> {
+    let mut inner = Query::select();
+    inner
+        .expr(Expr::cust("1"))
+        .from_as(Alias::new(terms), Alias::new("d"))
+        .and_where(range_of("d", range))
+        .and_where(fields_of("d", fields))
+        .limit(cap);
+    count_of(conn, inner).await
+}
+
+/// How many live records `scope` reaches (counted up to `cap`).
+async fn count_scope(conn: &impl Conn, table: &str, scope: &Condition, cap: u64) -> Result<u64> {
+    let mut inner = Query::select();
+    inner
+        .expr(Expr::cust("1"))
+        .from(Alias::new(table))
+        .and_where(Expr::col(Alias::new("deleted_at")).is_null())
+        .and_where(compile_condition(backend_of(conn), scope))
+        .limit(cap);
+    count_of(conn, inner).await
+}
+
+async fn count_of(conn: &impl Conn, inner: sea_orm::sea_query::SelectStatement) -> Result<u64> {
+    let mut outer = Query::select();
+    outer
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from_subquery(inner, Alias::new("probe"));
+    let n: i64 = match conn.query_one(&outer).await? {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The live records in scope with a term in every range, each once.
+///
+/// The plan is chosen per lookup, since one plan cannot serve both a rare word and a common
+/// one, nor both an admin and someone who reads only their own records: the rarest range
+/// (counted up to a bound) drives when it is rare; else, when the caller's scope is small,
+/// their records are read and each is checked for the words; else (a common word and a wide
+/// scope, so matches are dense) the terms are read in order until enough records are found.
+/// A driving range's records come in term order, so exact words come before longer ones.
 ///
 /// # Errors
 /// `Error::Db`.
 pub async fn lookup(conn: &impl Conn, table: &str, lookup: &Lookup<'_>) -> Result<Vec<RecordRow>> {
     let backend = backend_of(conn);
-    let Some((first, rest)) = lookup.ranges.split_first() else {
-        return Ok(Vec::new());
-    };
-    if lookup.fields.is_empty() {
+    if lookup.ranges.is_empty() || lookup.fields.is_empty() {
         return Ok(Vec::new());
     }
     let terms = terms_table(table);
+    let mut driver = 0;
+    let mut rare = false;
+    if lookup.ranges.len() > 1 || lookup.scope.is_some() {
+        let mut fewest = u64::MAX;
+        for (i, range) in lookup.ranges.iter().enumerate() {
+            let n = count_terms(conn, &terms, range, lookup.fields, TERM_PROBE).await?;
+            if n < fewest {
+                fewest = n;
+                driver = i;
+            }
+        }
+        rare = fewest < TERM_PROBE;
+    }
+    let by_scope = match lookup.scope {
+        Some(scope) if !rare => count_scope(conn, table, scope, SCOPE_PROBE).await? < SCOPE_PROBE,
+        _ => false,
+    };
     let record = || Alias::new(table);
-    let mut driving = Query::select();
-    driving
-        .column((Alias::new("d"), Alias::new("record_id")))
-        .column((Alias::new("d"), Alias::new("term")))
-        .from_as(Alias::new(&terms), Alias::new("d"))
-        .and_where(range_of("d", first))
-        .and_where(fields_of("d", lookup.fields))
-        .order_by((Alias::new("d"), Alias::new("term")), Order::Asc)
-        .order_by((Alias::new("d"), Alias::new("field")), Order::Asc)
-        .order_by((Alias::new("d"), Alias::new("record_id")), Order::Asc)
-        .limit(lookup.scan);
     let mut select = Query::select();
-    select_columns(&mut select, table);
-    select.join_subquery(
-        JoinType::InnerJoin,
-        driving,
-        Alias::new("c"),
-        Expr::col((Alias::new("c"), Alias::new("record_id"))).equals((record(), Alias::new("id"))),
-    );
+    let others: Vec<&TermRange> = if by_scope {
+        select_columns(&mut select, table);
+        lookup.ranges.iter().collect()
+    } else {
+        let first = &lookup.ranges[driver];
+        // The terms are the outer loop, read in their index's order (SQLite keeps the left
+        // table of a CROSS JOIN outside; PostgreSQL chooses it for a small LIMIT).
+        let join = match backend {
+            Backend::Sqlite => JoinType::CrossJoin,
+            Backend::Postgres => JoinType::InnerJoin,
+        };
+        let same_record = || {
+            Expr::col((Alias::new("d"), Alias::new("record_id")))
+                .equals((record(), Alias::new("id")))
+        };
+        record_columns(&mut select, table);
+        select
+            .from_as(Alias::new(&terms), Alias::new("d"))
+            .join(join, record(), same_record())
+            // sea-query writes a CROSS JOIN without its ON clause.
+            .and_where(same_record());
+        select
+            .and_where(range_of("d", first))
+            .and_where(fields_of("d", lookup.fields));
+        for column in ["term", "field", "record_id"] {
+            select.order_by((Alias::new("d"), Alias::new(column)), Order::Asc);
+        }
+        lookup
+            .ranges
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != driver)
+            .map(|(_, r)| r)
+            .collect()
+    };
     select.and_where(Expr::col((record(), Alias::new("deleted_at"))).is_null());
     if let Some(scope) = lookup.scope {
         select.and_where(compile_condition(backend, scope));
     }
-    for (i, range) in rest.iter().enumerate() {
+    for (i, range) in others.into_iter().enumerate() {
         let alias = format!("u{i}");
         let mut other = Query::select();
         other
@@ -221,17 +305,14 @@ pub async fn lookup(conn: &impl Conn, table: &str, lookup: &Lookup<'_>) -> Resul
             .and_where(fields_of(&alias, lookup.fields));
         select.and_where(Expr::exists(other));
     }
-    // A record matching the first range through several of its terms comes once per term.
-    select
-        .order_by((Alias::new("c"), Alias::new("term")), Order::Asc)
-        .order_by((record(), Alias::new("id")), Order::Asc)
-        .limit(lookup.limit.saturating_mul(4).saturating_add(4));
+    // A record matching the driving range through several of its terms comes once per term.
+    select.limit(lookup.limit.saturating_mul(4).saturating_add(4));
     let rows = conn.query_all(&select).await?;
     let mut seen = std::collections::HashSet::new();
     let mut found = Vec::new();
     for row in &rows {
         let row = decode_row(row, backend)?;
-        if seen.insert(row.id) {
+        if seen.insert(row.id) && (found.len() as u64) < lookup.limit {
             found.push(row);
         }
     }
