@@ -24,21 +24,10 @@ async fn create(client: &Client, entity: &str, fields: Value) -> String {
     body["id"].as_str().expect("id").to_owned()
 }
 
-/// `text` percent-encoded for a query string.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn search(client: &Client, query: &str) -> Value {
-    let (status, body) = client.get(&format!("{W}/search?q={}", encode(query))).await;
+    let (status, body) = client
+        .get(&format!("{W}/search?q={}", common::query_escape(query)))
+        .await;
     assert_eq!(status, StatusCode::OK, "{query}: {body}");
     body
 }
@@ -253,7 +242,9 @@ async fn names_companies_emails_and_phones_are_found_across_entities(backend: Ba
         assert_eq!(assert_problem(got, &body, status), [pointer], "{path}");
     }
     let long = "字".repeat(201);
-    let (status, body) = admin.get(&format!("{W}/search?q={}", encode(&long))).await;
+    let (status, body) = admin
+        .get(&format!("{W}/search?q={}", common::query_escape(&long)))
+        .await;
     assert_eq!(
         assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY),
         ["/q"]

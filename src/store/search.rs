@@ -410,14 +410,7 @@ pub async fn state(conn: &impl Conn, entity_id: Uuid) -> Result<Option<SearchSta
             [entity_id.into()],
         ))
         .await?;
-    row.map(|row| {
-        Ok(SearchState {
-            entity_id: row.try_get("", "entity_id")?,
-            signature: row.try_get("", "signature")?,
-            status: row.try_get("", "status")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(decode_state).transpose()
 }
 
 /// The search states of a workspace's entities.
@@ -436,13 +429,13 @@ pub async fn states(conn: &impl Conn, workspace_id: Uuid) -> Result<Vec<SearchSt
             [workspace_id.into()],
         ))
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(SearchState {
-                entity_id: row.try_get("", "entity_id")?,
-                signature: row.try_get("", "signature")?,
-                status: row.try_get("", "status")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_state).collect()
+}
+
+fn decode_state(row: &sea_orm::QueryResult) -> Result<SearchState> {
+    Ok(SearchState {
+        entity_id: row.try_get("", "entity_id")?,
+        signature: row.try_get("", "signature")?,
+        status: row.try_get("", "status")?,
+    })
 }

@@ -162,7 +162,7 @@ async fn measure(name: &str, client: &Client, clients: usize, seconds: u64) {
             let mut i = c;
             while Instant::now() < deadline {
                 let (_, query) = QUERIES[i % QUERIES.len()];
-                let path = format!("{W}/search?q={}", encode(query));
+                let path = format!("{W}/search?q={}", common::query_escape(query));
                 let started = Instant::now();
                 let (status, body) = client.get(&path).await;
                 times.push((i % QUERIES.len(), started.elapsed()));
@@ -205,18 +205,6 @@ async fn measure(name: &str, client: &Client, clients: usize, seconds: u64) {
         pct(times.clone(), 0.5),
         pct(times, 0.99)
     );
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn bench(backend: Backend, n: usize) {
@@ -265,7 +253,9 @@ async fn bench(backend: Backend, n: usize) {
         n / 10,
         (n + n / 10) as f64 / load_s
     );
-    let (_, answer) = admin.get(&format!("{W}/search?q={}", encode("王芳"))).await;
+    let (_, answer) = admin
+        .get(&format!("{W}/search?q={}", common::query_escape("王芳")))
+        .await;
     println!("  sample answer for 王芳: {}", clip(&answer));
     let clients = setting("FORMWORK_BENCH_CLIENTS", 4);
     let seconds = setting("FORMWORK_BENCH_SECONDS", 20) as u64;

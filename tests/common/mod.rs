@@ -858,3 +858,16 @@ impl PageClient {
         (status, location, response.text().await.expect("body"))
     }
 }
+
+/// `text` percent-encoded for a URL's query string (every byte but ASCII letters and digits).
+pub fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
