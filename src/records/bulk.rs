@@ -402,6 +402,7 @@ impl Records<'_> {
             }
         }
         self.db.analyze_soon(&model.table(), created_count);
+        super::search::analyze_soon(self.db, &model, created_count);
         Ok(outcomes)
     }
 

@@ -1213,6 +1213,7 @@ impl Records<'_> {
             }
         }
         self.db.analyze_soon(&model.table(), new_rows.len());
+        search::analyze_soon(self.db, &model, new_rows.len());
         Ok(new_rows
             .iter()
             .map(|row| lens.show(&model, view(&model, row, lens.is_admin)))

@@ -128,6 +128,15 @@ pub async fn on_write(
     store::insert_terms(conn, &table, &rows).await
 }
 
+/// Refreshes the planner statistics of `model`'s terms as its records grow (PostgreSQL, whose
+/// planner picks the rarest word of a query from them; SQLite's lookups choose their plan by
+/// counting, and a full analysis of a large terms table would hold its writer).
+pub fn analyze_soon(db: &db::Db, model: &EntityModel, records_written: usize) {
+    if db.backend() == db::Backend::Postgres && !searchable(model).is_empty() {
+        db.analyze_soon(&store::terms_table(&model.table()), records_written);
+    }
+}
+
 /// Adds the terms of records inserted outside the usual write path (an app's demo records,
 /// records moved in from another workspace).
 ///

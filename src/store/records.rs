@@ -1161,14 +1161,34 @@ fn compile_predicate(backend: Backend, operand: &Operand, predicate: &Predicate)
 
 /// Compiles a condition to a SQL expression with bound values.
 pub fn compile_condition(backend: Backend, condition: &Condition) -> SimpleExpr {
-    compile(backend, condition, false)
+    compile(backend, condition, false, Owners::Tested)
+}
+
+/// Compiles a read scope that is to select records by itself: owner tests may use the owner
+/// index (a person's few records are found through it, not by reading the table).
+pub fn compile_scope(backend: Backend, condition: &Condition) -> SimpleExpr {
+    compile(backend, condition, false, Owners::Indexed)
+}
+
+/// How an owner test is written on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owners {
+    /// Tested in the entries of the query's own index (lists walk their sort's index).
+    Tested,
+    /// Free to use the owner index.
+    Indexed,
 }
 
 /// Compiles `condition`, or its negation. SQL's unknown (a comparison with an empty value) means
 /// false in positive positions; a negation is pushed down to the tests (De Morgan) and each
 /// negated test says explicitly that an empty value makes it true. Every subtree is compiled
 /// once, so nesting cannot multiply the statement or its parameters.
-fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr {
+fn compile(
+    backend: Backend,
+    condition: &Condition,
+    negated: bool,
+    owners_as: Owners,
+) -> SimpleExpr {
     match condition {
         Condition::All(items) | Condition::Any(items) => {
             let is_all = matches!(condition, Condition::All(_));
@@ -1176,11 +1196,11 @@ fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr
             let conjunction = is_all != negated;
             items
                 .iter()
-                .map(|c| compile(backend, c, negated))
+                .map(|c| compile(backend, c, negated, owners_as))
                 .reduce(|a, b| if conjunction { a.and(b) } else { a.or(b) })
                 .unwrap_or_else(|| Expr::cust(if conjunction { "1 = 1" } else { "1 = 0" }))
         }
-        Condition::Not(inner) => compile(backend, inner, !negated),
+        Condition::Not(inner) => compile(backend, inner, !negated, owners_as),
         Condition::Test { operand, predicate } => {
             if !negated {
                 return compile_predicate(backend, operand, predicate);
@@ -1212,7 +1232,7 @@ fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr
                 .expr(Expr::cust(id_text))
                 .from(Alias::new(table))
                 .and_where(Expr::col(Alias::new("deleted_at")).is_null())
-                .and_where(compile(backend, condition, false));
+                .and_where(compile(backend, condition, false, owners_as));
             let via_sql = field_sql(backend, via, ValueType::Text);
             let test = Expr::cust(via_sql.clone()).in_subquery(inner);
             if negated {
@@ -1226,9 +1246,9 @@ fn compile(backend: Backend, condition: &Condition, negated: bool) -> SimpleExpr
             // sorting every record of the person): the query's own index is walked in order and
             // the owner tested in its entries (compound indexes end with it). PostgreSQL tests it
             // as an index condition of a compound index's trailing owner column.
-            let column = match backend {
-                Backend::Sqlite => Expr::cust("+\"owner_id\""),
-                Backend::Postgres => Expr::col(Alias::new("owner_id")),
+            let column = match (backend, owners_as) {
+                (Backend::Sqlite, Owners::Tested) => Expr::cust("+\"owner_id\""),
+                _ => Expr::col(Alias::new("owner_id")),
             };
             let values: Vec<SqlValue> = owners.iter().map(|o| uuid_value(backend, *o)).collect();
             let test = match values.as_slice() {

@@ -6,13 +6,15 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::Statement;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query, SimpleExpr};
+use sea_orm::sea_query::{
+    Alias, Asterisk, Expr, ExprTrait, Func, JoinType, Order, Query, SimpleExpr, UnionType,
+};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::records::{
-    RecordRow, compile_condition, decode_row, exec, placeholder, record_columns, select_columns,
-    uuid_value,
+    RecordRow, compile_condition, compile_scope, decode_row, exec, placeholder, record_columns,
+    select_columns, uuid_value,
 };
 use super::{Backend, Conn, backend_of};
 use crate::domain::query::Condition;
@@ -199,7 +201,7 @@ async fn count_scope(conn: &impl Conn, table: &str, scope: &Condition, cap: u64)
         .expr(Expr::cust("1"))
         .from(Alias::new(table))
         .and_where(Expr::col(Alias::new("deleted_at")).is_null())
-        .and_where(compile_condition(backend_of(conn), scope))
+        .and_where(selective(backend_of(conn), scope))
         .limit(cap);
     count_of(conn, inner).await
 }
@@ -214,6 +216,54 @@ async fn count_of(conn: &impl Conn, inner: sea_orm::sea_query::SelectStatement) 
         None => 0,
     };
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// A part of a scope, compiled to select records through its index. On SQLite the owner
+/// index's statistics are an average over every owner (one who owns most records makes the
+/// others look the same, and the unowned pool too), which would have the planner read the
+/// whole table; parts are only used this way when counted small, so the planner is told so.
+fn selective(backend: Backend, part: &Condition) -> SimpleExpr {
+    let compiled = compile_scope(backend, part);
+    match backend {
+        Backend::Sqlite => Func::cust(Alias::new("likelihood"))
+            .arg(compiled)
+            .arg(Expr::cust("0.001"))
+            .into(),
+        Backend::Postgres => compiled,
+    }
+}
+
+/// The parts of a scope that select records on their own (its alternatives).
+fn scope_parts(scope: &Condition) -> Vec<&Condition> {
+    match scope {
+        Condition::Any(parts) if !parts.is_empty() => parts.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// Adds to `select` (over the record table): live, with a term in each of `ranges`.
+fn with_words<'r>(
+    select: &mut sea_orm::sea_query::SelectStatement,
+    table: &str,
+    terms: &str,
+    lookup: &Lookup<'_>,
+    ranges: impl Iterator<Item = &'r TermRange>,
+) {
+    select.and_where(Expr::col((Alias::new(table), Alias::new("deleted_at"))).is_null());
+    for (i, range) in ranges.enumerate() {
+        let alias = format!("u{i}");
+        let mut other = Query::select();
+        other
+            .expr(Expr::cust("1"))
+            .from_as(Alias::new(terms), Alias::new(&alias))
+            .and_where(
+                Expr::col((Alias::new(&alias), Alias::new("record_id")))
+                    .equals((Alias::new(table), Alias::new("id"))),
+            )
+            .and_where(range_of(&alias, range))
+            .and_where(fields_of(&alias, lookup.fields));
+        select.and_where(Expr::exists(other));
+    }
 }
 
 /// The live records in scope with a term in every range, each once.
@@ -246,65 +296,82 @@ pub async fn lookup(conn: &impl Conn, table: &str, lookup: &Lookup<'_>) -> Resul
         }
         rare = fewest < TERM_PROBE;
     }
-    let by_scope = match lookup.scope {
-        Some(scope) if !rare => count_scope(conn, table, scope, SCOPE_PROBE).await? < SCOPE_PROBE,
+    let parts = lookup.scope.map(scope_parts);
+    let by_scope = match &parts {
+        Some(parts) if !rare => {
+            let mut reached = 0;
+            for part in parts {
+                reached += count_scope(conn, table, part, SCOPE_PROBE).await?;
+            }
+            reached < SCOPE_PROBE
+        }
         _ => false,
     };
-    let record = || Alias::new(table);
-    let mut select = Query::select();
-    let others: Vec<&TermRange> = if by_scope {
-        select_columns(&mut select, table);
-        lookup.ranges.iter().collect()
-    } else {
-        let first = &lookup.ranges[driver];
-        // The terms are the outer loop, read in their index's order (SQLite keeps the left
-        // table of a CROSS JOIN outside; PostgreSQL chooses it for a small LIMIT).
-        let join = match backend {
-            Backend::Sqlite => JoinType::CrossJoin,
-            Backend::Postgres => JoinType::InnerJoin,
-        };
-        let same_record = || {
-            Expr::col((Alias::new("d"), Alias::new("record_id")))
-                .equals((record(), Alias::new("id")))
-        };
-        record_columns(&mut select, table);
-        select
-            .from_as(Alias::new(&terms), Alias::new("d"))
-            .join(join, record(), same_record())
-            // sea-query writes a CROSS JOIN without its ON clause.
-            .and_where(same_record());
-        select
-            .and_where(range_of("d", first))
-            .and_where(fields_of("d", lookup.fields));
-        for column in ["term", "field", "record_id"] {
-            select.order_by((Alias::new("d"), Alias::new(column)), Order::Asc);
+    let mut select = match (&parts, by_scope) {
+        (Some(parts), true) => {
+            // One branch per part of the scope, each served by its own index (SQLite does not
+            // combine a partial index across an OR).
+            let mut branches = parts.iter().map(|part| {
+                let mut branch = Query::select();
+                select_columns(&mut branch, table);
+                branch.and_where(selective(backend, part));
+                with_words(&mut branch, table, &terms, lookup, lookup.ranges.iter());
+                branch
+            });
+            let mut union = branches
+                .next()
+                .ok_or_else(|| crate::error::Error::internal("a scope without parts"))?;
+            for branch in branches {
+                union.union(UnionType::All, branch);
+            }
+            let mut outer = Query::select();
+            outer
+                .column(Asterisk)
+                .from_subquery(union, Alias::new("reached"));
+            outer
         }
-        lookup
-            .ranges
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != driver)
-            .map(|(_, r)| r)
-            .collect()
+        _ => {
+            let record = || Alias::new(table);
+            let mut select = Query::select();
+            // The terms are the outer loop, read in their index's order (SQLite keeps the left
+            // table of a CROSS JOIN outside; PostgreSQL chooses it for a small LIMIT).
+            let join = match backend {
+                Backend::Sqlite => JoinType::CrossJoin,
+                Backend::Postgres => JoinType::InnerJoin,
+            };
+            let same_record = || {
+                Expr::col((Alias::new("d"), Alias::new("record_id")))
+                    .equals((record(), Alias::new("id")))
+            };
+            record_columns(&mut select, table);
+            select
+                .from_as(Alias::new(&terms), Alias::new("d"))
+                .join(join, record(), same_record())
+                // sea-query writes a CROSS JOIN without its ON clause.
+                .and_where(same_record())
+                .and_where(range_of("d", &lookup.ranges[driver]))
+                .and_where(fields_of("d", lookup.fields));
+            if let Some(scope) = lookup.scope {
+                select.and_where(compile_condition(backend, scope));
+            }
+            let others = lookup
+                .ranges
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != driver)
+                .map(|(_, r)| r);
+            with_words(&mut select, table, &terms, lookup, others);
+            // SQLite reads the driving terms in their index's order and stops at the limit;
+            // PostgreSQL cannot keep that order through `field = ANY(…)` and would sort every
+            // match first, so it is left to find them its own way (from its statistics).
+            if backend == Backend::Sqlite {
+                for column in ["term", "field", "record_id"] {
+                    select.order_by((Alias::new("d"), Alias::new(column)), Order::Asc);
+                }
+            }
+            select
+        }
     };
-    select.and_where(Expr::col((record(), Alias::new("deleted_at"))).is_null());
-    if let Some(scope) = lookup.scope {
-        select.and_where(compile_condition(backend, scope));
-    }
-    for (i, range) in others.into_iter().enumerate() {
-        let alias = format!("u{i}");
-        let mut other = Query::select();
-        other
-            .expr(Expr::cust("1"))
-            .from_as(Alias::new(&terms), Alias::new(&alias))
-            .and_where(
-                Expr::col((Alias::new(&alias), Alias::new("record_id")))
-                    .equals((record(), Alias::new("id"))),
-            )
-            .and_where(range_of(&alias, range))
-            .and_where(fields_of(&alias, lookup.fields));
-        select.and_where(Expr::exists(other));
-    }
     // A record matching the driving range through several of its terms comes once per term.
     select.limit(lookup.limit.saturating_mul(4).saturating_add(4));
     let rows = conn.query_all(&select).await?;
