@@ -96,7 +96,7 @@ fn terms_of(fields: &[(&Field, Flavour)], id: Uuid, doc: &Map<String, Value>) ->
 /// # Errors
 /// `Error::Db`.
 pub async fn on_write(
-    conn: &impl Conn,
+    tx: &db::write::Write,
     model: &EntityModel,
     changes: &[crate::workflows::Change<'_>],
 ) -> Result<()> {
@@ -105,27 +105,34 @@ pub async fn on_write(
         return Ok(());
     }
     let mut replaced = Vec::new();
-    let mut rows = Vec::new();
+    let mut changed = Vec::new();
+    let mut created = Vec::new();
     for change in changes {
         let Some(after) = change.after else {
             continue;
         };
-        if let Some(before) = change.before {
-            if fields
-                .iter()
-                .all(|(f, _)| before.get(&f.key) == after.get(&f.key))
-            {
-                continue;
+        match change.before {
+            None => created.extend(terms_of(&fields, change.id, after)),
+            Some(before) => {
+                if fields
+                    .iter()
+                    .all(|(f, _)| before.get(&f.key) == after.get(&f.key))
+                {
+                    continue;
+                }
+                replaced.push(change.id);
+                changed.extend(terms_of(&fields, change.id, after));
             }
-            replaced.push(change.id);
         }
-        rows.extend(terms_of(&fields, change.id, after));
     }
     let table = model.table();
+    // A changed record's terms are replaced at once: another writer of the same group may
+    // change it again after this one, and must find these terms to replace.
     if !replaced.is_empty() {
-        store::delete_terms(conn, &table, &replaced).await?;
+        store::replace_terms(tx, &table, &replaced, &changed).await?;
     }
-    store::insert_terms(conn, &table, &rows).await
+    // A new record's terms join the group's others, written in one statement at its end.
+    tx.insert_terms(&table, created).await
 }
 
 /// Refreshes the planner statistics of `model`'s terms as its records grow (PostgreSQL, whose

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::Tx;
 use super::records::{HistoryRow, RecordRow};
+use super::search::TermRow;
 use crate::error::{Error, Result};
 
 /// Writers committed together at most; bounds the latency a writer adds to those before it.
@@ -94,19 +95,26 @@ struct Group {
     records: std::sync::Mutex<Vec<(String, Vec<RecordRow>)>>,
     /// History rows of the members, written in one statement before the commit.
     history: std::sync::Mutex<Vec<HistoryRow>>,
+    /// Search terms of the members' new records, by record table, written with them.
+    terms: std::sync::Mutex<Vec<(String, Vec<TermRow>)>>,
     /// Published entity versions read in this transaction. The group holds SQLite's write
     /// lock from its `BEGIN IMMEDIATE`, so no definition can change before it ends.
     versions: std::sync::Mutex<HashMap<Uuid, Option<i32>>>,
 }
 
-/// Writes what the members buffered: their new records, then their history.
+/// Writes what the members buffered: their new records, their search terms, then their
+/// history.
 async fn flush(
     tx: &Tx,
     records: Vec<(String, Vec<RecordRow>)>,
+    terms: Vec<(String, Vec<TermRow>)>,
     history: &[HistoryRow],
 ) -> Result<()> {
     for (table, rows) in records {
         super::records::insert(tx, &table, &rows).await?;
+    }
+    for (table, rows) in terms {
+        super::search::insert_terms(tx, &table, &rows).await?;
     }
     super::records::insert_history(tx, history).await
 }
@@ -122,11 +130,13 @@ async fn finish(group: Group) -> Result<()> {
         mut poisoned,
         records,
         history,
+        terms,
         ..
     } = group;
     let records = records.into_inner().unwrap_or_default();
     let history = history.into_inner().unwrap_or_default();
-    if !poisoned && let Err(e) = flush(&tx, records, &history).await {
+    let terms = terms.into_inner().unwrap_or_default();
+    if !poisoned && let Err(e) = flush(&tx, records, terms, &history).await {
         tracing::debug!(error = %e, "a group's buffered rows failed; its members run again alone");
         poisoned = true;
     }
@@ -222,6 +232,7 @@ impl GroupCommit {
                 members: Vec::new(),
                 poisoned: false,
                 records: std::sync::Mutex::default(),
+                terms: std::sync::Mutex::default(),
                 history: std::sync::Mutex::default(),
                 versions: std::sync::Mutex::default(),
             });
@@ -326,6 +337,28 @@ impl Write {
                 Ok(())
             }
             None => super::records::insert(self, table, &rows).await,
+        }
+    }
+
+    /// Inserts search terms: in a group, with the others' of the same table, in multi-row
+    /// statements before its commit.
+    ///
+    /// # Errors
+    /// `Error::Db` (an immediate insert).
+    pub async fn insert_terms(&self, table: &str, rows: Vec<TermRow>) -> Result<()> {
+        match self.buffer() {
+            Some(group) => {
+                let mut buffered = group
+                    .terms
+                    .lock()
+                    .map_err(|_| Error::internal("terms buffer poisoned"))?;
+                match buffered.iter_mut().find(|(t, _)| t == table) {
+                    Some((_, pending)) => pending.extend(rows),
+                    None => buffered.push((table.to_owned(), rows)),
+                }
+                Ok(())
+            }
+            None => super::search::insert_terms(self, table, &rows).await,
         }
     }
 
