@@ -547,7 +547,13 @@ impl Records<'_> {
                 ranges,
                 fields: &keys,
                 scope: scope.as_ref(),
-                limit: limit + 1,
+                // Some records with all the pairs of a phrase lack the phrase itself: read
+                // more of them, so that enough are left after the check below.
+                limit: if parsed.phrases.is_empty() {
+                    limit + 1
+                } else {
+                    (limit + 1) * 8
+                },
             },
         )
         .await?;
