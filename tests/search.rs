@@ -401,6 +401,13 @@ async fn changing_the_searchable_fields_rebuilds_the_terms(backend: Backend) {
     assert!(status.is_success(), "{body}");
     let answer = search(&admin, "华东").await;
     assert_eq!(answer["indexing"], json!(["lead"]), "{answer}");
+    let (support, _) = join_member(&app, &admin, "support@example.com", "crm.support").await;
+    let answer = search(&support, "华东").await;
+    assert_eq!(
+        answer["indexing"],
+        json!([]),
+        "not told of entities it cannot read"
+    );
     app.run_jobs_until_idle().await;
     let answer = search(&admin, "华东").await;
     assert_eq!(answer["indexing"], json!([]));

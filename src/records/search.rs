@@ -370,7 +370,8 @@ pub struct SearchResults {
     pub query: String,
     /// Entities with at least one record found, the best match first.
     pub results: Vec<EntityHits>,
-    /// Entities whose terms are being rebuilt: some of their records may be missing.
+    /// Entities the caller reads whose terms are being rebuilt: some of their records may be
+    /// missing.
     pub indexing: Vec<String>,
 }
 
@@ -487,9 +488,14 @@ impl Records<'_> {
             .iter()
             .zip(futures::future::try_join_all(searches).await?)
         {
-            if indexing
-                .iter()
-                .any(|s| s.entity_id == model.definition_id && s.status != "ready")
+            let readable = ctx
+                .policy
+                .as_ref()
+                .is_none_or(|p| p.grant(&model.key).read != Reach::None);
+            if readable
+                && indexing
+                    .iter()
+                    .any(|s| s.entity_id == model.definition_id && s.status != "ready")
             {
                 answer.indexing.push(model.key.clone());
             }
