@@ -81,6 +81,9 @@ impl Services {
                 mailer: mailer.clone(),
             }));
             handlers.push(Arc::new(auth::SendPasswordReset));
+            handlers.push(Arc::new(crate::notifications::digest::SendDigests {
+                public_url: config.public_url.clone(),
+            }));
         }
         handlers.push(Arc::new(crate::workflows::runtime::Runtime {
             registry: registry.clone(),
@@ -263,6 +266,16 @@ impl Services {
             db: &self.inner.db,
             clock: &self.inner.clock,
             registry: &self.inner.registry,
+        }
+    }
+
+    /// Comments on records bound to these services.
+    pub fn comments(&self) -> crate::comments::Comments<'_> {
+        crate::comments::Comments {
+            records: self.records(),
+            access: &self.inner.access,
+            mail_enabled: self.inner.mail_enabled,
+            public_url: &self.inner.config.public_url,
         }
     }
 

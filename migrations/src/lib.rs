@@ -23,6 +23,7 @@ mod m20261206_000013_seen_locale;
 mod m20261206_000014_imports;
 mod m20261206_000015_webhooks;
 mod m20261206_000016_search;
+mod m20261207_000017_comments;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_imports::Migration),
             Box::new(m20261206_000015_webhooks::Migration),
             Box::new(m20261206_000016_search::Migration),
+            Box::new(m20261207_000017_comments::Migration),
         ]
     }
 }

@@ -55,6 +55,7 @@ const HOUSEKEEPING: &[&str] = &[
     "imports.purge",
     "records.pool_reclaim",
     "records.recompute_volatile",
+    "notifications.digest",
 ];
 
 impl JobContext {

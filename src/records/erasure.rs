@@ -221,6 +221,9 @@ impl Records<'_> {
         }
         // What identified the person is no longer searchable.
         crate::store::search::delete_terms(&tx, &model.table(), &[id]).await?;
+        // What was said about the person goes too.
+        crate::store::comments::delete_of_records(&tx, ctx.scope.workspace_id, &model.key, &[id])
+            .await?;
         // An erased record no longer counts in its parents' rollups.
         if let Some(current) = current.filter(|r| r.deleted_at.is_none()) {
             let snapshot = self.snapshot(ctx.scope).await?;

@@ -339,6 +339,34 @@ impl Records<'_> {
         .await;
     }
 
+    /// Whether `ctx` may read the live record `id` of `entity` (asked on someone else's behalf,
+    /// e.g. before they are mentioned on it: not audited as a denial).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity), `Error::Db`.
+    pub async fn can_read(&self, ctx: &Context, entity: &str, id: Uuid) -> Result<bool> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        let Some(row) = crate::store::records::find(self.db.conn(), &model.table(), id).await?
+        else {
+            return Ok(false);
+        };
+        if row.deleted_at.is_some() || lens.reach(Operation::Read) == Reach::None {
+            return Ok(false);
+        }
+        let Some(account) = lens.account() else {
+            return Ok(true);
+        };
+        if lens.covers(Operation::Read, row.owner) {
+            return Ok(true);
+        }
+        Ok(
+            people::shared_with(self.db.conn(), model.definition_id, row.id, account)
+                .await?
+                .is_some(),
+        )
+    }
+
     /// Checks that the caller may do `operation` on `row`: out of read scope is 404, readable
     /// but not allowed is 403; both are audited.
     ///

@@ -2031,6 +2031,13 @@ impl Records<'_> {
         for member in Self::cascade_family(&snapshot, &model) {
             let purged_ids = rows::purge_deletion(&tx, &member.table(), deletion).await?;
             crate::store::search::delete_terms(&tx, &member.table(), &purged_ids).await?;
+            crate::store::comments::delete_of_records(
+                &tx,
+                ctx.scope.workspace_id,
+                &member.key,
+                &purged_ids,
+            )
+            .await?;
             for purged in purged_ids {
                 history.push(self.history_row(
                     ctx,

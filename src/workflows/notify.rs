@@ -1,7 +1,8 @@
 //! Telling people: recipients resolved from a run (the record's owner, the owner's manager,
 //! whoever triggered the run, a user, everyone with a role, a user field), and the channels that
 //! reach them. In-app notifications are rows with a read state; email goes through the outbox
-//! (at least once, one queued message per step and person). Chat robots are a later channel.
+//! (at least once, one queued message per step and person). Each person's notification settings
+//! decide which of these channels reach them. Chat robots are a later channel.
 
 use std::collections::HashMap;
 
@@ -57,8 +58,15 @@ impl Channel for InApp {
     }
 
     async fn deliver(&self, tx: &Write, _clock: &SharedClock, message: &Message) -> Result<Value> {
-        let rows = message
-            .to
+        let wanting = crate::notifications::wanting(
+            tx,
+            message.workspace_id,
+            &message.to,
+            crate::notifications::Kind::Workflow,
+            crate::notifications::Channel::InApp,
+        )
+        .await?;
+        let rows = wanting
             .iter()
             .map(|account| NotificationRow {
                 id: new_id(),
@@ -72,10 +80,16 @@ impl Channel for InApp {
                 dedupe_key: Some(format!("{}:{account}", message.key)),
                 created_at: message.at,
                 read_at: None,
+                kind: crate::notifications::Kind::Workflow.name().to_owned(),
+                actor_id: None,
             })
             .collect();
         rows::insert_notifications(tx, rows).await?;
-        Ok(json!({"notified": message.to.len()}))
+        let declined = message.to.len() - wanting.len();
+        if declined > 0 {
+            return Ok(json!({"notified": wanting.len(), "declined_by_settings": declined}));
+        }
+        Ok(json!({"notified": wanting.len()}))
     }
 }
 
@@ -96,8 +110,16 @@ impl Channel for Email {
         if !self.enabled {
             return Ok(json!({"skipped": "no SMTP server is configured (FORMWORK_SMTP_URL)"}));
         }
+        let wanting = crate::notifications::wanting(
+            tx,
+            message.workspace_id,
+            &message.to,
+            crate::notifications::Kind::Workflow,
+            crate::notifications::Channel::Email,
+        )
+        .await?;
         let mut queued = Vec::new();
-        for account in &message.to {
+        for account in &wanting {
             let Some(row) = crate::store::accounts::find(tx, *account).await? else {
                 continue;
             };
@@ -116,6 +138,10 @@ impl Channel for Email {
             )
             .await?;
             queued.push(row.email);
+        }
+        let declined = message.to.len() - wanting.len();
+        if declined > 0 {
+            return Ok(json!({"emailed": queued, "declined_by_settings": declined}));
         }
         Ok(json!({"emailed": queued}))
     }

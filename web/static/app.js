@@ -498,6 +498,74 @@
     });
   }
 
+  // Mentions: typing "@" and a few letters in a comment offers the people and teams who can
+  // read the record; picking one inserts its token @[name](user:id), drawn as "@name".
+  function setupMentions(area) {
+    var list = document.createElement("ul");
+    list.className = "mention-list";
+    list.setAttribute("role", "listbox");
+    list.hidden = true;
+    area.parentNode.insertBefore(list, area.nextSibling);
+    var timer = null;
+    var asked = 0;
+    function query() {
+      var before = area.value.slice(0, area.selectionStart);
+      var match = /(^|\s)@([^\s@\[\]()]{0,30})$/.exec(before);
+      return match ? { text: match[2], start: before.length - match[2].length - 1 } : null;
+    }
+    function close() { list.hidden = true; list.innerHTML = ""; }
+    function pick(item, at) {
+      var token = "@[" + item.name.replace(/[\[\]]/g, " ") + "](" + item.kind + ":" + item.id + ") ";
+      var end = area.selectionStart;
+      area.value = area.value.slice(0, at.start) + token + area.value.slice(end);
+      var caret = at.start + token.length;
+      area.setSelectionRange(caret, caret);
+      close();
+      area.focus();
+    }
+    area.addEventListener("input", function () {
+      var at = query();
+      clearTimeout(timer);
+      if (!at) { close(); return; }
+      timer = setTimeout(function () {
+        var mine = ++asked;
+        fetch(area.dataset.mentions + "?q=" + encodeURIComponent(at.text), { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.json() : []; })
+          .then(function (found) {
+            if (mine !== asked) return;
+            list.innerHTML = "";
+            found.forEach(function (item) {
+              var option = document.createElement("li");
+              option.setAttribute("role", "option");
+              option.tabIndex = -1;
+              option.dataset.mentionId = item.id;
+              option.textContent = (item.kind === "team" ? "👥 " : "@") + item.name;
+              var detail = document.createElement("span");
+              detail.className = "muted small";
+              detail.textContent = " " + item.detail;
+              option.appendChild(detail);
+              option.addEventListener("mousedown", function (event) { event.preventDefault(); pick(item, at); });
+              list.appendChild(option);
+            });
+            list.hidden = found.length === 0;
+          }).catch(close);
+      }, 150);
+    });
+    area.addEventListener("keydown", function (event) {
+      if (list.hidden) return;
+      if (event.key === "Escape") { close(); return; }
+      if (event.key === "Enter" || event.key === "Tab") {
+        var first = list.querySelector("li");
+        var at = query();
+        if (first && at) {
+          event.preventDefault();
+          first.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, cancelable: true }));
+        }
+      }
+    });
+    area.addEventListener("blur", function () { setTimeout(close, 200); });
+  }
+
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".kanban").forEach(setupKanban);
@@ -509,6 +577,7 @@
     document.querySelectorAll("[data-message-preview]").forEach(setupMessagePreview);
     document.querySelectorAll(".form-builder[data-arrange]").forEach(setupFormBuilder);
     document.querySelectorAll("fieldset.formula-editor[data-check]").forEach(setupFormulaEditor);
+    document.querySelectorAll("textarea[data-mentions]").forEach(setupMentions);
     // A page following background work refreshes its part while something runs.
     document.querySelectorAll("[data-live]").forEach(function (box) {
       var every = Number(box.dataset.live) || 3000;

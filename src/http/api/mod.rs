@@ -2,10 +2,12 @@
 
 mod account;
 mod apps;
+mod comments;
 mod definitions;
 mod forms;
 mod imports;
 mod jobs;
+mod notifications;
 mod openapi;
 mod people;
 mod records;
@@ -37,5 +39,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(search::router())
         .merge(people::router())
         .merge(workflows::router())
+        .merge(comments::router())
+        .merge(notifications::router())
         .merge(webhooks::router())
 }

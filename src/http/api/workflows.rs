@@ -1,11 +1,10 @@
-//! `/api/v1/w/{workspace}/workflow-runs`, `/workflows/{key}/runs` and `/notifications`: workflow
-//! runs and their logs (retry, cancel), manual starts, and the caller's notifications.
+//! `/api/v1/w/{workspace}/workflow-runs`, `/workflows/{key}/runs` and `/approvals`: workflow
+//! runs and their logs (retry, cancel), manual starts, and approvals.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::records::Caller;
@@ -15,7 +14,7 @@ use crate::http::extract::{AppJson, AppQuery, Workspace};
 use crate::store::workflows::RunFilter;
 use crate::workflows::RunView;
 use crate::workflows::approvals::{self, Act, ApprovalView};
-use crate::workflows::service::{self, Inbox, Started};
+use crate::workflows::service::{self, Started};
 
 pub(super) fn router() -> Router<Services> {
     Router::new()
@@ -30,9 +29,6 @@ pub(super) fn router() -> Router<Services> {
             "/w/{workspace}/approvals/{id}/actions",
             post(approval_action),
         )
-        .route("/w/{workspace}/notifications", get(inbox))
-        .route("/w/{workspace}/notifications/read-all", post(read_all))
-        .route("/w/{workspace}/notifications/{id}/read", post(read))
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,46 +126,6 @@ async fn start(
     )
     .await?;
     Ok((axum::http::StatusCode::ACCEPTED, Json(started)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InboxQuery {
-    unread: Option<bool>,
-    before: Option<Uuid>,
-    limit: Option<u64>,
-}
-
-async fn inbox(
-    State(services): State<Services>,
-    ws: Workspace,
-    AppQuery(query): AppQuery<InboxQuery>,
-) -> Result<Json<Inbox>> {
-    Ok(Json(
-        service::inbox(
-            &services.records(),
-            &ws.access,
-            query.unread.unwrap_or(false),
-            query.before,
-            query.limit,
-        )
-        .await?,
-    ))
-}
-
-async fn read(
-    State(services): State<Services>,
-    ws: Workspace,
-    Path((_, id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
-    let id = Uuid::parse_str(&id).map_err(|_| Error::not_found("notification"))?;
-    let changed = service::mark_read(&services.records(), &ws.access, Some(id)).await?;
-    Ok(Json(json!({"marked": changed})))
-}
-
-async fn read_all(State(services): State<Services>, ws: Workspace) -> Result<Json<Value>> {
-    let changed = service::mark_read(&services.records(), &ws.access, None).await?;
-    Ok(Json(json!({"marked": changed})))
 }
 
 #[derive(Debug, Deserialize)]

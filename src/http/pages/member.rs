@@ -122,10 +122,9 @@ pub(super) async fn frame(
     snapshot: &Snapshot,
     here: &str,
 ) -> Result<Value> {
-    let unread =
-        crate::workflows::service::inbox(&services.records(), &member.access, true, None, Some(1))
-            .await?
-            .unread;
+    let unread = crate::notifications::inbox(services.db(), &member.access, true, None, Some(1))
+        .await?
+        .unread;
     let pending = crate::workflows::approvals::pending_count(
         services.db(),
         member.access.workspace.id,
@@ -183,14 +182,8 @@ async fn draw_home(services: &Services, member: &Member, here: &str) -> Result<R
         10,
     )
     .await?;
-    let inbox = crate::workflows::service::inbox(
-        &services.records(),
-        &member.access,
-        false,
-        None,
-        Some(10),
-    )
-    .await?;
+    let inbox =
+        crate::notifications::inbox(services.db(), &member.access, false, None, Some(10)).await?;
     let settings = workspaces::settings_of(&member.access.workspace)?;
     let zone = workspaces::check_time_zone(&settings.time_zone)?;
     let today = services.clock().now().with_timezone(&zone).date_naive();
@@ -289,71 +282,6 @@ async fn agenda(
     items.sort_by(|a, b| a["sort"].as_str().cmp(&b["sort"].as_str()));
     items.truncate(10);
     items
-}
-
-/// The member's notifications, newest first, with marking read.
-pub(super) async fn notifications(
-    State(services): State<Services>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Response {
-    let here = format!("/w/{slug}/notifications");
-    let member = member_or_return!(&services, &headers, &slug, &here);
-    let locale = member.locale;
-    let result = async {
-        let snapshot = snapshot(&services, &member).await?;
-        let frame = frame(&services, &member, &snapshot, &here).await?;
-        let inbox = crate::workflows::service::inbox(
-            &services.records(),
-            &member.access,
-            false,
-            None,
-            Some(200),
-        )
-        .await?;
-        page(
-            "notifications.html",
-            with(
-                frame,
-                json!({"notifications": inbox.notifications, "section": "notifications"}),
-            ),
-            StatusCode::OK,
-        )
-    }
-    .await;
-    result.unwrap_or_else(|error| error_page(error, locale))
-}
-
-/// Marks one notification (`id`) or all of them read, then returns to where the person was.
-pub(super) async fn mark_read(
-    State(services): State<Services>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    axum::extract::Form(posted): axum::extract::Form<Vec<(String, String)>>,
-) -> Response {
-    let here = format!("/w/{slug}/notifications");
-    let member = member_or_return!(&services, &headers, &slug, &here);
-    let locale = member.locale;
-    let value = |key: &str| {
-        posted
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let result = async {
-        member.check_csrf(value("csrf_token"))?;
-        let id = match value("id").filter(|v| !v.is_empty()) {
-            Some(text) => {
-                Some(uuid::Uuid::parse_str(text).map_err(|_| Error::not_found("notification"))?)
-            }
-            None => None,
-        };
-        crate::workflows::service::mark_read(&services.records(), &member.access, id).await?;
-        let back = super::records::back_to(value("back"), &format!("/w/{slug}/"), here.clone());
-        Ok(super::records::see_other(&back))
-    }
-    .await;
-    result.unwrap_or_else(|error| error_page(error, locale))
 }
 
 /// Background work of the workspace (recomputes, index builds, imports, deliveries) with its

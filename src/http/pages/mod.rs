@@ -16,10 +16,12 @@ macro_rules! member_or_return {
 mod approvals;
 mod apps;
 mod builder;
+mod comments;
 mod form_builder;
 mod imports;
 mod member;
 mod merge;
+mod notifications;
 mod public;
 mod records;
 mod report_builder;
@@ -51,13 +53,13 @@ pub(super) fn router() -> Router<Services> {
         .route("/logout", post(logout))
         .route("/workspaces", get(workspace_list))
         .route("/w/{workspace}/", get(member::home))
-        .route("/w/{workspace}/notifications", get(member::notifications))
-        .route("/w/{workspace}/notifications/read", post(member::mark_read))
         .route("/w/{workspace}/jobs", get(member::jobs))
         .route("/w/{workspace}/jobs/{id}/retry", post(member::retry_job))
         .route("/account/language", post(set_language))
         .route("/static/{*path}", get(asset))
         .merge(records::router())
+        .merge(comments::router())
+        .merge(notifications::router())
         .merge(merge::router())
         .merge(imports::router())
         .merge(search::router())

@@ -1870,18 +1870,22 @@ async fn show(
 ) -> Response {
     let here = format!("/w/{slug}/e/{entity}/{id}");
     let member = member_or_return!(&services, &headers, &slug, &here.clone());
-    let result = draw_record(&services, &member, &entity, &id, &here).await;
+    let result = draw_record(&services, &member, &entity, &id, &here, None).await;
     finish(result, member.locale)
 }
 
-async fn draw_record(
+/// The record page; `composer` (`{comment, draft, error}`) redraws a refused comment with the
+/// person's text kept and the problem shown.
+pub(super) async fn draw_record(
     services: &Services,
     member: &Member,
     entity: &str,
     id: &str,
     here: &str,
+    composer: Option<Value>,
 ) -> Result<Response> {
     let locale = member.locale;
+    let composer_refused = composer.as_ref().is_some_and(|c| c.get("error").is_some());
     let zone = member.ctx.time_zone;
     let shape = services.records().shape(&member.ctx, entity).await?;
     let model = shape.model.clone();
@@ -2000,6 +2004,17 @@ async fn draw_record(
             }));
         }
     }
+    // Comments join the story beside the history.
+    for comment in services
+        .comments()
+        .list(&member.ctx, &member.access, entity, id)
+        .await?
+    {
+        let mut entry = serde_json::to_value(&comment).map_err(Error::internal)?;
+        entry["kind"] = json!("comment");
+        entry["at"] = json!(comment.created_at);
+        timeline.push(entry);
+    }
     let manager = member.access.policy.may(crate::access::Right::Workflows);
     // Workflow runs on the record, for those who manage workflows (others see their effects
     // in the history and the approvals).
@@ -2108,8 +2123,15 @@ async fn draw_record(
         "members": names.members.iter().map(|(id, n)| json!({"id": id, "name": n})).collect::<Vec<_>>(),
         "can_update": shape.can_update,
         "can_delete": shape.can_delete,
+        "can_comment": record.deleted_at.is_none(),
+        "composer": composer,
     });
-    page("record_page.html", with(frame, context), StatusCode::OK)
+    let status = if composer_refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    page("record_page.html", with(frame, context), status)
 }
 
 /// Records of other entities that refer to this one (first few of each), for the record page.

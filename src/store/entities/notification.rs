@@ -20,6 +20,8 @@ pub struct Model {
     pub dedupe_key: Option<String>,
     pub created_at: DateTimeUtc,
     pub read_at: Option<DateTimeUtc>,
+    pub kind: String,
+    pub actor_id: Option<Uuid>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
