@@ -72,6 +72,14 @@ async fn the_document_follows_the_definitions_and_the_callers_rights(backend: Ba
         doc["paths"]["/w/demo/search"]["get"]["operationId"],
         "search"
     );
+    assert_eq!(
+        doc["paths"]["/w/demo/entities/lead/records/{id}/comments"]["post"]["operationId"],
+        "comment_lead"
+    );
+    assert_eq!(
+        doc["paths"]["/w/demo/notifications/settings"]["put"]["operationId"],
+        "save_notification_settings"
+    );
     let fields = &doc["components"]["schemas"]["LeadFields"]["properties"];
     assert_eq!(
         fields["budget"]["type"],

@@ -493,6 +493,31 @@ fn entity_paths(slug: &str, entity: &EntityApi, paths: &mut Map<String, Value>) 
             "responses": responses("200", "Every change, oldest first.", Some(json!({"type": "array", "items": reference("HistoryEntry")}))),
         }}),
     );
+    comment_paths(&base, key, &entity.label, &id, paths);
+}
+
+/// The comment endpoints of one entity's records.
+fn comment_paths(base: &str, key: &str, label: &str, id: &Value, paths: &mut Map<String, Value>) {
+    let tag = json!([label]);
+    paths.insert(
+        format!("{base}/{{id}}/comments"),
+        json!({"parameters": [id],
+            "get": {
+                "operationId": format!("comments_{key}"),
+                "summary": format!("The comments on a {label} record, oldest first"),
+                "tags": tag,
+                "responses": responses("200", "Comments.", Some(json!({"type": "array", "items": reference("Comment")}))),
+            },
+            "post": {
+                "operationId": format!("comment_{key}"),
+                "summary": format!("Comment on a {label} record (mentions: @[name](user:<id>) or @[name](team:<id>))"),
+                "tags": tag,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": false, "required": ["body"],
+                    "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 10000}}}}}},
+                "responses": responses("201", "The comment.", Some(reference("Comment"))),
+            }}),
+    );
 }
 
 /// The platform endpoints of the workspace (their bodies are described loosely: the entity
@@ -538,6 +563,29 @@ fn platform_paths(slug: &str, admin: bool, paths: &mut Map<String, Value>) {
             &json!({"type": "object", "required": ["notifications", "unread"], "properties": {
                 "notifications": any_list, "unread": {"type": "integer", "minimum": 0}}}),
         ),
+    );
+    let channels = json!({"type": "object", "additionalProperties": false, "properties": {
+        "in_app": {"type": "boolean"}, "email": {"type": "boolean"}}});
+    let settings = json!({"type": "object", "additionalProperties": false, "properties": {
+        "mention": channels, "workflow": channels,
+        "digest": {"type": "object", "additionalProperties": false, "properties": {
+            "enabled": {"type": "boolean"}, "hour": {"type": "integer", "minimum": 0, "maximum": 23}}}}});
+    paths.insert(
+        format!("/w/{slug}/notifications/settings"),
+        json!({
+            "get": {
+                "operationId": "notification_settings",
+                "summary": "The caller's notification settings: channels per kind of event, the daily digest.",
+                "tags": tag,
+                "responses": responses("200", "Settings.", Some(settings.clone())),
+            },
+            "put": {
+                "operationId": "save_notification_settings",
+                "summary": "Save the caller's notification settings (parts left out take their defaults).",
+                "tags": tag,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": settings.clone()}}},
+                "responses": responses("200", "Settings.", Some(settings)),
+            }}),
     );
     paths.insert(
         format!("/w/{slug}/approvals"),
@@ -675,6 +723,33 @@ pub(crate) fn document(slug: &str, name: &str, entities: &[EntityApi], admin: bo
                 "channel": {"type": "string"},
                 "operation": {"type": "string"},
                 "changes": {},
+            },
+        }),
+    );
+    schemas.insert(
+        "Comment".to_owned(),
+        json!({
+            "type": "object",
+            "required": ["id", "entity", "record_id", "author", "body", "html", "mentions", "version", "created_at", "can_edit", "can_delete"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "entity": {"type": "string"},
+                "record_id": {"type": "string", "format": "uuid"},
+                "author": {"type": "object", "required": ["id", "name"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}}},
+                "body": {"type": "string", "description": "Markdown-lite with mention tokens; empty once deleted."},
+                "html": {"type": "string"},
+                "mentions": {"type": "array", "items": {"type": "object", "required": ["kind", "id", "name", "notified"], "properties": {
+                    "kind": {"type": "string", "enum": ["user", "team"]},
+                    "id": {"type": "string", "format": "uuid"},
+                    "name": {"type": "string"},
+                    "notified": {"type": "array", "items": {"type": "string", "format": "uuid"}}}}},
+                "version": {"type": "integer", "minimum": 1},
+                "created_at": {"type": "string", "format": "date-time"},
+                "edited_at": {"type": nullable("string"), "format": "date-time"},
+                "deleted_at": {"type": nullable("string"), "format": "date-time"},
+                "can_edit": {"type": "boolean"},
+                "can_delete": {"type": "boolean"},
             },
         }),
     );
