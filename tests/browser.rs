@@ -1263,3 +1263,84 @@ async fn a_customer_is_found_from_the_search_box() {
     assert!(browser.html().await.contains("科技"));
     browser.close().await;
 }
+
+/// Working together: the admin mentions a colleague in a comment on a customer (the picker
+/// offers her after "@"), and the colleague, signed in on her own browser, sees the unread
+/// notification, opens it and lands on the comment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_colleague_mentioned_in_a_comment_sees_the_notification() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin().await;
+    common::join_member(&app, &admin, "lin.fang@example.com", "crm.sales_manager").await;
+    let (status, acme) = admin
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "星辰科技", "lifecycle_stage": "first_contact"}}),
+        )
+        .await;
+    assert!(status.is_success(), "{acme}");
+    let record = format!("/w/demo/e/customer/{}", acme["id"].as_str().expect("id"));
+
+    let browser = Browser::open("en").await;
+    sign_in(&browser, &app, &record).await;
+    browser
+        .fill("#comment-body", "**Quote** is ready, please call them @lin")
+        .await;
+    browser.find(".mention-list li").await;
+    assert!(browser.text(".mention-list").await.contains("lin.fang"));
+    browser
+        .screenshot(&screenshot_path("comment-mention"))
+        .await;
+    browser.click(".mention-list li").await;
+    let typed = browser
+        .run(
+            "return document.querySelector('#comment-body').value;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        typed
+            .as_str()
+            .is_some_and(|t| t.contains("@[lin.fang](user:")),
+        "the token was inserted: {typed}"
+    );
+    browser
+        .click("[data-testid=comment-form] button[type=submit]")
+        .await;
+    browser.find(".comment-event .mention").await;
+    assert_eq!(browser.text(".comment-event .mention").await, "@lin.fang");
+    assert_eq!(browser.text(".comment-event strong").await, "Quote");
+    browser.close().await;
+
+    let colleague = Browser::open("en").await;
+    colleague.goto(&app.url("/w/demo/")).await;
+    colleague.fill("#email", "lin.fang@example.com").await;
+    colleague.fill("#password", "user-password-123").await;
+    colleague
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    colleague
+        .wait_until("the signed-in page", "!document.querySelector('#password')")
+        .await;
+    assert_eq!(colleague.text(".badge-link .count").await, "1");
+    colleague.goto(&app.url("/w/demo/notifications")).await;
+    assert!(
+        colleague
+            .text(".notifications li.unread")
+            .await
+            .contains("mentioned you on Customer “星辰科技”")
+    );
+    colleague
+        .screenshot(&screenshot_path("notifications"))
+        .await;
+    colleague.click(".notifications li.unread a").await;
+    colleague
+        .wait_until(
+            "the customer's page",
+            "location.pathname.startsWith('/w/demo/e/customer/')",
+        )
+        .await;
+    assert!(colleague.text(".comment-event").await.contains("@lin.fang"));
+    assert!(!colleague.has(".badge-link .count").await, "read now");
+    colleague.close().await;
+}
