@@ -58,6 +58,11 @@ impl Services {
             Arc::new(jobs::WebhookDelivery::new(
                 config.webhook_allow_private || config.test_mode_enabled(),
             )),
+            Arc::new(crate::robots::RobotDelivery {
+                http: jobs::WebhookDelivery::new(
+                    config.webhook_allow_private || config.test_mode_enabled(),
+                ),
+            }),
             Arc::new(records::schema::BuildIndex),
             Arc::new(records::sharing::PoolReclaim {
                 registry: registry.clone(),

@@ -23,6 +23,7 @@ pub mod notifications;
 pub mod records;
 pub mod render;
 pub mod reports;
+pub mod robots;
 pub mod script;
 pub mod store;
 pub mod telemetry;

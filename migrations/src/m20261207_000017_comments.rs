@@ -1,5 +1,6 @@
 //! Working together: comments on records (with their earlier versions), each member's
-//! notification settings, and what kind of event a notification tells of.
+//! notification settings, what kind of event a notification tells of, and the chat robots
+//! (WeCom, DingTalk, Feishu group webhooks) workflows post to.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -98,6 +99,45 @@ impl MigrationTrait for Migration {
                             .to("workspaces", "id")
                             .on_delete(ForeignKeyAction::Cascade),
                     )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("chat_robots")
+                    .col(uuid("id").primary_key())
+                    .col(uuid("workspace_id"))
+                    // What workflows name it by (`robot:<key>`), unique in the workspace.
+                    .col(string("key"))
+                    // `wecom`, `dingtalk` or `feishu`.
+                    .col(string("kind"))
+                    // The group robot's webhook address (it holds the robot's token).
+                    .col(text("url"))
+                    // The signing secret (DingTalk 加签, Feishu 签名校验), if the robot has one.
+                    .col(text_null("secret"))
+                    .col(string("description"))
+                    .col(boolean("enabled"))
+                    .col(uuid("created_by"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("updated_at"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from("chat_robots", "workspace_id")
+                            .to("workspaces", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_chat_robots_key")
+                    .table("chat_robots")
+                    .col("workspace_id")
+                    .col("key")
+                    .unique()
                     .to_owned(),
             )
             .await?;

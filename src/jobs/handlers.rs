@@ -59,7 +59,10 @@ impl WebhookDelivery {
     /// The client to deliver to `url` with: a URL whose host is, or resolves to, an address
     /// inside the server's networks is refused; a name is pinned to the addresses checked, so
     /// a second DNS answer cannot point the connection elsewhere.
-    async fn client_for(&self, url: &str) -> Result<reqwest::Client, JobFailure> {
+    ///
+    /// # Errors
+    /// `JobFailure::Fatal` for an internal address or a bad URL, `Retry` when DNS fails.
+    pub async fn client_for(&self, url: &str) -> Result<reqwest::Client, JobFailure> {
         if self.allow_private {
             return Ok(self.client.clone());
         }

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod notifications;
 pub mod people;
 pub mod records;
+pub mod robots;
 pub mod saved_views;
 pub mod search;
 pub mod sessions;

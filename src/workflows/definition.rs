@@ -1111,6 +1111,17 @@ pub fn check_references(
                 ));
             }
         }
+        if step.get("type").and_then(Value::as_str) == Some("notify")
+            && items(step, "to").next().is_none()
+            && !items(step, "channels")
+                .any(|(_, c)| c.as_str().is_some_and(|c| c.starts_with("robot:")))
+        {
+            problems.push(FieldError::new(
+                format!("{at}/to"),
+                "required",
+                "name at least one recipient, or post to a chat robot (channel robot:<key>)",
+            ));
+        }
         for (r, recipient) in items(step, "to") {
             if let Some(field) = recipient.as_str().and_then(|r| r.strip_prefix("field:")) {
                 problems.extend(field_problem(

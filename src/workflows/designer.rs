@@ -1006,11 +1006,11 @@ fn approval(
 
 fn notify(posted: &Posted<'_>, step: &mut Map<String, Value>, problems: &mut Vec<FieldError>) {
     let to = posted.all("to");
-    if to.is_empty() {
+    let channels = posted.all("channel");
+    if to.is_empty() && !channels.iter().any(|c| c.starts_with("robot:")) {
         problems.push(FieldError::new("/to", "required", "pick who is told"));
     }
     step.insert("to".to_owned(), json!(to));
-    let channels = posted.all("channel");
     if channels.is_empty() {
         problems.push(FieldError::new(
             "/channels",

@@ -723,6 +723,41 @@ impl Runtime {
         Ok(())
     }
 
+    /// The message a notify step posts to group chat robots: its texts in Chinese where it
+    /// has them (else as written), and a link to the record.
+    async fn robot_post(
+        &self,
+        db: &Db,
+        scene: &Scene,
+        context: &Value,
+        pointer: &str,
+        title: &super::definition::Text,
+        body: Option<&super::definition::Text>,
+    ) -> Result<crate::robots::Post, StepError> {
+        let (template, at) = title.for_language("zh-CN");
+        let title = sandbox::render(template, context, &format!("{pointer}/title{at}"))?;
+        let body = match body {
+            Some(body) => {
+                let (template, at) = body.for_language("zh-CN");
+                sandbox::render(template, context, &format!("{pointer}/body{at}"))?
+            }
+            None => String::new(),
+        };
+        let link = match (&scene.run.entity, scene.run.record_id) {
+            (Some(entity), Some(id)) => store::workspaces::find(db.conn(), scene.run.workspace_id)
+                .await?
+                .map(|w| {
+                    format!(
+                        "{}/w/{}/e/{entity}/{id}",
+                        self.public_url.trim_end_matches('/'),
+                        w.slug
+                    )
+                }),
+            _ => None,
+        };
+        Ok(crate::robots::Post { title, body, link })
+    }
+
     /// The accounts `to` names for this run (and the names it could not resolve).
     async fn recipients(
         &self,
@@ -977,10 +1012,40 @@ impl Runtime {
                 let channel_names = channels
                     .clone()
                     .unwrap_or_else(|| vec!["in_app".to_owned()]);
+                // Group chats get one message, in Chinese where the step has it.
+                let robot_post = if channel_names.iter().any(|c| c.starts_with("robot:")) {
+                    Some(
+                        self.robot_post(db, scene, &context, pointer, title, body.as_ref())
+                            .await?,
+                    )
+                } else {
+                    None
+                };
                 let now = clock.now();
                 let tx = db.write(Sharing::Alone).await?;
                 let mut delivered = Map::new();
                 for name in &channel_names {
+                    if let (Some(key), Some(post)) = (name.strip_prefix("robot:"), &robot_post) {
+                        let queued = crate::robots::queue(
+                            &tx,
+                            clock,
+                            scene.run.workspace_id,
+                            key,
+                            post,
+                            format!("workflow:{}:{seq}:robot:{key}", scene.run.id),
+                        )
+                        .await?;
+                        delivered.insert(
+                            name.clone(),
+                            match queued {
+                                Some(job) => json!({"queued": job}),
+                                None => json!({"skipped": format!(
+                                    "no chat robot {key:?} is registered and switched on in this workspace"
+                                )}),
+                            },
+                        );
+                        continue;
+                    }
                     let channel = notify::channel(name, self.email_enabled)?;
                     let mut results = Vec::new();
                     for message in &messages {

@@ -871,3 +871,225 @@ pub fn query_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// A local stand-in for the WeCom, DingTalk and Feishu group robot endpoints that checks each
+/// request the way the service does (the address's token, the message format, the signature
+/// with the robot's secret, computed here independently) and answers as the service answers:
+/// HTTP 200 with `errcode`/`code` 0, or the service's error code. Accepted messages are kept.
+#[derive(Clone)]
+pub struct RobotServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    refused: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    busy: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The tokens and secrets the [`RobotServer`]'s robots expect.
+pub const WECOM_KEY: &str = "wecom-key-0001";
+pub const DINGTALK_TOKEN: &str = "ding-token-0002";
+pub const DINGTALK_SECRET: &str = "SECding0002";
+pub const FEISHU_HOOK: &str = "feishu-hook-0003";
+pub const FEISHU_SECRET: &str = "feishu-secret-0003";
+
+fn robot_hmac(key: &[u8], message: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("hmac key");
+    mac.update(message);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+impl RobotServer {
+    /// Starts listening.
+    pub async fn start() -> Self {
+        use axum::extract::{Path, Query, State};
+        use axum::routing::post;
+        let server = Self {
+            base: String::new(),
+            accepted: std::sync::Arc::default(),
+            refused: std::sync::Arc::default(),
+            busy: std::sync::Arc::default(),
+        };
+        type Q = Query<std::collections::HashMap<String, String>>;
+        async fn wecom(
+            State(s): State<RobotServer>,
+            Query(q): Q,
+            body: axum::body::Bytes,
+        ) -> axum::Json<Value> {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(busy) = s.take_busy() {
+                return busy;
+            }
+            if q.get("key").map(String::as_str) != Some(WECOM_KEY) {
+                return s.refuse("wecom", 93000, "invalid webhook url");
+            }
+            let ok = match body["msgtype"].as_str() {
+                Some("markdown") => body["markdown"]["content"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty() && c.len() <= 4096),
+                Some("text") => body["text"]["content"].is_string(),
+                _ => false,
+            };
+            if !ok {
+                return s.refuse("wecom", 40008, "invalid message type");
+            }
+            s.accept("wecom", body)
+        }
+        async fn dingtalk(
+            State(s): State<RobotServer>,
+            Query(q): Q,
+            body: axum::body::Bytes,
+        ) -> axum::Json<Value> {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(busy) = s.take_busy() {
+                return busy;
+            }
+            if q.get("access_token").map(String::as_str) != Some(DINGTALK_TOKEN) {
+                return s.refuse("dingtalk", 300001, "token is not exist");
+            }
+            let (Some(timestamp), Some(sign)) = (q.get("timestamp"), q.get("sign")) else {
+                return s.refuse("dingtalk", 310000, "sign not match");
+            };
+            let expected = robot_hmac(
+                DINGTALK_SECRET.as_bytes(),
+                format!("{timestamp}\n{DINGTALK_SECRET}").as_bytes(),
+            );
+            if *sign != expected {
+                return s.refuse("dingtalk", 310000, "sign not match");
+            }
+            let ok = body["msgtype"] == "markdown"
+                && body["markdown"]["title"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+                && body["markdown"]["text"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty());
+            if !ok {
+                return s.refuse("dingtalk", 40035, "缺少参数 markdown");
+            }
+            s.accept("dingtalk", body)
+        }
+        async fn feishu(
+            State(s): State<RobotServer>,
+            Path(hook): Path<String>,
+            body: axum::body::Bytes,
+        ) -> axum::Json<Value> {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(busy) = s.take_busy() {
+                return busy;
+            }
+            if hook != FEISHU_HOOK {
+                return s.refuse_feishu(
+                    19001,
+                    "param invalid: incoming webhook access token invalid",
+                );
+            }
+            let timestamp = body["timestamp"].as_str().unwrap_or_default();
+            let expected = robot_hmac(format!("{timestamp}\n{FEISHU_SECRET}").as_bytes(), b"");
+            if body["sign"].as_str() != Some(expected.as_str()) {
+                return s.refuse_feishu(
+                    19021,
+                    "sign match fail or timestamp is not within one hour from current time",
+                );
+            }
+            let post = &body["content"]["post"]["zh_cn"];
+            let ok = body["msg_type"] == "post"
+                && post["title"].is_string()
+                && post["content"].as_array().is_some_and(|lines| {
+                    lines.iter().all(|line| {
+                        line.as_array().is_some_and(|tags| {
+                            tags.iter().all(|t| {
+                                matches!(t["tag"].as_str(), Some("text" | "a" | "at" | "img"))
+                            })
+                        })
+                    })
+                });
+            if !ok {
+                return s.refuse_feishu(9499, "Bad Request");
+            }
+            s.accept("feishu", body)
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind robot server");
+        let server = Self {
+            base: format!("http://{}", listener.local_addr().expect("addr")),
+            ..server
+        };
+        let app = axum::Router::new()
+            .route("/cgi-bin/webhook/send", post(wecom))
+            .route("/robot/send", post(dingtalk))
+            .route("/open-apis/bot/v2/hook/{hook}", post(feishu))
+            .with_state(server.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        server
+    }
+
+    fn take_busy(&self) -> Option<axum::Json<Value>> {
+        use std::sync::atomic::Ordering;
+        self.busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| axum::Json(serde_json::json!({"errcode": -1, "errmsg": "系统繁忙"})))
+    }
+
+    fn accept(&self, service: &str, body: Value) -> axum::Json<Value> {
+        self.accepted
+            .lock()
+            .expect("lock")
+            .push((service.to_owned(), body));
+        match service {
+            "feishu" => axum::Json(serde_json::json!({"code": 0, "msg": "success", "data": {}})),
+            _ => axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok"})),
+        }
+    }
+
+    fn refuse(&self, service: &str, code: i64, message: &str) -> axum::Json<Value> {
+        self.refused
+            .lock()
+            .expect("lock")
+            .push((service.to_owned(), message.to_owned()));
+        axum::Json(serde_json::json!({"errcode": code, "errmsg": message}))
+    }
+
+    fn refuse_feishu(&self, code: i64, message: &str) -> axum::Json<Value> {
+        self.refused
+            .lock()
+            .expect("lock")
+            .push(("feishu".to_owned(), message.to_owned()));
+        axum::Json(serde_json::json!({"code": code, "msg": message, "data": {}}))
+    }
+
+    /// The next `n` requests are answered "busy" (errcode -1), as the services do under load.
+    pub fn busy_for(&self, n: usize) {
+        self.busy.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Messages accepted so far: the service and the body.
+    pub fn accepted(&self) -> Vec<(String, Value)> {
+        self.accepted.lock().expect("lock").clone()
+    }
+
+    /// Requests refused so far: the service and why.
+    pub fn refused(&self) -> Vec<(String, String)> {
+        self.refused.lock().expect("lock").clone()
+    }
+
+    /// The address of each robot, as its group's settings show it.
+    pub fn wecom_url(&self) -> String {
+        format!("{}/cgi-bin/webhook/send?key={WECOM_KEY}", self.base)
+    }
+
+    /// DingTalk's robot address.
+    pub fn dingtalk_url(&self) -> String {
+        format!("{}/robot/send?access_token={DINGTALK_TOKEN}", self.base)
+    }
+
+    /// Feishu's robot address.
+    pub fn feishu_url(&self) -> String {
+        format!("{}/open-apis/bot/v2/hook/{FEISHU_HOOK}", self.base)
+    }
+}

@@ -12,6 +12,7 @@ mod openapi;
 mod people;
 mod records;
 mod reports;
+mod robots;
 mod search;
 mod tokens;
 mod webhooks;
@@ -41,5 +42,6 @@ pub(super) fn router() -> Router<Services> {
         .merge(workflows::router())
         .merge(comments::router())
         .merge(notifications::router())
+        .merge(robots::router())
         .merge(webhooks::router())
 }

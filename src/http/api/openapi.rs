@@ -674,6 +674,25 @@ fn platform_paths(slug: &str, admin: bool, paths: &mut Map<String, Value>) {
                     }}}))),
             }}),
         );
+        paths.insert(
+            format!("/w/{slug}/chat-robots"),
+            json!({"get": {
+                "operationId": "chat_robots",
+                "summary": "The workspace's WeCom, DingTalk and Feishu group robots (tokens hidden, never their secrets).",
+                "tags": tag,
+                "responses": responses("200", "Robots.", Some(json!({"type": "array", "items": {
+                    "type": "object",
+                    "required": ["id", "key", "kind", "url", "signed", "enabled"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "key": {"type": "string"},
+                        "kind": {"type": "string", "enum": ["wecom", "dingtalk", "feishu"]},
+                        "url": {"type": "string"},
+                        "signed": {"type": "boolean"},
+                        "enabled": {"type": "boolean"}
+                    }}}))),
+            }}),
+        );
     }
 }
 

@@ -26,6 +26,7 @@ mod public;
 mod records;
 mod report_builder;
 mod reports;
+mod robots;
 mod search;
 mod workflow_builder;
 
@@ -60,6 +61,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(records::router())
         .merge(comments::router())
         .merge(notifications::router())
+        .merge(robots::router())
         .merge(merge::router())
         .merge(imports::router())
         .merge(search::router())

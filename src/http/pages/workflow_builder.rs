@@ -353,6 +353,14 @@ async fn draw(
         .into_iter()
         .map(|r| json!({"key": r.key, "name": r.name}))
         .collect::<Vec<_>>();
+    // Admins see the workspace's chat robots to post to; others keep what the step names.
+    let robots: Vec<Value> = crate::robots::list(services.db(), &member.access)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| json!({"key": r.key, "kind": r.kind}))
+        .collect();
+    let robot_keys: Vec<Value> = robots.iter().map(|r| r["key"].clone()).collect();
     let entities: Vec<Value> = store
         .list(scope, Some(Kind::Entity))
         .await?
@@ -434,6 +442,8 @@ async fn draw(
                 "step_ids": ids,
                 "new_step": new_step,
                 "roles": roles,
+                "robots": robots,
+                "robot_keys": robot_keys,
                 "records": records,
                 "runs": runs,
                 "triggers": TRIGGERS,
