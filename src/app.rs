@@ -284,6 +284,15 @@ impl Services {
         }
     }
 
+    /// Calendars of records and feeds bound to these services.
+    pub fn schedule(&self) -> crate::schedule::Schedule<'_> {
+        crate::schedule::Schedule {
+            records: self.records(),
+            access: &self.inner.access,
+            public_url: &self.inner.config.public_url,
+        }
+    }
+
     /// Spreadsheet imports bound to these services.
     pub fn imports(&self) -> crate::imports::Imports<'_> {
         crate::imports::Imports {

@@ -24,6 +24,7 @@ pub mod records;
 pub mod render;
 pub mod reports;
 pub mod robots;
+pub mod schedule;
 pub mod script;
 pub mod store;
 pub mod telemetry;

@@ -1344,3 +1344,92 @@ async fn a_colleague_mentioned_in_a_comment_sees_the_notification() {
     assert!(!colleague.has(".badge-link .count").await, "read now");
     colleague.close().await;
 }
+
+/// The follow-up calendar: a month of follow-ups in Chinese; dragging one to another day
+/// reschedules it (same time of day) through the same edit path as any change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_is_dragged_to_another_day_in_the_calendar() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin().await;
+    let (_, customer) = admin
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "星辰科技", "lifecycle_stage": "first_contact"}}),
+        )
+        .await;
+    let customer = customer["id"].as_str().expect("customer").to_owned();
+    let mut id = String::new();
+    for (subject, at) in [
+        ("电话回访", "2026-12-09T02:00:00Z"),
+        ("上门拜访", "2026-12-11T06:30:00Z"),
+        ("发送报价", "2026-12-22T01:00:00Z"),
+    ] {
+        let (status, made) = admin
+            .post(
+                "/api/v1/w/demo/entities/follow_up/records",
+                json!({"fields": {"subject": subject, "customer": customer, "way": "call", "followed_at": at}}),
+            )
+            .await;
+        assert!(status.is_success(), "{made}");
+        if id.is_empty() {
+            id = made["id"].as_str().expect("id").to_owned();
+        }
+    }
+    let browser = Browser::open("zh-CN").await;
+    sign_in(
+        &browser,
+        &app,
+        "/w/demo/e/follow_up/calendar?mode=month&date=2026-12-09",
+    )
+    .await;
+    let item = format!(".cal-event[data-id='{id}']");
+    assert!(
+        browser
+            .has(&format!(".cal-day[data-date='2026-12-09'] {item}"))
+            .await
+    );
+    assert!(
+        browser
+            .text("[data-testid=calendar-title]")
+            .await
+            .contains("2026年12月")
+    );
+    browser
+        .run(
+            "const item = document.querySelector(arguments[0]);\
+             const day = document.querySelector(\".cal-day[data-date='2026-12-16']\");\
+             const data = new DataTransfer();\
+             item.dispatchEvent(new DragEvent('dragstart', {bubbles: true, dataTransfer: data}));\
+             day.dispatchEvent(new DragEvent('dragover', {bubbles: true, cancelable: true, dataTransfer: data}));\
+             day.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: data}));\
+             item.dispatchEvent(new DragEvent('dragend', {bubbles: true, dataTransfer: data}));",
+            json!([item]),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the move to be saved",
+            &format!("document.querySelector(\"{item}\").dataset.version === '2'"),
+        )
+        .await;
+    assert!(
+        browser
+            .has(&format!(".cal-day[data-date='2026-12-16'] {item}"))
+            .await
+    );
+    browser.screenshot(&screenshot_path("calendar-zh")).await;
+    let (_, moved) = admin
+        .get(&format!("/api/v1/w/demo/entities/follow_up/records/{id}"))
+        .await;
+    assert_eq!(moved["fields"]["followed_at"], "2026-12-16T02:00:00.000Z");
+    // After a reload the follow-up is drawn on its new day.
+    browser
+        .goto(&app.url("/w/demo/e/follow_up/calendar?mode=month&date=2026-12-09"))
+        .await;
+    assert!(
+        browser
+            .has(&format!(".cal-day[data-date='2026-12-16'] {item}"))
+            .await
+    );
+    browser.close().await;
+}

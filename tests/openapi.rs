@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Backend, Client, TestApp};
@@ -16,20 +15,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const W: &str = "/api/v1/w/demo";
-
-/// The directory holding `python`, `schemathesis` and `openapi-python-client`.
-fn python_bin() -> PathBuf {
-    let dir = std::env::var("FORMWORK_TEST_PYTHON_BIN").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin"),
-        PathBuf::from,
-    );
-    assert!(
-        dir.join("schemathesis").exists() && dir.join("openapi-python-client").exists(),
-        "the Python test tools are missing in {}: run `bash .ci/test` (it installs .ci/requirements-tests.txt)",
-        dir.display()
-    );
-    dir
-}
 
 /// An API token of the demo workspace's admin, narrowed to `role` when given.
 async fn token(admin: &Client, role: Option<&str>) -> String {
@@ -144,7 +129,7 @@ async fn schemathesis_finds_no_server_error_or_schema_violation(backend: Backend
     .await;
     let admin = app.admin().await;
     let secret = token(&admin, None).await;
-    let bin = python_bin();
+    let bin = common::python_bin();
     let report = tempfile::tempdir().expect("a directory");
     let address = app.address.clone();
     let output = tokio::task::spawn_blocking(move || {
@@ -186,7 +171,7 @@ async fn a_generated_python_client_creates_and_lists_records(backend: Backend) {
     let admin = app.admin().await;
     let secret = token(&admin, None).await;
     let doc = spec(&app, &secret).await;
-    let bin = python_bin();
+    let bin = common::python_bin();
     let work = tempfile::tempdir().expect("a directory");
     let spec_path = work.path().join("openapi.json");
     std::fs::write(&spec_path, doc.to_string()).expect("written");

@@ -1,6 +1,7 @@
 //! Working together: comments on records (with their earlier versions), each member's
 //! notification settings, what kind of event a notification tells of, and the chat robots
-//! (WeCom, DingTalk, Feishu group webhooks) workflows post to.
+//! (WeCom, DingTalk, Feishu group webhooks) workflows post to, and each member's calendar feed
+//! (an iCalendar address with a revocable secret).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -138,6 +139,37 @@ impl MigrationTrait for Migration {
                     .col("workspace_id")
                     .col("key")
                     .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("calendar_feeds")
+                    .col(uuid("id").primary_key())
+                    .col(uuid("workspace_id"))
+                    .col(uuid("account_id"))
+                    // SHA-256 of the secret in the feed's address (the secret is shown once).
+                    .col(string("secret_hash").unique_key())
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone_null("revoked_at"))
+                    .col(timestamp_with_time_zone_null("last_read_at"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from("calendar_feeds", "workspace_id")
+                            .to("workspaces", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_calendar_feeds_member")
+                    .table("calendar_feeds")
+                    .col("workspace_id")
+                    .col("account_id")
                     .to_owned(),
             )
             .await?;

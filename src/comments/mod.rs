@@ -146,25 +146,12 @@ impl People {
 
     /// The active people placed in `unit` or any unit below it.
     fn under(&self, unit: Uuid) -> Vec<Uuid> {
-        let org = &self.directory.org;
-        let mut units = vec![unit];
-        let mut i = 0;
-        while i < units.len() && units.len() <= 10_000 {
-            for child in org.children_of(Some(units[i])) {
-                if !units.contains(child) {
-                    units.push(*child);
-                }
-            }
-            i += 1;
-        }
-        let mut out: Vec<Uuid> = units
-            .iter()
-            .flat_map(|u| org.members_of(Some(*u)).iter().copied())
+        self.directory
+            .org
+            .people_under(unit)
+            .into_iter()
             .filter(|p| self.active.get(p).copied().unwrap_or(false))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+            .collect()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod comments;
 pub mod definitions;
 pub mod entities;
 pub mod facts;
+pub mod feeds;
 pub mod form_links;
 pub mod imports;
 pub mod jobs;

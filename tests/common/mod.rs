@@ -1093,3 +1093,18 @@ impl RobotServer {
         format!("{}/open-apis/bot/v2/hook/{FEISHU_HOOK}", self.base)
     }
 }
+
+/// The directory holding the test tools' `python` (with `icalendar`), `schemathesis` and
+/// `openapi-python-client`, installed by `.ci/test` from `.ci/requirements-tests.txt`.
+pub fn python_bin() -> std::path::PathBuf {
+    let dir = std::env::var("FORMWORK_TEST_PYTHON_BIN").map_or_else(
+        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        dir.join("schemathesis").exists() && dir.join("openapi-python-client").exists(),
+        "the Python test tools are missing in {}: run `bash .ci/test` (it installs .ci/requirements-tests.txt)",
+        dir.display()
+    );
+    dir
+}

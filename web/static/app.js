@@ -566,6 +566,71 @@
     area.addEventListener("blur", function () { setTimeout(close, 200); });
   }
 
+  // Calendar: drag a record to another day; the server reschedules it as an edit (same
+  // validation and workflows) and a refusal puts it back with the reason.
+  function setupCalendar(calendar) {
+    var base = calendar.dataset.rescheduleBase;
+    var field = calendar.dataset.field;
+    var dragged = null;
+    calendar.addEventListener("dragstart", function (event) {
+      var item = event.target.closest(".cal-event");
+      if (!item || item.getAttribute("draggable") !== "true") return;
+      dragged = item;
+      item.classList.add("dragging");
+      if (event.dataTransfer) {
+        event.dataTransfer.effectAllowed = "move";
+        event.dataTransfer.setData("text/plain", item.dataset.id);
+      }
+    });
+    calendar.addEventListener("dragend", function () {
+      calendar.querySelectorAll(".cal-event.dragging").forEach(function (e) { e.classList.remove("dragging"); });
+      calendar.querySelectorAll(".cal-day.over").forEach(function (d) { d.classList.remove("over"); });
+    });
+    calendar.addEventListener("dragover", function (event) {
+      var day = event.target.closest(".cal-day");
+      if (!day || !dragged) return;
+      event.preventDefault();
+      calendar.querySelectorAll(".cal-day.over").forEach(function (d) { if (d !== day) d.classList.remove("over"); });
+      day.classList.add("over");
+    });
+    calendar.addEventListener("drop", function (event) {
+      var day = event.target.closest(".cal-day");
+      if (!day || !dragged) return;
+      event.preventDefault();
+      day.classList.remove("over");
+      var item = dragged;
+      dragged = null;
+      var from = item.closest(".cal-day");
+      if (from === day) return;
+      var list = day.querySelector(".cal-events");
+      list.appendChild(item);
+      var body = new URLSearchParams();
+      body.set("csrf_token", csrf);
+      body.set("field", field);
+      body.set("date", day.dataset.date);
+      body.set("version", item.dataset.version);
+      fetch(base + "/" + item.dataset.id + "/reschedule", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-Requested-With": "fetch", "Content-Type": "application/x-www-form-urlencoded" },
+        body: body.toString()
+      }).then(function (response) {
+        return response.json().then(function (answer) { return { ok: response.ok, answer: answer }; });
+      }).then(function (result) {
+        if (result.ok) {
+          item.dataset.version = result.answer.version;
+          toast(calendar.dataset.saved);
+        } else {
+          from.querySelector(".cal-events").appendChild(item);
+          toast(result.answer.message || calendar.dataset.networkError, true);
+        }
+      }).catch(function () {
+        from.querySelector(".cal-events").appendChild(item);
+        toast(calendar.dataset.networkError, true);
+      });
+    });
+  }
+
   document.documentElement.classList.add("js");
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".kanban").forEach(setupKanban);
@@ -578,6 +643,7 @@
     document.querySelectorAll(".form-builder[data-arrange]").forEach(setupFormBuilder);
     document.querySelectorAll("fieldset.formula-editor[data-check]").forEach(setupFormulaEditor);
     document.querySelectorAll("textarea[data-mentions]").forEach(setupMentions);
+    document.querySelectorAll(".calendar[data-reschedule-base]").forEach(setupCalendar);
     // A page following background work refreshes its part while something runs.
     document.querySelectorAll("[data-live]").forEach(function (box) {
       var every = Number(box.dataset.live) || 3000;

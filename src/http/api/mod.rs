@@ -2,6 +2,7 @@
 
 mod account;
 mod apps;
+mod calendar;
 mod comments;
 mod definitions;
 mod forms;
@@ -41,6 +42,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(people::router())
         .merge(workflows::router())
         .merge(comments::router())
+        .merge(calendar::router())
         .merge(notifications::router())
         .merge(robots::router())
         .merge(webhooks::router())

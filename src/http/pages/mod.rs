@@ -16,6 +16,7 @@ macro_rules! member_or_return {
 mod approvals;
 mod apps;
 mod builder;
+mod calendar;
 mod comments;
 mod form_builder;
 mod imports;
@@ -60,6 +61,7 @@ pub(super) fn router() -> Router<Services> {
         .route("/static/{*path}", get(asset))
         .merge(records::router())
         .merge(comments::router())
+        .merge(calendar::router())
         .merge(notifications::router())
         .merge(robots::router())
         .merge(merge::router())

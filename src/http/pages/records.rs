@@ -808,7 +808,8 @@ async fn draw_list(
         "group_by": group_by,
         "selects": selects.iter().map(|(k, l)| json!({"key": k, "label": l, "selected": Some(k) == group_by.as_ref()})).collect::<Vec<_>>(),
         "views": views.iter().map(|(k, v)| json!({"key": k, "label": locale.label(v.get("label"), k),
-            "layout": v.get("layout"), "current": view.is_some_and(|(c, _)| c == *k)})).collect::<Vec<_>>(),
+            "layout": v.get("layout"), "date_field": v.get("date_field"), "current": view.is_some_and(|(c, _)| c == *k)})).collect::<Vec<_>>(),
+        "has_calendar": !crate::schedule::date_fields(&model).is_empty(),
         "view": view.map(|(k, _)| k),
         "headers": headers,
         // A board draws its lanes; the rows would only be carried twice.

@@ -5,6 +5,7 @@ pub mod api_token;
 pub mod approval;
 pub mod approval_task;
 pub mod audit_event;
+pub mod calendar_feed;
 pub mod chat_robot;
 pub mod comment;
 pub mod comment_revision;
