@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod mail;
 pub mod metrics;
 pub mod notifications;
+pub mod printing;
 pub mod records;
 pub mod render;
 pub mod reports;

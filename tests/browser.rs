@@ -1433,3 +1433,64 @@ async fn a_follow_up_is_dragged_to_another_day_in_the_calendar() {
     );
     browser.close().await;
 }
+
+/// A quote printed from its page: the bilingual Sales CRM template on an A4 sheet, with its
+/// lines and totals, opened from the record's print button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_is_printed_from_its_page() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin().await;
+    let post = |entity: &'static str, fields: serde_json::Value| {
+        let admin = &admin;
+        async move {
+            let (status, made) = admin
+                .post(
+                    &format!("/api/v1/w/demo/entities/{entity}/records"),
+                    json!({ "fields": fields }),
+                )
+                .await;
+            assert!(status.is_success(), "{made}");
+            made["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let customer = post(
+        "customer",
+        json!({"name": "北京星辰科技有限公司", "lifecycle_stage": "first_contact"}),
+    )
+    .await;
+    let opportunity = post(
+        "opportunity",
+        json!({"name": "年度采购", "customer": customer, "stage": "proposal"}),
+    )
+    .await;
+    let quote = post(
+        "quote",
+        json!({"name": "CRM 年度订阅", "opportunity": opportunity, "customer": customer,
+               "amount": "120000.00", "discount": 10, "valid_until": "2027-01-31",
+               "items": [
+                   {"product": "专业版席位 Pro seats", "quantity": 50, "unit_price": "2000.00", "line_amount": "100000.00"},
+                   {"product": "实施与培训 Onboarding", "quantity": 1, "unit_price": "20000.00", "line_amount": "20000.00"}
+               ]}),
+    )
+    .await;
+    let browser = Browser::open("zh-CN").await;
+    sign_in(&browser, &app, &format!("/w/demo/e/quote/{quote}")).await;
+    let link = browser
+        .run(
+            "return document.querySelector('[data-testid=print-quote_print]').getAttribute('href');",
+            json!([]),
+        )
+        .await;
+    let link = link.as_str().expect("print link").to_owned();
+    browser.goto(&app.url(&link)).await;
+    browser.find("[data-testid=printed] table.lines").await;
+    let text = browser.text("[data-testid=printed]").await;
+    assert!(text.contains("报价单号 Quote No."), "{text}");
+    assert!(
+        text.contains("专业版席位 Pro seats") && text.contains("¥108,000.00"),
+        "{text}"
+    );
+    browser.resize(1000, 1300).await;
+    browser.screenshot(&screenshot_path("quote-print-zh")).await;
+    browser.close().await;
+}

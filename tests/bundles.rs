@@ -23,7 +23,7 @@ async fn first_start_installs_the_sales_crm_into_the_demo_workspace(backend: Bac
     let (_, versions) = admin
         .get("/api/v1/w/demo/definitions/entity/opportunity/versions")
         .await;
-    assert_eq!(versions[0]["origin"], "bundle:sales-crm@1.2.0");
+    assert_eq!(versions[0]["origin"], "bundle:sales-crm@1.3.0");
     let (_, view) = admin
         .get("/api/v1/w/demo/definitions/view/opportunity_pipeline")
         .await;

@@ -124,6 +124,15 @@ pub fn dashboard() -> &'static Validator {
     compiled(&CELL, DASHBOARD_META)
 }
 
+/// `schemas/meta/print_template.schema.json`.
+pub const PRINT_TEMPLATE_META: &str = include_str!("../../schemas/meta/print_template.schema.json");
+
+/// The meta-schema validator for print templates.
+pub fn print_template() -> &'static Validator {
+    static CELL: OnceLock<Validator> = OnceLock::new();
+    compiled(&CELL, PRINT_TEMPLATE_META)
+}
+
 /// The meta-schema validator for bundles as one document.
 pub fn template() -> &'static Validator {
     static CELL: OnceLock<Validator> = OnceLock::new();

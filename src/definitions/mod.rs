@@ -42,14 +42,17 @@ pub enum Kind {
     Report,
     /// A grid of reports with shared filters.
     Dashboard,
+    /// A printable document of one record (a quote, a contract).
+    PrintTemplate,
 }
 
 impl Kind {
     /// Every kind, in dependency order (entities before what refers to them).
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Entity,
         Kind::Form,
         Kind::View,
+        Kind::PrintTemplate,
         Kind::Report,
         Kind::Dashboard,
         Kind::Workflow,
@@ -64,6 +67,7 @@ impl Kind {
             Self::Workflow => "workflow",
             Self::Report => "report",
             Self::Dashboard => "dashboard",
+            Self::PrintTemplate => "print_template",
         }
     }
 
@@ -76,6 +80,7 @@ impl Kind {
             Self::Workflow => "workflows",
             Self::Report => "reports",
             Self::Dashboard => "dashboards",
+            Self::PrintTemplate => "print_templates",
         }
     }
 

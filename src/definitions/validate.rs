@@ -320,6 +320,7 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         Kind::Workflow => meta::workflow(),
         Kind::Report => meta::report(),
         Kind::Dashboard => meta::dashboard(),
+        Kind::PrintTemplate => meta::print_template(),
     };
     let mut problems = meta::problems(validator, document, prefix);
     if !problems.is_empty() {
@@ -336,6 +337,12 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
     }
     if kind == Kind::Report {
         problems.extend(crate::reports::definition::check_document(document, prefix));
+    }
+    if kind == Kind::PrintTemplate
+        && let Some(source) = document.get("template").and_then(Value::as_str)
+        && let Err(problem) = crate::printing::check_template(source, &format!("{prefix}/template"))
+    {
+        problems.push(problem);
     }
     if kind == Kind::Workflow
         && let Err(workflow_problems) = crate::workflows::Workflow::compile(
@@ -865,6 +872,17 @@ pub fn check_references(
             problems.extend(crate::reports::definition::check_references(
                 &lookup, document, prefix,
             ));
+        }
+        Kind::PrintTemplate => {
+            if let Some(entity) = document.get("entity").and_then(Value::as_str)
+                && set.get(Kind::Entity, entity).is_none()
+            {
+                problems.push(FieldError::new(
+                    format!("{prefix}/entity"),
+                    "unknown_entity",
+                    format!("entity {entity:?} does not exist"),
+                ));
+            }
         }
         Kind::Dashboard => {
             let items = document.get("items").and_then(Value::as_array);

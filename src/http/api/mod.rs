@@ -11,6 +11,7 @@ mod jobs;
 mod notifications;
 mod openapi;
 mod people;
+mod printing;
 mod records;
 mod reports;
 mod robots;
@@ -43,6 +44,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(workflows::router())
         .merge(comments::router())
         .merge(calendar::router())
+        .merge(printing::router())
         .merge(notifications::router())
         .merge(robots::router())
         .merge(webhooks::router())

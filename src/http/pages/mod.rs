@@ -23,6 +23,7 @@ mod imports;
 mod member;
 mod merge;
 mod notifications;
+mod printing;
 mod public;
 mod records;
 mod report_builder;
@@ -62,6 +63,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(records::router())
         .merge(comments::router())
         .merge(calendar::router())
+        .merge(printing::router())
         .merge(notifications::router())
         .merge(robots::router())
         .merge(merge::router())

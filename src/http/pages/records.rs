@@ -2125,6 +2125,7 @@ pub(super) async fn draw_record(
         "can_update": shape.can_update,
         "can_delete": shape.can_delete,
         "can_comment": record.deleted_at.is_none(),
+        "print_templates": crate::printing::templates_for(&shape.snapshot, entity, locale),
         "composer": composer,
     });
     let status = if composer_refused {
