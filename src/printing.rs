@@ -202,7 +202,7 @@ fn shown(
                             .unwrap_or("text");
                         let text = match (kind, cell) {
                             ("money", Value::Number(_) | Value::String(_)) => locale.money(
-                                &cell.to_string().trim_matches('"').to_owned(),
+                                cell.to_string().trim_matches('"'),
                                 column
                                     .and_then(|c| c.get("x-currency"))
                                     .and_then(Value::as_str)

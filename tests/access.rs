@@ -1090,6 +1090,29 @@ async fn ownership_sharing_and_hand_over(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["transferred"], 2);
+    // Someone with an account but outside the workspace cannot be given records.
+    let outsider = app.create_user("outsider@example.com").await;
+    let (_, me) = outsider.get("/api/v1/account").await;
+    let outsider_id = me["account"]["id"]
+        .as_str()
+        .or_else(|| me["id"].as_str())
+        .expect("outsider's id")
+        .to_owned();
+    let (status, body) = boss
+        .post(
+            &format!("{LEADS}/transfer"),
+            json!({"ids": [mine[1]], "owner": outsider_id}),
+        )
+        .await;
+    assert!(
+        status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::FORBIDDEN,
+        "{status}: {body}"
+    );
+    assert_eq!(
+        admin.get(&format!("{LEADS}/{}", mine[1])).await.1["owner"],
+        json!(mate_id),
+        "nothing changed"
+    );
     let (_, history) = admin.get(&format!("{LEADS}/{}/history", mine[1])).await;
     assert_eq!(
         history
