@@ -69,7 +69,7 @@ async fn installing_a_template_is_all_or_nothing(backend: Backend) {
         .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{report}");
-    assert_eq!(report["created"].as_array().map(Vec::len), Some(78));
+    assert_eq!(report["created"].as_array().map(Vec::len), Some(80));
     // A second install clashes on every key and writes nothing.
     let (status, body) = admin
         .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))
