@@ -65,27 +65,6 @@ pub fn check_template(source: &str, pointer: &str) -> std::result::Result<(), Fi
     crate::render::sandbox::check_in(environment(), MAX_SOURCE, source, pointer)
 }
 
-/// Output that refuses to grow past the cap.
-struct Capped {
-    text: String,
-    full: bool,
-}
-
-impl std::io::Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.text.len() + buf.len() > MAX_OUTPUT {
-            self.full = true;
-            return Err(std::io::Error::other("output cap"));
-        }
-        self.text.push_str(&String::from_utf8_lossy(buf));
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs a print template over `context` in the sandbox and cleans the result.
 ///
 /// # Errors
@@ -95,28 +74,9 @@ pub fn render_template(source: &str, context: &Value) -> Result<String> {
     let pointer = "/template";
     check_template(source, pointer)
         .map_err(|e| Error::invalid_all("the print template is invalid", vec![e]))?;
-    let template = environment()
-        .template_from_str(source)
-        .map_err(|e| crate::render::sandbox::failed(&e, source, pointer))?;
-    let mut out = Capped {
-        text: String::new(),
-        full: false,
-    };
-    let result = template
-        .render_captured_to(
-            minijinja::Value::from(minijinja::value::Serde(context)),
-            &mut out,
-        )
-        .map(|_| ());
-    if out.full {
-        return Err(Error::invalid(
-            pointer,
-            "template_limit",
-            format!("the print template produced more than {MAX_OUTPUT} bytes"),
-        ));
-    }
-    result.map_err(|e| crate::render::sandbox::failed(&e, source, pointer))?;
-    Ok(clean(&out.text))
+    let html =
+        crate::render::sandbox::render_capped(environment(), source, context, MAX_OUTPUT, pointer)?;
+    Ok(clean(&html))
 }
 
 /// The document's HTML with everything that could run or reach out removed; classes and

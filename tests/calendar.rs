@@ -178,6 +178,16 @@ async fn records_on_days_and_moved_to_others(backend: Backend) {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         ("to=2026-12-31", "/from", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "from=2400-01-01&to=2400-01-31",
+            "/from",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "from=%2B262143-12-01&to=%2B262143-12-31",
+            "/from",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let (got, problem) = admin
             .get(&format!("{W}/entities/task/calendar?{query}"))
@@ -356,6 +366,17 @@ async fn a_members_feed_is_valid_icalendar_until_revoked(backend: Backend) {
     )
     .await;
 
+    // A feed is made by the person, not with an API token (which may be narrower).
+    let (status, token) = rep
+        .post(&format!("{W}/tokens"), json!({"name": "sync"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let bot = Client::with_token(
+        app.address.clone(),
+        token["secret"].as_str().expect("token"),
+    );
+    let (status, problem) = bot.post(&format!("{W}/calendar-feed"), json!({})).await;
+    assert_problem(status, &problem, StatusCode::FORBIDDEN);
     let (status, none) = rep.get(&format!("{W}/calendar-feed")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(none["feed"], Value::Null);

@@ -135,6 +135,10 @@ async fn comments_mention_only_people_who_can_read_the_record(backend: Backend) 
     let unknown = "0190a0b0-0000-7000-8000-000000000001";
     for (body, code) in [
         (user("rep", &rep_id), "mention_cannot_see"),
+        (
+            format!("**{}** please", user("rep", &rep_id)),
+            "mention_cannot_see",
+        ),
         (user("ghost", unknown), "unknown_mention"),
         (format!("@[x](team:{unknown})"), "unknown_mention"),
         ("hi @[x](user:not-an-id)".to_owned(), "bad_mention"),
@@ -168,6 +172,15 @@ async fn comments_mention_only_people_who_can_read_the_record(backend: Backend) 
             json!({"body": "mine now"}),
         )
         .await;
+    assert_problem(status, &problem, StatusCode::NOT_FOUND);
+    for path in [
+        format!("{W}/comments/{first_id}/revisions"),
+        format!("{W}/entities/customer/records/{acme}/mentionable?q="),
+    ] {
+        let (status, problem) = rep.get(&path).await;
+        assert_problem(status, &problem, StatusCode::NOT_FOUND);
+    }
+    let (status, problem) = rep.delete(&format!("{W}/comments/{first_id}")).await;
     assert_problem(status, &problem, StatusCode::NOT_FOUND);
 
     // The picker offers those who can read the record, and teams with such people.
@@ -211,7 +224,7 @@ async fn comments_mention_only_people_who_can_read_the_record(backend: Backend) 
         offered.contains(&"user:sup:sup@example.com".to_owned()),
         "{offered:?}"
     );
-    assert!(offered.contains(&"team:East:1".to_owned()), "{offered:?}");
+    assert!(offered.contains(&"team:East:2".to_owned()), "{offered:?}");
     assert!(!offered.iter().any(|o| o.contains("rep@")), "{offered:?}");
     let (status, problem) = admin
         .get(&format!(
@@ -281,6 +294,11 @@ async fn comments_mention_only_people_who_can_read_the_record(backend: Backend) 
     assert_problem(status, &problem, StatusCode::FORBIDDEN);
     let (status, _) = admin.delete(&path).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        inbox(&li).await["unread"],
+        1,
+        "the deleted comment's words left Li's inbox; the team mention stays"
+    );
     let (status, _) = admin.delete(&path).await;
     assert_eq!(
         status,
@@ -322,6 +340,13 @@ async fn comments_mention_only_people_who_can_read_the_record(backend: Backend) 
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
     let (status, problem) = comment(&admin, &acme, "after").await;
     assert_problem(status, &problem, StatusCode::NOT_FOUND);
+    let (status, problem) = admin
+        .patch(
+            &format!("{W}/comments/{}", team["id"].as_str().expect("id")),
+            json!({"body": "changed after the delete"}),
+        )
+        .await;
+    assert_problem(status, &problem, StatusCode::CONFLICT);
 }
 
 async fn settings_choose_channels_and_a_daily_digest(backend: Backend) {
@@ -442,10 +467,10 @@ async fn settings_choose_channels_and_a_daily_digest(backend: Backend) {
         .collect();
     assert_eq!(digests.len(), 1, "{digests:?}");
     assert_eq!(smtp.messages().len(), before + 1);
-    // Unread since the settings were first saved: "hi" and "first"; "second" was read.
+    // Unread since the digest was turned on: "first"; "second" was read, "hi" came before.
     let digest = &digests[0];
-    assert!(digest.contains("2 unread notifications"), "{digest}");
-    assert!(digest.contains("@li hi"), "{digest}");
+    assert!(digest.contains("1 unread notifications"), "{digest}");
+    assert!(!digest.contains("@li hi"), "{digest}");
     assert!(digest.contains("@li first"), "{digest}");
     assert!(
         !digest.contains("@li second"),

@@ -36,7 +36,7 @@ async fn printed(client: &Client, entity: &str, id: &str, template: &str, lang: 
 async fn quotes_and_contracts_print_with_their_lines(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin().await;
-    let (rep, _) = join_member(&app, &admin, "rep@example.com", "crm.sales_rep").await;
+    let (rep, rep_id) = join_member(&app, &admin, "rep@example.com", "crm.sales_rep").await;
     let customer = create(
         &admin,
         "customer",
@@ -122,7 +122,25 @@ async fn quotes_and_contracts_print_with_their_lines(backend: Backend) {
     assert!(first < second, "instalments in order: {html}");
     assert!(html.contains("¥54,000.00"), "{html}");
 
-    // Only what the reader may see: the rep cannot read the admin's quote.
+    // Only what the reader may see: a quote the admin gives the rep, pointing at the admin's
+    // customer, prints for the rep without that customer's name or address.
+    let (status, given) = admin
+        .post(
+            &format!("{W}/entities/quote/records"),
+            json!({"fields": {"name": "代表的报价", "opportunity": opportunity, "customer": customer, "amount": "100.00"},
+                   "owner": rep_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{given}");
+    let rep_quote = given["id"].as_str().expect("id").to_owned();
+    let doc = printed(&rep, "quote", &rep_quote, "quote_print", "zh-CN").await;
+    let html = doc["html"].as_str().expect("html");
+    assert!(html.contains("代表的报价"), "{html}");
+    assert!(
+        !html.contains("北京星辰科技"),
+        "the customer stays unseen: {html}"
+    );
+    // The rep cannot read the admin's quote at all.
     let (status, problem) = rep
         .get(&format!(
             "{W}/entities/quote/records/{quote}/print/quote_print"

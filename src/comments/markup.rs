@@ -213,6 +213,27 @@ fn html_tag(body: &str) -> Option<&str> {
     None
 }
 
+/// Checks the links and gathers the mentions of one line, inside bold and italics too (what is
+/// drawn as a mention must have been checked as one).
+fn collect(text: &str, mentions: &mut Vec<Mention>) -> Result<(), Refusal> {
+    for piece in pieces(text)? {
+        match piece {
+            Piece::Link(_, url) if !safe_url(url) => {
+                return Err(refuse(
+                    "unsafe_link",
+                    format!("links must be http(s) or mailto addresses, not {url:?}"),
+                ));
+            }
+            Piece::Mention(_, mention) if !mentions.contains(&mention) => {
+                mentions.push(mention);
+            }
+            Piece::Strong(inner) | Piece::Emphasis(inner) => collect(inner, mentions)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks a body as written and returns the distinct people and teams it mentions, in order.
 ///
 /// # Errors
@@ -241,20 +262,7 @@ pub fn check(body: &str) -> Result<Vec<Mention>, Refusal> {
     }
     let mut mentions: Vec<Mention> = Vec::new();
     for block in body.split('\n') {
-        for piece in pieces(block)? {
-            match piece {
-                Piece::Link(_, url) if !safe_url(url) => {
-                    return Err(refuse(
-                        "unsafe_link",
-                        format!("links must be http(s) or mailto addresses, not {url:?}"),
-                    ));
-                }
-                Piece::Mention(_, mention) if !mentions.contains(&mention) => {
-                    mentions.push(mention);
-                }
-                _ => {}
-            }
-        }
+        collect(block, &mut mentions)?;
     }
     if mentions.len() > MAX_MENTIONS {
         return Err(refuse(
@@ -294,16 +302,7 @@ pub fn with_names(body: &str, name_of: impl Fn(Mention) -> Option<String>) -> St
 }
 
 fn escape(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&crate::render::escape_html(text));
 }
 
 fn inline_html(text: &str, out: &mut String) {
@@ -458,6 +457,17 @@ mod tests {
         );
         // An `@[` that is not a token is plain text.
         assert_eq!(check("mail me @[ later").expect("plain"), vec![]);
+        // Inside bold or italics a mention is still a mention, checked as one.
+        assert_eq!(
+            check(&format!("**ask @[Li](user:{LI})** and *[x](javascript:y)*"))
+                .expect_err("unsafe nested link")
+                .code,
+            "unsafe_link"
+        );
+        assert_eq!(
+            check(&format!("**ask @[Li](user:{LI})**")).expect("nested"),
+            vec![Mention::User(LI.parse().expect("id"))]
+        );
     }
 
     #[test]

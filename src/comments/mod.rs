@@ -23,6 +23,9 @@ use crate::store::write::{Sharing, committed};
 use crate::workspaces::{Access, AccessCache};
 use markup::Mention;
 
+/// The most people one team mention may reach (each is checked against the record).
+pub const MAX_TEAM: usize = 200;
+
 /// Comment use cases bound to the services.
 #[derive(Debug, Clone, Copy)]
 pub struct Comments<'a> {
@@ -99,7 +102,7 @@ pub struct Candidate {
     pub id: Uuid,
     /// Name.
     pub name: String,
-    /// A member's email; for a team, how many of its people can read the record.
+    /// A member's email; for a team, how many people it has.
     pub detail: String,
 }
 
@@ -246,9 +249,22 @@ impl Comments<'_> {
                             format!("{id} is not a team or department of this workspace"),
                         ));
                     }
+                    let members = people.under(id);
+                    if members.len() > MAX_TEAM {
+                        return Err(Error::invalid(
+                            "/body",
+                            "team_too_large",
+                            format!(
+                                "{} has {} people; a comment may mention a team of at most \
+                                 {MAX_TEAM} (mention a smaller team)",
+                                people.name(id),
+                                members.len()
+                            ),
+                        ));
+                    }
                     let mut notified = Vec::new();
                     let mut anyone = false;
-                    for person in people.under(id) {
+                    for person in members {
                         if self.may_read(access, person, entity, record).await? {
                             anyone = true;
                             if person != access.account_id {
@@ -353,7 +369,8 @@ impl Comments<'_> {
             })
             .collect();
         candidates.sort_by(|a, b| a.name.cmp(&b.name));
-        for member in candidates {
+        // Each candidate costs an access check: a few beyond the limit, not the whole company.
+        for member in candidates.into_iter().take(limit * 4) {
             if found.len() >= limit {
                 break;
             }
@@ -376,22 +393,28 @@ impl Comments<'_> {
             .filter(|u| u.name.to_lowercase().contains(&needle))
             .collect();
         units.sort_by(|a, b| a.name.cmp(&b.name));
-        for unit in units {
+        for unit in units.into_iter().take(limit) {
             if found.len() >= limit {
                 break;
             }
-            let mut reachable = 0;
-            for person in people.under(unit.id) {
-                if self.may_read(access, person, entity, record.id).await? {
-                    reachable += 1;
+            let members = people.under(unit.id);
+            if members.len() > MAX_TEAM {
+                continue;
+            }
+            // Offered when someone in it can read the record (the first one found will do).
+            let mut reachable = false;
+            for person in members.iter().take(50) {
+                if self.may_read(access, *person, entity, record.id).await? {
+                    reachable = true;
+                    break;
                 }
             }
-            if reachable > 0 {
+            if reachable {
                 found.push(Candidate {
                     kind: "team",
                     id: unit.id,
                     name: unit.name.clone(),
-                    detail: reachable.to_string(),
+                    detail: members.len().to_string(),
                 });
             }
         }
@@ -494,6 +517,18 @@ impl Comments<'_> {
                 "this comment was deleted and can no longer be edited",
             ));
         }
+        // Like new comments, edits need the record live (restore it first).
+        self.records
+            .get(ctx, &current.entity, &current.record_id.to_string(), false)
+            .await
+            .map_err(|error| match error {
+                Error::NotFound(_) => Error::conflict(
+                    "",
+                    "record_deleted",
+                    "the record is in the recycle bin; restore it to change its comments",
+                ),
+                other => other,
+            })?;
         if current.author_id != access.account_id {
             return Err(Error::forbidden("only its author may edit a comment"));
         }
@@ -579,6 +614,9 @@ impl Comments<'_> {
                 "the comment changed meanwhile; load it again",
             ));
         }
+        // Its words leave the inboxes of those it mentioned.
+        crate::store::notifications::delete_of_comment(&tx, access.workspace.id, current.id)
+            .await?;
         committed(tx.commit().await?)?;
         Ok(())
     }

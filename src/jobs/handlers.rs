@@ -195,7 +195,9 @@ impl Handler for WebhookDelivery {
             .body(body)
             .send()
             .await
-            .map_err(|e| JobFailure::Retry(format!("delivery failed: {e}")))?;
+            // A receiver's URL may hold a secret: errors do not repeat it (any member may
+            // read job errors).
+            .map_err(|e| JobFailure::Retry(format!("delivery failed: {}", e.without_url())))?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -60,10 +60,11 @@ fn period(
 fn compose(
     locale: Locale,
     workspace: &str,
+    total: i64,
     items: &[NotificationRow],
     link: &dyn Fn(&NotificationRow) -> String,
 ) -> (String, String) {
-    let n = items.len().to_string();
+    let n = total.to_string();
     let subject = locale
         .text("digest.subject")
         .replace("{n}", &n)
@@ -84,6 +85,11 @@ fn compose(
         }
         text.push_str("  ");
         text.push_str(&link(item));
+        text.push_str("\n\n");
+    }
+    let more = total - i64::try_from(items.len()).unwrap_or(total);
+    if more > 0 {
+        text.push_str(&locale.text("digest.more").replace("{n}", &more.to_string()));
         text.push_str("\n\n");
     }
     text.push_str(&locale.text("digest.settings"));
@@ -135,8 +141,17 @@ impl SendDigests {
         let Some(account) = crate::store::accounts::find(conn, row.account_id).await? else {
             return Ok(());
         };
+        // Someone who left the workspace gets nothing more from it.
+        if crate::store::workspaces::find_with_role(conn, &workspace.slug, row.account_id)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
         let items =
             rows::unread_between(conn, row.workspace_id, row.account_id, from, to, LISTED).await?;
+        let total =
+            rows::count_unread_between(conn, row.workspace_id, row.account_id, from, to).await?;
         let base = self.public_url.trim_end_matches('/');
         let slug = workspace.slug.clone();
         let link = |n: &NotificationRow| match (&n.entity, n.record_id) {
@@ -158,8 +173,7 @@ impl SendDigests {
             return Ok(());
         }
         if !items.is_empty() {
-            let (subject, text) = compose(locale, &workspace.name, &items, &link);
-            let local_day = to.with_timezone(&zone).date_naive();
+            let (subject, text) = compose(locale, &workspace.name, total, &items, &link);
             crate::mail::queue_once(
                 &tx,
                 &ctx.clock,
@@ -170,7 +184,13 @@ impl SendDigests {
                     html: None,
                 },
                 row.workspace_id,
-                format!("digest:{}:{}:{local_day}", row.workspace_id, row.account_id),
+                // Keyed by the period's end: the mark makes it once, a changed hour loses none.
+                format!(
+                    "digest:{}:{}:{}",
+                    row.workspace_id,
+                    row.account_id,
+                    to.timestamp()
+                ),
             )
             .await?;
         }

@@ -202,6 +202,10 @@ pub async fn save_settings(
     settings.check()?;
     let now = clock.now();
     let tx = db.write(crate::store::write::Sharing::Alone).await?;
+    let before = rows::settings_of(&tx, access.workspace.id, &[access.account_id])
+        .await?
+        .first()
+        .map(Settings::stored);
     rows::save(
         &tx,
         SettingsRow {
@@ -214,6 +218,10 @@ pub async fn save_settings(
         },
     )
     .await?;
+    // A digest turned on (again) covers what comes from now on, not what it was off for.
+    if settings.digest.enabled && before.is_some_and(|b| !b.digest.enabled) {
+        rows::set_digest_mark(&tx, access.workspace.id, access.account_id, now).await?;
+    }
     crate::store::write::committed(tx.commit().await?)?;
     Ok(settings)
 }

@@ -224,6 +224,13 @@ impl Records<'_> {
         // What was said about the person goes too.
         crate::store::comments::delete_of_records(&tx, ctx.scope.workspace_id, &model.key, &[id])
             .await?;
+        crate::store::notifications::delete_of_records(
+            &tx,
+            ctx.scope.workspace_id,
+            &model.key,
+            &[id],
+        )
+        .await?;
         // An erased record no longer counts in its parents' rollups.
         if let Some(current) = current.filter(|r| r.deleted_at.is_none()) {
             let snapshot = self.snapshot(ctx.scope).await?;

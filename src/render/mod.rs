@@ -147,6 +147,24 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Escapes text for XML and HTML (text and attribute values).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters are not allowed in XML 1.0.
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An embedded static asset and its content type.
 pub fn static_asset(path: &str) -> Option<(&'static [u8], &'static str)> {
     let file = STATIC.get_file(path)?;

@@ -95,6 +95,66 @@ pub fn failed(error: &minijinja::Error, source: &str, pointer: &str) -> Error {
     )
 }
 
+/// Output that refuses to grow past a cap (the render stops at the first write beyond it).
+struct Capped {
+    text: String,
+    cap: usize,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > self.cap {
+            self.full = true;
+            return Err(std::io::Error::other("output cap"));
+        }
+        self.text.push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders `source` (already checked to compile in `env`) with `context`, stopping at
+/// `max_output` bytes: the document sandboxes (report and print templates) share this.
+///
+/// # Errors
+/// `Error::Invalid` at `pointer`: `template_limit` when the fuel or the output cap ran out,
+/// else `template_error`, with line and column.
+pub fn render_capped(
+    env: &Environment<'_>,
+    source: &str,
+    context: &Value,
+    max_output: usize,
+    pointer: &str,
+) -> Result<String, Error> {
+    let template = env
+        .template_from_str(source)
+        .map_err(|e| failed(&e, source, pointer))?;
+    let mut out = Capped {
+        text: String::new(),
+        cap: max_output,
+        full: false,
+    };
+    let result = template
+        .render_captured_to(
+            minijinja::Value::from(minijinja::value::Serde(context)),
+            &mut out,
+        )
+        .map(|_| ());
+    if out.full {
+        return Err(Error::invalid(
+            pointer,
+            "template_limit",
+            format!("the template produced more than {max_output} bytes"),
+        ));
+    }
+    result.map_err(|e| failed(&e, source, pointer))?;
+    Ok(out.text)
+}
+
 /// Whether `text` holds template syntax (plain text needs no rendering).
 pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")

@@ -29,23 +29,7 @@ const PALETTE: [&str; 10] = [
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 300.0;
 
-/// Escapes text for XML and HTML (text and attribute values).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters are not allowed in XML 1.0.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::render::escape_html as escape;
 
 /// A measure's value as its readers write it (`CN¥1,234.50`, `25.0%`, `1,204`).
 pub fn format_value(value: Option<Decimal>, column: &MeasureColumn, locale: Locale) -> String {
@@ -952,36 +936,18 @@ pub fn check_template(source: &str, pointer: &str) -> Result<(), FieldError> {
 /// the output cap ran out).
 pub fn render_template(source: &str, shaped: &Value) -> Result<String, Error> {
     let pointer = "/template";
-    // Compiled once; a template that does not compile or is too long is explained by the
-    // same check a publish runs.
-    let template = match template_env().template_from_str(source) {
-        Ok(template) if source.len() <= TEMPLATE_MAX_SOURCE => template,
-        _ => {
-            let problem = check_template(source, pointer).err().unwrap_or_else(|| {
-                FieldError::new(pointer, "template_syntax", "the template does not compile")
-            });
-            return Err(Error::invalid_all("the template is invalid", vec![problem]));
-        }
-    };
-    let mut out = Capped {
-        text: String::new(),
-        full: false,
-    };
-    let result = template
-        .render_captured_to(
-            minijinja::Value::from(minijinja::value::Serde(shaped)),
-            &mut out,
-        )
-        .map(|_| ());
-    if out.full {
-        return Err(Error::invalid(
-            pointer,
-            "template_limit",
-            format!("the template produced more than {TEMPLATE_MAX_OUTPUT} bytes"),
-        ));
-    }
-    result.map_err(|e| crate::render::sandbox::failed(&e, source, pointer))?;
-    Ok(sanitize(&out.text))
+    // A template that does not compile or is too long is explained by the same check a
+    // publish runs.
+    check_template(source, pointer)
+        .map_err(|problem| Error::invalid_all("the template is invalid", vec![problem]))?;
+    let html = crate::render::sandbox::render_capped(
+        template_env(),
+        source,
+        shaped,
+        TEMPLATE_MAX_OUTPUT,
+        pointer,
+    )?;
+    Ok(sanitize(&html))
 }
 
 /// A template's HTML with everything that could run or reach out removed (scripts, event
@@ -992,27 +958,6 @@ fn sanitize(html: &str) -> String {
         .add_generic_attributes(&["class"])
         .clean(html)
         .to_string()
-}
-
-/// Output that refuses to grow past the cap (the render stops at the first write beyond it).
-struct Capped {
-    text: String,
-    full: bool,
-}
-
-impl std::io::Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.text.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
-            self.full = true;
-            return Err(std::io::Error::other("output cap"));
-        }
-        self.text.push_str(&String::from_utf8_lossy(buf));
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,27 @@ pub struct Filter {
     pub team: Option<Uuid>,
 }
 
+/// The first and last day a calendar reaches (dates beyond are typing mistakes, and keep the
+/// date arithmetic far from its limits).
+const FIRST_YEAR: i32 = 1900;
+const LAST_YEAR: i32 = 2200;
+
+/// Refuses a day outside the years a calendar reaches.
+///
+/// # Errors
+/// `Error::Invalid` at `pointer`.
+pub fn check_day(day: NaiveDate, pointer: &str) -> Result<NaiveDate> {
+    if (FIRST_YEAR..=LAST_YEAR).contains(&day.year()) {
+        Ok(day)
+    } else {
+        Err(Error::invalid(
+            pointer,
+            "date",
+            format!("a calendar day is in the years {FIRST_YEAR}–{LAST_YEAR}"),
+        ))
+    }
+}
+
 /// Reads an owner filter: `me` or an account id (empty: everyone's).
 ///
 /// # Errors
@@ -275,6 +296,8 @@ impl Schedule<'_> {
                     format!("{field:?} is not a date or datetime field of {entity}"),
                 )
             })?;
+        check_day(from, "/from")?;
+        check_day(to, "/to")?;
         if to < from || (to - from).num_days() >= MAX_DAYS {
             return Err(Error::invalid(
                 "/to",
@@ -349,6 +372,7 @@ impl Schedule<'_> {
         day: NaiveDate,
         version: Option<i64>,
     ) -> Result<RecordView> {
+        check_day(day, "/date")?;
         let shape = self.records.shape(ctx, entity).await?;
         if !date_fields(&shape.model).iter().any(|f| f == field) {
             return Err(Error::invalid(
@@ -472,17 +496,8 @@ impl Schedule<'_> {
             .await?;
         let mut seen: Vec<(String, String)> = Vec::new();
         let mut events = Vec::new();
-        for (_, view) in snapshot.of_kind(Kind::View) {
-            let doc = &view.document;
-            if doc.get("layout").and_then(Value::as_str) != Some("calendar") {
-                continue;
-            }
-            let (Some(entity), Some(field)) = (
-                doc.get("entity").and_then(Value::as_str),
-                doc.get("date_field").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
+        for view in calendar_views(&snapshot) {
+            let (entity, field) = (view.entity, view.field);
             let pair = (entity.to_owned(), field.to_owned());
             if seen.contains(&pair) {
                 continue;
@@ -539,22 +554,42 @@ impl Schedule<'_> {
     }
 }
 
-/// The date field of the entity's first calendar view, if it has one.
-fn calendar_field(snapshot: &crate::definitions::Snapshot, entity: &str) -> Option<String> {
+/// A calendar view of the workspace: its entity, date field and whole document.
+#[derive(Debug, Clone, Copy)]
+pub struct CalendarViewDef<'s> {
+    /// The entity.
+    pub entity: &'s str,
+    /// The date or datetime field.
+    pub field: &'s str,
+    /// The view's document (its `filter`, `agenda`…).
+    pub document: &'s Value,
+}
+
+/// The workspace's calendar views (`layout: calendar` with an entity and a date field).
+pub fn calendar_views(snapshot: &crate::definitions::Snapshot) -> Vec<CalendarViewDef<'_>> {
     snapshot
         .of_kind(Kind::View)
         .into_iter()
-        .find_map(|(_, view)| {
+        .filter_map(|(_, view)| {
             let doc = &view.document;
-            (doc.get("layout").and_then(Value::as_str) == Some("calendar")
-                && doc.get("entity").and_then(Value::as_str) == Some(entity))
-            .then(|| {
-                doc.get("date_field")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
+            if doc.get("layout").and_then(Value::as_str) != Some("calendar") {
+                return None;
+            }
+            Some(CalendarViewDef {
+                entity: doc.get("entity").and_then(Value::as_str)?,
+                field: doc.get("date_field").and_then(Value::as_str)?,
+                document: doc,
             })
-            .flatten()
         })
+        .collect()
+}
+
+/// The date field of the entity's first calendar view, if it has one.
+fn calendar_field(snapshot: &crate::definitions::Snapshot, entity: &str) -> Option<String> {
+    calendar_views(snapshot)
+        .into_iter()
+        .find(|v| v.entity == entity)
+        .map(|v| v.field.to_owned())
 }
 
 fn event(

@@ -52,6 +52,53 @@ pub async fn save(conn: &impl Conn, row: SettingsRow) -> Result<()> {
     Ok(())
 }
 
+/// Sets a member's digest mark (the digest was just turned on: it starts from now).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn set_digest_mark(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    account_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    notification_setting::Entity::update_many()
+        .col_expr(
+            notification_setting::Column::DigestSentAt,
+            Expr::value(Some(at)),
+        )
+        .filter(notification_setting::Column::WorkspaceId.eq(workspace_id))
+        .filter(notification_setting::Column::AccountId.eq(account_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many unread notifications a member has from `[from, to)`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn count_unread_between(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    account_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<i64> {
+    let count: Option<i64> = notification::Entity::find()
+        .select_only()
+        .column_as(notification::Column::Id.count(), "n")
+        .filter(notification::Column::WorkspaceId.eq(workspace_id))
+        .filter(notification::Column::AccountId.eq(account_id))
+        .filter(notification::Column::ReadAt.is_null())
+        .filter(notification::Column::CreatedAt.gte(from))
+        .filter(notification::Column::CreatedAt.lt(to))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(count.unwrap_or(0))
+}
+
 /// Every stored settings row of every workspace (the digest job picks those who want one).
 ///
 /// # Errors
@@ -112,4 +159,44 @@ pub async fn unread_between(
         .limit(limit)
         .all(conn)
         .await?)
+}
+
+/// Deletes the notifications a comment's mentions made (the comment was deleted: its words
+/// leave the inboxes too).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn delete_of_comment(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    comment_id: Uuid,
+) -> Result<u64> {
+    Ok(notification::Entity::delete_many()
+        .filter(notification::Column::WorkspaceId.eq(workspace_id))
+        .filter(notification::Column::DedupeKey.starts_with(format!("mention:{comment_id}:")))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// Deletes every notification about the records `ids` of an entity (purged or erased: their
+/// titles and the words about them go).
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn delete_of_records(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    entity: &str,
+    ids: &[Uuid],
+) -> Result<()> {
+    for chunk in ids.chunks(500) {
+        notification::Entity::delete_many()
+            .filter(notification::Column::WorkspaceId.eq(workspace_id))
+            .filter(notification::Column::Entity.eq(entity))
+            .filter(notification::Column::RecordId.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }

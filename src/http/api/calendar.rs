@@ -124,7 +124,15 @@ async fn feed(State(services): State<Services>, ws: Workspace) -> Result<Json<Va
 async fn create_feed(
     State(services): State<Services>,
     ws: Workspace,
+    caller: Caller,
 ) -> Result<(StatusCode, Json<FeedView>)> {
+    // A feed is read later with the member's own rights; an API token may be narrower, so a
+    // feed is made by the person, signed in.
+    if caller.ctx.channel == crate::records::Channel::Api {
+        return Err(Error::forbidden(
+            "a calendar feed address is made from a signed-in session, not with an API token",
+        ));
+    }
     let made = services.schedule().create_feed(&ws.access).await?;
     Ok((StatusCode::CREATED, Json(made)))
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::member::{Member, frame, snapshot, with};
 use super::page;
-use super::records::{Pairs, finish, first, problem_text, query_pairs, see_other};
+use super::records::{Pairs, finish, first, for_script, query_pairs, see_other};
 use crate::app::Services;
 use crate::error::{Error, Result};
 use crate::render::i18n::Locale;
@@ -58,9 +58,11 @@ async fn draw(
         .date_naive();
     let mode = Mode::parse(first(&pairs, "mode").unwrap_or("month"))?;
     let anchor = match first(&pairs, "date").filter(|d| !d.is_empty()) {
-        Some(text) => text
-            .parse::<NaiveDate>()
-            .map_err(|_| Error::invalid("/date", "date", "date is YYYY-MM-DD"))?,
+        Some(text) => schedule::check_day(
+            text.parse::<NaiveDate>()
+                .map_err(|_| Error::invalid("/date", "date", "date is YYYY-MM-DD"))?,
+            "/date",
+        )?,
         None => today,
     };
     let owner = schedule::owner_of(first(&pairs, "owner"), member.access.account_id)?;
@@ -274,11 +276,7 @@ async fn reschedule(
             axum::Json(json!({"id": view.id, "version": view.version})).into_response()
         }
         (Ok(_), false) => see_other(&here),
-        (Err(error), true) => (
-            crate::http::error::status_of(&error),
-            axum::Json(json!({"message": problem_text(&error, member.locale)})),
-        )
-            .into_response(),
+        (Err(error), true) => for_script(Err(error), member.locale),
         (Err(error), false) => finish(Err(error), member.locale),
     }
 }

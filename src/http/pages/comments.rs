@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::member::Member;
-use super::records::{Pairs, finish, first, problem_text, see_other};
+use super::records::{Pairs, finish, first, for_script, problem_text, see_other};
 use crate::app::Services;
 use crate::error::{Error, Result};
 
@@ -151,16 +151,10 @@ async fn mentionable(
 ) -> Response {
     let here = format!("/w/{slug}/e/{entity}/{id}");
     let member = member_or_return!(&services, &headers, &slug, &here);
-    match services
+    let found = services
         .comments()
         .mentionable(&member.ctx, &member.access, &entity, &id, &query.q, 8)
         .await
-    {
-        Ok(found) => axum::Json(found).into_response(),
-        Err(error) => (
-            crate::http::error::status_of(&error),
-            axum::Json(json!({"message": problem_text(&error, member.locale)})),
-        )
-            .into_response(),
-    }
+        .map(|found| axum::Json(found).into_response());
+    for_script(found, member.locale)
 }

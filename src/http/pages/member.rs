@@ -222,17 +222,11 @@ async fn agenda(
     let mut items = Vec::new();
     let horizon = today + chrono::Duration::days(AGENDA_DAYS);
     let oldest = today - chrono::Duration::days(OVERDUE_DAYS);
-    for (_, view) in snapshot.of_kind(Kind::View) {
-        let doc = &view.document;
+    for view in crate::schedule::calendar_views(snapshot) {
+        let (doc, entity, field) = (view.document, view.entity, view.field);
         if doc.get("agenda").and_then(Value::as_bool) != Some(true) {
             continue;
         }
-        let (Some(entity), Some(field)) = (
-            doc.get("entity").and_then(Value::as_str),
-            doc.get("date_field").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
         let Some(model) = snapshot.entity(entity) else {
             continue;
         };

@@ -97,7 +97,7 @@ pub(super) fn see_other(to: &str) -> Response {
 
 /// The answer to the page's script (a board move, a rule round trip, a search): the result, or
 /// the failure as `{message}` in the reader's language with its status.
-fn for_script(result: Result<Response>, locale: Locale) -> Response {
+pub(super) fn for_script(result: Result<Response>, locale: Locale) -> Response {
     result.unwrap_or_else(|error| {
         let status = crate::http::error::status_of(&error);
         (
