@@ -88,6 +88,22 @@ async fn sign_in(browser: &Browser, app: &TestApp, next: &str) {
         .await;
 }
 
+/// Runs the server's due jobs until the page (which follows them live) shows `script` true,
+/// or 10 s pass: a job the page queued may land after a first run found nothing to do.
+async fn run_jobs_until(app: &TestApp, browser: &Browser, script: &str) {
+    for _ in 0..50 {
+        app.run_jobs_until_idle().await;
+        // A reload in progress may end the check itself: it is simply asked again.
+        let seen = browser
+            .try_run(&format!("return !!({script});"), json!([]))
+            .await;
+        if seen == Ok(json!(true)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The whole path of a sales rep's first lead: sign in, fill the lead form with a mistake,
 /// fix it, find the lead on the board, drag it to "contacted", see it in its history, and
 /// read the UI in Chinese.
@@ -1191,7 +1207,12 @@ async fn leads_are_imported_from_a_spreadsheet_in_the_browser() {
 
     browser.click("[data-testid=import-check]").await;
     browser.find("[data-testid=import-state]").await;
-    app.run_jobs_until_idle().await;
+    run_jobs_until(
+        &app,
+        &browser,
+        "document.querySelector('[data-testid=import-problems]') && document.querySelector('[data-testid=import-run]')",
+    )
+    .await;
     browser
         .wait_until(
             "the check's report",
@@ -1205,8 +1226,20 @@ async fn leads_are_imported_from_a_spreadsheet_in_the_browser() {
     );
 
     browser.click("[data-testid=import-run]").await;
-    browser.find("[data-testid=import-state]").await;
-    app.run_jobs_until_idle().await;
+    // The check's page has a state too: wait for the run's page (its button gone), then run
+    // the job it queued, as often as it takes under load.
+    browser
+        .wait_until(
+            "the run's page",
+            "!document.querySelector('[data-testid=import-run]') && document.querySelector('[data-testid=import-state]')",
+        )
+        .await;
+    run_jobs_until(
+        &app,
+        &browser,
+        "document.querySelector('[data-testid=import-state]') && document.querySelector('[data-testid=import-state]').dataset.status === 'done'",
+    )
+    .await;
     browser
         .wait_until(
             "the import done",

@@ -245,7 +245,7 @@ impl Browser {
 
     /// As [`Browser::run`], answering WebDriver's refusal (a page unloading under the script
     /// ends it with "script timeout") instead of failing.
-    async fn try_run(&self, script: &str, args: Value) -> Result<Value, String> {
+    pub async fn try_run(&self, script: &str, args: Value) -> Result<Value, String> {
         self.try_call(
             reqwest::Method::POST,
             "/execute/async",
