@@ -228,27 +228,20 @@ impl Records<'_> {
         let mut names = crate::render::forms::Names::default();
         let mut refs = Map::new();
         for field in &model.fields {
-            match &field.kind {
-                FieldKind::Reference { entity: target, .. } => {
-                    let Some(Value::String(target_id)) = record.fields.get(&field.key) else {
-                        continue;
-                    };
-                    if let Ok(found) = self.get(ctx, target, target_id, true).await {
-                        if let Some(target_model) = snapshot.entity(target) {
-                            names.records.insert(
-                                target_id.clone(),
-                                crate::records::title_of(&target_model, &found.fields, found.id),
-                            );
-                        }
-                        refs.insert(field.key.clone(), Value::Object(found.fields));
-                    }
+            let FieldKind::Reference { entity: target, .. } = &field.kind else {
+                continue;
+            };
+            let Some(Value::String(target_id)) = record.fields.get(&field.key) else {
+                continue;
+            };
+            if let Ok(found) = self.get(ctx, target, target_id, true).await {
+                if let Some(target_model) = snapshot.entity(target) {
+                    names.records.insert(
+                        target_id.clone(),
+                        crate::records::title_of(&target_model, &found.fields, found.id),
+                    );
                 }
-                FieldKind::User => {
-                    if let Some(Value::String(person)) = record.fields.get(&field.key) {
-                        names.people.insert(person.clone(), String::new());
-                    }
-                }
-                _ => {}
+                refs.insert(field.key.clone(), Value::Object(found.fields));
             }
         }
         let people: HashMap<String, String> = self.people_names(ctx).await?;

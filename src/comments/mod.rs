@@ -127,6 +127,7 @@ fn body_error(refusal: markup::Refusal) -> Error {
 
 /// Names of the workspace's members and units, and who is active.
 struct People {
+    members: Vec<crate::workspaces::MemberView>,
     names: HashMap<Uuid, String>,
     active: HashMap<Uuid, bool>,
     directory: std::sync::Arc<crate::access::Directory>,
@@ -172,6 +173,7 @@ impl Comments<'_> {
         }
         Ok(People {
             active: members.iter().map(|m| (m.account_id, m.active)).collect(),
+            members,
             names,
             directory,
         })
@@ -358,10 +360,10 @@ impl Comments<'_> {
     ) -> Result<Vec<Candidate>> {
         let record = self.records.get(ctx, entity, id, false).await?;
         let needle = query.trim().to_lowercase();
-        let members = crate::workspaces::members(self.records.db, access).await?;
         let people = self.people(access).await?;
         let mut found = Vec::new();
-        let mut candidates: Vec<_> = members
+        let mut candidates: Vec<_> = people
+            .members
             .iter()
             .filter(|m| m.active && m.account_id != access.account_id)
             .filter(|m| {

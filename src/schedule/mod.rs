@@ -494,6 +494,11 @@ impl Schedule<'_> {
                 access.workspace.definitions_generation,
             )
             .await?;
+        let locale = crate::store::accounts::find(conn, access.account_id)
+            .await?
+            .map_or(crate::render::i18n::Locale::En, |a| {
+                crate::store::accounts::language_of(&a)
+            });
         let mut seen: Vec<(String, String)> = Vec::new();
         let mut events = Vec::new();
         for view in calendar_views(&snapshot) {
@@ -506,10 +511,7 @@ impl Schedule<'_> {
             let Some(model) = snapshot.entity(entity) else {
                 continue;
             };
-            let label = crate::store::accounts::find(conn, access.account_id)
-                .await?
-                .map(|a| crate::store::accounts::language_of(&a))
-                .unwrap_or(crate::render::i18n::Locale::En)
+            let label = locale
                 .label(model.document.get("x-label"), entity)
                 .to_owned();
             let mine = Filter {
