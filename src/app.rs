@@ -29,6 +29,8 @@ struct Inner {
     clock: SharedClock,
     registry: Arc<Registry>,
     mail_enabled: bool,
+    /// The domain of inbound addresses, when inbound mail is taken.
+    inbound_domain: Option<String>,
     scripts: Arc<crate::script::ScriptEngine>,
     limiter: LoginLimiter,
     token_limiter: auth::TokenLimiter,
@@ -147,6 +149,7 @@ impl Services {
                 metrics: crate::metrics::Metrics::default(),
                 access,
                 mail_enabled: mailer.is_some(),
+                inbound_domain: config.inbound_enabled().then(|| config.inbound_domain()),
                 scripts: Arc::new(crate::script::ScriptEngine::default()),
                 config,
                 session_policy,
@@ -281,6 +284,15 @@ impl Services {
             access: &self.inner.access,
             mail_enabled: self.inner.mail_enabled,
             public_url: &self.inner.config.public_url,
+        }
+    }
+
+    /// Email from records bound to these services.
+    pub fn emails(&self) -> crate::emails::Emails<'_> {
+        crate::emails::Emails {
+            records: self.records(),
+            mail_enabled: self.inner.mail_enabled,
+            inbound_domain: self.inner.inbound_domain.as_deref(),
         }
     }
 
@@ -462,6 +474,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     let clock = clock_for(&config);
     let listen = config.listen;
+    let inbound_listen = config.inbound_smtp_listen;
     let workers = config.workers;
     if let Some(url) = &config.smtp_url {
         // A wrong mail setting fails the start, naming the variable, not the first email.
@@ -501,6 +514,25 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_task =
         (workers > 0).then(|| tokio::spawn(services.worker().clone().run(stop_rx.clone())));
+    if let Some(inbound) = inbound_listen {
+        let listener = tokio::net::TcpListener::bind(inbound).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "FORMWORK_INBOUND_SMTP_LISTEN: cannot listen on {inbound}: {e}"
+            ))
+        })?;
+        println!(
+            "Taking inbound mail for @{} on {inbound}",
+            services.config().inbound_domain()
+        );
+        let mut inbound_stop = stop_rx.clone();
+        tokio::spawn(crate::emails::inbound::serve(
+            listener,
+            services.clone(),
+            async move {
+                let _ = inbound_stop.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
     let mut server_stop = stop_rx.clone();
     let signals = tokio::spawn(async move {
         shutdown_signal().await;

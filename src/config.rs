@@ -248,6 +248,31 @@ pub struct ServeConfig {
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
+    /// Where to take inbound mail over SMTP (the workspaces' inbound addresses), such as
+    /// `0.0.0.0:2525` behind the inbound domain's MX. Unset: no mail is received.
+    #[arg(
+        long,
+        env = "FORMWORK_INBOUND_SMTP_LISTEN",
+        value_name = "FORMWORK_INBOUND_SMTP_LISTEN"
+    )]
+    pub inbound_smtp_listen: Option<SocketAddr>,
+    /// The domain of the workspaces' inbound addresses (`<workspace>+<token>@<domain>`); its MX
+    /// points at this server. Unset: the host of `FORMWORK_PUBLIC_URL`.
+    #[arg(
+        long,
+        env = "FORMWORK_INBOUND_DOMAIN",
+        value_name = "FORMWORK_INBOUND_DOMAIN"
+    )]
+    pub inbound_domain: Option<String>,
+    /// The largest inbound message taken, in bytes.
+    #[arg(
+        long,
+        env = "FORMWORK_INBOUND_MAX_BYTES",
+        value_name = "FORMWORK_INBOUND_MAX_BYTES",
+        default_value_t = 10 * 1024 * 1024,
+        value_parser = clap::value_parser!(u64).range(1024..=104_857_600)
+    )]
+    pub inbound_max_bytes: u64,
     /// Let webhooks reach loopback, private and link-local addresses (off: a workflow's URL,
     /// which templates may fill from record data, cannot probe the server's own network).
     #[arg(
@@ -294,6 +319,25 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// Whether inbound mail is taken (an SMTP listener is configured).
+    pub fn inbound_enabled(&self) -> bool {
+        self.inbound_smtp_listen.is_some()
+    }
+
+    /// The domain of the inbound addresses: `FORMWORK_INBOUND_DOMAIN`, else the public URL's host.
+    pub fn inbound_domain(&self) -> String {
+        self.inbound_domain
+            .clone()
+            .filter(|d| !d.trim().is_empty())
+            .or_else(|| {
+                reqwest::Url::parse(&self.public_url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+            })
+            .unwrap_or_else(|| "localhost".to_owned())
+            .to_ascii_lowercase()
+    }
+
     /// Whether test-only behaviour is on: asked for, and this is a debug build.
     pub fn test_mode_enabled(&self) -> bool {
         cfg!(debug_assertions) && self.test_mode
@@ -332,6 +376,9 @@ impl ServeConfig {
             smtp_url: None,
             mail_from: "Formwork <formwork@localhost>".to_owned(),
             public_url: "http://127.0.0.1:8080".to_owned(),
+            inbound_smtp_listen: None,
+            inbound_domain: None,
+            inbound_max_bytes: 10 * 1024 * 1024,
             test_mode: false,
             webhook_allow_private: false,
             metrics_token: None,

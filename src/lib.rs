@@ -12,6 +12,7 @@ pub mod comments;
 pub mod config;
 pub mod definitions;
 pub mod domain;
+pub mod emails;
 pub mod error;
 pub mod forms;
 pub mod http;

@@ -116,8 +116,18 @@ pub struct Printed {
 
 /// The print templates of `entity`, by label.
 pub fn templates_for(snapshot: &Snapshot, entity: &str, locale: Locale) -> Vec<TemplateRef> {
+    templates_of(snapshot, Kind::PrintTemplate, entity, locale)
+}
+
+/// The templates of a kind (print or email) made for `entity`, by label.
+pub fn templates_of(
+    snapshot: &Snapshot,
+    kind: Kind,
+    entity: &str,
+    locale: Locale,
+) -> Vec<TemplateRef> {
     let mut found: Vec<TemplateRef> = snapshot
-        .of_kind(Kind::PrintTemplate)
+        .of_kind(kind)
         .into_iter()
         .filter(|(_, p)| p.document.get("entity").and_then(Value::as_str) == Some(entity))
         .map(|(key, p)| TemplateRef {
@@ -214,14 +224,61 @@ impl Records<'_> {
         locale: Locale,
     ) -> Result<Printed> {
         let shape = self.shape(ctx, entity).await?;
-        let snapshot = shape.snapshot.clone();
-        let model = shape.model.clone();
         let not_found = || Error::not_found(format!("print template {template:?} of {entity}"));
-        let document = snapshot
+        let document = shape
+            .snapshot
             .get(Kind::PrintTemplate, template)
             .map(|p| p.document.clone())
             .filter(|d| d.get("entity").and_then(Value::as_str) == Some(entity))
             .ok_or_else(not_found)?;
+        let mut context = self
+            .document_context(ctx, workspace_name, entity, id, locale)
+            .await?;
+        let title = context
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let label = locale.label(document.get("label"), template).to_owned();
+        context.insert("label".to_owned(), json!(label));
+        let source = document
+            .get("template")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let html = render_template(source, &Value::Object(context))?;
+        Ok(Printed {
+            label,
+            title,
+            paper: document
+                .get("paper")
+                .and_then(Value::as_str)
+                .unwrap_or("A4")
+                .to_owned(),
+            header: document
+                .get("header")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            html,
+        })
+    }
+
+    /// What a document template (print or email) sees of record `id` of `entity`, as `ctx`
+    /// may see it: `record`, `shown`, `refs`, `related`, `title`, `workspace`, `today`,
+    /// `today_shown`, `lang` and `printed_by`.
+    ///
+    /// # Errors
+    /// `Error::NotFound` (no such record, or not readable), `Error::Db`.
+    pub async fn document_context(
+        &self,
+        ctx: &Context,
+        workspace_name: &str,
+        entity: &str,
+        id: &str,
+        locale: Locale,
+    ) -> Result<Map<String, Value>> {
+        let shape = self.shape(ctx, entity).await?;
+        let snapshot = shape.snapshot.clone();
+        let model = shape.model.clone();
         let record = self.get(ctx, entity, id, false).await?;
         let zone = ctx.time_zone;
         // Names of the people and records the values point to, as the reader may see them.
@@ -285,7 +342,6 @@ impl Records<'_> {
             .and_then(|id| people.get(&id.to_string()).cloned())
             .unwrap_or_default();
         let today = self.clock.now().with_timezone(&zone).date_naive();
-        let label = locale.label(document.get("label"), template).to_owned();
         let mut record_fields = record.fields.clone();
         record_fields.insert("id".to_owned(), json!(record.id));
         let context = json!({
@@ -294,32 +350,16 @@ impl Records<'_> {
             "refs": refs,
             "related": related,
             "title": title,
-            "label": label,
             "workspace": {"name": workspace_name},
             "today": today.format("%Y-%m-%d").to_string(),
             "today_shown": locale.date(today),
             "lang": locale.tag(),
             "printed_by": printed_by,
         });
-        let source = document
-            .get("template")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let html = render_template(source, &context)?;
-        Ok(Printed {
-            label,
-            title,
-            paper: document
-                .get("paper")
-                .and_then(Value::as_str)
-                .unwrap_or("A4")
-                .to_owned(),
-            header: document
-                .get("header")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
-            html,
-        })
+        match context {
+            Value::Object(map) => Ok(map),
+            _ => Err(Error::internal("a document context is an object")),
+        }
     }
 
     /// Members' names by account id (for people shown on a document).

@@ -23,7 +23,7 @@ async fn first_start_installs_the_sales_crm_into_the_demo_workspace(backend: Bac
     let (_, versions) = admin
         .get("/api/v1/w/demo/definitions/entity/opportunity/versions")
         .await;
-    assert_eq!(versions[0]["origin"], "bundle:sales-crm@1.3.0");
+    assert_eq!(versions[0]["origin"], "bundle:sales-crm@1.4.0");
     let (_, view) = admin
         .get("/api/v1/w/demo/definitions/view/opportunity_pipeline")
         .await;
@@ -69,7 +69,7 @@ async fn installing_a_template_is_all_or_nothing(backend: Backend) {
         .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{report}");
-    assert_eq!(report["created"].as_array().map(Vec::len), Some(80));
+    assert_eq!(report["created"].as_array().map(Vec::len), Some(82));
     // A second install clashes on every key and writes nothing.
     let (status, body) = admin
         .post("/api/v1/w/east/apps", json!({"template": "sales-crm"}))

@@ -241,7 +241,7 @@ async fn two_processes_starting_together_on_postgres_bootstrap_once() {
         common::Process::spawn(&database_url, &[])
     );
     let db = common::connect(&database_url).await;
-    for (table, expected) in [("accounts", 10), ("workspaces", 1), ("definitions", 80)] {
+    for (table, expected) in [("accounts", 10), ("workspaces", 1), ("definitions", 82)] {
         let conn = db.conn();
         let row = conn
             .query_one_raw(Statement::from_string(

@@ -24,6 +24,7 @@ mod m20261206_000014_imports;
 mod m20261206_000015_webhooks;
 mod m20261206_000016_search;
 mod m20261207_000017_comments;
+mod m20261208_000018_emails;
 
 /// Applies every migration in order; `formwork migrate` and `formwork serve` both run it.
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_webhooks::Migration),
             Box::new(m20261206_000016_search::Migration),
             Box::new(m20261207_000017_comments::Migration),
+            Box::new(m20261208_000018_emails::Migration),
         ]
     }
 }

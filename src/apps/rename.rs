@@ -86,7 +86,7 @@ impl Renaming {
         }
         rewrite_scripts(document, &|entity| self.key_of(Kind::Entity, entity));
         match kind {
-            Kind::Form | Kind::View | Kind::Report | Kind::PrintTemplate => {
+            Kind::Form | Kind::View | Kind::Report | Kind::PrintTemplate | Kind::EmailTemplate => {
                 self.rename_in(Kind::Entity, document.get_mut("entity"));
             }
             Kind::Dashboard => {

@@ -887,6 +887,7 @@ pub async fn send_password_reset(
                 email = account.email
             ),
             html: None,
+            ..Default::default()
         },
     )
     .await?;

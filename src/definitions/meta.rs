@@ -133,6 +133,15 @@ pub fn print_template() -> &'static Validator {
     compiled(&CELL, PRINT_TEMPLATE_META)
 }
 
+/// `schemas/meta/email_template.schema.json`.
+pub const EMAIL_TEMPLATE_META: &str = include_str!("../../schemas/meta/email_template.schema.json");
+
+/// The meta-schema validator for email templates.
+pub fn email_template() -> &'static Validator {
+    static CELL: OnceLock<Validator> = OnceLock::new();
+    compiled(&CELL, EMAIL_TEMPLATE_META)
+}
+
 /// The meta-schema validator for bundles as one document.
 pub fn template() -> &'static Validator {
     static CELL: OnceLock<Validator> = OnceLock::new();

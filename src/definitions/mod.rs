@@ -44,15 +44,18 @@ pub enum Kind {
     Dashboard,
     /// A printable document of one record (a quote, a contract).
     PrintTemplate,
+    /// An email written from a record (subject and body templates).
+    EmailTemplate,
 }
 
 impl Kind {
     /// Every kind, in dependency order (entities before what refers to them).
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Entity,
         Kind::Form,
         Kind::View,
         Kind::PrintTemplate,
+        Kind::EmailTemplate,
         Kind::Report,
         Kind::Dashboard,
         Kind::Workflow,
@@ -68,6 +71,7 @@ impl Kind {
             Self::Report => "report",
             Self::Dashboard => "dashboard",
             Self::PrintTemplate => "print_template",
+            Self::EmailTemplate => "email_template",
         }
     }
 
@@ -81,6 +85,7 @@ impl Kind {
             Self::Report => "reports",
             Self::Dashboard => "dashboards",
             Self::PrintTemplate => "print_templates",
+            Self::EmailTemplate => "email_templates",
         }
     }
 

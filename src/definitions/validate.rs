@@ -321,6 +321,7 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         Kind::Report => meta::report(),
         Kind::Dashboard => meta::dashboard(),
         Kind::PrintTemplate => meta::print_template(),
+        Kind::EmailTemplate => meta::email_template(),
     };
     let mut problems = meta::problems(validator, document, prefix);
     if !problems.is_empty() {
@@ -343,6 +344,16 @@ pub fn check_document(kind: Kind, document: &Value, prefix: &str) -> Vec<FieldEr
         && let Err(problem) = crate::printing::check_template(source, &format!("{prefix}/template"))
     {
         problems.push(problem);
+    }
+    if kind == Kind::EmailTemplate {
+        for part in ["subject", "body"] {
+            if let Some(source) = document.get(part).and_then(Value::as_str)
+                && let Err(problem) =
+                    crate::render::sandbox::check(source, &format!("{prefix}/{part}"))
+            {
+                problems.push(problem);
+            }
+        }
     }
     if kind == Kind::Workflow
         && let Err(workflow_problems) = crate::workflows::Workflow::compile(
@@ -873,7 +884,7 @@ pub fn check_references(
                 &lookup, document, prefix,
             ));
         }
-        Kind::PrintTemplate => {
+        Kind::PrintTemplate | Kind::EmailTemplate => {
             if let Some(entity) = document.get("entity").and_then(Value::as_str)
                 && set.get(Kind::Entity, entity).is_none()
             {

@@ -182,6 +182,7 @@ impl SendDigests {
                     subject,
                     text,
                     html: None,
+                    ..Default::default()
                 },
                 row.workspace_id,
                 // Keyed by the period's end: the mark makes it once, a changed hour loses none.

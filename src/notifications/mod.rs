@@ -311,6 +311,7 @@ pub async fn deliver(
                 subject: notice.title.clone(),
                 text,
                 html: None,
+                ..Default::default()
             },
             notice.workspace_id,
             format!("mail:{}", notice.key),

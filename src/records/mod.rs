@@ -2038,6 +2038,13 @@ impl Records<'_> {
                 &purged_ids,
             )
             .await?;
+            crate::store::emails::delete_of_records(
+                &tx,
+                ctx.scope.workspace_id,
+                &member.key,
+                &purged_ids,
+            )
+            .await?;
             crate::store::notifications::delete_of_records(
                 &tx,
                 ctx.scope.workspace_id,

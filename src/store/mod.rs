@@ -9,6 +9,7 @@ pub mod apps;
 pub mod backup;
 pub mod comments;
 pub mod definitions;
+pub mod emails;
 pub mod entities;
 pub mod facts;
 pub mod feeds;

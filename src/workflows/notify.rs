@@ -128,6 +128,7 @@ impl Channel for Email {
                 subject: message.title.clone(),
                 text: message.body.clone(),
                 html: None,
+                ..Default::default()
             };
             crate::mail::queue_once(
                 tx,

@@ -1170,6 +1170,7 @@ impl Runtime {
                             subject,
                             text,
                             html: Some(html),
+                            ..Default::default()
                         },
                         scene.run.workspace_id,
                         format!("workflow:{}:{seq}:{person}", scene.run.id),

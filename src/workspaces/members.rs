@@ -1124,6 +1124,7 @@ pub async fn invite(
                     url = public_url.trim_end_matches('/'),
                 ),
                 html: None,
+                ..Default::default()
             },
         )
         .await?;

@@ -96,9 +96,15 @@ pub struct TestApp {
     pub address: String,
     pub database_url: String,
     pub backend: Backend,
+    /// Where the app takes inbound mail over SMTP (with `Options::inbound`).
+    pub inbound: Option<std::net::SocketAddr>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    inbound_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// The domain of test apps' inbound addresses.
+pub const INBOUND_DOMAIN: &str = "inbound.formwork.test";
 
 /// Options for [`TestApp::spawn_with`].
 #[derive(Debug, Clone)]
@@ -110,6 +116,8 @@ pub struct Options {
     pub configure: fn(&mut ServeConfig),
     /// The SMTP server to send through (an [`SmtpSink`]'s).
     pub smtp_url: Option<String>,
+    /// Take inbound mail (for `@INBOUND_DOMAIN`) on a free local port.
+    pub inbound: bool,
 }
 
 impl Default for Options {
@@ -120,6 +128,7 @@ impl Default for Options {
             body_limit: 2 * 1024 * 1024,
             configure: |_| {},
             smtp_url: None,
+            inbound: false,
         }
     }
 }
@@ -144,6 +153,11 @@ impl TestApp {
         config.test_mode = true;
         config.workers = 2;
         config.smtp_url = options.smtp_url.clone();
+        if options.inbound {
+            // The address is bound below (a free port); this turns inbound mail on.
+            config.inbound_smtp_listen = Some("127.0.0.1:0".parse().expect("address"));
+            config.inbound_domain = Some(INBOUND_DOMAIN.to_owned());
+        }
         // Tests drive tokens harder than people do; the limit has its own test.
         config.token_rate_limit = 0;
         (options.configure)(&mut config);
@@ -164,14 +178,33 @@ impl TestApp {
             })
             .await;
         });
+        let (inbound, inbound_stop) = if options.inbound {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind inbound");
+            let at = listener.local_addr().expect("inbound addr");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(formwork::emails::inbound::serve(
+                listener,
+                services.clone(),
+                async {
+                    let _ = stopped.await;
+                },
+            ));
+            (Some(at), Some(stop))
+        } else {
+            (None, None)
+        };
         Self {
             services,
             clock,
             address,
             database_url,
             backend,
+            inbound,
             _dir: dir,
             stop: Some(stop),
+            inbound_stop,
         }
     }
 
@@ -238,6 +271,9 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = self.inbound_stop.take() {
             let _ = stop.send(());
         }
     }

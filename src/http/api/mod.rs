@@ -5,6 +5,7 @@ mod apps;
 mod calendar;
 mod comments;
 mod definitions;
+mod emails;
 mod forms;
 mod imports;
 mod jobs;
@@ -45,6 +46,7 @@ pub(super) fn router() -> Router<Services> {
         .merge(comments::router())
         .merge(calendar::router())
         .merge(printing::router())
+        .merge(emails::router())
         .merge(notifications::router())
         .merge(robots::router())
         .merge(webhooks::router())

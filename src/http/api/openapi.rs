@@ -494,6 +494,38 @@ fn entity_paths(slug: &str, entity: &EntityApi, paths: &mut Map<String, Value>) 
         }}),
     );
     comment_paths(&base, key, &entity.label, &id, paths);
+    email_paths(&base, key, &entity.label, &id, paths);
+}
+
+/// The email endpoints of one entity's records.
+fn email_paths(base: &str, key: &str, label: &str, id: &Value, paths: &mut Map<String, Value>) {
+    let tag = json!([label]);
+    let addresses = json!({"type": "array", "maxItems": 10, "items": {"type": "string", "minLength": 3, "maxLength": 320}});
+    paths.insert(
+        format!("{base}/{{id}}/emails"),
+        json!({"parameters": [id],
+            "get": {
+                "operationId": format!("emails_{key}"),
+                "summary": format!("The emails sent from or filed on a {label} record, newest first"),
+                "tags": tag,
+                "responses": responses("200", "Emails.", Some(json!({"type": "array", "items": {"type": "object"}}))),
+            },
+            "post": {
+                "operationId": format!("email_{key}"),
+                "summary": format!("Send an email from a {label} record (subject and body from a template when not given)"),
+                "tags": tag,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": false, "required": ["to"],
+                    "properties": {
+                        "template": {"type": "string"},
+                        "to": addresses,
+                        "cc": addresses,
+                        "subject": {"type": "string", "maxLength": 300},
+                        "body": {"type": "string", "maxLength": 100000},
+                        "lang": {"enum": ["en", "zh-CN"]}}}}}},
+                "responses": responses("201", "The email, queued.", Some(json!({"type": "object"}))),
+            }}),
+    );
 }
 
 /// The comment endpoints of one entity's records.

@@ -18,6 +18,7 @@ mod apps;
 mod builder;
 mod calendar;
 mod comments;
+mod emails;
 mod form_builder;
 mod imports;
 mod member;
@@ -62,6 +63,7 @@ pub(super) fn router() -> Router<Services> {
         .route("/static/{*path}", get(asset))
         .merge(records::router())
         .merge(comments::router())
+        .merge(emails::router())
         .merge(calendar::router())
         .merge(printing::router())
         .merge(notifications::router())

@@ -2016,6 +2016,17 @@ pub(super) async fn draw_record(
         entry["at"] = json!(comment.created_at);
         timeline.push(entry);
     }
+    // Emails sent from the record or filed on it.
+    for email in services
+        .emails()
+        .list(&member.ctx, &member.access, entity, id)
+        .await?
+    {
+        let mut entry = serde_json::to_value(&email).map_err(Error::internal)?;
+        entry["kind"] = json!("email");
+        entry["at"] = json!(email.created_at);
+        timeline.push(entry);
+    }
     let manager = member.access.policy.may(crate::access::Right::Workflows);
     // Workflow runs on the record, for those who manage workflows (others see their effects
     // in the history and the approvals).
@@ -2125,6 +2136,7 @@ pub(super) async fn draw_record(
         "can_update": shape.can_update,
         "can_delete": shape.can_delete,
         "can_comment": record.deleted_at.is_none(),
+        "can_email": record.deleted_at.is_none() && services.mail_enabled(),
         "print_templates": crate::printing::templates_for(&shape.snapshot, entity, locale),
         "composer": composer,
     });

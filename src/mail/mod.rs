@@ -1,6 +1,9 @@
 //! Outgoing email: messages are queued as `outbox.email` jobs (so a crash or an unreachable
 //! server loses none; delivery is at least once, each message carrying its job id as Message-ID
-//! so receivers can drop duplicates) and sent over SMTP by the worker.
+//! so receivers can drop duplicates) and sent over SMTP by the worker. [`receive`] is the other
+//! direction: a small SMTP server taking mail for the workspaces' inbound addresses.
+
+pub mod receive;
 
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use crate::store::jobs::JobRow;
 pub const EMAIL_JOB: &str = "outbox.email";
 
 /// One email to send.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Email {
     /// Recipient address.
     pub to: String,
@@ -31,6 +34,38 @@ pub struct Email {
     /// An HTML body sent beside the text (multipart/alternative), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// Copies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<String>,
+    /// Where replies go (instead of the sender).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reply_to: Vec<String>,
+    /// The sender's display name (the address is always the configured one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_name: Option<String>,
+    /// The Message-ID to send with (without brackets); the job's id otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The `emails` row that tracks this message (its status follows the delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<uuid::Uuid>,
+}
+
+impl Email {
+    /// A plain email to one person.
+    pub fn new(to: impl Into<String>, subject: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            subject: subject.into(),
+            text: text.into(),
+            html: None,
+            cc: Vec::new(),
+            reply_to: Vec::new(),
+            from_name: None,
+            message_id: None,
+            tracking: None,
+        }
+    }
 }
 
 /// Queues an email inside the caller's transaction.
@@ -142,18 +177,57 @@ impl Handler for SendEmail {
         EMAIL_JOB
     }
 
-    async fn run(&self, _ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
+    async fn run(&self, ctx: &JobContext, job: &JobRow) -> Result<(), JobFailure> {
         let email: Email = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Fatal(format!("not an email: {e}")))?;
-        let to = email
+        let tracking = email.tracking;
+        let outcome = self.send(job, email).await;
+        if let Some(id) = tracking {
+            let last_try = job.attempts >= job.max_attempts;
+            let (status, error, sent_at) = match &outcome {
+                Ok(()) => ("sent", None, Some(ctx.clock.now())),
+                Err(JobFailure::Fatal(why)) => ("failed", Some(why.clone()), None),
+                Err(JobFailure::Retry(why)) if last_try => ("failed", Some(why.clone()), None),
+                Err(JobFailure::Retry(why)) => ("queued", Some(why.clone()), None),
+            };
+            crate::store::emails::set_status(ctx.db.conn(), id, status, error, sent_at).await?;
+        }
+        outcome
+    }
+}
+
+impl SendEmail {
+    async fn send(&self, job: &JobRow, email: Email) -> Result<(), JobFailure> {
+        let mailbox = |address: &str| {
+            address
+                .parse::<Mailbox>()
+                .map_err(|e| JobFailure::Fatal(format!("bad address {address:?}: {e}")))
+        };
+        let from = match email.from_name {
+            Some(name) => Mailbox::new(Some(name), self.mailer.from.email.clone()),
+            None => self.mailer.from.clone(),
+        };
+        // `to` may list several addresses, separated by commas.
+        let to: lettre::message::Mailboxes = email
             .to
-            .parse::<Mailbox>()
-            .map_err(|e| JobFailure::Fatal(format!("bad recipient: {e}")))?;
-        let builder = Message::builder()
-            .from(self.mailer.from.clone())
-            .to(to)
-            .subject(email.subject)
-            .message_id(Some(format!("<{}@formwork>", job.id)));
+            .parse()
+            .map_err(|e| JobFailure::Fatal(format!("bad address {:?}: {e}", email.to)))?;
+        let mut builder = Message::builder().from(from).subject(email.subject);
+        for mailbox in to {
+            builder = builder.to(mailbox);
+        }
+        builder = builder.message_id(Some(format!(
+            "<{}>",
+            email
+                .message_id
+                .unwrap_or_else(|| format!("{}@formwork", job.id))
+        )));
+        for cc in &email.cc {
+            builder = builder.cc(mailbox(cc)?);
+        }
+        for reply_to in &email.reply_to {
+            builder = builder.reply_to(mailbox(reply_to)?);
+        }
         let message = match email.html {
             // Rendered by Formwork with autoescaping: values never become markup.
             Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(

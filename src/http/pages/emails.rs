@@ -1,0 +1,224 @@
+//! Email from a record's page: the composer (written from one of the entity's email templates,
+//! changed at will, sent through the outbox) and the refusal that redraws it with the text kept.
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::member::{Member, frame, snapshot, with};
+use super::page;
+use super::records::{Pairs, finish, first, problem_text, see_other};
+use crate::app::Services;
+use crate::emails::{Compose, Draft};
+use crate::error::{Error, Result};
+
+pub(super) fn router() -> Router<Services> {
+    Router::new().route(
+        "/w/{workspace}/e/{entity}/{id}/email",
+        get(compose).post(send),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct ComposeQuery {
+    template: Option<String>,
+}
+
+/// Addresses as typed in one box: separated by commas, semicolons or line breaks.
+fn split_addresses(text: &str) -> Vec<String> {
+    text.split([',', ';', '\n'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn draw(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    id: &str,
+    draft: Value,
+    error: Option<String>,
+) -> Result<Response> {
+    let here = format!("/w/{}/e/{entity}/{id}/email", member.slug());
+    let record = services
+        .records()
+        .get(&member.ctx, entity, id, false)
+        .await?;
+    let shape = services.records().shape(&member.ctx, entity).await?;
+    let model = shape.model.clone();
+    let doc = &model.document;
+    let templates = services
+        .emails()
+        .templates(&member.ctx, entity, member.locale)
+        .await?;
+    let inbound = services.emails().inbound_address(&member.access).await?;
+    let snapshot = snapshot(services, member).await?;
+    let frame = frame(services, member, &snapshot, &here).await?;
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    page(
+        "email_compose.html",
+        with(
+            frame,
+            json!({
+                "entity": entity,
+                "entity_plural": member.locale.label(doc.get("x-label-plural").or_else(|| doc.get("x-label")), entity),
+                "base": format!("/w/{}/e/{entity}", member.slug()),
+                "record": {"id": record.id, "title": crate::records::title_of(&model, &record.fields, record.id)},
+                "templates": templates,
+                "draft": draft,
+                "error": error,
+                "mail_enabled": services.mail_enabled(),
+                "inbound": inbound.address,
+            }),
+        ),
+        status,
+    )
+}
+
+fn draft_value(draft: &Draft) -> Value {
+    json!({
+        "template": draft.template,
+        "to": draft.to.join(", "),
+        "cc": "",
+        "subject": draft.subject,
+        "body": draft.body,
+        "suggestions": draft.suggestions,
+    })
+}
+
+async fn compose(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+    Query(query): Query<ComposeQuery>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}/email");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let template = query.template.filter(|t| !t.is_empty());
+    let result = async {
+        let emails = services.emails();
+        let (draft, error) = match emails
+            .draft(
+                &member.ctx,
+                &member.access,
+                &entity,
+                &id,
+                template.as_deref(),
+                member.locale,
+            )
+            .await
+        {
+            Ok(draft) => (draft_value(&draft), None),
+            // A template that fails shows why, over an empty email.
+            Err(error @ Error::Invalid { .. }) => {
+                let plain = emails
+                    .draft(
+                        &member.ctx,
+                        &member.access,
+                        &entity,
+                        &id,
+                        None,
+                        member.locale,
+                    )
+                    .await?;
+                let mut value = draft_value(&plain);
+                value["template"] = json!(template);
+                (value, Some(problem_text(&error, member.locale)))
+            }
+            Err(other) => return Err(other),
+        };
+        draw(&services, &member, &entity, &id, draft, error).await
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn send(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, entity, id)): Path<(String, String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/e/{entity}/{id}/email");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let text = |name: &str| first(&posted, name).unwrap_or_default().to_owned();
+    let compose = Compose {
+        template: Some(text("template")).filter(|t| !t.is_empty()),
+        to: split_addresses(&text("to")),
+        cc: split_addresses(&text("cc")),
+        subject: Some(text("subject")),
+        body: Some(text("body")),
+    };
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let sent = services
+            .emails()
+            .send(
+                &member.ctx,
+                &member.access,
+                &entity,
+                &id,
+                compose,
+                member.locale,
+            )
+            .await?;
+        Ok(see_other(&format!(
+            "/w/{slug}/e/{entity}/{id}#email-{}",
+            sent.id
+        )))
+    }
+    .await;
+    match result {
+        Ok(response) => response,
+        Err(error @ (Error::Invalid { .. } | Error::Conflict { .. })) => {
+            let suggestions = services
+                .emails()
+                .draft(
+                    &member.ctx,
+                    &member.access,
+                    &entity,
+                    &id,
+                    None,
+                    member.locale,
+                )
+                .await
+                .map(|d| d.suggestions)
+                .unwrap_or_default();
+            let draft = json!({
+                "template": text("template"),
+                "to": text("to"),
+                "cc": text("cc"),
+                "subject": text("subject"),
+                "body": text("body"),
+                "suggestions": suggestions,
+            });
+            let message = problem_text(&error, member.locale);
+            let drawn = draw(&services, &member, &entity, &id, draft, Some(message)).await;
+            finish(drawn, member.locale)
+        }
+        Err(error) => finish(Err(error), member.locale),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_on_commas_semicolons_and_lines() {
+        assert_eq!(
+            split_addresses("a@x.com, b@y.com;\n c@z.com ,,"),
+            vec!["a@x.com", "b@y.com", "c@z.com"]
+        );
+    }
+}
