@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::browser::Browser;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, TestApp};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Options, SmtpSink, TestApp, deliver_inbound};
 use serde_json::json;
 
 fn chromium() -> String {
@@ -1525,5 +1525,124 @@ async fn a_quote_is_printed_from_its_page() {
     );
     browser.resize(1000, 1300).await;
     browser.screenshot(&screenshot_path("quote-print-zh")).await;
+    browser.close().await;
+}
+
+/// An email sent from a customer's page: the composer writes the Sales CRM's follow-up to the
+/// customer's contact, the sender changes it and sends it, the timeline shows it sent (a real
+/// SMTP listener took it), and the contact's reply to the workspace's inbound address appears
+/// on the same timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_is_sent_from_a_customers_page_and_the_reply_lands_there() {
+    let smtp = SmtpSink::start().await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Options {
+            smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
+            inbound: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let (_, customer) = admin
+        .post(
+            "/api/v1/w/demo/entities/customer/records",
+            json!({"fields": {"name": "北京星辰科技有限公司", "lifecycle_stage": "first_contact"}}),
+        )
+        .await;
+    let customer = customer["id"].as_str().expect("id").to_owned();
+    let (status, contact) = admin
+        .post(
+            "/api/v1/w/demo/entities/contact/records",
+            json!({"fields": {"name": "李娜", "customer": customer, "email": "li.na@example.com"}}),
+        )
+        .await;
+    assert!(status.is_success(), "{contact}");
+    let record = format!("/w/demo/e/customer/{customer}");
+    let browser = Browser::open("zh-CN").await;
+    sign_in(&browser, &app, &record).await;
+    browser.click("[data-testid=compose-email]").await;
+    browser.find("[data-testid=email-form]").await;
+    browser
+        .run(
+            "document.querySelector('[data-testid=email-template]').value = 'customer_follow_up';",
+            json!([]),
+        )
+        .await;
+    browser.click("[data-testid=use-template]").await;
+    browser
+        .wait_until(
+            "the template's subject",
+            "document.querySelector('[data-testid=email-subject]').value.includes('北京星辰科技有限公司')",
+        )
+        .await;
+    let to = browser
+        .run(
+            "return document.querySelector('[data-testid=email-to]').value;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(to, "li.na@example.com");
+    let body = browser
+        .run(
+            "return document.querySelector('[data-testid=email-body]').value;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        body.as_str().is_some_and(|b| b.starts_with("李娜，您好")),
+        "{body}"
+    );
+    browser
+        .fill(
+            "[data-testid=email-body]",
+            "李娜，您好：\n\n附上我们讨论的方案，周四下午方便通个电话吗？\n\n王强\n示范销售团队",
+        )
+        .await;
+    browser.resize(1200, 1000).await;
+    browser
+        .screenshot(&screenshot_path("email-compose-zh"))
+        .await;
+    browser.click("[data-testid=email-send]").await;
+    browser.find("[data-testid=timeline-email]").await;
+    assert!(browser.url().await.contains(&record));
+    app.run_jobs_until_idle().await;
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("周四下午方便通个电话吗"), "{}", sent[0]);
+    let message_id = sent[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .expect("a Message-ID")
+        .to_owned();
+    let (_, inbound) = admin.get("/api/v1/w/demo/inbound-address").await;
+    let inbound = inbound["address"].as_str().expect("address").to_owned();
+    deliver_inbound(
+        &app,
+        "li.na@example.com",
+        &inbound,
+        &format!(
+            "From: =?utf-8?b?5p2O5aic?= <li.na@example.com>\nTo: {inbound}\nSubject: Re: follow-up\nMessage-ID: <reply-7@example.com>\nIn-Reply-To: {message_id}\nContent-Type: text/plain; charset=utf-8\n\n可以，周四下午三点见。\n"
+        ),
+    )
+    .await;
+    browser.goto(&app.url(&record)).await;
+    browser.find(".email-event.in").await;
+    let timeline = browser.text("[data-testid=timeline]").await;
+    assert!(timeline.contains("已发送"), "{timeline}");
+    assert!(timeline.contains("李娜 <li.na@example.com>"), "{timeline}");
+    browser
+        .run(
+            "document.querySelectorAll('.email-details').forEach(d => d.open = true);",
+            json!([]),
+        )
+        .await;
+    let timeline = browser.text("[data-testid=timeline]").await;
+    assert!(timeline.contains("可以，周四下午三点见。"), "{timeline}");
+    browser.resize(1200, 1100).await;
+    browser
+        .screenshot(&screenshot_path("email-timeline-zh"))
+        .await;
     browser.close().await;
 }

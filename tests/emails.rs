@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{
     ADMIN_EMAIL, Backend, Client, INBOUND_DOMAIN, Options, PageClient, SmtpSink, TestApp,
-    assert_problem, join_member, publish_definition,
+    assert_problem, deliver_inbound, join_member, publish_definition,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -74,25 +74,6 @@ async fn emails(client: &Client, entity: &str, id: &str) -> Vec<Value> {
     let (status, body) = client.get(&emails_of(entity, id)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body.as_array().cloned().expect("a list")
-}
-
-/// Sends `raw` to the app's inbound SMTP server for `to` with a real SMTP client.
-async fn deliver(app: &TestApp, from: &str, to: &str, raw: &str) {
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
-    let at = app.inbound.expect("inbound mail is on");
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(at.ip().to_string())
-        .port(at.port())
-        .timeout(Some(Duration::from_secs(10)))
-        .build();
-    let envelope = Envelope::new(
-        Some(from.parse().expect("from")),
-        vec![to.parse().expect("to")],
-    )
-    .expect("envelope");
-    transport
-        .send_raw(&envelope, raw.replace('\n', "\r\n").as_bytes())
-        .await
-        .expect("the inbound server takes the message");
 }
 
 async fn inbound_address(client: &Client) -> String {
@@ -188,9 +169,9 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     let reply = format!(
         "From: Li Na <li.na@example.com>\nTo: {inbound}\nSubject: Re: 跟进\nMessage-ID: <reply-1@example.com>\nIn-Reply-To: <{message_id}>\nReferences: <{message_id}>\nContent-Type: text/plain; charset=utf-8\n\n好的，周四下午可以。\n"
     );
-    deliver(&app, "li.na@example.com", &inbound, &reply).await;
+    deliver_inbound(&app, "li.na@example.com", &inbound, &reply).await;
     // The sending server tries again after a lost answer: still one message.
-    deliver(&app, "li.na@example.com", &inbound, &reply).await;
+    deliver_inbound(&app, "li.na@example.com", &inbound, &reply).await;
     let on_customer = emails(&admin, "customer", &customer).await;
     assert_eq!(on_customer.len(), 2, "{on_customer:?}");
     let received = &on_customer[0];
@@ -213,7 +194,7 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     let copy = format!(
         "From: Admin <{ADMIN_EMAIL}>\nTo: wang@example.com\nBcc: {inbound}\nSubject: Contract draft\nMessage-ID: <bcc-1@example.com>\n\nPlease see the draft.\n"
     );
-    deliver(&app, ADMIN_EMAIL, &inbound, &copy).await;
+    deliver_inbound(&app, ADMIN_EMAIL, &inbound, &copy).await;
     let on_wang = emails(&admin, "contact", &wang).await;
     assert_eq!(on_wang.len(), 1, "{on_wang:?}");
     assert_eq!(on_wang[0]["direction"], "out");
@@ -224,7 +205,7 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     let stray = format!(
         "From: someone@elsewhere.org\nTo: {inbound}\nSubject: Partnership\nMessage-ID: <stray-1@elsewhere.org>\n\nHello there.\n"
     );
-    deliver(&app, "someone@elsewhere.org", &inbound, &stray).await;
+    deliver_inbound(&app, "someone@elsewhere.org", &inbound, &stray).await;
     let (status, unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
     assert_eq!(status, StatusCode::OK, "{unfiled}");
     assert_eq!(unfiled.as_array().map(Vec::len), Some(1), "{unfiled}");

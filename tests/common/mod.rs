@@ -481,6 +481,26 @@ pub async fn connect(database_url: &str) -> Db {
     Db::connect(&config).await.expect("connect")
 }
 
+/// Sends the message `raw` (lines ending in `\n`) from `from` to `to` through the app's inbound
+/// SMTP server with a real SMTP client, as a sender's mail server would.
+pub async fn deliver_inbound(app: &TestApp, from: &str, to: &str, raw: &str) {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
+    let at = app.inbound.expect("inbound mail is on");
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(at.ip().to_string())
+        .port(at.port())
+        .timeout(Some(std::time::Duration::from_secs(10)))
+        .build();
+    let envelope = Envelope::new(
+        Some(from.parse().expect("from")),
+        vec![to.parse().expect("to")],
+    )
+    .expect("envelope");
+    transport
+        .send_raw(&envelope, raw.replace('\n', "\r\n").as_bytes())
+        .await
+        .expect("the inbound server takes the message");
+}
+
 /// A real SMTP listener on a free local port that keeps every message it is sent (what
 /// Formwork's mailer talks to in tests).
 #[derive(Clone, Default)]
