@@ -189,17 +189,40 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     assert_eq!(on_contact.len(), 1, "{on_contact:?}");
     assert_eq!(on_contact[0]["id"], received["id"]);
 
-    // A member's BCC copy from their own mailbox is filed on the person it went to.
+    // A member's BCC copy to their personal address is filed on the person it went to.
     let (_, wang) = customer_with_contact(&admin, "上海云帆", "Wang Wei", "wang@example.com").await;
-    let copy = format!(
-        "From: Admin <{ADMIN_EMAIL}>\nTo: wang@example.com\nBcc: {inbound}\nSubject: Contract draft\nMessage-ID: <bcc-1@example.com>\n\nPlease see the draft.\n"
+    let (_, addresses) = admin.get(&format!("{W}/inbound-address")).await;
+    let bcc = addresses["bcc_address"]
+        .as_str()
+        .expect("bcc address")
+        .to_owned();
+    assert!(
+        bcc.starts_with(inbound.trim_end_matches(&format!("@{INBOUND_DOMAIN}"))),
+        "{addresses}"
     );
-    deliver_inbound(&app, ADMIN_EMAIL, &inbound, &copy).await;
+    let copy = format!(
+        "From: Admin <{ADMIN_EMAIL}>\nTo: wang@example.com\nBcc: {bcc}\nSubject: Contract draft\nMessage-ID: <bcc-1@example.com>\n\nPlease see the draft.\n"
+    );
+    deliver_inbound(&app, ADMIN_EMAIL, &bcc, &copy).await;
     let on_wang = emails(&admin, "contact", &wang).await;
     assert_eq!(on_wang.len(), 1, "{on_wang:?}");
     assert_eq!(on_wang[0]["direction"], "out");
     assert_eq!(on_wang[0]["subject"], "Contract draft");
     assert!(on_wang[0]["sent_by"].is_string(), "{on_wang:?}");
+    // Someone posing as a member at the public address is only an outsider: nothing is filed
+    // as sent by the member, nor on the records they name.
+    let forged = format!(
+        "From: Admin <{ADMIN_EMAIL}>\nTo: wang@example.com\nSubject: Forged\nMessage-ID: <forged-1@example.com>\n\nPay to this account.\n"
+    );
+    deliver_inbound(&app, ADMIN_EMAIL, &inbound, &forged).await;
+    assert_eq!(emails(&admin, "contact", &wang).await.len(), 1);
+    // A personal address with a code that is nobody's is refused.
+    let mut session = SmtpSession::open(&app).await;
+    session.expect("EHLO tester", "250").await;
+    session.expect("MAIL FROM:<x@example.com>", "250").await;
+    let wrong = inbound.replace('@', ".000000000000@");
+    session.expect(&format!("RCPT TO:<{wrong}>"), "550").await;
+    session.expect("QUIT", "221").await;
 
     // A stranger's mail matches nothing: kept unfiled for admins, who file it by hand.
     let stray = format!(
@@ -208,11 +231,29 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     deliver_inbound(&app, "someone@elsewhere.org", &inbound, &stray).await;
     let (status, unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
     assert_eq!(status, StatusCode::OK, "{unfiled}");
-    assert_eq!(unfiled.as_array().map(Vec::len), Some(1), "{unfiled}");
+    assert_eq!(unfiled.as_array().map(Vec::len), Some(2), "{unfiled}");
+    assert_eq!(unfiled[0]["subject"], "Partnership");
+    assert_eq!(unfiled[1]["subject"], "Forged");
+    assert_eq!(unfiled[1]["direction"], "in");
+    assert!(unfiled[1]["sent_by"].is_null(), "{unfiled}");
     let stray_id = unfiled[0]["id"].as_str().expect("id").to_owned();
     let (rep, _) = join_member(&app, &admin, "rep@example.com", "crm.sales_rep").await;
     let (status, body) = rep.get(&format!("{W}/emails/unfiled")).await;
     assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = rep
+        .post(
+            &format!("{W}/emails/{stray_id}/file"),
+            json!({"entity": "customer", "record_id": customer}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, body) = admin
+        .post(
+            &format!("{W}/emails/{stray_id}/file"),
+            json!({"entity": "customer", "record_id": "01a24bc2-0000-7000-8000-000000000000"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
     let (status, body) = admin
         .post(
             &format!("{W}/emails/{stray_id}/file"),
@@ -222,7 +263,7 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(emails(&admin, "customer", &customer).await.len(), 3);
     let (_, unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
-    assert_eq!(unfiled.as_array().map(Vec::len), Some(0), "{unfiled}");
+    assert_eq!(unfiled.as_array().map(Vec::len), Some(1), "{unfiled}");
 
     // A rotated address takes mail; the old one is refused at RCPT.
     let (status, rotated) = admin
@@ -267,6 +308,24 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     let (status, body) = admin.get(&emails_of("contact", &wang)).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND);
     assert_eq!(emails(&admin, "customer", &customer).await.len(), 3);
+    let (_, unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
+    assert_eq!(
+        unfiled.as_array().map(Vec::len),
+        Some(1),
+        "the copy went: {unfiled}"
+    );
+
+    // Erasing the contact takes her reply from every record it was filed on.
+    let (status, body) = admin
+        .post(
+            &format!("{W}/entities/contact/records/{contact}/erase"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let left = emails(&admin, "customer", &customer).await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|e| e["id"] != received["id"]), "{left:?}");
 }
 
 async fn bad_emails_and_templates_are_refused_and_change_nothing(backend: Backend) {
@@ -537,6 +596,13 @@ async fn the_inbound_server_refuses_what_it_cannot_take(backend: Backend) {
     }
     s.expect(".", "552").await;
     s.expect("NOOP", "250").await;
+    // A bare LF never ends the data (no smuggled commands), and its message is refused.
+    s.expect("MAIL FROM:<li.na@example.com>", "250").await;
+    s.expect(&format!("RCPT TO:<{inbound}>"), "250").await;
+    s.expect("DATA", "354").await;
+    s.send("From: li.na@example.com\r\nSubject: smuggled\r\n\r\nhi\n.\nMAIL FROM:<x@y.z>\n.\r\nRCPT TO:<a@b.c>")
+        .await;
+    s.expect(".", "550").await;
     s.expect("RSET", "250").await;
     // A command line past the limit is refused.
     s.expect(&format!("NOOP {}", "y".repeat(5000)), "500").await;
@@ -646,7 +712,153 @@ async fn the_record_page_composes_sends_and_shows_emails(backend: Backend) {
     assert_eq!(smtp.messages().len(), 1);
 }
 
+async fn who_may_email_what_they_see_and_what_fails(backend: Backend) {
+    let smtp = SmtpSink::start().await;
+    let app = spawn(backend, Some(&smtp)).await;
+    let admin = app.admin().await;
+    let (customer, _) =
+        customer_with_contact(&admin, "北京星辰科技", "Li Na", "li.na@example.com").await;
+    let (status, sent) = admin
+        .post(
+            &emails_of("customer", &customer),
+            json!({"to": ["li.na@example.com"], "subject": "Hello", "body": "Hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+
+    // A member who reads customers but may not change them reads the mail, with addresses
+    // masked as their role masks contacts' emails, and may not write from the record.
+    let (status, body) = admin
+        .put(
+            &format!("{W}/roles/viewer"),
+            json!({"name": "Viewer", "rights": {"entities": {
+                "*": {"create": "none", "read": "all", "update": "none", "delete": "none"},
+                "contact": {"fields": {"email": "masked"}}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (viewer, _) = join_member(&app, &admin, "viewer@example.com", "viewer").await;
+    let seen = emails(&viewer, "customer", &customer).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["to"], json!(["l***@example.com"]), "{seen:?}");
+    let (status, body) = viewer
+        .post(
+            &emails_of("customer", &customer),
+            json!({"to": ["li.na@example.com"], "subject": "s", "body": "b"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN);
+    let (status, draft) = viewer
+        .get(&format!("{}/draft", emails_of("customer", &customer)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{draft}");
+    assert_eq!(
+        draft["to"],
+        json!([]),
+        "a masked address is not offered: {draft}"
+    );
+    let page = PageClient::sign_in(&app, "viewer@example.com", "user-password-123", "en").await;
+    let (_, html) = page.get(&format!("/w/demo/e/customer/{customer}")).await;
+    assert!(
+        !html.contains("data-testid=\"compose-email\""),
+        "no email button"
+    );
+    assert!(html.contains("l***@example.com"), "{html}");
+    assert!(!html.contains("li.na@example.com"), "{html}");
+
+    // A server refusing the recipient for good: failed after one try, with its answer.
+    smtp.refuse("nobody@example.com");
+    let (status, doomed) = admin
+        .post(
+            &emails_of("customer", &customer),
+            json!({"to": ["nobody@example.com"], "subject": "Hello", "body": "Hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{doomed}");
+    app.run_jobs_until_idle().await;
+    let listed = emails(&admin, "customer", &customer).await;
+    let failed = listed
+        .iter()
+        .find(|e| e["id"] == doomed["id"])
+        .expect("listed");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("550")),
+        "{failed}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|e| e["id"] == sent["id"] && e["status"] == "sent")
+    );
+
+    // A member sends at most 100 emails an hour from records.
+    for i in 2..100 {
+        let (status, body) = admin
+            .post(
+                &emails_of("customer", &customer),
+                json!({"to": ["li.na@example.com"], "subject": format!("n{i}"), "body": "b"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{i}: {body}");
+    }
+    let (status, body) = admin
+        .post(
+            &emails_of("customer", &customer),
+            json!({"to": ["li.na@example.com"], "subject": "one more", "body": "b"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::TOO_MANY_REQUESTS);
+    app.advance(chrono::Duration::minutes(61));
+    let (status, body) = admin
+        .post(
+            &emails_of("customer", &customer),
+            json!({"to": ["li.na@example.com"], "subject": "later", "body": "b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Another workspace's reply naming this workspace's message stays in its own workspace.
+    let (status, body) = admin
+        .post(
+            "/api/v1/account/workspaces",
+            json!({"slug": "east", "name": "East"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, east) = admin.get("/api/v1/w/east/inbound-address").await;
+    let east = east["address"].as_str().expect("address").to_owned();
+    let message_id = sent["message_id"].as_str().expect("id");
+    deliver_inbound(
+        &app,
+        "li.na@example.com",
+        &east,
+        &format!(
+            "From: li.na@example.com\nTo: {east}\nSubject: Re: Hello\nMessage-ID: <east-1@example.com>\nIn-Reply-To: <{message_id}>\n\nWrong place.\n"
+        ),
+    )
+    .await;
+    let on_customer = emails(&admin, "customer", &customer).await;
+    assert!(
+        on_customer.iter().all(|e| e["direction"] == "out"),
+        "{on_customer:?}"
+    );
+    let (_, east_unfiled) = admin.get("/api/v1/w/east/emails/unfiled").await;
+    assert_eq!(
+        east_unfiled.as_array().map(Vec::len),
+        Some(1),
+        "{east_unfiled}"
+    );
+    let (_, demo_unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
+    assert_eq!(
+        demo_unfiled.as_array().map(Vec::len),
+        Some(0),
+        "{demo_unfiled}"
+    );
+}
+
 both_databases!(
+    who_may_email_what_they_see_and_what_fails,
     an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back,
     bad_emails_and_templates_are_refused_and_change_nothing,
     the_inbound_server_refuses_what_it_cannot_take,

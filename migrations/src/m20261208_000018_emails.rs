@@ -17,6 +17,9 @@ impl MigrationTrait for Migration {
                     .col(uuid("workspace_id"))
                     // `out` (sent from a record, or copied in by a member's BCC) or `in`.
                     .col(string("direction"))
+                    // `composed` (written in Formwork and sent through the outbox) or `inbound`
+                    // (taken at an inbound address).
+                    .col(string("source"))
                     // The RFC 5322 Message-ID without its angle brackets; a message is filed
                     // once per workspace however often it is delivered.
                     .col(string("message_id"))
@@ -55,6 +58,18 @@ impl MigrationTrait for Migration {
                     .col("workspace_id")
                     .col("message_id")
                     .unique()
+                    .to_owned(),
+            )
+            .await?;
+        // Each member's recent sends (the per-member sending limit).
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_emails_sender")
+                    .table("emails")
+                    .col("workspace_id")
+                    .col("sent_by")
+                    .col("created_at")
                     .to_owned(),
             )
             .await?;

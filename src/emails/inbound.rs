@@ -1,14 +1,19 @@
 //! Inbound mail: each workspace has an address `<slug>+<token>@<inbound domain>` (the token is
-//! a secret an admin can rotate). Customers' replies reach it through the Reply-To of emails sent
-//! from records, and members may BCC it from their own mailbox. A message is filed on the
-//! records its thread started on (In-Reply-To/References naming a message we sent) and on the
-//! records whose email fields hold the other party's address (the sender for mail from outside,
-//! the recipients for a member's copy). What matches nothing is kept as unfiled for admins.
+//! a secret an admin can rotate); customers' replies reach it through the Reply-To of emails
+//! sent from records. Each member also has a personal address `<slug>+<token>.<code>@…` (the
+//! code an HMAC of their account under the token) to BCC from their own mailbox: only mail to
+//! that address is filed as sent by them — a `From:` header naming a member proves nothing. A
+//! message is filed on the records its thread started on (In-Reply-To/References naming a
+//! message we sent) and on the records whose email fields hold the other party's address (the
+//! sender for mail from outside, the recipients for a member's copy). What matches nothing is
+//! kept as unfiled for admins.
 
 use std::collections::BTreeSet;
 
+use hmac::{Hmac, Mac};
 use mail_parser::{Address, HeaderValue, MessageParser};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::app::Services;
@@ -29,14 +34,41 @@ pub fn new_token() -> String {
     crate::auth::random_secret()[..20].to_owned()
 }
 
-/// The workspace slug and token of an inbound address on `domain`, if it is one.
-fn parse_address<'a>(address: &'a str, domain: &str) -> Option<(&'a str, &'a str)> {
+/// The code of a member's personal inbound address: 12 hex digits of an HMAC of their account
+/// under the workspace's token (a new token gives everyone a new address).
+pub fn member_code(token: &str, account_id: Uuid) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(account_id.as_bytes());
+    hex::encode(mac.finalize().into_bytes())[..12].to_owned()
+}
+
+/// An inbound address on `domain` taken apart: the workspace slug, the token, and a member's
+/// code when it is a personal address.
+fn parse_address<'a>(
+    address: &'a str,
+    domain: &str,
+) -> Option<(&'a str, &'a str, Option<&'a str>)> {
     let (local, host) = address.rsplit_once('@')?;
     if !host.eq_ignore_ascii_case(domain) {
         return None;
     }
-    let (slug, token) = local.split_once('+')?;
-    (!slug.is_empty() && !token.is_empty()).then_some((slug, token))
+    let (slug, rest) = local.split_once('+')?;
+    let (token, code) = match rest.split_once('.') {
+        Some((token, code)) => (token, Some(code).filter(|c| !c.is_empty())?.into()),
+        None => (rest, None),
+    };
+    (!slug.is_empty() && !token.is_empty()).then_some((slug, token, code))
+}
+
+/// Where an inbound address leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Target {
+    /// The workspace.
+    workspace_id: Uuid,
+    /// The member whose personal address it is.
+    member: Option<Uuid>,
 }
 
 /// Takes mail for the workspaces' inbound addresses.
@@ -47,27 +79,50 @@ pub struct Desk {
 }
 
 impl Desk {
-    /// The workspace an inbound address leads to (`None`: no such address, or an old token).
-    async fn workspace_of(&self, address: &str) -> Result<Option<Uuid>> {
+    /// Where an inbound address leads (`None`: no such address, an old token, or a code that
+    /// is no current member's).
+    async fn target_of(&self, address: &str) -> Result<Option<Target>> {
         let domain = self.services.config().inbound_domain();
-        let Some((slug, token)) = parse_address(address, &domain) else {
+        let Some((slug, token, code)) = parse_address(address, &domain) else {
             return Ok(None);
         };
+        let token = token.to_ascii_lowercase();
         let conn = self.services.db().conn();
-        let Some(inbox) = rows::inbox_by_token(conn, &token.to_ascii_lowercase()).await? else {
+        let Some(inbox) = rows::inbox_by_token(conn, &token).await? else {
             return Ok(None);
         };
-        let workspace = crate::store::workspaces::find(conn, inbox.workspace_id).await?;
-        Ok(workspace
+        let Some(workspace) = crate::store::workspaces::find(conn, inbox.workspace_id)
+            .await?
             .filter(|w| w.slug.eq_ignore_ascii_case(slug))
-            .map(|w| w.id))
+        else {
+            return Ok(None);
+        };
+        let member = match code {
+            None => None,
+            Some(code) => {
+                let code = code.to_ascii_lowercase();
+                let members = crate::store::workspaces::list_members(conn, workspace.id).await?;
+                let Some(found) = members
+                    .iter()
+                    .find(|m| crate::auth::same_secret(&member_code(&token, m.account_id), &code))
+                else {
+                    return Ok(None);
+                };
+                Some(found.account_id)
+            }
+        };
+        Ok(Some(Target {
+            workspace_id: workspace.id,
+            member,
+        }))
     }
 
-    /// Files one message in the workspace; false when it was there already (a redelivery).
+    /// Files one message in the workspace (as a copy of what `member` sent, when it came to
+    /// their personal address); false when it was there already (a redelivery).
     ///
     /// # Errors
-    /// `Error::Db`.
-    pub async fn file(&self, workspace_id: Uuid, raw: &[u8]) -> Result<bool> {
+    /// `Error::Invalid` (not a message), `Error::Db`.
+    pub async fn file(&self, workspace_id: Uuid, member: Option<Uuid>, raw: &[u8]) -> Result<bool> {
         let message = MessageParser::default()
             .parse(raw)
             .ok_or_else(|| Error::invalid("/message", "not_a_message", "not an email message"))?;
@@ -106,10 +161,6 @@ impl Desk {
                 .map(|(a, _)| a.clone())
                 .collect()
         };
-        let members = crate::store::workspaces::list_members(conn, workspace_id).await?;
-        let member = members
-            .iter()
-            .find(|m| m.email.eq_ignore_ascii_case(&from_address));
         let (direction, counterparts) = match member {
             // A member's BCC copy: it is about the people it went to.
             Some(_) => ("out", [outside(&to), outside(&cc)].concat()),
@@ -146,10 +197,11 @@ impl Desk {
                         "filter": {"field": field.key, "op": "eq", "value": address},
                         "limit": MATCHES_PER_ADDRESS,
                     });
-                    let Ok(page) = self.services.records().list(&ctx, &model.key, &query).await
-                    else {
-                        continue;
-                    };
+                    let page = self
+                        .services
+                        .records()
+                        .list(&ctx, &model.key, &query)
+                        .await?;
                     for record in page.records {
                         let link = Link {
                             entity: model.key.clone(),
@@ -182,10 +234,18 @@ impl Desk {
             id,
             workspace_id,
             direction: direction.to_owned(),
+            source: "inbound".to_owned(),
+            // Without a Message-ID the message's own bytes name it, so a redelivery is still
+            // filed once.
             message_id: message
                 .message_id()
                 .map(|m| m.chars().take(250).collect())
-                .unwrap_or_else(|| format!("{id}@received.invalid")),
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}@received.invalid",
+                        &hex::encode(Sha256::digest(raw))[..32]
+                    )
+                }),
             replies_to,
             from_address: from_address.chars().take(250).collect(),
             from_name: from_name.chars().take(250).collect(),
@@ -196,7 +256,7 @@ impl Desk {
             subject,
             body,
             template: None,
-            sent_by: member.map(|m| m.account_id),
+            sent_by: member,
             status: if direction == "out" {
                 "sent"
             } else {
@@ -216,29 +276,42 @@ impl Desk {
 
 #[async_trait::async_trait]
 impl Inbox for Desk {
-    async fn accepts(&self, address: &str) -> bool {
-        matches!(self.workspace_of(address).await, Ok(Some(_)))
+    async fn accepts(&self, address: &str) -> Result<bool, Refusal> {
+        match self.target_of(address).await {
+            Ok(target) => Ok(target.is_some()),
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up an inbound address failed");
+                Err(Refusal::Temporary("cannot take mail now".to_owned()))
+            }
+        }
     }
 
     async fn deliver(&self, envelope: &Envelope, message: &[u8]) -> Result<(), Refusal> {
-        let mut workspaces: Vec<Uuid> = Vec::new();
+        let unavailable = |e: Error| {
+            tracing::warn!(error = %e, "filing an inbound email failed");
+            Refusal::Temporary("cannot file the message now".to_owned())
+        };
+        // One filing per workspace: a member's personal address makes it their copy.
+        let mut targets: Vec<Target> = Vec::new();
         for recipient in &envelope.recipients {
-            match self.workspace_of(recipient).await {
-                Ok(Some(id)) if !workspaces.contains(&id) => workspaces.push(id),
-                Ok(_) => {}
-                Err(e) => return Err(Refusal::Temporary(e.to_string())),
+            let Some(target) = self.target_of(recipient).await.map_err(unavailable)? else {
+                continue;
+            };
+            match targets
+                .iter_mut()
+                .find(|t| t.workspace_id == target.workspace_id)
+            {
+                Some(known) => known.member = known.member.or(target.member),
+                None => targets.push(target),
             }
         }
-        for workspace in workspaces {
-            match self.file(workspace, message).await {
+        for target in targets {
+            match self.file(target.workspace_id, target.member, message).await {
                 Ok(_) => {}
                 Err(Error::Invalid { .. }) => {
                     return Err(Refusal::Permanent("not an email message".to_owned()));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "filing an inbound email failed");
-                    return Err(Refusal::Temporary("cannot file the message now".to_owned()));
-                }
+                Err(e) => return Err(unavailable(e)),
             }
         }
         Ok(())
@@ -272,7 +345,22 @@ mod tests {
     fn inbound_addresses_name_a_workspace_and_a_token() {
         assert_eq!(
             parse_address("demo+abc123@In.Example.com", "in.example.com"),
-            Some(("demo", "abc123"))
+            Some(("demo", "abc123", None))
+        );
+        assert_eq!(
+            parse_address("demo+abc123.0f1e2d3c4b5a@in.example.com", "in.example.com"),
+            Some(("demo", "abc123", Some("0f1e2d3c4b5a")))
+        );
+        assert_eq!(
+            parse_address("demo+abc123.@in.example.com", "in.example.com"),
+            None
+        );
+        let someone = Uuid::from_u128(7);
+        assert_eq!(member_code("abc", someone).len(), 12);
+        assert_ne!(member_code("abc", someone), member_code("abd", someone));
+        assert_ne!(
+            member_code("abc", someone),
+            member_code("abc", Uuid::from_u128(8))
         );
         assert_eq!(parse_address("demo@in.example.com", "in.example.com"), None);
         assert_eq!(parse_address("demo+x@other.com", "in.example.com"), None);

@@ -32,6 +32,10 @@ pub const MAX_SUBJECT: usize = 300;
 pub const MAX_BODY: usize = 100_000;
 /// Most emails a record's timeline lists.
 pub const TIMELINE_LIMIT: u64 = 200;
+/// Most emails one member may send from records in an hour.
+pub const MAX_PER_HOUR: u64 = 100;
+/// Longest address (RFC 5321's path limit).
+const MAX_ADDRESS: usize = 320;
 
 /// Email use cases bound to the services.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +136,9 @@ pub struct InboundAddress {
     pub enabled: bool,
     /// The address (`<workspace>+<token>@<domain>`), when it does.
     pub address: Option<String>,
+    /// The caller's personal address to BCC from their own mailbox (`<workspace>+<token>.<code>@…`):
+    /// mail to it is filed as sent by them.
+    pub bcc_address: Option<String>,
 }
 
 fn view(row: EmailRow, names: &HashMap<Uuid, String>) -> EmailView {
@@ -178,7 +185,10 @@ fn recipients(list: &[String], pointer: &str, problems: &mut Vec<FieldError>) ->
     let mut out = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let item = item.trim();
-        if item.chars().any(char::is_control) || address_of(item).is_none() {
+        if item.len() > MAX_ADDRESS
+            || item.chars().any(char::is_control)
+            || address_of(item).is_none()
+        {
             problems.push(FieldError::new(
                 format!("{pointer}/{i}"),
                 "bad_address",
@@ -302,6 +312,10 @@ impl Emails<'_> {
         locale: Locale,
     ) -> Result<EmailView> {
         let record = self.records.get(ctx, entity, id, false).await?;
+        // Writing to a record's people acts for the record: it takes the right to change it.
+        self.records
+            .check_may_update(ctx, entity, record.id)
+            .await?;
         if !self.mail_enabled {
             return Err(Error::conflict(
                 "",
@@ -387,6 +401,19 @@ impl Emails<'_> {
         if !problems.is_empty() {
             return Err(Error::invalid_all("the email cannot be sent", problems));
         }
+        let now = self.records.clock.now();
+        let recent = rows::sent_since(
+            self.records.db.conn(),
+            access.workspace.id,
+            access.account_id,
+            now - chrono::Duration::hours(1),
+        )
+        .await?;
+        if recent >= MAX_PER_HOUR {
+            return Err(Error::RateLimited {
+                retry_after_secs: 600,
+            });
+        }
         let sender = self.sender(access).await?;
         let email_id = new_id();
         let domain = self.inbound_domain.unwrap_or("formwork.invalid");
@@ -396,11 +423,11 @@ impl Emails<'_> {
             reply_to.push(inbound);
         }
         let from_name = format!("{} ({})", sender.name, access.workspace.name);
-        let now = self.records.clock.now();
         let row = EmailRow {
             id: email_id,
             workspace_id: access.workspace.id,
             direction: "out".to_owned(),
+            source: "composed".to_owned(),
             message_id: message_id.clone(),
             replies_to: None,
             from_address: sender.email.clone(),
@@ -463,7 +490,49 @@ impl Emails<'_> {
         )
         .await?;
         let names = self.names(access).await?;
-        Ok(found.into_iter().map(|row| view(row, &names)).collect())
+        let masked = self.masks_addresses(ctx).await?;
+        Ok(found
+            .into_iter()
+            .map(|row| {
+                let mut email = view(row, &names);
+                if masked {
+                    mask_addresses(&mut email);
+                }
+                email
+            })
+            .collect())
+    }
+
+    /// Whether the caller's role hides or masks an email field of an entity they read: then
+    /// the addresses of emails are masked for them too (the fields' rule holds in the timeline).
+    async fn masks_addresses(&self, ctx: &Context) -> Result<bool> {
+        let Some(policy) = &ctx.policy else {
+            return Ok(false);
+        };
+        if policy.is_admin {
+            return Ok(false);
+        }
+        let snapshot = self
+            .records
+            .registry
+            .snapshot(
+                self.records.db,
+                ctx.scope.workspace_id,
+                ctx.scope.generation,
+            )
+            .await?;
+        Ok(snapshot.entities().iter().any(|model| {
+            let lens = crate::records::guard::Lens::new(ctx, model);
+            lens.reach(crate::records::Operation::Read) != crate::access::Reach::None
+                && model
+                    .fields
+                    .iter()
+                    .filter(|f| f.kind == FieldKind::Email)
+                    .any(|f| {
+                        let rule = lens.field(model, &f.key);
+                        rule.masks() || rule == crate::access::FieldRule::Hidden
+                    })
+        }))
     }
 
     async fn names(&self, access: &Access) -> Result<HashMap<Uuid, String>> {
@@ -485,6 +554,7 @@ impl Emails<'_> {
             return Ok(InboundAddress {
                 enabled: false,
                 address: None,
+                bcc_address: None,
             });
         };
         let conn = self.records.db.conn();
@@ -499,9 +569,15 @@ impl Emails<'_> {
                     .ok_or_else(|| Error::internal("the inbound address was not kept"))?
             }
         };
+        let slug = &access.workspace.slug;
         Ok(InboundAddress {
             enabled: true,
-            address: Some(format!("{}+{}@{domain}", access.workspace.slug, row.token)),
+            address: Some(format!("{slug}+{}@{domain}", row.token)),
+            bcc_address: Some(format!(
+                "{slug}+{}.{}@{domain}",
+                row.token,
+                inbound::member_code(&row.token, access.account_id)
+            )),
         })
     }
 
@@ -580,6 +656,23 @@ impl Emails<'_> {
     }
 }
 
+/// Masks every address of an email (`l***@example.com`).
+fn mask_addresses(email: &mut EmailView) {
+    let mask = |address: &str| -> String {
+        let text = address_of(address).unwrap_or_else(|| address.to_owned());
+        crate::access::mask(&json!(text), true)
+            .as_str()
+            .unwrap_or("****")
+            .to_owned()
+    };
+    email.from_address = mask(&email.from_address);
+    for list in [&mut email.to, &mut email.cc] {
+        for address in list.iter_mut() {
+            *address = mask(address);
+        }
+    }
+}
+
 /// A display name without what could break out of a header (quotes, brackets, line breaks).
 fn clean_name(name: &str) -> String {
     let clean: String = name
@@ -613,7 +706,11 @@ fn suggestions(
             let Some(address) = fields.get(&field.key).and_then(Value::as_str) else {
                 continue;
             };
-            if found.iter().any(|s| s.address == address) || found.len() >= 50 {
+            // A masked address (`l***@…`) is not one to write to.
+            if address.contains("***")
+                || found.iter().any(|s| s.address == address)
+                || found.len() >= 50
+            {
                 continue;
             }
             let record_id = fields

@@ -190,7 +190,13 @@ impl Handler for SendEmail {
                 Err(JobFailure::Retry(why)) if last_try => ("failed", Some(why.clone()), None),
                 Err(JobFailure::Retry(why)) => ("queued", Some(why.clone()), None),
             };
-            crate::store::emails::set_status(ctx.db.conn(), id, status, error, sent_at).await?;
+            if let Err(e) =
+                crate::store::emails::set_status(ctx.db.conn(), id, status, error, sent_at).await
+            {
+                // The message is out (or its failure known); a retry would send it again, so
+                // the status is left behind rather than the email repeated.
+                tracing::warn!(email = %id, error = %e, "recording an email's delivery failed");
+            }
         }
         outcome
     }
@@ -239,11 +245,14 @@ impl SendEmail {
                 .body(email.text),
         }
         .map_err(|e| JobFailure::Fatal(format!("bad message: {e}")))?;
-        self.mailer
-            .transport
-            .send(message)
-            .await
-            .map_err(|e| JobFailure::Retry(format!("SMTP: {e}")))?;
+        self.mailer.transport.send(message).await.map_err(|e| {
+            // A permanent refusal (5xx: no such mailbox, rejected) will not change.
+            if e.is_permanent() {
+                JobFailure::Fatal(format!("SMTP: {e}"))
+            } else {
+                JobFailure::Retry(format!("SMTP: {e}"))
+            }
+        })?;
         Ok(())
     }
 }

@@ -2,11 +2,14 @@
 //! [`Inbox`] accepts and hands each whole message over before answering `250`, so a message is
 //! either stored or refused, never lost between the two. It is meant to sit behind the MX of
 //! the inbound domain (or a relay that forwards to it); it offers no TLS and no relaying.
-//! Every limit is checked while reading: line length, message size, recipients, errors per
-//! session, idle time and connections at once.
+//! Every limit is checked while reading: line length, message size, recipients, errors and
+//! commands per session, idle time, session length, sessions at once (in all and per client)
+//! and messages being read at once. Lines end in CRLF: a bare LF never ends the data (no SMTP
+//! smuggling), and a message holding one is refused.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -21,10 +24,18 @@ const MAX_TEXT_LINE: usize = 64 * 1024;
 const MAX_RECIPIENTS: usize = 20;
 /// Bad commands before the session is closed.
 const MAX_ERRORS: usize = 10;
-/// Sessions served at once; more wait for a free one.
+/// Commands in one session.
+const MAX_COMMANDS: usize = 1000;
+/// Sessions served at once; more are told to come back (`421`).
 const MAX_SESSIONS: usize = 64;
+/// Sessions one client address may hold at once.
+const MAX_PER_PEER: usize = 8;
+/// Messages being read at once (each holds up to the size limit in memory).
+const MAX_DATA_AT_ONCE: usize = 8;
 /// How long a client may stay silent.
 const IDLE: Duration = Duration::from_secs(60);
+/// How long one session may last in all.
+const SESSION_LIMIT: Duration = Duration::from_secs(600);
 
 /// The envelope of one message.
 #[derive(Debug, Clone)]
@@ -49,8 +60,9 @@ pub enum Refusal {
 /// Where received mail goes.
 #[async_trait::async_trait]
 pub trait Inbox: Send + Sync + 'static {
-    /// Whether mail for `address` is taken (asked at `RCPT TO`).
-    async fn accepts(&self, address: &str) -> bool;
+    /// Whether mail for `address` is taken (asked at `RCPT TO`); `Err` when that cannot be
+    /// told now (the client tries again later).
+    async fn accepts(&self, address: &str) -> Result<bool, Refusal>;
     /// Takes one whole message; it is stored when this returns `Ok`.
     async fn deliver(&self, envelope: &Envelope, message: &[u8]) -> Result<(), Refusal>;
 }
@@ -74,34 +86,89 @@ pub async fn serve(
 ) {
     let settings = Arc::new(settings);
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
+    let readers = Arc::new(Semaphore::new(MAX_DATA_AT_ONCE));
+    let peers: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, peer)) = accepted else {
+        let Ok((mut stream, peer)) = accepted else {
             // Out of descriptors or a reset during the handshake: wait a moment, go on.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(permit) = sessions.clone().acquire_owned().await else {
-            return;
+        let permit = sessions.clone().try_acquire_owned().ok();
+        let seat = permit.and_then(|permit| PeerSeat::take(&peers, peer.ip()).map(|s| (permit, s)));
+        let Some((permit, seat)) = seat else {
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"421 4.7.0 too many connections; try again later\r\n")
+                    .await;
+            });
+            continue;
         };
-        let (inbox, settings) = (inbox.clone(), settings.clone());
+        let (inbox, settings, readers) = (inbox.clone(), settings.clone(), readers.clone());
         tokio::spawn(async move {
-            if let Err(error) = session(stream, peer, inbox.as_ref(), &settings).await {
-                tracing::debug!(%peer, %error, "SMTP session ended");
+            let served = tokio::time::timeout(
+                SESSION_LIMIT,
+                session(stream, peer, inbox.as_ref(), &settings, &readers),
+            )
+            .await;
+            match served {
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "SMTP session ended"),
+                Err(_) => tracing::debug!(%peer, "SMTP session ran too long"),
+                Ok(Ok(())) => {}
             }
-            drop(permit);
+            drop((permit, seat));
         });
+    }
+}
+
+/// One of a client address's sessions, given back when dropped.
+struct PeerSeat {
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerSeat {
+    /// A seat for `ip`, unless it holds [`MAX_PER_PEER`] sessions already.
+    fn take(peers: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Self> {
+        let mut held = peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(ip).or_insert(0);
+        if *count >= MAX_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSeat {
+    fn drop(&mut self) {
+        let mut held = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
     }
 }
 
 /// What reading one line found.
 enum Line {
-    /// A line without its CRLF (or LF).
-    Text(Vec<u8>),
+    /// A line without its ending, and whether that ending was CRLF (not a bare LF).
+    Text(Vec<u8>, bool),
     /// A line longer than the limit (read to its end and dropped).
     TooLong,
     /// The client closed the connection.
@@ -137,10 +204,12 @@ async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> std:
             if too_long {
                 return Ok(Line::TooLong);
             }
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+            let crlf = line.last() == Some(&b'\r');
+            if crlf {
                 line.pop();
             }
-            return Ok(Line::Text(line));
+            return Ok(Line::Text(line, crlf));
         }
     }
 }
@@ -164,6 +233,7 @@ async fn session(
     peer: SocketAddr,
     inbox: &dyn Inbox,
     settings: &Settings,
+    readers: &Semaphore,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -177,9 +247,15 @@ async fn session(
     let mut mail_from: Option<String> = None;
     let mut recipients: Vec<String> = Vec::new();
     let mut errors = 0;
+    let mut commands = 0;
     loop {
         if errors >= MAX_ERRORS {
             reply("421 4.7.0 too many errors; closing".to_owned()).await?;
+            return Ok(());
+        }
+        commands += 1;
+        if commands > MAX_COMMANDS {
+            reply("421 4.7.0 too many commands; closing".to_owned()).await?;
             return Ok(());
         }
         let line = match read_line(&mut reader, MAX_COMMAND).await? {
@@ -189,7 +265,7 @@ async fn session(
                 reply("500 5.5.6 line too long".to_owned()).await?;
                 continue;
             }
-            Line::Text(line) => line,
+            Line::Text(line, _) => line,
         };
         let line = String::from_utf8_lossy(&line).into_owned();
         let (verb, argument) = line.split_once(' ').unwrap_or((line.as_str(), ""));
@@ -265,12 +341,18 @@ async fn session(
                     reply("452 4.5.3 too many recipients".to_owned()).await?;
                     continue;
                 }
-                if inbox.accepts(&address).await {
-                    recipients.push(address);
-                    reply("250 2.1.5 recipient ok".to_owned()).await?;
-                } else {
-                    errors += 1;
-                    reply("550 5.1.1 no such mailbox here".to_owned()).await?;
+                match inbox.accepts(&address).await {
+                    Ok(true) => {
+                        recipients.push(address);
+                        reply("250 2.1.5 recipient ok".to_owned()).await?;
+                    }
+                    Ok(false) => {
+                        errors += 1;
+                        reply("550 5.1.1 no such mailbox here".to_owned()).await?;
+                    }
+                    Err(Refusal::Temporary(why) | Refusal::Permanent(why)) => {
+                        reply(format!("451 4.3.0 {}", one_line(&why))).await?;
+                    }
                 }
             }
             "DATA" => {
@@ -279,15 +361,28 @@ async fn session(
                     reply("503 5.5.1 no valid recipients".to_owned()).await?;
                     continue;
                 }
-                reply("354 end data with <CR><LF>.<CR><LF>".to_owned()).await?;
-                let Some(message) = read_data(&mut reader, settings.max_size).await? else {
-                    (mail_from, recipients) = (None, Vec::new());
-                    reply(format!(
-                        "552 5.3.4 messages are at most {} bytes",
-                        settings.max_size
-                    ))
-                    .await?;
+                let Ok(_reading) = readers.try_acquire() else {
+                    reply("451 4.3.2 too busy; try again later".to_owned()).await?;
                     continue;
+                };
+                reply("354 end data with <CR><LF>.<CR><LF>".to_owned()).await?;
+                let message = match read_data(&mut reader, settings.max_size).await? {
+                    Data::Message(message) => message,
+                    Data::TooLarge => {
+                        (mail_from, recipients) = (None, Vec::new());
+                        reply(format!(
+                            "552 5.3.4 messages are at most {} bytes",
+                            settings.max_size
+                        ))
+                        .await?;
+                        continue;
+                    }
+                    Data::BareLineFeed => {
+                        (mail_from, recipients) = (None, Vec::new());
+                        reply("550 5.6.11 lines must end in CRLF, not a bare LF".to_owned())
+                            .await?;
+                        continue;
+                    }
                 };
                 let envelope = Envelope {
                     peer,
@@ -337,16 +432,27 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// Reads a message up to the line with a lone dot, undoing dot-stuffing; `None` when it is
-/// larger than `max` (read to its end and dropped, so the session can go on).
-async fn read_data(
-    reader: &mut (impl AsyncBufRead + Unpin),
-    max: usize,
-) -> std::io::Result<Option<Vec<u8>>> {
+/// What reading a message found.
+#[derive(Debug, PartialEq, Eq)]
+enum Data {
+    /// The message, dot-stuffing undone.
+    Message(Vec<u8>),
+    /// It was larger than the limit.
+    TooLarge,
+    /// A line of it ended in a bare LF.
+    BareLineFeed,
+}
+
+/// Reads a message up to a lone dot between CRLFs, undoing dot-stuffing; a message too large
+/// or holding a bare LF is read to its end and dropped, so the session can go on.
+async fn read_data(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> std::io::Result<Data> {
     let mut message = Vec::new();
     let mut too_large = false;
+    let mut bare_lf = false;
+    // DATA's own line ended in CRLF.
+    let mut after_crlf = true;
     loop {
-        let line = match read_line(reader, MAX_TEXT_LINE).await? {
+        let (line, crlf) = match read_line(reader, MAX_TEXT_LINE).await? {
             Line::Closed => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -355,14 +461,25 @@ async fn read_data(
             }
             Line::TooLong => {
                 too_large = true;
+                after_crlf = false;
                 continue;
             }
-            Line::Text(line) => line,
+            Line::Text(line, crlf) => (line, crlf),
         };
-        if line == b"." {
-            return Ok((!too_large).then_some(message));
+        if line == b"." && crlf && after_crlf {
+            return Ok(if bare_lf {
+                Data::BareLineFeed
+            } else if too_large {
+                Data::TooLarge
+            } else {
+                Data::Message(message)
+            });
         }
-        if too_large {
+        after_crlf = crlf;
+        if !crlf {
+            bare_lf = true;
+        }
+        if too_large || bare_lf {
             continue;
         }
         let text = line.strip_prefix(b".").unwrap_or(&line);
@@ -402,13 +519,31 @@ mod tests {
         let mut input: &[u8] = b"Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\n";
         let message = read_data(&mut input, 1000).await.expect("read");
         assert_eq!(
-            message.as_deref(),
-            Some(&b"Subject: hi\r\n\r\n.leading dot\r\nbody\r\n"[..])
+            message,
+            Data::Message(b"Subject: hi\r\n\r\n.leading dot\r\nbody\r\n".to_vec())
         );
         let mut input: &[u8] = b"0123456789\r\n0123456789\r\n.\r\nNOOP\r\n";
-        assert!(read_data(&mut input, 15).await.expect("read").is_none());
+        assert_eq!(
+            read_data(&mut input, 15).await.expect("read"),
+            Data::TooLarge
+        );
         // The rest of the session is still there to read.
-        let Line::Text(next) = read_line(&mut input, 100).await.expect("line") else {
+        let Line::Text(next, true) = read_line(&mut input, 100).await.expect("line") else {
+            panic!("no next line");
+        };
+        assert_eq!(next, b"NOOP");
+    }
+
+    #[tokio::test]
+    async fn a_bare_line_feed_never_ends_the_data() {
+        // `\n.\n` and `\n.\r\n` are text; only CRLF . CRLF ends it, and the message is refused.
+        let mut input: &[u8] =
+            b"Subject: hi\r\n\r\nbody\n.\nMAIL FROM:<x@y.z>\n.\r\nRCPT TO:<a@b.c>\r\n.\r\nNOOP\r\n";
+        assert_eq!(
+            read_data(&mut input, 1000).await.expect("read"),
+            Data::BareLineFeed
+        );
+        let Line::Text(next, true) = read_line(&mut input, 100).await.expect("line") else {
             panic!("no next line");
         };
         assert_eq!(next, b"NOOP");

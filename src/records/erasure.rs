@@ -224,8 +224,14 @@ impl Records<'_> {
         // What was said about the person goes too.
         crate::store::comments::delete_of_records(&tx, ctx.scope.workspace_id, &model.key, &[id])
             .await?;
-        crate::store::emails::delete_of_records(&tx, ctx.scope.workspace_id, &model.key, &[id])
-            .await?;
+        crate::store::emails::delete_of_records(
+            &tx,
+            ctx.scope.workspace_id,
+            &model.key,
+            &[id],
+            true,
+        )
+        .await?;
         crate::store::notifications::delete_of_records(
             &tx,
             ctx.scope.workspace_id,

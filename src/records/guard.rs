@@ -367,6 +367,22 @@ impl Records<'_> {
         )
     }
 
+    /// Checks that the caller may change the live record `id` of `entity` (acting on it without
+    /// writing it, such as emailing from it): out of read scope 404, read-only 403.
+    ///
+    /// # Errors
+    /// `Error::NotFound`, `Error::Forbidden`, `Error::Db`.
+    pub async fn check_may_update(&self, ctx: &Context, entity: &str, id: Uuid) -> Result<()> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        let row = crate::store::records::find(self.db.conn(), &model.table(), id)
+            .await?
+            .filter(|row| row.deleted_at.is_none())
+            .ok_or_else(|| super::record_not_found(&id.to_string()))?;
+        self.check_record(ctx, &lens, &model, &row, Operation::Update)
+            .await
+    }
+
     /// Checks that the caller may do `operation` on `row`: out of read scope is 404, readable
     /// but not allowed is 403; both are audited.
     ///

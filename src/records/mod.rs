@@ -2043,6 +2043,7 @@ impl Records<'_> {
                 ctx.scope.workspace_id,
                 &member.key,
                 &purged_ids,
+                false,
             )
             .await?;
             crate::store::notifications::delete_of_records(

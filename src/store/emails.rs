@@ -64,20 +64,16 @@ pub async fn of_record(
     record_id: Uuid,
     limit: u64,
 ) -> Result<Vec<EmailRow>> {
-    let ids: Vec<Uuid> = email_link::Entity::find()
+    let filed = email_link::Entity::find()
+        .select_only()
+        .column(email_link::Column::EmailId)
         .filter(email_link::Column::WorkspaceId.eq(workspace_id))
         .filter(email_link::Column::Entity.eq(entity))
         .filter(email_link::Column::RecordId.eq(record_id))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|l| l.email_id)
-        .collect();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
+        .into_query();
     Ok(email::Entity::find()
-        .filter(email::Column::Id.is_in(ids))
+        .filter(email::Column::WorkspaceId.eq(workspace_id))
+        .filter(email::Column::Id.in_subquery(filed))
         .order_by_desc(email::Column::CreatedAt)
         .order_by_desc(email::Column::Id)
         .limit(limit)
@@ -155,6 +151,7 @@ pub async fn unfiled(conn: &impl Conn, workspace_id: Uuid, limit: u64) -> Result
         .filter(email::Column::WorkspaceId.eq(workspace_id))
         .filter(email::Column::Id.not_in_subquery(filed))
         .order_by_desc(email::Column::CreatedAt)
+        .order_by_desc(email::Column::Id)
         .limit(limit)
         .all(conn)
         .await?)
@@ -214,7 +211,9 @@ pub async fn set_status(
 }
 
 /// Removes the records `ids` of an entity from their emails, and deletes the emails then filed
-/// nowhere: the records were purged or erased, and their correspondence goes with them.
+/// nowhere (the records were purged: their correspondence goes with them, while what is also
+/// filed elsewhere stays there); with `whole`, deletes every email filed on them wherever else
+/// it is filed (the person was erased: nothing of their mail may remain).
 ///
 /// # Errors
 /// `Error::Db`.
@@ -223,6 +222,7 @@ pub async fn delete_of_records(
     workspace_id: Uuid,
     entity: &str,
     ids: &[Uuid],
+    whole: bool,
 ) -> Result<()> {
     for chunk in ids.chunks(500) {
         let touched: Vec<Uuid> = email_link::Entity::find()
@@ -243,13 +243,17 @@ pub async fn delete_of_records(
             .filter(email_link::Column::RecordId.is_in(chunk.iter().copied()))
             .exec(conn)
             .await?;
-        let still_filed: Vec<Uuid> = email_link::Entity::find()
-            .filter(email_link::Column::EmailId.is_in(touched.iter().copied()))
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|l| l.email_id)
-            .collect();
+        let still_filed: Vec<Uuid> = if whole {
+            Vec::new()
+        } else {
+            email_link::Entity::find()
+                .filter(email_link::Column::EmailId.is_in(touched.iter().copied()))
+                .all(conn)
+                .await?
+                .into_iter()
+                .map(|l| l.email_id)
+                .collect()
+        };
         let orphans: Vec<Uuid> = touched
             .into_iter()
             .filter(|id| !still_filed.contains(id))
@@ -262,6 +266,26 @@ pub async fn delete_of_records(
         }
     }
     Ok(())
+}
+
+/// How many emails a member sent from records of a workspace since `since`.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn sent_since(
+    conn: &impl Conn,
+    workspace_id: Uuid,
+    account_id: Uuid,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(email::Entity::find()
+        .filter(email::Column::WorkspaceId.eq(workspace_id))
+        .filter(email::Column::SentBy.eq(account_id))
+        .filter(email::Column::CreatedAt.gte(since))
+        .filter(email::Column::Source.eq("composed"))
+        .count(conn)
+        .await?)
 }
 
 /// The workspace's inbound address token, if it has one.

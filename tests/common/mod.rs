@@ -507,6 +507,8 @@ pub async fn deliver_inbound(app: &TestApp, from: &str, to: &str, raw: &str) {
 pub struct SmtpSink {
     pub port: u16,
     messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Recipients refused for good (`550` at RCPT), as a real server refuses unknown users.
+    refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
@@ -519,21 +521,27 @@ impl SmtpSink {
             port: listener.local_addr().expect("addr").port(),
             ..Self::default()
         };
-        let messages = sink.messages.clone();
+        let (messages, refused) = (sink.messages.clone(), sink.refused.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let messages = messages.clone();
+                let (messages, refused) = (messages.clone(), refused.clone());
                 tokio::spawn(async move {
-                    let _ = Self::session(stream, messages).await;
+                    let _ = Self::session(stream, messages, refused).await;
                 });
             }
         });
         sink
     }
 
+    /// Refuses mail for `address` from now on (`550 5.1.1`).
+    pub fn refuse(&self, address: &str) {
+        self.refused.lock().expect("lock").push(address.to_owned());
+    }
+
     async fn session(
         stream: tokio::net::TcpStream,
         messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     ) -> std::io::Result<()> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let (read, mut write) = stream.into_split();
@@ -543,6 +551,15 @@ impl SmtpSink {
             let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
             match verb.as_str() {
                 "EHLO" | "HELO" => write.write_all(b"250-sink\r\n250 8BITMIME\r\n").await?,
+                "RCPT"
+                    if refused
+                        .lock()
+                        .expect("lock")
+                        .iter()
+                        .any(|a| line.contains(&format!("<{a}>"))) =>
+                {
+                    write.write_all(b"550 5.1.1 no such user here\r\n").await?;
+                }
                 "DATA" => {
                     write.write_all(b"354 go ahead\r\n").await?;
                     let mut message = String::new();

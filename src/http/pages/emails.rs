@@ -28,12 +28,27 @@ struct ComposeQuery {
     template: Option<String>,
 }
 
-/// Addresses as typed in one box: separated by commas, semicolons or line breaks.
+/// Addresses as typed in one box: separated by commas, semicolons or line breaks outside
+/// quotes (`"Wang, Wei" <wang@example.com>` is one).
 fn split_addresses(text: &str) -> Vec<String> {
-    text.split([',', ';', '\n'])
-        .map(str::trim)
+    let mut found = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' | ';' | '\n' if !quoted => found.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    found.push(current);
+    found
+        .into_iter()
+        .map(|a| a.trim().to_owned())
         .filter(|a| !a.is_empty())
-        .map(str::to_owned)
         .collect()
 }
 
@@ -79,6 +94,7 @@ async fn draw(
                 "error": error,
                 "mail_enabled": services.mail_enabled(),
                 "inbound": inbound.address,
+                "bcc": inbound.bcc_address,
             }),
         ),
         status,
@@ -219,6 +235,10 @@ mod tests {
         assert_eq!(
             split_addresses("a@x.com, b@y.com;\n c@z.com ,,"),
             vec!["a@x.com", "b@y.com", "c@z.com"]
+        );
+        assert_eq!(
+            split_addresses("\"Wang, Wei\" <wang@example.com>; li@example.com"),
+            vec!["\"Wang, Wei\" <wang@example.com>", "li@example.com"]
         );
     }
 }

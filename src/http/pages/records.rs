@@ -2136,7 +2136,7 @@ pub(super) async fn draw_record(
         "can_update": shape.can_update,
         "can_delete": shape.can_delete,
         "can_comment": record.deleted_at.is_none(),
-        "can_email": record.deleted_at.is_none() && services.mail_enabled(),
+        "can_email": record.deleted_at.is_none() && services.mail_enabled() && shape.can_update,
         "print_templates": crate::printing::templates_for(&shape.snapshot, entity, locale),
         "composer": composer,
     });

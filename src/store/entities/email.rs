@@ -11,6 +11,7 @@ pub struct Model {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub direction: String,
+    pub source: String,
     pub message_id: String,
     pub replies_to: Option<Uuid>,
     pub from_address: String,
