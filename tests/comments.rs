@@ -363,6 +363,7 @@ async fn settings_choose_channels_and_a_daily_digest(backend: Backend) {
         defaults,
         json!({"mention": {"in_app": true, "email": true},
                "workflow": {"in_app": true, "email": true},
+               "reply": {"in_app": true, "email": false},
                "digest": {"enabled": false, "hour": 8}})
     );
     for (body, pointer) in [
@@ -458,7 +459,23 @@ async fn settings_choose_channels_and_a_daily_digest(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{marked}");
     let before = smtp.messages().len();
-    app.advance(chrono::Duration::hours(25));
+    // To the next 09:30 in the workspace's zone (a fixed jump would land before or after the
+    // digest hour depending on when the test runs).
+    let now = app.services.clock().now();
+    let zone = chrono_tz::Asia::Shanghai;
+    let local = now.with_timezone(&zone).date_naive();
+    let at_half_past_nine = |day: chrono::NaiveDate| {
+        use chrono::TimeZone;
+        zone.from_local_datetime(&day.and_hms_opt(9, 30, 0).expect("time"))
+            .single()
+            .expect("09:30 exists")
+            .with_timezone(&chrono::Utc)
+    };
+    let mut next = at_half_past_nine(local);
+    if next <= now {
+        next = at_half_past_nine(local.succ_opt().expect("tomorrow"));
+    }
+    app.advance(next - now);
     app.services.worker().schedule_housekeeping().await;
     app.run_jobs_until_idle().await;
     let digests: Vec<String> = mail_to(&smtp, "li@example.com")
@@ -559,6 +576,7 @@ async fn pages_comment_mention_and_open_the_notification(backend: Backend) {
             "/w/demo/notifications/settings",
             &[
                 ("mention.in_app", "on"),
+                ("reply.email", "on"),
                 ("digest.enabled", "on"),
                 ("digest.hour", "7"),
             ],
@@ -575,6 +593,7 @@ async fn pages_comment_mention_and_open_the_notification(backend: Backend) {
         saved,
         json!({"mention": {"in_app": true, "email": false},
                "workflow": {"in_app": false, "email": false},
+               "reply": {"in_app": false, "email": true},
                "digest": {"enabled": true, "hour": 7}})
     );
 }

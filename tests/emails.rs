@@ -188,6 +188,25 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     let on_contact = emails(&admin, "contact", &contact).await;
     assert_eq!(on_contact.len(), 1, "{on_contact:?}");
     assert_eq!(on_contact[0]["id"], received["id"]);
+    // The sender hears of the reply in the app (once), on the customer.
+    let (_, inbox) = admin.get(&format!("{W}/notifications")).await;
+    let replies: Vec<&Value> = inbox["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter(|n| n["kind"] == "reply")
+        .collect();
+    assert_eq!(replies.len(), 1, "{inbox}");
+    assert_eq!(replies[0]["entity"], "customer");
+    assert_eq!(replies[0]["record_id"], customer.as_str());
+    assert!(
+        replies[0]["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("Li Na") && t.contains("Re: 跟进")),
+        "{inbox}"
+    );
+    // By default a reply is not emailed again (it reached the sender's mailbox already).
+    assert_eq!(smtp.messages().len(), 1);
 
     // A member's BCC copy to their personal address is filed on the person it went to.
     let (_, wang) = customer_with_contact(&admin, "上海云帆", "Wang Wei", "wang@example.com").await;

@@ -177,6 +177,9 @@ impl Desk {
         }
         named.truncate(50);
         let thread = rows::by_message_ids(conn, workspace_id, &named).await?;
+        let answered = thread
+            .iter()
+            .find(|e| e.direction == "out" && e.source == "composed");
         let replies_to = thread.iter().find(|e| e.direction == "out").map(|e| e.id);
         let thread_ids: Vec<Uuid> = thread.iter().map(|e| e.id).collect();
         let mut links: Vec<Link> = Vec::new();
@@ -267,10 +270,100 @@ impl Desk {
             created_at: now,
             sent_at: (direction == "out").then_some(now),
         };
+        // The member who wrote the email this answers hears of the reply (mail from outside
+        // only, on a record they can still read).
+        let notice = match (direction, answered) {
+            ("in", Some(original)) => self.reply_notice(original, &row, &links).await?,
+            _ => None,
+        };
         let tx = self.services.db().write(Sharing::Alone).await?;
         let filed = rows::insert(&tx, row, &links).await?;
+        if filed && let Some((settings, notice)) = &notice {
+            crate::notifications::deliver(
+                &tx,
+                self.services.clock(),
+                self.services.mail_enabled(),
+                settings,
+                notice,
+            )
+            .await?;
+        }
         committed(tx.commit().await?)?;
         Ok(filed)
+    }
+}
+
+impl Desk {
+    /// The notice telling the sender of `original` of the reply `reply`, in their language,
+    /// about the first record of the thread they can read (`None`: they left the workspace or
+    /// can read none of them).
+    async fn reply_notice(
+        &self,
+        original: &EmailRow,
+        reply: &EmailRow,
+        links: &[Link],
+    ) -> Result<Option<(crate::notifications::Settings, crate::notifications::Notice)>> {
+        let Some(sender) = original.sent_by else {
+            return Ok(None);
+        };
+        let db = self.services.db();
+        let (Some(theirs), Some(account)) = (
+            crate::workspaces::access_of(
+                db,
+                self.services.access_cache(),
+                reply.workspace_id,
+                sender,
+            )
+            .await?,
+            crate::store::accounts::find(db.conn(), sender).await?,
+        ) else {
+            return Ok(None);
+        };
+        let ctx = crate::records::Context::for_member(&theirs, crate::records::Channel::Ui);
+        let records = self.services.records();
+        let mut about = None;
+        for link in links {
+            if records.can_read(&ctx, &link.entity, link.record_id).await? {
+                about = Some(link.clone());
+                break;
+            }
+        }
+        let Some(about) = about else {
+            return Ok(None);
+        };
+        let locale = crate::store::accounts::language_of(&account);
+        let who = if reply.from_name.is_empty() {
+            reply.from_address.clone()
+        } else {
+            reply.from_name.clone()
+        };
+        let settings = crate::notifications::settings_of(db.conn(), reply.workspace_id, &[sender])
+            .await?
+            .remove(&sender)
+            .unwrap_or_default();
+        let notice = crate::notifications::Notice {
+            workspace_id: reply.workspace_id,
+            account_id: sender,
+            kind: crate::notifications::Kind::Reply,
+            actor: None,
+            title: locale
+                .text("notifications.reply_title")
+                .replace("{who}", &who)
+                .replace("{subject}", &reply.subject),
+            body: reply.body.chars().take(500).collect(),
+            record: Some((about.entity.clone(), about.record_id)),
+            link: Some(format!(
+                "{}/w/{}/e/{}/{}#email-{}",
+                self.services.config().public_url.trim_end_matches('/'),
+                theirs.workspace.slug,
+                about.entity,
+                about.record_id,
+                reply.id
+            )),
+            key: format!("reply:{}", reply.id),
+            at: reply.created_at,
+        };
+        Ok(Some((settings, notice)))
     }
 }
 

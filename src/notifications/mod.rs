@@ -1,6 +1,6 @@
 //! The notification centre: each member's inbox (unread count, mark read), their settings —
 //! which channels (in-app, email) tell them of which kind of event (mentions, workflow
-//! messages) and whether a daily digest email gathers what they have not read — and the
+//! messages, replies to emails they sent from records) and whether a daily digest email gathers what they have not read — and the
 //! delivery of one person's notice through the channels they want, inside the caller's
 //! transaction. The `notifications.digest` job sends the digests ([`digest`]).
 
@@ -29,6 +29,8 @@ pub enum Kind {
     Mention,
     /// A workflow's notify step.
     Workflow,
+    /// A reply to an email the person sent from a record.
+    Reply,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
         match self {
             Self::Mention => "mention",
             Self::Workflow => "workflow",
+            Self::Reply => "reply",
         }
     }
 }
@@ -69,6 +72,16 @@ impl Default for Channels {
     }
 }
 
+impl Channels {
+    /// In the inbox only (a reply already reaches the person's own mailbox).
+    pub fn in_app_only() -> Self {
+        Self {
+            in_app: true,
+            email: false,
+        }
+    }
+}
+
 /// The daily digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -88,17 +101,30 @@ impl Default for Digest {
     }
 }
 
-/// A member's notification settings (what someone who never chose gets: everything, at once,
-/// and no digest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// A member's notification settings (what someone who never chose gets: everything at once,
+/// replies in the app only, and no digest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Mentions in comments.
     pub mention: Channels,
     /// Workflow notify steps.
     pub workflow: Channels,
+    /// Replies to emails the person sent from records.
+    pub reply: Channels,
     /// The daily digest of unread notifications.
     pub digest: Digest,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mention: Channels::default(),
+            workflow: Channels::default(),
+            reply: Channels::in_app_only(),
+            digest: Digest::default(),
+        }
+    }
 }
 
 impl Settings {
@@ -107,6 +133,7 @@ impl Settings {
         let channels = match kind {
             Kind::Mention => self.mention,
             Kind::Workflow => self.workflow,
+            Kind::Reply => self.reply,
         };
         match channel {
             Channel::InApp => channels.in_app,
@@ -327,7 +354,7 @@ pub async fn deliver(
 pub struct NotificationView {
     /// Id.
     pub id: Uuid,
-    /// What kind of event (`mention`, `workflow`).
+    /// What kind of event (`mention`, `workflow`, `reply`).
     pub kind: String,
     /// Title.
     pub title: String,

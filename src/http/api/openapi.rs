@@ -599,7 +599,7 @@ fn platform_paths(slug: &str, admin: bool, paths: &mut Map<String, Value>) {
     let channels = json!({"type": "object", "additionalProperties": false, "properties": {
         "in_app": {"type": "boolean"}, "email": {"type": "boolean"}}});
     let settings = json!({"type": "object", "additionalProperties": false, "properties": {
-        "mention": channels, "workflow": channels,
+        "mention": channels, "workflow": channels, "reply": channels,
         "digest": {"type": "object", "additionalProperties": false, "properties": {
             "enabled": {"type": "boolean"}, "hour": {"type": "integer", "minimum": 0, "maximum": 23}}}}});
     paths.insert(

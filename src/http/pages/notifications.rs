@@ -160,6 +160,8 @@ async fn save_settings(
         settings.mention.email = on("mention.email");
         settings.workflow.in_app = on("workflow.in_app");
         settings.workflow.email = on("workflow.email");
+        settings.reply.in_app = on("reply.in_app");
+        settings.reply.email = on("reply.email");
         settings.digest.enabled = on("digest.enabled");
         settings.digest.hour = match first(&posted, "digest.hour") {
             Some(text) => text
