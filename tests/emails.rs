@@ -876,7 +876,76 @@ async fn who_may_email_what_they_see_and_what_fails(backend: Backend) {
     );
 }
 
+async fn admins_file_unmatched_mail_from_the_mail_page(backend: Backend) {
+    let app = spawn(backend, None).await;
+    let admin = app.admin().await;
+    let inbound = inbound_address(&admin).await;
+    let customer = create(
+        &admin,
+        "customer",
+        json!({"name": "Zhao Industries", "lifecycle_stage": "first_contact"}),
+    )
+    .await;
+    deliver_inbound(
+        &app,
+        "zl@zhao-industries.cn",
+        &inbound,
+        &format!(
+            "From: Zhao Lei <zl@zhao-industries.cn>\nTo: {inbound}\nSubject: Our order\nMessage-ID: <zl-1@zhao-industries.cn>\n\nWhen does it ship?\n"
+        ),
+    )
+    .await;
+    let page = PageClient::sign_in(&app, ADMIN_EMAIL, common::ADMIN_PASSWORD, "en").await;
+    let (status, html) = page.get("/w/demo/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("data-testid=\"nav-mail\""),
+        "admins find the mail page"
+    );
+    let (status, html) = page.get("/w/demo/mail").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(&inbound), "{html}");
+    assert!(
+        html.contains("data-testid=\"unfiled-email\"") && html.contains("Our order"),
+        "{html}"
+    );
+    // The sender's name finds nothing; a search for the company offers the customer.
+    let (status, html) = page.get("/w/demo/mail?email=x&q=ignored").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(&format!("value=\"{customer}\"")), "{html}");
+    let (_, unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
+    let email = unfiled[0]["id"].as_str().expect("id").to_owned();
+    let (_, html) = page
+        .get(&format!("/w/demo/mail?email={email}&q=Zhao%20Industries"))
+        .await;
+    assert!(html.contains(&format!("value=\"{customer}\"")), "{html}");
+    let (status, location, _) = page
+        .post(
+            &format!("/w/demo/mail/{email}/file"),
+            &[("entity", "customer"), ("record_id", customer.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/w/demo/mail?filed=1");
+    assert_eq!(emails(&admin, "customer", &customer).await.len(), 1);
+    let (_, html) = page.get("/w/demo/mail?filed=1").await;
+    assert!(html.contains("data-testid=\"filed\""), "{html}");
+    assert!(!html.contains("data-testid=\"unfiled-email\""), "{html}");
+    // New addresses from the page; the old one is refused from then on.
+    let (status, _, _) = page.post("/w/demo/mail/rotate", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_ne!(inbound_address(&admin).await, inbound);
+    // Members do not see the workspace's unmatched mail.
+    join_member(&app, &admin, "rep@example.com", "crm.sales_rep").await;
+    let rep = PageClient::sign_in(&app, "rep@example.com", "user-password-123", "en").await;
+    let (status, _) = rep.get("/w/demo/mail").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, html) = rep.get("/w/demo/").await;
+    assert!(!html.contains("data-testid=\"nav-mail\""));
+}
+
 both_databases!(
+    admins_file_unmatched_mail_from_the_mail_page,
     who_may_email_what_they_see_and_what_fails,
     an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back,
     bad_emails_and_templates_are_refused_and_change_nothing,

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,10 +17,14 @@ use crate::emails::{Compose, Draft};
 use crate::error::{Error, Result};
 
 pub(super) fn router() -> Router<Services> {
-    Router::new().route(
-        "/w/{workspace}/e/{entity}/{id}/email",
-        get(compose).post(send),
-    )
+    Router::new()
+        .route(
+            "/w/{workspace}/e/{entity}/{id}/email",
+            get(compose).post(send),
+        )
+        .route("/w/{workspace}/mail", get(mail))
+        .route("/w/{workspace}/mail/rotate", post(rotate))
+        .route("/w/{workspace}/mail/{email}/file", post(file))
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +228,140 @@ async fn send(
         }
         Err(error) => finish(Err(error), member.locale),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct MailQuery {
+    /// The unfiled email a search is for.
+    email: Option<String>,
+    /// What to search for it.
+    q: Option<String>,
+    /// Set after an email was filed.
+    filed: Option<String>,
+}
+
+/// Records a search offers to file an email on (`q`), with their entity's label.
+async fn candidates(services: &Services, member: &Member, q: &str) -> Vec<Value> {
+    let request = crate::records::search::SearchRequest {
+        q: q.to_owned(),
+        entity: None,
+        limit: Some(5),
+    };
+    let Ok(found) = services.records().search(&member.ctx, &request).await else {
+        return Vec::new();
+    };
+    found
+        .results
+        .into_iter()
+        .flat_map(|group| {
+            let label = member
+                .locale
+                .label(Some(&group.label), &group.entity)
+                .to_owned();
+            group.records.into_iter().map(move |hit| {
+                json!({"entity": group.entity, "label": label, "id": hit.id, "title": hit.title})
+            })
+        })
+        .take(10)
+        .collect()
+}
+
+/// The workspace's mail (admins): its inbound address (rotate it) and the received mail no
+/// record matched, each with records to file it on (found from its sender, or searched).
+async fn mail(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Query(query): Query<MailQuery>,
+) -> Response {
+    let here = format!("/w/{slug}/mail");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        let emails = services.emails();
+        let unfiled = emails.unfiled(&member.access).await?;
+        let address = emails.inbound_address(&member.access).await?;
+        let mut items = Vec::new();
+        for email in unfiled {
+            let searched = query
+                .email
+                .as_deref()
+                .is_some_and(|e| e == email.id.to_string());
+            let q = match (&query.q, searched) {
+                (Some(q), true) if !q.trim().is_empty() => q.trim().to_owned(),
+                _ if !email.from_name.trim().is_empty() => email.from_name.clone(),
+                _ => email
+                    .from_address
+                    .split('@')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let found = candidates(&services, &member, &q).await;
+            let mut item = serde_json::to_value(&email).map_err(Error::internal)?;
+            item["q"] = json!(q);
+            item["candidates"] = json!(found);
+            items.push(item);
+        }
+        let snapshot = snapshot(&services, &member).await?;
+        let frame = frame(&services, &member, &snapshot, &here).await?;
+        page(
+            "mail.html",
+            with(
+                frame,
+                json!({
+                    "address": address,
+                    "unfiled": items,
+                    "filed": query.filed.is_some(),
+                    "section": "mail",
+                }),
+            ),
+            StatusCode::OK,
+        )
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn rotate(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/mail");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        services
+            .emails()
+            .rotate_inbound_address(&member.access)
+            .await?;
+        Ok(see_other(&here))
+    }
+    .await;
+    finish(result, member.locale)
+}
+
+async fn file(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    Path((slug, email)): Path<(String, String)>,
+    Form(posted): Form<Pairs>,
+) -> Response {
+    let here = format!("/w/{slug}/mail");
+    let member = member_or_return!(&services, &headers, &slug, &here);
+    let result = async {
+        member.check_csrf(first(&posted, "csrf_token"))?;
+        let entity = first(&posted, "entity").unwrap_or_default();
+        let record = first(&posted, "record_id").unwrap_or_default();
+        services
+            .emails()
+            .file(&member.ctx, &member.access, &email, entity, record)
+            .await?;
+        Ok(see_other(&format!("{here}?filed=1")))
+    }
+    .await;
+    finish(result, member.locale)
 }
 
 #[cfg(test)]

@@ -144,6 +144,7 @@ pub(super) async fn frame(
         "pending_approvals": pending,
         "is_admin": member.access.is_admin(),
         "can_build": member.access.require(crate::access::Right::Definitions).is_ok(),
+        "inbound_mail": services.config().inbound_enabled(),
     }))
 }
 
