@@ -334,7 +334,16 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
         "the copy went: {unfiled}"
     );
 
-    // Erasing the contact takes her reply from every record it was filed on.
+    // Erasing the contact takes her reply from every record it was filed on, and an email
+    // still waiting in the outbox to her is never sent.
+    let (status, waiting) = admin
+        .post(
+            &emails_of("contact", &contact),
+            json!({"to": ["li.na@example.com"], "subject": "Waiting", "body": "Not yet sent"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{waiting}");
+    let before = smtp.messages().len();
     let (status, body) = admin
         .post(
             &format!("{W}/entities/contact/records/{contact}/erase"),
@@ -345,6 +354,12 @@ async fn an_email_from_a_customer_reaches_its_contact_and_the_reply_comes_back(b
     let left = emails(&admin, "customer", &customer).await;
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.iter().all(|e| e["id"] != received["id"]), "{left:?}");
+    app.run_jobs_until_idle().await;
+    assert_eq!(
+        smtp.messages().len(),
+        before,
+        "the erased person's email was not sent"
+    );
 }
 
 async fn bad_emails_and_templates_are_refused_and_change_nothing(backend: Backend) {
@@ -652,6 +667,17 @@ async fn the_inbound_server_refuses_what_it_cannot_take(backend: Backend) {
     let filed = emails(&admin, "contact", &contact).await;
     assert_eq!(filed.len(), 1, "{filed:?}");
     assert_eq!(filed[0]["body"], "first\n.dotted line");
+
+    // A sender address no email field could hold is taken and kept unfiled, not bounced.
+    deliver_inbound(
+        &app,
+        "root@localhost",
+        &inbound,
+        &format!("From: root@localhost\nTo: {inbound}\nSubject: cron\nMessage-ID: <cron-1@localhost>\n\nDone.\n"),
+    )
+    .await;
+    let (_, unfiled) = admin.get(&format!("{W}/emails/unfiled")).await;
+    assert_eq!(unfiled[0]["subject"], "cron", "{unfiled}");
 }
 
 async fn the_record_page_composes_sends_and_shows_emails(backend: Backend) {

@@ -115,6 +115,9 @@ impl MigrationTrait for Migration {
                     // The secret part of the workspace's inbound address (`<slug>+<token>@…`);
                     // replaced when an admin rotates it.
                     .col(string("token").unique_key())
+                    // The key members' personal addresses are signed with; never shown, and
+                    // replaced with the token.
+                    .col(string("secret"))
                     .col(timestamp_with_time_zone("created_at"))
                     .foreign_key(
                         ForeignKey::create()

@@ -1,8 +1,9 @@
 //! Inbound mail: each workspace has an address `<slug>+<token>@<inbound domain>` (the token is
 //! a secret an admin can rotate); customers' replies reach it through the Reply-To of emails
 //! sent from records. Each member also has a personal address `<slug>+<token>.<code>@…` (the
-//! code an HMAC of their account under the token) to BCC from their own mailbox: only mail to
-//! that address is filed as sent by them — a `From:` header naming a member proves nothing. A
+//! code an HMAC of the token and their account under a key the server never shows) to BCC from
+//! their own mailbox: only mail to that address is filed as sent by them — a `From:` header
+//! naming a member proves nothing, and nobody can work out a colleague's code. A
 //! message is filed on the records its thread started on (In-Reply-To/References naming a
 //! message we sent) and on the records whose email fields hold the other party's address (the
 //! sender for mail from outside, the recipients for a member's copy). What matches nothing is
@@ -34,12 +35,15 @@ pub fn new_token() -> String {
     crate::auth::random_secret()[..20].to_owned()
 }
 
-/// The code of a member's personal inbound address: 12 hex digits of an HMAC of their account
-/// under the workspace's token (a new token gives everyone a new address).
-pub fn member_code(token: &str, account_id: Uuid) -> String {
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()) else {
+/// The code of a member's personal inbound address: 12 hex digits of an HMAC of the token and
+/// their account under the workspace's secret key (a new token gives everyone a new address;
+/// knowing the token and someone's account id is not enough to make theirs).
+pub fn member_code(secret: &str, token: &str, account_id: Uuid) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
         return String::new();
     };
+    mac.update(token.as_bytes());
+    mac.update(b"\0");
     mac.update(account_id.as_bytes());
     hex::encode(mac.finalize().into_bytes())[..12].to_owned()
 }
@@ -102,10 +106,12 @@ impl Desk {
             Some(code) => {
                 let code = code.to_ascii_lowercase();
                 let members = crate::store::workspaces::list_members(conn, workspace.id).await?;
-                let Some(found) = members
-                    .iter()
-                    .find(|m| crate::auth::same_secret(&member_code(&token, m.account_id), &code))
-                else {
+                let Some(found) = members.iter().find(|m| {
+                    crate::auth::same_secret(
+                        &member_code(&inbox.secret, &token, m.account_id),
+                        &code,
+                    )
+                }) else {
                     return Ok(None);
                 };
                 Some(found.account_id)
@@ -200,11 +206,12 @@ impl Desk {
                         "filter": {"field": field.key, "op": "eq", "value": address},
                         "limit": MATCHES_PER_ADDRESS,
                     });
-                    let page = self
-                        .services
-                        .records()
-                        .list(&ctx, &model.key, &query)
-                        .await?;
+                    let page = match self.services.records().list(&ctx, &model.key, &query).await {
+                        Ok(page) => page,
+                        // An address no email field could hold (`root@localhost`) matches none.
+                        Err(Error::Invalid { .. }) => continue,
+                        Err(other) => return Err(other),
+                    };
                     for record in page.records {
                         let link = Link {
                             entity: model.key.clone(),
@@ -332,10 +339,16 @@ impl Desk {
             return Ok(None);
         };
         let locale = crate::store::accounts::language_of(&account);
-        let who = if reply.from_name.is_empty() {
-            reply.from_address.clone()
-        } else {
+        let who = if !reply.from_name.is_empty() {
             reply.from_name.clone()
+        } else if self.services.emails().masks_addresses(&ctx).await? {
+            // Their role masks email fields: the address is masked here too.
+            crate::access::mask(&json!(reply.from_address), true)
+                .as_str()
+                .unwrap_or("****")
+                .to_owned()
+        } else {
+            reply.from_address.clone()
         };
         let settings = crate::notifications::settings_of(db.conn(), reply.workspace_id, &[sender])
             .await?
@@ -449,11 +462,18 @@ mod tests {
             None
         );
         let someone = Uuid::from_u128(7);
-        assert_eq!(member_code("abc", someone).len(), 12);
-        assert_ne!(member_code("abc", someone), member_code("abd", someone));
+        assert_eq!(member_code("key", "abc", someone).len(), 12);
         assert_ne!(
-            member_code("abc", someone),
-            member_code("abc", Uuid::from_u128(8))
+            member_code("key", "abc", someone),
+            member_code("key", "abd", someone)
+        );
+        assert_ne!(
+            member_code("key", "abc", someone),
+            member_code("kez", "abc", someone)
+        );
+        assert_ne!(
+            member_code("key", "abc", someone),
+            member_code("key", "abc", Uuid::from_u128(8))
         );
         assert_eq!(parse_address("demo@in.example.com", "in.example.com"), None);
         assert_eq!(parse_address("demo+x@other.com", "in.example.com"), None);

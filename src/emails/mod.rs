@@ -402,18 +402,6 @@ impl Emails<'_> {
             return Err(Error::invalid_all("the email cannot be sent", problems));
         }
         let now = self.records.clock.now();
-        let recent = rows::sent_since(
-            self.records.db.conn(),
-            access.workspace.id,
-            access.account_id,
-            now - chrono::Duration::hours(1),
-        )
-        .await?;
-        if recent >= MAX_PER_HOUR {
-            return Err(Error::RateLimited {
-                retry_after_secs: 600,
-            });
-        }
         let sender = self.sender(access).await?;
         let email_id = new_id();
         let domain = self.inbound_domain.unwrap_or("formwork.invalid");
@@ -454,6 +442,20 @@ impl Emails<'_> {
             ..Default::default()
         };
         let tx = self.records.db.write(Sharing::Alone).await?;
+        // Counted in the write's transaction: on SQLite writes take turns, so the limit is
+        // exact; on PostgreSQL sends at the same instant may pass it by a few.
+        let recent = rows::sent_since(
+            &tx,
+            access.workspace.id,
+            access.account_id,
+            now - chrono::Duration::hours(1),
+        )
+        .await?;
+        if recent >= MAX_PER_HOUR {
+            return Err(Error::RateLimited {
+                retry_after_secs: 600,
+            });
+        }
         rows::insert(
             &tx,
             row.clone(),
@@ -463,7 +465,14 @@ impl Emails<'_> {
             }],
         )
         .await?;
-        crate::mail::queue(&tx, self.records.clock, &email).await?;
+        crate::mail::queue_once(
+            &tx,
+            self.records.clock,
+            &email,
+            access.workspace.id,
+            rows::job_key(email_id),
+        )
+        .await?;
         committed(tx.commit().await?)?;
         let names = HashMap::from([(access.account_id, sender.name)]);
         Ok(view(row, &names))
@@ -505,7 +514,10 @@ impl Emails<'_> {
 
     /// Whether the caller's role hides or masks an email field of an entity they read: then
     /// the addresses of emails are masked for them too (the fields' rule holds in the timeline).
-    async fn masks_addresses(&self, ctx: &Context) -> Result<bool> {
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn masks_addresses(&self, ctx: &Context) -> Result<bool> {
         let Some(policy) = &ctx.policy else {
             return Ok(false);
         };
@@ -576,7 +588,7 @@ impl Emails<'_> {
             bcc_address: Some(format!(
                 "{slug}+{}.{}@{domain}",
                 row.token,
-                inbound::member_code(&row.token, access.account_id)
+                inbound::member_code(&row.secret, &row.token, access.account_id)
             )),
         })
     }
@@ -604,6 +616,7 @@ impl Emails<'_> {
         rows::InboxRow {
             workspace_id: access.workspace.id,
             token: inbound::new_token(),
+            secret: crate::auth::random_secret(),
             created_at: self.records.clock.now(),
         }
     }

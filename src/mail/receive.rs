@@ -100,7 +100,8 @@ pub async fn serve(
             continue;
         };
         let permit = sessions.clone().try_acquire_owned().ok();
-        let seat = permit.and_then(|permit| PeerSeat::take(&peers, peer.ip()).map(|s| (permit, s)));
+        let seat = permit
+            .and_then(|permit| PeerSeat::take(&peers, client_of(peer.ip())).map(|s| (permit, s)));
         let Some((permit, seat)) = seat else {
             tokio::spawn(async move {
                 let _ = stream
@@ -126,7 +127,20 @@ pub async fn serve(
     }
 }
 
-/// One of a client address's sessions, given back when dropped.
+/// The client an address belongs to: an IPv4 address, or an IPv6 /64 (what one host or
+/// network usually holds whole).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(segments))
+        }
+    }
+}
+
+/// One of a client's sessions, given back when dropped.
 struct PeerSeat {
     peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
     ip: IpAddr,
@@ -169,8 +183,8 @@ impl Drop for PeerSeat {
 enum Line {
     /// A line without its ending, and whether that ending was CRLF (not a bare LF).
     Text(Vec<u8>, bool),
-    /// A line longer than the limit (read to its end and dropped).
-    TooLong,
+    /// A line longer than the limit (read to its end and dropped), and whether it ended in CRLF.
+    TooLong(bool),
     /// The client closed the connection.
     Closed,
 }
@@ -179,6 +193,8 @@ enum Line {
 async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> std::io::Result<Line> {
     let mut line = Vec::new();
     let mut too_long = false;
+    // The last byte read before the one at hand (what precedes a LF may be in an earlier chunk).
+    let mut last: Option<u8> = None;
     loop {
         let buffer = tokio::time::timeout(IDLE, reader.fill_buf())
             .await
@@ -191,6 +207,16 @@ async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> std:
             None => (buffer, false),
         };
         let used = chunk.len();
+        let before_lf = if done {
+            if used >= 2 {
+                Some(chunk[used - 2])
+            } else {
+                last
+            }
+        } else {
+            None
+        };
+        last = chunk.last().copied();
         if !too_long {
             if line.len() + used > max + 2 {
                 too_long = true;
@@ -202,7 +228,7 @@ async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> std:
         reader.consume(used);
         if done {
             if too_long {
-                return Ok(Line::TooLong);
+                return Ok(Line::TooLong(before_lf == Some(b'\r')));
             }
             line.pop();
             let crlf = line.last() == Some(&b'\r');
@@ -260,7 +286,7 @@ async fn session(
         }
         let line = match read_line(&mut reader, MAX_COMMAND).await? {
             Line::Closed => return Ok(()),
-            Line::TooLong => {
+            Line::TooLong(_) => {
                 errors += 1;
                 reply("500 5.5.6 line too long".to_owned()).await?;
                 continue;
@@ -459,9 +485,12 @@ async fn read_data(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> std:
                     "closed inside DATA",
                 ));
             }
-            Line::TooLong => {
+            Line::TooLong(crlf) => {
                 too_large = true;
-                after_crlf = false;
+                after_crlf = crlf;
+                if !crlf {
+                    bare_lf = true;
+                }
                 continue;
             }
             Line::Text(line, crlf) => (line, crlf),
@@ -529,6 +558,22 @@ mod tests {
         );
         // The rest of the session is still there to read.
         let Line::Text(next, true) = read_line(&mut input, 100).await.expect("line") else {
+            panic!("no next line");
+        };
+        assert_eq!(next, b"NOOP");
+    }
+
+    #[tokio::test]
+    async fn a_line_past_the_limit_still_lets_the_data_end() {
+        let mut input = b"Subject: big\r\n\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_TEXT_LINE + 10));
+        input.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
+        let mut reader: &[u8] = &input;
+        assert_eq!(
+            read_data(&mut reader, 1_000_000).await.expect("read"),
+            Data::TooLarge
+        );
+        let Line::Text(next, true) = read_line(&mut reader, 100).await.expect("line") else {
             panic!("no next line");
         };
         assert_eq!(next, b"NOOP");

@@ -224,12 +224,26 @@ impl Records<'_> {
         // What was said about the person goes too.
         crate::store::comments::delete_of_records(&tx, ctx.scope.workspace_id, &model.key, &[id])
             .await?;
-        crate::store::emails::delete_of_records(
+        let emails = crate::store::emails::delete_of_records(
             &tx,
             ctx.scope.workspace_id,
             &model.key,
             &[id],
             true,
+        )
+        .await?;
+        // Their delivery jobs hold the addresses and text too.
+        crate::store::jobs::delete_unclaimed_keyed(
+            &tx,
+            emails
+                .iter()
+                .map(|email| {
+                    crate::jobs::scoped_key(
+                        Some(ctx.scope.workspace_id),
+                        &crate::store::emails::job_key(*email),
+                    )
+                })
+                .collect(),
         )
         .await?;
         crate::store::notifications::delete_of_records(

@@ -367,6 +367,33 @@ impl Records<'_> {
         )
     }
 
+    /// Whether `ctx` may change the live record `id` of `entity` (asked to draw a page's
+    /// actions: not audited as a denial).
+    ///
+    /// # Errors
+    /// `Error::NotFound` (entity), `Error::Db`.
+    pub async fn can_update(&self, ctx: &Context, entity: &str, id: Uuid) -> Result<bool> {
+        let (_, model) = self.model(ctx.scope, entity).await?;
+        let lens = Lens::new(ctx, &model);
+        let Some(row) = crate::store::records::find(self.db.conn(), &model.table(), id).await?
+        else {
+            return Ok(false);
+        };
+        if row.deleted_at.is_some() || lens.reach(Operation::Read) == Reach::None {
+            return Ok(false);
+        }
+        let Some(account) = lens.account() else {
+            return Ok(true);
+        };
+        if lens.covers(Operation::Read, row.owner) && lens.covers(Operation::Update, row.owner) {
+            return Ok(true);
+        }
+        Ok(
+            people::shared_with(self.db.conn(), model.definition_id, row.id, account).await?
+                == Some(true),
+        )
+    }
+
     /// Checks that the caller may change the live record `id` of `entity` (acting on it without
     /// writing it, such as emailing from it): out of read scope 404, read-only 403.
     ///

@@ -189,6 +189,11 @@ pub async fn add_links(
     Ok(())
 }
 
+/// The outbox key of the email `id`'s delivery job (unscoped).
+pub fn job_key(id: Uuid) -> String {
+    format!("email:{id}")
+}
+
 /// Records the outcome of sending a queued email (`sent`, or `failed` with why).
 ///
 /// # Errors
@@ -223,7 +228,8 @@ pub async fn delete_of_records(
     entity: &str,
     ids: &[Uuid],
     whole: bool,
-) -> Result<()> {
+) -> Result<Vec<Uuid>> {
+    let mut deleted = Vec::new();
     for chunk in ids.chunks(500) {
         let touched: Vec<Uuid> = email_link::Entity::find()
             .filter(email_link::Column::WorkspaceId.eq(workspace_id))
@@ -260,12 +266,13 @@ pub async fn delete_of_records(
             .collect();
         if !orphans.is_empty() {
             email::Entity::delete_many()
-                .filter(email::Column::Id.is_in(orphans))
+                .filter(email::Column::Id.is_in(orphans.iter().copied()))
                 .exec(conn)
                 .await?;
+            deleted.extend(orphans);
         }
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// How many emails a member sent from records of a workspace since `since`.
@@ -316,7 +323,11 @@ pub async fn inbox_by_token(conn: &impl Conn, token: &str) -> Result<Option<Inbo
 pub async fn put_inbox(conn: &impl Conn, row: InboxRow, replace: bool) -> Result<()> {
     let mut conflict = OnConflict::column(mail_inbox::Column::WorkspaceId);
     if replace {
-        conflict.update_columns([mail_inbox::Column::Token, mail_inbox::Column::CreatedAt]);
+        conflict.update_columns([
+            mail_inbox::Column::Token,
+            mail_inbox::Column::Secret,
+            mail_inbox::Column::CreatedAt,
+        ]);
     } else {
         conflict.do_nothing();
     }

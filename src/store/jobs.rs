@@ -343,6 +343,22 @@ pub async fn forget_finished_keyed(conn: &impl Conn, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the jobs with these (scoped) dedupe keys that no worker holds (queued or finished),
+/// payload and all: what they carried must not remain.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn delete_unclaimed_keyed(conn: &impl Conn, keys: Vec<String>) -> Result<()> {
+    for chunk in keys.chunks(500) {
+        job::Entity::delete_many()
+            .filter(job::Column::DedupeKey.is_in(chunk.iter().cloned()))
+            .filter(job::Column::Status.ne(status::RUNNING))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Cancels the queued job with this (scoped) dedupe key; true when there was one.
 ///
 /// # Errors

@@ -230,6 +230,9 @@ async fn send(
     }
 }
 
+/// Unfiled emails offered records without being searched for.
+const AUTO_SUGGESTED: usize = 10;
+
 #[derive(Debug, Deserialize)]
 struct MailQuery {
     /// The unfiled email a search is for.
@@ -281,7 +284,7 @@ async fn mail(
         let unfiled = emails.unfiled(&member.access).await?;
         let address = emails.inbound_address(&member.access).await?;
         let mut items = Vec::new();
-        for email in unfiled {
+        for (i, email) in unfiled.into_iter().enumerate() {
             let searched = query
                 .email
                 .as_deref()
@@ -296,7 +299,12 @@ async fn mail(
                     .unwrap_or_default()
                     .to_owned(),
             };
-            let found = candidates(&services, &member, &q).await;
+            // Suggestions for the first few and the one searched: a long list costs no more.
+            let found = if searched || i < AUTO_SUGGESTED {
+                Some(candidates(&services, &member, &q).await)
+            } else {
+                None
+            };
             let mut item = serde_json::to_value(&email).map_err(Error::internal)?;
             item["q"] = json!(q);
             item["candidates"] = json!(found);

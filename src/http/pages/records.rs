@@ -2104,6 +2104,13 @@ pub(super) async fn draw_record(
     } else {
         Vec::new()
     };
+    let can_email = record.deleted_at.is_none()
+        && services.mail_enabled()
+        && shape.can_update
+        && services
+            .records()
+            .can_update(&member.ctx, entity, record.id)
+            .await?;
     let snapshot = shape.snapshot.clone();
     let frame = frame(services, member, &snapshot, here).await?;
     let doc = &model.document;
@@ -2136,7 +2143,7 @@ pub(super) async fn draw_record(
         "can_update": shape.can_update,
         "can_delete": shape.can_delete,
         "can_comment": record.deleted_at.is_none(),
-        "can_email": record.deleted_at.is_none() && services.mail_enabled() && shape.can_update,
+        "can_email": can_email,
         "print_templates": crate::printing::templates_for(&shape.snapshot, entity, locale),
         "composer": composer,
     });

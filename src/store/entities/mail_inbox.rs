@@ -11,6 +11,7 @@ pub struct Model {
     pub workspace_id: Uuid,
     #[sea_orm(unique)]
     pub token: String,
+    pub secret: String,
     pub created_at: DateTimeUtc,
 }
 
