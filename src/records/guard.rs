@@ -345,26 +345,7 @@ impl Records<'_> {
     /// # Errors
     /// `Error::NotFound` (entity), `Error::Db`.
     pub async fn can_read(&self, ctx: &Context, entity: &str, id: Uuid) -> Result<bool> {
-        let (_, model) = self.model(ctx.scope, entity).await?;
-        let lens = Lens::new(ctx, &model);
-        let Some(row) = crate::store::records::find(self.db.conn(), &model.table(), id).await?
-        else {
-            return Ok(false);
-        };
-        if row.deleted_at.is_some() || lens.reach(Operation::Read) == Reach::None {
-            return Ok(false);
-        }
-        let Some(account) = lens.account() else {
-            return Ok(true);
-        };
-        if lens.covers(Operation::Read, row.owner) {
-            return Ok(true);
-        }
-        Ok(
-            people::shared_with(self.db.conn(), model.definition_id, row.id, account)
-                .await?
-                .is_some(),
-        )
+        self.can(ctx, entity, id, Operation::Read).await
     }
 
     /// Whether `ctx` may change the live record `id` of `entity` (asked to draw a page's
@@ -373,6 +354,17 @@ impl Records<'_> {
     /// # Errors
     /// `Error::NotFound` (entity), `Error::Db`.
     pub async fn can_update(&self, ctx: &Context, entity: &str, id: Uuid) -> Result<bool> {
+        self.can(ctx, entity, id, Operation::Update).await
+    }
+
+    /// Whether `ctx` may read, or change, the live record `id` (unaudited).
+    async fn can(
+        &self,
+        ctx: &Context,
+        entity: &str,
+        id: Uuid,
+        operation: Operation,
+    ) -> Result<bool> {
         let (_, model) = self.model(ctx.scope, entity).await?;
         let lens = Lens::new(ctx, &model);
         let Some(row) = crate::store::records::find(self.db.conn(), &model.table(), id).await?
@@ -385,13 +377,16 @@ impl Records<'_> {
         let Some(account) = lens.account() else {
             return Ok(true);
         };
-        if lens.covers(Operation::Read, row.owner) && lens.covers(Operation::Update, row.owner) {
+        if lens.covers(Operation::Read, row.owner) && lens.covers(operation, row.owner) {
             return Ok(true);
         }
-        Ok(
-            people::shared_with(self.db.conn(), model.definition_id, row.id, account).await?
-                == Some(true),
-        )
+        let shared =
+            people::shared_with(self.db.conn(), model.definition_id, row.id, account).await?;
+        Ok(match operation {
+            Operation::Read => shared.is_some(),
+            Operation::Update => shared == Some(true),
+            Operation::Create | Operation::Delete => false,
+        })
     }
 
     /// Checks that the caller may change the live record `id` of `entity` (acting on it without
