@@ -837,8 +837,46 @@ async fn who_may_email_what_they_see_and_what_fails(backend: Backend) {
             .any(|e| e["id"] == sent["id"] && e["status"] == "sent")
     );
 
+    // An email whose worker kept dying before it could report shows as failed, with why.
+    let (status, orphan) = admin
+        .post(
+            &emails_of("customer", &customer),
+            json!({"to": ["li.na@example.com"], "subject": "Orphan", "body": "Hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{orphan}");
+    let now = app.services.clock().now();
+    for i in 0..10 {
+        let at = now + chrono::Duration::seconds(i);
+        let claimed = formwork::store::jobs::claim(
+            app.services.db().conn(),
+            "a-worker-that-dies",
+            &["outbox.email"],
+            1,
+            at,
+            at,
+        )
+        .await
+        .expect("claim");
+        assert_eq!(claimed.len(), 1);
+    }
+    app.advance(chrono::Duration::minutes(1));
+    app.run_jobs_until_idle().await;
+    let listed = emails(&admin, "customer", &customer).await;
+    let given_up = listed
+        .iter()
+        .find(|e| e["id"] == orphan["id"])
+        .expect("listed");
+    assert_eq!(given_up["status"], "failed", "{given_up}");
+    assert!(
+        given_up["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no attempts left")),
+        "{given_up}"
+    );
+
     // A member sends at most 100 emails an hour from records.
-    for i in 2..100 {
+    for i in 3..100 {
         let (status, body) = admin
             .post(
                 &emails_of("customer", &customer),

@@ -500,14 +500,56 @@ impl Emails<'_> {
         .await?;
         let names = self.names(access).await?;
         let masked = self.masks_addresses(ctx).await?;
+        let given_up = self.given_up(access, &found).await?;
         Ok(found
             .into_iter()
             .map(|row| {
                 let mut email = view(row, &names);
+                if let Some(why) = given_up.get(&email.id) {
+                    email.status = "failed".to_owned();
+                    email.error = Some(why.clone());
+                }
                 if masked {
                     mask_addresses(&mut email);
                 }
                 email
+            })
+            .collect())
+    }
+
+    /// Why the outbox gave up on those of `emails` still marked queued: their job died or was
+    /// cancelled without the sender's handler recording it (a worker that kept dying on it).
+    async fn given_up(
+        &self,
+        access: &Access,
+        emails: &[EmailRow],
+    ) -> Result<HashMap<Uuid, String>> {
+        let queued: HashMap<String, Uuid> = emails
+            .iter()
+            .filter(|e| e.status == "queued" && e.source == "composed")
+            .map(|e| {
+                (
+                    crate::jobs::scoped_key(Some(access.workspace.id), &rows::job_key(e.id)),
+                    e.id,
+                )
+            })
+            .collect();
+        if queued.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let jobs =
+            crate::store::jobs::by_keys(self.records.db.conn(), queued.keys().cloned().collect())
+                .await?;
+        Ok(jobs
+            .into_iter()
+            .filter(|job| job.status == "dead" || job.status == "cancelled")
+            .filter_map(|job| {
+                let id = queued.get(job.dedupe_key.as_deref()?)?;
+                Some((
+                    *id,
+                    job.last_error
+                        .unwrap_or_else(|| "the outbox gave up on this email".to_owned()),
+                ))
             })
             .collect())
     }

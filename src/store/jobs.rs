@@ -359,6 +359,23 @@ pub async fn delete_unclaimed_keyed(conn: &impl Conn, keys: Vec<String>) -> Resu
     Ok(())
 }
 
+/// The jobs with these (scoped) dedupe keys.
+///
+/// # Errors
+/// `Error::Db`.
+pub async fn by_keys(conn: &impl Conn, keys: Vec<String>) -> Result<Vec<JobRow>> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(500) {
+        found.extend(
+            job::Entity::find()
+                .filter(job::Column::DedupeKey.is_in(chunk.iter().cloned()))
+                .all(conn)
+                .await?,
+        );
+    }
+    Ok(found)
+}
+
 /// Cancels the queued job with this (scoped) dedupe key; true when there was one.
 ///
 /// # Errors
