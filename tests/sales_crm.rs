@@ -293,6 +293,14 @@ async fn reminders_escalate_and_approvals_take_two_levels(backend: Backend) {
 
 async fn contracts_payments_birthdays_and_complaints(backend: Backend) {
     let app = demo(backend).await;
+    // Start at 10:00 in the workspace's zone (UTC+8) tomorrow, so every step below lands at
+    // 15:00 there, after the date triggers' 09:00, whatever the time of day the test runs.
+    let now = app.services.clock().now();
+    let ten_tomorrow = ((now + Duration::hours(8)).date_naive() + Duration::days(1))
+        .and_hms_opt(2, 0, 0)
+        .expect("02:00 UTC")
+        .and_utc();
+    app.advance(ten_tomorrow - now);
     let zhang = person(&app, "zhang.wei").await;
     let start = today(&app);
     let customer = create(
