@@ -490,21 +490,37 @@ impl Emails<'_> {
         id: &str,
     ) -> Result<Vec<EmailView>> {
         let record = self.records.get(ctx, entity, id, true).await?;
+        let names = self.names(access).await?;
+        self.of_record(ctx, access, entity, record.id, &names).await
+    }
+
+    /// The emails filed on record `record_id`, which the caller has just read, newest first;
+    /// `names` are the members' names by account (the record page has them already).
+    ///
+    /// # Errors
+    /// `Error::Db`.
+    pub async fn of_record(
+        &self,
+        ctx: &Context,
+        access: &Access,
+        entity: &str,
+        record_id: Uuid,
+        names: &HashMap<Uuid, String>,
+    ) -> Result<Vec<EmailView>> {
         let found = rows::of_record(
             self.records.db.conn(),
             access.workspace.id,
             entity,
-            record.id,
+            record_id,
             TIMELINE_LIMIT,
         )
         .await?;
-        let names = self.names(access).await?;
         let masked = self.masks_addresses(ctx).await?;
         let given_up = self.given_up(access, &found).await?;
         Ok(found
             .into_iter()
             .map(|row| {
-                let mut email = view(row, &names);
+                let mut email = view(row, names);
                 if let Some(why) = given_up.get(&email.id) {
                     email.status = "failed".to_owned();
                     email.error = Some(why.clone());

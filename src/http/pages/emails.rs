@@ -105,6 +105,19 @@ async fn draw(
     )
 }
 
+/// An email to the record's people with no template (its addresses only).
+async fn plain_draft(
+    services: &Services,
+    member: &Member,
+    entity: &str,
+    id: &str,
+) -> Result<Draft> {
+    services
+        .emails()
+        .draft(&member.ctx, &member.access, entity, id, None, member.locale)
+        .await
+}
+
 fn draft_value(draft: &Draft) -> Value {
     json!({
         "template": draft.template,
@@ -141,16 +154,7 @@ async fn compose(
             Ok(draft) => (draft_value(&draft), None),
             // A template that fails shows why, over an empty email.
             Err(error @ Error::Invalid { .. }) => {
-                let plain = emails
-                    .draft(
-                        &member.ctx,
-                        &member.access,
-                        &entity,
-                        &id,
-                        None,
-                        member.locale,
-                    )
-                    .await?;
+                let plain = plain_draft(&services, &member, &entity, &id).await?;
                 let mut value = draft_value(&plain);
                 value["template"] = json!(template);
                 (value, Some(problem_text(&error, member.locale)))
@@ -201,16 +205,7 @@ async fn send(
     match result {
         Ok(response) => response,
         Err(error @ (Error::Invalid { .. } | Error::Conflict { .. })) => {
-            let suggestions = services
-                .emails()
-                .draft(
-                    &member.ctx,
-                    &member.access,
-                    &entity,
-                    &id,
-                    None,
-                    member.locale,
-                )
+            let suggestions = plain_draft(&services, &member, &entity, &id)
                 .await
                 .map(|d| d.suggestions)
                 .unwrap_or_default();

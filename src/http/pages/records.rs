@@ -2016,10 +2016,15 @@ pub(super) async fn draw_record(
         entry["at"] = json!(comment.created_at);
         timeline.push(entry);
     }
+    let people: HashMap<Uuid, String> = names
+        .people
+        .iter()
+        .filter_map(|(id, n)| Uuid::parse_str(id).ok().map(|u| (u, n.clone())))
+        .collect();
     // Emails sent from the record or filed on it.
     for email in services
         .emails()
-        .list(&member.ctx, &member.access, entity, id)
+        .of_record(&member.ctx, &member.access, entity, record.id, &people)
         .await?
     {
         let mut entry = serde_json::to_value(&email).map_err(Error::internal)?;
@@ -2067,11 +2072,6 @@ pub(super) async fn draw_record(
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
     };
     timeline.sort_by_key(|entry| std::cmp::Reverse(instant(entry)));
-    let people: HashMap<Uuid, String> = names
-        .people
-        .iter()
-        .filter_map(|(id, n)| Uuid::parse_str(id).ok().map(|u| (u, n.clone())))
-        .collect();
     let approvals: Vec<Value> = crate::workflows::approvals::of_record(
         services.db(),
         member.access.workspace.id,
